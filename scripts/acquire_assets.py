@@ -1,0 +1,116 @@
+"""Fetch, verify and prepare what the appliance and the demo need, from package registries.
+
+- BlazeFace detection models: npm ``@mediapipe/face_detection`` (Apache-2.0), pinned by
+  SHA-256, converted to ONNX for onnxruntime.
+- Demo faces: the official portraits in the ``face_recognition`` 1.3.0 source
+  distribution on PyPI (MIT; U.S. government works) and scikit-image's astronaut
+  (NASA, public domain). They play document photos and live captures in the demo.
+
+Idempotent: a second run checks hashes and does nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from appliance import model_store
+from appliance.paths import demo_assets_dir, models_dir
+
+FACE_RECOGNITION_SDIST = "face_recognition==1.3.0"
+FACE_RECOGNITION_SDIST_SHA256 = "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec"
+DEMO_IMAGES = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check(label: str, data: bytes, expected: str) -> None:
+    actual = _sha256(data)
+    if actual != expected:
+        sys.exit(f"{label}: SHA-256 {actual} does not match the pinned {expected}; refusing it")
+
+
+def acquire_models(target: Path) -> None:
+    try:
+        model_store.verified_model("short", target)
+        model_store.verified_model("full", target)
+        print(f"models: already prepared in {target}")
+        return
+    except model_store.ModelError:
+        pass
+    import tflite2onnx  # set-up only dependency
+
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["npm", "pack", "--silent", model_store.NPM_PACKAGE],
+            cwd=tmp,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        (tarball,) = Path(tmp).glob("*.tgz")
+        _check(tarball.name, tarball.read_bytes(), model_store.NPM_TARBALL_SHA256)
+        with tarfile.open(tarball) as archive:
+            for variant, pin in model_store.MODELS.items():
+                member = archive.extractfile(f"package/{pin.tflite_file}")
+                data = member.read() if member else b""
+                _check(pin.tflite_file, data, pin.tflite_sha256)
+                source = Path(tmp) / pin.tflite_file
+                source.write_bytes(data)
+                tflite2onnx.convert(str(source), str(model_store.onnx_path(variant, target)))
+    model_store.write_manifest(target)
+    print(f"models: BlazeFace short and full range verified and converted into {target}")
+
+
+def acquire_demo_faces(target: Path) -> None:
+    wanted = [*DEMO_IMAGES, "astronaut.png"]
+    if all((target / name).is_file() for name in wanted):
+        print(f"demo faces: already in {target}")
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+            + ["--no-binary", ":all:", "--dest", tmp, FACE_RECOGNITION_SDIST],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        (sdist,) = Path(tmp).glob("face_recognition-*.tar.gz")
+        _check(sdist.name, sdist.read_bytes(), FACE_RECOGNITION_SDIST_SHA256)
+        with tarfile.open(sdist) as archive:
+            for name in DEMO_IMAGES:
+                member = archive.extractfile(f"face_recognition-1.3.0/tests/test_images/{name}")
+                if member is None:
+                    sys.exit(f"{sdist.name} has no {name}")
+                with (target / name).open("wb") as out:
+                    shutil.copyfileobj(io.BytesIO(member.read()), out)
+    import cv2
+    import skimage.data  # set-up only dependency
+
+    cv2.imwrite(
+        str(target / "astronaut.png"), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    )
+    print(f"demo faces: {', '.join(wanted)} in {target}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", type=Path, default=models_dir())
+    parser.add_argument("--demo-dir", type=Path, default=demo_assets_dir())
+    args = parser.parse_args()
+    acquire_models(args.models_dir)
+    acquire_demo_faces(args.demo_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
