@@ -8,6 +8,7 @@ out.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ class Selection:
     frame: np.ndarray
     report: QualityReport
     frames_seen: int
+    first_face_at: float | None  # perf_counter() when a face was first seen in this window
 
 
 @dataclass
@@ -42,7 +44,7 @@ def select_frame(
 ) -> Selection | NoSelection:
     """Read up to ``max_frames`` frames and return the first good one, or why there is none."""
     seen = 0
-    saw_face = False
+    first_face_at: float | None = None
     feedback = None
     while seen < max_frames:
         if opted_out():
@@ -50,13 +52,15 @@ def select_frame(
         frame = source.read()
         if frame is None:
             break
+        read_at = time.perf_counter()
         seen += 1
         report = assess(frame, detector.detect(frame), limits)
+        if report.face is not None and first_face_at is None:
+            first_face_at = read_at
         if report.passed and not opted_out():
-            return Selection(frame, report, seen)
-        saw_face = saw_face or report.face is not None
+            return Selection(frame, report, seen, first_face_at)
         feedback = report.feedback or feedback
         frame.fill(0)  # superseded: never kept, never sent
     if opted_out():
         return NoSelection("opted_out", seen, feedback)
-    return NoSelection("quality" if saw_face else "no_face", seen, feedback)
+    return NoSelection("no_face" if first_face_at is None else "quality", seen, feedback)
