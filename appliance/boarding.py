@@ -11,6 +11,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from gate.v1 import matching_pb2 as pb
+
 from appliance.camera import FrameSource
 from appliance.capture import NoSelection, select_frame
 from appliance.contract import VerdictRejected
@@ -21,7 +23,6 @@ from appliance.matching_client import MatchingClient, MatchingUnavailable
 from appliance.payload import EncodeError, seal_capture
 from appliance.quality import QualityThresholds
 from appliance.transaction import CaptureTransaction, PurgeRecord, now_ms
-from gate.v1 import matching_pb2 as pb
 
 log = logging.getLogger("gate.boarding")
 
@@ -68,15 +69,23 @@ class BoardingGate:
             log.error("transaction %s failed: %s", transaction.capture_id, type(exc).__name__)
             record = self._finish(transaction, "referred", f"internal error: {type(exc).__name__}")
             self.gate.refer()
-            return TravellerOutcome("referred", "internal error", transaction.capture_id,
-                                    bool(transaction.sent_at_ms), record)
+            return TravellerOutcome(
+                "referred",
+                "internal error",
+                transaction.capture_id,
+                bool(transaction.sent_at_ms),
+                record,
+            )
 
     def _capture_and_match(
         self, tx: CaptureTransaction, source: FrameSource, boarding_pass: str
     ) -> TravellerOutcome:
         started = time.perf_counter()
         selection = select_frame(
-            source, self.detector, max_frames=self.window, limits=self.limits,
+            source,
+            self.detector,
+            max_frames=self.window,
+            limits=self.limits,
             opted_out=self.gate.opt_out_pending,
         )
         if isinstance(selection, NoSelection):
@@ -85,7 +94,9 @@ class BoardingGate:
         tx.track(selection.frame)
         tx.captured_at_ms = now_ms()
         try:
-            sealed = seal_capture(tx, selection.frame, selection.report.face, self.client.sealing_key)
+            sealed = seal_capture(
+                tx, selection.frame, selection.report.face, self.client.sealing_key
+            )
         except EncodeError as exc:
             self._finish(tx, "referred", f"encode failed: {exc}")
             self.gate.refer()
@@ -93,16 +104,22 @@ class BoardingGate:
         if self.gate.opt_out_pending():
             record = self._finish(tx, "manual_check", "opt_out")
             self.gate.acknowledge_opt_out()
-            return TravellerOutcome("manual_check", "opted out during capture", tx.capture_id,
-                                    purge=record, frames_seen=selection.frames_seen)
+            return TravellerOutcome(
+                "manual_check",
+                "opted out during capture",
+                tx.capture_id,
+                purge=record,
+                frames_seen=selection.frames_seen,
+            )
         tx.sent_at_ms = now_ms()
         try:
             verdict = self.client.verify(tx.capture_id, tx.captured_at_ms, sealed, boarding_pass)
         except (MatchingUnavailable, VerdictRejected) as exc:
             record = self._finish(tx, "referred", f"error: {exc}")
             self.gate.refer()
-            return TravellerOutcome("referred", str(exc), tx.capture_id, True, record,
-                                    frames_seen=selection.frames_seen)
+            return TravellerOutcome(
+                "referred", str(exc), tx.capture_id, True, record, frames_seen=selection.frames_seen
+            )
         tx.verdict_at_ms = now_ms()
         decision = pb.Decision.Name(verdict.decision).lower()
         if verdict.decision == pb.MATCH:
@@ -115,22 +132,33 @@ class BoardingGate:
             outcome = "referred"
         e2e_ms = (time.perf_counter() - face_in_view) * 1000
         record = self._finish(tx, outcome, "verdict")
-        return TravellerOutcome(outcome, decision, tx.capture_id, True, record, e2e_ms,
-                                selection.frames_seen)
+        return TravellerOutcome(
+            outcome, decision, tx.capture_id, True, record, e2e_ms, selection.frames_seen
+        )
 
     def _no_selection(self, tx: CaptureTransaction, selection: NoSelection) -> TravellerOutcome:
         if selection.reason == "opted_out":
             record = self._finish(tx, "manual_check", "opt_out")
             self.gate.acknowledge_opt_out()
-            return TravellerOutcome("manual_check", "opted out during capture", tx.capture_id,
-                                    purge=record, frames_seen=selection.frames_seen)
+            return TravellerOutcome(
+                "manual_check",
+                "opted out during capture",
+                tx.capture_id,
+                purge=record,
+                frames_seen=selection.frames_seen,
+            )
         if selection.reason == "no_face":
             self.gate.ready()
             return TravellerOutcome("no_face", "nobody in view", frames_seen=selection.frames_seen)
         record = self._finish(tx, "referred", "no usable face")
         self.gate.refer()
-        return TravellerOutcome("referred", f"no usable face ({selection.last_feedback})",
-                                tx.capture_id, purge=record, frames_seen=selection.frames_seen)
+        return TravellerOutcome(
+            "referred",
+            f"no usable face ({selection.last_feedback})",
+            tx.capture_id,
+            purge=record,
+            frames_seen=selection.frames_seen,
+        )
 
     def _finish(self, tx: CaptureTransaction, outcome: str, reason: str) -> PurgeRecord:
         """Purge (if not yet), write the ledger record and tell the service."""

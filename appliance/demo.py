@@ -81,10 +81,22 @@ def _default_queue(detector: FaceDetector, work: Path) -> tuple[list[Traveller],
     if missing:
         raise SystemExit(f"demo photos missing from {assets}: {missing}; run `make setup` first")
     manifest = work / "gallery.json"
-    manifest.write_text(json.dumps([
-        {"traveller_id": "PAX-001", "category": "us_citizen", "photo": str(assets / "obama.jpg")},
-        {"traveller_id": "PAX-002", "category": "us_citizen", "photo": str(assets / "biden.jpg")},
-    ]))
+    manifest.write_text(
+        json.dumps(
+            [
+                {
+                    "traveller_id": "PAX-001",
+                    "category": "us_citizen",
+                    "photo": str(assets / "obama.jpg"),
+                },
+                {
+                    "traveller_id": "PAX-002",
+                    "category": "us_citizen",
+                    "photo": str(assets / "biden.jpg"),
+                },
+            ]
+        )
+    )
     videos = _scene_videos(detector)
     queue = [
         Traveller("booked traveller", lambda: ReplaySource(videos["booked"])),
@@ -101,13 +113,16 @@ def _dataset_queue(dataset: Path, work: Path, enrolled: int = 12, strangers: int
     people = sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith("_"))
     people = [p for p in people if len(sorted(p.glob("*.jpg"))) >= 2]
     if len(people) < enrolled + strangers:
-        raise SystemExit(f"{dataset} needs at least {enrolled + strangers} identities with 2 photos")
+        raise SystemExit(
+            f"{dataset} needs at least {enrolled + strangers} identities with 2 photos"
+        )
     entries, queue = [], []
     for number, person in enumerate(people[: enrolled + strangers]):
         first, second = sorted(person.glob("*.jpg"))[:2]
         if number < enrolled:
-            entries.append({"traveller_id": f"PAX-{number:03d}", "category": "in_scope",
-                            "photo": str(first)})
+            entries.append(
+                {"traveller_id": f"PAX-{number:03d}", "category": "in_scope", "photo": str(first)}
+            )
             label = "booked traveller"
         else:
             label = "traveller not on this flight"
@@ -173,8 +188,10 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
     results: list[TravellerOutcome] = []
     try:
         session = client.open_session(FLIGHT)
-        emit(f"flight {flight} at gate {FLIGHT.gate}: gallery of {session.gallery_size} "
-             f"travellers ({enrolled} enrolled), matching service on 127.0.0.1:{port} (mTLS)")
+        emit(
+            f"flight {flight} at gate {FLIGHT.gate}: gallery of {session.gallery_size} "
+            f"travellers ({enrolled} enrolled), matching service on 127.0.0.1:{port} (mTLS)"
+        )
         emit(f"gate MCU simulator on {simulator.port}; device {DEV_DEVICE_ID}")
         gate = GateController(link)
         gate.start()

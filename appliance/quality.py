@@ -72,7 +72,7 @@ def face_region(frame: np.ndarray, face: Face) -> np.ndarray:
     height, width = frame.shape[:2]
     x0, y0, x1, y1 = face.box
     x0, y0 = max(int(x0), 0), max(int(y0), 0)
-    x1, y1 = min(int(math.ceil(x1)), width), min(int(math.ceil(y1)), height)
+    x1, y1 = min(math.ceil(x1), width), min(math.ceil(y1), height)
     return frame[y0:y1, x0:x1]
 
 

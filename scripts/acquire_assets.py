@@ -79,8 +79,10 @@ def acquire_demo_faces(target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
-            + ["--no-binary", ":all:", "--dest", tmp, FACE_RECOGNITION_SDIST],
+            [
+                *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
+                *("--no-binary", ":all:", "--dest", tmp, FACE_RECOGNITION_SDIST),
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )

@@ -30,7 +30,9 @@ FLIGHT = FlightInfo("BA", "0283", "2026-11-25", "LAX", "B42")
 def demo_photos() -> Path:
     folder = demo_assets_dir()
     if not (folder / "obama.jpg").exists():
-        pytest.fail(f"demo photos missing in {folder}: run `make setup` (scripts/acquire_assets.py)")
+        pytest.fail(
+            f"demo photos missing in {folder}: run `make setup` (scripts/acquire_assets.py)"
+        )
     return folder
 
 
@@ -60,22 +62,39 @@ class Matcher:
     def target(self) -> str:
         return f"localhost:{self.port}"
 
-    def client(self, pki: PkiLayout | None = None, device_id: str = DEV_DEVICE_ID) -> MatchingClient:
+    def client(
+        self, pki: PkiLayout | None = None, device_id: str = DEV_DEVICE_ID
+    ) -> MatchingClient:
         client = MatchingClient(self.target, pki or self.pki, device_id, deadline_s=10.0)
         return client
 
 
 @pytest.fixture(scope="session")
 def matcher(
-    tmp_path_factory: pytest.TempPathFactory, pki: PkiLayout, encoder: FaceEncoder, demo_photos: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    pki: PkiLayout,
+    encoder: FaceEncoder,
+    demo_photos: Path,
 ) -> Iterator[Matcher]:
     """The reference service with a flight gallery of two document photos."""
     work = tmp_path_factory.mktemp("matcher")
     manifest = work / "gallery.json"
-    manifest.write_text(json.dumps([
-        {"traveller_id": "PAX-001", "category": "us_citizen", "photo": str(demo_photos / "obama.jpg")},
-        {"traveller_id": "PAX-002", "category": "in_scope", "photo": str(demo_photos / "biden.jpg")},
-    ]))
+    manifest.write_text(
+        json.dumps(
+            [
+                {
+                    "traveller_id": "PAX-001",
+                    "category": "us_citizen",
+                    "photo": str(demo_photos / "obama.jpg"),
+                },
+                {
+                    "traveller_id": "PAX-002",
+                    "category": "in_scope",
+                    "photo": str(demo_photos / "biden.jpg"),
+                },
+            ]
+        )
+    )
     gallery = Gallery(work / "gallery.sqlite")
     flight = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
     gallery.enroll_manifest(flight, manifest, encoder)

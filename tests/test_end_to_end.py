@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 import cv2
-import grpc
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from conftest import FLIGHT, copy_layout
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from gate.v1 import matching_pb2 as pb
 
 from appliance.boarding import BoardingGate
 from appliance.camera import ReplaySource
@@ -25,9 +26,6 @@ from appliance.payload import seal_capture
 from appliance.pki import create_dev_pki
 from appliance.transaction import CaptureTransaction, now_ms
 from firmware_bridge.protocol import Indicator
-from gate.v1 import matching_pb2 as pb
-
-from conftest import FLIGHT, copy_layout
 
 CANVAS = (1280, 720)
 
@@ -175,7 +173,9 @@ def test_verdict_signed_by_another_key_is_rejected(matcher, detector, demo_photo
     mixed = copy_layout(matcher.pki, tmp_path / "mixed")
     impostor = Ed25519PrivateKey.generate().public_key()
     mixed.signing_public.write_bytes(
-        impostor.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        impostor.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
     client = matcher.client(mixed)
     client.open_session(FLIGHT)
@@ -190,7 +190,11 @@ def test_demo_runs_end_to_end_and_writes_no_image(tmp_path):
     env = {**os.environ}
     result = subprocess.run(
         [sys.executable, "-m", "appliance.cli", "demo", "--json"],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
