@@ -110,6 +110,7 @@ def _default_queue(detector: FaceDetector, work: Path) -> tuple[list[Traveller],
 
 def _dataset_queue(dataset: Path, work: Path, enrolled: int = 12, strangers: int = 4):
     """Document photo = an identity's first image; live capture = its second."""
+    dataset = dataset.resolve()
     people = sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith("_"))
     people = [p for p in people if len(sorted(p.glob("*.jpg"))) >= 2]
     if len(people) < enrolled + strangers:
