@@ -1,0 +1,438 @@
+"""Unit and property tests of the gate serial protocol and the firmware logic.
+
+The firmware is exercised through its byte interface (feed/tick) with a fake
+HAL and a fake clock, so fail-secure timing is checked without sleeping.
+"""
+
+import contextlib
+import hashlib
+import hmac
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware_bridge.firmware import FirmwareCore
+from firmware_bridge.protocol import (
+    MAX_FRAME,
+    MAX_PAYLOAD,
+    BadCobs,
+    BadCrc,
+    BadLength,
+    BadPayload,
+    FaultCode,
+    Frame,
+    FrameDecoder,
+    Indicator,
+    MsgType,
+    ProtocolError,
+    ResetCause,
+    Result,
+    UnknownType,
+    UnknownVersion,
+    cobs_decode,
+    cobs_encode,
+    crc16_ccitt_false,
+    decode_wire,
+    hmac_sha256,
+    pack_buzzer,
+    pack_indicator,
+    pack_relay_pulse,
+    relay_tag,
+    unpack_ack,
+    unpack_boot,
+    unpack_relay_pulse,
+    unpack_status,
+    unpack_u8,
+)
+
+KEY = b"unit-test-key-0123456789abcdef!!"
+
+
+def raw_frame(
+    version: int, msg_type: int, seq: int, payload: bytes, plen: int | None = None
+) -> bytes:
+    """Hand-built frame with a *correct* CRC, to reach checks after the CRC."""
+    body = bytes([version, msg_type, seq, len(payload) if plen is None else plen]) + payload
+    return body + struct.pack(">H", crc16_ccitt_false(body))
+
+
+# ------------------------------------------------------------------ CRC / COBS
+
+
+def test_crc16_ccitt_false_check_value() -> None:
+    """The standard check value pins the exact CRC variant (poly, init, no reflect)."""
+    assert crc16_ccitt_false(b"123456789") == 0x29B1
+
+
+@pytest.mark.parametrize(
+    ("raw", "encoded"),
+    [
+        (b"", b"\x01"),
+        (b"\x00", b"\x01\x01"),
+        (b"\x00\x00", b"\x01\x01\x01"),
+        (b"\x11\x22\x00\x33", b"\x03\x11\x22\x02\x33"),
+        (b"\x11\x22\x33\x44", b"\x05\x11\x22\x33\x44"),
+        (b"\x11\x00\x00\x00", b"\x02\x11\x01\x01\x01"),
+        (bytes(range(1, 255)), b"\xff" + bytes(range(1, 255))),
+        (bytes(range(1, 256)), b"\xff" + bytes(range(1, 255)) + b"\x02\xff"),
+    ],
+)
+def test_cobs_reference_vectors(raw: bytes, encoded: bytes) -> None:
+    """Interoperability with other COBS implementations (Wikipedia vectors)."""
+    assert cobs_encode(raw) == encoded
+    assert cobs_decode(encoded) == raw
+
+
+@given(st.binary(max_size=1000))
+def test_cobs_round_trip(data: bytes) -> None:
+    enc = cobs_encode(data)
+    assert 0 not in enc
+    assert cobs_decode(enc) == data
+
+
+@pytest.mark.parametrize("bad", [b"\x05\x11\x22", b"\x02\x00\x03", b"\x00"])
+def test_cobs_rejects_malformed(bad: bytes) -> None:
+    with pytest.raises(BadCobs):
+        cobs_decode(bad)
+
+
+# ------------------------------------------------------------------------ HMAC
+
+
+@given(st.binary(max_size=200), st.binary(max_size=300))
+def test_handwritten_hmac_matches_stdlib(key: bytes, msg: bytes) -> None:
+    """The MicroPython-friendly HMAC must equal CPython's hmac (keys > block too)."""
+    assert hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def test_relay_tag_matches_spec() -> None:
+    expected = hmac.new(
+        KEY, b"relay" + bytes([MsgType.RELAY_PULSE]) + struct.pack(">HI", 750, 42), hashlib.sha256
+    ).digest()[:16]
+    assert relay_tag(KEY, 750, 42) == expected
+    assert relay_tag(KEY, 750, 43) != expected
+    assert relay_tag(KEY, 751, 42) != expected
+
+
+# ---------------------------------------------------------------------- frames
+
+frames = st.builds(
+    Frame,
+    st.sampled_from(sorted(MsgType.NAMES)),
+    st.integers(0, 255),
+    st.binary(max_size=MAX_PAYLOAD),
+)
+
+
+@given(frames)
+def test_frame_round_trip(frame: Frame) -> None:
+    raw = frame.to_bytes()
+    assert len(raw) <= MAX_FRAME
+    assert raw[0] == 1 and raw[3] == len(frame.payload)
+    assert Frame.parse(raw) == frame
+    assert decode_wire(frame.encode()) == frame
+
+
+@given(st.lists(frames, min_size=1, max_size=8), st.data())
+def test_decoder_reassembles_arbitrary_chunking(fs: list[Frame], data: st.DataObject) -> None:
+    """Serial reads split the stream anywhere; the decoder must not care."""
+    stream = b"".join(f.encode() for f in fs)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    dec = FrameDecoder()
+    got: list[Frame] = []
+    prev = 0
+    for cut in [*cuts, len(stream)]:
+        got += dec.feed(stream[prev:cut])
+        prev = cut
+    assert got == fs
+    assert dec.dropped == 0
+
+
+def test_parse_errors_are_specific() -> None:
+    """Each kind of damage maps to its own ProtocolError subclass and message."""
+    good = Frame(MsgType.HEARTBEAT, 7).to_bytes()
+    with pytest.raises(BadLength, match="shorter"):
+        Frame.parse(good[:5])
+    with pytest.raises(BadLength, match="exceeds"):
+        Frame.parse(bytes(MAX_FRAME + 1))
+    with pytest.raises(BadCrc, match="CRC mismatch"):
+        Frame.parse(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(UnknownVersion, match="version 2"):
+        Frame.parse(raw_frame(2, MsgType.HEARTBEAT, 7, b""))
+    with pytest.raises(BadLength, match="payload_len says 3"):
+        Frame.parse(raw_frame(1, MsgType.HEARTBEAT, 7, b"\x01", plen=3))
+    with pytest.raises(UnknownType, match="0x55"):
+        Frame.parse(raw_frame(1, 0x55, 7, b""))
+    with pytest.raises(BadLength):
+        Frame(MsgType.HELLO, 0, bytes(MAX_PAYLOAD + 1))
+    with pytest.raises(ValueError):
+        Frame(MsgType.HELLO, 256)
+
+
+@given(frames, st.data())
+def test_any_single_bit_flip_is_detected(frame: Frame, data: st.DataObject) -> None:
+    raw = bytearray(frame.to_bytes())
+    bit = data.draw(st.integers(0, len(raw) * 8 - 1))
+    raw[bit // 8] ^= 1 << (bit % 8)
+    with pytest.raises(ProtocolError):
+        Frame.parse(bytes(raw))
+
+
+@given(frames, st.data())
+def test_bit_flip_on_the_wire_never_yields_the_frame(frame: Frame, data: st.DataObject) -> None:
+    """A damaged wire frame is dropped and counted, never delivered as if intact."""
+    wire = bytearray(frame.encode())
+    pos = data.draw(st.integers(0, len(wire) - 2))  # not the delimiter
+    wire[pos] ^= 1 << data.draw(st.integers(0, 7))
+    dec = FrameDecoder()
+    got = dec.feed(bytes(wire))
+    assert frame not in got
+    # CRC-16 may in theory accept a multi-byte COBS mangling; otherwise it's counted.
+    assert dec.dropped >= 1 or got
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=2000))
+def test_garbage_only_yields_frames_that_were_really_sent(garbage: bytes) -> None:
+    """Garbage never raises; every yielded frame is a CRC-valid segment of the input,
+    and every other complete segment is counted as dropped."""
+    dec = FrameDecoder()
+    got = dec.feed(garbage)
+    segments = [s for s in garbage.split(b"\x00")[:-1] if s]  # complete, non-empty
+    valid = set()
+    for seg in segments:
+        with contextlib.suppress(ProtocolError):
+            valid.add(Frame.parse(cobs_decode(seg)).to_bytes())
+    for f in got:
+        assert f.to_bytes() in valid
+    assert len(got) + dec.dropped == len(segments)
+
+
+@given(st.binary(max_size=500), frames)
+def test_decoder_resynchronises_after_garbage(garbage: bytes, frame: Frame) -> None:
+    dec = FrameDecoder()
+    got = dec.feed(garbage + b"\x00" + frame.encode())
+    assert got and got[-1] == frame
+
+
+def test_oversize_frame_is_dropped_and_counted() -> None:
+    dec = FrameDecoder()
+    good = Frame(MsgType.HELLO, 1).encode()
+    assert dec.feed(b"\x07" * 300) == []
+    assert dec.feed(b"\x07" * 300 + b"\x00" + good) == [Frame(MsgType.HELLO, 1)]
+    assert dec.dropped == 1
+
+
+def test_payload_helpers_validate() -> None:
+    with pytest.raises(BadPayload):
+        unpack_relay_pulse(b"\x00" * 5)
+    with pytest.raises(BadPayload):
+        unpack_boot(b"\x05ab\x01")
+    with pytest.raises(ValueError):
+        pack_indicator(99)
+    assert unpack_boot(b"\x02ab\x01") == ("ab", 1)
+    d, c, t = unpack_relay_pulse(pack_relay_pulse(KEY, 300, 9))
+    assert (d, c, t) == (300, 9, relay_tag(KEY, 300, 9))
+
+
+def test_indicator_constants_are_distinct() -> None:
+    names = ["READY", "CAPTURING", "GRANTED", "SEE_AGENT", "OUT_OF_SERVICE", "OPT_OUT_ACK", "OFF"]
+    values = [getattr(Indicator, n) for n in names]
+    assert len(set(values)) == len(names)
+    assert sorted(values) == sorted(Indicator.ALL)
+
+
+# ---------------------------------------------------------------- firmware core
+
+
+class FakeHal:
+    """Records outputs; time only moves when the test says so."""
+
+    def __init__(self) -> None:
+        self.t = 10_000
+        self.relay_open = False
+        self.pattern = -1
+        self.buzzes: list[int] = []
+        self.pulses: list[int] = []
+        self.stored = 0
+
+    def relay(self, open_: bool) -> None:
+        self.relay_open = open_
+
+    def indicator(self, pattern: int) -> None:
+        self.pattern = pattern
+
+    def buzzer(self, ms: int) -> None:
+        self.buzzes.append(ms)
+
+    def now_ms(self) -> int:
+        return self.t
+
+    def load_counter(self) -> int:
+        return self.stored
+
+    def store_counter(self, n: int) -> None:
+        self.stored = n
+
+    def on_pulse(self, ms: int) -> None:
+        self.pulses.append(ms)
+
+
+class Mcu:
+    """FirmwareCore plus a host-side decoder for its replies."""
+
+    def __init__(self, **kw: int) -> None:
+        self.hal = FakeHal()
+        self.core = FirmwareCore(self.hal, KEY, **kw)
+        self.rx = FrameDecoder()
+        self.seq = 0
+        self.boot_frames = self.rx.feed(self.core.boot())
+
+    def send(self, msg_type: int, payload: bytes = b"", seq: int | None = None) -> list[Frame]:
+        if seq is None:
+            seq = self.seq
+            self.seq = (self.seq + 1) & 0xFF
+        return self.rx.feed(self.core.feed(Frame(msg_type, seq, payload).encode()))
+
+    def result(self, msg_type: int, payload: bytes = b"", seq: int | None = None) -> int:
+        replies = self.send(msg_type, payload, seq)
+        assert replies[0].msg_type == MsgType.ACK
+        acked, result = unpack_ack(replies[0].payload)
+        assert acked == (self.seq - 1 if seq is None else seq) & 0xFF
+        return result
+
+    def pulse(self, ms: int, counter: int, key: bytes = KEY) -> int:
+        return self.result(MsgType.RELAY_PULSE, pack_relay_pulse(key, ms, counter))
+
+    def tick(self, advance_ms: int = 0) -> list[Frame]:
+        self.hal.t += advance_ms
+        return self.rx.feed(self.core.tick())
+
+
+@pytest.fixture
+def mcu() -> Mcu:
+    m = Mcu()
+    assert m.result(MsgType.HELLO) == Result.OK
+    return m
+
+
+def test_boot_is_secure_and_announced() -> None:
+    m = Mcu()
+    assert not m.hal.relay_open
+    assert m.hal.pattern == Indicator.OUT_OF_SERVICE
+    (boot,) = m.boot_frames
+    assert boot.msg_type == MsgType.BOOT
+    assert unpack_boot(boot.payload)[1] == ResetCause.POWER_ON
+    assert m.result(MsgType.HELLO) == Result.OK
+    assert m.hal.pattern == Indicator.OFF
+
+
+def test_pulse_requires_session() -> None:
+    m = Mcu()
+    assert m.pulse(500, 1) == Result.REJECTED_BAD
+    assert m.result(MsgType.HEARTBEAT) == Result.REJECTED_BAD
+    assert not m.hal.relay_open
+
+
+def test_valid_pulse_opens_then_closes(mcu: Mcu) -> None:
+    assert mcu.pulse(500, 1) == Result.OK
+    assert mcu.hal.relay_open and mcu.hal.pulses == [500]
+    mcu.tick(499)
+    assert mcu.hal.relay_open
+    mcu.tick(1)
+    assert not mcu.hal.relay_open
+
+
+def test_pulse_is_capped(mcu: Mcu) -> None:
+    assert mcu.pulse(60_000, 1) == Result.OK
+    assert mcu.hal.pulses == [5000]
+    mcu.tick(5000)
+    assert not mcu.hal.relay_open
+
+
+def test_forged_tag_rejected(mcu: Mcu) -> None:
+    assert mcu.pulse(500, 1, key=b"attacker-key-000000000000000000!") == Result.REJECTED_AUTH
+    payload = bytearray(pack_relay_pulse(KEY, 500, 1))
+    payload[0] ^= 0x10  # longer duration than was signed
+    assert mcu.result(MsgType.RELAY_PULSE, bytes(payload)) == Result.REJECTED_AUTH
+    assert not mcu.hal.relay_open and mcu.hal.pulses == []
+
+
+def test_stale_counter_rejected(mcu: Mcu) -> None:
+    assert mcu.pulse(100, 5) == Result.OK
+    assert mcu.pulse(100, 5) == Result.REJECTED_STALE  # replay with a new seq
+    assert mcu.pulse(100, 4) == Result.REJECTED_STALE
+    assert mcu.pulse(100, 6) == Result.OK
+    assert mcu.hal.pulses == [100, 100]
+
+
+def test_bad_payloads_get_rejected_bad(mcu: Mcu) -> None:
+    assert mcu.result(MsgType.INDICATOR, b"\x63") == Result.REJECTED_BAD
+    assert mcu.result(MsgType.RELAY_PULSE, b"\x00\x01") == Result.REJECTED_BAD
+    assert mcu.pulse(0, 1) == Result.REJECTED_BAD
+    assert mcu.hal.pattern == Indicator.OFF and not mcu.hal.relay_open
+
+
+def test_duplicate_command_reacked_not_reexecuted(mcu: Mcu) -> None:
+    payload = pack_relay_pulse(KEY, 300, 1)
+    first = mcu.send(MsgType.RELAY_PULSE, payload, seq=40)
+    again = mcu.send(MsgType.RELAY_PULSE, payload, seq=40)
+    assert unpack_ack(first[0].payload) == (40, Result.OK)
+    assert [f.payload for f in again] == [f.payload for f in first]
+    assert mcu.hal.pulses == [300]
+    assert mcu.core.duplicates == 1
+
+
+def test_status_and_simple_commands(mcu: Mcu) -> None:
+    assert mcu.result(MsgType.INDICATOR, pack_indicator(Indicator.SEE_AGENT)) == Result.OK
+    assert mcu.result(MsgType.BUZZER, pack_buzzer(250)) == Result.OK
+    assert mcu.pulse(1000, 77) == Result.OK
+    ack, status = mcu.send(MsgType.STATUS_REQUEST)
+    assert ack.msg_type == MsgType.ACK and status.msg_type == MsgType.STATUS
+    assert unpack_status(status.payload) == (True, Indicator.SEE_AGENT, 77, True)
+    assert mcu.result(MsgType.RELAY_CLOSE) == Result.OK
+    assert not mcu.hal.relay_open and mcu.hal.buzzes == [250]
+
+
+def test_link_loss_fails_secure_once(mcu: Mcu) -> None:
+    assert mcu.pulse(5000, 1) == Result.OK
+    mcu.tick(600)
+    assert mcu.result(MsgType.HEARTBEAT) == Result.OK  # fed: still fine
+    assert mcu.tick(1000) == [] and mcu.hal.relay_open
+    (fault,) = mcu.tick(1)
+    assert fault.msg_type == MsgType.FAULT
+    assert unpack_u8(fault.payload, "FAULT") == FaultCode.LINK_LOST
+    assert not mcu.hal.relay_open
+    assert mcu.hal.pattern == Indicator.OUT_OF_SERVICE
+    assert mcu.tick(5000) == []  # FAULT only once
+    # Session is gone until HELLO; heartbeats tell the host so.
+    assert mcu.result(MsgType.HEARTBEAT) == Result.REJECTED_BAD
+    assert mcu.pulse(100, 2) == Result.REJECTED_BAD
+    assert mcu.result(MsgType.HELLO) == Result.OK
+    assert mcu.pulse(100, 2) == Result.OK
+
+
+def test_reboot_keeps_counter_and_closes_relay(mcu: Mcu) -> None:
+    assert mcu.pulse(3000, 10) == Result.OK
+    core2 = FirmwareCore(mcu.hal, KEY)
+    core2.boot(ResetCause.WATCHDOG)
+    assert not mcu.hal.relay_open and core2.last_counter == 10
+    mcu.core = core2
+    assert mcu.result(MsgType.HELLO) == Result.OK
+    assert mcu.pulse(100, 10) == Result.REJECTED_STALE
+
+
+def test_garbage_counted_not_answered(mcu: Mcu) -> None:
+    assert mcu.core.feed(b"\x12\x34\x00\xff\x00") == b""
+    assert mcu.core.decoder.dropped == 2
+
+
+@given(st.binary(max_size=600))
+def test_firmware_never_opens_relay_on_garbage(garbage: bytes) -> None:
+    """Fail secure: no byte sequence without the key can open the relay."""
+    m = Mcu()
+    m.result(MsgType.HELLO)
+    m.core.feed(garbage)
+    assert not m.hal.relay_open
