@@ -147,6 +147,10 @@ class BoardingGate:
                 purge=record,
                 frames_seen=selection.frames_seen,
             )
+        if selection.reason == "source_ended":
+            log.error("camera delivered no frame; referring to the agent")
+            self.gate.refer()
+            return TravellerOutcome("referred", "camera delivered no frame")
         if selection.reason == "no_face":
             self.gate.ready()
             return TravellerOutcome("no_face", "nobody in view", frames_seen=selection.frames_seen)

@@ -35,7 +35,8 @@ def place_in_canvas(
     canvas = np.full((height, width, 3), 118, np.uint8)
     scale = min(face_scale, width / image.shape[1], height / image.shape[0])
     if scale != 1.0:
-        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        new_size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        image = cv2.resize(image, new_size, interpolation=cv2.INTER_AREA)
     h, w = image.shape[:2]
     y, x = (height - h) // 2, (width - w) // 2
     canvas[y : y + h, x : x + w] = image

@@ -51,6 +51,8 @@ def select_frame(
             return NoSelection("opted_out", seen, feedback)
         frame = source.read()
         if frame is None:
+            if seen == 0:
+                return NoSelection("source_ended", seen, feedback)
             break
         read_at = time.perf_counter()
         seen += 1

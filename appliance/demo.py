@@ -47,6 +47,13 @@ class Traveller:
     opts_out: bool = False
 
 
+def _empty_lane_video() -> Path:
+    path = demo_assets_dir() / "scenes" / "empty-lane.avi"
+    if not path.exists():
+        demo_scenes.empty_scene(path)
+    return path
+
+
 def _scene_videos(detector: FaceDetector) -> dict[str, Path]:
     """Make (once) the demo's camera scenes from the photos set-up fetched."""
     assets = demo_assets_dir()
@@ -57,9 +64,7 @@ def _scene_videos(detector: FaceDetector) -> dict[str, Path]:
         "booked2": ("obama3.jpg", scenes / "booked-traveller-2.avi"),
         "optout": ("biden.jpg", scenes / "opt-out.avi"),
     }
-    paths = {"empty": scenes / "empty-lane.avi"}
-    if not paths["empty"].exists():
-        demo_scenes.empty_scene(paths["empty"])
+    paths = {"empty": _empty_lane_video()}
     for key, (photo, video) in wanted.items():
         paths[key] = video
         if video.exists():
@@ -128,7 +133,8 @@ def _dataset_queue(dataset: Path, work: Path, enrolled: int = 12, strangers: int
         else:
             label = "traveller not on this flight"
         queue.append(Traveller(label, lambda s=second: ReplaySource([s], canvas=CANVAS, repeat=20)))
-    queue.insert(2, Traveller("empty lane", lambda: ReplaySource([], canvas=CANVAS)))
+    empty = _empty_lane_video()
+    queue.insert(2, Traveller("empty lane", lambda: ReplaySource(empty)))
     queue.insert(4, Traveller("traveller who opts out", queue[0].source, opts_out=True))
     manifest = work / "gallery.json"
     manifest.write_text(json.dumps(entries))

@@ -56,6 +56,19 @@ def _anchors(variant: str, size: int) -> np.ndarray:
     return np.concatenate(centres).astype(np.float32)
 
 
+def _halve_to(image: np.ndarray, side: int) -> np.ndarray:
+    """Halve ``image`` with bilinear 2:1 steps while it stays at least twice ``side``.
+
+    An exact 2:1 bilinear step averages 2x2 pixels (no aliasing) and is ten times faster
+    than one INTER_AREA resize of a full 720p frame; INTER_AREA finishes the last step.
+    """
+    while max(image.shape[:2]) >= 2 * side:
+        image = cv2.resize(
+            image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_LINEAR
+        )
+    return image
+
+
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x0 = np.maximum(box[0], boxes[:, 0])
     y0 = np.maximum(box[1], boxes[:, 1])
@@ -107,7 +120,10 @@ class FaceDetector:
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         self._canvas[:] = 0
         cv2.resize(
-            frame, (new_w, new_h), dst=self._canvas[:new_h, :new_w], interpolation=cv2.INTER_AREA
+            _halve_to(frame, max(new_w, new_h)),
+            (new_w, new_h),
+            dst=self._canvas[:new_h, :new_w],
+            interpolation=cv2.INTER_AREA,
         )
         tensor = self._canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
         tensor = tensor / 127.5 - 1.0
@@ -137,10 +153,14 @@ class FaceDetector:
         order = np.argsort(-scores)
         while order.size:
             overlap = _iou(boxes[order[0]], boxes[order])
-            group = order[overlap > self._nms_iou]
+            in_group = overlap > self._nms_iou
+            in_group[0] = True
+            group = order[in_group]
             weights = scores[group][:, None]
             box = (boxes[group] * weights).sum(0) / weights.sum()
             kps = (points[group] * weights[:, :, None]).sum(0) / weights.sum()
             faces.append(Face(float(scores[order[0]]), tuple(map(float, box)), kps))
-            order = order[overlap <= self._nms_iou]
+            rest = overlap <= self._nms_iou
+            rest[0] = False  # a degenerate (zero-area) seed must still leave the queue
+            order = order[rest]
         return faces

@@ -92,7 +92,7 @@ def assess(
     dx, dy = (left_eye - right_eye).tolist()
     m["inter_eye_distance"] = math.hypot(dx, dy)
     m["roll"] = abs(math.degrees(math.atan2(dy, dx)))
-    m["single_face"] = ranked[1].area / face.area if len(ranked) > 1 else 0.0
+    m["single_face"] = ranked[1].area / max(face.area, 1e-6) if len(ranked) > 1 else 0.0
 
     height, width = frame.shape[:2]
     x0, y0, x1, y1 = face.box

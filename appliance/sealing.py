@@ -35,7 +35,12 @@ def key_id(public_key: X25519PublicKey) -> str:
 
 
 def _associated_data(capture_id: str, device_id: str, kid: str) -> bytes:
-    return "\x1f".join(("gate.v1", capture_id, device_id, kid)).encode()
+    """Unambiguous binding of the ids: each field is length-prefixed."""
+    try:
+        fields = [f.encode() for f in ("gate.v1", capture_id, device_id, kid)]
+    except UnicodeEncodeError as exc:
+        raise SealError(f"capture or device id is not valid text: {exc.reason}") from exc
+    return b"".join(len(f).to_bytes(4, "big") + f for f in fields)
 
 
 def _derive(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:

@@ -101,5 +101,8 @@ class CaptureTransaction:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        """Leaving the block always purges: an exception is recorded as an error."""
         if exc_type is not None:
             self.purge("error", f"exception: {exc_type.__name__}")
+        else:
+            self.purge("completed", "transaction closed")

@@ -1,9 +1,11 @@
 """Counts what the process writes to disk, so "no image on disk" is measured, not assumed.
 
 A Python audit hook (PEP 578) sees every ``open`` for writing and every subprocess
-start while it is active. ``image_files`` then inspects each written file for image
-data: JPEG or PNG signatures anywhere in it, or a long high-entropy run such as a
-sealed payload would leave.
+start while it is active. Native code (OpenCV's writers, for one) bypasses the hook, so
+``start`` also snapshots the watched folders and ``stop`` adds every file created or
+changed there. ``image_files`` then inspects each written file for image data: JPEG or
+PNG signatures, raw or base64-encoded, or a long high-entropy run such as a sealed
+payload would leave.
 """
 
 from __future__ import annotations
@@ -11,13 +13,36 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
+from appliance.paths import data_dir
+
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+# Raw JPEG and PNG signatures, and the same bytes as they start a base64 text.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"/9j/", b"iVBORw0KGgo")
 _ENTROPY_WINDOW = 16 * 1024
+_ENTROPY_STEP = 4 * 1024  # any run of 20 KiB or more contains a whole window
+_SKIP_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".hypothesis", ".ruff_cache"}
+
+
+def _snapshot(roots: Iterable[Path]) -> dict[str, tuple[int, int]]:
+    """(mtime_ns, size) of every file under ``roots``, skipping tool caches."""
+    seen: dict[str, tuple[int, int]] = {}
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+            for name in files:
+                path = os.path.join(folder, name)
+                try:
+                    stat = os.stat(path, follow_symlinks=False)
+                except OSError:
+                    continue
+                seen[os.path.abspath(path)] = (stat.st_mtime_ns, stat.st_size)
+    return seen
 
 
 def _is_write(mode: object, flags: object) -> bool:
@@ -36,7 +61,7 @@ def contains_image_data(data: bytes) -> bool:
     """True if ``data`` holds an image signature or a high-entropy (compressed/sealed) blob."""
     if any(sig in data for sig in _SIGNATURES):
         return True
-    for start in range(0, max(len(data) - _ENTROPY_WINDOW + 1, 0), _ENTROPY_WINDOW):
+    for start in range(0, max(len(data) - _ENTROPY_WINDOW + 1, 0), _ENTROPY_STEP):
         if _entropy(data[start : start + _ENTROPY_WINDOW]) > 7.5:
             return True
     return False
@@ -52,6 +77,8 @@ class WriteAudit:
         self.subprocesses: list[str] = []
         self._active = False
         self._lock = threading.Lock()
+        self._roots: list[Path] = []
+        self._before: dict[str, tuple[int, int]] = {}
 
     @classmethod
     def instance(cls) -> WriteAudit:
@@ -73,14 +100,25 @@ class WriteAudit:
             with self._lock:
                 self.subprocesses.append(repr(args[:2]))
 
-    def start(self) -> None:
+    def start(self, watch: Iterable[Path] | None = None) -> None:
+        """Begin recording; ``watch`` defaults to the data dir, the temp dir and the cwd."""
+        if watch is None:
+            watch = (data_dir(), Path(tempfile.gettempdir()), Path.cwd())
+        self._roots = [Path(p) for p in watch if Path(p).is_dir()]
+        self._before = _snapshot(self._roots)
         with self._lock:
             self.written.clear()
             self.subprocesses.clear()
         self._active = True
 
     def stop(self) -> None:
+        if not self._active:
+            return
         self._active = False
+        after = _snapshot(self._roots)
+        changed = {p for p, state in after.items() if self._before.get(p) != state}
+        with self._lock:
+            self.written |= changed
 
     def image_files(self) -> list[str]:
         """Written files that hold image data now."""

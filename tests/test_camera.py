@@ -98,12 +98,6 @@ def test_place_in_canvas_property(
     assert canvas.any()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=cv2.error,
-    reason="BUG (edge case): an image so elongated that scaling it into the canvas rounds one "
-    "side to 0 px makes cv2.resize assert (cv2.error) instead of a CameraError or a 1-px row",
-)
 def test_place_in_canvas_very_elongated_image() -> None:
     canvas = place_in_canvas(synthetic(4, 128, 77), (16, 16))
     assert canvas.shape == (16, 16, 3)

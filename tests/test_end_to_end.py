@@ -205,3 +205,17 @@ def test_demo_runs_end_to_end_and_writes_no_image(tmp_path):
     assert summary["relay_pulses"] == 2
     assert summary["e2e_ms_p50"] > 0
     assert "\xff\xd8" not in result.stdout + result.stderr
+
+
+def test_camera_that_delivers_nothing_refers_to_agent(boarding, gate_rig):
+    class DeadCamera:
+        def read(self):
+            return None
+
+        def close(self):
+            pass
+
+    result = boarding.process(DeadCamera())
+    assert result.outcome == "referred" and result.reason == "camera delivered no frame"
+    assert wait_for(lambda: gate_rig.simulator.indicator == Indicator.SEE_AGENT)
+    assert gate_rig.simulator.relay_pulses == []

@@ -326,12 +326,6 @@ def test_source_that_ends_stops_the_window() -> None:
     assert not frames[0].any()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: NoSelection documents a 'source_ended' reason that select_frame never "
-    "returns; a source that yields no frame at all is reported as 'no_face' (nobody in view)",
-)
 def test_source_with_no_frames_reports_source_ended() -> None:
     result = select_frame(FakeSource([]), FakeDetector([]), max_frames=10)
     assert isinstance(result, NoSelection)

@@ -186,3 +186,11 @@ def test_zeroize_returns_byte_counts() -> None:
     blob = bytearray(b"xyz")
     assert zeroize(blob) == 3
     assert blob == bytearray(3)
+
+
+def test_context_manager_purges_on_normal_exit_too() -> None:
+    frame = np.full((4, 4, 3), 9, np.uint8)
+    with CaptureTransaction("dev") as tx:
+        tx.track(frame)
+    assert tx.purged and tx.record.outcome == "completed"
+    assert not frame.any()
