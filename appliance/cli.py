@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -14,6 +15,19 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(args.dataset, args.json)
 
 
+def _bench_vision(args: argparse.Namespace) -> int:
+    from appliance.bench import bench_vision, dataset_frames, packaged_frames
+
+    frames = dataset_frames(args.dataset) if args.dataset else packaged_frames()
+    result = bench_vision(frames, variant=args.model, peer=not args.no_peer)
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        for key, value in result.items():
+            print(f"{key:>26}: {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatectl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
@@ -22,6 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
     demo.set_defaults(handler=_demo)
+
+    bench = commands.add_parser("bench", help="benchmarks that print figures")
+    benches = bench.add_subparsers(dest="bench", required=True)
+    vision = benches.add_parser("vision", help="detect + quality per 1280x720 frame vs dlib HOG")
+    vision.add_argument(
+        "--dataset",
+        type=Path,
+        help="<identity>/*.jpg and _nonface/ (default: images that packages ship)",
+    )
+    vision.add_argument("--model", choices=("full", "short"), default="full")
+    vision.add_argument("--no-peer", action="store_true", help="skip the dlib HOG peer")
+    vision.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    vision.set_defaults(handler=_bench_vision)
     return parser
 
 

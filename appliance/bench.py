@@ -1,0 +1,114 @@
+"""`gatectl bench vision`: our detector + quality gate against dlib's HOG detector.
+
+Every image is placed into a grey 1280×720 frame, as a gate camera would see a
+traveller at about 1–1.5 m. Our figure is detect + quality per frame on one thread;
+the peer is dlib's HOG frontal face detector with one upsampling, the default of the
+popular ``face_recognition`` library, run on the same frames.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from appliance.camera import IMAGE_SUFFIXES, place_in_canvas
+from appliance.detector import FaceDetector
+from appliance.paths import demo_assets_dir
+from appliance.quality import assess
+
+FRAME = (1280, 720)
+NONFACE_FOLDER = "_nonface"
+FACE_WIDTH_PX = 116
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def dataset_frames(dataset: Path) -> Iterator[tuple[bool, np.ndarray]]:
+    """(is_face, 1280×720 frame) for ``<identity>/*`` face images and ``_nonface/*``."""
+    for folder in sorted(p for p in dataset.iterdir() if p.is_dir()):
+        is_face = folder.name != NONFACE_FOLDER
+        for path in _images(folder):
+            image = cv2.imread(str(path))
+            if image is not None:
+                yield is_face, place_in_canvas(image, FRAME)
+
+
+def packaged_frames() -> Iterator[tuple[bool, np.ndarray]]:
+    """Images that ship with packages: the demo portraits and scikit-image's non-faces."""
+    import skimage.data
+
+    sizer = FaceDetector("short")
+    for path in _images(demo_assets_dir()):
+        image = cv2.imread(str(path))
+        faces = sizer.detect(image)
+        if not faces:
+            raise RuntimeError(f"no face in packaged portrait {path}")
+        scale = FACE_WIDTH_PX / faces[0].width  # a traveller's face at about 1.2 m
+        yield True, place_in_canvas(cv2.resize(image, None, fx=scale, fy=scale), FRAME)
+    for name in ("coffee", "chelsea", "rocket", "coins", "camera", "horse", "hubble_deep_field"):
+        image = getattr(skimage.data, name)()
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        image = cv2.cvtColor(image.astype(np.uint8)[:, :, :3], cv2.COLOR_RGB2BGR)
+        yield False, place_in_canvas(image, FRAME)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def bench_vision(
+    frames: Iterator[tuple[bool, np.ndarray]], *, variant: str = "full", peer: bool = True
+) -> dict:
+    detector = FaceDetector(variant)
+    hog = None
+    if peer:
+        import dlib
+
+        hog = dlib.get_frontal_face_detector()
+    ours_ms, peer_ms = [], []
+    faces = found = peer_found = false_faces = peer_false = 0
+    for is_face, frame in frames:
+        start = time.perf_counter()
+        detections = detector.detect(frame)
+        assess(frame, detections)
+        ours_ms.append((time.perf_counter() - start) * 1000)
+        if hog is not None:
+            rgb = np.ascontiguousarray(frame[:, :, ::-1])
+            start = time.perf_counter()
+            peer_boxes = hog(rgb, 1)
+            peer_ms.append((time.perf_counter() - start) * 1000)
+        else:
+            peer_boxes = []
+        if is_face:
+            faces += 1
+            found += bool(detections)
+            peer_found += bool(peer_boxes)
+        else:
+            false_faces += len(detections)
+            peer_false += len(peer_boxes)
+    result = {
+        "frames": len(ours_ms),
+        "face_frames": faces,
+        "model": variant,
+        "ms_median": round(statistics.median(ours_ms), 3),
+        "ms_p99": round(_percentile(ours_ms, 99), 3),
+        "recall": round(found / faces, 4) if faces else None,
+        "false_faces_nonface": false_faces,
+    }
+    if peer_ms:
+        result |= {
+            "peer": "dlib HOG frontal (upsample 1)",
+            "peer_ms_median": round(statistics.median(peer_ms), 2),
+            "peer_recall": round(peer_found / faces, 4) if faces else None,
+            "peer_false_faces_nonface": peer_false,
+            "speedup": round(statistics.median(peer_ms) / statistics.median(ours_ms), 1),
+        }
+    return result
