@@ -102,15 +102,7 @@ class BoardingGate:
             self.gate.refer()
             return TravellerOutcome("referred", str(exc), tx.capture_id, purge=tx.record)
         if self.gate.opt_out_pending():
-            record = self._finish(tx, "manual_check", "opt_out")
-            self.gate.acknowledge_opt_out()
-            return TravellerOutcome(
-                "manual_check",
-                "opted out during capture",
-                tx.capture_id,
-                purge=record,
-                frames_seen=selection.frames_seen,
-            )
+            return self._opted_out_during_capture(tx, selection.frames_seen)
         tx.sent_at_ms = now_ms()
         try:
             verdict = self.client.verify(tx.capture_id, tx.captured_at_ms, sealed, boarding_pass)
@@ -136,17 +128,23 @@ class BoardingGate:
             outcome, decision, tx.capture_id, True, record, e2e_ms, selection.frames_seen
         )
 
+    def _opted_out_during_capture(
+        self, tx: CaptureTransaction, frames_seen: int
+    ) -> TravellerOutcome:
+        """The button was pressed mid-capture: purge, send nothing, agent checks documents."""
+        record = self._finish(tx, "manual_check", "opt_out")
+        self.gate.acknowledge_opt_out()
+        return TravellerOutcome(
+            "manual_check",
+            "opted out during capture",
+            tx.capture_id,
+            purge=record,
+            frames_seen=frames_seen,
+        )
+
     def _no_selection(self, tx: CaptureTransaction, selection: NoSelection) -> TravellerOutcome:
         if selection.reason == "opted_out":
-            record = self._finish(tx, "manual_check", "opt_out")
-            self.gate.acknowledge_opt_out()
-            return TravellerOutcome(
-                "manual_check",
-                "opted out during capture",
-                tx.capture_id,
-                purge=record,
-                frames_seen=selection.frames_seen,
-            )
+            return self._opted_out_during_capture(tx, selection.frames_seen)
         if selection.reason == "source_ended":
             log.error("camera delivered no frame; referring to the agent")
             self.gate.refer()
