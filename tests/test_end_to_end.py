@@ -219,3 +219,29 @@ def test_camera_that_delivers_nothing_refers_to_agent(boarding, gate_rig):
     assert result.outcome == "referred" and result.reason == "camera delivered no frame"
     assert wait_for(lambda: gate_rig.simulator.indicator == Indicator.SEE_AGENT)
     assert gate_rig.simulator.relay_pulses == []
+
+
+def test_opt_out_during_capture_stops_before_anything_is_sent(
+    boarding, gate_rig, demo_photos, matcher
+):
+    receipts_before = len(matcher.service.purge_receipts)
+    frames_read = []
+
+    class PressesOptOut(CountingSource):
+        """The traveller presses the button while the camera is already running."""
+
+        def read(self):
+            frame = super().read()
+            if self.reads == 1:
+                gate_rig.simulator.press_opt_out()
+                assert wait_for(boarding.gate.opt_out_pending)
+            if frame is not None:
+                frames_read.append(frame)
+            return frame
+
+    result = boarding.process(PressesOptOut([demo_photos / "obama2.jpg"], canvas=CANVAS, repeat=6))
+    assert result.outcome == "manual_check" and not result.frame_sent
+    assert result.frames_seen == 1
+    assert frames_read and all(not f.any() for f in frames_read), "read frames must be zeroized"
+    assert len(matcher.service.purge_receipts) == receipts_before
+    assert gate_rig.simulator.relay_pulses == []
