@@ -1,0 +1,326 @@
+"""The gate unit's configuration: one TOML file, checked completely before anything starts.
+
+Every section and key is known; a typo, a wrong type or an out-of-range value raises
+:class:`ConfigError` naming the key, so a misconfigured gate refuses to start instead of
+running with a silently ignored setting. Relative paths are taken from the folder of the
+configuration file; optional paths default to folders under ``appliance.paths.data_dir()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.paths import data_dir
+from appliance.quality import QualityThresholds
+
+MIN_RELAY_KEY_BYTES = 16  # firmware_bridge.protocol.MIN_KEY_LEN
+PULSE_MS_RANGE = (100, 5000)
+FRAME_WIDTH_RANGE = (160, 7680)
+FRAME_HEIGHT_RANGE = (120, 4320)
+DEADLINE_S_RANGE = (0.1, 120.0)
+REPEAT_RANGE = (1, 10_000)
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, malformed or holds a bad value."""
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """``kind`` is ``replay``, ``opencv`` or ``picamera2``; ``target`` what to open."""
+
+    kind: str
+    target: Path | int | str | None
+    width: int = 1280
+    height: int = 720
+    repeat: int = 1  # replay of still images: frames each image is shown for
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+
+@dataclass(frozen=True)
+class MatcherConfig:
+    target: str
+    pki_dir: Path
+    deadline_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class SerialConfig:
+    port: str
+    relay_key_file: Path
+    relay_key: bytes = field(repr=False, default=b"")
+    pulse_ms: int = 3000
+
+
+@dataclass(frozen=True)
+class FlightConfig:
+    carrier: str
+    number: str
+    date: str
+    airport: str
+    gate: str = ""
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    device_id: str
+    camera: CameraSpec
+    matcher: MatcherConfig
+    serial: SerialConfig
+    flight: FlightConfig
+    quality: QualityThresholds
+    ledger_path: Path
+    source_path: Path | None = None
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class _Section:
+    """One table of the file; remembers which keys were read to reject unknown ones."""
+
+    def __init__(self, name: str, table: dict[str, Any]) -> None:
+        self.name = name
+        self.table = table
+        self.known: set[str] = set()
+
+    def key(self, key: str) -> str:
+        return f"{self.name}.{key}"
+
+    def _get(self, key: str, required: bool) -> Any:
+        self.known.add(key)
+        if key not in self.table:
+            if required:
+                raise ConfigError(f"missing key {self.key(key)}")
+            return None
+        return self.table[key]
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self._get(key, default is None)
+        if value is None:
+            return default or ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.key(key)} must be a string, not {_type(value)}")
+        if default is None and not value.strip():
+            raise ConfigError(f"{self.key(key)} must not be empty")
+        return value
+
+    def integer(self, key: str, default: int, bounds: tuple[int, int]) -> int:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self.key(key)} must be an integer, not {_type(value)}")
+        _check_range(self.key(key), value, bounds)
+        return value
+
+    def number(self, key: str, default: float, bounds: tuple[float, float]) -> float:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        return _number(self.key(key), value, bounds)
+
+    def path(self, key: str, base: Path, default: Path | None = None) -> Path:
+        value = self.string(key, None if default is None else "")
+        if not value:
+            assert default is not None
+            return default
+        if "\x00" in value:
+            raise ConfigError(f"{self.key(key)} must not contain NUL characters")
+        return _resolve(value, base)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.known)
+        if unknown:
+            names = ", ".join(self.key(k) for k in unknown)
+            raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {names}")
+
+
+def _type(value: Any) -> str:
+    return {dict: "a table", list: "an array"}.get(type(value), type(value).__name__)
+
+
+def _number(name: str, value: Any, bounds: tuple[float, float]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number, not {_type(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number")
+    _check_range(name, value, bounds)
+    return value
+
+
+def _check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
+    low, high = bounds
+    if not low <= value <= high:
+        raise ConfigError(f"{name} = {value} is out of range ({low}..{high})")
+
+
+def _resolve(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _section(document: dict[str, Any], name: str, required: bool = True) -> _Section:
+    if name not in document:
+        if required:
+            raise ConfigError(f"missing section [{name}]")
+        return _Section(name, {})
+    table = document[name]
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name} must be a table ([{name}]), not {_type(table)}")
+    return _Section(name, table)
+
+
+def parse_camera_source(text: str, base: Path, key: str = "camera.source") -> tuple[str, Any]:
+    """``replay:<path>``, ``opencv:<index|path|url>`` or ``picamera2``."""
+    kind, sep, rest = text.partition(":")
+    kind = kind.strip().lower()
+    if kind == "picamera2" and not sep:
+        return "picamera2", None
+    if kind == "replay" and sep:
+        if not rest.strip() or "\x00" in rest:
+            raise ConfigError(f"{key}: replay needs a path, as in replay:/srv/replay")
+        return "replay", _resolve(rest.strip(), base)
+    if kind == "opencv" and sep:
+        rest = rest.strip()
+        if not rest or "\x00" in rest:
+            raise ConfigError(f"{key}: opencv needs a device index, path or URL")
+        if rest.isdecimal():
+            return "opencv", int(rest)
+        return "opencv", rest
+    raise ConfigError(
+        f"{key} = {text!r} is not one of replay:<path>, opencv:<index|path|url>, picamera2"
+    )
+
+
+def read_relay_key(path: Path, key: str = "serial.relay_key_file") -> bytes:
+    """The relay HMAC key: one hex string (whitespace ignored), at least 16 bytes."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc}") from exc
+    try:
+        secret = bytes.fromhex("".join(text.split()))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {path} does not hold a hex key") from exc
+    if len(secret) < MIN_RELAY_KEY_BYTES:
+        raise ConfigError(
+            f"{key}: key in {path} is {len(secret)} bytes; at least {MIN_RELAY_KEY_BYTES} needed"
+        )
+    return secret
+
+
+# ------------------------------------------------------------------------------ loader
+
+SECTIONS = ("device", "camera", "matcher", "serial", "flight", "quality", "ledger")
+
+
+def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
+    """Check a parsed TOML document; ``base`` is the folder relative paths start from."""
+    unknown = sorted(set(document) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown section{'s' if len(unknown) > 1 else ''} {unknown}")
+
+    device = _section(document, "device")
+    device_id = device.string("id")
+    device.finish()
+
+    camera = _section(document, "camera")
+    kind, target = parse_camera_source(camera.string("source"), base)
+    camera_spec = CameraSpec(
+        kind,
+        target,
+        camera.integer("width", 1280, FRAME_WIDTH_RANGE),
+        camera.integer("height", 720, FRAME_HEIGHT_RANGE),
+        camera.integer("repeat", 1, REPEAT_RANGE),
+    )
+    camera.finish()
+
+    matcher = _section(document, "matcher")
+    target_text = matcher.string("target")
+    host, sep, port = target_text.rpartition(":")
+    if not sep or not host or not port.isdecimal() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"matcher.target = {target_text!r} must be host:port (port 1..65535)")
+    matcher_config = MatcherConfig(
+        target_text,
+        matcher.path("pki_dir", base, data_dir() / "pki"),
+        matcher.number("deadline_s", 3.0, DEADLINE_S_RANGE),
+    )
+    matcher.finish()
+
+    serial = _section(document, "serial")
+    port_name = serial.string("port")
+    key_file = serial.path("relay_key_file", base)
+    pulse_ms = serial.integer("pulse_ms", 3000, PULSE_MS_RANGE)
+    serial.finish()
+    serial_config = SerialConfig(port_name, key_file, read_relay_key(key_file), pulse_ms)
+
+    flight = _section(document, "flight")
+    date = flight.string("date")
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError as exc:
+        raise ConfigError(f"flight.date = {date!r} is not an ISO date (YYYY-MM-DD)") from exc
+    flight_config = FlightConfig(
+        flight.string("carrier"),
+        flight.string("number"),
+        date,
+        flight.string("airport"),
+        flight.string("gate", ""),
+    )
+    flight.finish()
+
+    quality = _section(document, "quality", required=False)
+    overrides = {}
+    for threshold in dataclasses.fields(QualityThresholds):
+        value = quality.number(threshold.name, threshold.default, (0.0, 1e6))
+        overrides[threshold.name] = value
+    quality.finish()
+    limits = QualityThresholds(**overrides)
+    if limits.min_luminance > limits.max_luminance:
+        raise ConfigError("quality.min_luminance must not exceed quality.max_luminance")
+    for name in ("second_face_area_ratio", "max_clipped_fraction"):
+        _check_range(f"quality.{name}", getattr(limits, name), (0.0, 1.0))
+
+    ledger = _section(document, "ledger", required=False)
+    ledger_path = ledger.path("path", base, data_dir() / "purge-ledger.jsonl")
+    ledger.finish()
+
+    return GateConfig(
+        device_id=device_id,
+        camera=camera_spec,
+        matcher=matcher_config,
+        serial=serial_config,
+        flight=flight_config,
+        quality=limits,
+        ledger_path=ledger_path,
+    )
+
+
+def load_config(path: Path | str) -> GateConfig:
+    """Read and check ``path``; raises :class:`ConfigError` naming what is wrong."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    config = parse_config(document, path.resolve().parent)
+    return dataclasses.replace(config, source_path=path)

@@ -1,0 +1,273 @@
+"""The on-device service systemd runs (``gatectl run --config FILE``).
+
+Builds the parts from the configuration, opens the flight session, starts the gate,
+tells systemd it is ready, then serves travellers one capture window at a time until
+stopped. Between transactions it pings the systemd watchdog and publishes a STATUS line.
+On the way out the gate is left referring with the relay closed.
+
+A start-up failure (configuration, model, serial port, matcher, camera) logs one line
+and returns a non-zero code so ``Restart=on-failure`` retries; a fault with one
+traveller never stops the loop (``BoardingGate`` refers that traveller).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import resource
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from appliance import sd_notify
+from appliance.boarding import BoardingGate
+from appliance.camera import CameraError, FrameSource, OpenCVSource, Picamera2Source, ReplaySource
+from appliance.config import CameraSpec, ConfigError, GateConfig, load_config
+
+log = logging.getLogger("gate.service")
+
+EXIT_OK = 0
+EXIT_STARTUP = 1
+EXIT_CONFIG = 2
+EXIT_MODEL = 3
+EXIT_SERIAL = 4
+EXIT_MATCHER = 5
+EXIT_CAMERA = 6
+
+SOURCE_ENDED = "camera delivered no frame"
+# A live camera that gives no frame this many windows in a row: exit and let systemd restart.
+MAX_CAMERA_FAILURES = 20
+
+
+class StartupError(RuntimeError):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def open_source(spec: CameraSpec) -> FrameSource:
+    """The camera source the configuration names (raises CameraError)."""
+    if spec.kind == "replay":
+        return ReplaySource(Path(spec.target), canvas=spec.size, repeat=spec.repeat)
+    if spec.kind == "opencv":
+        assert isinstance(spec.target, int | str)
+        return OpenCVSource(spec.target, spec.size)
+    if spec.kind == "picamera2":
+        return Picamera2Source(spec.size)
+    raise CameraError(f"unknown camera kind {spec.kind!r}")
+
+
+def disable_core_dumps() -> None:
+    """No core file may ever hold a frame: RLIMIT_CORE = 0 for this process."""
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError) as exc:  # pragma: no cover - lowering never needs privilege
+        log.warning("could not disable core dumps: %s", exc)
+
+
+class _Watchdog:
+    def __init__(self) -> None:
+        self.interval = sd_notify.watchdog_interval()
+        self._last = time.monotonic()
+
+    def ping(self, force: bool = False) -> None:
+        if self.interval is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last >= self.interval:
+            sd_notify.notify("WATCHDOG=1")
+            self._last = now
+
+    def wait(self, stop: threading.Event, seconds: float) -> None:
+        """Sleep up to ``seconds`` (until stop), still feeding the watchdog."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            step = left if self.interval is None else min(left, self.interval)
+            stop.wait(step)
+            self.ping()
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, object] = {}
+
+    def _handler(signum: int, _frame: object) -> None:
+        log.info("received %s; stopping after the current traveller", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, _handler)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, object]) -> None:
+    for signum, handler in previous.items():
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def run_service(
+    config: GateConfig,
+    stop: threading.Event | None = None,
+    *,
+    result_hold_s: float = 1.0,
+) -> int:
+    """Serve travellers until ``stop``, SIGTERM/SIGINT, or the end of a replay source."""
+    disable_core_dumps()
+    stop = stop or threading.Event()
+    previous = _install_signal_handlers(stop)
+    closers: list = []
+    try:
+        try:
+            boarding, source = _build(config, closers)
+        except StartupError as exc:
+            log.error("start-up failed: %s", exc)
+            sd_notify.notify(f"STATUS=start-up failed: {exc}")
+            return exc.code
+        sd_notify.notify("READY=1")
+        sd_notify.notify(f"STATUS=serving {_flight_name(config)} as {config.device_id}")
+        log.info("gate %s ready for %s", config.device_id, _flight_name(config))
+        return _serve(config, boarding, source, stop, result_hold_s)
+    finally:
+        sd_notify.notify("STOPPING=1")
+        _shutdown(closers)
+        _restore_signal_handlers(previous)
+
+
+def _flight_name(config: GateConfig) -> str:
+    f = config.flight
+    return f"{f.carrier}{f.number} {f.date} {f.airport}" + (f" gate {f.gate}" if f.gate else "")
+
+
+def _build(config: GateConfig, closers: list) -> tuple[BoardingGate, FrameSource]:
+    """Every part, in order of how likely it fails; ``closers`` collects what to close."""
+    from appliance.detector import FaceDetector
+    from appliance.gate import GateController
+    from appliance.ledger import PurgeLedger
+    from appliance.matching_client import FlightInfo, MatchingClient, MatchingUnavailable
+    from appliance.model_store import ModelError
+    from appliance.pki import PkiLayout
+    from firmware_bridge.host import CommandRejected, GateLink, LinkError
+
+    try:
+        detector = FaceDetector("full")
+    except (ModelError, OSError) as exc:
+        raise StartupError(EXIT_MODEL, f"face detection model: {exc}") from exc
+
+    try:
+        ledger = PurgeLedger(config.ledger_path)
+    except OSError as exc:
+        raise StartupError(EXIT_STARTUP, f"purge ledger {config.ledger_path}: {exc}") from exc
+
+    try:
+        link = GateLink(config.serial.port, config.serial.relay_key).open()
+    except (LinkError, CommandRejected, ValueError) as exc:
+        raise StartupError(EXIT_SERIAL, f"gate MCU on {config.serial.port}: {exc}") from exc
+    closers.append(link)
+    gate = GateController(link, pulse_ms=config.serial.pulse_ms)
+    try:
+        gate.start()
+    except (LinkError, CommandRejected) as exc:
+        raise StartupError(EXIT_SERIAL, f"gate MCU on {config.serial.port}: {exc}") from exc
+    closers.insert(0, gate)  # from here on, shutdown leaves the gate referring
+
+    try:
+        client = MatchingClient(
+            config.matcher.target,
+            PkiLayout(config.matcher.pki_dir),
+            config.device_id,
+            deadline_s=config.matcher.deadline_s,
+        )
+    except (OSError, ValueError) as exc:
+        raise StartupError(EXIT_MATCHER, f"device PKI in {config.matcher.pki_dir}: {exc}") from exc
+    closers.append(client)
+    flight = config.flight
+    try:
+        session = client.open_session(
+            FlightInfo(flight.carrier, flight.number, flight.date, flight.airport, flight.gate)
+        )
+    except MatchingUnavailable as exc:
+        raise StartupError(EXIT_MATCHER, f"matcher {config.matcher.target}: {exc}") from exc
+    log.info("session %s: gallery of %d", session.session_id, session.gallery_size)
+
+    try:
+        source = open_source(config.camera)
+    except CameraError as exc:
+        raise StartupError(EXIT_CAMERA, f"camera: {exc}") from exc
+    closers.append(source)
+    boarding = BoardingGate(detector, client, gate, ledger, limits=config.quality)
+    return boarding, source
+
+
+def _serve(
+    config: GateConfig,
+    boarding: BoardingGate,
+    source: FrameSource,
+    stop: threading.Event,
+    result_hold_s: float,
+) -> int:
+    watchdog = _Watchdog()
+    watchdog.ping(force=True)
+    counts: Counter[str] = Counter()
+    camera_failures = 0
+    while not stop.is_set():
+        result = boarding.process(source)
+        watchdog.ping()
+        if result.outcome == "referred" and result.reason == SOURCE_ENDED:
+            if config.camera.kind == "replay":
+                log.info("replay source ended")
+                break
+            camera_failures += 1
+            if camera_failures >= MAX_CAMERA_FAILURES:
+                log.error("camera gave no frame %d times in a row; exiting", camera_failures)
+                return EXIT_CAMERA
+            watchdog.wait(stop, 0.5)
+            continue
+        camera_failures = 0
+        if result.outcome == "no_face":
+            continue
+        counts[result.outcome] += 1
+        log.info("traveller: %s (%s)", result.outcome, result.reason)
+        sd_notify.notify(
+            "STATUS=served {}: granted {}, referred {}, manual check {}".format(
+                sum(counts.values()),
+                counts["granted"],
+                counts["referred"],
+                counts["manual_check"],
+            )
+        )
+        watchdog.wait(stop, result_hold_s)  # the traveller sees the outcome
+        if not stop.is_set():
+            with contextlib.suppress(Exception):
+                boarding.gate.ready()
+    return EXIT_OK
+
+
+def _shutdown(closers: list) -> None:
+    """Gate first (refer: relay closed, "see agent"), then link, client, camera."""
+    from appliance.gate import GateController
+
+    for part in closers:
+        try:
+            if isinstance(part, GateController):
+                part.refer()
+            else:
+                part.close()
+        except Exception as exc:
+            log.warning("shutdown: %s: %s", type(part).__name__, exc)
+
+
+def main(config_path: Path) -> int:
+    """``gatectl run --config FILE``."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return EXIT_CONFIG
+    return run_service(config)

@@ -1,0 +1,359 @@
+"""The on-device service: configuration, sd_notify, and run_service on real parts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from appliance import sd_notify
+from appliance.config import ConfigError, load_config
+from appliance.ledger import PurgeLedger
+from appliance.service import EXIT_CONFIG, EXIT_OK, EXIT_SERIAL, main, open_source, run_service
+from firmware_bridge.simulator import Simulator
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "systemd" / "gate-appliance.toml.example"
+KEY_HEX = "00112233445566778899aabbccddeeff0011223344556677"
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """The shipped example with its relay key file next to it."""
+    path = tmp_path / "gate.toml"
+    shutil.copy(EXAMPLE, path)
+    (tmp_path / "relay.key").write_text(KEY_HEX + "\n")
+    return path
+
+
+def _edit(path: Path, old: str, new: str) -> Path:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+# ------------------------------------------------------------------------ configuration
+
+
+def test_example_config_loads(example: Path) -> None:
+    config = load_config(example)
+    assert config.device_id == "gate-dev-0001"
+    assert (config.camera.kind, config.camera.target) == ("opencv", 0)
+    assert config.camera.size == (1280, 720)
+    assert config.serial.relay_key == bytes.fromhex(KEY_HEX)
+    assert config.serial.relay_key_file == example.parent / "relay.key"
+    assert KEY_HEX not in repr(config)
+    assert config.serial.pulse_ms == 3000
+    assert config.flight.number == "0283"
+    assert config.quality.min_inter_eye_px == 28.0
+    assert config.matcher.deadline_s == 3.0
+
+
+def test_defaults_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATE_DATA_DIR", str(tmp_path / "state"))
+    (tmp_path / "k").write_text(KEY_HEX)
+    path = tmp_path / "min.toml"
+    path.write_text(
+        '[device]\nid = "g1"\n[camera]\nsource = "replay:frames"\n'
+        '[matcher]\ntarget = "localhost:1"\n[serial]\nport = "/dev/ttyACM0"\n'
+        'relay_key_file = "k"\n[flight]\ncarrier = "BA"\nnumber = "1"\n'
+        'date = "2026-01-02"\nairport = "LHR"\n'
+    )
+    config = load_config(path)
+    assert config.camera.target == tmp_path / "frames"
+    assert config.matcher.pki_dir == tmp_path / "state" / "pki"
+    assert config.ledger_path == tmp_path / "state" / "purge-ledger.jsonl"
+    assert config.serial.pulse_ms == 3000
+    assert config.flight.gate == ""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ('[device]\nid = "gate-dev-0001"', "[device]", "device.id"),  # missing key
+        ("[flight]", "[flighty]", "flighty"),  # unknown section (and flight missing)
+        ('gate = "B42"', 'gate = "B42"\ngat = "B43"', "flight.gat"),  # typo
+        ("pulse_ms = 3000", "pulse_ms = 50", "serial.pulse_ms"),  # out of range
+        ("pulse_ms = 3000", "pulse_ms = 9000", "serial.pulse_ms"),
+        ("pulse_ms = 3000", 'pulse_ms = "3000"', "serial.pulse_ms"),  # wrong type
+        ("pulse_ms = 3000", "pulse_ms = true", "serial.pulse_ms"),
+        ("width = 1280", "width = 12.5", "camera.width"),
+        ("deadline_s = 3.0", "deadline_s = -1", "matcher.deadline_s"),
+        ("deadline_s = 3.0", "deadline_s = nan", "matcher.deadline_s"),
+        ('id = "gate-dev-0001"', "id = 7", "device.id"),
+        ('source = "opencv:0"', 'source = "webcam0"', "camera.source"),  # bad source syntax
+        ('source = "opencv:0"', 'source = "replay:"', "camera.source"),
+        ('source = "opencv:0"', 'source = "picamera2:1"', "camera.source"),
+        ('source = "opencv:0"', 'source = "opencv:"', "camera.source"),
+        ('target = "matcher.example.internal:50051"', 'target = "matcher"', "matcher.target"),
+        ('date = "2026-11-25"', 'date = "25/11/2026"', "flight.date"),
+        ("min_sharpness = 20.0", 'min_sharpness = "sharp"', "quality.min_sharpness"),
+        ("min_sharpness = 20.0", "min_sharpness = -1.0", "quality.min_sharpness"),
+        ("min_sharpness = 20.0", "sharpness = 20.0", "quality.sharpness"),
+        ("min_luminance = 50.0", "min_luminance = 220.0", "quality.min_luminance"),
+        ('relay_key_file = "relay.key"', 'relay_key_file = "nope.key"', "serial.relay_key_file"),
+        ('path = "/var/lib/gate-appliance/purge-ledger.jsonl"', "path = 1", "ledger.path"),
+        ("[ledger]", 'ledger = "x"\n[ledger2]', "ledger"),
+    ],
+)
+def test_bad_values_name_the_key(example: Path, old: str, new: str, named: str) -> None:
+    _edit(example, old, new)
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(example)
+
+
+@pytest.mark.parametrize(("key_text", "why"), [("zz" * 20, "hex"), ("00" * 8, "16"), ("", "16")])
+def test_bad_relay_key(example: Path, key_text: str, why: str) -> None:
+    (example.parent / "relay.key").write_text(key_text)
+    with pytest.raises(ConfigError, match=r"serial\.relay_key_file.*" + why):
+        load_config(example)
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[device\nid = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    bad.write_bytes(b"\xff\xfe[device]")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"missing section \[device\]"):
+        bad.write_text("")
+        load_config(bad)
+
+
+def _example_lines() -> list[str]:
+    return EXAMPLE.read_text().splitlines()
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.one_of(
+        st.text(),
+        st.lists(st.sampled_from(_example_lines()), max_size=60).map("\n".join),
+        st.tuples(st.lists(st.sampled_from(_example_lines())), st.text(max_size=40)).map(
+            lambda pair: "\n".join(pair[0]) + pair[1]
+        ),
+    )
+)
+def test_arbitrary_text_gives_config_error_or_config(tmp_path: Path, text: str) -> None:
+    (tmp_path / "relay.key").write_text(KEY_HEX)
+    path = tmp_path / "fuzz.toml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    with contextlib.suppress(ConfigError):
+        load_config(path)
+
+
+def test_main_returns_config_code(tmp_path: Path) -> None:
+    assert main(tmp_path / "absent.toml") == EXIT_CONFIG
+
+
+# ------------------------------------------------------------------------------ sd_notify
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = tmp_path / "notify.sock"
+    sock.bind(str(path))
+    sock.settimeout(10)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    yield sock
+    sock.close()
+
+
+def _drain(sock: socket.socket) -> list[str]:
+    messages = []
+    sock.setblocking(False)
+    try:
+        while True:
+            messages.append(sock.recv(4096).decode())
+    except BlockingIOError:
+        pass
+    finally:
+        sock.settimeout(10)
+    return messages
+
+
+def test_notify_ready_and_watchdog(notify_socket: socket.socket) -> None:
+    assert sd_notify.notify("READY=1")
+    assert notify_socket.recv(4096) == b"READY=1"
+    assert sd_notify.notify("WATCHDOG=1")
+    assert notify_socket.recv(4096) == b"WATCHDOG=1"
+
+
+def test_notify_abstract_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"gate-test-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(10)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert sd_notify.notify("READY=1")
+        assert sock.recv(4096) == b"READY=1"
+
+
+def test_notify_is_noop_without_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert sd_notify.notify("READY=1") is False
+
+
+def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    assert sd_notify.watchdog_interval() is None
+    monkeypatch.setenv("WATCHDOG_USEC", "10000000")
+    assert sd_notify.watchdog_interval() == 5.0
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))
+    assert sd_notify.watchdog_interval() is None
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert sd_notify.watchdog_interval() == 5.0
+    monkeypatch.setenv("WATCHDOG_USEC", "junk")
+    assert sd_notify.watchdog_interval() is None
+
+
+# ------------------------------------------------------------------------ run_service
+
+
+def _service_config(tmp_path: Path, matcher, port: str, key: bytes, frames: Path) -> Path:
+    (tmp_path / "relay.key").write_text(key.hex())
+    path = tmp_path / "gate.toml"
+    path.write_text(
+        f"""
+[device]
+id = "gate-dev-0001"
+[camera]
+source = "replay:{frames}"
+width = 1280
+height = 720
+[matcher]
+target = "{matcher.target}"
+pki_dir = "{matcher.pki.root}"
+deadline_s = 10.0
+[serial]
+port = "{port}"
+relay_key_file = "relay.key"
+pulse_ms = 1000
+[flight]
+carrier = "BA"
+number = "0283"
+date = "2026-11-25"
+airport = "LAX"
+gate = "B42"
+[ledger]
+path = "ledger/purge-ledger.jsonl"
+"""
+    )
+    return path
+
+
+def test_open_source_replay(tmp_path: Path, demo_photos: Path, example: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(demo_photos / "obama2.jpg", frames)
+    _edit(example, 'source = "opencv:0"', f'source = "replay:{frames}"')
+    source = open_source(load_config(example).camera)
+    try:
+        frame = source.read()
+        assert frame is not None and frame.shape == (720, 1280, 3)
+        assert source.read() is None
+    finally:
+        source.close()
+
+
+def test_run_service_end_to_end(
+    tmp_path: Path, matcher, demo_photos: Path, notify_socket: socket.socket
+) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(demo_photos / "obama2.jpg", frames)
+    key = os.urandom(32)
+    simulator = Simulator(key).start()
+    try:
+        config = load_config(_service_config(tmp_path, matcher, simulator.port, key, frames))
+        results: list[int] = []
+        thread = threading.Thread(
+            target=lambda: results.append(run_service(config, result_hold_s=0.1)), daemon=True
+        )
+        thread.start()
+        assert _wait_for(lambda: len(simulator.relay_pulses) == 1, timeout=120)
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+        assert results == [EXIT_OK]
+        messages = _drain(notify_socket)
+        assert "READY=1" in messages
+        assert "STOPPING=1" in messages
+        assert messages.index("READY=1") < messages.index("STOPPING=1")
+        assert any(m.startswith("STATUS=served 1: granted 1") for m in messages)
+        assert PurgeLedger(tmp_path / "ledger" / "purge-ledger.jsonl").verify() >= 1
+        assert _wait_for(lambda: not simulator.relay_open, timeout=10)
+        assert simulator.relay_pulses == [1000]
+    finally:
+        simulator.stop()
+
+
+def test_run_service_serial_failure_is_one_clear_exit(
+    tmp_path: Path, matcher, notify_socket: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    config = load_config(
+        _service_config(tmp_path, matcher, str(tmp_path / "no-tty"), os.urandom(32), frames)
+    )
+    with caplog.at_level("ERROR", logger="gate.service"):
+        assert run_service(config) == EXIT_SERIAL
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and r.name == "gate.service"]
+    assert len(errors) == 1 and "start-up failed" in errors[0].getMessage()
+    messages = _drain(notify_socket)
+    assert "READY=1" not in messages and "STOPPING=1" in messages
+
+
+def test_stop_event_ends_service(
+    tmp_path: Path, matcher, demo_photos: Path, notify_socket: socket.socket
+) -> None:
+    """A long replay (one traveller standing for many frames) stops when asked."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(demo_photos / "obama2.jpg", frames)
+    key = os.urandom(32)
+    simulator = Simulator(key).start()
+    try:
+        path = _service_config(tmp_path, matcher, simulator.port, key, frames)
+        _edit(path, "height = 720", "height = 720\nrepeat = 10000")
+        config = load_config(path)
+        stop = threading.Event()
+        results: list[int] = []
+        thread = threading.Thread(
+            target=lambda: results.append(run_service(config, stop, result_hold_s=0.1)),
+            daemon=True,
+        )
+        thread.start()
+        assert _wait_for(lambda: len(simulator.relay_pulses) >= 1, timeout=120)
+        stop.set()
+        thread.join(timeout=120)
+        assert results == [EXIT_OK]
+        assert _wait_for(lambda: not simulator.relay_open, timeout=10)
+    finally:
+        simulator.stop()
