@@ -15,6 +15,12 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(args.dataset, args.json)
 
 
+def _run(args: argparse.Namespace) -> int:
+    from appliance import service
+
+    return service.main(args.config)
+
+
 def _bench_vision(args: argparse.Namespace) -> int:
     from appliance.bench import bench_vision, dataset_frames, packaged_frames
 
@@ -36,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
     demo.set_defaults(handler=_demo)
+
+    run = commands.add_parser("run", help="run the gate service (what systemd starts)")
+    run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    run.set_defaults(handler=_run)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
     benches = bench.add_subparsers(dest="bench", required=True)
