@@ -217,6 +217,50 @@ def test_decoder_resynchronises_after_garbage(garbage: bytes, frame: Frame) -> N
     assert got and got[-1] == frame
 
 
+@given(st.lists(frames, min_size=1, max_size=10))
+def test_concatenated_frames_yield_exactly_those_frames(fs: list[Frame]) -> None:
+    """k valid frames back to back in one read -> exactly those k, in order."""
+    dec = FrameDecoder()
+    assert dec.feed(b"".join(f.encode() for f in fs)) == fs
+    assert dec.frames == len(fs)
+    assert dec.dropped == 0
+
+
+@given(frames, frames, st.data())
+def test_truncated_frame_is_dropped_and_next_frame_survives(
+    a: Frame, b: Frame, data: st.DataObject
+) -> None:
+    """A frame cut short (>= 1 content byte and its delimiter lost) then a flush
+    0x00: the truncated frame never comes out, the next one does, unharmed."""
+    wire = a.encode()
+    cut = data.draw(st.integers(0, len(wire) - 2), label="cut")
+    stream = wire[:cut] + b"\x00" + b.encode()
+    split = data.draw(st.integers(0, len(stream)), label="split")
+    dec = FrameDecoder()
+    got = dec.feed(stream[:split]) + dec.feed(stream[split:])
+    assert got == [b]
+    assert dec.dropped == (1 if cut else 0)  # an empty remnant is just a flush
+
+
+@given(frames, frames, frames, st.data())
+def test_truncated_frame_without_delimiter_costs_at_most_the_next_frame(
+    a: Frame, b: Frame, c: Frame, data: st.DataObject
+) -> None:
+    """With no flush the remnant runs into the next frame (both are lost unless the
+    remnant is empty); the decoder resynchronises at that frame's delimiter."""
+    wire = a.encode()
+    cut = data.draw(st.integers(0, len(wire) - 2), label="cut")
+    dec = FrameDecoder()
+    got = dec.feed(wire[:cut] + b.encode() + c.encode())
+    assert got[-1] == c
+    if cut == 0:
+        assert got == [b, c]
+    else:
+        assert all(f in (b, c) for f in got)
+        if a not in (b, c):
+            assert a not in got
+
+
 def test_oversize_frame_is_dropped_and_counted() -> None:
     dec = FrameDecoder()
     good = Frame(MsgType.HELLO, 1).encode()
