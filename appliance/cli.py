@@ -15,6 +15,46 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(args.dataset, args.json)
 
 
+def _read_key(path: Path) -> bytes:
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"gatectl: cannot read relay key from {path}: {exc}") from exc
+
+
+def _serial_test(args: argparse.Namespace) -> int:
+    from firmware_bridge.serial_check import run_serial_test
+
+    if args.simulate:
+        import os
+
+        from firmware_bridge.simulator import Simulator
+
+        key = os.urandom(32)
+        with Simulator(key) as simulator:
+            print(f"simulated gate MCU on {simulator.port}")
+            return 0 if run_serial_test(simulator.port, key, pulse=args.pulse) else 1
+    if not (args.port and args.key_file):
+        raise SystemExit("gatectl serial test: give --port and --key-file, or --simulate")
+    return 0 if run_serial_test(args.port, _read_key(args.key_file), pulse=args.pulse) else 1
+
+
+def _bench_serial(args: argparse.Namespace) -> int:
+    from firmware_bridge.bench import bench_serial
+
+    result = bench_serial(rounds=args.rounds, fuzz_frames=args.fuzz_frames)
+    _print_figures(result, args.json)
+    return 0 if result["relay_opened_by_fuzz"] == 0 else 1
+
+
+def _print_figures(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result), flush=True)
+    else:
+        for key, value in result.items():
+            print(f"{key:>26}: {value}")
+
+
 def _run(args: argparse.Namespace) -> int:
     from appliance import service
 
@@ -26,11 +66,7 @@ def _bench_vision(args: argparse.Namespace) -> int:
 
     frames = dataset_frames(args.dataset) if args.dataset else packaged_frames()
     result = bench_vision(frames, variant=args.model, peer=not args.no_peer)
-    if args.json:
-        print(json.dumps(result), flush=True)
-    else:
-        for key, value in result.items():
-            print(f"{key:>26}: {value}")
+    _print_figures(result, args.json)
     return 0
 
 
@@ -59,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     vision.add_argument("--no-peer", action="store_true", help="skip the dlib HOG peer")
     vision.add_argument("--json", action="store_true", help="one JSON object on the last line")
     vision.set_defaults(handler=_bench_vision)
+    serial_bench = benches.add_parser("serial", help="command round trips and fuzzing over a pty")
+    serial_bench.add_argument("--rounds", type=int, default=200)
+    serial_bench.add_argument("--fuzz-frames", type=int, default=5000)
+    serial_bench.add_argument(
+        "--json", action="store_true", help="one JSON object on the last line"
+    )
+    serial_bench.set_defaults(handler=_bench_serial)
+
+    serial = commands.add_parser("serial", help="check the serial link to the gate MCU")
+    serial_commands = serial.add_subparsers(dest="serial", required=True)
+    check = serial_commands.add_parser("test", help="hello, status, indicator cycle, buzzer")
+    check.add_argument("--port", help="serial device, e.g. /dev/serial/by-id/...")
+    check.add_argument("--key-file", type=Path, help="file holding the relay HMAC key in hex")
+    check.add_argument("--pulse", action="store_true", help="also pulse the relay (opens the gate)")
+    check.add_argument("--simulate", action="store_true", help="test against the MCU simulator")
+    check.set_defaults(handler=_serial_test)
     return parser
 
 
