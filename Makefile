@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps mediapipe==1.2.3
 	touch $@
 
 proto/gate/v1/matching_pb2.py: proto/gate/v1/matching.proto $(STAMP)

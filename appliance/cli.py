@@ -65,7 +65,7 @@ def _bench_vision(args: argparse.Namespace) -> int:
     from appliance.bench import bench_vision, dataset_frames, packaged_frames
 
     frames = dataset_frames(args.dataset) if args.dataset else packaged_frames()
-    result = bench_vision(frames, variant=args.model, peer=not args.no_peer)
+    result = bench_vision(frames, runtime=args.runtime, variant=args.model, peer=not args.no_peer)
     _print_figures(result, args.json)
     return 0
 
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="<identity>/*.jpg and _nonface/ (default: images that packages ship)",
     )
     vision.add_argument("--model", choices=("full", "short"), default="full")
+    vision.add_argument("--runtime", choices=("onnxruntime", "mediapipe"), default="onnxruntime")
     vision.add_argument("--no-peer", action="store_true", help="skip the dlib HOG peer")
     vision.add_argument("--json", action="store_true", help="one JSON object on the last line")
     vision.set_defaults(handler=_bench_vision)

@@ -71,6 +71,17 @@ class FlightConfig:
 
 
 @dataclass(frozen=True)
+class VisionConfig:
+    """Which detector runs and on what part of the frame (see appliance.detector)."""
+
+    runtime: str = "onnxruntime"
+    model: str = "full"
+    zone_width: float | None = 1.0  # in frame heights; None = the whole frame
+    min_score: float = 0.65
+    capture_window_frames: int = 45
+
+
+@dataclass(frozen=True)
 class GateConfig:
     device_id: str
     camera: CameraSpec
@@ -79,6 +90,7 @@ class GateConfig:
     flight: FlightConfig
     quality: QualityThresholds
     ledger_path: Path
+    vision: VisionConfig = field(default_factory=VisionConfig)
     source_path: Path | None = None
 
 
@@ -222,7 +234,7 @@ def read_relay_key(path: Path, key: str = "serial.relay_key_file") -> bytes:
 
 # ------------------------------------------------------------------------------ loader
 
-SECTIONS = ("device", "camera", "matcher", "serial", "flight", "quality", "ledger")
+SECTIONS = ("device", "camera", "matcher", "serial", "flight", "quality", "ledger", "vision")
 
 
 def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
@@ -292,6 +304,25 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     for name in ("second_face_area_ratio", "max_clipped_fraction"):
         _check_range(f"quality.{name}", getattr(limits, name), (0.0, 1.0))
 
+    vision = _section(document, "vision", required=False)
+    runtime = vision.string("runtime", "onnxruntime")
+    model = vision.string("model", "full")
+    for name, value, allowed in (
+        ("runtime", runtime, ("onnxruntime", "mediapipe")),
+        ("model", model, ("full", "short")),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"vision.{name} = {value!r} must be one of {list(allowed)}")
+    zone_width = vision.number("zone_width", 1.0, (0.0, 4.0))
+    vision_config = VisionConfig(
+        runtime,
+        model,
+        zone_width or None,
+        vision.number("min_score", 0.65, (0.05, 0.99)),
+        vision.integer("capture_window_frames", 45, (1, 900)),
+    )
+    vision.finish()
+
     ledger = _section(document, "ledger", required=False)
     ledger_path = ledger.path("path", base, data_dir() / "purge-ledger.jsonl")
     ledger.finish()
@@ -304,6 +335,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         flight=flight_config,
         quality=limits,
         ledger_path=ledger_path,
+        vision=vision_config,
     )
 
 

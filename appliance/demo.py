@@ -21,7 +21,7 @@ from pathlib import Path
 from appliance import demo_scenes
 from appliance.boarding import BoardingGate, TravellerOutcome
 from appliance.camera import FrameSource, ReplaySource
-from appliance.detector import FaceDetector
+from appliance.detector import Detector, FaceDetector, create_detector
 from appliance.gate import GateController
 from appliance.ledger import PurgeLedger
 from appliance.matching_client import FlightInfo, MatchingClient
@@ -54,7 +54,7 @@ def _empty_lane_video() -> Path:
     return path
 
 
-def _scene_videos(detector: FaceDetector) -> dict[str, Path]:
+def _scene_videos() -> dict[str, Path]:
     """Make (once) the demo's camera scenes from the photos set-up fetched."""
     assets = demo_assets_dir()
     scenes = assets / "scenes"
@@ -72,7 +72,7 @@ def _scene_videos(detector: FaceDetector) -> dict[str, Path]:
         import cv2
 
         image = cv2.imread(str(assets / photo))
-        faces = detector.detect(image) if image is not None else []
+        faces = FaceDetector("full").detect(image) if image is not None else []
         if not faces:
             raise RuntimeError(f"no face found in demo photo {photo}; re-run `make setup`")
         demo_scenes.traveller_scene(video, assets / photo, faces[0].width)
@@ -80,7 +80,7 @@ def _scene_videos(detector: FaceDetector) -> dict[str, Path]:
     return paths
 
 
-def _default_queue(detector: FaceDetector, work: Path) -> tuple[list[Traveller], Path]:
+def _default_queue(work: Path) -> tuple[list[Traveller], Path]:
     assets = demo_assets_dir()
     missing = [n for n in ("obama.jpg", "biden.jpg", "astronaut.png") if not (assets / n).exists()]
     if missing:
@@ -102,7 +102,7 @@ def _default_queue(detector: FaceDetector, work: Path) -> tuple[list[Traveller],
             ]
         )
     )
-    videos = _scene_videos(detector)
+    videos = _scene_videos()
     queue = [
         Traveller("booked traveller", lambda: ReplaySource(videos["booked"])),
         Traveller("empty lane", lambda: ReplaySource(videos["empty"])),
@@ -174,9 +174,9 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     pki = create_dev_pki(data_dir() / "pki")
-    detector = FaceDetector("full")
+    detector: Detector = create_detector()
     if dataset is None:
-        queue, manifest = _default_queue(detector, work)
+        queue, manifest = _default_queue(work)
     else:
         queue, manifest = _dataset_queue(dataset, work)
 

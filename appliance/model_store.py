@@ -59,46 +59,62 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+RUNTIMES = ("onnxruntime", "mediapipe")
+
+
+def model_path(variant: str, runtime: str = "onnxruntime", directory: Path | None = None) -> Path:
+    """Where set-up puts the prepared model of ``variant`` for ``runtime``."""
+    suffix = ".onnx" if runtime == "onnxruntime" else "_tasks.tflite"
+    return (directory or models_dir()) / f"blazeface_{variant}{suffix}"
+
+
 def onnx_path(variant: str, directory: Path | None = None) -> Path:
-    return (directory or models_dir()) / f"blazeface_{variant}.onnx"
+    return model_path(variant, "onnxruntime", directory)
 
 
 def write_manifest(directory: Path) -> None:
-    """Record the hashes of the converted models set-up just produced."""
-    entries = {}
+    """Record the hashes of the models set-up just prepared, per variant and runtime."""
+    entries: dict[str, dict] = {}
     for variant, pin in MODELS.items():
-        path = onnx_path(variant, directory)
-        entries[variant] = {
-            "file": path.name,
-            "sha256": sha256_file(path),
-            "source": pin.tflite_file,
-            "source_sha256": pin.tflite_sha256,
-            "source_package": NPM_PACKAGE,
-        }
+        for runtime in RUNTIMES:
+            path = model_path(variant, runtime, directory)
+            if not path.is_file():
+                continue
+            entries[f"{variant}/{runtime}"] = {
+                "file": path.name,
+                "sha256": sha256_file(path),
+                "source": pin.tflite_file,
+                "source_sha256": pin.tflite_sha256,
+                "source_package": NPM_PACKAGE,
+            }
     (directory / MANIFEST).write_text(json.dumps(entries, indent=2) + "\n")
 
 
-def verified_model(variant: str, directory: Path | None = None) -> tuple[Path, ModelPin]:
-    """Return the ONNX file for ``variant`` after checking it against the manifest."""
+def verified_model(
+    variant: str, directory: Path | None = None, runtime: str = "onnxruntime"
+) -> tuple[Path, ModelPin]:
+    """Return the prepared model file after checking it against the manifest."""
     if variant not in MODELS:
         raise ModelError(f"unknown detector model {variant!r}; choose one of {sorted(MODELS)}")
+    if runtime not in RUNTIMES:
+        raise ModelError(f"unknown detector runtime {runtime!r}; choose one of {RUNTIMES}")
     directory = directory or models_dir()
     manifest_path = directory / MANIFEST
-    path = onnx_path(variant, directory)
+    path = model_path(variant, runtime, directory)
     if not manifest_path.is_file() or not path.is_file():
         raise ModelError(
-            f"face detection model {variant!r} not found in {directory}: run `make setup` "
-            "(scripts/acquire_assets.py) to fetch and prepare it"
+            f"face detection model {variant!r} for {runtime} not found in {directory}: run "
+            "`make setup` (scripts/acquire_assets.py) to fetch and prepare it"
         )
     try:
-        entry = json.loads(manifest_path.read_text())[variant]
+        entry = json.loads(manifest_path.read_text())[f"{variant}/{runtime}"]
         expected = entry["sha256"]
         source = entry["source_sha256"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"model manifest {manifest_path} is unreadable: {exc}") from exc
+        raise ModelError(f"model manifest {manifest_path} is unreadable: {exc!r}") from exc
     pin = MODELS[variant]
     if source != pin.tflite_sha256:
-        raise ModelError(f"model {path.name} was converted from an unpinned source ({source})")
+        raise ModelError(f"model {path.name} was prepared from an unpinned source ({source})")
     actual = sha256_file(path)
     if actual != expected:
         raise ModelError(

@@ -147,7 +147,7 @@ def _flight_name(config: GateConfig) -> str:
 
 def _build(config: GateConfig, closers: list) -> tuple[BoardingGate, FrameSource]:
     """Every part, in order of how likely it fails; ``closers`` collects what to close."""
-    from appliance.detector import FaceDetector
+    from appliance.detector import create_detector
     from appliance.gate import GateController
     from appliance.ledger import PurgeLedger
     from appliance.matching_client import FlightInfo, MatchingClient, MatchingUnavailable
@@ -156,7 +156,10 @@ def _build(config: GateConfig, closers: list) -> tuple[BoardingGate, FrameSource
     from firmware_bridge.host import CommandRejected, GateLink, LinkError
 
     try:
-        detector = FaceDetector("full")
+        vision = config.vision
+        detector = create_detector(
+            vision.runtime, vision.model, zone_width=vision.zone_width, min_score=vision.min_score
+        )
     except (ModelError, OSError) as exc:
         raise StartupError(EXIT_MODEL, f"face detection model: {exc}") from exc
 
@@ -201,7 +204,14 @@ def _build(config: GateConfig, closers: list) -> tuple[BoardingGate, FrameSource
     except CameraError as exc:
         raise StartupError(EXIT_CAMERA, f"camera: {exc}") from exc
     closers.append(source)
-    boarding = BoardingGate(detector, client, gate, ledger, limits=config.quality)
+    boarding = BoardingGate(
+        detector,
+        client,
+        gate,
+        ledger,
+        limits=config.quality,
+        capture_window_frames=config.vision.capture_window_frames,
+    )
     return boarding, source
 
 

@@ -39,15 +39,22 @@ def _check(label: str, data: bytes, expected: str) -> None:
         sys.exit(f"{label}: SHA-256 {actual} does not match the pinned {expected}; refusing it")
 
 
-def acquire_models(target: Path) -> None:
+def _prepared(target: Path) -> bool:
     try:
-        model_store.verified_model("short", target)
-        model_store.verified_model("full", target)
+        for variant in model_store.MODELS:
+            for runtime in model_store.RUNTIMES:
+                model_store.verified_model(variant, target, runtime)
+    except model_store.ModelError:
+        return False
+    return True
+
+
+def acquire_models(target: Path) -> None:
+    if _prepared(target):
         print(f"models: already prepared in {target}")
         return
-    except model_store.ModelError:
-        pass
-    import tflite2onnx  # set-up only dependency
+    import tflite2onnx  # set-up only dependencies
+    from tflite_metadata import with_tasks_metadata
 
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,8 +74,13 @@ def acquire_models(target: Path) -> None:
                 source = Path(tmp) / pin.tflite_file
                 source.write_bytes(data)
                 tflite2onnx.convert(str(source), str(model_store.onnx_path(variant, target)))
+                tasks = model_store.model_path(variant, "mediapipe", target)
+                tasks.write_bytes(with_tasks_metadata(data))
     model_store.write_manifest(target)
-    print(f"models: BlazeFace short and full range verified and converted into {target}")
+    print(
+        f"models: BlazeFace short and full range verified, prepared for onnxruntime and "
+        f"MediaPipe Tasks in {target}"
+    )
 
 
 def acquire_demo_faces(target: Path) -> None:

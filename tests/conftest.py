@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from appliance.detector import FaceDetector
+from appliance.detector import Detector, create_detector
 from appliance.gate import GateController
 from appliance.matching_client import FlightInfo, MatchingClient
 from appliance.paths import demo_assets_dir
@@ -37,8 +37,8 @@ def demo_photos() -> Path:
 
 
 @pytest.fixture(scope="session")
-def detector() -> FaceDetector:
-    return FaceDetector("full")
+def detector() -> Detector:
+    return create_detector()
 
 
 @pytest.fixture(scope="session")
