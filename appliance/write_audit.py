@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -101,9 +100,14 @@ class WriteAudit:
                 self.subprocesses.append(repr(args[:2]))
 
     def start(self, watch: Iterable[Path] | None = None) -> None:
-        """Begin recording; ``watch`` defaults to the data dir, the temp dir and the cwd."""
+        """Begin recording; ``watch`` defaults to the folders the appliance owns.
+
+        Those are the data dir and the working directory. The shared temp dir is not
+        watched by default: other processes write there, and the service runs with a
+        private /tmp under systemd; Python-level writes anywhere are still seen by the hook.
+        """
         if watch is None:
-            watch = (data_dir(), Path(tempfile.gettempdir()), Path.cwd())
+            watch = (data_dir(), Path.cwd())
         self._roots = [Path(p) for p in watch if Path(p).is_dir()]
         self._before = _snapshot(self._roots)
         with self._lock:
