@@ -175,3 +175,101 @@ def load_signing_public(path: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError(f"{path} is not an Ed25519 public key")
     return key
+
+
+# --- Device certificates from a CSR (enrollment) and device folders -------------------
+
+DEVICE_CERT_DAYS = 365
+
+
+def sign_device_csr(
+    ca_cert: x509.Certificate,
+    ca_key,
+    csr: x509.CertificateSigningRequest,
+    device_id: str,
+    *,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> x509.Certificate:
+    """A client-auth certificate for ``device_id`` over the CSR's key, signed by the CA.
+
+    The subject is set by the CA (common name = device id), never copied from the CSR,
+    so a device cannot ask for someone else's name or for CA rights.
+    """
+    if not csr.is_signature_valid:
+        raise ValueError("CSR signature does not verify")
+    now = dt.datetime.now(dt.UTC)
+    not_before = not_before or now - dt.timedelta(minutes=5)
+    not_after = not_after or now + dt.timedelta(days=DEVICE_CERT_DAYS)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def make_csr(device_id: str) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    """A new device key and a PEM CSR naming ``device_id`` (the key never leaves the unit)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+        .sign(key, hashes.SHA256())
+    )
+    return key, csr.public_bytes(serialization.Encoding.PEM)
+
+
+def write_device_layout(
+    root: Path,
+    *,
+    device_key,
+    certificate_chain_pem: bytes,
+    ca_pem: bytes,
+    sealing_public_pem: bytes,
+    signing_public_pem: bytes,
+) -> PkiLayout:
+    """Write a device's half of a PKI (what ``MatchingClient`` reads) under ``root``."""
+    layout = PkiLayout(root)
+    root.mkdir(parents=True, exist_ok=True)
+    layout.ca_cert.write_bytes(ca_pem)
+    _write_private(layout.device_key, device_key)
+    layout.device_cert.write_bytes(certificate_chain_pem)
+    layout.sealing_public.write_bytes(sealing_public_pem)
+    layout.signing_public.write_bytes(signing_public_pem)
+    return layout
+
+
+def issue_device(
+    pki: PkiLayout,
+    root: Path,
+    device_id: str,
+    *,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> PkiLayout:
+    """A new device folder under ``root`` signed by ``pki``'s CA (tests, field spares)."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    key, csr_pem = make_csr(device_id)
+    cert = sign_device_csr(
+        ca_cert,
+        load_private(pki.ca_key),
+        x509.load_pem_x509_csr(csr_pem),
+        device_id,
+        not_before=not_before,
+        not_after=not_after,
+    )
+    return write_device_layout(
+        root,
+        device_key=key,
+        certificate_chain_pem=cert.public_bytes(serialization.Encoding.PEM),
+        ca_pem=pki.ca_cert.read_bytes(),
+        sealing_public_pem=pki.sealing_public.read_bytes(),
+        signing_public_pem=pki.signing_public.read_bytes(),
+    )

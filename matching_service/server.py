@@ -3,38 +3,106 @@
 It accepts only mutually authenticated TLS clients whose certificate names the device
 they speak for, decrypts each capture in memory, keeps no pixels after answering, and
 signs every verdict so the appliance can tell it from a forgery.
+
+Every refusal raises ``Rejected`` inside a handler; one wrapper turns it into a gRPC
+status and an audit entry, and turns any unexpected exception into ``INTERNAL`` (also
+audited), so no input can take the service down. Status per refusal:
+
+==============================  =====================  ==============================
+refusal                          gRPC status            audit event
+==============================  =====================  ==============================
+no device name in certificate    UNAUTHENTICATED        unknown_device
+certificate expired / not yet    UNAUTHENTICATED        certificate_expired
+certificate revoked              UNAUTHENTICATED        certificate_revoked
+ids speak for another device     PERMISSION_DENIED      device_mismatch
+unknown session                  NOT_FOUND              unknown_session
+session of another device        PERMISSION_DENIED      session_of_other_device
+stream without header first      INVALID_ARGUMENT       header_missing
+sealed to an unknown key id      FAILED_PRECONDITION    unknown_sealing_key
+capture time outside window      OUT_OF_RANGE           capture_time_outside_window
+capture id seen before           ALREADY_EXISTS         replayed_capture
+declared size / chunk count      RESOURCE_EXHAUSTED     oversize_capture, too_many_chunks
+more or fewer bytes than said    INVALID_ARGUMENT       size_mismatch
+payload fails authentication     INVALID_ARGUMENT       tampered_payload
+unreadable boarding pass         INVALID_ARGUMENT       bad_boarding_pass
+==============================  =====================  ==============================
+
+An *expired* certificate is already refused by the TLS handshake of a new connection
+(the caller sees ``UNAVAILABLE``; no handler runs, so only gRPC's own log has it). The
+check here catches a certificate that expires on a connection that is still open, and
+a revocation, which TLS knows nothing about.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 
 import cv2
 import grpc
 import numpy as np
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.x509.oid import NameOID
 from gate.v1 import matching_pb2 as pb
 from gate.v1 import matching_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from appliance.contract import signing_key_id, verdict_message
 from appliance.pki import PkiLayout, load_private
 from appliance.sealing import SealError, key_id, open_sealed
+from matching_service.audit import AuditLog, VerifyRecord
 from matching_service.gallery import Gallery, flight_key
+from matching_service.passes import BoardingPassError, passenger_from_bcbp
 from matching_service.recognizer import FaceEncoder, NoFaceFound
+from matching_service.revocation import RevocationList
 
 log = logging.getLogger("gate.matcher")
 
 MAX_SEALED_BYTES = 8 * 1024 * 1024
 CHUNK_LIMIT = 1024 * 1024
+MAX_CHUNKS = 1024
 CAPTURE_WINDOW_MS = 60_000
-REPLAY_MEMORY = 10_000
+REPLAY_MEMORY = 100_000
+MATCHING_SERVICE_NAME = "gate.v1.Matching"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def default_workers() -> int:
+    """Worker threads for the gRPC pool: enough for many gates on this machine."""
+    return max(4, 4 * (os.cpu_count() or 1))
+
+
+class Rejected(Exception):
+    """A refused call: the status the caller gets and the audit event it leaves."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        event: str,
+        message: str,
+        *,
+        device_id: str = "",
+        capture_id: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.event = event
+        self.message = message
+        self.device_id = device_id
+        self.capture_id = capture_id
 
 
 @dataclass(frozen=True)
@@ -43,13 +111,37 @@ class Session:
     flight: str
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+@dataclass(frozen=True)
+class Peer:
+    device_id: str
+    serial: int
 
 
-def _peer_device(context: grpc.ServicerContext) -> str:
-    names = context.auth_context().get("x509_common_name") or []
-    return names[0].decode() if names else ""
+def _handler(method: str):
+    """Turn ``Rejected`` and unexpected errors into an audited gRPC status."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(self: MatchingService, request, context: grpc.ServicerContext):
+            try:
+                return fn(self, request, context)
+            except Rejected as exc:
+                self._audit_rejection(method, exc)
+                context.abort(exc.code, exc.message)
+            except Exception as exc:  # nothing a caller sends may take the service down
+                log.exception("%s failed", method)
+                self.audit.security(
+                    "internal_error",
+                    grpc.StatusCode.INTERNAL.name,
+                    method=method,
+                    detail=type(exc).__name__,
+                    at_ms=self._clock(),
+                )
+                context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        return inner
+
+    return wrap
 
 
 class MatchingService(pb_grpc.MatchingServicer):
@@ -59,6 +151,10 @@ class MatchingService(pb_grpc.MatchingServicer):
         encoder: FaceEncoder,
         sealing_key: X25519PrivateKey,
         signing_key: Ed25519PrivateKey,
+        *,
+        audit: AuditLog | None = None,
+        revocations: RevocationList | None = None,
+        clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
         self._gallery = gallery
         self._encoder = encoder
@@ -67,86 +163,309 @@ class MatchingService(pb_grpc.MatchingServicer):
         self._signing_key = signing_key
         self._signing_kid = signing_key_id(signing_key.public_key())
         self._sessions: dict[str, Session] = {}
-        self._seen_captures: OrderedDict[str, None] = OrderedDict()
+        self._seen_captures: OrderedDict[str, int] = OrderedDict()
+        self._certs: OrderedDict[bytes, x509.Certificate] = OrderedDict()
         self._lock = threading.Lock()
+        self._clock = clock_ms
+        self.audit = audit or AuditLog()
+        self.revocations = revocations or RevocationList()
         self.purge_receipts: list[pb.PurgeReceipt] = []
 
+    @property
+    def sealing_key_id(self) -> str:
+        return self._sealing_kid
+
+    @property
+    def signing_key_id(self) -> str:
+        return self._signing_kid
+
+    def _audit_rejection(self, method: str, exc: Rejected) -> None:
+        log.warning(
+            "%s refused (%s, %s): device %r capture %r: %s",
+            method,
+            exc.event,
+            exc.code.name,
+            exc.device_id,
+            exc.capture_id,
+            exc.message,
+        )
+        self.audit.security(
+            exc.event,
+            exc.code.name,
+            method=method,
+            device_id=exc.device_id,
+            capture_id=exc.capture_id,
+            detail=exc.message,
+            at_ms=self._clock(),
+        )
+
+    # --- who is calling -------------------------------------------------------------
+
+    def _certificate(self, pem: bytes) -> x509.Certificate:
+        with self._lock:
+            cert = self._certs.get(pem)
+            if cert is not None:
+                self._certs.move_to_end(pem)
+                return cert
+        cert = x509.load_pem_x509_certificate(pem)
+        with self._lock:
+            self._certs[pem] = cert
+            if len(self._certs) > 1024:
+                self._certs.popitem(last=False)
+        return cert
+
+    def _peer(self, context: grpc.ServicerContext) -> Peer:
+        """The calling device from its TLS certificate: named, in date, not revoked."""
+        auth = context.auth_context()
+        pems = auth.get("x509_pem_cert") or []
+        if not pems:
+            raise Rejected(
+                grpc.StatusCode.UNAUTHENTICATED, "unknown_device", "no client certificate"
+            )
+        try:
+            cert = self._certificate(pems[0])
+            names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        except ValueError as exc:
+            raise Rejected(
+                grpc.StatusCode.UNAUTHENTICATED, "unknown_device", f"unreadable certificate: {exc}"
+            ) from exc
+        device = str(names[0].value) if names else ""
+        if not device:
+            raise Rejected(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "unknown_device",
+                "certificate names no device",
+            )
+        now = self._clock()
+        not_before = int(cert.not_valid_before_utc.timestamp() * 1000)
+        not_after = int(cert.not_valid_after_utc.timestamp() * 1000)
+        if not not_before <= now <= not_after:
+            raise Rejected(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "certificate_expired",
+                "device certificate is not valid now",
+                device_id=device,
+            )
+        why = self.revocations.is_revoked(cert.serial_number, device)
+        if why is not None:
+            raise Rejected(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "certificate_revoked",
+                f"device certificate revoked (by {why})",
+                device_id=device,
+            )
+        return Peer(device, cert.serial_number)
+
+    @staticmethod
+    def _same_device(peer: Peer, claimed: str, capture_id: str = "") -> None:
+        if claimed != peer.device_id:
+            raise Rejected(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "device_mismatch",
+                "device id does not match certificate",
+                device_id=peer.device_id,
+                capture_id=capture_id,
+            )
+
+    # --- OpenSession ----------------------------------------------------------------
+
+    @_handler("OpenSession")
     def OpenSession(self, request: pb.OpenSessionRequest, context: grpc.ServicerContext):
-        device = _peer_device(context)
-        if request.device_id != device:
-            log.warning("session refused: certificate %r speaks for %r", device, request.device_id)
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, "device id does not match certificate")
+        peer = self._peer(context)
+        self._same_device(peer, request.device_id)
         f = request.flight
         if not (f.carrier and f.flight_number and f.date and f.departure_airport):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "flight needs carrier, number, date, airport"
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "bad_request",
+                "flight needs carrier, number, date, airport",
+                device_id=peer.device_id,
             )
         flight = flight_key(f.carrier, f.flight_number, f.date, f.departure_airport)
         session_id = uuid.uuid4().hex
         with self._lock:
-            self._sessions[session_id] = Session(device, flight)
+            self._sessions[session_id] = Session(peer.device_id, flight)
         size = self._gallery.size(flight)
-        log.info("session %s: device %s flight %s gallery %d", session_id, device, flight, size)
+        log.info(
+            "session %s: device %s flight %s gallery %d", session_id, peer.device_id, flight, size
+        )
         return pb.OpenSessionResponse(
             session_id=session_id, gallery_ready=size > 0, gallery_size=size
         )
 
+    # --- Verify ---------------------------------------------------------------------
+
+    @_handler("Verify")
     def Verify(self, request_iterator, context: grpc.ServicerContext):
-        header, sealed = self._receive(request_iterator, context)
+        started = time.perf_counter()
+        peer = self._peer(context)
+        header, session = self._admit(peer, request_iterator)
+        sealed = self._receive(header, request_iterator)
         try:
-            return self._decide(header, sealed, context)
+            return self._decide(header, session, sealed, started)
         finally:
             sealed[:] = bytes(len(sealed))
 
-    def _receive(self, chunks, context) -> tuple[pb.CaptureHeader, bytearray]:
+    def _admit(self, peer: Peer, chunks) -> tuple[pb.CaptureHeader, Session]:
+        """Check the header before reading a single payload byte."""
         first = next(chunks, None)
         if first is None or first.WhichOneof("part") != "header":
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a capture must start with its header")
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "header_missing",
+                "a capture must start with its header",
+                device_id=peer.device_id,
+            )
         header = first.header
-        device = _peer_device(context)
+        capture = header.capture_id
+        self._same_device(peer, header.device_id, capture)
         with self._lock:
             session = self._sessions.get(header.session_id)
-        if session is None or session.device_id != device or header.device_id != device:
-            log.warning("capture %s refused: unknown session or device", header.capture_id)
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, "unknown session for this device")
-        if not 0 < header.sealed_size <= MAX_SEALED_BYTES:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"sealed_size must be 1..{MAX_SEALED_BYTES}"
+        if session is None:
+            raise Rejected(
+                grpc.StatusCode.NOT_FOUND,
+                "unknown_session",
+                "unknown session",
+                device_id=peer.device_id,
+                capture_id=capture,
+            )
+        if session.device_id != peer.device_id:
+            raise Rejected(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "session_of_other_device",
+                "session belongs to another device",
+                device_id=peer.device_id,
+                capture_id=capture,
+            )
+        if not capture or len(capture) > 64:
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "bad_request",
+                "capture id must be 1..64 characters",
+                device_id=peer.device_id,
+            )
+        if header.sealed_size > MAX_SEALED_BYTES:
+            raise Rejected(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "oversize_capture",
+                f"sealed_size above {MAX_SEALED_BYTES} bytes",
+                device_id=peer.device_id,
+                capture_id=capture,
+            )
+        if header.sealed_size == 0:
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "size_mismatch",
+                "sealed_size must be positive",
+                device_id=peer.device_id,
+                capture_id=capture,
             )
         if header.sealing_key_id != self._sealing_kid:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "capture sealed to an unknown key")
-        if abs(_now_ms() - header.captured_at_ms) > CAPTURE_WINDOW_MS:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "capture time outside the window")
-        with self._lock:
-            if header.capture_id in self._seen_captures:
-                log.warning("replayed capture %s from %s", header.capture_id, device)
-                context.abort(grpc.StatusCode.ALREADY_EXISTS, "capture id already used")
-            self._seen_captures[header.capture_id] = None
-            if len(self._seen_captures) > REPLAY_MEMORY:
-                self._seen_captures.popitem(last=False)
-        sealed = bytearray(header.sealed_size)
-        filled = 0
-        for chunk in chunks:
-            data = chunk.sealed_data
-            if chunk.WhichOneof("part") != "sealed_data" or filled + len(data) > len(sealed):
-                sealed[:] = bytes(len(sealed))
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unexpected or oversized chunk")
-            sealed[filled : filled + len(data)] = data
-            filled += len(data)
-        if filled != len(sealed):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "capture ended before sealed_size bytes"
+            raise Rejected(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "unknown_sealing_key",
+                f"capture sealed to unknown key id {header.sealing_key_id[:32]!r}",
+                device_id=peer.device_id,
+                capture_id=capture,
             )
-        return header, sealed
+        now = self._clock()
+        if abs(now - header.captured_at_ms) > CAPTURE_WINDOW_MS:
+            raise Rejected(
+                grpc.StatusCode.OUT_OF_RANGE,
+                "capture_time_outside_window",
+                "capture time outside the window",
+                device_id=peer.device_id,
+                capture_id=capture,
+            )
+        with self._lock:
+            while self._seen_captures:  # ids older than the window cannot come back anyway
+                oldest, seen_at = next(iter(self._seen_captures.items()))
+                if now - seen_at <= 2 * CAPTURE_WINDOW_MS:
+                    break
+                del self._seen_captures[oldest]
+            if capture in self._seen_captures:
+                raise Rejected(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    "replayed_capture",
+                    "capture id already used",
+                    device_id=peer.device_id,
+                    capture_id=capture,
+                )
+            if len(self._seen_captures) >= REPLAY_MEMORY:
+                raise Rejected(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "replay_memory_full",
+                    "too many captures in the window",
+                    device_id=peer.device_id,
+                    capture_id=capture,
+                )
+            self._seen_captures[capture] = now
+        if header.boarding_pass:
+            try:
+                passenger_from_bcbp(header.boarding_pass)
+            except BoardingPassError as exc:
+                raise Rejected(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "bad_boarding_pass",
+                    f"boarding pass unreadable: {exc}",
+                    device_id=peer.device_id,
+                    capture_id=capture,
+                ) from exc
+        return header, session
 
-    def _decide(self, header: pb.CaptureHeader, sealed: bytearray, context) -> pb.Verdict:
+    def _receive(self, header: pb.CaptureHeader, chunks) -> bytearray:
+        sealed = bytearray(header.sealed_size)
+        filled = count = 0
+        try:
+            for chunk in chunks:
+                count += 1
+                if count > MAX_CHUNKS:
+                    raise Rejected(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        "too_many_chunks",
+                        f"more than {MAX_CHUNKS} chunks",
+                        device_id=header.device_id,
+                        capture_id=header.capture_id,
+                    )
+                data = chunk.sealed_data
+                if chunk.WhichOneof("part") != "sealed_data" or filled + len(data) > len(sealed):
+                    raise Rejected(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "size_mismatch",
+                        "unexpected chunk or more bytes than sealed_size",
+                        device_id=header.device_id,
+                        capture_id=header.capture_id,
+                    )
+                sealed[filled : filled + len(data)] = data
+                filled += len(data)
+            if filled != len(sealed):
+                raise Rejected(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "size_mismatch",
+                    "capture ended before sealed_size bytes",
+                    device_id=header.device_id,
+                    capture_id=header.capture_id,
+                )
+        except BaseException:
+            sealed[:] = bytes(len(sealed))
+            raise
+        return sealed
+
+    def _decide(
+        self, header: pb.CaptureHeader, session: Session, sealed: bytearray, started: float
+    ) -> pb.Verdict:
         try:
             plain = open_sealed(sealed, self._sealing_key, header.capture_id, header.device_id)
         except SealError as exc:
-            log.warning("capture %s from %s rejected: %s", header.capture_id, header.device_id, exc)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "tampered_payload",
+                str(exc),
+                device_id=header.device_id,
+                capture_id=header.capture_id,
+            ) from exc
         try:
-            decision, token = self._match(header, plain)
+            decision, token, nearest = self._match(header, session, plain)
         finally:
             plain[:] = bytes(len(plain))
         verdict = pb.Verdict(
@@ -154,55 +473,105 @@ class MatchingService(pb_grpc.MatchingServicer):
             device_id=header.device_id,
             decision=decision,
             traveller_token=token,
-            issued_at_ms=_now_ms(),
+            issued_at_ms=self._clock(),
             signing_key_id=self._signing_kid,
         )
         verdict.signature = self._signing_key.sign(verdict_message(verdict))
+        self.audit.verified(
+            VerifyRecord(
+                at_ms=verdict.issued_at_ms,
+                device_id=header.device_id,
+                session_id=header.session_id,
+                flight=session.flight,
+                capture_id=header.capture_id,
+                decision=pb.Decision.Name(decision),
+                traveller_token=token,
+                nearest_token=nearest.token if nearest else "",
+                nearest_distance=nearest.distance if nearest else None,
+                pass_checked=bool(header.boarding_pass),
+                service_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
         log.info("capture %s: %s", header.capture_id, pb.Decision.Name(decision))
         return verdict
 
-    def _match(self, header: pb.CaptureHeader, plain: bytearray) -> tuple[int, str]:
-        with self._lock:
-            flight = self._sessions[header.session_id].flight
+    def _match(self, header: pb.CaptureHeader, session: Session, plain: bytearray):
+        flight = session.flight
         if self._gallery.size(flight) == 0:
-            return pb.GALLERY_NOT_READY, ""
+            return pb.GALLERY_NOT_READY, "", None
         image = cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
-            return pb.IMAGE_UNUSABLE, ""
+            return pb.IMAGE_UNUSABLE, "", None
         try:
             template = self._encoder.encode(image)
         except NoFaceFound:
-            return pb.IMAGE_UNUSABLE, ""
+            return pb.IMAGE_UNUSABLE, "", None
         finally:
             image.fill(0)
-        match = self._gallery.search(flight, template)
-        if match is None:
-            return pb.NOT_ON_FLIGHT, ""
-        return pb.MATCH, match.token
+        nearest = self._gallery.nearest(flight, template)
+        template.fill(0)  # the live template is not kept either
+        if nearest is None or nearest.distance > self._gallery.threshold:
+            return pb.NOT_ON_FLIGHT, "", nearest
+        if header.boarding_pass:
+            passenger = passenger_from_bcbp(header.boarding_pass)
+            if not self._gallery.is_passenger(flight, nearest.traveller_id, passenger):
+                return pb.NO_MATCH, "", nearest
+        self._gallery.record_verification(flight, nearest.traveller_id, self._clock())
+        return pb.MATCH, nearest.token, nearest
 
+    # --- ReportPurge ----------------------------------------------------------------
+
+    @_handler("ReportPurge")
     def ReportPurge(self, request: pb.PurgeReceipt, context: grpc.ServicerContext):
-        if request.device_id != _peer_device(context):
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, "device id does not match certificate")
+        peer = self._peer(context)
+        self._same_device(peer, request.device_id, request.capture_id)
         with self._lock:
             self.purge_receipts.append(request)
+        self.audit.purge_receipt(
+            self._clock(),
+            request.device_id,
+            request.capture_id[:64],
+            request.sealed_sha256[:64],
+            request.purged_at_ms,
+            request.reason,
+        )
         log.info("purge receipt: device %s capture %s", request.device_id, request.capture_id)
         return pb.PurgeAck(recorded=True)
 
 
+def add_health(server: grpc.Server, services: tuple[str, ...]) -> health.HealthServicer:
+    """Standard ``grpc.health.v1`` on ``server``: overall ("") and per service, SERVING."""
+    servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in ("", *services):
+        servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return servicer
+
+
 def start_server(
-    service: MatchingService, pki: PkiLayout, address: str = "127.0.0.1:0", workers: int = 4
+    service: MatchingService,
+    pki: PkiLayout,
+    address: str = "127.0.0.1:0",
+    workers: int | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Start a mutual-TLS gRPC server; returns it and the port it bound."""
+    """Start a mutual-TLS gRPC server; returns it and the port it bound.
+
+    The server also answers ``grpc.health.v1`` (kept at ``service.health``).
+    """
     credentials = grpc.ssl_server_credentials(
         [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())],
         root_certificates=pki.ca_cert.read_bytes(),
         require_client_auth=True,
     )
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers),
-        options=[("grpc.max_receive_message_length", CHUNK_LIMIT)],
+        futures.ThreadPoolExecutor(max_workers=workers or default_workers()),
+        options=[
+            ("grpc.max_receive_message_length", CHUNK_LIMIT),
+            ("grpc.so_reuseport", 0),
+        ],
     )
     pb_grpc.add_MatchingServicer_to_server(service, server)
+    service.health = add_health(server, (MATCHING_SERVICE_NAME,))
     port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"could not bind the matching service to {address}")
@@ -210,7 +579,10 @@ def start_server(
     return server, port
 
 
-def service_from_pki(pki: PkiLayout, gallery: Gallery, encoder: FaceEncoder) -> MatchingService:
+def service_from_pki(
+    pki: PkiLayout, gallery: Gallery, encoder: FaceEncoder, **options
+) -> MatchingService:
+    """A service with ``pki``'s payload and signing keys; ``options`` go to the service."""
     return MatchingService(
-        gallery, encoder, load_private(pki.sealing_key), load_private(pki.signing_key)
+        gallery, encoder, load_private(pki.sealing_key), load_private(pki.signing_key), **options
     )
