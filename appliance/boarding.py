@@ -2,7 +2,10 @@
 
 Order matters for privacy and speed: the verdict is checked, then every buffer of the
 capture is purged, then the relay is driven. Whatever goes wrong, the transaction is
-purged, a ledger record is written and the gate is left shut.
+purged, a ledger record is written and the gate is left shut. A shutdown signal
+(``appliance.hardening.ShutdownRequested``), KeyboardInterrupt or SystemExit in the
+middle of a traveller purges and records the transaction (reason "shutdown" or
+"interrupted: ...") and is then re-raised.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from appliance.capture import NoSelection, select_frame
 from appliance.contract import VerdictRejected
 from appliance.detector import FaceDetector
 from appliance.gate import GateController
+from appliance.hardening import ShutdownRequested
 from appliance.ledger import PurgeLedger
 from appliance.matching_client import MatchingClient, MatchingUnavailable
 from appliance.payload import EncodeError, seal_capture
@@ -64,11 +68,13 @@ class BoardingGate:
         self.gate.capturing()
         transaction = CaptureTransaction(self.client.device_id)
         try:
-            return self._capture_and_match(transaction, source, boarding_pass)
+            watched = _Watched(source, transaction)
+            return self._capture_and_match(transaction, watched, boarding_pass)
         except Exception as exc:  # the gate must survive anything one traveller brings
             log.error("transaction %s failed: %s", transaction.capture_id, type(exc).__name__)
-            record = self._finish(transaction, "referred", f"internal error: {type(exc).__name__}")
-            self.gate.refer()
+            record = self._finish_after_fault(
+                transaction, "referred", f"internal error: {type(exc).__name__}"
+            )
             return TravellerOutcome(
                 "referred",
                 "internal error",
@@ -76,6 +82,15 @@ class BoardingGate:
                 bool(transaction.sent_at_ms),
                 record,
             )
+        except BaseException as exc:  # shutdown signal, KeyboardInterrupt, SystemExit
+            reason = (
+                "shutdown"
+                if isinstance(exc, ShutdownRequested)
+                else f"interrupted: {type(exc).__name__}"
+            )
+            log.warning("transaction %s stopped: %s", transaction.capture_id, reason)
+            self._finish_after_fault(transaction, "referred", reason, report=False)
+            raise
 
     def _capture_and_match(
         self, tx: CaptureTransaction, source: FrameSource, boarding_pass: str
@@ -162,10 +177,52 @@ class BoardingGate:
             frames_seen=selection.frames_seen,
         )
 
-    def _finish(self, tx: CaptureTransaction, outcome: str, reason: str) -> PurgeRecord:
-        """Purge (if not yet), write the ledger record and tell the service."""
+    def _finish(
+        self, tx: CaptureTransaction, outcome: str, reason: str, *, report: bool = True
+    ) -> PurgeRecord:
+        """Purge (if not yet), write the ledger record (once) and tell the service."""
         record = tx.purge(outcome, reason)
-        self.ledger.append(record)
-        if tx.sent_at_ms and not self.client.report_purge(record):
-            log.warning("purge receipt for %s not delivered; the ledger holds it", tx.capture_id)
+        if not tx.recorded:
+            self.ledger.append(record)
+            tx.recorded = True
+            if report and tx.sent_at_ms and not self.client.report_purge(record):
+                log.warning(
+                    "purge receipt for %s not delivered; the ledger holds it", tx.capture_id
+                )
         return record
+
+    def _finish_after_fault(
+        self, tx: CaptureTransaction, outcome: str, reason: str, *, report: bool = True
+    ) -> PurgeRecord | None:
+        """The fault path: purge first whatever else fails, then record, then refer."""
+        try:
+            tx.purge(outcome, reason)
+        except Exception as exc:  # the record is made even so; it is written below
+            log.error("transaction %s: a buffer failed to zeroize: %s", tx.capture_id, exc)
+        record = tx.record
+        try:
+            record = self._finish(tx, outcome, reason, report=report)
+        except Exception as exc:
+            log.error("transaction %s: purge record not written: %s", tx.capture_id, exc)
+        try:
+            self.gate.refer()
+        except Exception as exc:
+            log.error("transaction %s: gate did not take 'see agent': %s", tx.capture_id, exc)
+        return record
+
+
+class _Watched:
+    """The camera as the transaction sees it: each frame read is held by the transaction."""
+
+    def __init__(self, source: FrameSource, tx: CaptureTransaction) -> None:
+        self._source = source
+        self._tx = tx
+
+    def read(self):
+        frame = self._source.read()
+        if frame is not None:
+            self._tx.watch_frame(frame)
+        return frame
+
+    def close(self) -> None:
+        self._source.close()

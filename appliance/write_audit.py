@@ -6,6 +6,11 @@ start while it is active. Native code (OpenCV's writers, for one) bypasses the h
 changed there. ``image_files`` then inspects each written file for image data: JPEG or
 PNG signatures, raw or base64-encoded, or a long high-entropy run such as a sealed
 payload would leave.
+
+The process's own standard output and error, when the shell redirected them to a file,
+are not counted as written files: they are the operator's console, which the log tests
+check for image data. Paths written are recorded as the process opens them, so
+``outside`` can tell which of them lie outside the folders a run may write.
 """
 
 from __future__ import annotations
@@ -42,6 +47,28 @@ def _snapshot(roots: Iterable[Path]) -> dict[str, tuple[int, int]]:
                     continue
                 seen[os.path.abspath(path)] = (stat.st_mtime_ns, stat.st_size)
     return seen
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _console_files() -> set[tuple[int, int] | None]:
+    """(device, inode) of regular files standard output and error are redirected to."""
+    found: set[tuple[int, int] | None] = set()
+    for fd in (1, 2):
+        try:
+            stat = os.fstat(fd)
+        except OSError:
+            continue
+        if stat.st_mode & 0o170000 == 0o100000:  # S_IFREG
+            found.add((stat.st_dev, stat.st_ino))
+    found.discard(None)
+    return found
 
 
 def _is_write(mode: object, flags: object) -> bool:
@@ -121,8 +148,19 @@ class WriteAudit:
         self._active = False
         after = _snapshot(self._roots)
         changed = {p for p, state in after.items() if self._before.get(p) != state}
+        consoles = _console_files()
+        changed = {p for p in changed if _file_id(p) not in consoles}
         with self._lock:
             self.written |= changed
+
+    def outside(self, allowed: Iterable[Path]) -> list[str]:
+        """Written paths that are not inside any of the ``allowed`` folders or files."""
+        roots = [os.path.abspath(p) for p in allowed]
+        return sorted(
+            name
+            for name in self.written
+            if not any(name == root or name.startswith(root + os.sep) for root in roots)
+        )
 
     def image_files(self) -> list[str]:
         """Written files that hold image data now."""
