@@ -168,11 +168,24 @@ def _describe(number: int, traveller: Traveller, result: TravellerOutcome) -> st
     return "  ".join(parts)
 
 
+KEEP_RUNS = 5
+
+
+def _fresh_work_dir() -> Path:
+    """A folder of its own for this run (gallery, ledger), keeping the last few runs."""
+    runs = data_dir() / "demo-runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    work = runs / f"{stamp}-{os.getpid()}"
+    work.mkdir()
+    for old in sorted(runs.iterdir())[:-KEEP_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return work
+
+
 def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print) -> dict:
     """Run the demo queue; returns the summary that ``--json`` prints."""
-    work = data_dir() / "demo-run"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = _fresh_work_dir()
     pki = create_dev_pki(data_dir() / "pki")
     detector: Detector = create_detector()
     if dataset is None:
@@ -203,7 +216,7 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
         gate = GateController(link)
         gate.start()
         boarding = BoardingGate(detector, client, gate, ledger)
-        audit.start()
+        audit.start(watch=[work, Path.cwd()])
         for number, traveller in enumerate(queue, 1):
             if traveller.opts_out:
                 simulator.press_opt_out()

@@ -23,19 +23,29 @@ def make_face(
     right_eye: tuple[float, float] = RIGHT_EYE,
     left_eye: tuple[float, float] = LEFT_EYE,
     score: float = 0.9,
+    roll_deg: float = 0.0,
 ) -> Face:
     x0, y0, x1, y1 = box
+    eye_y = (right_eye[1] + left_eye[1]) / 2
+    mouth_y = y0 + 0.8 * (y1 - y0)
     keypoints = np.array(
         [
             right_eye,
             left_eye,
-            ((x0 + x1) / 2, (y0 + y1) / 2),  # nose
-            ((x0 + x1) / 2, y0 + 0.8 * (y1 - y0)),  # mouth
+            # nose 0.57 of the way from the eye line to the mouth: a level, frontal head
+            ((x0 + x1) / 2, eye_y + 0.57 * (mouth_y - eye_y)),
+            ((x0 + x1) / 2, mouth_y),  # mouth
             (x0, (y0 + y1) / 2),  # right ear
             (x1, (y0 + y1) / 2),  # left ear
         ],
         dtype=np.float32,
     )
+    if roll_deg:
+        # Tilt the whole head about the eye midpoint, as a real rolled face looks.
+        rad = math.radians(roll_deg)
+        rotation = np.array([[math.cos(rad), -math.sin(rad)], [math.sin(rad), math.cos(rad)]])
+        middle = (keypoints[0] + keypoints[1]) / 2
+        keypoints = ((keypoints - middle) @ rotation.T + middle).astype(np.float32)
     return Face(score, box, keypoints)
 
 
@@ -60,17 +70,23 @@ def test_good_face_passes() -> None:
     assert report.failures == []
     assert report.passed
     assert report.feedback is None
-    assert report.score == 100.0
+    assert report.score > 90.0
     assert report.measures["inter_eye_distance"] == pytest.approx(50.0)
     assert report.measures["roll"] == pytest.approx(0.0)
+    assert report.measures["yaw"] == pytest.approx(0.0, abs=1e-6)
+    assert report.measures["pitch"] == pytest.approx(0.0, abs=1e-4)
     assert report.measures["inside_frame"] == pytest.approx(60.0)
     assert set(report.measures) == {
         "inter_eye_distance",
         "roll",
+        "yaw",
+        "pitch",
         "single_face",
         "inside_frame",
+        "centre",
         "sharpness",
         "exposure",
+        "contrast",
         "clipping",
     }
 
@@ -114,7 +130,8 @@ def test_face_partly_outside_frame() -> None:
     face = make_face(box=box, right_eye=(5.0, 100.0), left_eye=(55.0, 100.0))
     report = assess(frame, [face])
     assert report.measures["inside_frame"] == pytest.approx(-20.0)
-    assert report.failures == ["inside_frame"]
+    assert report.failures[0] == "inside_frame"
+    assert set(report.failures) <= {"inside_frame", "centre"}
     assert report.feedback == "step to the centre"
 
 
@@ -136,20 +153,23 @@ def test_face_box_entirely_outside_frame() -> None:
 def test_flat_face_region_fails_sharpness() -> None:
     report = assess(make_frame(flat=128), [make_face()])
     assert report.measures["sharpness"] == pytest.approx(0.0)
-    assert report.failures == ["sharpness"]
+    assert report.measures["contrast"] == pytest.approx(0.0)
+    assert report.failures == ["sharpness", "contrast"]
     assert report.feedback == "hold still"
 
 
 def test_dark_face_region_fails_exposure() -> None:
     report = assess(make_frame(low=10, high=40), [make_face()])
     assert report.measures["exposure"] < 50
-    assert report.failures == ["exposure"]
+    assert report.failures[0] == "exposure"
+    assert set(report.failures) <= {"exposure", "contrast"}
     assert report.feedback == "look at the camera"
 
 
 def test_bright_face_region_fails_exposure() -> None:
     report = assess(make_frame(low=215, high=245), [make_face()])
-    assert report.failures == ["exposure"]
+    assert report.failures[0] == "exposure"
+    assert set(report.failures) <= {"exposure", "contrast"}
 
 
 def test_clipped_face_region_fails_clipping() -> None:
@@ -161,9 +181,9 @@ def test_clipped_face_region_fails_clipping() -> None:
 
 
 def test_rolled_eye_line_fails_roll() -> None:
-    face = make_face(right_eye=(125.0, 90.0), left_eye=(170.0, 120.0))
+    face = make_face(roll_deg=math.degrees(math.atan2(30, 45)))
     report = assess(make_frame(), [face])
-    assert report.measures["roll"] == pytest.approx(math.degrees(math.atan2(30, 45)))
+    assert report.measures["roll"] == pytest.approx(math.degrees(math.atan2(30, 45)), abs=1e-3)
     assert report.failures == ["roll"]
     assert report.feedback == "look at the camera"
 
@@ -171,11 +191,7 @@ def test_rolled_eye_line_fails_roll() -> None:
 @settings(max_examples=100, deadline=None)
 @given(angle=st.floats(-80.0, 80.0))
 def test_roll_property(angle: float) -> None:
-    rad = math.radians(angle)
-    cx, cy, half = 150.0, 110.0, 25.0
-    right = (cx - half * math.cos(rad), cy - half * math.sin(rad))
-    left = (cx + half * math.cos(rad), cy + half * math.sin(rad))
-    report = assess(make_frame(), [make_face(right_eye=right, left_eye=left)])
+    report = assess(make_frame(), [make_face(roll_deg=angle)])
     assert report.measures["roll"] == pytest.approx(abs(angle), abs=1e-3)
     assert report.measures["inter_eye_distance"] == pytest.approx(50.0, abs=1e-3)
     if abs(angle) > 15.0 + 1e-3:
@@ -189,11 +205,11 @@ def test_custom_thresholds() -> None:
     report = assess(make_frame(), [make_face()], strict)
     assert report.failures == ["inter_eye_distance", "sharpness"]
     assert report.feedback == "step closer"  # the first failing measure speaks
-    assert report.score == pytest.approx(100.0 * 5 / 7)
+    assert report.score < assess(make_frame(), [make_face()]).score
 
 
 def test_feedback_covers_every_measure() -> None:
-    measures = set(assess(make_frame(), [make_face()]).measures)
+    measures = set(assess(make_frame(), [make_face()], previous=make_face()).measures)
     assert measures | {"no_face"} == set(FEEDBACK)
     assert all(isinstance(text, str) and text for text in FEEDBACK.values())
 
@@ -354,9 +370,47 @@ def test_select_frame_property(plan: list[str], max_frames: int) -> None:
         assert result.frames_seen == chosen + 1
         assert all(not f.any() for f in frames[:chosen])
         assert all(f.any() for f in frames[chosen:])
+    elif "small" in window:
+        # Nothing passed every threshold; a small but sharp face clears the hard minimums.
+        kept = window.index("small")
+        assert isinstance(result, Selection) and result.fallback
+        assert result.frame is frames[kept]
+        assert result.frames_seen == len(window)
+        assert all(not f.any() for i, f in enumerate(frames[: len(window)]) if i != kept)
+        assert frames[kept].any()
     else:
         assert isinstance(result, NoSelection)
         assert result.frames_seen == len(window)
         assert result.reason == ("no_face" if set(window) == {"none"} else "quality")
         assert all(not f.any() for f in frames[: len(window)])
         assert all(f.any() for f in frames[len(window) :])
+
+
+def test_best_frame_is_sent_only_above_the_hard_minimums() -> None:
+    tiny = make_face(right_eye=(143.0, 100.0), left_eye=(157.0, 100.0))  # IED 14 < hard 20
+    small = make_face(right_eye=(140.0, 100.0), left_eye=(160.0, 100.0))  # IED 20: fallback
+    larger = make_face(right_eye=(137.0, 100.0), left_eye=(163.0, 100.0))  # IED 26: better
+    frames = [make_frame(seed=i) for i in range(4)]
+    detector = FakeDetector([[tiny], [small], [larger], [tiny]])
+    result = select_frame(FakeSource(frames), detector, max_frames=4)
+    assert isinstance(result, Selection) and result.fallback
+    assert result.frame is frames[2]
+    assert "inter_eye_distance" in result.report.failures
+    assert not frames[1].any(), "the replaced best frame must be zeroized"
+    assert not frames[0].any() and not frames[3].any()
+
+    only_tiny = [make_frame(seed=i) for i in range(3)]
+    result = select_frame(FakeSource(only_tiny), FakeDetector([[tiny]] * 3), max_frames=3)
+    assert isinstance(result, NoSelection) and result.reason == "quality"
+    assert all(not f.any() for f in only_tiny)
+
+
+def test_motion_between_frames_fails_hold_still() -> None:
+    still = make_face()
+    moved = make_face(
+        box=(130.0, 60.0, 230.0, 180.0), right_eye=(155.0, 100.0), left_eye=(205.0, 100.0)
+    )
+    report = assess(make_frame(), [moved], previous=still)
+    assert report.measures["motion"] == pytest.approx(30 / 50)
+    assert "motion" in report.failures and report.feedback == "hold still"
+    assert "motion" not in assess(make_frame(), [still], previous=still).failures
