@@ -107,10 +107,15 @@ class QualityReport:
 
     @property
     def score(self) -> float:
-        """Unified quality 0–100: the mean of the component scores (0 without a face)."""
-        if self.face is None or not self.components:
+        """Unified quality 0–100: the mean of the still-image component scores.
+
+        Motion is a gate only: the first frame of a window has no motion figure, and
+        frames must rank on the same components.
+        """
+        still = [v for k, v in self.components.items() if k != "motion"]
+        if self.face is None or not still:
             return 0.0
-        return sum(self.components.values()) / len(self.components)
+        return sum(still) / len(still)
 
     @property
     def feedback(self) -> str | None:
