@@ -23,8 +23,16 @@ from pathlib import Path
 
 from appliance import sd_notify
 from appliance.boarding import BoardingGate
-from appliance.camera import CameraError, FrameSource, OpenCVSource, Picamera2Source, ReplaySource
+from appliance.camera import (
+    CameraError,
+    FrameSource,
+    OpenCVSource,
+    Picamera2Source,
+    ReconnectingSource,
+    ReplaySource,
+)
 from appliance.config import CameraSpec, ConfigError, GateConfig, load_config
+from appliance.frame_pump import FramePump
 
 log = logging.getLogger("gate.service")
 
@@ -48,14 +56,20 @@ class StartupError(RuntimeError):
 
 
 def open_source(spec: CameraSpec) -> FrameSource:
-    """The camera source the configuration names (raises CameraError)."""
+    """The camera source the configuration names (raises CameraError).
+
+    A live camera reconnects by itself after a drop-out and runs behind a frame pump,
+    so the vision stage never blocks it: the newest frame wins, older ones are zeroized
+    and counted as dropped.
+    """
     if spec.kind == "replay":
         return ReplaySource(Path(spec.target), canvas=spec.size, repeat=spec.repeat)
     if spec.kind == "opencv":
-        assert isinstance(spec.target, int | str)
-        return OpenCVSource(spec.target, spec.size)
+        device = spec.target
+        assert isinstance(device, int | str)
+        return FramePump(ReconnectingSource(lambda: OpenCVSource(device, spec.size)))
     if spec.kind == "picamera2":
-        return Picamera2Source(spec.size)
+        return FramePump(ReconnectingSource(lambda: Picamera2Source(spec.size)))
     raise CameraError(f"unknown camera kind {spec.kind!r}")
 
 
@@ -244,12 +258,14 @@ def _serve(
             continue
         counts[result.outcome] += 1
         log.info("traveller: %s (%s)", result.outcome, result.reason)
+        dropped = getattr(source, "dropped", 0)
         sd_notify.notify(
-            "STATUS=served {}: granted {}, referred {}, manual check {}".format(
+            "STATUS=served {}: granted {}, referred {}, manual check {}; frames dropped {}".format(
                 sum(counts.values()),
                 counts["granted"],
                 counts["referred"],
                 counts["manual_check"],
+                dropped,
             )
         )
         watchdog.wait(stop, result_hold_s)  # the traveller sees the outcome

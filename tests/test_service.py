@@ -357,3 +357,46 @@ def test_stop_event_ends_service(
         assert _wait_for(lambda: not simulator.relay_open, timeout=10)
     finally:
         simulator.stop()
+
+
+def test_live_opencv_camera_runs_behind_the_frame_pump(
+    tmp_path: Path, matcher, demo_photos: Path, notify_socket: socket.socket
+) -> None:
+    """A live source (OpenCV reading a looping video) boards a traveller through the pump,
+    which keeps reading while the vision stage works and drops (zeroizes) stale frames."""
+    import cv2
+
+    from appliance.camera import place_in_canvas
+
+    video = tmp_path / "camera.avi"
+    portrait = cv2.imread(str(demo_photos / "obama2.jpg"))
+    frame = place_in_canvas(cv2.resize(portrait, None, fx=0.45, fy=0.45), (1280, 720))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (1280, 720))
+    for _ in range(60):
+        writer.write(frame)
+    writer.release()
+    key = os.urandom(32)
+    simulator = Simulator(key).start()
+    try:
+        path = _service_config(tmp_path, matcher, simulator.port, key, tmp_path)
+        _edit(path, f'source = "replay:{tmp_path}"', f'source = "opencv:{video}"')
+        config = load_config(path)
+        source = open_source(config.camera)
+        assert type(source).__name__ == "FramePump"
+        source.close()
+        stop = threading.Event()
+        results: list[int] = []
+        thread = threading.Thread(
+            target=lambda: results.append(run_service(config, stop, result_hold_s=0.1)),
+            daemon=True,
+        )
+        thread.start()
+        assert _wait_for(lambda: len(simulator.relay_pulses) >= 1, timeout=120)
+        stop.set()
+        thread.join(timeout=60)
+        assert results == [EXIT_OK]
+        messages = _drain(notify_socket)
+        status = [m for m in messages if m.startswith("STATUS=served")]
+        assert status and "frames dropped" in status[0]
+    finally:
+        simulator.stop()
