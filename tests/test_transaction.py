@@ -194,3 +194,76 @@ def test_context_manager_purges_on_normal_exit_too() -> None:
         tx.track(frame)
     assert tx.purged and tx.record.outcome == "completed"
     assert not frame.any()
+
+
+def test_track_refuses_buffers_that_cannot_be_zeroized() -> None:
+    tx = CaptureTransaction("dev")
+    with pytest.raises(TypeError, match="bytes cannot be zeroized"):
+        tx.track(b"immutable copy")
+    frozen = filled_frame()
+    frozen.flags.writeable = False
+    with pytest.raises(TypeError, match="read-only"):
+        tx.track(frozen)
+    with pytest.raises(TypeError, match="memoryview"):
+        tx.track(memoryview(b"read only"))
+    assert tx._buffers == []
+
+
+def test_memoryview_is_zeroized_in_place() -> None:
+    backing = bytearray(b"\x42" * 100)
+    tx = CaptureTransaction("dev")
+    tx.track(memoryview(backing)[10:60])
+    record = tx.purge("granted", "verdict")
+    assert record.bytes_zeroized == 50
+    assert backing[10:60] == bytearray(50) and backing[:10] == b"\x42" * 10
+
+
+def test_same_buffer_tracked_twice_counts_once() -> None:
+    tx = CaptureTransaction("dev")
+    frame = filled_frame()
+    tx.track(frame)
+    tx.track(frame)
+    assert tx.purge("granted", "verdict").buffers_zeroized == 1
+
+
+def test_frame_in_hand_is_zeroized_even_if_never_tracked() -> None:
+    tx = CaptureTransaction("dev")
+    first, second = filled_frame(), filled_frame()
+    tx.watch_frame(first)
+    tx.watch_frame(second)  # the first is superseded (frame selection zeroizes it)
+    record = tx.purge("referred", "shutdown")
+    assert not second.any() and first.any()
+    assert record.buffers_zeroized == 1
+
+
+def test_frame_in_hand_that_is_also_tracked_counts_once() -> None:
+    tx = CaptureTransaction("dev")
+    frame = tx.watch_frame(filled_frame())
+    tx.track(frame)
+    assert tx.purge("granted", "verdict").buffers_zeroized == 1
+
+
+def test_a_failing_buffer_does_not_stop_the_others() -> None:
+    tx = CaptureTransaction("dev")
+    good_before, good_after = bytearray(b"\x01" * 8), bytearray(b"\x02" * 8)
+    backing = bytearray(b"\x03" * 8)
+    tx.track(good_before)
+    bad = tx.track(memoryview(backing))
+    tx.track(good_after)
+    bad.release()  # a released view cannot be written: its zeroize raises
+    with pytest.raises(ValueError):
+        tx.purge("granted", "verdict")
+    assert good_before == bytearray(8) and good_after == bytearray(8)
+    assert tx.record is not None and tx.record.buffers_zeroized == 3
+    assert tx._buffers == []
+
+
+def test_context_manager_records_a_shutdown() -> None:
+    from appliance.hardening import ShutdownRequested
+
+    frame = filled_frame()
+    with pytest.raises(ShutdownRequested), CaptureTransaction("dev") as tx:
+        tx.track(frame)
+        raise ShutdownRequested()
+    assert (tx.record.outcome, tx.record.reason) == ("referred", "shutdown")
+    assert not frame.any()
