@@ -9,7 +9,9 @@ dependency, imported here only.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +47,11 @@ class MediapipeFaceDetector:
             self._detector = vision.FaceDetector.create_from_options(options)
         except (RuntimeError, ValueError) as exc:
             raise ModelError(f"MediaPipe could not load {path}: {exc}") from exc
-        # Close before interpreter teardown, or MediaPipe's __del__ fails noisily at exit.
-        atexit.register(self._detector.close)
+        # Close before the interpreter stops MediaPipe's worker pool, or its __del__ fails
+        # noisily at exit: threading's exit hooks run before that pool shuts down, plain
+        # atexit hooks run after it.
+        register = getattr(threading, "_register_atexit", atexit.register)
+        register(self.close)
         self._mp = mp
         self.variant = variant
         self.zone_width = zone_width
@@ -83,4 +88,5 @@ class MediapipeFaceDetector:
         return shift_faces(faces, dx)
 
     def close(self) -> None:
-        self._detector.close()
+        with contextlib.suppress(RuntimeError, ValueError):
+            self._detector.close()
