@@ -1,8 +1,16 @@
-"""`gate-matcher`: run the reference matching service or enroll a flight gallery."""
+"""`gate-matcher`: run the reference matching service, enroll galleries and devices, bench.
+
+``serve`` runs the matching API (mutual TLS), the enrollment API (server TLS, its own
+port), health on both, and the retention schedule. ``issue-token`` makes a one-time
+device enrollment token. ``enroll`` builds a flight gallery from a JSON or CSV manifest.
+``retention`` runs the retention rules once. ``calibrate`` and ``bench`` measure the
+matcher on a ``<identity>/*.jpg`` dataset.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -29,17 +37,90 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from matching_service.audit import AuditLog
+    from matching_service.enrollment import (
+        EnrollmentService,
+        EnrollmentTokens,
+        start_enrollment_server,
+    )
+    from matching_service.retention import RetentionScheduler
+    from matching_service.revocation import RevocationError, RevocationList
     from matching_service.server import service_from_pki, start_server
 
     pki = create_dev_pki(args.pki) if args.dev_pki else PkiLayout(args.pki)
-    service = service_from_pki(pki, Gallery(args.db), FaceEncoder())
+    try:
+        revocations = RevocationList(args.revocations) if args.revocations else None
+    except RevocationError as exc:
+        print(f"gate-matcher: {exc}", file=sys.stderr)
+        return 2
+    audit = AuditLog(args.db)
+    gallery = Gallery(args.db)
+    service = service_from_pki(pki, gallery, FaceEncoder(), audit=audit, revocations=revocations)
     server, port = start_server(service, pki, args.address)
-    print(f"matching service listening on port {port}", flush=True)
+    print(f"matching service listening on port {port} (mutual TLS)", flush=True)
+    enrollment_server = None
+    if args.enroll_address:
+        tokens = EnrollmentTokens(args.db)
+        enrollment = EnrollmentService(pki, tokens, audit=audit, revocations=revocations)
+        enrollment_server, enroll_port = start_enrollment_server(
+            enrollment, pki, args.enroll_address
+        )
+        print(f"enrollment listening on port {enroll_port} (server TLS)", flush=True)
+    retention = RetentionScheduler(gallery, interval_s=args.retention_interval).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    service.health.enter_graceful_shutdown()
+    retention.stop()
+    if enrollment_server is not None:
+        enrollment_server.stop(grace=2)
     server.stop(grace=2).wait()
+    return 0
+
+
+def _issue_token(args: argparse.Namespace) -> int:
+    from matching_service.enrollment import EnrollmentTokens
+
+    try:
+        token = EnrollmentTokens(args.db).issue(args.device_id, ttl_s=args.ttl)
+    except ValueError as exc:
+        print(f"gate-matcher: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _retention(args: argparse.Namespace) -> int:
+    from matching_service.retention import RetentionScheduler
+
+    deleted = RetentionScheduler(Gallery(args.db), interval_s=args.margin).run_once()
+    print(f"deleted {len(deleted)} gallery records")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from matching_service.bench import calibrate_dataset
+
+    result = calibrate_dataset(args.dataset, fmr=args.fmr)
+    print(json.dumps(result))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from matching_service.bench import BenchError, bench_matcher
+
+    try:
+        result = bench_matcher(
+            args.dataset,
+            gates=args.gates,
+            impostor_share=args.impostor_share,
+            emit=(lambda _: None) if args.json else print,
+        )
+    except BenchError as exc:
+        print(f"gate-matcher bench: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
 
@@ -50,8 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve the gRPC API with mutual TLS")
     serve.add_argument("--pki", type=Path, default=data_dir() / "pki")
     serve.add_argument("--address", default="127.0.0.1:50051")
+    serve.add_argument(
+        "--enroll-address", default="", help="also serve device enrollment (server TLS) here"
+    )
+    serve.add_argument("--revocations", type=Path, help="JSON revocation list (reloaded)")
+    serve.add_argument("--retention-interval", type=float, default=300.0, metavar="SECONDS")
     serve.add_argument("--dev-pki", action="store_true", help="create a development PKI if absent")
     serve.set_defaults(handler=_serve)
+    token = commands.add_parser("issue-token", help="one-time enrollment token for a device")
+    token.add_argument("--device-id", required=True)
+    token.add_argument("--ttl", type=float, default=24 * 3600.0, metavar="SECONDS")
+    token.set_defaults(handler=_issue_token)
     enroll = commands.add_parser("enroll", help="build a flight gallery from document photos")
     enroll.add_argument(
         "--flight", nargs=4, required=True, metavar=("CARRIER", "NUMBER", "DATE", "AIRPORT")
@@ -60,13 +150,27 @@ def main(argv: list[str] | None = None) -> int:
         "--manifest",
         type=Path,
         required=True,
-        help='JSON list of {"traveller_id", "category", "photo"}',
+        help="JSON list or CSV of traveller_id, category, photo[, pnr, name]",
     )
     enroll.set_defaults(handler=_enroll)
+    retention = commands.add_parser("retention", help="apply the retention rules once")
+    retention.add_argument("--margin", type=float, default=300.0, metavar="SECONDS")
+    retention.set_defaults(handler=_retention)
+    calibrate = commands.add_parser("calibrate", help="threshold at a false match rate")
+    calibrate.add_argument("--dataset", type=Path, required=True)
+    calibrate.add_argument("--fmr", type=float, default=0.001)
+    calibrate.set_defaults(handler=_calibrate)
+    bench = commands.add_parser("bench", help="accuracy and latency over the real gRPC path")
+    bench.add_argument("--dataset", type=Path, required=True)
+    bench.add_argument("--gates", type=int, default=4)
+    bench.add_argument("--impostor-share", type=float, default=0.2)
+    bench.add_argument("--json", action="store_true", help="last line is one JSON object")
+    bench.set_defaults(handler=_bench)
     args = parser.parse_args(argv)
     args.db.parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING if getattr(args, "json", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return args.handler(args)
 

@@ -1,0 +1,243 @@
+"""Device enrollment: a one-time token and a CSR buy a device certificate and the keys.
+
+Design: enrollment runs on its **own port with server-only TLS**. A new unit has no
+client certificate yet, and gRPC Python offers no "request but do not require" client
+authentication, so the matching port stays strictly mutual TLS (nothing there is
+reachable without a device certificate) and the enrollment port exposes exactly one
+RPC, ``Enroll``, plus health. The unit verifies the enrollment server against the CA
+the technician provisioned with the token, so the answer cannot come from an impostor.
+
+Tokens are random 128-bit secrets bound to one device id, stored only as SHA-256
+hashes (in SQLite, so ``gate-matcher issue-token`` and ``gate-matcher serve`` share
+them), expire after a TTL, and are consumed atomically: the first use wins, every later
+use is refused and audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from gate.v1 import matching_pb2 as pb
+from gate.v1 import matching_pb2_grpc as pb_grpc
+
+from appliance.contract import signing_key_id
+from appliance.pki import PkiLayout, load_private, sign_device_csr
+from appliance.sealing import key_id
+from matching_service.audit import AuditLog
+from matching_service.revocation import RevocationList
+from matching_service.server import add_health
+
+log = logging.getLogger("gate.matcher.enrollment")
+
+DEFAULT_TOKEN_TTL_S = 24 * 3600
+MAX_CSR_BYTES = 8 * 1024
+ENROLLMENT_SERVICE_NAME = "gate.v1.Enrollment"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS enrollment_tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    issued_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    used_at_ms INTEGER,
+    certificate_serial TEXT
+);
+"""
+
+
+class TokenRefused(ValueError):
+    """Why a token cannot be used: ``reason`` is unknown, used, expired or wrong_device."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"enrollment token {reason.replace('_', ' ')}")
+        self.reason = reason
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class EnrollmentTokens:
+    def __init__(self, db_path: Path | str = ":memory:", clock_ms: Callable[[], int] = _now_ms):
+        self._db = sqlite3.connect(str(db_path), check_same_thread=False, timeout=30)
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._clock = clock_ms
+
+    def issue(self, device_id: str, ttl_s: float = DEFAULT_TOKEN_TTL_S) -> str:
+        if not device_id or len(device_id) > 64:
+            raise ValueError("device id must be 1..64 characters")
+        if ttl_s <= 0:
+            raise ValueError("ttl must be positive")
+        token = secrets.token_urlsafe(16)
+        now = self._clock()
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO enrollment_tokens (token_sha256, device_id, issued_at_ms,"
+                " expires_at_ms) VALUES (?, ?, ?, ?)",
+                (_hash(token), device_id, now, now + int(ttl_s * 1000)),
+            )
+        return token
+
+    def consume(self, token: str, device_id: str) -> None:
+        """Use the token up for ``device_id``, or raise ``TokenRefused``."""
+        now = self._clock()
+        with self._lock, self._db:
+            row = self._db.execute(
+                "SELECT device_id, expires_at_ms, used_at_ms FROM enrollment_tokens"
+                " WHERE token_sha256 = ?",
+                (_hash(token),),
+            ).fetchone()
+            if row is None:
+                raise TokenRefused("unknown")
+            bound, expires, used = row
+            if used is not None:
+                raise TokenRefused("already_used")
+            if now > expires:
+                raise TokenRefused("expired")
+            if bound != device_id:
+                raise TokenRefused("wrong_device")
+            self._db.execute(
+                "UPDATE enrollment_tokens SET used_at_ms = ? WHERE token_sha256 = ?",
+                (now, _hash(token)),
+            )
+
+    def record_serial(self, token: str, serial: int) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE enrollment_tokens SET certificate_serial = ? WHERE token_sha256 = ?",
+                (hex(serial), _hash(token)),
+            )
+
+
+class EnrollmentService(pb_grpc.EnrollmentServicer):
+    def __init__(
+        self,
+        pki: PkiLayout,
+        tokens: EnrollmentTokens,
+        *,
+        audit: AuditLog | None = None,
+        revocations: RevocationList | None = None,
+    ) -> None:
+        self._ca_pem = pki.ca_cert.read_bytes()
+        self._ca_cert = x509.load_pem_x509_certificate(self._ca_pem)
+        self._ca_key = load_private(pki.ca_key)
+        sealing = load_private(pki.sealing_key).public_key()
+        signing = load_private(pki.signing_key).public_key()
+        pem = serialization.Encoding.PEM
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        self._sealing_pem = sealing.public_bytes(pem, spki)
+        self._signing_pem = signing.public_bytes(pem, spki)
+        self._sealing_kid = key_id(sealing)
+        self._signing_kid = signing_key_id(signing)
+        self._tokens = tokens
+        self.audit = audit or AuditLog()
+        self._revocations = revocations or RevocationList()
+
+    def _refuse(self, context, code: grpc.StatusCode, event: str, device: str, detail: str):
+        log.warning("enrollment refused (%s) for %r: %s", event, device, detail)
+        self.audit.security(event, code.name, method="Enroll", device_id=device, detail=detail)
+        context.abort(code, detail)
+
+    def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext):
+        device = request.device_id[:64]
+        if not request.device_id or len(request.device_id) > 64:
+            self._refuse(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_request", device, "bad device id"
+            )
+        if not request.csr_pem or len(request.csr_pem) > MAX_CSR_BYTES:
+            self._refuse(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_csr", device, "CSR missing or large"
+            )
+        try:
+            csr = x509.load_pem_x509_csr(request.csr_pem)
+            valid = csr.is_signature_valid
+            names = csr.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+        except ValueError as exc:
+            self._refuse(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_csr", device, f"bad CSR: {exc}"
+            )
+        if not valid:
+            self._refuse(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_csr", device, "CSR signature bad"
+            )
+        if not names or names[0].value != request.device_id:
+            self._refuse(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "bad_csr",
+                device,
+                "CSR does not name this device",
+            )
+        if self._revocations.is_revoked(-1, request.device_id):
+            self._refuse(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "certificate_revoked",
+                device,
+                "device is revoked",
+            )
+        try:
+            self._tokens.consume(request.enrollment_token, request.device_id)
+        except TokenRefused as exc:
+            code = (
+                grpc.StatusCode.PERMISSION_DENIED
+                if exc.reason == "wrong_device"
+                else grpc.StatusCode.UNAUTHENTICATED
+            )
+            self._refuse(context, code, f"token_{exc.reason}", device, str(exc))
+        cert = sign_device_csr(self._ca_cert, self._ca_key, csr, request.device_id)
+        self._tokens.record_serial(request.enrollment_token, cert.serial_number)
+        self.audit.security(
+            "device_enrolled",
+            grpc.StatusCode.OK.name,
+            method="Enroll",
+            device_id=request.device_id,
+            detail=f"certificate serial {cert.serial_number:#x}",
+        )
+        log.info("enrolled %s (serial %#x)", request.device_id, cert.serial_number)
+        return pb.EnrollResponse(
+            certificate_chain_pem=cert.public_bytes(serialization.Encoding.PEM),
+            ca_certificate_pem=self._ca_pem,
+            sealing_public_key_pem=self._sealing_pem,
+            sealing_key_id=self._sealing_kid,
+            signing_public_key_pem=self._signing_pem,
+            signing_key_id=self._signing_kid,
+            certificate_not_after_ms=int(cert.not_valid_after_utc.timestamp() * 1000),
+        )
+
+
+def start_enrollment_server(
+    service: EnrollmentService, pki: PkiLayout, address: str = "127.0.0.1:0", workers: int = 2
+) -> tuple[grpc.Server, int]:
+    """Server-only TLS (no client certificate exists yet); only Enroll and health."""
+    credentials = grpc.ssl_server_credentials(
+        [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())],
+        require_client_auth=False,
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers),
+        options=[("grpc.max_receive_message_length", 64 * 1024), ("grpc.so_reuseport", 0)],
+    )
+    pb_grpc.add_EnrollmentServicer_to_server(service, server)
+    service.health = add_health(server, (ENROLLMENT_SERVICE_NAME,))
+    port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"could not bind the enrollment service to {address}")
+    server.start()
+    return server, port

@@ -1,0 +1,188 @@
+"""Enrollment end to end: token + CSR on the server-TLS port, then a session over mTLS."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from conftest import FLIGHT
+from cryptography import x509
+from gate.v1 import matching_pb2 as pb
+from gate.v1 import matching_pb2_grpc as pb_grpc
+
+from appliance.matching_client import EnrollmentFailed, MatchingClient, enroll
+from appliance.pki import create_dev_pki, load_private, make_csr
+from appliance.sealing import seal_into, sealed_size
+from appliance.transaction import now_ms
+from matching_service.audit import AuditLog
+from matching_service.enrollment import (
+    EnrollmentService,
+    EnrollmentTokens,
+    TokenRefused,
+    start_enrollment_server,
+)
+from matching_service.gallery import Gallery
+from matching_service.server import MatchingService, start_server
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = now_ms()
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def stack(pki, tmp_path_factory):
+    work = tmp_path_factory.mktemp("enrollment")
+    audit = AuditLog(work / "audit.sqlite")
+    clock = Clock()
+    tokens = EnrollmentTokens(work / "tokens.sqlite", clock_ms=clock)
+    matching = MatchingService(
+        Gallery(work / "g.sqlite"),
+        None,
+        load_private(pki.sealing_key),
+        load_private(pki.signing_key),
+        audit=audit,
+    )
+    server, port = start_server(matching, pki)
+    enrollment = EnrollmentService(pki, tokens, audit=audit)
+    enroll_server, enroll_port = start_enrollment_server(enrollment, pki)
+
+    class Stack:
+        pass
+
+    s = Stack()
+    s.pki, s.audit, s.clock, s.tokens = pki, audit, clock, tokens
+    s.matching, s.port, s.enroll_port = matching, port, enroll_port
+    s.enroll_target = f"localhost:{enroll_port}"
+    s.ca_pem = pki.ca_cert.read_bytes()
+    yield s
+    enroll_server.stop(grace=None)
+    server.stop(grace=None)
+
+
+def test_new_device_enrolls_and_then_opens_a_session_over_mtls(stack, tmp_path):
+    token = stack.tokens.issue("gate-new-0100", ttl_s=600)
+    layout = enroll(stack.enroll_target, stack.ca_pem, token, "gate-new-0100", tmp_path / "dev")
+    cert = x509.load_pem_x509_certificate(layout.device_cert.read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=gate-new-0100"
+    assert layout.ca_cert.read_bytes() == stack.ca_pem
+    assert (layout.device_key.stat().st_mode & 0o777) == 0o600
+    assert not layout.ca_key.exists() and not layout.sealing_key.exists()
+
+    client = MatchingClient(f"localhost:{stack.port}", layout, "gate-new-0100", deadline_s=5)
+    try:
+        assert client.open_session(FLIGHT).session_id
+        plain = b"payload"
+        sealed = bytearray(sealed_size(len(plain)))
+        seal_into(sealed, plain, client.sealing_key, "cap-enrolled", client.device_id)
+        verdict = client.verify("cap-enrolled", now_ms(), sealed)  # signature checked inside
+        assert verdict.decision == pb.GALLERY_NOT_READY
+        assert client.sealing_key.public_bytes_raw() == (
+            load_private(stack.pki.sealing_key).public_key().public_bytes_raw()
+        )
+    finally:
+        client.close()
+    events = stack.audit.events("device_enrolled")
+    assert events[-1].device_id == "gate-new-0100"
+
+
+def test_token_is_single_use(stack, tmp_path):
+    token = stack.tokens.issue("gate-new-0101")
+    enroll(stack.enroll_target, stack.ca_pem, token, "gate-new-0101", tmp_path / "a")
+    with pytest.raises(EnrollmentFailed, match="UNAUTHENTICATED"):
+        enroll(stack.enroll_target, stack.ca_pem, token, "gate-new-0101", tmp_path / "b")
+    assert stack.audit.events("token_already_used")[-1].device_id == "gate-new-0101"
+    assert not (tmp_path / "b").exists()
+
+
+def test_token_expires(stack, tmp_path):
+    token = stack.tokens.issue("gate-new-0102", ttl_s=60)
+    stack.clock.now += 61_000
+    try:
+        with pytest.raises(EnrollmentFailed, match="UNAUTHENTICATED"):
+            enroll(stack.enroll_target, stack.ca_pem, token, "gate-new-0102", tmp_path / "a")
+    finally:
+        stack.clock.now -= 61_000
+    assert stack.audit.events("token_expired")[-1].device_id == "gate-new-0102"
+
+
+def test_token_is_bound_to_its_device(stack, tmp_path):
+    token = stack.tokens.issue("gate-new-0103")
+    with pytest.raises(EnrollmentFailed, match="PERMISSION_DENIED"):
+        enroll(stack.enroll_target, stack.ca_pem, token, "gate-thief-0001", tmp_path / "a")
+    assert stack.audit.events("token_wrong_device")
+    with pytest.raises(EnrollmentFailed, match="UNAUTHENTICATED"):
+        enroll(stack.enroll_target, stack.ca_pem, "made-up-token", "gate-x", tmp_path / "b")
+    assert stack.audit.events("token_unknown")
+
+
+def test_csr_must_name_the_device(stack):
+    token = stack.tokens.issue("gate-new-0104")
+    _, csr_pem = make_csr("gate-somebody-else")
+    with grpc.secure_channel(
+        stack.enroll_target, grpc.ssl_channel_credentials(stack.ca_pem)
+    ) as channel:
+        stub = pb_grpc.EnrollmentStub(channel)
+        for csr in (csr_pem, b"garbage", b""):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Enroll(
+                    pb.EnrollRequest(
+                        enrollment_token=token, device_id="gate-new-0104", csr_pem=csr
+                    ),
+                    timeout=5,
+                )
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # The refusals above did not use the token up.
+        _, good = make_csr("gate-new-0104")
+        answer = stub.Enroll(
+            pb.EnrollRequest(enrollment_token=token, device_id="gate-new-0104", csr_pem=good),
+            timeout=5,
+        )
+        assert answer.signing_key_id == stack.matching.signing_key_id
+        assert answer.sealing_key_id == stack.matching.sealing_key_id
+        # Only Enroll is served there: the matching API needs mutual TLS.
+        with pytest.raises(grpc.RpcError) as err:
+            pb_grpc.MatchingStub(channel).OpenSession(pb.OpenSessionRequest(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert len(stack.audit.events("bad_csr")) >= 3
+
+
+def test_matching_port_needs_a_client_certificate(stack):
+    with grpc.secure_channel(
+        f"localhost:{stack.port}", grpc.ssl_channel_credentials(stack.ca_pem)
+    ) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            pb_grpc.MatchingStub(channel).OpenSession(pb.OpenSessionRequest(), timeout=3)
+        assert err.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_enrollment_server_must_chain_to_the_provisioned_ca(stack, tmp_path):
+    rogue = create_dev_pki(tmp_path / "rogue")
+    token = stack.tokens.issue("gate-new-0105")
+    with pytest.raises(EnrollmentFailed):
+        enroll(
+            stack.enroll_target,
+            rogue.ca_cert.read_bytes(),
+            token,
+            "gate-new-0105",
+            tmp_path / "d",
+            deadline_s=3,
+        )
+
+
+def test_tokens_unit(tmp_path):
+    clock = Clock()
+    tokens = EnrollmentTokens(tmp_path / "t.sqlite", clock_ms=clock)
+    token = tokens.issue("gate-1", ttl_s=10)
+    assert token not in (tmp_path / "t.sqlite").read_bytes().decode("latin-1")
+    with pytest.raises(TokenRefused) as err:
+        tokens.consume(token, "gate-2")
+    assert err.value.reason == "wrong_device"
+    tokens.consume(token, "gate-1")
+    with pytest.raises(TokenRefused) as err:
+        tokens.consume(token, "gate-1")
+    assert err.value.reason == "already_used"
+    with pytest.raises(ValueError):
+        tokens.issue("", ttl_s=10)
