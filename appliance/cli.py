@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
@@ -55,6 +56,39 @@ def _print_figures(result: dict, as_json: bool) -> None:
             print(f"{key:>26}: {value}")
 
 
+def _default_ledger() -> Path:
+    from appliance.paths import data_dir
+
+    return data_dir() / "purge-ledger.jsonl"
+
+
+def _timestamp(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time") from exc
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from appliance.audit import audit_verify
+
+    return audit_verify(args.ledger, args.public_key)
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    from appliance.audit import audit_export
+
+    return audit_export(args.ledger, args.since, args.until)
+
+
+def _bench_purge(args: argparse.Namespace) -> int:
+    from appliance.purge_bench import bench_purge
+
+    result = bench_purge(args.transactions)
+    _print_figures(result, args.json)
+    return 0 if result["image_files_written"] == 0 else 1
+
+
 def _run(args: argparse.Namespace) -> int:
     from appliance import service
 
@@ -104,6 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serial_bench.set_defaults(handler=_bench_serial)
 
+    purge = benches.add_parser("purge", help="verdict -> every buffer zeroized, 720p capture")
+    purge.add_argument("--transactions", type=int, default=1000)
+    purge.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    purge.set_defaults(handler=_bench_purge)
+
+    audit = commands.add_parser("audit", help="check or export the purge ledger for auditors")
+    audits = audit.add_subparsers(dest="audit", required=True)
+    verify = audits.add_parser("verify", help="check the hash chain and signatures")
+    verify.add_argument("--ledger", type=Path, default=_default_ledger())
+    verify.add_argument("--public-key", type=Path, help="ledger public key (default: beside it)")
+    verify.set_defaults(handler=_audit_verify)
+    export = audits.add_parser("export", help="records as JSON lines, e.g. for a regulator")
+    export.add_argument("--ledger", type=Path, default=_default_ledger())
+    export.add_argument("--since", type=_timestamp, help="ISO time, inclusive (UTC if naive)")
+    export.add_argument("--until", type=_timestamp, help="ISO time, exclusive (UTC if naive)")
+    export.set_defaults(handler=_audit_export)
+
     serial = commands.add_parser("serial", help="check the serial link to the gate MCU")
     serial_commands = serial.add_subparsers(dest="serial", required=True)
     check = serial_commands.add_parser("test", help="hello, status, indicator cycle, buzzer")
@@ -121,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from appliance.hardening import harden_process, install_log_filters
+
+    harden_process()  # no core dumps, not dumpable: a crash must not spill frames
+    install_log_filters()  # no binary or base64 blobs in any log line
     return args.handler(args)
 
 

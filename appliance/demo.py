@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance import demo_scenes
+from appliance.audit import default_key_path
 from appliance.boarding import BoardingGate, TravellerOutcome
 from appliance.camera import FrameSource, ReplaySource
 from appliance.detector import Detector, FaceDetector, create_detector
@@ -203,7 +204,8 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
     simulator = Simulator(relay_key).start()
     link = GateLink(simulator.port, relay_key).open()
     client = MatchingClient(f"localhost:{port}", pki, DEV_DEVICE_ID)
-    ledger = PurgeLedger(work / "purge-ledger.jsonl")
+    ledger_path = work / "purge-ledger.jsonl"
+    ledger = PurgeLedger(ledger_path, default_key_path(ledger_path))
     audit = WriteAudit.instance()
     results: list[TravellerOutcome] = []
     try:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import resource
-import signal
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 from appliance import sd_notify
+from appliance.audit import default_key_path
 from appliance.boarding import BoardingGate
 from appliance.camera import (
     CameraError,
@@ -33,6 +32,7 @@ from appliance.camera import (
 )
 from appliance.config import CameraSpec, ConfigError, GateConfig, load_config
 from appliance.frame_pump import FramePump
+from appliance.hardening import ShutdownRequested, harden_process, install_shutdown_handler
 
 log = logging.getLogger("gate.service")
 
@@ -73,14 +73,6 @@ def open_source(spec: CameraSpec) -> FrameSource:
     raise CameraError(f"unknown camera kind {spec.kind!r}")
 
 
-def disable_core_dumps() -> None:
-    """No core file may ever hold a frame: RLIMIT_CORE = 0 for this process."""
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (OSError, ValueError) as exc:  # pragma: no cover - lowering never needs privilege
-        log.warning("could not disable core dumps: %s", exc)
-
-
 class _Watchdog:
     def __init__(self) -> None:
         self.interval = sd_notify.watchdog_interval()
@@ -106,36 +98,20 @@ class _Watchdog:
             self.ping()
 
 
-def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    previous: dict[int, object] = {}
-
-    def _handler(signum: int, _frame: object) -> None:
-        log.info("received %s; stopping after the current traveller", signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous[signum] = signal.signal(signum, _handler)
-    return previous
-
-
-def _restore_signal_handlers(previous: dict[int, object]) -> None:
-    for signum, handler in previous.items():
-        with contextlib.suppress(ValueError, TypeError):
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-
-
 def run_service(
     config: GateConfig,
     stop: threading.Event | None = None,
     *,
     result_hold_s: float = 1.0,
 ) -> int:
-    """Serve travellers until ``stop``, SIGTERM/SIGINT, or the end of a replay source."""
-    disable_core_dumps()
+    """Serve travellers until ``stop``, SIGTERM/SIGINT, or the end of a replay source.
+
+    A signal interrupts even a traveller in progress: that capture is purged and
+    recorded as "shutdown", nothing more is sent, and the gate is left shut.
+    """
+    harden_process()
     stop = stop or threading.Event()
-    previous = _install_signal_handlers(stop)
+    restore_signals = install_shutdown_handler(on_signal=lambda _signum: stop.set())
     closers: list = []
     try:
         try:
@@ -147,11 +123,15 @@ def run_service(
         sd_notify.notify("READY=1")
         sd_notify.notify(f"STATUS=serving {_flight_name(config)} as {config.device_id}")
         log.info("gate %s ready for %s", config.device_id, _flight_name(config))
-        return _serve(config, boarding, source, stop, result_hold_s)
+        try:
+            return _serve(config, boarding, source, stop, result_hold_s)
+        except ShutdownRequested as exc:
+            log.info("stopping: %s", exc)
+            return EXIT_OK
     finally:
         sd_notify.notify("STOPPING=1")
         _shutdown(closers)
-        _restore_signal_handlers(previous)
+        restore_signals()
 
 
 def _flight_name(config: GateConfig) -> str:
@@ -178,7 +158,7 @@ def _build(config: GateConfig, closers: list) -> tuple[BoardingGate, FrameSource
         raise StartupError(EXIT_MODEL, f"face detection model: {exc}") from exc
 
     try:
-        ledger = PurgeLedger(config.ledger_path)
+        ledger = PurgeLedger(config.ledger_path, default_key_path(config.ledger_path))
     except OSError as exc:
         raise StartupError(EXIT_STARTUP, f"purge ledger {config.ledger_path}: {exc}") from exc
 

@@ -40,3 +40,35 @@ def test_bench_serial_prints_its_figures():
     assert figures["relay_opened_by_fuzz"] == 0
     assert figures["frames_fuzzed"] == 300 and figures["rounds"] == 20
     assert figures["rtt_ms_p50"] > 0 and figures["rtt_ms_p99"] >= figures["rtt_ms_p50"]
+
+
+def test_audit_verify_and_export_from_the_command_line(tmp_path):
+    from appliance.audit import default_key_path
+    from appliance.ledger import PurgeLedger
+    from appliance.transaction import CaptureTransaction
+
+    path = tmp_path / "purge-ledger.jsonl"
+    ledger = PurgeLedger(path, default_key_path(path))
+    for _ in range(3):
+        ledger.append(CaptureTransaction("gate-dev-0001").purge("granted", "verdict"))
+    ok = gatectl("audit", "verify", "--ledger", str(path))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "signatures verified" in ok.stdout
+    exported = gatectl("audit", "export", "--ledger", str(path), "--since", "2000-01-01")
+    assert exported.returncode == 0
+    records = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [r["record"] for r in records] == [1, 2, 3]
+
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + lines[2] + lines[1])  # two records swapped
+    broken = gatectl("audit", "verify", "--ledger", str(path))
+    assert broken.returncode != 0
+    assert "record 2" in broken.stdout + broken.stderr
+
+
+def test_bench_purge_prints_its_figures():
+    result = gatectl("bench", "purge", "--transactions", "20", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["transactions"] == 20 and figures["image_files_written"] == 0
+    assert 0 < figures["purge_us_p50"] <= figures["purge_us_p99"]
