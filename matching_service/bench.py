@@ -1,0 +1,244 @@
+"""Accuracy and latency of the reference matcher on a ``<identity>/*.jpg`` dataset.
+
+``calibrate_dataset`` encodes every photo and finds the distance threshold at a false
+match rate (FMR) over all impostor pairs (1:1), with the genuine-pair FNMR there.
+
+``bench_matcher`` drives the real path: a flight-sized gallery (the first photo of each
+enrolled identity as the document photo), the other photos as live captures, and a
+share of identities left out of the gallery as impostors. ``gates`` threads, each its
+own device with its own certificate and mTLS channel, seal every capture and stream it
+to the service over gRPC; the service decrypts, encodes, matches and signs, and the
+client checks each verdict. Accuracy comes from the verdicts (a genuine capture counts
+as matched only when the verdict names that traveller's token) and rank-1 from the
+service's verify log (nearest gallery entry, whatever the threshold).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from appliance.matching_client import CircuitBreaker, FlightInfo, MatchingClient
+from appliance.pki import create_dev_pki, issue_device
+from appliance.sealing import seal_into, sealed_size
+from appliance.transaction import now_ms
+from matching_service.audit import AuditLog
+from matching_service.gallery import Gallery, ManifestEntry, flight_key
+from matching_service.recognizer import FaceEncoder, NoFaceFound
+
+BENCH_FLIGHT = FlightInfo("ZZ", "0001", "2026-11-25", "LAX", "B1")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class BenchError(ValueError):
+    """The dataset cannot be benchmarked (missing, too small), with the reason."""
+
+
+def load_dataset(dataset: Path) -> dict[str, list[Path]]:
+    """identity -> its photos (sorted); identities with fewer than 2 photos are dropped."""
+    if not dataset.is_dir():
+        raise BenchError(f"dataset folder {dataset} does not exist")
+    identities = {}
+    for folder in sorted(p for p in dataset.iterdir() if p.is_dir()):
+        photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        if len(photos) >= 2:
+            identities[folder.name] = photos
+    if len(identities) < 5:
+        raise BenchError(f"{dataset}: need at least 5 identities with 2+ photos each")
+    return identities
+
+
+def threshold_at_fmr(impostor: np.ndarray, fmr: float) -> float:
+    """Largest distance threshold whose false match rate on ``impostor`` is <= ``fmr``."""
+    ordered = np.sort(impostor)
+    allowed = int(np.floor(fmr * len(ordered)))  # impostor pairs that may fall at/below
+    if allowed == 0:
+        return float(np.nextafter(ordered[0], -np.inf))
+    return float(np.nextafter(ordered[allowed], -np.inf))
+
+
+def _encode_all(
+    identities: dict[str, list[Path]], encoder: FaceEncoder
+) -> tuple[list[str], np.ndarray, int]:
+    labels, templates, failed = [], [], 0
+    for identity, photos in identities.items():
+        for photo in photos:
+            image = cv2.imread(str(photo))
+            try:
+                templates.append(encoder.encode(image))
+                labels.append(identity)
+            except NoFaceFound:
+                failed += 1
+    return labels, np.array(templates, np.float32), failed
+
+
+def calibrate_dataset(dataset: Path, fmr: float = 0.001) -> dict:
+    """Threshold at ``fmr`` over every impostor pair of the dataset, and FNMR there."""
+    labels, templates, failed = _encode_all(load_dataset(dataset), FaceEncoder())
+    diff = templates[:, None, :] - templates[None, :, :]
+    distances = np.sqrt((diff**2).sum(-1))
+    label_array = np.array(labels)
+    same = label_array[:, None] == label_array[None, :]
+    upper = np.triu(np.ones_like(same), k=1)
+    genuine = distances[same & upper]
+    impostor = distances[~same & upper]
+    threshold = threshold_at_fmr(impostor, fmr)
+    return {
+        "fmr": fmr,
+        "threshold": round(threshold, 4),
+        "fnmr_1to1": round(float(np.mean(genuine > threshold)), 4),
+        "fmr_measured": round(float(np.mean(impostor <= threshold)), 5),
+        "genuine_pairs": int(genuine.size),
+        "impostor_pairs": int(impostor.size),
+        "templates": len(labels),
+        "failed_to_encode": failed,
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q)) if values else 0.0
+
+
+def bench_matcher(
+    dataset: Path,
+    gates: int = 4,
+    *,
+    impostor_share: float = 0.2,
+    threshold: float | None = None,
+    emit: Callable[[str], None] = print,
+) -> dict:
+    """Run the benchmark; returns the summary (``gate-matcher bench --json`` prints it)."""
+    if gates < 1:
+        raise BenchError("gates must be at least 1")
+    identities = load_dataset(dataset)
+    names = list(identities)
+    every = max(2, round(1 / impostor_share)) if impostor_share > 0 else 0
+    impostors = {n for i, n in enumerate(names) if every and i % every == every - 1}
+    enrolled = [n for n in names if n not in impostors]
+    flight = flight_key(
+        BENCH_FLIGHT.carrier,
+        BENCH_FLIGHT.flight_number,
+        BENCH_FLIGHT.date,
+        BENCH_FLIGHT.departure_airport,
+    )
+    encoder = FaceEncoder()
+    with tempfile.TemporaryDirectory(prefix="gate-bench-") as tmp:
+        work = Path(tmp)
+        gallery = Gallery(work / "gallery.sqlite")
+        if threshold is not None:
+            gallery.threshold = threshold
+        documents = []
+        for name in enrolled:
+            try:
+                template = encoder.encode(cv2.imread(str(identities[name][0])))
+            except NoFaceFound:
+                continue
+            documents.append((ManifestEntry(name, "in_scope", identities[name][0]), template))
+        issued = gallery.enroll_templates(flight, documents)
+        tokens = dict(zip([e.traveller_id for e, _ in documents], issued, strict=True))
+        probes = [(name, photo) for name in tokens for photo in identities[name][1:]]
+        probes += [(None, photo) for name in impostors for photo in identities[name]]
+        emit(
+            f"gallery {len(tokens)} of {len(names)} identities, {len(impostors)} impostors, "
+            f"{len(probes)} probes, {gates} gates"
+        )
+
+        pki = create_dev_pki(work / "pki")
+        audit = AuditLog(work / "audit.sqlite")
+        from matching_service.server import service_from_pki, start_server
+
+        service = service_from_pki(pki, gallery, encoder, audit=audit)
+        server, port = start_server(service, pki)
+        results: list[tuple[str | None, str, int, str, float]] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        try:
+            clients = []
+            for g in range(gates):
+                device = f"gate-bench-{g:04d}"
+                layout = issue_device(pki, work / "devices" / device, device)
+                client = MatchingClient(
+                    f"localhost:{port}",
+                    layout,
+                    device,
+                    deadline_s=60,
+                    breaker=CircuitBreaker(failure_threshold=1000),
+                )
+                client.open_session(BENCH_FLIGHT)
+                clients.append(client)
+
+            def gate(index: int) -> None:
+                client = clients[index]
+                for name, photo in probes[index::gates]:
+                    data = photo.read_bytes()
+                    capture_id = str(uuid.uuid4())
+                    sealed = bytearray(sealed_size(len(data)))
+                    seal_into(sealed, data, client.sealing_key, capture_id, client.device_id)
+                    started = time.perf_counter()
+                    try:
+                        verdict = client.verify(capture_id, now_ms(), sealed)
+                    except Exception as exc:
+                        with lock:
+                            errors.append(f"{type(exc).__name__}: {exc}")
+                        continue
+                    elapsed = (time.perf_counter() - started) * 1000
+                    with lock:
+                        results.append(
+                            (name, capture_id, verdict.decision, verdict.traveller_token, elapsed)
+                        )
+
+            threads = [threading.Thread(target=gate, args=(g,)) for g in range(gates)]
+            wall = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - wall
+            for client in clients:
+                client.close()
+        finally:
+            server.stop(grace=None)
+        nearest = {r.capture_id: r.nearest_token for r in audit.verify_log()}
+
+    from gate.v1 import matching_pb2 as pb
+
+    genuine = [r for r in results if r[0] is not None]
+    impostor = [r for r in results if r[0] is None]
+    matched = sum(r[2] == pb.MATCH and r[3] == tokens[r[0]] for r in genuine)
+    usable = [r for r in genuine if r[2] != pb.IMAGE_UNUSABLE]
+    rank1 = sum(nearest.get(r[1]) == tokens[r[0]] for r in usable)
+    latencies = [r[4] for r in results]
+    return {
+        "identities": len(names),
+        "gallery": len(tokens),
+        "impostor_identities": len(impostors),
+        "probes": len(results),
+        "genuine_probes": len(genuine),
+        "impostor_probes": len(impostor),
+        "threshold": round(gallery.threshold, 4),
+        "fnmr_at_fmr_0_001": round(1 - matched / len(genuine), 4) if genuine else None,
+        "failure_to_acquire": (
+            round(sum(r[2] == pb.IMAGE_UNUSABLE for r in genuine) / len(genuine), 4)
+            if genuine
+            else None
+        ),
+        "rank1": round(rank1 / len(usable), 4) if usable else None,
+        "fpir": (
+            round(sum(r[2] == pb.MATCH for r in impostor) / len(impostor), 4) if impostor else None
+        ),
+        "verify_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
+        "verify_ms_p99": round(_percentile(latencies, 99), 1) if latencies else None,
+        "verifies_per_s": round(len(results) / wall, 1) if wall > 0 else None,
+        "gates": gates,
+        "errors": len(errors),
+        "cpus": os.cpu_count(),
+    }

@@ -1,0 +1,123 @@
+"""Pass-then-face: the match must be the passenger named on the scanned boarding pass."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import cv2
+import numpy as np
+import pytest
+from conftest import FLIGHT
+from gate.v1 import matching_pb2 as pb
+
+from appliance.matching_client import MatchingClient
+from appliance.pki import DEV_DEVICE_ID
+from appliance.sealing import seal_into, sealed_size
+from appliance.transaction import now_ms
+from matching_service.audit import AuditLog
+from matching_service.bench import threshold_at_fmr
+from matching_service.gallery import CALIBRATED_THRESHOLD, DEFAULT_THRESHOLD, Gallery, flight_key
+from matching_service.passes import BoardingPassError, make_bcbp, passenger_from_bcbp
+from matching_service.server import service_from_pki, start_server
+
+FLIGHT_KEY = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
+
+
+@pytest.fixture(scope="module")
+def pass_rig(pki, encoder, demo_photos, tmp_path_factory):
+    work = tmp_path_factory.mktemp("pass")
+    manifest = work / "gallery.json"
+    manifest.write_text(
+        json.dumps(
+            [
+                {
+                    "traveller_id": "PAX-OB",
+                    "category": "us_citizen",
+                    "photo": str(demo_photos / "obama.jpg"),
+                    "pnr": "ABC123",
+                    "name": "OBAMA/BARACK",
+                },
+                {
+                    "traveller_id": "PAX-BI",
+                    "category": "in_scope",
+                    "photo": str(demo_photos / "biden.jpg"),
+                    "pnr": "XYZ789",
+                },
+            ]
+        )
+    )
+    gallery = Gallery(work / "gallery.sqlite")
+    gallery.enroll_manifest(FLIGHT_KEY, manifest, encoder)
+    audit = AuditLog()
+    service = service_from_pki(pki, gallery, encoder, audit=audit)
+    server, port = start_server(service, pki)
+    client = MatchingClient(f"localhost:{port}", pki, DEV_DEVICE_ID, deadline_s=10)
+    client.open_session(FLIGHT)
+
+    def verify(photo, boarding_pass: str = "") -> pb.Verdict:
+        jpeg = cv2.imencode(".jpg", cv2.imread(str(demo_photos / photo)))[1].tobytes()
+        capture_id = str(uuid.uuid4())
+        sealed = bytearray(sealed_size(len(jpeg)))
+        seal_into(sealed, jpeg, client.sealing_key, capture_id, DEV_DEVICE_ID)
+        return client.verify(capture_id, now_ms(), sealed, boarding_pass)
+
+    yield verify, gallery, audit
+    client.close()
+    server.stop(grace=None)
+
+
+def test_face_of_the_pass_holder_matches(pass_rig):
+    verify, gallery, audit = pass_rig
+    verdict = verify("obama2.jpg", make_bcbp("OBAMA/BARACK", "ABC123"))
+    assert verdict.decision == pb.MATCH
+    assert verdict.traveller_token == gallery.tokens(FLIGHT_KEY)["PAX-OB"]
+    assert audit.verify_log()[-1].pass_checked
+
+
+def test_face_of_someone_else_on_the_flight_is_no_match(pass_rig):
+    verify, _, _ = pass_rig
+    verdict = verify("obama2.jpg", make_bcbp("BIDEN/JOSEPH", "XYZ789"))
+    assert verdict.decision == pb.NO_MATCH and verdict.traveller_token == ""
+
+
+def test_name_must_agree_when_the_gallery_has_one(pass_rig):
+    verify, _, _ = pass_rig
+    assert verify("obama2.jpg", make_bcbp("OBAMA/MICHELLE", "ABC123")).decision == pb.NO_MATCH
+
+
+def test_stranger_with_a_pass_is_not_on_flight(pass_rig):
+    verify, _, _ = pass_rig
+    assert verify("astronaut.png", make_bcbp("OBAMA/BARACK", "ABC123")).decision == (
+        pb.NOT_ON_FLIGHT
+    )
+
+
+def test_face_only_mode_still_matches(pass_rig):
+    verify, _, _ = pass_rig
+    assert verify("obama2.jpg").decision == pb.MATCH
+
+
+def test_unusable_image(pass_rig, tmp_path):
+    verify, _, _ = pass_rig
+    blank = tmp_path / "blank.png"  # an absolute path: demo_photos / blank == blank
+    cv2.imwrite(str(blank), np.full((300, 300, 3), 128, np.uint8))
+    assert verify(blank).decision == pb.IMAGE_UNUSABLE
+
+
+def test_bcbp_parsing():
+    text = make_bcbp("DOE/JANE", "pnr777")
+    assert len(text) == 60
+    assert passenger_from_bcbp(text).name == "DOE/JANE"
+    assert passenger_from_bcbp(text).pnr == "PNR777"
+    for bad in ("", "X" * 60, "M0" + text[2:], text[:59], "M1" + "\x00" * 58, "M1" + "a" * 5000):
+        with pytest.raises(BoardingPassError):
+            passenger_from_bcbp(bad)
+
+
+def test_threshold_at_fmr():
+    impostor = np.linspace(0.3, 1.3, 10_000)
+    t = threshold_at_fmr(impostor, 0.001)
+    assert np.mean(impostor <= t) <= 0.001
+    assert np.mean(impostor <= impostor[10]) > 0.001  # and not needlessly strict
+    assert DEFAULT_THRESHOLD == CALIBRATED_THRESHOLD < 0.6
