@@ -1,0 +1,255 @@
+"""Scanner dispatcher and readers. The serial reader runs over a real pseudo-terminal:
+scans are written on the master side, pyserial opens the slave path."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import os
+import queue
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from appliance.boarding_pass import BoardingPass
+from appliance.scanner import (
+    MAX_SCAN_CHARS,
+    AgentAction,
+    AgentCommand,
+    ScanError,
+    ScanParser,
+    ScanResult,
+    SerialScanner,
+    StreamScanner,
+)
+
+PASS = "M1DESMARAIS/LUC       EABC123 YULFRAAC 0834 326J001A0025 100"
+PASS2 = "M1TEST/PETER          E24Z5RN AMSBRUKL 1733 019M008A0001 316>503  W0D0742497067621"
+REF = datetime.date(2016, 6, 1)
+
+
+@pytest.fixture
+def parser() -> ScanParser:
+    return ScanParser(reference_date=REF)
+
+
+# -------------------------------------------------------------------- dispatcher
+
+
+def test_boarding_pass(parser: ScanParser) -> None:
+    result = parser.parse(PASS)
+    assert isinstance(result, BoardingPass)
+    assert result.legs[0].flight_date == datetime.date(2016, 11, 21)
+
+
+@pytest.mark.parametrize(
+    "scan", [PASS + "\r", PASS + "\r\n", PASS.encode(), "]Q3" + PASS, b"]L2" + PASS.encode()]
+)
+def test_boarding_pass_forms(parser: ScanParser, scan: str | bytes) -> None:
+    result = parser.parse(scan)
+    assert isinstance(result, BoardingPass) and result.surname == "DESMARAIS"
+
+
+def test_reference_date_may_be_a_callable() -> None:
+    result = ScanParser(reference_date=lambda: datetime.date(2030, 1, 1)).parse(PASS)
+    assert isinstance(result, BoardingPass)
+    assert result.legs[0].flight_date == datetime.date(2029, 11, 22)
+
+
+@pytest.mark.parametrize(
+    ("scan", "expected"),
+    [
+        ("AGT:4711", AgentAction("4711")),
+        ("AGT:4711:RELEASE", AgentAction("4711", AgentCommand.RELEASE)),
+        ("AGT:4711 cancel", AgentAction("4711", AgentCommand.CANCEL)),
+        ("AGT:a-b_9:OPTOUT\r", AgentAction("a-b_9", AgentCommand.OPTOUT)),
+        (b"AGT:7:RELEASE", AgentAction("7", AgentCommand.RELEASE)),
+    ],
+)
+def test_agent_actions(parser: ScanParser, scan: str | bytes, expected: AgentAction) -> None:
+    assert parser.parse(scan) == expected
+
+
+@pytest.mark.parametrize(
+    ("scan", "field"),
+    [
+        ("AGT:", "agent_id"),
+        ("AGT:4711:FLY", "agent_command"),
+        ("AGT:b@d", "agent_id"),
+        ("AGT:bad id!", "agent_command"),
+    ],
+)
+def test_bad_agent_badges(parser: ScanParser, scan: str, field: str) -> None:
+    result = parser.parse(scan)
+    assert isinstance(result, ScanError) and result.field == field
+
+
+def test_custom_agent_prefix() -> None:
+    p = ScanParser(agent_prefix="#BADGE#", reference_date=REF)
+    assert p.parse("#BADGE#99 RELEASE") == AgentAction("99", AgentCommand.RELEASE)
+    assert isinstance(p.parse("AGT:99"), ScanError)  # not a badge any more: a bad pass
+    with pytest.raises(ValueError):
+        ScanParser(agent_prefix="MAGENT")  # would shadow every boarding pass
+    with pytest.raises(ValueError):
+        ScanParser(agent_prefix="")
+
+
+def test_invalid_pass_is_a_scan_error_without_the_scanned_text(parser: ScanParser) -> None:
+    bad = PASS[:44] + "367" + PASS[47:]
+    result = parser.parse(bad)
+    assert isinstance(result, ScanError)
+    assert (result.field, result.position, result.length) == ("legs[0].julian_day", 44, 60)
+    assert "DESMARAIS" not in repr(result) and "ABC123" not in repr(result)
+
+
+@pytest.mark.parametrize(
+    ("scan", "words"),
+    [
+        ("", "empty"),
+        ("\r\n", "empty"),
+        ("   ", "empty"),
+        (b"M1\xff\xfe", "not ASCII"),
+        ("M" * (MAX_SCAN_CHARS + 1), "longer"),
+        ("hello", "not a valid boarding pass"),
+        ("M1DESMARAIS/LUC       EABC123 YULFRAAC 0834 326J001A0025 1ÿ0", "boarding pass"),
+    ],
+)
+def test_bad_scans_never_raise(parser: ScanParser, scan: str | bytes, words: str) -> None:
+    result = parser.parse(scan)
+    assert isinstance(result, ScanError) and words in result.reason
+
+
+# ----------------------------------------------------------------- serial on a pty
+
+
+class Pty:
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        self.path = os.ttyname(self.slave)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.fixture
+def pty() -> Iterator[Pty]:
+    p = Pty()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def results() -> queue.Queue[ScanResult]:
+    return queue.Queue()
+
+
+def get(q: queue.Queue[ScanResult]) -> ScanResult:
+    return q.get(timeout=5)
+
+
+def test_serial_two_scans_in_one_write(pty: Pty, results: queue.Queue[ScanResult]) -> None:
+    with SerialScanner(
+        pty.path, on_scan=results.put, parser=ScanParser(reference_date=REF)
+    ) as scanner:
+        assert scanner.running
+        pty.write(PASS.encode() + b"\r" + b"AGT:4711:RELEASE\r")
+        first, second = get(results), get(results)
+    assert isinstance(first, BoardingPass) and first.legs[0].flight_number == "834"
+    assert second == AgentAction("4711", AgentCommand.RELEASE)
+    assert not scanner.running and scanner.error is None
+    assert results.empty()
+
+
+def test_serial_scan_split_across_writes(pty: Pty, results: queue.Queue[ScanResult]) -> None:
+    with SerialScanner(pty.path, on_scan=results.put, parser=ScanParser(reference_date=REF)):
+        data = PASS2.encode()
+        pty.write(data[:30])
+        time.sleep(0.2)
+        pty.write(data[30:70])
+        time.sleep(0.2)
+        assert results.empty()  # nothing is delivered before the terminator
+        pty.write(data[70:] + b"\r")
+        result = get(results)
+    assert isinstance(result, BoardingPass)
+    assert result.legs[0].carrier == "KL" and result.legs[0].document_serial == "2497067621"
+
+
+def test_serial_crlf_and_bad_scans(pty: Pty, results: queue.Queue[ScanResult]) -> None:
+    with SerialScanner(pty.path, on_scan=results.put, parser=ScanParser(reference_date=REF)):
+        # '\r' terminates; the '\n' that follows is an empty scan and is skipped
+        pty.write(b"garbage\r\n\r\n" + PASS.encode() + b"\r\n")
+        bad, good = get(results), get(results)
+        time.sleep(0.2)
+    assert isinstance(bad, ScanError) and bad.field == "format_code"
+    assert isinstance(good, BoardingPass)
+    assert results.empty()
+
+
+def test_serial_custom_terminator_and_failing_callback(pty: Pty) -> None:
+    seen: queue.Queue[ScanResult] = queue.Queue()
+
+    def on_scan(result: ScanResult) -> None:
+        seen.put(result)
+        raise RuntimeError("callback bug")  # must not stop the reader
+
+    with SerialScanner(
+        pty.path,
+        baudrate=115200,
+        terminator=b"\n",
+        on_scan=on_scan,
+        parser=ScanParser(reference_date=REF),
+    ) as scanner:
+        pty.write(b"AGT:1\nAGT:2:CANCEL\n")
+        assert get(seen) == AgentAction("1")
+        assert get(seen) == AgentAction("2", AgentCommand.CANCEL)
+        assert scanner.running
+
+
+def test_serial_overlong_scan_is_dropped(pty: Pty, results: queue.Queue[ScanResult]) -> None:
+    with SerialScanner(pty.path, on_scan=results.put, parser=ScanParser(reference_date=REF)):
+        for _ in range(3):
+            pty.write(b"X" * 683)  # 2049 bytes without a terminator
+        result = get(results)
+        pty.write(b"AGT:9\r")
+        follow = get(results)
+    assert isinstance(result, ScanError) and "terminator" in result.reason
+    assert result.length == MAX_SCAN_CHARS + 1
+    assert follow == AgentAction("9")  # the dropped bytes do not prefix the next scan
+    assert results.empty()
+
+
+def test_serial_bad_arguments(pty: Pty) -> None:
+    with pytest.raises(ValueError):
+        SerialScanner(pty.path, terminator=b"", on_scan=print)
+    scanner = SerialScanner(pty.path, on_scan=print).start()
+    with pytest.raises(RuntimeError):
+        scanner.start()
+    scanner.stop()
+
+
+# ----------------------------------------------------------------- stream / stdin
+
+
+def test_stream_scanner_text() -> None:
+    stream = io.StringIO(f"{PASS}\n\nAGT:12 OPTOUT\r\nnot a pass\n{PASS2}")
+    results = list(StreamScanner(stream, parser=ScanParser(reference_date=REF)))
+    assert len(results) == 4
+    assert isinstance(results[0], BoardingPass)
+    assert results[1] == AgentAction("12", AgentCommand.OPTOUT)
+    assert isinstance(results[2], ScanError)
+    assert isinstance(results[3], BoardingPass) and results[3].legs[0].from_airport == "AMS"
+
+
+def test_stream_scanner_bytes_and_run() -> None:
+    stream = io.BytesIO(PASS.encode() + b"\r\n" + b"\xff\xfe\n" + b"AGT:5\n")
+    seen: list[ScanResult] = []
+    count = StreamScanner(stream, parser=ScanParser(reference_date=REF)).run(seen.append)
+    assert count == 3
+    assert isinstance(seen[0], BoardingPass)
+    assert isinstance(seen[1], ScanError) and "ASCII" in seen[1].reason
+    assert seen[2] == AgentAction("5")
