@@ -23,11 +23,14 @@ import numpy as np
 
 from appliance.detector import Face
 
-# How far the nose tip sits in front of the eye/mouth plane, in inter-eye distances
-# (yaw) and eye-to-mouth distances (pitch), for an average adult head; pitch 0 puts the
-# nose 0.57 of the way from the eye line to the mouth (median over faces-dev).
-_YAW_DEPTH = 0.35
-_PITCH_DEPTH = 0.30
+# Pose from 2-D keypoints, with a rigid average adult head: the nose tip sits about 35 mm
+# in front of the pupils' plane (0.55 of the 63 mm inter-pupil distance) and about 30 mm
+# in front of the eye-mouth plane (0.45 of the 70 mm eye-to-mouth height); turning the
+# head by an angle moves the nose across by depth * tan(angle) in those units. Level, it
+# sits 0.57 of the way from the eye line to the mouth (median over faces-dev). These are
+# estimates for gating ("look at the camera"), not measurements.
+_YAW_DEPTH = 0.55
+_PITCH_DEPTH = 0.45
 _PITCH_NEUTRAL = 0.57
 
 
