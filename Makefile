@@ -4,9 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+PROTOS := $(wildcard proto/gate/v1/*.proto)
+STUBS := proto/gate/v1/.generated
 
-setup: $(STAMP) proto/gate/v1/matching_pb2.py
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP) $(STUBS)
 	$(PY) scripts/acquire_assets.py
 
 $(STAMP): pyproject.toml
@@ -16,8 +19,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps mediapipe==1.2.3
 	touch $@
 
-proto/gate/v1/matching_pb2.py: proto/gate/v1/matching.proto $(STAMP)
+$(STUBS): $(PROTOS) $(STAMP)
 	$(PY) scripts/gen_proto.py
+	touch $@
 
 demo: setup
 	$(VENV)/bin/gatectl demo
@@ -30,4 +34,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) proto/gate/v1/*_pb2*.py proto/gate/v1/*_pb2*.pyi
+	rm -rf $(VENV) $(STUBS) proto/gate/v1/*_pb2*.py proto/gate/v1/*_pb2*.pyi
