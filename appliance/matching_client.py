@@ -41,6 +41,7 @@ from appliance.sealing import key_id
 from appliance.transaction import PurgeRecord, now_ms
 
 CHUNK_BYTES = 64 * 1024
+CANCEL_POLL_S = 0.01  # how often a cancellable verify looks at its ``cancelled`` callback
 HEALTH_SERVICE = "gate.v1.Matching"
 
 # Statuses that say the service (or the path to it) is in trouble, not the request.
@@ -69,6 +70,10 @@ CHANNEL_OPTIONS = (
 
 class MatchingUnavailable(RuntimeError):
     """The matching service could not be reached or refused the call."""
+
+
+class VerifyCancelled(Exception):
+    """The caller cancelled a verify (opt-out, link lost, own deadline): no verdict."""
 
 
 class CircuitOpen(MatchingUnavailable):
@@ -305,9 +310,21 @@ class MatchingClient:
             yield pb.VerifyChunk(sealed_data=bytes(view[start : start + CHUNK_BYTES]))
 
     def verify(
-        self, capture_id: str, captured_at_ms: int, sealed: bytearray, boarding_pass: str = ""
+        self,
+        capture_id: str,
+        captured_at_ms: int,
+        sealed: bytearray,
+        boarding_pass: str = "",
+        *,
+        cancelled: Callable[[], bool] | None = None,
     ) -> pb.Verdict:
-        """Send one sealed capture; return its verdict only if it checks out."""
+        """Send one sealed capture; return its verdict only if it checks out.
+
+        With ``cancelled``, the call runs as a future polled every ``CANCEL_POLL_S``:
+        once ``cancelled()`` is true the RPC is cancelled (nothing more is sent) and
+        ``VerifyCancelled`` is raised. A cancellation says nothing about the service,
+        so it does not count against the circuit breaker.
+        """
         header = pb.CaptureHeader(
             session_id=self.session_id,
             capture_id=capture_id,
@@ -317,11 +334,27 @@ class MatchingClient:
             sealing_key_id=self._sealing_kid,
             boarding_pass=boarding_pass,
         )
-        verdict = self._call(
-            "verify",
-            lambda timeout: self._stub.Verify(self._chunks(header, sealed), timeout=timeout),
-            idempotent=False,
-        )
+        if cancelled is None:
+
+            def call(timeout: float):
+                return self._stub.Verify(self._chunks(header, sealed), timeout=timeout)
+        else:
+
+            def call(timeout: float):
+                if cancelled():
+                    raise VerifyCancelled("verify cancelled before it was sent")
+                future = self._stub.Verify.future(self._chunks(header, sealed), timeout=timeout)
+                while not future.done():
+                    if cancelled():
+                        future.cancel()
+                        raise VerifyCancelled("verify cancelled while waiting for the verdict")
+                    try:
+                        return future.result(timeout=CANCEL_POLL_S)
+                    except grpc.FutureTimeoutError:
+                        continue
+                return future.result()
+
+        verdict = self._call("verify", call, idempotent=False)
         check_verdict(
             verdict,
             self._signing_key,
@@ -451,5 +484,6 @@ __all__ = [
     "MatchingClient",
     "MatchingUnavailable",
     "VerdictRejected",
+    "VerifyCancelled",
     "enroll",
 ]
