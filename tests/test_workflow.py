@@ -1,0 +1,373 @@
+"""The gate state machine on a fake link: every transition, refusals, timers, link loss."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from appliance.gate import (
+    TRANSITIONS,
+    Event,
+    GateController,
+    GateState,
+    Relay,
+    State,
+)
+from firmware_bridge.host import (
+    Boot,
+    CommandRejected,
+    DoorChanged,
+    Fault,
+    LinkError,
+    LinkState,
+    OptOutPressed,
+)
+from firmware_bridge.protocol import FaultCode, Indicator
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+class FakeLink:
+    """Records the commands; ``down`` makes them fail like a dead serial line."""
+
+    def __init__(self) -> None:
+        self.callbacks = []
+        self.calls: list[tuple] = []
+        self.down = False
+        self.reject_pulse = False
+
+    def on_event(self, callback) -> None:
+        self.callbacks.append(callback)
+
+    def emit(self, event) -> None:
+        for callback in self.callbacks:
+            callback(event)
+
+    def _do(self, *call) -> None:
+        if self.down:
+            raise LinkError("no ACK from MCU")
+        self.calls.append(call)
+
+    def hello(self) -> None:
+        self._do("hello")
+
+    def close_relay(self) -> None:
+        self._do("close")
+
+    def pulse_relay(self, ms: int) -> None:
+        if self.reject_pulse:
+            raise CommandRejected("RELAY_PULSE", 1)
+        self._do("pulse", ms)
+
+    def set_indicator(self, pattern: int) -> None:
+        self._do("indicator", pattern)
+
+    @property
+    def pulses(self) -> list:
+        return [c for c in self.calls if c[0] == "pulse"]
+
+    @property
+    def indicator(self):
+        shown = [c[1] for c in self.calls if c[0] == "indicator"]
+        return shown[-1] if shown else None
+
+
+@pytest.fixture
+def link() -> FakeLink:
+    return FakeLink()
+
+
+@pytest.fixture
+def gate(link):
+    gate = GateController(link, passage_window_s=5.0)
+    gate.start()
+    yield gate
+    gate.close()
+
+
+def put(gate: GateController, state: State, *, door_opened=False, door_open=False) -> None:
+    """Place the machine in ``state`` (white-box: to test each table row on its own)."""
+    gate._phase = state
+    gate._door_opened = door_opened
+    gate._door_open = door_open
+
+
+@pytest.mark.parametrize(
+    ("source", "event"), sorted(TRANSITIONS, key=lambda k: (k[0].value, k[1].value))
+)
+def test_every_transition_in_the_table(link, source, event, caplog):
+    gate = GateController(link, passage_window_s=5.0)
+    rule = TRANSITIONS[(source, event)]
+    put(
+        gate,
+        source,
+        door_opened=event in (Event.DOOR_CLOSED, Event.DOOR_HELD_OPEN),
+        door_open=event is Event.DOOR_HELD_OPEN,
+    )
+    link.calls.clear()
+    with caplog.at_level(logging.INFO, logger="gate.state"):
+        assert gate.fire(event, "the reason") is True
+    assert gate.phase is rule.target
+    relay = [c[0] for c in link.calls if c[0] in ("pulse", "close")]
+    expected = {Relay.PULSE: ["pulse"], Relay.CLOSE: ["close"], Relay.KEEP: []}[rule.relay]
+    if rule.commands:
+        assert relay == expected
+        assert link.indicator == rule.indicator
+        names = [c[0] for c in link.calls]
+        if relay and rule.indicator is not None:  # relay first, then the indicator
+            assert names.index(relay[0]) < names.index("indicator")
+    else:
+        assert link.calls == []  # link known down: nothing tried
+    step = gate.history[-1]
+    assert (step.source, step.event, step.target, step.accepted) == (
+        source,
+        event,
+        rule.target,
+        True,
+    )
+    assert step.reason == "the reason"
+    lines = [r.getMessage() for r in caplog.records if r.name == "gate.state"]
+    assert lines == [f"gate: {step.line()}"]
+    gate.close()
+
+
+def test_every_state_takes_opt_out_error_link_lost_and_fault():
+    for state in State:
+        for event in (Event.OPT_OUT, Event.ERROR, Event.LINK_LOST, Event.FAULT):
+            assert (state, event) in TRANSITIONS, (state, event)
+    # never a pulse on a timeout, a failure or an opt-out
+    for (_, event), rule in TRANSITIONS.items():
+        if rule.relay is Relay.PULSE:
+            assert event in (Event.MATCH, Event.AGENT_RELEASE)
+
+
+def test_indicator_per_state_is_consistent():
+    shown = {}
+    for rule in TRANSITIONS.values():
+        if rule.indicator is not None and rule.target is not State.READY:
+            shown.setdefault(rule.target, set()).add(rule.indicator)
+    assert shown[State.GRANTED] == {Indicator.GRANTED}
+    assert shown[State.REFER_TO_AGENT] == {Indicator.SEE_AGENT}
+    assert shown[State.MANUAL_CHECK] == {Indicator.OPT_OUT_ACK}
+    assert shown[State.OUT_OF_SERVICE] == {Indicator.OUT_OF_SERVICE}
+
+
+@pytest.mark.parametrize(
+    ("state", "event"),
+    [
+        (State.READY, Event.MATCH),
+        (State.CAPTURING, Event.MATCH),
+        (State.MANUAL_CHECK, Event.MATCH),
+        (State.REFER_TO_AGENT, Event.MATCH),
+        (State.MANUAL_CHECK, Event.CAPTURE_STARTED),
+        (State.OUT_OF_SERVICE, Event.AGENT_RELEASE),
+        (State.OUT_OF_SERVICE, Event.CAPTURE_STARTED),
+        (State.VERIFYING, Event.AGENT_RELEASE),
+        (State.READY, Event.DOOR_CLOSED),
+        (State.READY, Event.VERDICT_TIMEOUT),
+    ],
+)
+def test_unknown_pairs_are_refused_and_leave_the_gate_safe(link, state, event, caplog):
+    gate = GateController(link)
+    put(gate, state)
+    link.calls.clear()
+    with caplog.at_level(logging.WARNING, logger="gate.state"):
+        assert gate.fire(event, "why not") is False
+    assert gate.phase is state
+    assert link.pulses == [] and link.calls == []
+    assert any(f"refused {event.value} in {state.value}" in r.getMessage() for r in caplog.records)
+    assert not gate.history[-1].accepted
+
+
+def test_legacy_view_and_methods(gate, link):
+    assert gate.state is GateState.READY
+    assert gate.capturing() is True and gate.state is GateState.CAPTURING
+    assert gate.fire(Event.FRAME_SENT) and gate.phase is State.VERIFYING
+    assert gate.state is GateState.CAPTURING
+    assert gate.refer() is True and gate.state.value == "see_agent"
+    assert gate.ready() is True and gate.phase is State.READY
+    assert link.indicator == Indicator.READY
+
+
+def test_grant_then_door_open_and_close_ends_the_passage(gate, link):
+    gate.capturing()
+    gate.fire(Event.FRAME_SENT)
+    assert gate.grant() is True
+    assert link.pulses == [("pulse", 3000)] and link.indicator == Indicator.GRANTED
+    link.emit(DoorChanged(False))  # a close before any open does not end the grant
+    assert gate.phase is State.GRANTED
+    link.emit(DoorChanged(True))
+    assert gate.phase is State.GRANTED
+    link.emit(DoorChanged(False))
+    assert gate.phase is State.READY
+    assert gate.history[-1].event is Event.DOOR_CLOSED
+    assert link.calls[-2:] == [("close",), ("indicator", Indicator.READY)]
+
+
+def test_door_never_opened_closes_the_relay_no_passage(link):
+    gate = GateController(link, passage_window_s=0.05)
+    gate.start()
+    put(gate, State.VERIFYING)
+    assert gate.grant()
+    assert gate.wait_for(State.READY, timeout=5.0)
+    step = gate.history[-1]
+    assert (step.event, step.reason) == (Event.PASSAGE_TIMEOUT, "no passage")
+    assert link.calls[-2:] == [("close",), ("indicator", Indicator.READY)]
+
+
+def test_door_held_open_refers(link):
+    gate = GateController(link, passage_window_s=0.1)
+    gate.start()
+    put(gate, State.MANUAL_CHECK)
+    assert gate.agent_release()
+    link.emit(DoorChanged(True))
+    assert gate.wait_for(State.REFER_TO_AGENT, timeout=5.0)
+    assert gate.history[-1].event is Event.DOOR_HELD_OPEN
+    assert link.indicator == Indicator.SEE_AGENT
+
+
+def test_passage_timer_is_disarmed_once_the_door_closed(link):
+    gate = GateController(link, passage_window_s=0.1)
+    gate.start()
+    put(gate, State.VERIFYING)
+    gate.grant()
+    link.emit(DoorChanged(True))
+    link.emit(DoorChanged(False))
+    assert gate.phase is State.READY
+    time.sleep(0.3)
+    assert gate.phase is State.READY
+    assert [s.event for s in gate.history][-1] is Event.DOOR_CLOSED
+
+
+@pytest.mark.parametrize("state", [s for s in State if s is not State.OUT_OF_SERVICE])
+def test_opt_out_button_in_any_state(link, state):
+    gate = GateController(link)
+    put(gate, state)
+    link.calls.clear()
+    link.emit(OptOutPressed())
+    assert gate.phase is State.MANUAL_CHECK
+    assert gate.opt_out_pending() and gate.cancelled()
+    assert link.calls == [("close",), ("indicator", Indicator.OPT_OUT_ACK)]
+    # waits for the agent: no capture, no grant
+    assert gate.capturing() is False and gate.grant() is False
+    assert link.pulses == []
+
+
+def test_manual_check_ends_by_agent_release_or_cancel(gate, link):
+    link.emit(OptOutPressed())
+    assert gate.agent_release("agent checked the passport")
+    assert gate.phase is State.AGENT_RELEASED and not gate.opt_out_pending()
+    assert link.pulses == [("pulse", 3000)]
+    link.emit(DoorChanged(True))
+    link.emit(DoorChanged(False))
+    assert gate.phase is State.READY
+    link.emit(OptOutPressed())
+    assert gate.agent_cancel()
+    assert gate.phase is State.READY and not gate.opt_out_pending()
+    assert link.pulses == [("pulse", 3000)]
+
+
+def test_link_lost_takes_the_gate_out_until_it_returns(gate, link):
+    gate.capturing()
+    link.calls.clear()
+    link.emit(LinkState(False))
+    assert gate.phase is State.OUT_OF_SERVICE
+    assert gate.cancelled()
+    assert link.calls == []  # nothing tried on a dead line; the MCU closes the relay itself
+    assert gate.capturing() is False and gate.agent_release() is False
+    link.emit(LinkState(True))
+    assert gate.phase is State.READY
+    assert link.calls == [("close",), ("indicator", Indicator.READY)]
+
+
+def test_link_up_while_serving_changes_nothing(gate, link):
+    gate.capturing()
+    link.emit(LinkState(True))
+    assert gate.phase is State.CAPTURING
+
+
+def test_fault_and_reboot_close_the_relay_and_go_out_of_service(gate, link):
+    put(gate, State.GRANTED, door_opened=False)
+    link.emit(Fault(FaultCode.LINK_LOST))
+    assert gate.phase is State.OUT_OF_SERVICE
+    assert link.calls[-2:] == [("close",), ("indicator", Indicator.OUT_OF_SERVICE)]
+    link.emit(LinkState(True))
+    assert gate.phase is State.READY
+    link.emit(Boot("1.0", 2))
+    assert gate.phase is State.OUT_OF_SERVICE
+    assert "MCU rebooted" in gate.history[-1].reason
+
+
+def test_pulse_that_cannot_be_delivered_never_shows_granted(gate, link):
+    put(gate, State.VERIFYING)
+    link.down = True
+    assert gate.grant() is False
+    assert gate.phase is State.OUT_OF_SERVICE
+    link.down = False
+    put(gate, State.VERIFYING)
+    link.reject_pulse = True
+    assert gate.grant() is False
+    assert gate.phase is State.REFER_TO_AGENT
+    assert link.indicator == Indicator.SEE_AGENT and link.pulses == []
+
+
+def test_opt_out_while_out_of_service_is_remembered(gate, link):
+    link.emit(LinkState(False))
+    link.emit(OptOutPressed())
+    assert gate.phase is State.OUT_OF_SERVICE and gate.opt_out_pending()
+    link.emit(LinkState(True))
+    assert gate.phase is State.READY and gate.opt_out_pending()
+
+
+def test_agent_cancel_during_capture_cancels_it(gate):
+    gate.capturing()
+    assert not gate.cancelled()
+    gate.agent_cancel("agent: wrong queue")
+    assert gate.phase is State.READY and gate.cancelled()
+
+
+def test_events_from_many_threads_keep_one_consistent_state(link):
+    gate = GateController(link)
+    gate.start()
+    errors = []
+
+    def hammer(event):
+        try:
+            for _ in range(200):
+                gate.fire(event)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=hammer, args=(e,))
+        for e in (Event.OPT_OUT, Event.AGENT_CANCEL, Event.CAPTURE_STARTED, Event.RESET)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for step in gate.history:
+        if step.accepted:
+            assert TRANSITIONS[(step.source, step.event)].target is step.target
+    assert link.pulses == []
+
+
+def test_log_lines_hold_no_biometrics(gate, caplog):
+    with caplog.at_level(logging.DEBUG, logger="gate.state"):
+        gate.capturing()
+        gate.fire(Event.FRAME_SENT, "frame sent", capture_id="c-1", pixels=b"\xff\xd8\xff")
+        gate.refer("no_match", Event.NO_MATCH)
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "capture_id=c-1" in text
+    assert "pixels" not in text and "\\xff" not in text
