@@ -1,0 +1,85 @@
+"""`gatectl simulate` on the packaged demo photos: counts add up, each kind ends as it should."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from appliance import simulate
+from appliance.simulate import plan, run_simulation
+
+MIX = {"enrolled": 3, "not_on_flight": 1, "opt_out": 2, "bad_scan": 1, "two_faces": 1}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, demo_photos):
+    work = tmp_path_factory.mktemp("simulate")
+    summary = run_simulation(8, None, mix=MIX, seed=3, work=work)
+    return summary, work
+
+
+def test_counts_add_up(run):
+    summary, _ = run
+    assert summary["travellers"] == 8
+    assert summary["granted"] + summary["referred"] + summary["manual_check"] == 8
+    assert summary["other"] == 0
+    assert summary["mix"] == {k: v for k, v in MIX.items()}
+    assert summary["bad_scans"] == 1
+    # grants and agent releases each pulsed the relay once
+    assert summary["relay_pulses"] == summary["granted"] + summary["released_by_agent"]
+
+
+def test_each_kind_ends_as_it_should(run):
+    by_kind = run[0]["outcomes_by_kind"]
+    assert by_kind["enrolled"] == {"granted": 3}
+    assert by_kind["bad_scan"] == {"granted": 1}
+    assert by_kind["not_on_flight"] == {"referred": 1}
+    assert by_kind["opt_out"] == {"manual_check": 2}
+    assert by_kind["two_faces"] == {"referred": 1}
+
+
+def test_rates_and_times(run):
+    summary, work = run
+    records = [json.loads(line) for line in (work / "boarding-log.jsonl").read_text().splitlines()]
+    assert len(records) == 8
+    # everyone but the two opt-outs and the two-faces traveller had a frame sent
+    assert summary["frames_sent"] == 5
+    assert summary["capture_rate"] == round(5 / 6, 3)
+    assert 0 < summary["seconds_per_traveller_p50"] < 60
+    assert summary["travellers_per_minute"] > 0
+    assert all(r["gate_ms"] is not None and r["gate_ms"] >= 0 for r in records)
+    released = [r for r in records if r["released_by_agent"]]
+    assert len(released) == summary["released_by_agent"] == 3  # two opt-outs, two faces
+    assert all(r["resolution"] in ("door_closed", "agent_cancel") for r in records)
+
+
+def test_boarding_log_of_the_run_holds_no_image(run):
+    _, work = run
+    raw = (work / "boarding-log.jsonl").read_bytes()
+    assert raw.isascii() and b"\xff\xd8" not in raw and b"PNG" not in raw
+    assert max(len(line) for line in raw.splitlines()) < 2000
+
+
+def test_plan_gives_exact_counts_and_refuses_bad_mixes():
+    kinds = plan(200, None, 0)
+    assert len(kinds) == 200
+    assert kinds.count("not_on_flight") == 20 and kinds.count("opt_out") == 16
+    assert plan(200, None, 0) == kinds and plan(200, None, 1) != kinds
+    with pytest.raises(ValueError):
+        plan(10, {"martians": 1.0}, 0)
+    with pytest.raises(ValueError):
+        plan(10, {"opt_out": -1}, 0)
+
+
+def test_simulate_main_prints_the_summary_last(monkeypatch, capsys):
+    seen = {}
+
+    def fake(travellers, dataset, *, mix, seed, emit):
+        seen.update(travellers=travellers, mix=mix, seed=seed)
+        return {"travellers": travellers, "granted": travellers}
+
+    monkeypatch.setattr(simulate, "run_simulation", fake)
+    assert simulate.simulate_main(5, None, True, {"opt_out": 1.0}, 7) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["travellers"] == 5
+    assert seen == {"travellers": 5, "mix": {"opt_out": 1.0}, "seed": 7}

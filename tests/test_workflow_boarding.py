@@ -1,0 +1,459 @@
+"""One traveller through BoardingGate and GateWorkflow on a fake link and fake matchers.
+
+The camera path is real (replayed photo, real detector, real sealing); the matching
+client is a fake that can be slow, cancellable, or answer any decision, so that each
+exception is reached on purpose: opt-out mid-verify, verdict timeout, matcher down,
+link lost, agent cancel, no usable face, and every boarding-pass refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from gate.v1 import matching_pb2 as pb
+from test_workflow import FakeLink, wait_for
+
+from appliance.boarding import BoardingGate
+from appliance.boarding_log import BoardingLog, check_record
+from appliance.camera import ReplaySource
+from appliance.gate import Event, GateController, State
+from appliance.ledger import PurgeLedger
+from appliance.matching_client import FlightInfo, MatchingUnavailable, VerifyCancelled
+from appliance.pki import DEV_DEVICE_ID
+from appliance.simulate import Person, TwoFacesSource, bcbp, damaged
+from appliance.transaction import CaptureTransaction
+from appliance.workflow import GateWorkflow, Mode
+from firmware_bridge.host import DoorChanged, LinkState, OptOutPressed
+from firmware_bridge.protocol import Indicator
+
+CANVAS = (1280, 720)
+FLIGHT = FlightInfo("BA", "0283", "2026-11-25", "LAX", "B42")
+
+
+class FakeClient:
+    """``answer``: a Decision, an exception to raise, or None (wait until cancelled)."""
+
+    device_id = DEV_DEVICE_ID
+
+    def __init__(self, answer=pb.MATCH, during=None) -> None:
+        self.sealing_key = X25519PrivateKey.generate().public_key()
+        self.answer = answer
+        self.during = during  # called while "the service works"
+        self.verifying = threading.Event()
+        self.passes: list[str] = []
+        self.receipts: list = []
+        self.cancelled_seen = False
+
+    def verify(self, capture_id, captured_at_ms, sealed, boarding_pass="", *, cancelled=None):
+        self.passes.append(boarding_pass)
+        self.verifying.set()
+        if self.during:
+            self.during()
+        if self.answer is None:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if cancelled is not None and cancelled():
+                    self.cancelled_seen = True
+                    raise VerifyCancelled("cancelled while waiting for the verdict")
+                time.sleep(0.005)
+            raise AssertionError("verify was never cancelled")
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return pb.Verdict(
+            capture_id=capture_id,
+            device_id=self.device_id,
+            decision=self.answer,
+            traveller_token="tok-123" if self.answer == pb.MATCH else "",
+        )
+
+    def report_purge(self, record) -> bool:
+        self.receipts.append(record)
+        return True
+
+
+@pytest.fixture
+def kept(monkeypatch) -> list:
+    buffers: list = []
+    real_track = CaptureTransaction.track
+
+    def track(self, buffer):
+        buffers.append(buffer)
+        return real_track(self, buffer)
+
+    monkeypatch.setattr(CaptureTransaction, "track", track)
+    return buffers
+
+
+class KeptSource(ReplaySource):
+    def __init__(self, photo: Path, frames: int = 6) -> None:
+        super().__init__([photo], canvas=CANVAS, repeat=frames)
+        self.frames: list[np.ndarray] = []
+
+    def read(self):
+        frame = super().read()
+        if frame is not None:
+            self.frames.append(frame)
+        return frame
+
+
+@pytest.fixture
+def link() -> FakeLink:
+    return FakeLink()
+
+
+@pytest.fixture
+def gate(link):
+    gate = GateController(link, passage_window_s=5.0)
+    gate.start()
+    yield gate
+    gate.close()
+
+
+@pytest.fixture
+def ledger(tmp_path) -> PurgeLedger:
+    return PurgeLedger(tmp_path / "ledger.jsonl")
+
+
+def boarding_with(detector, client, gate, ledger, **kwargs) -> BoardingGate:
+    return BoardingGate(detector, client, gate, ledger, **kwargs)
+
+
+def all_zero(buffers) -> bool:
+    return all(not np.asarray(b).any() for b in buffers)
+
+
+def last_ledger_reason(ledger: PurgeLedger) -> str:
+    return json.loads(ledger.path.read_bytes().splitlines()[-1])["reason"]
+
+
+# --- BoardingGate: the exceptions of one transaction ---------------------------------------
+
+
+def test_match_grants_with_the_token(detector, gate, link, ledger, demo_photos):
+    client = FakeClient(pb.MATCH)
+    result = boarding_with(detector, client, gate, ledger).process(
+        KeptSource(demo_photos / "obama2.jpg")
+    )
+    assert (result.outcome, result.event, result.traveller_token) == ("granted", "match", "tok-123")
+    assert gate.phase is State.GRANTED and link.pulses == [("pulse", 3000)]
+    events = [s.event for s in gate.history if s.accepted]
+    assert events[-3:] == [Event.CAPTURE_STARTED, Event.FRAME_SENT, Event.MATCH]
+    assert result.capture_ms is not None and result.verify_ms is not None
+
+
+def test_opt_out_pressed_mid_verify_cancels_and_sends_nothing_more(
+    detector, gate, link, ledger, kept, demo_photos
+):
+    client = FakeClient(answer=None)
+    presser = threading.Thread(
+        target=lambda: client.verifying.wait(10) and link.emit(OptOutPressed())
+    )
+    presser.start()
+    source = KeptSource(demo_photos / "obama2.jpg")
+    result = boarding_with(detector, client, gate, ledger).process(source)
+    presser.join()
+    assert result.outcome == "manual_check" and result.reason == "opted out while verifying"
+    assert client.cancelled_seen
+    assert client.receipts == [], "nothing more is sent after an opt-out"
+    assert len(kept) == 4 and all_zero(kept + source.frames)
+    assert last_ledger_reason(ledger) == "opt_out"
+    assert gate.phase is State.MANUAL_CHECK and link.indicator == Indicator.OPT_OUT_ACK
+    assert link.pulses == []
+
+
+def test_no_verdict_within_the_deadline_refers(detector, gate, link, ledger, kept, demo_photos):
+    client = FakeClient(answer=None)
+    boarding = boarding_with(detector, client, gate, ledger, verdict_timeout_s=0.2)
+    result = boarding.process(KeptSource(demo_photos / "obama2.jpg"))
+    assert (result.outcome, result.reason, result.event) == (
+        "referred",
+        "verdict timeout",
+        "verdict_timeout",
+    )
+    assert gate.phase is State.REFER_TO_AGENT and link.pulses == []
+    assert all_zero(kept)
+    assert gate.history[-1].event is Event.VERDICT_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("error", "event"),
+    [
+        (MatchingUnavailable("verify failed: UNAVAILABLE: down"), Event.MATCHER_UNAVAILABLE),
+        (MatchingUnavailable("verify failed: DEADLINE_EXCEEDED"), Event.VERDICT_TIMEOUT),
+    ],
+)
+def test_matcher_failures_refer(detector, gate, link, ledger, kept, demo_photos, error, event):
+    result = boarding_with(detector, FakeClient(error), gate, ledger).process(
+        KeptSource(demo_photos / "obama2.jpg")
+    )
+    assert result.outcome == "referred" and result.event == event.value
+    assert gate.phase is State.REFER_TO_AGENT and link.pulses == []
+    assert all_zero(kept)
+
+
+@pytest.mark.parametrize(
+    ("decision", "event"),
+    [
+        (pb.NO_MATCH, Event.NO_MATCH),
+        (pb.NOT_ON_FLIGHT, Event.NOT_ON_FLIGHT),
+        (pb.IMAGE_UNUSABLE, Event.UNUSABLE),
+        (pb.GALLERY_NOT_READY, Event.MATCHER_UNAVAILABLE),
+    ],
+)
+def test_each_refusing_verdict_refers(detector, gate, link, ledger, demo_photos, decision, event):
+    result = boarding_with(detector, FakeClient(decision), gate, ledger).process(
+        KeptSource(demo_photos / "obama2.jpg")
+    )
+    assert result.outcome == "referred" and result.event == event.value
+    assert result.reason == pb.Decision.Name(decision).lower()
+    assert gate.history[-1].event is event and gate.phase is State.REFER_TO_AGENT
+    assert link.pulses == []
+
+
+def test_opt_out_as_the_match_arrives_is_honoured(detector, gate, link, ledger, demo_photos):
+    client = FakeClient(pb.MATCH, during=lambda: link.emit(OptOutPressed()))
+    result = boarding_with(detector, client, gate, ledger).process(
+        KeptSource(demo_photos / "obama2.jpg")
+    )
+    assert result.outcome == "manual_check"
+    assert link.pulses == [] and gate.phase is State.MANUAL_CHECK
+
+
+def test_link_lost_mid_verify_stops_the_transaction(
+    detector, gate, link, ledger, kept, demo_photos
+):
+    client = FakeClient(answer=None)
+    cutter = threading.Thread(
+        target=lambda: client.verifying.wait(10) and link.emit(LinkState(False))
+    )
+    cutter.start()
+    result = boarding_with(detector, client, gate, ledger).process(
+        KeptSource(demo_photos / "obama2.jpg")
+    )
+    cutter.join()
+    assert result.outcome == "referred" and "out_of_service" in result.reason
+    assert gate.phase is State.OUT_OF_SERVICE
+    assert client.receipts == [] and all_zero(kept)
+    link.emit(LinkState(True))
+    assert gate.phase is State.READY
+
+
+def test_agent_cancel_mid_capture(detector, gate, link, ledger, demo_photos):
+    client = FakeClient(pb.MATCH)
+
+    class CancelsOnRead(KeptSource):
+        def read(self):
+            gate.agent_cancel("agent: wrong queue")
+            return super().read()
+
+    source = CancelsOnRead(demo_photos / "obama2.jpg")
+    result = boarding_with(detector, client, gate, ledger).process(source)
+    assert result.outcome == "cancelled" and not result.frame_sent
+    assert client.passes == [] and all_zero(source.frames)
+    assert gate.phase is State.READY and link.pulses == []
+
+
+def test_two_faces_in_frame_is_no_usable_face(detector, gate, link, ledger, demo_photos):
+    client = FakeClient(pb.MATCH)
+    source = TwoFacesSource(demo_photos / "obama2.jpg", demo_photos / "biden.jpg", frames=8)
+    result = boarding_with(detector, client, gate, ledger).process(source)
+    assert result.outcome == "referred" and result.reason.startswith("no usable face")
+    assert client.passes == [] and not result.frame_sent
+    assert gate.history[-1].event is Event.NO_USABLE_FACE
+    assert gate.phase is State.REFER_TO_AGENT
+
+
+def test_nobody_in_view_goes_back_to_ready(detector, gate, ledger):
+    blank = np.full((720, 1280, 3), 118, np.uint8)
+
+    class Blank:
+        def __init__(self):
+            self.n = 0
+
+        def read(self):
+            self.n += 1
+            return blank.copy() if self.n <= 5 else None
+
+        def close(self):
+            pass
+
+    result = boarding_with(detector, FakeClient(), gate, ledger).process(Blank())
+    assert result.outcome == "no_face" and gate.phase is State.READY
+    assert gate.history[-1].event is Event.NOBODY
+
+
+def test_out_of_service_gate_captures_nothing(detector, gate, link, ledger, demo_photos):
+    link.emit(LinkState(False))
+    source = KeptSource(demo_photos / "obama2.jpg")
+    result = boarding_with(detector, FakeClient(), gate, ledger).process(source)
+    assert result.outcome == "referred" and source.frames == []
+
+
+# --- GateWorkflow: passes, agents, the boarding log ---------------------------------------
+
+OBAMA = Person("obama", "OBAMA/BARACK", "ABC123", Path("obama.jpg"), (), True)
+
+
+@pytest.fixture
+def workflow(detector, gate, ledger, tmp_path):
+    def make(client, mode=Mode.PASS_THEN_FACE):
+        boarding = BoardingGate(detector, client, gate, ledger)
+        return GateWorkflow(
+            boarding, FLIGHT, mode=mode, boarding_log=BoardingLog(tmp_path / "boarding.jsonl")
+        )
+
+    return make
+
+
+class NeverRead:
+    def read(self):
+        raise AssertionError("nothing may be captured for a refused pass")
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("flight", "outcome"),
+    [
+        (FlightInfo("BA", "0284", "2026-11-25", "LAX"), "wrong_flight"),
+        (FlightInfo("BA", "0283", "2026-11-26", "LAX"), "wrong_date"),
+        (FlightInfo("BA", "0283", "2026-11-25", "JFK"), "wrong_airport"),
+    ],
+)
+def test_pass_for_another_flight_refers_without_capture(workflow, gate, link, flight, outcome):
+    client = FakeClient()
+    wf = workflow(client)
+    check = wf.scan(bcbp(OBAMA, 7, flight))
+    assert check.outcome.value == outcome
+    assert gate.phase is State.REFER_TO_AGENT and link.indicator == Indicator.SEE_AGENT
+    result = wf.board(NeverRead())
+    assert result.outcome == "referred" and client.passes == []
+    wf.scan("AGT:A1 CANCEL")
+    assert wf.wait_idle(5)
+    record = wf.log.records[-1]
+    assert record["pass_check"] == outcome and record["outcome"] == "referred"
+    assert record["reason"].startswith(f"pass {outcome}")
+    assert record["frame_sent"] is False and record["resolution"] == "agent_cancel"
+
+
+def test_pass_then_face_sends_the_pass_and_boards_once(workflow, gate, link, demo_photos):
+    client = FakeClient(pb.MATCH)
+    wf = workflow(client)
+    text = bcbp(OBAMA, 12)
+    assert wf.scan(text).ok and gate.phase is State.CAPTURING
+    result = wf.board(KeptSource(demo_photos / "obama2.jpg"))
+    assert result.outcome == "granted" and client.passes == [text]
+    link.emit(DoorChanged(True))
+    link.emit(DoorChanged(False))
+    assert wf.wait_idle(5)
+    record = wf.log.records[-1]
+    assert (record["flight"], record["sequence"]) == ("BA283 2026-11-25", "12")
+    assert record["traveller_token"] == "tok-123" and record["resolution"] == "door_closed"
+    # the same pass again: already boarded, nothing captured
+    check = wf.scan(text)
+    assert check.outcome.value == "already_boarded" and gate.phase is State.REFER_TO_AGENT
+    assert wf.board(NeverRead()).outcome == "referred"
+    assert len(client.passes) == 1
+
+
+def test_pass_then_face_someone_elses_pass_is_no_match(workflow, gate, demo_photos):
+    client = FakeClient(pb.NO_MATCH)
+    wf = workflow(client)
+    assert wf.scan(bcbp(OBAMA, 3)).ok
+    result = wf.board(KeptSource(demo_photos / "biden.jpg"))
+    assert (result.outcome, result.reason) == ("referred", "no_match")
+    assert gate.phase is State.REFER_TO_AGENT
+
+
+def test_pass_then_face_needs_a_pass(workflow):
+    wf = workflow(FakeClient())
+    assert wf.board(NeverRead()).reason == "scan the boarding pass first"
+
+
+def test_bad_scan_changes_nothing_and_is_counted(workflow, gate, link, demo_photos):
+    wf = workflow(FakeClient(pb.MATCH))
+    text = bcbp(OBAMA, 4)
+    error = wf.scan(damaged(text))
+    assert error.field == "legs[0].julian_day"
+    assert gate.phase is State.READY and link.pulses == []
+    assert wf.scan(text).ok
+    wf.board(KeptSource(demo_photos / "obama2.jpg"))
+    gate.ready()
+    assert wf.wait_idle(5)
+    assert wf.log.records[-1]["bad_scans"] == 1 and wf.log.records[-1]["scans"] == 2
+
+
+def test_agent_badges_opt_out_release_cancel(workflow, gate, link):
+    wf = workflow(FakeClient(), Mode.BIOMETRIC_FIRST)
+    wf.scan("AGT:A7 OPTOUT")
+    assert gate.phase is State.MANUAL_CHECK
+    assert wf.scan(bcbp(OBAMA, 9)).ok  # checked during the manual check, noted
+    assert gate.phase is State.MANUAL_CHECK
+    wf.scan("AGT:A7 RELEASE")
+    assert gate.phase is State.AGENT_RELEASED and link.pulses == [("pulse", 3000)]
+    assert "9" in wf.boarded
+    gate.fire(Event.AGENT_CANCEL, "agent: traveller turned back")
+    assert wf.wait_idle(5)
+    record = wf.log.records[-1]
+    assert record["released_by_agent"] and record["sequence"] == "9"
+    assert record["outcome"] == "agent_released"
+
+
+def test_biometric_first_opt_out_button_then_release(workflow, gate, link, demo_photos):
+    wf = workflow(FakeClient(), Mode.BIOMETRIC_FIRST)
+    link.emit(OptOutPressed())
+    source = KeptSource(demo_photos / "obama2.jpg")
+    assert wf.board(source).outcome == "manual_check"
+    assert source.frames == []
+    wf.scan("AGT:A7 RELEASE")
+    assert gate.phase is State.AGENT_RELEASED
+    assert gate.wait_for(State.AGENT_RELEASED, timeout=1)
+
+
+def test_boarding_log_holds_no_image_bytes(workflow, gate, link, demo_photos, tmp_path):
+    wf = workflow(FakeClient(pb.MATCH), Mode.BIOMETRIC_FIRST)
+    kinds = []
+    for photo in ("obama2.jpg", "biden.jpg"):
+        source = KeptSource(demo_photos / photo)
+        kinds.append(wf.board(source).outcome)
+        gate.ready()
+        assert wf.wait_idle(5)
+    raw = (tmp_path / "boarding.jsonl").read_bytes()
+    assert raw.isascii()
+    for marker in (b"\xff\xd8", b"JFIF", b"\x89PNG", b"base64"):
+        assert marker not in raw
+    lines = raw.splitlines()
+    assert len(lines) == 2 and all(len(line) < 2000 for line in lines)
+    for line in lines:
+        record = json.loads(line)
+        assert set(record) <= set(check_record(record))
+        assert all(not isinstance(v, str) or len(v) <= 240 for v in record.values())
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"outcome": b"\xff\xd8\xff\xe0"},
+        {"outcome": bytearray(b"x")},
+        {"reason": np.zeros(4, np.uint8)},
+        {"reason": "A" * 5000},
+        {"template": "0.1,0.2"},
+        {"reason": "line\nbreak"},
+    ],
+)
+def test_boarding_log_refuses_anything_image_like(tmp_path, record):
+    log = BoardingLog(tmp_path / "b.jsonl")
+    with pytest.raises(ValueError):
+        log.append(record)
+    assert (tmp_path / "b.jsonl").read_bytes() == b""
+
+
+def test_wait_for_helper_is_used(gate):
+    assert wait_for(lambda: gate.phase is State.READY)
