@@ -104,6 +104,134 @@ def _bench_vision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _provision(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
+    from appliance.provision import (
+        QUESTIONS,
+        Answers,
+        ProvisionError,
+        ask,
+        confirm,
+        load_answers,
+        provision,
+    )
+
+    answers = Answers(data_dir=str(_default_data_dir()), config=str(_default_config()))
+    try:
+        if args.answers:
+            for name, value in load_answers(args.answers).items():
+                setattr(answers, name, value)
+        for name in QUESTIONS:
+            value = getattr(args, name, None)
+            if value is not None:
+                setattr(answers, name, str(value))
+        if args.token_file:
+            answers.token = args.token_file.read_text().strip()
+        elif not answers.token and os.environ.get("GATE_ENROLL_TOKEN"):
+            answers.token = os.environ["GATE_ENROLL_TOKEN"]
+        required = ("device_id", "airport", "gate", "carrier", "flight", "date", "matcher")
+        missing = [n for n in (*required, "enroll", "ca_file") if not getattr(answers, n)]
+        guided = args.guided or (not args.non_interactive and bool(missing) and sys.stdin.isatty())
+        if guided:
+            ask(answers)
+            if not args.dry_run and not confirm():
+                print("provisioning cancelled; nothing was changed")
+                return 1
+        provision(
+            dataclasses.replace(answers),
+            dry_run=args.dry_run,
+            rotate=args.rotate,
+            owner=args.owner,
+            check_matcher=not args.no_check,
+        )
+    except (ProvisionError, OSError) as exc:
+        print(f"gatectl provision: {exc}", file=sys.stderr)
+        return 2
+    except (EOFError, KeyboardInterrupt):
+        print("\nprovisioning cancelled", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _default_data_dir() -> Path:
+    from appliance.paths import data_dir
+
+    return data_dir()
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    from appliance import selftest
+
+    return selftest.main(
+        args.config, relay=args.relay, as_json=args.json, min_free_mb=args.min_free_mb
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    from appliance.config import ConfigError, load_config
+    from appliance.status import show_status
+
+    path = args.status_file
+    if path is None:
+        try:
+            path = load_config(args.config).status_path
+        except ConfigError as exc:
+            print(f"gatectl status: {exc}", file=sys.stderr)
+            return 2
+    return show_status(path, as_json=args.json)
+
+
+def _default_config() -> Path:
+    import os
+
+    return Path(os.environ.get("GATE_CONFIG", "/etc/gate-appliance/gate.toml"))
+
+
+def _add_field_commands(commands) -> None:
+    from appliance.provision import QUESTIONS
+
+    prov = commands.add_parser(
+        "provision",
+        help="enrol this unit and write its configuration (guided or non-interactive)",
+        description="Guided on a terminal when answers are missing; otherwise from flags "
+        "and/or --answers FILE (flags win). Idempotent; --dry-run changes nothing.",
+    )
+    for name, (question, flag) in QUESTIONS.items():
+        prov.add_argument(flag, dest=name, help=question)
+    prov.add_argument("--answers", type=Path, help="TOML file of answers (device_id = ...)")
+    prov.add_argument("--token-file", type=Path, help="read the enrollment token from a file")
+    prov.add_argument("--dry-run", action="store_true", help="show each step, change nothing")
+    prov.add_argument(
+        "--rotate", action="store_true", help="new device key + certificate (old moved aside)"
+    )
+    prov.add_argument("--owner", help="when run as root: give the files to this user")
+    prov.add_argument("--guided", action="store_true", help="always ask, even with answers")
+    prov.add_argument(
+        "--non-interactive", "-y", action="store_true", help="never ask; fail on missing answers"
+    )
+    prov.add_argument(
+        "--no-check", action="store_true", help="skip the final mutual-TLS health check"
+    )
+    prov.set_defaults(handler=_provision)
+
+    selftest = commands.add_parser("selftest", help="PASS/FAIL checklist of the whole unit")
+    selftest.add_argument("--config", type=Path, default=_default_config())
+    selftest.add_argument(
+        "--relay", action="store_true", help="also pulse the relay (opens the gate)"
+    )
+    selftest.add_argument("--json", action="store_true", help="one JSON object")
+    selftest.add_argument("--min-free-mb", type=float, default=200.0, metavar="MB")
+    selftest.set_defaults(handler=_selftest)
+
+    status = commands.add_parser("status", help="state, flight, counters, links, last errors")
+    status.add_argument("--config", type=Path, default=_default_config())
+    status.add_argument("--status-file", type=Path, help="read this file instead")
+    status.add_argument("--json", action="store_true", help="the status as one JSON object")
+    status.set_defaults(handler=_status)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatectl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
@@ -116,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the gate service (what systemd starts)")
     run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
     run.set_defaults(handler=_run)
+    _add_field_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
     benches = bench.add_subparsers(dest="bench", required=True)

@@ -25,6 +25,8 @@ FRAME_WIDTH_RANGE = (160, 7680)
 FRAME_HEIGHT_RANGE = (120, 4320)
 DEADLINE_S_RANGE = (0.1, 120.0)
 REPEAT_RANGE = (1, 10_000)
+STALL_S_RANGE = (1.0, 600.0)
+CAPTURE_MODES = ("biometric_first", "pass_then_face")  # appliance.workflow.Mode values
 
 
 class ConfigError(ValueError):
@@ -82,6 +84,17 @@ class VisionConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """How the service reports on itself (``gatectl status``, the systemd watchdog)."""
+
+    # Small JSON file the service rewrites atomically (never images); default: in the state
+    # directory, beside the purge ledger.
+    status_path: Path
+    # The watchdog is fed only while the capture pipeline delivered a frame this recently.
+    stall_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class GateConfig:
     device_id: str
     camera: CameraSpec
@@ -91,7 +104,19 @@ class GateConfig:
     quality: QualityThresholds
     ledger_path: Path
     vision: VisionConfig = field(default_factory=VisionConfig)
+    capture_mode: str = "biometric_first"
+    service: ServiceConfig | None = None
     source_path: Path | None = None
+
+    @property
+    def status_path(self) -> Path:
+        if self.service:
+            return self.service.status_path
+        return self.ledger_path.parent / "status.json"
+
+    @property
+    def stall_s(self) -> float:
+        return self.service.stall_s if self.service else 10.0
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -234,7 +259,18 @@ def read_relay_key(path: Path, key: str = "serial.relay_key_file") -> bytes:
 
 # ------------------------------------------------------------------------------ loader
 
-SECTIONS = ("device", "camera", "matcher", "serial", "flight", "quality", "ledger", "vision")
+SECTIONS = (
+    "device",
+    "camera",
+    "matcher",
+    "serial",
+    "flight",
+    "quality",
+    "ledger",
+    "vision",
+    "capture",
+    "service",
+)
 
 
 def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
@@ -327,6 +363,19 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     ledger_path = ledger.path("path", base, data_dir() / "purge-ledger.jsonl")
     ledger.finish()
 
+    capture = _section(document, "capture", required=False)
+    mode = capture.string("mode", CAPTURE_MODES[0])
+    if mode not in CAPTURE_MODES:
+        raise ConfigError(f"capture.mode = {mode!r} must be one of {list(CAPTURE_MODES)}")
+    capture.finish()
+
+    service = _section(document, "service", required=False)
+    service_config = ServiceConfig(
+        service.path("status_path", base, ledger_path.parent / "status.json"),
+        service.number("stall_s", 10.0, STALL_S_RANGE),
+    )
+    service.finish()
+
     return GateConfig(
         device_id=device_id,
         camera=camera_spec,
@@ -336,6 +385,8 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         quality=limits,
         ledger_path=ledger_path,
         vision=vision_config,
+        capture_mode=mode,
+        service=service_config,
     )
 
 

@@ -1,0 +1,390 @@
+"""`gatectl provision` against the real reference service's enrollment and matching ports."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from appliance.config import load_config
+from appliance.matching_client import MatchingClient
+from appliance.pki import PkiLayout
+from appliance.provision import Answers, ProvisionError, provision
+from matching_service.enrollment import EnrollmentService, EnrollmentTokens, start_enrollment_server
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Enrollment:
+    tokens: EnrollmentTokens
+    target: str
+    matcher_target: str
+    ca_file: Path
+
+
+@pytest.fixture(scope="module")
+def enrollment(matcher, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Enrollment]:
+    """The enrollment port beside the session's matching service (same CA and keys)."""
+    work = tmp_path_factory.mktemp("enrol")
+    tokens = EnrollmentTokens(work / "tokens.sqlite")
+    server, port = start_enrollment_server(EnrollmentService(matcher.pki, tokens), matcher.pki)
+    ca_file = work / "kit-ca.pem"
+    ca_file.write_bytes(matcher.pki.ca_cert.read_bytes())
+    yield Enrollment(tokens, f"localhost:{port}", matcher.target, ca_file)
+    server.stop(grace=None)
+
+
+_counter = iter(range(1000))
+
+
+def _answers(env: Enrollment, tmp_path: Path, **changes: str) -> Answers:
+    device = changes.pop("device_id", f"gate-prov-{os.getpid()}-{next(_counter):03d}")
+    answers = Answers(
+        device_id=device,
+        airport="LAX",
+        gate="B42",
+        carrier="BA",
+        flight="0283",
+        date="2026-11-25",
+        camera=f"replay:{tmp_path / 'frames'}",
+        serial_port="/dev/ttyACM0",
+        mode="pass_then_face",
+        matcher=env.matcher_target,
+        enroll=env.target,
+        ca_file=str(env.ca_file),
+        token=env.tokens.issue(device, ttl_s=600),
+        config=str(tmp_path / "etc" / "gate.toml"),
+        data_dir=str(tmp_path / "state"),
+    )
+    for key, value in changes.items():
+        setattr(answers, key, value)
+    return answers
+
+
+def _tree(root: Path) -> dict[str, tuple[int, bytes | None]]:
+    """Every path under root with its mode and (for files) content."""
+    found: dict[str, tuple[int, bytes | None]] = {}
+    if not root.exists():
+        return found
+    for path in sorted(root.rglob("*")):
+        mode = path.stat().st_mode & 0o777
+        found[str(path.relative_to(root))] = (mode, path.read_bytes() if path.is_file() else None)
+    return found
+
+
+def _assert_owner_only(root: Path) -> None:
+    for path in [root, *root.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o700 if path.is_dir() else 0o600), f"{path} is {mode:04o}"
+
+
+def gatectl(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        **kwargs,
+    )
+
+
+def _flags(a: Answers) -> list[str]:
+    from appliance.provision import QUESTIONS
+
+    return [item for name, (_, flag) in QUESTIONS.items() for item in (flag, getattr(a, name))]
+
+
+# --------------------------------------------------------------------------- non-interactive
+
+
+def test_non_interactive_provision_enrols_and_writes_a_valid_config(enrollment, tmp_path, matcher):
+    a = _answers(enrollment, tmp_path)
+    result = gatectl("provision", "--non-interactive", *_flags(a))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split("]")[0] for line in lines[:6]] == [f"[{i}/6" for i in range(1, 7)]
+    assert "SERVING" in lines[5]
+
+    config = load_config(a.config)
+    assert config.device_id == a.device_id
+    assert config.capture_mode == "pass_then_face"
+    assert (config.flight.carrier, config.flight.number, config.flight.airport) == (
+        "BA",
+        "0283",
+        "LAX",
+    )
+    assert config.flight.gate == "B42"
+    assert config.serial.port == "/dev/ttyACM0" and len(config.serial.relay_key) == 32
+    assert config.matcher.target == enrollment.matcher_target
+    assert config.ledger_path == tmp_path / "state" / "purge-ledger.jsonl"
+    layout = PkiLayout(config.matcher.pki_dir)
+    cert = x509.load_pem_x509_certificate(layout.device_cert.read_bytes())
+    assert cert.subject.rfc4514_string() == f"CN={a.device_id}"
+    assert layout.ca_cert.read_bytes() == enrollment.ca_file.read_bytes()
+    _assert_owner_only(tmp_path / "state")
+    assert (Path(a.config).stat().st_mode & 0o777) == 0o600
+    assert not list((tmp_path / "state").glob(".pki-staging-*"))
+
+    # The layout is exactly what the service's client uses: a session over mutual TLS.
+    client = MatchingClient(config.matcher.target, layout, config.device_id, deadline_s=10)
+    try:
+        from conftest import FLIGHT
+
+        assert client.open_session(FLIGHT).session_id
+    finally:
+        client.close()
+
+
+def test_answers_file_and_a_second_identical_run_changes_nothing(enrollment, tmp_path):
+    a = _answers(enrollment, tmp_path)
+    answers_file = tmp_path / "answers.toml"
+    answers_file.write_text(
+        "\n".join(f'{k} = "{v}"' for k, v in vars(a).items() if k != "token") + "\n"
+    )
+    token_file = tmp_path / "token"
+    token_file.write_text(a.token + "\n")
+    first = gatectl(
+        "provision", "-y", "--answers", str(answers_file), "--token-file", str(token_file)
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = _tree(tmp_path / "state"), _tree(tmp_path / "etc")
+
+    # Same answers, token already used up: nothing to do, so it is not even needed.
+    second = gatectl("provision", "-y", "--answers", str(answers_file))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "nothing changed" in second.stdout
+    assert second.stdout.count("unchanged") == 4
+    assert (_tree(tmp_path / "state"), _tree(tmp_path / "etc")) == before
+
+
+def test_dry_run_shows_each_step_and_writes_nothing(enrollment, tmp_path):
+    a = _answers(enrollment, tmp_path)
+    result = gatectl("provision", "-y", "--dry-run", *_flags(a))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("would ") >= 4
+    assert "nothing was written" in result.stdout
+    assert not (tmp_path / "state").exists() and not (tmp_path / "etc").exists()
+    # the token was not used: a real run with it still works
+    provision(a, out=lambda _: None, check_matcher=False)
+    assert load_config(a.config).device_id == a.device_id
+
+
+# --------------------------------------------------------------------------- re-provisioning
+
+
+def test_rotate_makes_a_new_key_and_certificate_and_moves_the_old_aside(enrollment, tmp_path):
+    a = _answers(enrollment, tmp_path)
+    provision(a, out=lambda _: None, check_matcher=False)
+    layout = PkiLayout(tmp_path / "state" / "pki")
+    old_key, old_cert = layout.device_key.read_bytes(), layout.device_cert.read_bytes()
+    relay = (tmp_path / "state" / "relay.key").read_bytes()
+    config_before = Path(a.config).read_bytes()
+
+    a.token = enrollment.tokens.issue(a.device_id, ttl_s=600)
+    lines: list[str] = []
+    changes = provision(a, rotate=True, out=lines.append)
+    assert changes == ["device key and certificate"], lines
+    assert layout.device_key.read_bytes() != old_key
+    assert layout.device_cert.read_bytes() != old_cert
+    aside = list((tmp_path / "state").glob("pki.old-*"))
+    assert len(aside) == 1
+    assert (aside[0] / "device" / "device.key").read_bytes() == old_key
+    _assert_owner_only(tmp_path / "state")
+    # the MCU's relay key and the configuration stay as they were, and still load
+    assert (tmp_path / "state" / "relay.key").read_bytes() == relay
+    assert Path(a.config).read_bytes() == config_before
+    config = load_config(a.config)
+    client = MatchingClient(config.matcher.target, layout, config.device_id, deadline_s=10)
+    try:
+        assert client.health()
+    finally:
+        client.close()
+    assert any("SERVING" in line for line in lines)
+
+
+def test_changed_answers_update_the_config_only(enrollment, tmp_path):
+    a = _answers(enrollment, tmp_path)
+    provision(a, out=lambda _: None, check_matcher=False)
+    key = PkiLayout(tmp_path / "state" / "pki").device_key.read_bytes()
+    a.flight, a.date, a.gate = "0117", "2026-11-26", "C7"
+    changes = provision(a, out=lambda _: None, check_matcher=False)
+    assert changes == ["configuration file"]
+    config = load_config(a.config)
+    assert (config.flight.number, config.flight.date, config.flight.gate) == (
+        "0117",
+        "2026-11-26",
+        "C7",
+    )
+    assert PkiLayout(tmp_path / "state" / "pki").device_key.read_bytes() == key
+
+
+def test_enrolled_as_another_device_needs_rotate(enrollment, tmp_path):
+    a = _answers(enrollment, tmp_path)
+    provision(a, out=lambda _: None, check_matcher=False)
+    b = _answers(enrollment, tmp_path)  # a new device id on the same unit
+    with pytest.raises(ProvisionError, match="--rotate"):
+        provision(b, out=lambda _: None, check_matcher=False)
+
+
+# ------------------------------------------------------------------------------ bad tokens
+
+
+@pytest.mark.parametrize("kind", ["unknown", "used", "wrong_device", "missing"])
+def test_bad_token_is_a_clear_error_and_nothing_is_half_written(enrollment, tmp_path, kind):
+    a = _answers(enrollment, tmp_path)
+    if kind == "unknown":
+        a.token = "made-up-token"
+    elif kind == "used":
+        provision(
+            _answers(enrollment, tmp_path / "other", device_id=a.device_id, token=a.token),
+            out=lambda _: None,
+            check_matcher=False,
+        )
+    elif kind == "wrong_device":
+        a.token = enrollment.tokens.issue("gate-somebody-else", ttl_s=600)
+    else:
+        a.token = ""
+    result = gatectl("provision", "-y", *_flags(a))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    message = result.stderr.lower()
+    assert "token" in message
+    if kind == "missing":
+        assert "gate-matcher issue-token" in message
+    else:
+        assert "enrollment refused" in message
+    # no key, no certificate, no relay key, no config, no staging folder
+    state = tmp_path / "state"
+    assert not any(p.is_file() for p in state.rglob("*")) if state.exists() else True
+    assert not Path(a.config).exists()
+
+
+# ----------------------------------------------------------------------------- bad answers
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("airport", "Los Angeles", "--airport"),
+        ("carrier", "british", "--carrier"),
+        ("flight", "BA0283", "--flight"),
+        ("date", "25/11/2026", "--date"),
+        ("camera", "webcam0", "--camera"),
+        ("mode", "face_only", "--mode"),
+        ("matcher", "matcher.example", "--matcher"),
+        ("enroll", "localhost:99999", "--enroll"),
+        ("device_id", "gate 1", "--device-id"),
+        ("gate", "", "--gate"),
+        ("ca_file", "/nonexistent/ca.pem", "--ca-file"),
+    ],
+)
+def test_bad_answers_name_the_answer_and_write_nothing(enrollment, tmp_path, field, value, named):
+    a = _answers(enrollment, tmp_path)
+    setattr(a, field, value)
+    with pytest.raises(ProvisionError, match=named):
+        provision(a, out=lambda _: None)
+    assert not (tmp_path / "state").exists() and not Path(a.config).exists()
+
+
+def test_answers_file_with_unknown_key(tmp_path):
+    path = tmp_path / "answers.toml"
+    path.write_text('device_id = "g"\nflavour = "x"\n')
+    result = gatectl("provision", "-y", "--answers", str(path))
+    assert result.returncode == 2
+    assert "unknown answer 'flavour'" in result.stderr
+
+
+# ------------------------------------------------------------------------- guided, on a pty
+
+
+def _read_until(fd: int, wanted: str, buffer: list[str], timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = "".join(buffer)
+        if wanted in text:
+            return text
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"never saw {wanted!r} in:\n{text}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"process ended before {wanted!r}:\n{text}")
+            buffer.append(chunk.decode(errors="replace"))
+
+
+def test_guided_provision_on_a_pseudo_terminal(enrollment, tmp_path):
+    a = _answers(enrollment, tmp_path)
+    master, slave = os.openpty()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "appliance.cli",
+            "provision",
+            "--config",
+            a.config,
+            "--data-dir",
+            a.data_dir,
+            "--serial-port",
+            "/dev/ttyUSB0",  # a default the technician accepts with Enter
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=REPO,
+        close_fds=True,
+    )
+    os.close(slave)
+    replies = {
+        "Device id": a.device_id,
+        "Departure airport": a.airport,
+        "Gate (": a.gate,
+        "Carrier": a.carrier,
+        "Flight number": a.flight,
+        "Flight date": a.date,
+        "Camera source": a.camera,
+        "Serial port": "",  # keep [/dev/ttyUSB0]
+        "Capture mode": "",  # keep [biometric_first]
+        "Matching service": a.matcher,
+        "Enrollment service": a.enroll,
+        "CA certificate": a.ca_file,
+        "enrollment token": a.token,
+        "Configuration file": "",
+        "State directory": "",
+        "Proceed?": "y",
+    }
+    buffer: list[str] = []
+    try:
+        for prompt, reply in replies.items():
+            text = _read_until(master, prompt, buffer)
+            buffer[:] = [text[text.index(prompt) + len(prompt) :]]
+            os.write(master, reply.encode() + b"\n")
+        text = _read_until(master, "provisioned", buffer)
+        assert process.wait(timeout=120) == 0, text
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    assert "[6/6]" in text
+    config = load_config(a.config)
+    assert config.device_id == a.device_id
+    assert config.serial.port == "/dev/ttyUSB0"
+    assert config.capture_mode == "biometric_first"
+    _assert_owner_only(tmp_path / "state")
