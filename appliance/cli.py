@@ -89,6 +89,12 @@ def _bench_purge(args: argparse.Namespace) -> int:
     return 0 if result["image_files_written"] == 0 else 1
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from appliance.simulate import simulate_main
+
+    return simulate_main(args.travellers, args.dataset, args.json, None, args.seed)
+
+
 def _run(args: argparse.Namespace) -> int:
     from appliance import service
 
@@ -240,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
     demo.set_defaults(handler=_demo)
+
+    simulate = commands.add_parser(
+        "simulate", help="board a flight through the real parts with a mix of exceptions"
+    )
+    simulate.add_argument("--travellers", type=int, default=50)
+    simulate.add_argument("--dataset", type=Path, help="<identity>/*.jpg (default: packaged)")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    simulate.set_defaults(handler=_simulate)
 
     run = commands.add_parser("run", help="run the gate service (what systemd starts)")
     run.add_argument("--config", type=Path, required=True, help="TOML configuration file")

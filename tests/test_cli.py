@@ -72,3 +72,14 @@ def test_bench_purge_prints_its_figures():
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["transactions"] == 20 and figures["image_files_written"] == 0
     assert 0 < figures["purge_us_p50"] <= figures["purge_us_p99"]
+
+
+def test_simulate_prints_a_summary_that_adds_up():
+    result = gatectl("simulate", "--travellers", "6", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["travellers"] == 6
+    assert (
+        summary["granted"] + summary["referred"] + summary["manual_check"] + summary["other"] == 6
+    )
+    assert 0 <= summary["capture_rate"] <= 1
