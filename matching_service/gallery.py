@@ -279,19 +279,29 @@ class Gallery:
         match = self.nearest(flight, template)
         return match if match is not None and match.distance <= self.threshold else None
 
-    def is_passenger(self, flight: str, traveller_id: str, passenger: Passenger) -> bool:
-        """Does the boarding pass name this traveller? (PNR and, if enrolled, the name.)"""
+    def passenger_match(
+        self, flight: str, template: np.ndarray, passenger: Passenger
+    ) -> Match | None:
+        """The closest enrolment of the pass's passenger on ``flight`` (any distance).
+
+        Pass-then-face is a 1:1 question ("is this the pass holder?"): comparing with the
+        holder's own template avoids refusing them because someone else's happens to be
+        nearer in the 1:N ranking.
+        """
         with self._lock:
-            row = self._db.execute(
-                "SELECT pnr, name FROM travellers WHERE flight = ? AND traveller_id = ?",
-                (flight, traveller_id),
-            ).fetchone()
-        if row is None or not row[0]:
-            return False  # nothing to confirm against: never confirm blindly
-        pnr, name = row
-        if pnr != passenger.pnr:
-            return False
-        return not name or name == passenger.name
+            rows = self._db.execute(
+                "SELECT token, traveller_id, pnr, name, template FROM travellers "
+                "WHERE flight = ? AND pnr = ?",
+                (flight, passenger.pnr),
+            ).fetchall()
+        best: Match | None = None
+        for token, traveller_id, pnr, name, blob in rows:
+            if not pnr or (name and name != passenger.name):
+                continue
+            distance = float(np.linalg.norm(np.frombuffer(blob, np.float32) - template))
+            if best is None or distance < best.distance:
+                best = Match(token, traveller_id, distance)
+        return best
 
     def record_verification(self, flight: str, traveller_id: str, at_ms: int) -> None:
         """Start the retention clock of a traveller at their first verification."""

@@ -1,8 +1,7 @@
-"""Just enough of an IATA BCBP (Resolution 792, format M) to confirm a passenger.
+"""The passenger a boarding pass names, to confirm in pass-then-face mode.
 
-Pass-then-face needs the passenger name (20 characters from offset 2) and the first
-leg's PNR (7 characters from offset 23) of the boarding pass the agent scanned; the
-rest of the barcode is not the matching service's business.
+The pass is parsed (and so validated) by the appliance's IATA BCBP parser; the matching
+service only needs the passenger name and the first leg's PNR.
 """
 
 from __future__ import annotations
@@ -10,7 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MIN_LENGTH = 60  # mandatory unique (23) + first leg's mandatory part (37)
+from appliance import boarding_pass as bcbp
+from appliance.boarding_pass import parse_bcbp
+
 MAX_LENGTH = 4096
 
 
@@ -29,16 +30,15 @@ def normalise_name(name: str) -> str:
 
 
 def passenger_from_bcbp(text: str) -> Passenger:
+    """Name and first-leg PNR of a boarding pass, validated by the full BCBP parser."""
     if len(text) > MAX_LENGTH:
         raise BoardingPassError("boarding pass too long")
-    if len(text) < MIN_LENGTH:
-        raise BoardingPassError(f"boarding pass too short ({len(text)} characters)")
-    if text[0] != "M" or not text[1].isdigit() or text[1] == "0":
-        raise BoardingPassError("not a format M boarding pass")
-    if not text.isprintable() or not text.isascii():
-        raise BoardingPassError("boarding pass holds non-printable characters")
-    name = normalise_name(text[2:22])
-    pnr = text[23:30].strip().upper()
+    try:
+        boarding_pass = parse_bcbp(text)
+    except bcbp.BoardingPassError as exc:
+        raise BoardingPassError(f"unreadable boarding pass: {exc}") from exc
+    name = normalise_name(boarding_pass.name)
+    pnr = boarding_pass.legs[0].pnr.upper()
     if not name or not pnr:
         raise BoardingPassError("boarding pass without passenger name or PNR")
     return Passenger(name, pnr)

@@ -508,14 +508,26 @@ class MatchingService(pb_grpc.MatchingServicer):
             return pb.IMAGE_UNUSABLE, "", None
         finally:
             image.fill(0)
-        nearest = self._gallery.nearest(flight, template)
-        template.fill(0)  # the live template is not kept either
-        if nearest is None or nearest.distance > self._gallery.threshold:
-            return pb.NOT_ON_FLIGHT, "", nearest
+        try:
+            nearest = self._gallery.nearest(flight, template)
+            holder = None
+            if header.boarding_pass:
+                passenger = passenger_from_bcbp(header.boarding_pass)
+                holder = self._gallery.passenger_match(flight, template, passenger)
+        finally:
+            template.fill(0)  # the live template is not kept either
+        threshold = self._gallery.threshold
         if header.boarding_pass:
-            passenger = passenger_from_bcbp(header.boarding_pass)
-            if not self._gallery.is_passenger(flight, nearest.traveller_id, passenger):
+            # Pass-then-face: 1:1 against the pass holder; 1:N only to tell a stranger
+            # (nobody on the flight) from another passenger (someone else's pass).
+            if holder is not None and holder.distance <= threshold:
+                self._gallery.record_verification(flight, holder.traveller_id, self._clock())
+                return pb.MATCH, holder.token, holder
+            if nearest is not None and nearest.distance <= threshold:
                 return pb.NO_MATCH, "", nearest
+            return pb.NOT_ON_FLIGHT, "", nearest
+        if nearest is None or nearest.distance > threshold:
+            return pb.NOT_ON_FLIGHT, "", nearest
         self._gallery.record_verification(flight, nearest.traveller_id, self._clock())
         return pb.MATCH, nearest.token, nearest
 

@@ -121,3 +121,32 @@ def test_threshold_at_fmr():
     assert np.mean(impostor <= t) <= 0.001
     assert np.mean(impostor <= impostor[10]) > 0.001  # and not needlessly strict
     assert DEFAULT_THRESHOLD == CALIBRATED_THRESHOLD < 0.6
+
+
+def test_pass_holder_is_compared_one_to_one_even_when_another_face_is_nearer(tmp_path):
+    """1:N ranking must not refuse the pass holder because a co-passenger is closer."""
+    from pathlib import Path as _Path
+
+    import numpy as np
+
+    from matching_service.gallery import Gallery, ManifestEntry
+    from matching_service.passes import Passenger
+
+    gallery = Gallery(tmp_path / "g.sqlite")
+    base = np.zeros(128, np.float32)
+    holder, other = base.copy(), base.copy()
+    holder[0], other[1] = 0.45, 0.40  # both within 0.5 of the live template; other nearer
+    gallery.enroll_templates(
+        "F",
+        [
+            (ManifestEntry("PAX-1", "in_scope", _Path("-"), "ABC123", "DOE/JANE"), holder),
+            (ManifestEntry("PAX-2", "in_scope", _Path("-"), "XYZ789", "ROE/RICHARD"), other),
+        ],
+    )
+    live = base
+    assert gallery.nearest("F", live).traveller_id == "PAX-2"
+    match = gallery.passenger_match("F", live, Passenger("DOE/JANE", "ABC123"))
+    assert match is not None and match.traveller_id == "PAX-1"
+    assert match.distance == pytest.approx(0.45)
+    assert gallery.passenger_match("F", live, Passenger("DOE/JOHN", "ABC123")) is None
+    assert gallery.passenger_match("F", live, Passenger("DOE/JANE", "NOPE00")) is None
