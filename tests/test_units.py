@@ -258,3 +258,29 @@ def test_exposure_score(unit: str):
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout + result.stderr)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+# ----------------------------------------------------------------------------- install.sh
+
+
+def test_install_script_dry_run_changes_nothing():
+    script = REPO / "scripts" / "install.sh"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    if shutil.which("shellcheck"):
+        lint = subprocess.run(
+            ["shellcheck", str(script)], capture_output=True, text=True, check=False
+        )
+        assert lint.returncode == 0, lint.stdout
+    result = subprocess.run(
+        ["bash", str(script), "--dry-run", "--with-matcher", "--prefix", "/nonexistent/gate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dry run: nothing was changed" in result.stdout
+    assert "would run: systemctl enable gate-matcher.service" in result.stdout
+    assert not Path("/nonexistent/gate").exists()
+    steps = [line for line in result.stdout.splitlines() if re.match(r"^\[\d+\] ", line)]
+    assert len(steps) == 6
