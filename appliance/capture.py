@@ -55,30 +55,35 @@ def select_frame(
         if best is not None:
             best[0].fill(0)
 
-    while seen < max_frames:
-        if opted_out():
-            drop_best()
-            return NoSelection("opted_out", seen, feedback)
-        frame = source.read()
-        if frame is None:
-            if seen == 0:
-                return NoSelection("source_ended", seen, feedback)
-            break
-        read_at = time.perf_counter()
-        seen += 1
-        report = assess(frame, detector.detect(frame), limits, previous)
-        previous = report.face
-        if report.face is not None and first_face_at is None:
-            first_face_at = read_at
-        if report.passed and not opted_out():
-            drop_best()
-            return Selection(frame, report, seen, first_face_at)
-        feedback = report.feedback or feedback
-        if report.passes_hard_minimums and (best is None or report.score > best[1].score):
-            drop_best()
-            best = (frame, report)
-        else:
-            frame.fill(0)  # superseded: never kept, never sent
+    try:
+        while seen < max_frames:
+            if opted_out():
+                drop_best()
+                return NoSelection("opted_out", seen, feedback)
+            frame = source.read()
+            if frame is None:
+                if seen == 0:
+                    return NoSelection("source_ended", seen, feedback)
+                break
+            read_at = time.perf_counter()
+            seen += 1
+            report = assess(frame, detector.detect(frame), limits, previous)
+            previous = report.face
+            if report.face is not None and first_face_at is None:
+                first_face_at = read_at
+            if report.passed and not opted_out():
+                drop_best()
+                return Selection(frame, report, seen, first_face_at)
+            feedback = report.feedback or feedback
+            if report.passes_hard_minimums and (best is None or report.score > best[1].score):
+                drop_best()
+                best = (frame, report)
+            else:
+                frame.fill(0)  # superseded: never kept, never sent
+    except BaseException:
+        # A fault or a shutdown on a later frame must not leave the kept best behind.
+        drop_best()
+        raise
     if opted_out():
         drop_best()
         return NoSelection("opted_out", seen, feedback)

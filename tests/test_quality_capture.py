@@ -414,3 +414,18 @@ def test_motion_between_frames_fails_hold_still() -> None:
     assert report.measures["motion"] == pytest.approx(30 / 50)
     assert "motion" in report.failures and report.feedback == "hold still"
     assert "motion" not in assess(make_frame(), [still], previous=still).failures
+
+
+def test_kept_best_frame_is_zeroized_when_a_later_frame_faults() -> None:
+    small = make_face(right_eye=(140.0, 100.0), left_eye=(160.0, 100.0))  # fallback-worthy
+    frames = [make_frame(seed=1), make_frame(seed=2)]
+
+    class FaultOnSecond(FakeDetector):
+        def detect(self, frame):
+            if len(self.seen) == 1:
+                raise RuntimeError("detector fault")
+            return super().detect(frame)
+
+    with pytest.raises(RuntimeError):
+        select_frame(FakeSource(frames), FaultOnSecond([[small], [small]]), max_frames=2)
+    assert not frames[0].any(), "the best frame kept so far must be zeroized on a fault"
