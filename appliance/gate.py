@@ -328,6 +328,10 @@ class GateController:
         return step.accepted and step.target is rule.target
 
     def _guard(self, source: State, event: Event) -> bool:
+        if event is E.MATCH:
+            # The button may have been pressed while the verdict was on its way: the
+            # opt-out wins, the relay stays shut (the opt-out event follows).
+            return not self._opt_out.is_set()
         if event is E.DOOR_CLOSED:
             return self._door_opened  # a grant ends only after the door opened
         if event is E.PASSAGE_TIMEOUT:

@@ -371,3 +371,15 @@ def test_log_lines_hold_no_biometrics(gate, caplog):
     text = " ".join(r.getMessage() for r in caplog.records)
     assert "capture_id=c-1" in text
     assert "pixels" not in text and "\\xff" not in text
+
+
+def test_a_match_arriving_after_the_opt_out_button_does_not_open_the_relay(gate, link):
+    """The button's flag is set before the event reaches the machine: the match must lose."""
+    put(gate, State.VERIFYING)
+    gate._opt_out.set()  # what the link's event thread does first on OptOutPressed
+    link.calls.clear()
+    assert gate.grant() is False
+    assert link.pulses == []
+    assert gate.phase is State.VERIFYING  # refused; the opt-out event then takes over
+    gate.fire(Event.OPT_OUT, "opt-out button")
+    assert gate.phase is State.MANUAL_CHECK and link.pulses == []
