@@ -19,7 +19,7 @@ import enum
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -70,12 +70,16 @@ class ScanParser:
         *,
         agent_prefix: str = DEFAULT_AGENT_PREFIX,
         reference_date: datetime.date | Callable[[], datetime.date] | None = None,
+        agent_ids: Collection[str] | None = None,
     ) -> None:
         if not agent_prefix or agent_prefix.startswith("M"):
             # A prefix starting with 'M' would shadow boarding passes.
             raise ValueError(f"agent prefix {agent_prefix!r} must be non-empty, not start 'M'")
         self.agent_prefix = agent_prefix
         self._reference = reference_date
+        # Badges can release the gate: on a unit in service only the listed agents may
+        # (None accepts any well-formed id, for development and simulation).
+        self.agent_ids = frozenset(agent_ids) if agent_ids is not None else None
 
     def _reference_date(self) -> datetime.date:
         ref = self._reference
@@ -122,6 +126,9 @@ class ScanParser:
         parts = re.split(r"[:\s]+", body, maxsplit=1) if body else []
         if not parts or not _AGENT_ID_RE.fullmatch(parts[0]):
             return ScanError("agent badge without a valid agent id", field="agent_id")
+        if self.agent_ids is not None and parts[0] not in self.agent_ids:
+            log.warning("scanner: badge of an agent not listed for this gate refused")
+            return ScanError("agent badge not listed for this gate", field="agent_id")
         if len(parts) == 1:
             return AgentAction(parts[0])
         try:

@@ -253,3 +253,13 @@ def test_stream_scanner_bytes_and_run() -> None:
     assert isinstance(seen[0], BoardingPass)
     assert isinstance(seen[1], ScanError) and "ASCII" in seen[1].reason
     assert seen[2] == AgentAction("5")
+
+
+def test_only_listed_agents_may_act_when_a_list_is_configured():
+    parser = ScanParser(agent_ids={"A1234"})
+    listed = parser.parse("AGT:A1234:RELEASE")
+    assert isinstance(listed, AgentAction) and listed.command is AgentCommand.RELEASE
+    stranger = parser.parse("AGT:Z9999:RELEASE")
+    assert isinstance(stranger, ScanError) and stranger.field == "agent_id"
+    assert "Z9999" not in stranger.reason
+    assert isinstance(ScanParser().parse("AGT:Z9999:RELEASE"), AgentAction)  # dev default
