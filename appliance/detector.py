@@ -132,10 +132,14 @@ def _halve_to(image: np.ndarray, side: int) -> np.ndarray:
     2:1, is bilinear too. On faces-dev this matched INTER_AREA's recall (0.997 vs 0.993)
     at a fifth of its cost (0.15 ms instead of 0.8 ms for a 720p frame).
     """
+    original = image
     while max(image.shape[:2]) >= 2 * side:
-        image = cv2.resize(
+        smaller = cv2.resize(
             image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_LINEAR
         )
+        if image is not original:
+            image.fill(0)  # intermediate copies of the frame do not linger
+        image = smaller
     return image
 
 

@@ -44,11 +44,13 @@ class FaceEncoder:
     def encode(self, image_bgr: np.ndarray) -> np.ndarray:
         """Descriptor of the largest face; raises ``NoFaceFound`` when there is none."""
         scale = min(1.0, MAX_SIDE / max(image_bgr.shape[:2]))
+        resized = None
         if scale < 1.0:
-            image_bgr = cv2.resize(
-                image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA
-            )
+            resized = cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            image_bgr = resized
         rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+        if resized is not None:
+            resized.fill(0)  # only the RGB copy is needed from here
         try:
             with self._lock:
                 boxes = self._detector(rgb, 1 if max(rgb.shape[:2]) < 400 else 0)

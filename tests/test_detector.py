@@ -106,3 +106,24 @@ def test_unreadable_manifest_and_unknown_names_are_refused(model_copy):
         verified_model("huge", model_copy)
     with pytest.raises(ModelError, match="unknown detector runtime"):
         create_detector("tensorflow")
+
+
+def test_intermediate_downscales_are_zeroized(monkeypatch, astronaut):
+    """A 4K frame is halved several times; every intermediate copy must be cleared."""
+    import appliance.detector as detector_module
+
+    made = []
+    real_resize = cv2.resize
+
+    def recording_resize(*args, **kwargs):
+        out = real_resize(*args, **kwargs)
+        if out is not None and kwargs.get("dst") is None:
+            made.append(out)
+        return out
+
+    frame = cv2.resize(place_in_canvas(astronaut, (1280, 720)), (3840, 2160))
+    detector = create_detector(zone_width=None)
+    monkeypatch.setattr(detector_module.cv2, "resize", recording_resize)
+    faces = detector.detect(frame)
+    assert len(faces) == 1
+    assert len(made) >= 3 and all(not m.any() for m in made)
