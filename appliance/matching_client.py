@@ -25,6 +25,7 @@ from pathlib import Path
 
 import grpc
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from gate.v1 import matching_pb2 as pb
 from gate.v1 import matching_pb2_grpc as pb_grpc
@@ -452,10 +453,14 @@ def _check_enrollment(response: pb.EnrollResponse, bootstrap_ca_pem: bytes, devi
         raise EnrollmentFailed(f"enrollment answer unreadable: {exc}") from exc
     if ca != pinned:
         raise EnrollmentFailed("enrollment answer names a CA other than the one provisioned")
+    if not chain:
+        raise EnrollmentFailed("enrollment answer holds no certificate")
     leaf = chain[0]
     try:
-        leaf.verify_directly_issued_by(ca if len(chain) == 1 else chain[1])
-    except (ValueError, TypeError, Exception) as exc:
+        # Every link of the chain, up to the provisioned CA itself.
+        for cert, issuer in zip(chain, [*chain[1:], ca], strict=True):
+            cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature) as exc:
         raise EnrollmentFailed(f"returned certificate does not chain to the CA: {exc}") from exc
     names = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not names or names[0].value != device_id:

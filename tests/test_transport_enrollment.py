@@ -186,3 +186,46 @@ def test_tokens_unit(tmp_path):
     assert err.value.reason == "already_used"
     with pytest.raises(ValueError):
         tokens.issue("", ttl_s=10)
+
+
+def test_every_link_of_a_returned_chain_must_lead_to_the_provisioned_ca(pki, tmp_path):
+    """A leaf issued by a rogue intermediate is refused even if the CA is the right one."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from appliance.matching_client import _check_enrollment
+
+    def cert(subject, public_key, issuer_name, issuer_key, ca):
+        now = dt.datetime.now(dt.UTC)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer_name)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .sign(issuer_key, hashes.SHA256())
+        )
+
+    rogue_key = ec.generate_private_key(ec.SECP256R1())
+    rogue_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rogue intermediate")])
+    rogue = cert("rogue intermediate", rogue_key.public_key(), rogue_name, rogue_key, True)
+    device_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = cert("gate-new-0009", device_key.public_key(), rogue_name, rogue_key, False)
+    pem = serialization.Encoding.PEM
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    signing = load_private(pki.signing_key).public_key().public_bytes(pem, public)
+    sealing = load_private(pki.sealing_key).public_key().public_bytes(pem, public)
+    response = pb.EnrollResponse(
+        certificate_chain_pem=leaf.public_bytes(pem) + rogue.public_bytes(pem),
+        ca_certificate_pem=pki.ca_cert.read_bytes(),
+        sealing_public_key_pem=sealing,
+        signing_public_key_pem=signing,
+    )
+    with pytest.raises(EnrollmentFailed, match="does not chain"):
+        _check_enrollment(response, pki.ca_cert.read_bytes(), "gate-new-0009", device_key)
