@@ -29,8 +29,8 @@ from appliance.capture import NoSelection, select_frame
 from appliance.contract import VerdictRejected
 from appliance.detector import FaceDetector
 from appliance.gate import Event, GateController, State
-from appliance.hardening import ShutdownRequested
-from appliance.ledger import PurgeLedger
+from appliance.hardening import ShutdownRequested, deferred_shutdown
+from appliance.ledger import LedgerError, PurgeLedger
 from appliance.matching_client import MatchingClient, MatchingUnavailable, VerifyCancelled
 from appliance.payload import EncodeError, seal_capture
 from appliance.quality import QualityThresholds
@@ -301,8 +301,16 @@ class BoardingGate:
         """Purge (if not yet), write the ledger record (once) and tell the service."""
         record = tx.purge(outcome, reason)
         if not tx.recorded:
-            self.ledger.append(record)
-            tx.recorded = True
+            try:
+                # A shutdown signal waits until "recorded" is set: one record per capture.
+                with deferred_shutdown():
+                    self.ledger.append(record)
+                    tx.recorded = True
+            except (OSError, LedgerError) as exc:
+                # The purge itself is done; the traveller's outcome stands (the relay may
+                # already have pulsed). The missing record is an operations alarm.
+                log.error("purge ledger write failed for %s: %s", tx.capture_id, exc)
+                return record
             if report and tx.sent_at_ms and not self.client.report_purge(record):
                 log.warning(
                     "purge receipt for %s not delivered; the ledger holds it", tx.capture_id

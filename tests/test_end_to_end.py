@@ -245,3 +245,16 @@ def test_opt_out_during_capture_stops_before_anything_is_sent(
     assert frames_read and all(not f.any() for f in frames_read), "read frames must be zeroized"
     assert len(matcher.service.purge_receipts) == receipts_before
     assert gate_rig.simulator.relay_pulses == []
+
+
+def test_a_ledger_failure_after_a_grant_keeps_the_grant(boarding, gate_rig, demo_photos, caplog):
+    """The relay already pulsed: a full disk must not turn the traveller into a referral."""
+
+    def full_disk(record):
+        raise OSError(28, "No space left on device")
+
+    boarding.ledger.append = full_disk
+    result = boarding.process(traveller(demo_photos / "obama2.jpg"))
+    assert result.outcome == "granted"
+    assert result.purge is not None and result.purge.bytes_zeroized > 0
+    assert any("purge ledger write failed" in r.getMessage() for r in caplog.records)
