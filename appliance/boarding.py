@@ -22,6 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+import grpc
 from gate.v1 import matching_pb2 as pb
 
 from appliance.camera import FrameSource
@@ -195,7 +196,7 @@ class BoardingGate:
             record = self._finish(tx, "referred", f"error: {exc}")
             if isinstance(exc, VerdictRejected):
                 event = Event.ERROR
-            elif "DEADLINE_EXCEEDED" in str(exc):
+            elif exc.code is grpc.StatusCode.DEADLINE_EXCEEDED:
                 event = Event.VERDICT_TIMEOUT
             else:
                 event = Event.MATCHER_UNAVAILABLE

@@ -16,6 +16,7 @@ the breaker and goes ahead; otherwise the breaker opens for another cool-down.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -70,7 +71,14 @@ CHANNEL_OPTIONS = (
 
 
 class MatchingUnavailable(RuntimeError):
-    """The matching service could not be reached or refused the call."""
+    """The matching service could not be reached or refused the call.
+
+    ``code`` is the gRPC status when there was one, so callers branch on it, not on text.
+    """
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class VerifyCancelled(Exception):
@@ -210,6 +218,7 @@ class MatchingClient:
         self._backoff = backoff_s
         self._sleep = sleep
         self.session_id = ""
+        self._flight: FlightInfo | None = None
 
     # --- call plumbing --------------------------------------------------------------
 
@@ -229,7 +238,9 @@ class MatchingClient:
                 result = fn(remaining)
             except _DeadlineSpent:
                 self.breaker.failure()
-                raise MatchingUnavailable(f"{name} failed: DEADLINE_EXCEEDED") from None
+                raise MatchingUnavailable(
+                    f"{name} failed: DEADLINE_EXCEEDED", grpc.StatusCode.DEADLINE_EXCEEDED
+                ) from None
             except grpc.RpcError as exc:
                 code = _status(exc)
                 retry_in = self._backoff * (2**attempt) * (0.5 + random.random() / 2)
@@ -247,7 +258,7 @@ class MatchingClient:
                 else:
                     self.breaker.success()  # the service answered: it is up
                 details = exc.details() if hasattr(exc, "details") else ""
-                raise MatchingUnavailable(f"{name} failed: {code.name}: {details}") from exc
+                raise MatchingUnavailable(f"{name} failed: {code.name}: {details}", code) from exc
             except BaseException:
                 self.breaker.release()
                 raise
@@ -302,6 +313,7 @@ class MatchingClient:
             idempotent=True,
         )
         self.session_id = response.session_id
+        self._flight = flight
         return response
 
     def _chunks(self, header: pb.CaptureHeader, sealed: bytearray) -> Iterator[pb.VerifyChunk]:
@@ -355,7 +367,15 @@ class MatchingClient:
                         continue
                 return future.result()
 
-        verdict = self._call("verify", call, idempotent=False)
+        try:
+            verdict = self._call("verify", call, idempotent=False)
+        except MatchingUnavailable as exc:
+            if exc.code is grpc.StatusCode.NOT_FOUND and self._flight is not None:
+                # The service restarted and forgot our session: this capture is lost
+                # (never re-sent), but the next traveller gets a fresh session.
+                with contextlib.suppress(MatchingUnavailable):
+                    self.open_session(self._flight)
+            raise
         check_verdict(
             verdict,
             self._signing_key,

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import cv2
+import grpc
 import numpy as np
 import pytest
 from conftest import FLIGHT, copy_layout
@@ -258,3 +259,20 @@ def test_a_ledger_failure_after_a_grant_keeps_the_grant(boarding, gate_rig, demo
     assert result.outcome == "granted"
     assert result.purge is not None and result.purge.bytes_zeroized > 0
     assert any("purge ledger write failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_matcher_that_forgot_the_session_gets_a_new_one(client, detector, demo_photos, matcher):
+    """After a matching-service restart the session is unknown: this capture is refused
+    (never re-sent), and the client opens a fresh session for the next traveller."""
+    old_session = client.session_id
+    with matcher.service._lock:
+        matcher.service._sessions.clear()  # what a restart does to the service's memory
+    tx, _, sealed = _sealed_capture(client, detector, demo_photos / "obama2.jpg")
+    with pytest.raises(MatchingUnavailable) as refused:
+        client.verify(tx.capture_id, tx.captured_at_ms, sealed)
+    assert refused.value.code is grpc.StatusCode.NOT_FOUND
+    tx.purge("error", "test")
+    assert client.session_id and client.session_id != old_session
+    tx, _, sealed = _sealed_capture(client, detector, demo_photos / "obama2.jpg")
+    assert client.verify(tx.capture_id, tx.captured_at_ms, sealed).decision == pb.MATCH
+    tx.purge("granted", "verdict")

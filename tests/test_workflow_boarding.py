@@ -13,11 +13,12 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from gate.v1 import matching_pb2 as pb
-from test_workflow import FakeLink, wait_for
+from test_workflow import FakeLink
 
 from appliance.boarding import BoardingGate
 from appliance.boarding_log import BoardingLog, check_record
@@ -184,8 +185,14 @@ def test_no_verdict_within_the_deadline_refers(detector, gate, link, ledger, kep
 @pytest.mark.parametrize(
     ("error", "event"),
     [
-        (MatchingUnavailable("verify failed: UNAVAILABLE: down"), Event.MATCHER_UNAVAILABLE),
-        (MatchingUnavailable("verify failed: DEADLINE_EXCEEDED"), Event.VERDICT_TIMEOUT),
+        (
+            MatchingUnavailable("verify failed: UNAVAILABLE: down", grpc.StatusCode.UNAVAILABLE),
+            Event.MATCHER_UNAVAILABLE,
+        ),
+        (
+            MatchingUnavailable("verify failed", grpc.StatusCode.DEADLINE_EXCEEDED),
+            Event.VERDICT_TIMEOUT,
+        ),
     ],
 )
 def test_matcher_failures_refer(detector, gate, link, ledger, kept, demo_photos, error, event):
@@ -453,7 +460,3 @@ def test_boarding_log_refuses_anything_image_like(tmp_path, record):
     with pytest.raises(ValueError):
         log.append(record)
     assert (tmp_path / "b.jsonl").read_bytes() == b""
-
-
-def test_wait_for_helper_is_used(gate):
-    assert wait_for(lambda: gate.phase is State.READY)
