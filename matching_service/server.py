@@ -41,7 +41,7 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -71,6 +71,8 @@ log = logging.getLogger("gate.matcher")
 MAX_SEALED_BYTES = 8 * 1024 * 1024
 CHUNK_LIMIT = 1024 * 1024
 MAX_CHUNKS = 1024
+SESSION_TTL_MS = 24 * 3600 * 1000
+RECENT_RECEIPTS = 1000
 CAPTURE_WINDOW_MS = 60_000
 REPLAY_MEMORY = 100_000
 MATCHING_SERVICE_NAME = "gate.v1.Matching"
@@ -109,6 +111,7 @@ class Rejected(Exception):
 class Session:
     device_id: str
     flight: str
+    opened_at_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,8 @@ class MatchingService(pb_grpc.MatchingServicer):
         self._clock = clock_ms
         self.audit = audit or AuditLog()
         self.revocations = revocations or RevocationList()
-        self.purge_receipts: list[pb.PurgeReceipt] = []
+        # Recent receipts for inspection; the audit table is the record (bounded memory).
+        self.purge_receipts: deque[pb.PurgeReceipt] = deque(maxlen=RECENT_RECEIPTS)
 
     @property
     def sealing_key_id(self) -> str:
@@ -283,8 +287,13 @@ class MatchingService(pb_grpc.MatchingServicer):
             )
         flight = flight_key(f.carrier, f.flight_number, f.date, f.departure_airport)
         session_id = uuid.uuid4().hex
+        now = self._clock()
         with self._lock:
-            self._sessions[session_id] = Session(peer.device_id, flight)
+            # A gate opens a session per flight; old ones are dropped so memory stays flat.
+            stale = [k for k, v in self._sessions.items() if now - v.opened_at_ms > SESSION_TTL_MS]
+            for key in stale:
+                del self._sessions[key]
+            self._sessions[session_id] = Session(peer.device_id, flight, now)
         size = self._gallery.size(flight)
         log.info(
             "session %s: device %s flight %s gallery %d", session_id, peer.device_id, flight, size

@@ -351,3 +351,25 @@ def test_purge_receipts_are_recorded_and_checked(rig):
     assert client.report_purge(forged) is False  # a receipt for another device
     assert rig.events("device_mismatch")[-1].method == "ReportPurge"
     assert rig.service.audit.purge_count() == before + 1
+
+
+def test_sessions_older_than_a_day_are_dropped_when_new_ones_open(pki, encoder, tmp_path):
+    """A long-running service must not grow without bound: one session per gate per day."""
+    from appliance.matching_client import MatchingClient
+    from matching_service.gallery import Gallery
+    from matching_service.server import SESSION_TTL_MS, service_from_pki, start_server
+
+    now = [1_800_000_000_000]
+    service = service_from_pki(pki, Gallery(tmp_path / "g.sqlite"), encoder)
+    service._clock = lambda: now[0]
+    server, port = start_server(service, pki)
+    try:
+        client = MatchingClient(f"localhost:{port}", pki, "gate-dev-0001", deadline_s=10.0)
+        client.open_session(FLIGHT)
+        first = client.session_id
+        now[0] += SESSION_TTL_MS + 1
+        client.open_session(FLIGHT)
+        assert first not in service._sessions and client.session_id in service._sessions
+        client.close()
+    finally:
+        server.stop(grace=None)
