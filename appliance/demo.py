@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from appliance.ledger import PurgeLedger
 from appliance.matching_client import FlightInfo, MatchingClient
 from appliance.paths import data_dir, demo_assets_dir
 from appliance.pki import DEV_DEVICE_ID, create_dev_pki
+from appliance.runs import fresh_run_dir, wait_for
 from appliance.write_audit import WriteAudit
 from firmware_bridge.host import GateLink
 from firmware_bridge.simulator import Simulator
@@ -142,15 +141,6 @@ def _dataset_queue(dataset: Path, work: Path, enrolled: int = 12, strangers: int
     return queue, manifest
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
 def _describe(number: int, traveller: Traveller, result: TravellerOutcome) -> str:
     verdicts = {
         "granted": "GATE OPEN",
@@ -169,24 +159,9 @@ def _describe(number: int, traveller: Traveller, result: TravellerOutcome) -> st
     return "  ".join(parts)
 
 
-KEEP_RUNS = 5
-
-
-def _fresh_work_dir() -> Path:
-    """A folder of its own for this run (gallery, ledger), keeping the last few runs."""
-    runs = data_dir() / "demo-runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    work = runs / f"{stamp}-{os.getpid()}"
-    work.mkdir()
-    for old in sorted(runs.iterdir())[:-KEEP_RUNS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return work
-
-
 def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print) -> dict:
     """Run the demo queue; returns the summary that ``--json`` prints."""
-    work = _fresh_work_dir()
+    work = fresh_run_dir("demo")
     pki = create_dev_pki(data_dir() / "pki")
     detector: Detector = create_detector()
     if dataset is None:
@@ -222,7 +197,7 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
         for number, traveller in enumerate(queue, 1):
             if traveller.opts_out:
                 simulator.press_opt_out()
-                _wait_for(gate.opt_out_pending)
+                wait_for(gate.opt_out_pending, 3.0)
             source = traveller.source()
             try:
                 result = boarding.process(source)
@@ -231,7 +206,7 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
             results.append(result)
             emit(_describe(number, traveller, result))
             if result.outcome == "granted":
-                _wait_for(lambda: simulator.relay_open)
+                wait_for(lambda: simulator.relay_open, 3.0)
             gate.ready()
         audit.stop()
         image_files = audit.image_files()

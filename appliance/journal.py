@@ -1,12 +1,15 @@
 """Logging to the systemd journal with structured fields, or to stderr where there is none.
 
-Every record the service logs carries ``GATE_ID``, ``GATE_STATE`` and, when a traveller
-is being handled, ``CAPTURE_ID`` as journal fields, so a technician can ask
+Every record the service logs carries ``GATE_ID``, ``GATE_STATE`` and, when it names
+a capture (see below), ``CAPTURE_ID`` as journal fields, so a technician can ask
 ``journalctl -u gate-appliance GATE_STATE=out_of_service`` or follow one capture with
 ``journalctl CAPTURE_ID=...``. :class:`GateFieldsFilter` adds them to each record (as
-upper-case attributes, which ``systemd.journal.JournalHandler`` sends as fields); a
-record may name its capture itself with ``extra={"capture_id": ...}``, or the code
-around a transaction sets :func:`capture_context`.
+upper-case attributes, which ``systemd.journal.JournalHandler`` sends as fields). A
+record names its capture with ``extra={"capture_id": ...}``, or code that handles one
+capture wraps that work in :func:`capture_context` so every record logged inside carries
+it. The service's per-traveller line passes ``extra``; nothing calls
+:func:`capture_context` yet (the boarding code names the capture in its message text
+only): ``appliance.boarding``, around one transaction, is where it belongs.
 
 ``systemd-python`` is an optional extra (the ``device`` one) and the journal socket
 exists only on a host where journald runs: without either, records go to stderr with
@@ -79,11 +82,7 @@ class StderrFieldsFormatter(logging.Formatter):
         line = super().format(record)
         parts = [
             f"{label}={getattr(record, name)}"
-            for name, label in (
-                ("GATE_ID", "gate"),
-                ("GATE_STATE", "state"),
-                ("CAPTURE_ID", "capture"),
-            )
+            for name, label in _LABELS
             if getattr(record, name, "")
         ]
         return f"{line} [{' '.join(parts)}]" if parts else line

@@ -37,6 +37,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from appliance.files import fsync_dir, write_private
 from appliance.hardening import deferred_shutdown
 from appliance.transaction import PurgeRecord, now_ms
 
@@ -161,27 +162,6 @@ def _head_path(path: Path) -> Path:
     return path.with_name(path.name + ".head")
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a power cut leaves the old or the new file."""
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # --- writing --------------------------------------------------------------------------------
 
 
@@ -281,12 +261,12 @@ class PurgeLedger:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(segment.parent)
+            fsync_dir(segment.parent)
         self._segment_size += len(line)
         self._last = _line_hash(line[:-1])
         self._count += 1
         head = {"count": self._count, "last": self._last, "segment": self._segment}
-        _write_durably(self.head_path, _canonical(_signed(head, self._key, _HEAD_DOMAIN)))
+        write_private(self.head_path, _canonical(_signed(head, self._key, _HEAD_DOMAIN)))
 
     def check(self, public_key: Ed25519PublicKey | None = None) -> VerifyReport:
         """Walk the whole ledger (``public_key`` defaults to this ledger's own key)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from appliance.files import write_private
 
 DEV_DEVICE_ID = "gate-dev-0001"
 
@@ -71,16 +72,14 @@ class PkiLayout:
         return self.root / "device" / "service-signing.pub"
 
 
-def _write_private(path: Path, key) -> None:
+def _write_private_key(path: Path, key) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    write_private(path, data)  # atomic, and 0600 even when it replaces an older key
 
 
 def _write_public(path: Path, key) -> None:
@@ -138,7 +137,7 @@ def create_dev_pki(root: Path, device_id: str = DEV_DEVICE_ID) -> PkiLayout:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Gate development CA")])
     ca_cert = _certificate("Gate development CA", ca_key.public_key(), ca_name, ca_key, ca=True)
     root.mkdir(parents=True, exist_ok=True)
-    _write_private(layout.ca_key, ca_key)
+    _write_private_key(layout.ca_key, ca_key)
     layout.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
 
     for cert_path, key_path, subject, role in (
@@ -147,13 +146,13 @@ def create_dev_pki(root: Path, device_id: str = DEV_DEVICE_ID) -> PkiLayout:
     ):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _certificate(subject, key.public_key(), ca_name, ca_key, ca=False, **role)
-        _write_private(key_path, key)
+        _write_private_key(key_path, key)
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     sealing = X25519PrivateKey.generate()
     signing = Ed25519PrivateKey.generate()
-    _write_private(layout.sealing_key, sealing)
-    _write_private(layout.signing_key, signing)
+    _write_private_key(layout.sealing_key, sealing)
+    _write_private_key(layout.signing_key, signing)
     _write_public(layout.sealing_public, sealing.public_key())
     _write_public(layout.signing_public, signing.public_key())
     return layout
@@ -239,7 +238,7 @@ def write_device_layout(
     layout = PkiLayout(root)
     root.mkdir(parents=True, exist_ok=True)
     layout.ca_cert.write_bytes(ca_pem)
-    _write_private(layout.device_key, device_key)
+    _write_private_key(layout.device_key, device_key)
     layout.device_cert.write_bytes(certificate_chain_pem)
     layout.sealing_public.write_bytes(sealing_public_pem)
     layout.signing_public.write_bytes(signing_public_pem)

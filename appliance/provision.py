@@ -26,7 +26,6 @@ nothing half-written.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import re
@@ -46,6 +45,7 @@ from appliance.config import (
     parse_config,
     read_relay_key,
 )
+from appliance.files import write_private
 from appliance.paths import data_dir
 
 DEFAULT_CONFIG = Path("/etc/gate-appliance/gate.toml")
@@ -244,22 +244,6 @@ def _chmod_tree(root: Path) -> None:
             os.chmod(Path(folder) / name, 0o600)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomic replace of ``path`` with an owner-only file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _ensure_dir(path: Path, dry_run: bool, created: list[str]) -> None:
     if path.is_dir():
         return
@@ -401,7 +385,7 @@ def provision(
                 run.step("relay key", f"unchanged ({relay})")
         else:
             if not dry_run:
-                _write_private(relay, (secrets.token_bytes(RELAY_KEY_BYTES).hex() + "\n").encode())
+                write_private(relay, (secrets.token_bytes(RELAY_KEY_BYTES).hex() + "\n").encode())
             run.step("relay key", f"create {relay} (0600)", changed=True)
 
         text = render_config(a, state)
@@ -413,7 +397,7 @@ def provision(
         else:
             verb = "update" if config_path.exists() else "write"
             if not dry_run:
-                _write_private(config_path, text.encode())
+                write_private(config_path, text.encode())
                 load_config(config_path)  # must load exactly as the service will
             run.step("configuration file", f"{verb} {config_path} (0600)", changed=True)
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -58,8 +57,9 @@ from appliance.detector import create_detector
 from appliance.gate import GateController, State
 from appliance.ledger import PurgeLedger
 from appliance.matching_client import FlightInfo, MatchingClient
-from appliance.paths import data_dir, demo_assets_dir
+from appliance.paths import demo_assets_dir
 from appliance.pki import DEV_DEVICE_ID, create_dev_pki
+from appliance.runs import fresh_run_dir, wait_for
 from appliance.workflow import GateWorkflow, Mode
 from firmware_bridge.host import GateLink
 from firmware_bridge.simulator import Simulator
@@ -81,7 +81,6 @@ DEFAULT_MIX = {
 AGENT_BADGE = "AGT:SIM01"
 WALK_S = 0.05  # simulated: relay opens -> door opens -> door closes
 TRAVELLER_TIMEOUT_S = 20.0  # a traveller not logged by then is a failure of the run
-KEEP_RUNS = 5
 
 
 @dataclass(frozen=True)
@@ -255,26 +254,6 @@ def plan(travellers: int, mix: dict | None, seed: int) -> list[str]:
     return kinds
 
 
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.002)
-    return predicate()
-
-
-def _fresh_work_dir() -> Path:
-    runs = data_dir() / "simulate-runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    work = runs / f"{stamp}-{os.getpid()}"
-    work.mkdir()
-    for old in sorted(runs.iterdir())[:-KEEP_RUNS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return work
-
-
 def run_simulation(
     travellers: int = 20,
     dataset: Path | None = None,
@@ -289,7 +268,7 @@ def run_simulation(
     if travellers < 1:
         raise ValueError("travellers must be at least 1")
     mode = Mode(mode)
-    work = work or _fresh_work_dir()
+    work = work or fresh_run_dir("simulate")
     people = people_from_demo_assets() if dataset is None else people_from_dataset(dataset)
     enrolled = [p for p in people if p.enrolled]
     strangers = [p for p in people if not p.enrolled]
@@ -370,7 +349,7 @@ class _Run:
 
     def _walk_through(self) -> None:
         """The traveller walks through the open barrier: door opens, then closes."""
-        if not _wait(lambda: self.simulator.relay_open, 2.0):
+        if not wait_for(lambda: self.simulator.relay_open, 2.0, interval=0.002):
             return  # the passage window will close the grant ("no passage")
         time.sleep(WALK_S)
         self.simulator.set_door(True)
@@ -388,7 +367,7 @@ class _Run:
         def press_on_read(reads: int) -> None:
             if kind == "opt_out" and not press_before and reads == 1:
                 self.simulator.press_opt_out()
-                _wait(self.gate.opt_out_pending, 2.0)
+                wait_for(self.gate.opt_out_pending, 2.0, interval=0.002)
 
         if kind == "two_faces":
             second = other.live[0] if other is not person else live
@@ -403,7 +382,7 @@ class _Run:
             wf.scan(text)
         if press_before:
             self.simulator.press_opt_out()
-            _wait(lambda: self.gate.phase is State.MANUAL_CHECK, 2.0)
+            wait_for(lambda: self.gate.phase is State.MANUAL_CHECK, 2.0, interval=0.002)
         try:
             wf.board(camera)
         finally:

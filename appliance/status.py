@@ -10,16 +10,16 @@ only: never an image, never a key, never a traveller token.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from appliance.files import write_private
 
 MAX_ERRORS = 5
 MAX_ERROR_CHARS = 200
@@ -30,16 +30,7 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
     """Atomically replace ``path`` with ``status`` as JSON (mode 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(status, sort_keys=True, indent=1) + "\n").encode()
-    fd, tmp = tempfile.mkstemp(prefix=".status-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_private(path, data)
 
 
 def read_status(path: Path) -> dict[str, Any]:

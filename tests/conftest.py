@@ -15,7 +15,7 @@ import pytest
 from appliance.detector import Detector, create_detector
 from appliance.gate import GateController
 from appliance.matching_client import FlightInfo, MatchingClient
-from appliance.paths import demo_assets_dir
+from appliance.paths import data_dir, demo_assets_dir
 from appliance.pki import DEV_DEVICE_ID, PkiLayout, create_dev_pki
 from firmware_bridge.host import GateLink
 from firmware_bridge.simulator import Simulator
@@ -26,12 +26,46 @@ from matching_service.server import MatchingService, service_from_pki, start_ser
 FLIGHT = FlightInfo("BA", "0283", "2026-11-25", "LAX", "B42")
 
 
+_REAL_DATA_DIR = data_dir()  # read before the session points GATE_DATA_DIR elsewhere
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A data dir of the session's own, so no test writes PKI or runs into the real one.
+
+    Set-up's read-only assets come from the real data dir by symlink: the model folder,
+    and each demo photo one by one, so the camera scenes the demo makes at first use
+    (``demo/scenes/``) are written here and not into the real folder. ``GATE_DATA_DIR``
+    is set in ``os.environ`` for the whole session, so subprocesses inherit it.
+    """
+    root = tmp_path_factory.mktemp("gate-data")
+    real = _REAL_DATA_DIR
+    if (real / "models").is_dir():
+        (root / "models").symlink_to(real / "models", target_is_directory=True)
+    demo = root / "demo"
+    demo.mkdir()
+    if (real / "demo").is_dir():
+        for asset in sorted((real / "demo").iterdir()):
+            if asset.is_file():
+                (demo / asset.name).symlink_to(asset)
+    previous = os.environ.get("GATE_DATA_DIR")
+    os.environ["GATE_DATA_DIR"] = str(root)
+    try:
+        yield root
+    finally:
+        if previous is None:
+            os.environ.pop("GATE_DATA_DIR", None)
+        else:
+            os.environ["GATE_DATA_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
-def demo_photos() -> Path:
+def demo_photos(isolated_data_dir: Path) -> Path:
     folder = demo_assets_dir()
     if not (folder / "obama.jpg").exists():
         pytest.fail(
-            f"demo photos missing in {folder}: run `make setup` (scripts/acquire_assets.py)"
+            f"demo photos missing in {_REAL_DATA_DIR / 'demo'}: set-up must have run first"
+            " (`make setup`, scripts/acquire_assets.py)"
         )
     return folder
 

@@ -181,7 +181,7 @@ path = "state/purge-ledger.jsonl"
     assert set(status["links"]) == {"serial", "matcher", "camera"}
     raw = status_file.read_bytes()
     assert len(raw) < 4096 and b"\xff\xd8" not in raw and b"token" not in raw
-    assert not list(status_file.parent.glob(".status-*"))  # no temporary left behind
+    assert not list(status_file.parent.glob(".status.json.*"))  # no temporary left behind
 
     lines = format_status(status)
     assert lines[0].startswith("gate gate-dev-0001: service stopped")

@@ -124,14 +124,14 @@ def test_ledger_append_is_not_cut_by_a_signal(shutdown_handler, tmp_path, monkey
     from appliance import ledger as ledger_module
 
     ledger = ledger_module.PurgeLedger(tmp_path / "l.jsonl")
-    real_write = ledger_module._write_durably
+    real_write = ledger_module.write_private
 
     def write_with_signal(path, data):
         os.kill(os.getpid(), signal.SIGUSR1)  # between the line and the head
         _spin()
         real_write(path, data)
 
-    monkeypatch.setattr(ledger_module, "_write_durably", write_with_signal)
+    monkeypatch.setattr(ledger_module, "write_private", write_with_signal)
     with pytest.raises(ShutdownRequested):
         ledger.append(CaptureTransaction("dev").purge("referred", "shutdown"))
     assert ledger.verify() == 1
@@ -139,9 +139,19 @@ def test_ledger_append_is_not_cut_by_a_signal(shutdown_handler, tmp_path, monkey
 
 
 def test_deferred_shutdown_without_a_signal_is_transparent(shutdown_handler) -> None:
-    with deferred_shutdown(), deferred_shutdown():
-        value = 1
-    assert value == 1
+    steps: list[str] = []
+    with deferred_shutdown():
+        with deferred_shutdown():
+            steps.append("inner")
+        steps.append("outer")  # leaving the inner block alone raised nothing
+    assert steps == ["inner", "outer"]
+    with pytest.raises(KeyError), deferred_shutdown():  # the block's own errors pass through
+        raise KeyError("x")
+    assert hardening._defer_depth == 0 and hardening._pending is None
+    # Deferral is over: a signal now raises at once instead of waiting for a block's end.
+    with pytest.raises(ShutdownRequested, match="SIGUSR1"):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        _spin()
 
 
 # --- log filter -------------------------------------------------------------------------------

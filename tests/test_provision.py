@@ -103,7 +103,8 @@ def gatectl(*args: str, **kwargs) -> subprocess.CompletedProcess:
 def _flags(a: Answers) -> list[str]:
     from appliance.provision import QUESTIONS
 
-    return [item for name, (_, flag) in QUESTIONS.items() for item in (flag, getattr(a, name))]
+    # --flag=value: a token may start with "-", which argparse would take for an option
+    return [f"{flag}={getattr(a, name)}" for name, (_, flag) in QUESTIONS.items()]
 
 
 # --------------------------------------------------------------------------- non-interactive

