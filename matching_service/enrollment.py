@@ -84,7 +84,8 @@ class EnrollmentTokens:
             raise ValueError("device id must be 1..64 characters")
         if ttl_s <= 0:
             raise ValueError("ttl must be positive")
-        token = secrets.token_urlsafe(16)
+        # Hex, so a token typed or pasted on a command line never starts with "-".
+        token = secrets.token_hex(16)
         now = self._clock()
         with self._lock, self._db:
             self._db.execute(
