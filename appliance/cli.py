@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
 def _bench_vision(args: argparse.Namespace) -> int:
     from appliance.bench import bench_vision, dataset_frames, packaged_frames
 
-    frames = dataset_frames(args.dataset) if args.dataset else packaged_frames()
+    frames = (lambda: dataset_frames(args.dataset)) if args.dataset else packaged_frames
     result = bench_vision(frames, runtime=args.runtime, variant=args.model, peer=not args.no_peer)
     _print_figures(result, args.json)
     return 0
