@@ -27,6 +27,11 @@ DEADLINE_S_RANGE = (0.1, 120.0)
 REPEAT_RANGE = (1, 10_000)
 STALL_S_RANGE = (1.0, 600.0)
 CAPTURE_MODES = ("biometric_first", "pass_then_face")  # appliance.workflow.Mode values
+SCANNER_STDIN = "stdin"  # [scanner] port: a keyboard-wedge scanner typing into stdin
+SCANNER_TERMINATORS = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n"}
+SCANNER_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+DEFAULT_AGENT_PREFIX = "AGT:"  # appliance.scanner.DEFAULT_AGENT_PREFIX
+MAX_AGENT_PREFIX_CHARS = 16
 
 
 class ConfigError(ValueError):
@@ -95,6 +100,28 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class ScannerConfig:
+    """The barcode scanner at the gate (boarding passes, agent badges).
+
+    ``port`` is a serial device (USB-CDC or RS-232, read with ``baudrate`` and scans split
+    on ``terminator``) or ``"stdin"`` for a keyboard-wedge scanner, one scan per line.
+    """
+
+    port: str
+    baudrate: int = 9600
+    terminator: str = "CR"
+    agent_prefix: str = DEFAULT_AGENT_PREFIX
+
+    @property
+    def stdin(self) -> bool:
+        return self.port == SCANNER_STDIN
+
+    @property
+    def terminator_bytes(self) -> bytes:
+        return SCANNER_TERMINATORS[self.terminator]
+
+
+@dataclass(frozen=True)
 class GateConfig:
     device_id: str
     camera: CameraSpec
@@ -106,7 +133,15 @@ class GateConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     capture_mode: str = "biometric_first"
     service: ServiceConfig | None = None
+    scanner: ScannerConfig | None = None
+    boarding_log_file: Path | None = None  # None: beside the purge ledger
     source_path: Path | None = None
+
+    @property
+    def boarding_log_path(self) -> Path:
+        if self.boarding_log_file is not None:
+            return self.boarding_log_file
+        return self.ledger_path.parent / "boarding-log.jsonl"
 
     @property
     def status_path(self) -> Path:
@@ -269,8 +304,72 @@ SECTIONS = (
     "ledger",
     "vision",
     "capture",
+    "scanner",
+    "boarding_log",
     "service",
 )
+
+
+def _scanner(document: dict[str, Any], serial_port: str) -> ScannerConfig | None:
+    """The optional ``[scanner]`` section (None when absent)."""
+    if "scanner" not in document:
+        return None
+    scanner = _section(document, "scanner")
+    port = scanner.string("port")
+    if "\x00" in port or port != port.strip():
+        raise ConfigError(
+            f"scanner.port = {port!r} must be a device path or {SCANNER_STDIN!r}"
+            " (no NUL characters or surrounding spaces)"
+        )
+    if port == serial_port:
+        raise ConfigError(f"scanner.port = {port!r} is the gate MCU's port (serial.port)")
+    on_stdin = port == SCANNER_STDIN
+    for name in ("baudrate", "terminator"):
+        if on_stdin and name in scanner.table:
+            raise ConfigError(
+                f"scanner.{name} does not apply to port = {SCANNER_STDIN!r}"
+                " (a keyboard wedge: one scan per line)"
+            )
+    baudrate = scanner.integer("baudrate", 9600, (SCANNER_BAUDRATES[0], SCANNER_BAUDRATES[-1]))
+    if baudrate not in SCANNER_BAUDRATES:
+        raise ConfigError(f"scanner.baudrate = {baudrate} must be one of {list(SCANNER_BAUDRATES)}")
+    terminator = scanner.string("terminator", "CR")
+    if terminator.upper() not in SCANNER_TERMINATORS:
+        raise ConfigError(
+            f"scanner.terminator = {terminator!r} must be one of {list(SCANNER_TERMINATORS)}"
+        )
+    prefix = scanner.string("agent_prefix", DEFAULT_AGENT_PREFIX)
+    if (
+        not prefix
+        or len(prefix) > MAX_AGENT_PREFIX_CHARS
+        or not prefix.isascii()
+        or not prefix.isprintable()
+        or any(c.isspace() for c in prefix)
+        or prefix.startswith("M")  # would shadow boarding passes (BCBP starts with 'M')
+        or prefix.startswith("]")  # an AIM symbology identifier
+    ):
+        raise ConfigError(
+            f"scanner.agent_prefix = {prefix!r} must be 1..{MAX_AGENT_PREFIX_CHARS} printable"
+            " ASCII characters without spaces, not starting with 'M' (boarding passes)"
+            " or ']'"
+        )
+    scanner.finish()
+    return ScannerConfig(port, baudrate, terminator.upper(), prefix)
+
+
+def check_service_config(config: GateConfig) -> None:
+    """What the service needs beyond a well-formed file; raises :class:`ConfigError`.
+
+    Pass-then-face starts each traveller with a scanned boarding pass, so it needs a
+    ``[scanner]``. (Checked here rather than in :func:`load_config`, which also reads
+    files that ``gatectl provision`` writes before a scanner is configured.)
+    """
+    if config.capture_mode == "pass_then_face" and config.scanner is None:
+        raise ConfigError(
+            "pass_then_face needs [scanner]: capture.mode = 'pass_then_face' starts each"
+            " traveller with a scanned boarding pass; set [scanner] port to the scanner's"
+            f" serial device or {SCANNER_STDIN!r}"
+        )
 
 
 def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
@@ -369,6 +468,14 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         raise ConfigError(f"capture.mode = {mode!r} must be one of {list(CAPTURE_MODES)}")
     capture.finish()
 
+    scanner_config = _scanner(document, port_name)
+
+    boarding_log = _section(document, "boarding_log", required=False)
+    boarding_log_path = boarding_log.path("path", base, ledger_path.parent / "boarding-log.jsonl")
+    boarding_log.finish()
+    if boarding_log_path == ledger_path:
+        raise ConfigError("boarding_log.path must not be the purge ledger's file (ledger.path)")
+
     service = _section(document, "service", required=False)
     service_config = ServiceConfig(
         service.path("status_path", base, ledger_path.parent / "status.json"),
@@ -387,6 +494,8 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         vision=vision_config,
         capture_mode=mode,
         service=service_config,
+        scanner=scanner_config,
+        boarding_log_file=boarding_log_path,
     )
 
 

@@ -1,31 +1,54 @@
 """The on-device service systemd runs (``gatectl run --config FILE``).
 
-Builds the parts from the configuration, opens the flight session, starts the gate,
-tells systemd it is ready, then serves travellers one capture window at a time until
-stopped. On the way out the gate is left referring with the relay closed.
+Builds the parts from the configuration, opens the flight session, starts the gate and
+the barcode scanner, tells systemd it is ready, then runs the gate workflow
+(:class:`appliance.workflow.GateWorkflow`, ``[capture] mode``) until stopped. On the way
+out the scanner is silenced first (no agent action after that), then the gate is left
+referring with the relay closed.
+
+The serve loop captures only when the workflow has a traveller to capture: at a ready
+gate in biometric-first mode, after a boarding pass that checks out (the gate is then
+``capturing``; always so in pass-then-face), or to record an opt-out. Otherwise it waits
+for a scan or a gate transition (an :class:`threading.Event` both set): for the pass in
+pass-then-face, for the agent while the gate refers (``refer_to_agent``,
+``manual_check``), for the door sensor or the passage window after a grant (MCU door
+events reach the state machine through the link, see ``GateController``). Without a
+scanner nobody can resolve a referral, so biometric-first then runs unattended as
+before: the outcome is shown for ``result_hold_s``, then the gate is reset to ready.
+Scans arrive on the scanner's thread (``[scanner] port``: a serial device, or ``stdin``
+for a keyboard wedge) and go to ``GateWorkflow.scan`` as text; each traveller gets one
+line in the boarding log (``[boarding_log] path``; never images).
 
 Watchdog only while healthy: every frame the serve loop takes from the camera beats a
 :class:`PipelineHeartbeat`. A :class:`WatchdogFeeder` thread sends ``WATCHDOG=1`` each
 half ``WatchdogSec`` *only* while the last frame is younger than ``[service] stall_s``; a
 stuck camera thread, a dead camera or a wedged serve loop all stop the frames, so the
-pings stop and systemd restarts the service. The same thread publishes ``STATUS=`` lines
+pings stop and systemd restarts the service. While the loop waits (for a scan, the agent
+or a passage) a live camera is still read and each frame zeroized at once, so it still
+beats only if frames flow; a replay source is not consumed, the waiting loop beats
+without a frame. While the gate is out of service (MCU link lost or faulted) nothing
+beats, as before: unless the link returns within ``stall_s``, systemd restarts the
+service, which greets the MCU again. The same thread publishes ``STATUS=`` lines
 with the gate state and rewrites the status file ``gatectl status`` reads
 (``appliance.status``; counters, links, last errors, never images).
 
-A start-up failure (configuration, model, serial port, matcher, camera) logs one line
-and returns a non-zero code so ``Restart=on-failure`` retries; a fault with one
-traveller never stops the loop (``BoardingGate`` refers that traveller).
+A start-up failure (configuration, model, serial port, matcher, camera, scanner) logs
+one line and returns a non-zero code so ``Restart=on-failure`` retries; so does a serial
+scanner that fails while serving. A fault with one traveller never stops the loop
+(``BoardingGate`` refers that traveller).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +63,16 @@ from appliance.camera import (
     ReconnectingSource,
     ReplaySource,
 )
-from appliance.config import CameraSpec, ConfigError, GateConfig, load_config
+from appliance.config import (
+    CameraSpec,
+    ConfigError,
+    GateConfig,
+    ScannerConfig,
+    check_service_config,
+    load_config,
+)
 from appliance.frame_pump import FramePump
+from appliance.gate import State
 from appliance.hardening import (
     ImageDataFilter,
     ShutdownRequested,
@@ -49,6 +80,7 @@ from appliance.hardening import (
     install_shutdown_handler,
 )
 from appliance.status import ErrorTail, StatusWriter
+from appliance.workflow import GateWorkflow, Mode
 
 log = logging.getLogger("gate.service")
 
@@ -59,11 +91,13 @@ EXIT_MODEL = 3
 EXIT_SERIAL = 4
 EXIT_MATCHER = 5
 EXIT_CAMERA = 6
+EXIT_SCANNER = 7
 
 SOURCE_ENDED = "camera delivered no frame"
 # A live camera that gives no frame this many windows in a row: exit and let systemd restart.
 MAX_CAMERA_FAILURES = 20
 STATUS_REFRESH_S = 30.0  # the status file is rewritten at least this often (freshness)
+IDLE_POLL_S = 0.2  # a waiting serve loop looks at stop / the heartbeat this often
 
 
 class StartupError(RuntimeError):
@@ -101,6 +135,10 @@ class PipelineHeartbeat:
     def beat(self) -> None:
         self._last = self._clock()
         self.frames += 1
+
+    def alive(self) -> None:
+        """Progress without a frame: the loop waits by design on a source it must not read."""
+        self._last = self._clock()
 
     def age(self) -> float:
         return self._clock() - self._last
@@ -203,6 +241,91 @@ class WatchdogFeeder:
             self._thread.join(timeout=5)
 
 
+class _RawLines:
+    """Hands each scanned line over unparsed: ``GateWorkflow.scan`` parses it itself."""
+
+    def parse(self, scan: str | bytes) -> str | bytes:
+        return scan
+
+
+class ScannerFeed:
+    """The configured barcode scanner feeding ``on_line`` (one call per scan, in its thread).
+
+    A serial scanner runs :class:`appliance.scanner.SerialScanner` (its thread, its
+    terminator); ``port = "stdin"`` runs :class:`appliance.scanner.StreamScanner` over
+    ``sys.stdin`` on a daemon thread. :meth:`close` returns only when no ``on_line`` call is
+    in progress and none will start; a read blocked on stdin is left to the process exit.
+    ``failed`` says why a serial scanner stopped (the service exits so systemd reopens it).
+    """
+
+    def __init__(self, spec: ScannerConfig, on_line: Callable[[str | bytes], None]) -> None:
+        self.spec = spec
+        self._on_line = on_line
+        self._lock = threading.Lock()
+        self._closed = False
+        self._serial: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def failed(self) -> str | None:
+        error = getattr(self._serial, "error", None)
+        return None if error is None else f"{type(error).__name__}: {error}"
+
+    def start(self) -> ScannerFeed:
+        """Open the scanner (raises ``OSError``/``serial.SerialException``/``ValueError``)."""
+        from appliance.scanner import SerialScanner, StreamScanner
+
+        if self.spec.stdin:
+            stream = sys.stdin
+            if stream is None or stream.closed:
+                raise OSError("stdin is not open")
+            scanner = StreamScanner(stream, parser=_RawLines())  # type: ignore[arg-type]
+            self._thread = threading.Thread(
+                target=self._read_stream, args=(scanner,), name="stdin-scanner", daemon=True
+            )
+            self._thread.start()
+        else:
+            self._serial = SerialScanner(
+                self.spec.port,
+                baudrate=self.spec.baudrate,
+                terminator=self.spec.terminator_bytes,
+                on_scan=self._deliver,
+                parser=_RawLines(),  # type: ignore[arg-type]
+            ).start()
+        return self
+
+    def _read_stream(self, scanner: Any) -> None:
+        try:
+            for line in scanner:
+                if self._closed:
+                    return
+                self._deliver(line)
+        except (OSError, ValueError) as exc:  # stdin closed under the reader
+            if not self._closed:
+                log.warning("scanner: stdin failed: %s", exc)
+            return
+        if not self._closed:
+            log.warning("scanner: stdin ended; no more scans (boarding passes, agent badges)")
+
+    def _deliver(self, line: Any) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if not isinstance(line, str | bytes):  # e.g. a ScanError: no terminator in time
+                log.warning("scan refused: %s", getattr(line, "reason", line))
+                return
+            try:
+                self._on_line(line)
+            except Exception:  # a scan must never take the scanner thread down
+                log.exception("scanner: handling a scan failed")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        if self._serial is not None:
+            self._serial.stop()
+
+
 class _ErrorLog(logging.Handler):
     """Collects WARNING and ERROR lines for the status file's "last errors"."""
 
@@ -224,6 +347,8 @@ class _Parts:
     source: FrameSource
     link: Any = None
     client: Any = None
+    workflow: GateWorkflow | None = None
+    scanner: ScannerFeed | None = None
 
 
 class ServiceMonitor:
@@ -232,7 +357,8 @@ class ServiceMonitor:
     def __init__(self, config: GateConfig, heartbeat: PipelineHeartbeat | None = None) -> None:
         self.config = config
         self.heartbeat = heartbeat or PipelineHeartbeat()
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter(granted=0, referred=0, manual_check=0)
+        self._count_lock = threading.Lock()
         self.errors = ErrorTail()
         self.service = "starting"
         self.parts: _Parts | None = None
@@ -249,6 +375,11 @@ class ServiceMonitor:
 
     def mark_dirty(self, *_: object) -> None:
         self._dirty.set()
+
+    def count(self, outcome: str) -> None:
+        """One traveller served (the serve loop and the scanner thread both count)."""
+        with self._count_lock:
+            self.counts[outcome] += 1
 
     def dropped(self) -> int:
         return int(getattr(self.parts.source, "dropped", 0)) if self.parts else 0
@@ -334,7 +465,8 @@ def run_service(
     A signal interrupts even a traveller in progress: that capture is purged and
     recorded as "shutdown", nothing more is sent, and the gate is left shut.
     ``open_camera`` replaces :func:`open_source` (tests); ``log_fields`` is the
-    ``appliance.journal.GateFieldsFilter`` to point at the gate's state.
+    ``appliance.journal.GateFieldsFilter`` to point at the gate's state. A
+    ``[scanner] port = "stdin"`` reads ``sys.stdin`` as it is when the service starts.
     """
     harden_process()
     stop = stop or threading.Event()
@@ -346,19 +478,28 @@ def run_service(
     if log_fields is not None:
         log_fields.set_state_source(monitor.gate_state)
     feeder: WatchdogFeeder | None = None
+    wake = threading.Event()  # a scan came or the gate moved: the serve loop looks again
     try:
         monitor.write()
         try:
+            try:
+                check_service_config(config)
+            except ConfigError as exc:
+                raise StartupError(EXIT_CONFIG, f"configuration: {exc}") from exc
             parts = _build(config, closers, open_camera or open_source)
+            monitor.parts = parts
+            parts.boarding.gate.on_transition(monitor.mark_dirty)
+            parts.boarding.gate.on_transition(partial(_wake_on_change, wake))
+            assert parts.workflow is not None
+            if config.scanner is not None:
+                on_line = _scan_handler(parts.workflow, monitor, wake)
+                parts.scanner = _start_scanner(config.scanner, closers, on_line)
         except StartupError as exc:
             log.error("start-up failed: %s", exc)
             sd_notify.notify(f"STATUS=start-up failed: {exc}")
             monitor.service = "start-up failed"
             monitor.write()
             return exc.code
-        monitor.parts = parts
-        if hasattr(parts.boarding.gate, "on_transition"):
-            parts.boarding.gate.on_transition(monitor.mark_dirty)
         source = _Beating(parts.source, monitor.heartbeat)
         monitor.heartbeat.beat()  # start-up counts as progress; frames must follow
         monitor.heartbeat.frames = 0
@@ -368,11 +509,17 @@ def run_service(
             f"STATUS=serving {_flight_name(config)} as {config.device_id};"
             f" gate {monitor.gate_state()}"
         )
-        log.info("gate %s ready for %s", config.device_id, _flight_name(config))
+        log.info(
+            "gate %s ready for %s (%s, scanner %s)",
+            config.device_id,
+            _flight_name(config),
+            config.capture_mode,
+            config.scanner.port if config.scanner else "none",
+        )
         feeder = WatchdogFeeder(monitor.heartbeat, config.stall_s, on_tick=monitor.on_tick)
         feeder.start()
         try:
-            return _serve(config, parts.boarding, source, stop, result_hold_s, monitor)
+            return _serve(config, parts, source, stop, result_hold_s, monitor, wake)
         except ShutdownRequested as exc:
             log.info("stopping: %s", exc)
             return EXIT_OK
@@ -388,6 +535,13 @@ def run_service(
         restore_signals()
 
 
+def _wake_on_change(wake: threading.Event, step: Any) -> None:
+    """Gate listener: the serve loop looks again after an accepted transition (a refused
+    one changed nothing and must not make a waiting loop spin)."""
+    if step.accepted:
+        wake.set()
+
+
 def _flight_name(config: GateConfig) -> str:
     f = config.flight
     return f"{f.carrier}{f.number} {f.date} {f.airport}" + (f" gate {f.gate}" if f.gate else "")
@@ -397,12 +551,16 @@ def _build(
     config: GateConfig, closers: list, open_camera: Callable[[CameraSpec], FrameSource]
 ) -> _Parts:
     """Every part, in order of how likely it fails; ``closers`` collects what to close."""
+    import datetime as dt
+
+    from appliance.boarding_log import BoardingLog
     from appliance.detector import create_detector
     from appliance.gate import GateController
     from appliance.ledger import PurgeLedger
     from appliance.matching_client import FlightInfo, MatchingClient, MatchingUnavailable
     from appliance.model_store import ModelError
     from appliance.pki import PkiLayout
+    from appliance.scanner import DEFAULT_AGENT_PREFIX, ScanParser
     from firmware_bridge.host import CommandRejected, GateLink, LinkError
 
     try:
@@ -441,10 +599,11 @@ def _build(
         raise StartupError(EXIT_MATCHER, f"device PKI in {config.matcher.pki_dir}: {exc}") from exc
     closers.append(client)
     flight = config.flight
+    flight_info = FlightInfo(
+        flight.carrier, flight.number, flight.date, flight.airport, flight.gate
+    )
     try:
-        session = client.open_session(
-            FlightInfo(flight.carrier, flight.number, flight.date, flight.airport, flight.gate)
-        )
+        session = client.open_session(flight_info)
     except MatchingUnavailable as exc:
         raise StartupError(EXIT_MATCHER, f"matcher {config.matcher.target}: {exc}") from exc
     log.info("session %s: gallery of %d", session.session_id, session.gallery_size)
@@ -462,21 +621,117 @@ def _build(
         limits=config.quality,
         capture_window_frames=config.vision.capture_window_frames,
     )
-    return _Parts(boarding, source, link, client)
+    try:
+        boarding_log = BoardingLog(config.boarding_log_path)
+    except OSError as exc:
+        raise StartupError(EXIT_STARTUP, f"boarding log {config.boarding_log_path}: {exc}") from exc
+    prefix = config.scanner.agent_prefix if config.scanner else DEFAULT_AGENT_PREFIX
+    workflow = GateWorkflow(
+        boarding,
+        flight_info,
+        mode=Mode(config.capture_mode),
+        boarding_log=boarding_log,
+        scanner=ScanParser(agent_prefix=prefix, reference_date=dt.date.fromisoformat(flight.date)),
+    )
+    return _Parts(boarding, source, link, client, workflow)
+
+
+def _start_scanner(
+    spec: ScannerConfig, closers: list, on_line: Callable[[str | bytes], None]
+) -> ScannerFeed:
+    """Open the configured scanner; it is closed first on the way out (before the gate)."""
+    import serial
+
+    feed = ScannerFeed(spec, on_line)
+    try:
+        feed.start()
+    except (OSError, ValueError, serial.SerialException) as exc:
+        raise StartupError(EXIT_SCANNER, f"scanner on {spec.port}: {exc}") from exc
+    closers.insert(0, feed)  # no scan may reach the gate once shutdown has begun
+    return feed
+
+
+def _scan_handler(
+    workflow: GateWorkflow, monitor: ServiceMonitor, wake: threading.Event
+) -> Callable[[str | bytes], None]:
+    """The scanner's callback: hand the line to the workflow, wake the serve loop.
+
+    Nothing of a boarding pass is logged here but the outcome of its check (the workflow
+    logs the gate's transitions); a pass refused at a ready gate is a traveller referred.
+    """
+    from appliance.boarding_pass import PassCheck
+    from appliance.scanner import AgentAction
+
+    def on_line(line: str | bytes) -> None:
+        before = workflow.gate.phase
+        try:
+            result = workflow.scan(line)
+        finally:
+            wake.set()
+        if isinstance(result, PassCheck):
+            if result.ok:
+                log.info("boarding pass scanned: checks out against the flight")
+            else:
+                log.info("boarding pass scanned: %s", result.outcome.value)
+                if before is State.READY:
+                    monitor.count("referred")
+                    log.info("traveller: referred (pass %s)", result.outcome.value)
+                    sd_notify.notify(f"STATUS={monitor.status_line()}")
+        elif isinstance(result, AgentAction):
+            command = result.command.value if result.command else "present"
+            log.info("agent %s scanned: %s", result.agent_id, command)
+        monitor.mark_dirty()
+
+    return on_line
 
 
 def _serve(
     config: GateConfig,
-    boarding: BoardingGate,
-    source: FrameSource,
+    parts: _Parts,
+    source: _Beating,
     stop: threading.Event,
     result_hold_s: float,
     monitor: ServiceMonitor,
+    wake: threading.Event,
 ) -> int:
-    counts = monitor.counts
+    workflow = parts.workflow
+    assert workflow is not None
+    gate = workflow.gate
+    scanner = parts.scanner
+    attended = scanner is not None  # an agent can release or cancel with a badge
     camera_failures = 0
+    out_of_service = False
+
+    def scanner_failed() -> bool:
+        return scanner is not None and scanner.failed is not None
+
     while not stop.is_set():
-        result = boarding.process(source)
+        if scanner is not None and scanner.failed:
+            log.error("scanner on %s failed (%s); exiting", scanner.spec.port, scanner.failed)
+            return EXIT_SCANNER
+        wake.clear()  # before reading the phase: a change from here on wakes the wait
+        phase = gate.phase
+        if phase is State.OUT_OF_SERVICE:
+            if not out_of_service:
+                log.error(
+                    "gate out of service; waiting for the MCU link (no watchdog pings"
+                    " meanwhile: systemd restarts the service after %.0f s)",
+                    config.stall_s,
+                )
+            out_of_service = True
+            _wait(wake, stop, source, monitor.heartbeat, alive=False, interrupt=scanner_failed)
+            continue
+        out_of_service = False
+        if not _capture_now(workflow, phase):
+            if not attended and phase in (State.REFER_TO_AGENT, State.MANUAL_CHECK):
+                with contextlib.suppress(Exception):  # unattended: nobody to resolve it
+                    gate.ready()
+                if gate.phase is phase:  # refused: wait for a change rather than spin
+                    _wait(wake, stop, source, monitor.heartbeat, alive=True)
+                continue
+            _wait(wake, stop, source, monitor.heartbeat, alive=True, interrupt=scanner_failed)
+            continue
+        result = workflow.board(source)
         if result.outcome == "referred" and result.reason == SOURCE_ENDED:
             if config.camera.kind == "replay":
                 log.info("replay source ended")
@@ -486,11 +741,15 @@ def _serve(
                 log.error("camera gave no frame %d times in a row; exiting", camera_failures)
                 return EXIT_CAMERA
             stop.wait(0.5)
+            if workflow.mode is Mode.BIOMETRIC_FIRST and not stop.is_set():
+                # Nobody scanned anything: the camera was polled, not a traveller served.
+                with contextlib.suppress(Exception):
+                    gate.ready("camera glitch")
             continue
         camera_failures = 0
         if result.outcome == "no_face":
             continue
-        counts[result.outcome] += 1
+        monitor.count(result.outcome)
         log.info(
             "traveller: %s (%s)",
             result.outcome,
@@ -499,15 +758,68 @@ def _serve(
         )
         sd_notify.notify(f"STATUS={monitor.status_line()}")
         monitor.mark_dirty()
-        stop.wait(result_hold_s)  # the traveller sees the outcome
-        if not stop.is_set():
-            with contextlib.suppress(Exception):
-                boarding.gate.ready()
+        if not attended:
+            stop.wait(result_hold_s)  # the traveller sees the outcome, then the next one
     return EXIT_OK
 
 
+def _capture_now(workflow: GateWorkflow, phase: State) -> bool:
+    """Has the workflow a traveller for the camera now? (otherwise the loop waits)
+
+    ``capturing``: a pass checked out (pass-then-face, or a pass at a ready gate in
+    biometric-first). ``ready``: biometric-first captures whoever steps up;
+    pass-then-face waits for the pass. ``manual_check`` with the opt-out not yet taken:
+    ``board`` records it (no capture). Anything else waits: for the agent
+    (``refer_to_agent``, ``manual_check``), or for the passage after a grant or release;
+    so does a traveller already decided (e.g. a refused pass, then the opt-out button):
+    ``board`` would only repeat the decision.
+    """
+    current = workflow.current
+    if current is not None and current.decided is not None:
+        return False
+    if phase is State.CAPTURING:
+        return True
+    if phase is State.READY:
+        return workflow.mode is Mode.BIOMETRIC_FIRST
+    if phase is State.MANUAL_CHECK:
+        return workflow.gate.opt_out_pending()
+    return False
+
+
+def _wait(
+    wake: threading.Event,
+    stop: threading.Event,
+    source: _Beating,
+    heartbeat: PipelineHeartbeat,
+    *,
+    alive: bool,
+    interrupt: Callable[[], bool] = lambda: False,
+) -> None:
+    """Wait for ``wake`` (a scan, a gate transition), ``stop`` or ``interrupt()``.
+
+    With ``alive`` the pipeline still shows it works: a live camera is read on (each frame
+    beats the heartbeat and is zeroized at once, never looked at), a replay is left
+    alone (its frames are the next travellers') and the wait itself counts as progress.
+    """
+    while not stop.is_set() and not wake.is_set() and not interrupt():
+        if alive and source.live:
+            frame = None
+            try:
+                frame = source.read()
+                if frame is None:
+                    wake.wait(IDLE_POLL_S)
+            finally:
+                if frame is not None:
+                    frame.fill(0)
+            continue
+        if alive:
+            heartbeat.alive()
+        wake.wait(IDLE_POLL_S)
+
+
 def _shutdown(closers: list) -> None:
-    """Gate first (refer: relay closed, "see agent"), then link, client, camera."""
+    """Scanner first (no agent action after this), then the gate (refer: relay closed,
+    "see agent"), then link, client, camera."""
     from appliance.gate import GateController
 
     for part in closers:
@@ -526,6 +838,7 @@ def main(config_path: Path) -> int:
 
     try:
         config = load_config(config_path)
+        check_service_config(config)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return EXIT_CONFIG
