@@ -7,10 +7,12 @@ match rate (FMR) over all impostor pairs (1:1), with the genuine-pair FNMR there
 enrolled identity as the document photo), the other photos as live captures, and a
 share of identities left out of the gallery as impostors. ``gates`` threads, each its
 own device with its own certificate and mTLS channel, seal every capture and stream it
-to the service over gRPC; the service decrypts, encodes, matches and signs, and the
-client checks each verdict. Accuracy comes from the verdicts (a genuine capture counts
-as matched only when the verdict names that traveller's token) and rank-1 from the
-service's verify log (nearest gallery entry, whatever the threshold).
+to the service over gRPC; the service decrypts, encodes (in an ``EncoderPool`` of
+``workers`` processes, as ``gate-matcher serve`` does; ``workers=0`` encodes in the
+service's own process), matches and signs, and the client checks each verdict.
+Accuracy comes from the verdicts (a genuine capture counts as matched only when the
+verdict names that traveller's token) and rank-1 from the service's verify log
+(nearest gallery entry, whatever the threshold).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from appliance.pki import create_dev_pki, issue_device
 from appliance.sealing import seal_into, sealed_size
 from appliance.transaction import now_ms
 from matching_service.audit import AuditLog
+from matching_service.encoder_pool import EncoderPool
 from matching_service.gallery import Gallery, ManifestEntry, flight_key
 from matching_service.recognizer import FaceEncoder, NoFaceFound
 
@@ -114,11 +117,19 @@ def bench_matcher(
     *,
     impostor_share: float = 0.2,
     threshold: float | None = None,
+    workers: int | None = None,
     emit: Callable[[str], None] = print,
 ) -> dict:
-    """Run the benchmark; returns the summary (``gate-matcher bench --json`` prints it)."""
+    """Run the benchmark; returns the summary (``gate-matcher bench --json`` prints it).
+
+    ``workers`` encoder processes serve the gates (default: one per CPU; 0: none, the
+    service encodes in its own process).
+    """
     if gates < 1:
         raise BenchError("gates must be at least 1")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 0:
+        raise BenchError("workers must be 0 (in-process) or more")
     identities = load_dataset(dataset)
     names = list(identities)
     every = max(2, round(1 / impostor_share)) if impostor_share > 0 else 0
@@ -149,19 +160,21 @@ def bench_matcher(
         probes += [(None, photo) for name in impostors for photo in identities[name]]
         emit(
             f"gallery {len(tokens)} of {len(names)} identities, {len(impostors)} impostors, "
-            f"{len(probes)} probes, {gates} gates"
+            f"{len(probes)} probes, {gates} gates, {workers or 'no'} encoder processes"
         )
 
         pki = create_dev_pki(work / "pki")
         audit = AuditLog(work / "audit.sqlite")
         from matching_service.server import service_from_pki, start_server
 
-        service = service_from_pki(pki, gallery, encoder, audit=audit)
-        server, port = start_server(service, pki)
+        pool = EncoderPool(workers) if workers else None
         results: list[tuple[str | None, str, int, str, float]] = []
         errors: list[str] = []
         lock = threading.Lock()
+        server = None
         try:
+            service = service_from_pki(pki, gallery, encoder, pool, audit=audit)
+            server, port = start_server(service, pki)
             clients = []
             for g in range(gates):
                 device = f"gate-bench-{g:04d}"
@@ -206,7 +219,10 @@ def bench_matcher(
             for client in clients:
                 client.close()
         finally:
-            server.stop(grace=None)
+            if server is not None:
+                server.stop(grace=None)
+            if pool is not None:
+                pool.close()
         nearest = {r.capture_id: r.nearest_token for r in audit.verify_log()}
 
     from gate.v1 import matching_pb2 as pb
@@ -239,6 +255,7 @@ def bench_matcher(
         "verify_ms_p99": round(_percentile(latencies, 99), 1) if latencies else None,
         "verifies_per_s": round(len(results) / wall, 1) if wall > 0 else None,
         "gates": gates,
+        "encoder_workers": workers,
         "errors": len(errors),
         "cpus": os.cpu_count(),
     }

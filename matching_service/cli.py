@@ -38,14 +38,8 @@ def _enroll(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from matching_service.audit import AuditLog
-    from matching_service.enrollment import (
-        EnrollmentService,
-        EnrollmentTokens,
-        start_enrollment_server,
-    )
-    from matching_service.retention import RetentionScheduler
+    from matching_service.encoder_pool import EncoderPool
     from matching_service.revocation import RevocationError, RevocationList
-    from matching_service.server import service_from_pki, start_server
 
     pki = create_dev_pki(args.pki) if args.dev_pki else PkiLayout(args.pki)
     try:
@@ -55,9 +49,34 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     audit = AuditLog(args.db)
     gallery = Gallery(args.db)
-    service = service_from_pki(pki, gallery, FaceEncoder(), audit=audit, revocations=revocations)
+    pool = EncoderPool(args.workers)
+    try:
+        return _run_servers(args, pki, gallery, audit, revocations, pool)
+    finally:
+        pool.close()
+
+
+def _run_servers(args, pki, gallery, audit, revocations, pool) -> int:
+    """Serve until SIGTERM/SIGINT; live captures are encoded by ``pool``."""
+    from matching_service.enrollment import (
+        EnrollmentService,
+        EnrollmentTokens,
+        start_enrollment_server,
+    )
+    from matching_service.retention import RetentionScheduler
+    from matching_service.server import service_from_pki, start_server
+
+    stop = threading.Event()  # handlers first: a SIGTERM right after start-up still counts
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    service = service_from_pki(
+        pki, gallery, FaceEncoder(), pool, audit=audit, revocations=revocations
+    )
     server, port = start_server(service, pki, args.address)
-    print(f"matching service listening on port {port} (mutual TLS)", flush=True)
+    print(
+        f"matching service listening on port {port} (mutual TLS, {pool.workers} encoder processes)",
+        flush=True,
+    )
     enrollment_server = None
     if args.enroll_address:
         tokens = EnrollmentTokens(args.db)
@@ -67,9 +86,6 @@ def _serve(args: argparse.Namespace) -> int:
         )
         print(f"enrollment listening on port {enroll_port} (server TLS)", flush=True)
     retention = RetentionScheduler(gallery, interval_s=args.retention_interval).start()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     service.health.enter_graceful_shutdown()
     retention.stop()
@@ -115,6 +131,7 @@ def _bench(args: argparse.Namespace) -> int:
             args.dataset,
             gates=args.gates,
             impostor_share=args.impostor_share,
+            workers=args.workers,
             emit=(lambda _: None) if args.json else print,
         )
     except BenchError as exc:
@@ -122,6 +139,13 @@ def _bench(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--revocations", type=Path, help="JSON revocation list (reloaded)")
     serve.add_argument("--retention-interval", type=float, default=300.0, metavar="SECONDS")
     serve.add_argument("--dev-pki", action="store_true", help="create a development PKI if absent")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="encoder processes (default: CPUs)",
+    )
     serve.set_defaults(handler=_serve)
     token = commands.add_parser("issue-token", help="one-time enrollment token for a device")
     token.add_argument("--device-id", required=True)
@@ -164,6 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--dataset", type=Path, required=True)
     bench.add_argument("--gates", type=int, default=4)
     bench.add_argument("--impostor-share", type=float, default=0.2)
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="encoder processes (default: CPUs; 0: encode in the service process)",
+    )
     bench.add_argument("--json", action="store_true", help="last line is one JSON object")
     bench.set_defaults(handler=_bench)
     args = parser.parse_args(argv)

@@ -61,6 +61,7 @@ from appliance.contract import signing_key_id, verdict_message
 from appliance.pki import PkiLayout, load_private
 from appliance.sealing import SealError, key_id, open_sealed
 from matching_service.audit import AuditLog, VerifyRecord
+from matching_service.encoder_pool import EncoderPool, UndecodableImage
 from matching_service.gallery import Gallery, flight_key
 from matching_service.passes import BoardingPassError, passenger_from_bcbp
 from matching_service.recognizer import FaceEncoder, NoFaceFound
@@ -85,6 +86,13 @@ def _now_ms() -> int:
 def default_workers() -> int:
     """Worker threads for the gRPC pool: enough for many gates on this machine."""
     return max(4, 4 * (os.cpu_count() or 1))
+
+
+def server_threads(service: MatchingService, workers: int | None = None) -> int:
+    """gRPC threads for ``service``: never fewer than its encoder processes."""
+    threads = workers or default_workers()
+    pool = service.encoder_pool
+    return max(threads, pool.workers) if pool is not None else threads
 
 
 class Rejected(Exception):
@@ -148,19 +156,29 @@ def _handler(method: str):
 
 
 class MatchingService(pb_grpc.MatchingServicer):
+    """The ``gate.v1.Matching`` servicer.
+
+    Live captures are encoded by ``pool`` (an ``EncoderPool`` of worker processes, so
+    concurrent gates encode in parallel) when one is given, else in this process by
+    ``encoder`` (one capture at a time: dlib holds the GIL). The pool is the caller's to
+    close.
+    """
+
     def __init__(
         self,
         gallery: Gallery,
-        encoder: FaceEncoder,
+        encoder: FaceEncoder | None,
         sealing_key: X25519PrivateKey,
         signing_key: Ed25519PrivateKey,
         *,
         audit: AuditLog | None = None,
         revocations: RevocationList | None = None,
         clock_ms: Callable[[], int] = _now_ms,
+        pool: EncoderPool | None = None,
     ) -> None:
         self._gallery = gallery
         self._encoder = encoder
+        self.encoder_pool = pool
         self._sealing_key = sealing_key
         self._sealing_kid = key_id(sealing_key.public_key())
         self._signing_key = signing_key
@@ -508,15 +526,10 @@ class MatchingService(pb_grpc.MatchingServicer):
         flight = session.flight
         if self._gallery.size(flight) == 0:
             return pb.GALLERY_NOT_READY, "", None
-        image = cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            return pb.IMAGE_UNUSABLE, "", None
         try:
-            template = self._encoder.encode(image)
-        except NoFaceFound:
+            template = self._encode(plain)
+        except (NoFaceFound, UndecodableImage):
             return pb.IMAGE_UNUSABLE, "", None
-        finally:
-            image.fill(0)
         try:
             nearest = self._gallery.nearest(flight, template)
             holder = None
@@ -539,6 +552,19 @@ class MatchingService(pb_grpc.MatchingServicer):
             return pb.NOT_ON_FLIGHT, "", nearest
         self._gallery.record_verification(flight, nearest.traveller_id, self._clock())
         return pb.MATCH, nearest.token, nearest
+
+    def _encode(self, plain: bytearray) -> np.ndarray:
+        """The live capture's template; no decoded pixels outlive this call."""
+        if self.encoder_pool is not None:
+            # Decoded and zeroized in a worker; ``plain`` stays ours to zeroize.
+            return self.encoder_pool.encode_jpeg(plain)
+        image = cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UndecodableImage("capture is not a decodable image")
+        try:
+            return self._encoder.encode(image)
+        finally:
+            image.fill(0)
 
     # --- ReportPurge ----------------------------------------------------------------
 
@@ -577,7 +603,9 @@ def start_server(
 ) -> tuple[grpc.Server, int]:
     """Start a mutual-TLS gRPC server; returns it and the port it bound.
 
-    The server also answers ``grpc.health.v1`` (kept at ``service.health``).
+    The server also answers ``grpc.health.v1`` (kept at ``service.health``). Its thread
+    pool has ``workers`` threads (default: ``default_workers()``), and never fewer than
+    the service's encoder processes, so every worker can be busy at once.
     """
     credentials = grpc.ssl_server_credentials(
         [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())],
@@ -585,7 +613,7 @@ def start_server(
         require_client_auth=True,
     )
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers or default_workers()),
+        futures.ThreadPoolExecutor(max_workers=server_threads(service, workers)),
         options=[
             ("grpc.max_receive_message_length", CHUNK_LIMIT),
             ("grpc.so_reuseport", 0),
@@ -601,9 +629,22 @@ def start_server(
 
 
 def service_from_pki(
-    pki: PkiLayout, gallery: Gallery, encoder: FaceEncoder, **options
+    pki: PkiLayout,
+    gallery: Gallery,
+    encoder: FaceEncoder | None,
+    pool: EncoderPool | None = None,
+    **options,
 ) -> MatchingService:
-    """A service with ``pki``'s payload and signing keys; ``options`` go to the service."""
+    """A service with ``pki``'s payload and signing keys; ``options`` go to the service.
+
+    With ``pool``, live captures are encoded in its worker processes (the caller closes
+    it); without, in this process by ``encoder``.
+    """
     return MatchingService(
-        gallery, encoder, load_private(pki.sealing_key), load_private(pki.signing_key), **options
+        gallery,
+        encoder,
+        load_private(pki.sealing_key),
+        load_private(pki.signing_key),
+        pool=pool,
+        **options,
     )
