@@ -111,6 +111,8 @@ class ScannerConfig:
     baudrate: int = 9600
     terminator: str = "CR"
     agent_prefix: str = DEFAULT_AGENT_PREFIX
+    # Badges can release the gate: only these agents may act (None: any badge).
+    agent_ids: frozenset[str] | None = None
 
     @property
     def stdin(self) -> bool:
@@ -184,6 +186,15 @@ class _Section:
             raise ConfigError(f"{self.key(key)} must be a string, not {_type(value)}")
         if default is None and not value.strip():
             raise ConfigError(f"{self.key(key)} must not be empty")
+        return value
+
+    def strings(self, key: str) -> list[str] | None:
+        """An optional list of non-empty strings (None when absent)."""
+        value = self._get(key, False)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{self.key(key)} must be a list of non-empty strings")
         return value
 
     def integer(self, key: str, default: int, bounds: tuple[int, int]) -> int:
@@ -353,8 +364,13 @@ def _scanner(document: dict[str, Any], serial_port: str) -> ScannerConfig | None
             " ASCII characters without spaces, not starting with 'M' (boarding passes)"
             " or ']'"
         )
+    agents = scanner.strings("agent_ids")
+    if agents is not None and not agents:
+        raise ConfigError("scanner.agent_ids must list at least one agent (or be left out)")
     scanner.finish()
-    return ScannerConfig(port, baudrate, terminator.upper(), prefix)
+    return ScannerConfig(
+        port, baudrate, terminator.upper(), prefix, frozenset(agents) if agents else None
+    )
 
 
 def check_service_config(config: GateConfig) -> None:

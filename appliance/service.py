@@ -626,12 +626,17 @@ def _build(
     except OSError as exc:
         raise StartupError(EXIT_STARTUP, f"boarding log {config.boarding_log_path}: {exc}") from exc
     prefix = config.scanner.agent_prefix if config.scanner else DEFAULT_AGENT_PREFIX
+    agents = config.scanner.agent_ids if config.scanner else None
     workflow = GateWorkflow(
         boarding,
         flight_info,
         mode=Mode(config.capture_mode),
         boarding_log=boarding_log,
-        scanner=ScanParser(agent_prefix=prefix, reference_date=dt.date.fromisoformat(flight.date)),
+        scanner=ScanParser(
+            agent_prefix=prefix,
+            reference_date=dt.date.fromisoformat(flight.date),
+            agent_ids=agents,
+        ),
     )
     return _Parts(boarding, source, link, client, workflow)
 

@@ -564,6 +564,7 @@ def test_scanner_and_boarding_log_defaults(base_config: Path, tmp_path: Path) ->
     assert config.scanner.port == "/dev/ttyACM1" and not config.scanner.stdin
     assert (config.scanner.baudrate, config.scanner.terminator) == (9600, "CR")
     assert config.scanner.terminator_bytes == b"\r" and config.scanner.agent_prefix == "AGT:"
+    assert config.scanner.agent_ids is None  # any badge, unless a list is configured
     assert config.boarding_log_path == tmp_path / "state" / "boarding-log.jsonl"
     assert config.capture_mode == "biometric_first"
 
@@ -581,6 +582,12 @@ def test_scanner_and_boarding_log_values(base_config: Path, tmp_path: Path) -> N
     assert config.scanner.terminator_bytes == b"\r\n"
     assert config.scanner.agent_prefix == "#BADGE#"
     assert config.boarding_log_path == tmp_path / "logs" / "boarding.jsonl"
+
+
+def test_agent_list(base_config: Path) -> None:
+    listed = '[scanner]\nport = "/dev/ttyACM1"\nagent_ids = ["A7", "B9"]'
+    config = load_config(_with(base_config, listed))
+    assert config.scanner is not None and config.scanner.agent_ids == {"A7", "B9"}
 
 
 def test_stdin_scanner(base_config: Path) -> None:
@@ -612,6 +619,9 @@ def test_stdin_scanner(base_config: Path) -> None:
         ('[scanner]\nport = "/dev/ttyACM1"\nagent_prefix = "]Q3"', "scanner.agent_prefix"),
         ('[scanner]\nport = "/dev/ttyACM1"\nagent_prefix = 1', "scanner.agent_prefix"),
         ('[scanner]\nport = "/dev/ttyACM1"\nparity = "N"', "scanner.parity"),
+        ('[scanner]\nport = "/dev/ttyACM1"\nagent_ids = "A1"', "scanner.agent_ids"),
+        ('[scanner]\nport = "/dev/ttyACM1"\nagent_ids = []', "scanner.agent_ids"),
+        ('[scanner]\nport = "/dev/ttyACM1"\nagent_ids = ["A1", ""]', "scanner.agent_ids"),
         ("[boarding_log]\npath = 1", "boarding_log.path"),
         ('[boarding_log]\npath = "state/purge-ledger.jsonl"', "boarding_log.path"),
         ('[boarding_log]\nfile = "x.jsonl"', "boarding_log.file"),
