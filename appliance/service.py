@@ -13,8 +13,10 @@ for a scan or a gate transition (an :class:`threading.Event` both set): for the 
 pass-then-face, for the agent while the gate refers (``refer_to_agent``,
 ``manual_check``), for the door sensor or the passage window after a grant (MCU door
 events reach the state machine through the link, see ``GateController``). Without a
-scanner nobody can resolve a referral, so biometric-first then runs unattended as
-before: the outcome is shown for ``result_hold_s``, then the gate is reset to ready.
+scanner nobody can resolve a referral, so biometric-first then runs unattended: the
+outcome is shown for ``result_hold_s``, and after a referral or an opt-out the gate
+resets itself only once the lane is clear (no face for half a second), so that
+traveller is not captured again.
 Scans arrive on the scanner's thread (``[scanner] port``: a serial device, or ``stdin``
 for a keyboard wedge) and go to ``GateWorkflow.scan`` as text; each traveller gets one
 line in the boarding log (``[boarding_log] path``; never images).
@@ -729,8 +731,13 @@ def _serve(
         out_of_service = False
         if not _capture_now(workflow, phase):
             if not attended and phase in (State.REFER_TO_AGENT, State.MANUAL_CHECK):
-                with contextlib.suppress(Exception):  # unattended: nobody to resolve it
-                    gate.ready()
+                # Unattended: nobody can resolve it, so the gate resets itself, but only
+                # once the traveller has left the lane: an opted-out (or referred) face
+                # is never captured again on the way out.
+                if not _lane_clears(source, parts.boarding.detector, stop):
+                    continue
+                with contextlib.suppress(Exception):
+                    gate.ready("lane clear")
                 if gate.phase is phase:  # refused: wait for a change rather than spin
                     _wait(wake, stop, source, monitor.heartbeat, alive=True)
                 continue
@@ -766,6 +773,27 @@ def _serve(
         if not attended:
             stop.wait(result_hold_s)  # the traveller sees the outcome, then the next one
     return EXIT_OK
+
+
+CLEAR_LANE_FRAMES = 15  # half a second of a 30 fps camera with nobody in view
+
+
+def _lane_clears(source: _Beating, detector, stop: threading.Event) -> bool:
+    """Read frames until ``CLEAR_LANE_FRAMES`` in a row show no face (True), or the source
+    ends or ``stop`` is set (False only on stop). Each frame is zeroized once looked at;
+    nothing is captured or sent."""
+    clear = 0
+    while clear < CLEAR_LANE_FRAMES:
+        if stop.is_set():
+            return False
+        frame = source.read()
+        if frame is None:
+            return not source.live  # a replay that ended: nobody left to see
+        try:
+            clear = 0 if detector.detect(frame) else clear + 1
+        finally:
+            frame.fill(0)
+    return True
 
 
 def _capture_now(workflow: GateWorkflow, phase: State) -> bool:

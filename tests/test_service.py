@@ -400,3 +400,46 @@ def test_live_opencv_camera_runs_behind_the_frame_pump(
         assert status and "frames dropped" in status[0]
     finally:
         simulator.stop()
+
+
+def test_unattended_reset_waits_until_the_lane_is_clear() -> None:
+    """Without an agent the gate resets itself after an opt-out or referral, but only once
+    no face has been in view for a while: that traveller is never captured on the way out.
+    Every frame looked at meanwhile is zeroized."""
+    import numpy as np
+
+    from appliance.service import CLEAR_LANE_FRAMES, _lane_clears
+
+    face, empty = np.full((4, 4, 3), 200, np.uint8), np.full((4, 4, 3), 118, np.uint8)
+    script = [face] * 5 + [empty] * 3 + [face] + [empty] * CLEAR_LANE_FRAMES + [face]
+    frames = [f.copy() for f in script]
+
+    class Source:
+        live = True
+        reads = 0
+
+        def read(self):
+            self.reads += 1
+            return frames[self.reads - 1] if self.reads <= len(frames) else None
+
+    class Detector:
+        def detect(self, frame):
+            return ["face"] if frame.max() == 200 else []
+
+    source = Source()
+    assert _lane_clears(source, Detector(), threading.Event()) is True
+    assert source.reads == 5 + 3 + 1 + CLEAR_LANE_FRAMES  # the face reset the count once
+    assert all(not f.any() for f in frames[: source.reads])
+    assert frames[-1].any()  # the next traveller's frame was not read
+
+    stopped = threading.Event()
+    stopped.set()
+    assert _lane_clears(Source(), Detector(), stopped) is False
+
+    class EndedReplay(Source):
+        live = False
+
+        def read(self):
+            return None
+
+    assert _lane_clears(EndedReplay(), Detector(), threading.Event()) is True
