@@ -4,6 +4,8 @@ Every section and key is known; a typo, a wrong type or an out-of-range value ra
 :class:`ConfigError` naming the key, so a misconfigured gate refuses to start instead of
 running with a silently ignored setting. Relative paths are taken from the folder of the
 configuration file; optional paths default to folders under ``appliance.paths.data_dir()``.
+For development, ``GATE_CFG__<SECTION>__<KEY>`` environment variables replace single
+keys before the checks (see :func:`apply_env_overrides`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -530,5 +534,31 @@ def load_config(path: Path | str) -> GateConfig:
         raise ConfigError(f"{path} is not UTF-8 text: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    apply_env_overrides(document, os.environ)
     config = parse_config(document, path.resolve().parent)
     return dataclasses.replace(config, source_path=path)
+
+
+ENV_PREFIX = "GATE_CFG__"
+
+
+def apply_env_overrides(document: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Development overrides: ``GATE_CFG__<SECTION>__<KEY>=<value>`` replaces one key.
+
+    The value is read as a TOML value (``42``, ``true``, ``"text"``, ``["a", "b"]``) and,
+    failing that, taken as a plain string; it is then checked like the file's own values.
+    """
+    for name, text in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if not sep or not section or not key:
+            raise ConfigError(f"{name}: expected {ENV_PREFIX}<SECTION>__<KEY>")
+        try:
+            value = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        table = document.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: [{section}] is not a table in the file")
+        table[key] = value

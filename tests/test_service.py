@@ -443,3 +443,27 @@ def test_unattended_reset_waits_until_the_lane_is_clear() -> None:
             return None
 
     assert _lane_clears(EndedReplay(), Detector(), threading.Event()) is True
+
+
+def test_environment_overrides_replace_single_keys_and_are_checked(
+    example: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GATE_CFG__CAMERA__SOURCE", f"replay:{tmp_path}")
+    monkeypatch.setenv("GATE_CFG__SERIAL__PULSE_MS", "1500")
+    monkeypatch.setenv("GATE_CFG__VISION__RUNTIME", '"mediapipe"')
+    config = load_config(example)
+    assert config.camera.kind == "replay"
+    assert config.serial.pulse_ms == 1500
+    assert config.vision.runtime == "mediapipe"
+
+    monkeypatch.setenv("GATE_CFG__SERIAL__PULSE_MS", "99999")
+    with pytest.raises(ConfigError, match=r"serial\.pulse_ms"):
+        load_config(example)
+    monkeypatch.setenv("GATE_CFG__SERIAL__PULSE_MS", "1500")
+    monkeypatch.setenv("GATE_CFG__SERIAL__PULSEMS", "1500")  # a typo is not ignored
+    with pytest.raises(ConfigError, match=r"pulsems"):
+        load_config(example)
+    monkeypatch.delenv("GATE_CFG__SERIAL__PULSEMS")
+    monkeypatch.setenv("GATE_CFG__SERIAL", "x")
+    with pytest.raises(ConfigError, match="GATE_CFG__SERIAL"):
+        load_config(example)
