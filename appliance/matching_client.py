@@ -330,8 +330,12 @@ class MatchingClient:
         boarding_pass: str = "",
         *,
         cancelled: Callable[[], bool] | None = None,
+        clock_window: bool = True,
     ) -> pb.Verdict:
         """Send one sealed capture; return its verdict only if it checks out.
+
+        ``clock_window=False`` skips only the freshness check (signature and ids are still
+        verified): the self-test uses it to measure the clock skew itself.
 
         With ``cancelled``, the call runs as a future polled every ``CANCEL_POLL_S``:
         once ``cancelled()`` is true the RPC is cancelled (nothing more is sent) and
@@ -381,7 +385,7 @@ class MatchingClient:
             self._signing_key,
             capture_id=capture_id,
             device_id=self.device_id,
-            now_ms=now_ms(),
+            now_ms=now_ms() if clock_window else verdict.issued_at_ms,
         )
         return verdict
 

@@ -27,7 +27,6 @@ import datetime as dt
 import json
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -300,74 +299,33 @@ def measure_clock_skew(config: GateConfig) -> tuple[int, int]:
     the service refuses as outside its capture window (OUT_OF_RANGE) means the clocks are
     more than a minute apart. A purge receipt (reason ``selftest``) closes the probe.
     """
-    import grpc
-    from cryptography.exceptions import InvalidSignature
-    from gate.v1 import matching_pb2 as pb
-    from gate.v1 import matching_pb2_grpc as pb_grpc
+    from appliance.matching_client import FlightInfo, MatchingClient
+    from appliance.pki import PkiLayout
+    from appliance.sealing import seal_into, sealed_size
+    from appliance.transaction import CaptureTransaction, now_ms
 
-    from appliance.contract import signing_key_id, verdict_message
-    from appliance.pki import PkiLayout, load_sealing_public, load_signing_public
-    from appliance.sealing import key_id, seal_into, sealed_size
-
-    pki = PkiLayout(config.matcher.pki_dir)
-    sealing = load_sealing_public(pki.sealing_public)
-    signing = load_signing_public(pki.signing_public)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=pki.ca_cert.read_bytes(),
-        private_key=pki.device_key.read_bytes(),
-        certificate_chain=pki.device_cert.read_bytes(),
-    )
     f = config.flight
-    deadline = config.matcher.deadline_s
-    with grpc.secure_channel(config.matcher.target, credentials) as channel:
-        stub = pb_grpc.MatchingStub(channel)
-        session = stub.OpenSession(
-            pb.OpenSessionRequest(
-                device_id=config.device_id,
-                flight=pb.Flight(
-                    carrier=f.carrier,
-                    flight_number=f.number,
-                    date=f.date,
-                    departure_airport=f.airport,
-                    gate=f.gate,
-                ),
-            ),
-            timeout=deadline,
-        )
-        capture_id = f"selftest-{uuid.uuid4().hex}"
+    client = MatchingClient(
+        config.matcher.target,
+        PkiLayout(config.matcher.pki_dir),
+        config.device_id,
+        deadline_s=config.matcher.deadline_s,
+        retries=0,
+    )
+    try:
+        client.open_session(FlightInfo(f.carrier, f.number, f.date, f.airport, f.gate))
+        probe = CaptureTransaction(config.device_id)
         plain = b"gate selftest clock probe (not an image)"
-        sealed = bytearray(sealed_size(len(plain)))
-        seal_into(sealed, plain, sealing, capture_id, config.device_id)
-        sent_ms = time.time_ns() // 1_000_000
-        header = pb.CaptureHeader(
-            session_id=session.session_id,
-            capture_id=capture_id,
-            device_id=config.device_id,
-            captured_at_ms=sent_ms,
-            sealed_size=len(sealed),
-            sealing_key_id=key_id(sealing),
-        )
-        chunks = iter([pb.VerifyChunk(header=header), pb.VerifyChunk(sealed_data=bytes(sealed))])
+        sealed = probe.track(bytearray(sealed_size(len(plain))))
+        seal_into(sealed, plain, client.sealing_key, probe.capture_id, config.device_id)
+        probe.captured_at_ms = now_ms()
         t0 = time.time_ns()
-        verdict = stub.Verify(chunks, timeout=deadline)
+        verdict = client.verify(probe.capture_id, probe.captured_at_ms, sealed, clock_window=False)
         t1 = time.time_ns()
-        if verdict.signing_key_id != signing_key_id(signing):
-            raise ValueError("probe verdict signed with an unknown key")
-        try:
-            signing.verify(verdict.signature, verdict_message(verdict))
-        except InvalidSignature as exc:
-            raise ValueError("probe verdict signature does not verify") from exc
-        if verdict.capture_id != capture_id or verdict.device_id != config.device_id:
-            raise ValueError("probe verdict answers another capture")
-        stub.ReportPurge(
-            pb.PurgeReceipt(
-                device_id=config.device_id,
-                capture_id=capture_id,
-                purged_at_ms=time.time_ns() // 1_000_000,
-                reason="selftest",
-            ),
-            timeout=deadline,
-        )
+        probe.sent_at_ms = probe.captured_at_ms
+        client.report_purge(probe.purge("selftest", "selftest"))
+    finally:
+        client.close()
     midpoint_ms = (t0 + t1) // 2 // 1_000_000
     return verdict.issued_at_ms - midpoint_ms, max(1, (t1 - t0) // 2 // 1_000_000)
 
@@ -375,18 +333,20 @@ def measure_clock_skew(config: GateConfig) -> tuple[int, int]:
 def check_clock(report: Report, config: GateConfig) -> None:
     import grpc
 
+    from appliance.matching_client import MatchingUnavailable, VerdictRejected
+
     hint = "check time sync (timedatectl; chrony/systemd-timesyncd reaching its server)"
     try:
         skew, error = measure_clock_skew(config)
-    except grpc.RpcError as exc:
-        code = exc.code() if hasattr(exc, "code") else None
+    except MatchingUnavailable as exc:
+        code = exc.code
         if code == grpc.StatusCode.OUT_OF_RANGE:
             report.add("clock", FAIL, "more than 60 s off the matching service's clock", hint)
         else:
             name = getattr(code, "name", "error")
             report.add("clock", FAIL, f"probe failed: {name}", "check the matching service")
         return
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, VerdictRejected) as exc:
         report.add("clock", FAIL, f"probe failed: {exc}", "check the matching service")
         return
     detail = f"{skew:+d} ms against the matching service (+/- {error} ms)"
