@@ -405,24 +405,41 @@ class ReconnectingSource:
                 self._set_state(CameraState.CLOSED)
 
 
-def open_camera(spec: str, size: tuple[int, int] = (1280, 720)) -> FrameSource:
-    """The source a spec names: ``replay:<path>``, ``opencv:<index|path|url>``, ``picamera2``.
+def parse_camera_spec(spec: str) -> tuple[str, int | str | None]:
+    """``replay:<path>``, ``opencv:<index|path|url>`` or ``picamera2`` as (kind, target).
 
-    Live cameras come wrapped in ``ReconnectingSource`` (opened on the first read, so a
-    camera that is not there yet is waited for rather than fatal); a replay is opened at
-    once. Raises ``CameraError`` for a spec it does not understand.
+    The one reader of the camera spec language (the configuration uses it too); raises
+    ``CameraError`` for anything else, without echoing credentials in a stream URL.
     """
     kind, sep, target = spec.strip().partition(":")
-    if kind == "replay" and sep and target:
-        return ReplaySource(Path(target), canvas=size)
-    if kind == "opencv" and sep and target:
-        device: int | str = int(target) if target.isdigit() else target
-        return ReconnectingSource(lambda: OpenCVSource(device, size))
+    target = target.strip()
     if kind == "picamera2" and not sep:
-        if importlib.util.find_spec("picamera2") is None:
-            raise CameraError("picamera2 is not available (install the 'device' extra)")
-        return ReconnectingSource(lambda: Picamera2Source(size))
+        return kind, None
+    if kind in ("replay", "opencv") and sep and target and "\x00" not in target:
+        if kind == "opencv" and target.isdecimal():
+            return kind, int(target)
+        return kind, target
     raise CameraError(
         f"unknown camera spec {redact(spec)!r}: expected 'replay:<path>', "
         "'opencv:<index|path|url>' or 'picamera2'"
     )
+
+
+def live_camera(kind: str, target: int | str | None, size: tuple[int, int]) -> FrameSource:
+    """A live camera that reconnects by itself (opened on its first read, so a camera that
+    is not plugged in yet is waited for rather than fatal)."""
+    if kind == "opencv" and target is not None:
+        return ReconnectingSource(lambda: OpenCVSource(target, size))
+    if kind == "picamera2":
+        if importlib.util.find_spec("picamera2") is None:
+            raise CameraError("picamera2 is not available (install the 'device' extra)")
+        return ReconnectingSource(lambda: Picamera2Source(size))
+    raise CameraError(f"{kind!r} is not a live camera")
+
+
+def open_camera(spec: str, size: tuple[int, int] = (1280, 720)) -> FrameSource:
+    """The source a spec names: a replay (opened at once) or a reconnecting live camera."""
+    kind, target = parse_camera_spec(spec)
+    if kind == "replay":
+        return ReplaySource(Path(str(target)), canvas=size)
+    return live_camera(kind, target, size)

@@ -269,25 +269,18 @@ def _section(document: dict[str, Any], name: str, required: bool = True) -> _Sec
 
 
 def parse_camera_source(text: str, base: Path, key: str = "camera.source") -> tuple[str, Any]:
-    """``replay:<path>``, ``opencv:<index|path|url>`` or ``picamera2``."""
-    kind, sep, rest = text.partition(":")
-    kind = kind.strip().lower()
-    if kind == "picamera2" and not sep:
-        return "picamera2", None
-    if kind == "replay" and sep:
-        if not rest.strip() or "\x00" in rest:
-            raise ConfigError(f"{key}: replay needs a path, as in replay:/srv/replay")
-        return "replay", _resolve(rest.strip(), base)
-    if kind == "opencv" and sep:
-        rest = rest.strip()
-        if not rest or "\x00" in rest:
-            raise ConfigError(f"{key}: opencv needs a device index, path or URL")
-        if rest.isdecimal():
-            return "opencv", int(rest)
-        return "opencv", rest
-    raise ConfigError(
-        f"{key} = {text!r} is not one of replay:<path>, opencv:<index|path|url>, picamera2"
-    )
+    """``replay:<path>`` (relative to ``base``), ``opencv:<index|path|url>`` or ``picamera2``."""
+    from appliance.camera import CameraError, parse_camera_spec
+
+    try:
+        kind, target = parse_camera_spec(text)
+    except CameraError as exc:
+        raise ConfigError(
+            f"{key}: not one of replay:<path>, opencv:<index|path|url>, picamera2 ({exc})"
+        ) from exc
+    if kind == "replay":
+        return kind, _resolve(str(target), base)
+    return kind, target
 
 
 def read_relay_key(path: Path, key: str = "serial.relay_key_file") -> bytes:

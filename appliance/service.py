@@ -57,14 +57,7 @@ from typing import Any
 from appliance import sd_notify
 from appliance.audit import default_key_path
 from appliance.boarding import BoardingGate
-from appliance.camera import (
-    CameraError,
-    FrameSource,
-    OpenCVSource,
-    Picamera2Source,
-    ReconnectingSource,
-    ReplaySource,
-)
+from appliance.camera import CameraError, FrameSource, ReplaySource, live_camera
 from appliance.config import (
     CameraSpec,
     ConfigError,
@@ -117,13 +110,7 @@ def open_source(spec: CameraSpec) -> FrameSource:
     """
     if spec.kind == "replay":
         return ReplaySource(Path(spec.target), canvas=spec.size, repeat=spec.repeat)
-    if spec.kind == "opencv":
-        device = spec.target
-        assert isinstance(device, int | str)
-        return FramePump(ReconnectingSource(lambda: OpenCVSource(device, spec.size)))
-    if spec.kind == "picamera2":
-        return FramePump(ReconnectingSource(lambda: Picamera2Source(spec.size)))
-    raise CameraError(f"unknown camera kind {spec.kind!r}")
+    return FramePump(live_camera(spec.kind, spec.target, spec.size))
 
 
 class PipelineHeartbeat:
