@@ -19,6 +19,11 @@ from appliance.paths import data_dir, demo_assets_dir
 from appliance.pki import DEV_DEVICE_ID, PkiLayout, create_dev_pki
 from firmware_bridge.host import GateLink
 from firmware_bridge.simulator import Simulator
+from matching_service.enrollment import (
+    EnrollmentService,
+    EnrollmentTokens,
+    start_enrollment_server,
+)
 from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizer import FaceEncoder
 from matching_service.server import MatchingService, service_from_pki, start_server
@@ -170,3 +175,28 @@ def copy_layout(source: PkiLayout, target: Path) -> PkiLayout:
     """A copy of a PKI folder, to swap single files in tests."""
     shutil.copytree(source.root, target)
     return PkiLayout(target)
+
+
+@dataclass
+class EnrollmentKit:
+    """What a technician's provisioning kit holds: a token store, both service addresses
+    and the CA to pin."""
+
+    tokens: EnrollmentTokens
+    enroll_target: str
+    matcher_target: str
+    ca_file: Path
+
+
+@pytest.fixture(scope="session")
+def enrollment_kit(
+    matcher: Matcher, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EnrollmentKit]:
+    """The enrollment port beside the session's matching service (same CA and keys)."""
+    work = tmp_path_factory.mktemp("enrollment")
+    tokens = EnrollmentTokens(work / "tokens.sqlite")
+    server, port = start_enrollment_server(EnrollmentService(matcher.pki, tokens), matcher.pki)
+    ca_file = work / "kit-ca.pem"
+    ca_file.write_bytes(matcher.pki.ca_cert.read_bytes())
+    yield EnrollmentKit(tokens, f"localhost:{port}", matcher.target, ca_file)
+    server.stop(grace=None)

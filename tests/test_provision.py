@@ -7,46 +7,24 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import EnrollmentKit
 from cryptography import x509
 
 from appliance.config import load_config
 from appliance.matching_client import MatchingClient
 from appliance.pki import PkiLayout
 from appliance.provision import Answers, ProvisionError, provision
-from matching_service.enrollment import EnrollmentService, EnrollmentTokens, start_enrollment_server
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Enrollment:
-    tokens: EnrollmentTokens
-    target: str
-    matcher_target: str
-    ca_file: Path
-
-
-@pytest.fixture(scope="module")
-def enrollment(matcher, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Enrollment]:
-    """The enrollment port beside the session's matching service (same CA and keys)."""
-    work = tmp_path_factory.mktemp("enrol")
-    tokens = EnrollmentTokens(work / "tokens.sqlite")
-    server, port = start_enrollment_server(EnrollmentService(matcher.pki, tokens), matcher.pki)
-    ca_file = work / "kit-ca.pem"
-    ca_file.write_bytes(matcher.pki.ca_cert.read_bytes())
-    yield Enrollment(tokens, f"localhost:{port}", matcher.target, ca_file)
-    server.stop(grace=None)
 
 
 _counter = iter(range(1000))
 
 
-def _answers(env: Enrollment, tmp_path: Path, **changes: str) -> Answers:
+def _answers(env: EnrollmentKit, tmp_path: Path, **changes: str) -> Answers:
     device = changes.pop("device_id", f"gate-prov-{os.getpid()}-{next(_counter):03d}")
     answers = Answers(
         device_id=device,
@@ -59,7 +37,7 @@ def _answers(env: Enrollment, tmp_path: Path, **changes: str) -> Answers:
         serial_port="/dev/ttyACM0",
         mode="pass_then_face",
         matcher=env.matcher_target,
-        enroll=env.target,
+        enroll=env.enroll_target,
         ca_file=str(env.ca_file),
         token=env.tokens.issue(device, ttl_s=600),
         config=str(tmp_path / "etc" / "gate.toml"),
@@ -110,8 +88,10 @@ def _flags(a: Answers) -> list[str]:
 # --------------------------------------------------------------------------- non-interactive
 
 
-def test_non_interactive_provision_enrols_and_writes_a_valid_config(enrollment, tmp_path, matcher):
-    a = _answers(enrollment, tmp_path)
+def test_non_interactive_provision_enrols_and_writes_a_valid_config(
+    enrollment_kit, tmp_path, matcher
+):
+    a = _answers(enrollment_kit, tmp_path)
     result = gatectl("provision", "--non-interactive", *_flags(a))
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -128,12 +108,12 @@ def test_non_interactive_provision_enrols_and_writes_a_valid_config(enrollment, 
     )
     assert config.flight.gate == "B42"
     assert config.serial.port == "/dev/ttyACM0" and len(config.serial.relay_key) == 32
-    assert config.matcher.target == enrollment.matcher_target
+    assert config.matcher.target == enrollment_kit.matcher_target
     assert config.ledger_path == tmp_path / "state" / "purge-ledger.jsonl"
     layout = PkiLayout(config.matcher.pki_dir)
     cert = x509.load_pem_x509_certificate(layout.device_cert.read_bytes())
     assert cert.subject.rfc4514_string() == f"CN={a.device_id}"
-    assert layout.ca_cert.read_bytes() == enrollment.ca_file.read_bytes()
+    assert layout.ca_cert.read_bytes() == enrollment_kit.ca_file.read_bytes()
     _assert_owner_only(tmp_path / "state")
     assert (Path(a.config).stat().st_mode & 0o777) == 0o600
     assert not list((tmp_path / "state").glob(".pki-staging-*"))
@@ -148,8 +128,8 @@ def test_non_interactive_provision_enrols_and_writes_a_valid_config(enrollment, 
         client.close()
 
 
-def test_answers_file_and_a_second_identical_run_changes_nothing(enrollment, tmp_path):
-    a = _answers(enrollment, tmp_path)
+def test_answers_file_and_a_second_identical_run_changes_nothing(enrollment_kit, tmp_path):
+    a = _answers(enrollment_kit, tmp_path)
     answers_file = tmp_path / "answers.toml"
     answers_file.write_text(
         "\n".join(f'{k} = "{v}"' for k, v in vars(a).items() if k != "token") + "\n"
@@ -170,8 +150,8 @@ def test_answers_file_and_a_second_identical_run_changes_nothing(enrollment, tmp
     assert (_tree(tmp_path / "state"), _tree(tmp_path / "etc")) == before
 
 
-def test_dry_run_shows_each_step_and_writes_nothing(enrollment, tmp_path):
-    a = _answers(enrollment, tmp_path)
+def test_dry_run_shows_each_step_and_writes_nothing(enrollment_kit, tmp_path):
+    a = _answers(enrollment_kit, tmp_path)
     result = gatectl("provision", "-y", "--dry-run", *_flags(a))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("would ") >= 4
@@ -185,15 +165,15 @@ def test_dry_run_shows_each_step_and_writes_nothing(enrollment, tmp_path):
 # --------------------------------------------------------------------------- re-provisioning
 
 
-def test_rotate_makes_a_new_key_and_certificate_and_moves_the_old_aside(enrollment, tmp_path):
-    a = _answers(enrollment, tmp_path)
+def test_rotate_makes_a_new_key_and_certificate_and_moves_the_old_aside(enrollment_kit, tmp_path):
+    a = _answers(enrollment_kit, tmp_path)
     provision(a, out=lambda _: None, check_matcher=False)
     layout = PkiLayout(tmp_path / "state" / "pki")
     old_key, old_cert = layout.device_key.read_bytes(), layout.device_cert.read_bytes()
     relay = (tmp_path / "state" / "relay.key").read_bytes()
     config_before = Path(a.config).read_bytes()
 
-    a.token = enrollment.tokens.issue(a.device_id, ttl_s=600)
+    a.token = enrollment_kit.tokens.issue(a.device_id, ttl_s=600)
     lines: list[str] = []
     changes = provision(a, rotate=True, out=lines.append)
     assert changes == ["device key and certificate"], lines
@@ -215,8 +195,8 @@ def test_rotate_makes_a_new_key_and_certificate_and_moves_the_old_aside(enrollme
     assert any("SERVING" in line for line in lines)
 
 
-def test_changed_answers_update_the_config_only(enrollment, tmp_path):
-    a = _answers(enrollment, tmp_path)
+def test_changed_answers_update_the_config_only(enrollment_kit, tmp_path):
+    a = _answers(enrollment_kit, tmp_path)
     provision(a, out=lambda _: None, check_matcher=False)
     key = PkiLayout(tmp_path / "state" / "pki").device_key.read_bytes()
     a.flight, a.date, a.gate = "0117", "2026-11-26", "C7"
@@ -231,10 +211,10 @@ def test_changed_answers_update_the_config_only(enrollment, tmp_path):
     assert PkiLayout(tmp_path / "state" / "pki").device_key.read_bytes() == key
 
 
-def test_enrolled_as_another_device_needs_rotate(enrollment, tmp_path):
-    a = _answers(enrollment, tmp_path)
+def test_enrolled_as_another_device_needs_rotate(enrollment_kit, tmp_path):
+    a = _answers(enrollment_kit, tmp_path)
     provision(a, out=lambda _: None, check_matcher=False)
-    b = _answers(enrollment, tmp_path)  # a new device id on the same unit
+    b = _answers(enrollment_kit, tmp_path)  # a new device id on the same unit
     with pytest.raises(ProvisionError, match="--rotate"):
         provision(b, out=lambda _: None, check_matcher=False)
 
@@ -243,18 +223,18 @@ def test_enrolled_as_another_device_needs_rotate(enrollment, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["unknown", "used", "wrong_device", "missing"])
-def test_bad_token_is_a_clear_error_and_nothing_is_half_written(enrollment, tmp_path, kind):
-    a = _answers(enrollment, tmp_path)
+def test_bad_token_is_a_clear_error_and_nothing_is_half_written(enrollment_kit, tmp_path, kind):
+    a = _answers(enrollment_kit, tmp_path)
     if kind == "unknown":
         a.token = "made-up-token"
     elif kind == "used":
         provision(
-            _answers(enrollment, tmp_path / "other", device_id=a.device_id, token=a.token),
+            _answers(enrollment_kit, tmp_path / "other", device_id=a.device_id, token=a.token),
             out=lambda _: None,
             check_matcher=False,
         )
     elif kind == "wrong_device":
-        a.token = enrollment.tokens.issue("gate-somebody-else", ttl_s=600)
+        a.token = enrollment_kit.tokens.issue("gate-somebody-else", ttl_s=600)
     else:
         a.token = ""
     result = gatectl("provision", "-y", *_flags(a))
@@ -291,8 +271,10 @@ def test_bad_token_is_a_clear_error_and_nothing_is_half_written(enrollment, tmp_
         ("ca_file", "/nonexistent/ca.pem", "--ca-file"),
     ],
 )
-def test_bad_answers_name_the_answer_and_write_nothing(enrollment, tmp_path, field, value, named):
-    a = _answers(enrollment, tmp_path)
+def test_bad_answers_name_the_answer_and_write_nothing(
+    enrollment_kit, tmp_path, field, value, named
+):
+    a = _answers(enrollment_kit, tmp_path)
     setattr(a, field, value)
     with pytest.raises(ProvisionError, match=named):
         provision(a, out=lambda _: None)
@@ -330,8 +312,8 @@ def _read_until(fd: int, wanted: str, buffer: list[str], timeout: float = 60.0) 
             buffer.append(chunk.decode(errors="replace"))
 
 
-def test_guided_provision_on_a_pseudo_terminal(enrollment, tmp_path):
-    a = _answers(enrollment, tmp_path)
+def test_guided_provision_on_a_pseudo_terminal(enrollment_kit, tmp_path):
+    a = _answers(enrollment_kit, tmp_path)
     master, slave = os.openpty()
     process = subprocess.Popen(
         [

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import EnrollmentKit
 
 from appliance.audit import default_key_path
 from appliance.config import load_config
@@ -28,30 +29,15 @@ from appliance.provision import Answers, provision
 from appliance.selftest import FAIL, PASS, SKIP, WARN, format_report, run_selftest
 from appliance.transaction import CaptureTransaction, now_ms
 from firmware_bridge.simulator import Simulator
-from matching_service.enrollment import EnrollmentService, EnrollmentTokens, start_enrollment_server
 from matching_service.gallery import Gallery
 from matching_service.server import MatchingService, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@dataclass
-class Kit:
-    tokens: EnrollmentTokens
-    enroll_target: str
-    matcher_target: str
-    ca_file: Path
-
-
-@pytest.fixture(scope="module")
-def kit(matcher, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kit]:
-    work = tmp_path_factory.mktemp("selftest-kit")
-    tokens = EnrollmentTokens(work / "tokens.sqlite")
-    server, port = start_enrollment_server(EnrollmentService(matcher.pki, tokens), matcher.pki)
-    ca_file = work / "ca.pem"
-    ca_file.write_bytes(matcher.pki.ca_cert.read_bytes())
-    yield Kit(tokens, f"localhost:{port}", matcher.target, ca_file)
-    server.stop(grace=None)
+@pytest.fixture
+def kit(enrollment_kit: EnrollmentKit) -> EnrollmentKit:
+    return enrollment_kit
 
 
 @dataclass
@@ -232,7 +218,7 @@ def test_wrong_relay_key_fails_the_relay_pulse(unit: Unit):
     assert unit.simulator.relay_pulses == []
 
 
-def test_matcher_down(unit: Unit, kit: Kit):
+def test_matcher_down(unit: Unit, kit: EnrollmentKit):
     import socket
 
     with socket.socket() as probe:  # a port nothing listens on
@@ -339,7 +325,7 @@ def skewed(matcher, tmp_path_factory):
         (120_000, FAIL, "more than 60 s"),
     ],
 )
-def test_clock_skew(unit: Unit, kit: Kit, skewed, offset_ms: int, status: str, text: str):
+def test_clock_skew(unit: Unit, kit: EnrollmentKit, skewed, offset_ms: int, status: str, text: str):
     offset, target, service = skewed
     offset[0] = offset_ms
     unit.edit(f'target = "{kit.matcher_target}"', f'target = "{target}"')
