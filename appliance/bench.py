@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from appliance.camera import IMAGE_SUFFIXES, place_in_canvas
-from appliance.detector import FaceDetector, create_detector
+from appliance.demo_scenes import face_width
+from appliance.detector import create_detector
 from appliance.paths import demo_assets_dir
 from appliance.quality import assess
 
@@ -44,13 +45,9 @@ def packaged_frames() -> Iterator[tuple[bool, np.ndarray]]:
     """Images that ship with packages: the demo portraits and scikit-image's non-faces."""
     import skimage.data
 
-    sizer = FaceDetector("short")
     for path in _images(demo_assets_dir()):
         image = cv2.imread(str(path))
-        faces = sizer.detect(image)
-        if not faces:
-            raise RuntimeError(f"no face in packaged portrait {path}")
-        scale = FACE_WIDTH_PX / faces[0].width  # a traveller's face at about 1.2 m
+        scale = FACE_WIDTH_PX / face_width(image, path.name)  # a face at about 1.2 m
         yield True, place_in_canvas(cv2.resize(image, None, fx=scale, fy=scale), FRAME)
     # Not "camera": the cameraman is a real face.
     for name in ("coffee", "chelsea", "rocket", "coins", "horse", "hubble_deep_field"):

@@ -20,7 +20,7 @@ from appliance import demo_scenes
 from appliance.audit import default_key_path
 from appliance.boarding import BoardingGate, TravellerOutcome
 from appliance.camera import FrameSource, ReplaySource
-from appliance.detector import Detector, FaceDetector, create_detector
+from appliance.detector import Detector, create_detector
 from appliance.gate import GateController
 from appliance.ledger import PurgeLedger
 from appliance.matching_client import FlightInfo, MatchingClient
@@ -67,16 +67,8 @@ def _scene_videos() -> dict[str, Path]:
     paths = {"empty": _empty_lane_video()}
     for key, (photo, video) in wanted.items():
         paths[key] = video
-        if video.exists():
-            continue
-        import cv2
-
-        image = cv2.imread(str(assets / photo))
-        faces = FaceDetector("full").detect(image) if image is not None else []
-        if not faces:
-            raise RuntimeError(f"no face found in demo photo {photo}; re-run `make setup`")
-        demo_scenes.traveller_scene(video, assets / photo, faces[0].width)
-        image.fill(0)
+        if not video.exists():
+            demo_scenes.traveller_scene(video, assets / photo)
     return paths
 
 

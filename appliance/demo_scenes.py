@@ -8,6 +8,7 @@ OpenCV exactly as it would read a camera.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from appliance.camera import place_in_canvas
+from appliance.detector import FaceDetector
 
 FRAME_SIZE = (1280, 720)
 FPS = 30
@@ -48,11 +50,27 @@ def write_video(path: Path, frames: Iterator[np.ndarray]) -> None:
         writer.release()
 
 
-def traveller_scene(path: Path, photo_path: Path, face_width: float, frames: int = 24) -> None:
+@functools.cache
+def _portrait_detector() -> FaceDetector:
+    return FaceDetector("short")  # portraits fill the image: the short-range model fits
+
+
+def face_width(portrait: np.ndarray, name: str = "portrait") -> float:
+    """Width in pixels of the face in a still photo (to scale it as a traveller's)."""
+    faces = _portrait_detector().detect(portrait)
+    if not faces:
+        raise RuntimeError(f"no face found in {name}; re-run `make setup`")
+    return faces[0].width
+
+
+def traveller_scene(path: Path, photo_path: Path, frames: int = 24) -> None:
     photo = cv2.imread(str(photo_path))
     if photo is None:
         raise RuntimeError(f"cannot read {photo_path}")
-    write_video(path, _approach(photo, face_width, frames))
+    try:
+        write_video(path, _approach(photo, face_width(photo, photo_path.name), frames))
+    finally:
+        photo.fill(0)
 
 
 def empty_scene(path: Path, frames: int = 20) -> None:
