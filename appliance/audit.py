@@ -20,9 +20,9 @@ from appliance.ledger import (
     LedgerLine,
     check_ledger,
     list_segments,
-    load_ledger_public_key,
     read_lines,
 )
+from appliance.pki import load_signing_public
 
 EXIT_OK = 0
 EXIT_BROKEN = 1
@@ -55,7 +55,7 @@ def audit_verify(
     candidate = public_key_path or default_public_key_path(path)
     if public_key_path is not None or candidate.exists():
         try:
-            public_key = load_ledger_public_key(candidate)
+            public_key = load_signing_public(candidate)
         except (OSError, ValueError) as exc:
             out(f"ledger public key {candidate}: {exc}")
             return EXIT_USAGE
@@ -130,7 +130,7 @@ def audit_export(
     out.flush()
     candidate = default_public_key_path(path)
     try:
-        public_key = load_ledger_public_key(candidate) if candidate.exists() else None
+        public_key = load_signing_public(candidate) if candidate.exists() else None
     except (OSError, ValueError) as exc:
         print(f"warning: ledger public key {candidate}: {exc}", file=sys.stderr)
         public_key = None

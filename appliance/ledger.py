@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.files import fsync_dir, write_private
 from appliance.hardening import deferred_shutdown
+from appliance.pki import load_private, write_private_key, write_public_key
 from appliance.transaction import PurgeRecord, now_ms
 
 log = logging.getLogger("gate.ledger")
@@ -76,37 +76,15 @@ def load_or_create_ledger_key(key_path: Path) -> Ed25519PrivateKey:
     The public half is written next to it (``ledger_public_key_path``) for auditors.
     """
     if key_path.exists():
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        key = load_private(key_path)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{key_path} is not an Ed25519 private key")
     else:
         key = Ed25519PrivateKey.generate()
-        key_path.parent.mkdir(parents=True, exist_ok=True)
-        data = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_private_key(key_path, key)
     public_path = ledger_public_key_path(key_path)
     if not public_path.exists():
-        public_path.write_bytes(
-            key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-    return key
-
-
-def load_ledger_public_key(path: Path) -> Ed25519PublicKey:
-    key = serialization.load_pem_public_key(path.read_bytes())
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"{path} is not an Ed25519 public key")
+        write_public_key(public_path, key.public_key())
     return key
 
 

@@ -72,7 +72,8 @@ class PkiLayout:
         return self.root / "device" / "service-signing.pub"
 
 
-def _write_private_key(path: Path, key) -> None:
+def write_private_key(path: Path, key) -> None:
+    """PEM (PKCS#8, unencrypted), written atomically with mode 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = key.private_bytes(
         serialization.Encoding.PEM,
@@ -82,7 +83,7 @@ def _write_private_key(path: Path, key) -> None:
     write_private(path, data)  # atomic, and 0600 even when it replaces an older key
 
 
-def _write_public(path: Path, key) -> None:
+def write_public_key(path: Path, key) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(
         key.public_bytes(
@@ -137,7 +138,7 @@ def create_dev_pki(root: Path, device_id: str = DEV_DEVICE_ID) -> PkiLayout:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Gate development CA")])
     ca_cert = _certificate("Gate development CA", ca_key.public_key(), ca_name, ca_key, ca=True)
     root.mkdir(parents=True, exist_ok=True)
-    _write_private_key(layout.ca_key, ca_key)
+    write_private_key(layout.ca_key, ca_key)
     layout.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
 
     for cert_path, key_path, subject, role in (
@@ -146,15 +147,15 @@ def create_dev_pki(root: Path, device_id: str = DEV_DEVICE_ID) -> PkiLayout:
     ):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _certificate(subject, key.public_key(), ca_name, ca_key, ca=False, **role)
-        _write_private_key(key_path, key)
+        write_private_key(key_path, key)
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     sealing = X25519PrivateKey.generate()
     signing = Ed25519PrivateKey.generate()
-    _write_private_key(layout.sealing_key, sealing)
-    _write_private_key(layout.signing_key, signing)
-    _write_public(layout.sealing_public, sealing.public_key())
-    _write_public(layout.signing_public, signing.public_key())
+    write_private_key(layout.sealing_key, sealing)
+    write_private_key(layout.signing_key, signing)
+    write_public_key(layout.sealing_public, sealing.public_key())
+    write_public_key(layout.signing_public, signing.public_key())
     return layout
 
 
@@ -238,7 +239,7 @@ def write_device_layout(
     layout = PkiLayout(root)
     root.mkdir(parents=True, exist_ok=True)
     layout.ca_cert.write_bytes(ca_pem)
-    _write_private_key(layout.device_key, device_key)
+    write_private_key(layout.device_key, device_key)
     layout.device_cert.write_bytes(certificate_chain_pem)
     layout.sealing_public.write_bytes(sealing_public_pem)
     layout.signing_public.write_bytes(signing_public_pem)
