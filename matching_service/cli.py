@@ -15,12 +15,18 @@ import logging
 import signal
 import sys
 import threading
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from appliance.paths import data_dir
-from appliance.pki import PkiLayout, create_dev_pki
-from matching_service.gallery import Gallery, GalleryError, flight_key
-from matching_service.recognizer import FaceEncoder, NoFaceFound
+from gate_contract.keys import PkiLayout
+from matching_service.dev_ca import create_dev_pki
+from matching_service.errors import GalleryError, NoFaceFound
+from matching_service.gallery import Gallery, flight_key
+from matching_service.recognizer import FaceEncoder
+
+# Commands other packages add (e.g. testbed's bench over real gates).
+PLUGIN_GROUP = "gate_matcher.commands"
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -39,7 +45,8 @@ def _enroll(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from matching_service.audit import AuditLog
     from matching_service.encoder_pool import EncoderPool
-    from matching_service.revocation import RevocationError, RevocationList
+    from matching_service.errors import RevocationError
+    from matching_service.revocation import RevocationList
 
     pki = create_dev_pki(args.pki) if args.dev_pki else PkiLayout(args.pki)
     try:
@@ -116,28 +123,10 @@ def _retention(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from matching_service.bench import calibrate_dataset
+    from matching_service.calibration import calibrate_dataset
 
     result = calibrate_dataset(args.dataset, fmr=args.fmr)
     print(json.dumps(result))
-    return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from matching_service.bench import BenchError, bench_matcher
-
-    try:
-        result = bench_matcher(
-            args.dataset,
-            gates=args.gates,
-            impostor_share=args.impostor_share,
-            workers=args.workers,
-            emit=(lambda _: None) if args.json else print,
-        )
-    except BenchError as exc:
-        print(f"gate-matcher bench: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
 
@@ -191,19 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--dataset", type=Path, required=True)
     calibrate.add_argument("--fmr", type=float, default=0.001)
     calibrate.set_defaults(handler=_calibrate)
-    bench = commands.add_parser("bench", help="accuracy and latency over the real gRPC path")
-    bench.add_argument("--dataset", type=Path, required=True)
-    bench.add_argument("--gates", type=int, default=4)
-    bench.add_argument("--impostor-share", type=float, default=0.2)
-    bench.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        metavar="N",
-        help="encoder processes (default: CPUs; 0: encode in the service process)",
-    )
-    bench.add_argument("--json", action="store_true", help="last line is one JSON object")
-    bench.set_defaults(handler=_bench)
+    for plugin in entry_points(group=PLUGIN_GROUP):
+        plugin.load()(commands)
     args = parser.parse_args(argv)
     args.db.parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(

@@ -40,19 +40,12 @@ from concurrent.futures.process import BrokenProcessPool
 import cv2
 import numpy as np
 
-from matching_service.recognizer import FaceEncoder, NoFaceFound
+from matching_service.errors import EncoderPoolError, NoFaceFound, UndecodableImage
+from matching_service.recognizer import FaceEncoder
 
 __all__ = ["EncoderPool", "EncoderPoolError", "NoFaceFound", "UndecodableImage"]
 
 ENCODE_TIMEOUT_S = 60.0
-
-
-class UndecodableImage(ValueError):
-    """The capture's bytes are not an image OpenCV can decode."""
-
-
-class EncoderPoolError(RuntimeError):
-    """The pool could not encode (closed, a worker died, or it took too long)."""
 
 
 # --- in the worker process ------------------------------------------------------------

@@ -31,10 +31,12 @@ from cryptography.hazmat.primitives import serialization
 from gate.v1 import matching_pb2 as pb
 from gate.v1 import matching_pb2_grpc as pb_grpc
 
-from appliance.contract import signing_key_id
-from appliance.pki import PkiLayout, load_private, sign_device_csr
-from appliance.sealing import key_id
+from gate_contract.keys import PkiLayout, load_private
+from gate_contract.sealing import key_id
+from gate_contract.verdicts import signing_key_id
 from matching_service.audit import AuditLog
+from matching_service.dev_ca import sign_device_csr
+from matching_service.errors import TokenRefused
 from matching_service.revocation import RevocationList
 from matching_service.server import add_health
 
@@ -54,14 +56,6 @@ CREATE TABLE IF NOT EXISTS enrollment_tokens (
     certificate_serial TEXT
 );
 """
-
-
-class TokenRefused(ValueError):
-    """Why a token cannot be used: ``reason`` is unknown, used, expired or wrong_device."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"enrollment token {reason.replace('_', ' ')}")
-        self.reason = reason
 
 
 def _now_ms() -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from matching_service.errors import GalleryError
 from matching_service.passes import Passenger, normalise_name
 from matching_service.recognizer import FaceEncoder
 
@@ -74,10 +75,6 @@ _COLUMNS = {
     "pnr": "TEXT NOT NULL DEFAULT ''",
     "name": "TEXT NOT NULL DEFAULT ''",
 }
-
-
-class GalleryError(ValueError):
-    """A manifest or photo that cannot be enrolled, with the reason."""
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,9 @@ import cv2
 import dlib
 import numpy as np
 
+from matching_service.errors import NoFaceFound
+
 MAX_SIDE = 800  # document photos are downscaled to this before detection
-
-
-class NoFaceFound(ValueError):
-    """The image holds no face the recogniser can use."""
 
 
 def _models_folder() -> Path:

@@ -13,11 +13,9 @@ import logging
 import threading
 from pathlib import Path
 
+from matching_service.errors import RevocationError
+
 log = logging.getLogger("gate.matcher.revocation")
-
-
-class RevocationError(ValueError):
-    """The revocation list cannot be read or parsed."""
 
 
 def _parse_serial(value: object) -> int:

@@ -57,14 +57,16 @@ from gate.v1 import matching_pb2 as pb
 from gate.v1 import matching_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from appliance.contract import signing_key_id, verdict_message
-from appliance.pki import PkiLayout, load_private
-from appliance.sealing import SealError, key_id, open_sealed
+from gate_contract.errors import SealError
+from gate_contract.keys import PkiLayout, load_private
+from gate_contract.sealing import key_id, open_sealed
+from gate_contract.verdicts import signing_key_id, verdict_message
 from matching_service.audit import AuditLog, VerifyRecord
-from matching_service.encoder_pool import EncoderPool, UndecodableImage
+from matching_service.encoder_pool import EncoderPool
+from matching_service.errors import NoFaceFound, Rejected, UndecodableImage
 from matching_service.gallery import Gallery, flight_key
 from matching_service.passes import BoardingPassError, passenger_from_bcbp
-from matching_service.recognizer import FaceEncoder, NoFaceFound
+from matching_service.recognizer import FaceEncoder
 from matching_service.revocation import RevocationList
 
 log = logging.getLogger("gate.matcher")
@@ -93,26 +95,6 @@ def server_threads(service: MatchingService, workers: int | None = None) -> int:
     threads = workers or default_workers()
     pool = service.encoder_pool
     return max(threads, pool.workers) if pool is not None else threads
-
-
-class Rejected(Exception):
-    """A refused call: the status the caller gets and the audit event it leaves."""
-
-    def __init__(
-        self,
-        code: grpc.StatusCode,
-        event: str,
-        message: str,
-        *,
-        device_id: str = "",
-        capture_id: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.event = event
-        self.message = message
-        self.device_id = device_id
-        self.capture_id = capture_id
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from appliance import model_store
+from appliance.vision import models as model_store
 from appliance.paths import demo_assets_dir, models_dir
 
 FACE_RECOGNITION_SDIST = "face_recognition==1.3.0"

@@ -12,18 +12,17 @@ from pathlib import Path
 import grpc
 import pytest
 
-from appliance.detector import Detector, create_detector
-from appliance.gate import GateController
-from appliance.matching_client import FlightInfo, MatchingClient
+from appliance.gate.flight import FlightInfo
+from appliance.gate.machine import GateController
+from appliance.matching.client import MatchingClient
 from appliance.paths import data_dir, demo_assets_dir
-from appliance.pki import DEV_DEVICE_ID, PkiLayout, create_dev_pki
+from appliance.vision.detectors import create_detector
+from appliance.vision.detectors.base import Detector
 from firmware_bridge.host import GateLink
 from firmware_bridge.simulator import Simulator
-from matching_service.enrollment import (
-    EnrollmentService,
-    EnrollmentTokens,
-    start_enrollment_server,
-)
+from gate_contract.keys import PkiLayout
+from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
+from matching_service.enrollment import EnrollmentService, EnrollmentTokens, start_enrollment_server
 from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizer import FaceEncoder
 from matching_service.server import MatchingService, service_from_pki, start_server

@@ -9,7 +9,7 @@ import sys
 
 def test_bench_vision_on_packaged_images_prints_its_figures(demo_photos):
     result = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", "bench", "vision", "--json"],
+        [sys.executable, "-m", "appliance", "bench", "vision", "--json"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -10,18 +10,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.boarding_pass import (
+from appliance.gate.passes import PassOutcome, check_against_flight
+from gate_contract.bcbp import (
     BoardingPass,
-    BoardingPassError,
     Leg,
-    PassOutcome,
     SecurityData,
-    check_against_flight,
     encode_bcbp,
     normalize_flight_number,
     parse_bcbp,
     resolve_julian_date,
 )
+from gate_contract.errors import BoardingPassError
 
 D = datetime.date
 REF = D(2016, 6, 1)

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from appliance.camera import CameraError, ReplaySource, place_in_canvas
+from appliance.errors import CameraError
+from appliance.vision.camera import ReplaySource, place_in_canvas
 
 
 def synthetic(h: int, w: int, value: int) -> np.ndarray:

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from appliance import camera
-from appliance.camera import (
-    CameraError,
+from appliance.errors import CameraError
+from appliance.vision import camera
+from appliance.vision.camera import (
     CameraState,
     OpenCVSource,
     Picamera2Source,
@@ -26,7 +26,7 @@ from appliance.camera import (
     ReplaySource,
     open_camera,
 )
-from appliance.frame_pump import FramePump
+from appliance.vision.frame_pump import FramePump
 
 STREAMING, RECONNECTING = CameraState.STREAMING, CameraState.RECONNECTING
 

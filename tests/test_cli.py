@@ -9,7 +9,7 @@ import sys
 
 def gatectl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "appliance.cli", *args],
+        [sys.executable, "-m", "appliance", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -43,9 +43,9 @@ def test_bench_serial_prints_its_figures():
 
 
 def test_audit_verify_and_export_from_the_command_line(tmp_path):
-    from appliance.audit import default_key_path
-    from appliance.ledger import PurgeLedger
-    from appliance.transaction import CaptureTransaction
+    from appliance.custody.audit import default_key_path
+    from appliance.custody.ledger import PurgeLedger
+    from appliance.custody.transaction import CaptureTransaction
 
     path = tmp_path / "purge-ledger.jsonl"
     ledger = PurgeLedger(path, default_key_path(path))

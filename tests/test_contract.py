@@ -8,13 +8,8 @@ from gate.v1 import matching_pb2 as pb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.contract import (
-    CLOCK_WINDOW_MS,
-    VerdictRejected,
-    check_verdict,
-    signing_key_id,
-    verdict_message,
-)
+from gate_contract.errors import VerdictRejected
+from gate_contract.verdicts import CLOCK_WINDOW_MS, check_verdict, signing_key_id, verdict_message
 
 SERVICE_KEY = Ed25519PrivateKey.generate()
 OTHER_KEY = Ed25519PrivateKey.generate()

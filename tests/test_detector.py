@@ -10,10 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from appliance.camera import place_in_canvas
-from appliance.detector import FaceDetector, create_detector
-from appliance.model_store import MANIFEST, ModelError, model_path, verified_model
+from appliance.errors import ModelError
 from appliance.paths import models_dir
+from appliance.vision.camera import place_in_canvas
+from appliance.vision.detectors import create_detector
+from appliance.vision.detectors.onnx_runtime import FaceDetector
+from appliance.vision.models import MANIFEST, model_path, verified_model
 
 RUNTIMES = ("onnxruntime", "mediapipe")
 
@@ -110,7 +112,7 @@ def test_unreadable_manifest_and_unknown_names_are_refused(model_copy):
 
 def test_intermediate_downscales_are_zeroized(monkeypatch, astronaut):
     """A 4K frame is halved several times; every intermediate copy must be cleared."""
-    import appliance.detector as detector_module
+    import appliance.vision.detectors.onnx_runtime as detector_module
 
     made = []
     real_resize = cv2.resize

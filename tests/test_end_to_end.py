@@ -18,15 +18,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gate.v1 import matching_pb2 as pb
 
-from appliance.boarding import BoardingGate
-from appliance.camera import ReplaySource
-from appliance.contract import VerdictRejected
-from appliance.ledger import PurgeLedger
-from appliance.matching_client import MatchingUnavailable
-from appliance.payload import seal_capture
-from appliance.pki import create_dev_pki
-from appliance.transaction import CaptureTransaction, now_ms
+from appliance.custody.ledger import PurgeLedger
+from appliance.custody.payload import seal_capture
+from appliance.custody.transaction import CaptureTransaction
+from appliance.errors import MatchingUnavailable
+from appliance.pipeline.traveller import BoardingGate
+from appliance.vision.camera import ReplaySource
 from firmware_bridge.protocol import Indicator
+from gate_contract.clock import now_ms
+from gate_contract.errors import VerdictRejected
+from matching_service.dev_ca import create_dev_pki
 
 CANVAS = (1280, 720)
 
@@ -190,7 +191,7 @@ def test_verdict_signed_by_another_key_is_rejected(matcher, detector, demo_photo
 def test_demo_runs_end_to_end_and_writes_no_image(tmp_path):
     env = {**os.environ}
     result = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", "demo", "--json"],
+        [sys.executable, "-m", "appliance", "demo", "--json"],
         capture_output=True,
         text=True,
         env=env,

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from appliance import files, runs
-from appliance.files import write_private
-from appliance.runs import fresh_run_dir, wait_for
+from gate_contract import files
+from gate_contract.files import write_private
+from testbed import runs
+from testbed.runs import fresh_run_dir, wait_for
 
 
 def _leftovers(folder) -> list[str]:

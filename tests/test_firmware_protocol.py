@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge.firmware import FirmwareCore
+from firmware_bridge.mcu.firmware import FirmwareCore
 from firmware_bridge.protocol import (
     MAX_FRAME,
     MAX_PAYLOAD,

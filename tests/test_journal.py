@@ -17,10 +17,10 @@ from typing import ClassVar
 
 import pytest
 
-from appliance import journal
-from appliance.config import load_config
-from appliance.service import EXIT_OK, run_service
-from appliance.status import format_status, read_status
+from appliance.service import journal
+from appliance.service.config import load_config
+from appliance.service.runner import EXIT_OK, run_service
+from appliance.service.status import format_status, read_status
 from firmware_bridge.simulator import Simulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +186,7 @@ path = "state/purge-ledger.jsonl"
     lines = format_status(status)
     assert lines[0].startswith("gate gate-dev-0001: service stopped")
     result = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", "status", "--config", str(path)],
+        [sys.executable, "-m", "appliance", "status", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -199,7 +199,7 @@ path = "state/purge-ledger.jsonl"
         [
             sys.executable,
             "-m",
-            "appliance.cli",
+            "appliance",
             "status",
             "--status-file",
             str(status_file),
@@ -216,7 +216,7 @@ path = "state/purge-ledger.jsonl"
 
 def test_status_without_a_file(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", "status", "--status-file", str(tmp_path / "no")],
+        [sys.executable, "-m", "appliance", "status", "--status-file", str(tmp_path / "no")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.ledger import GENESIS, LedgerError, PurgeLedger
-from appliance.transaction import PurgeRecord
-from appliance.write_audit import contains_image_data
+from appliance.custody.ledger import GENESIS, PurgeLedger
+from appliance.custody.transaction import PurgeRecord
+from appliance.errors import LedgerError
+from testbed.write_audit import contains_image_data
 
 
 def record(n: int, reason: str = "verdict", outcome: str = "granted") -> PurgeRecord:

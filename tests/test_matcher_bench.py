@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from matching_service import cli
-from matching_service.bench import BenchError, bench_matcher
+from matching_service.errors import BenchError
+from testbed.bench.matcher import bench_matcher
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "faces-dev"
 KEYS = {

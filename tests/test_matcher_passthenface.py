@@ -11,15 +11,16 @@ import pytest
 from conftest import FLIGHT
 from gate.v1 import matching_pb2 as pb
 
-from appliance.matching_client import MatchingClient
-from appliance.pki import DEV_DEVICE_ID
-from appliance.sealing import seal_into, sealed_size
-from appliance.transaction import now_ms
+from appliance.matching.client import MatchingClient
+from gate_contract.clock import now_ms
+from gate_contract.sealing import seal_into, sealed_size
 from matching_service.audit import AuditLog
-from matching_service.bench import threshold_at_fmr
+from matching_service.calibration import threshold_at_fmr
+from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import CALIBRATED_THRESHOLD, DEFAULT_THRESHOLD, Gallery, flight_key
-from matching_service.passes import BoardingPassError, make_bcbp, passenger_from_bcbp
+from matching_service.passes import BoardingPassError, passenger_from_bcbp
 from matching_service.server import service_from_pki, start_server
+from testbed.testing import make_bcbp
 
 FLIGHT_KEY = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
 

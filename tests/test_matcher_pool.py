@@ -19,16 +19,12 @@ import pytest
 from conftest import FLIGHT
 from gate.v1 import matching_pb2 as pb
 
-from appliance.matching_client import MatchingClient
-from appliance.pki import DEV_DEVICE_ID
-from appliance.sealing import seal_into, sealed_size
-from appliance.transaction import now_ms
-from matching_service.encoder_pool import (
-    EncoderPool,
-    EncoderPoolError,
-    NoFaceFound,
-    UndecodableImage,
-)
+from appliance.matching.client import MatchingClient
+from gate_contract.clock import now_ms
+from gate_contract.sealing import seal_into, sealed_size
+from matching_service.dev_ca import DEV_DEVICE_ID
+from matching_service.encoder_pool import EncoderPool
+from matching_service.errors import EncoderPoolError, NoFaceFound, UndecodableImage
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import server_threads, service_from_pki, start_server
 

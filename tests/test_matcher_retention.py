@@ -13,19 +13,13 @@ import pytest
 from conftest import FLIGHT
 from gate.v1 import matching_pb2 as pb
 
-from appliance.matching_client import MatchingClient
-from appliance.pki import DEV_DEVICE_ID
-from appliance.sealing import seal_into, sealed_size
-from appliance.transaction import now_ms
+from appliance.matching.client import MatchingClient
+from gate_contract.clock import now_ms
+from gate_contract.sealing import seal_into, sealed_size
 from matching_service.audit import AuditLog
-from matching_service.gallery import (
-    HOUR_MS,
-    Gallery,
-    GalleryError,
-    ManifestEntry,
-    flight_key,
-    read_manifest,
-)
+from matching_service.dev_ca import DEV_DEVICE_ID
+from matching_service.errors import GalleryError
+from matching_service.gallery import HOUR_MS, Gallery, ManifestEntry, flight_key, read_manifest
 from matching_service.retention import RetentionScheduler
 from matching_service.server import service_from_pki, start_server
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from firmware_bridge import pico_main
-from firmware_bridge.firmware import FirmwareCore
-from firmware_bridge.pico_main import (
+from firmware_bridge.mcu import pico_main
+from firmware_bridge.mcu.firmware import FirmwareCore
+from firmware_bridge.mcu.pico_main import (
     COUNTER_LOCKED,
     INDICATOR_COLOURS,
     CounterStore,
@@ -221,7 +221,7 @@ def test_indicator_table_covers_every_pattern() -> None:
 
 
 def test_pin_map_is_documented() -> None:
-    doc = (Path(pico_main.__file__).parent / "PROTOCOL.md").read_text()
+    doc = (Path(pico_main.__file__).parent.parent / "PROTOCOL.md").read_text()
     assert "## Reference hardware" in doc
     for pin in (
         pico_main.PIN_RELAY,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appliance.purge_bench import bench_purge
+from testbed.bench.purge import bench_purge
 
 
 def test_bench_purge_small_run() -> None:

@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from appliance import boarding as boarding_module
-from appliance.audit import default_key_path
-from appliance.boarding import BoardingGate
-from appliance.camera import ReplaySource
-from appliance.hardening import ShutdownRequested
-from appliance.ledger import PurgeLedger
-from appliance.matching_client import MatchingClient
-from appliance.pki import DEV_DEVICE_ID
-from appliance.transaction import CaptureTransaction
+from appliance.custody.audit import default_key_path
+from appliance.custody.ledger import PurgeLedger
+from appliance.custody.transaction import CaptureTransaction
+from appliance.matching.client import MatchingClient
+from appliance.pipeline import traveller as boarding_module
+from appliance.pipeline.traveller import BoardingGate
+from appliance.shutdown import ShutdownRequested
+from appliance.vision.camera import ReplaySource
+from matching_service.dev_ca import DEV_DEVICE_ID
 
 CANVAS = (1280, 720)
 REPO = Path(__file__).resolve().parents[1]
@@ -222,12 +222,12 @@ from pathlib import Path
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from appliance.boarding import BoardingGate
-from appliance.camera import ReplaySource
-from appliance.detector import FaceDetector
-from appliance.hardening import ShutdownRequested, install_shutdown_handler
-from appliance.ledger import PurgeLedger
-from appliance.transaction import CaptureTransaction
+from appliance.custody.ledger import PurgeLedger
+from appliance.custody.transaction import CaptureTransaction
+from appliance.pipeline.traveller import BoardingGate
+from appliance.shutdown import ShutdownRequested, install_shutdown_handler
+from appliance.vision.camera import ReplaySource
+from appliance.vision.detectors.onnx_runtime import FaceDetector
 
 mode, photo, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 kept = []

@@ -26,12 +26,12 @@ import cv2
 import numpy as np
 import pytest
 
-from appliance import demo
-from appliance.hardening import looks_like_image_text
-from appliance.ledger import check_ledger
+from appliance.custody.ledger import check_ledger
 from appliance.paths import data_dir
-from appliance.pki import create_dev_pki
-from appliance.write_audit import WriteAudit, contains_image_data
+from appliance.service.log_filter import looks_like_image_text
+from matching_service.dev_ca import create_dev_pki
+from testbed import demo
+from testbed.write_audit import WriteAudit, contains_image_data
 
 _BYTES_REPR = re.compile(r"""b(['"])((?:\\.|(?!\1).)*)\1""")
 

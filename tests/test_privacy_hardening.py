@@ -14,22 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from appliance import hardening
-from appliance import transaction as transaction_module
-from appliance.hardening import (
-    ImageDataFilter,
-    ShutdownRequested,
-    deferred_shutdown,
-    install_log_filters,
-    install_shutdown_handler,
-)
-from appliance.transaction import CaptureTransaction
+from appliance import shutdown
+from appliance.custody import transaction as transaction_module
+from appliance.custody.transaction import CaptureTransaction
+from appliance.service import hardening
+from appliance.service.log_filter import ImageDataFilter, install_log_filters
+from appliance.shutdown import ShutdownRequested, deferred_shutdown, install_shutdown_handler
 
 REPO = Path(__file__).resolve().parents[1]
 
 HARDEN_SCRIPT = """
 import json, resource
-from appliance.hardening import harden_process, is_dumpable
+from appliance.service.hardening import harden_process, is_dumpable
 report = harden_process()
 print(json.dumps({
     "core": resource.getrlimit(resource.RLIMIT_CORE),
@@ -43,7 +39,11 @@ print(json.dumps({
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux only")
 def test_harden_process_disables_core_dumps_and_dumpability() -> None:
     before = subprocess.run(
-        [sys.executable, "-c", "from appliance.hardening import is_dumpable; print(is_dumpable())"],
+        [
+            sys.executable,
+            "-c",
+            "from appliance.service.hardening import is_dumpable; print(is_dumpable())",
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -82,7 +82,6 @@ def shutdown_handler():
         yield
     finally:
         restore()
-        hardening._reset_for_tests()
 
 
 def _spin() -> None:
@@ -121,7 +120,7 @@ def test_signal_during_a_purge_waits_until_the_purge_is_done(shutdown_handler, m
 
 
 def test_ledger_append_is_not_cut_by_a_signal(shutdown_handler, tmp_path, monkeypatch) -> None:
-    from appliance import ledger as ledger_module
+    from appliance.custody import ledger as ledger_module
 
     ledger = ledger_module.PurgeLedger(tmp_path / "l.jsonl")
     real_write = ledger_module.write_private
@@ -147,7 +146,7 @@ def test_deferred_shutdown_without_a_signal_is_transparent(shutdown_handler) -> 
     assert steps == ["inner", "outer"]
     with pytest.raises(KeyError), deferred_shutdown():  # the block's own errors pass through
         raise KeyError("x")
-    assert hardening._defer_depth == 0 and hardening._pending is None
+    assert shutdown._defer_depth == 0 and shutdown._pending is None
     # Deferral is over: a signal now raises at once instead of waiting for a block's end.
     with pytest.raises(ShutdownRequested, match="SIGUSR1"):
         os.kill(os.getpid(), signal.SIGUSR1)

@@ -21,19 +21,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.audit import audit_export, audit_verify, default_key_path
-from appliance.ledger import (
+from appliance.custody.audit import audit_export, audit_verify, default_key_path
+from appliance.custody.ledger import (
     TORN_EVENT,
-    LedgerError,
     PurgeLedger,
-    TornRecordError,
     ledger_public_key_path,
     list_segments,
     load_or_create_ledger_key,
     segment_path,
 )
-from appliance.transaction import PurgeRecord
-from appliance.write_audit import contains_image_data
+from appliance.custody.transaction import PurgeRecord
+from appliance.errors import LedgerError, TornRecordError
+from testbed.write_audit import contains_image_data
 
 BASE_MS = 1_795_000_000_000
 

@@ -13,10 +13,11 @@ import pytest
 from conftest import EnrollmentKit
 from cryptography import x509
 
-from appliance.config import load_config
-from appliance.matching_client import MatchingClient
-from appliance.pki import PkiLayout
-from appliance.provision import Answers, ProvisionError, provision
+from appliance.errors import ProvisionError
+from appliance.matching.client import MatchingClient
+from appliance.ops.provision import Answers, provision
+from appliance.service.config import load_config
+from gate_contract.keys import PkiLayout
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +68,7 @@ def _assert_owner_only(root: Path) -> None:
 
 def gatectl(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "appliance.cli", *args],
+        [sys.executable, "-m", "appliance", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -79,7 +80,7 @@ def gatectl(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def _flags(a: Answers) -> list[str]:
-    from appliance.provision import QUESTIONS
+    from appliance.ops.provision import QUESTIONS
 
     # --flag=value: a token may start with "-", which argparse would take for an option
     return [f"{flag}={getattr(a, name)}" for name, (_, flag) in QUESTIONS.items()]
@@ -319,7 +320,7 @@ def test_guided_provision_on_a_pseudo_terminal(enrollment_kit, tmp_path):
         [
             sys.executable,
             "-m",
-            "appliance.cli",
+            "appliance",
             "provision",
             "--config",
             a.config,

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.capture import NoSelection, Selection, select_frame
-from appliance.detector import Face
-from appliance.quality import FEEDBACK, QualityThresholds, assess, face_region
+from appliance.vision.detectors.base import Face
+from appliance.vision.quality import FEEDBACK, QualityThresholds, assess, face_region
+from appliance.vision.selection import NoSelection, Selection, select_frame
 
 H, W = 240, 320
 BOX = (100.0, 60.0, 200.0, 180.0)

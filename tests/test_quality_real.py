@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from appliance.camera import place_in_canvas
-from appliance.quality import QualityThresholds, assess, head_pose
+from appliance.vision.camera import place_in_canvas
+from appliance.vision.quality import QualityThresholds, assess, head_pose
 
 CANVAS = (1280, 720)
 

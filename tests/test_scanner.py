@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from appliance.boarding_pass import BoardingPass
-from appliance.scanner import (
+from appliance.gate.scanner import (
     MAX_SCAN_CHARS,
     AgentAction,
     AgentCommand,
@@ -23,6 +22,7 @@ from appliance.scanner import (
     SerialScanner,
     StreamScanner,
 )
+from gate_contract.bcbp import BoardingPass
 
 PASS = "M1DESMARAIS/LUC       EABC123 YULFRAAC 0834 326J001A0025 100"
 PASS2 = "M1TEST/PETER          E24Z5RN AMSBRUKL 1733 019M008A0001 316>503  W0D0742497067621"

@@ -7,14 +7,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.sealing import (
-    VERSION,
-    SealError,
-    key_id,
-    open_sealed,
-    seal_into,
-    sealed_size,
-)
+from gate_contract.errors import SealError
+from gate_contract.sealing import VERSION, key_id, open_sealed, seal_into, sealed_size
 
 RECIPIENT = X25519PrivateKey.generate()
 OTHER = X25519PrivateKey.generate()

@@ -19,16 +19,18 @@ from pathlib import Path
 import pytest
 from conftest import EnrollmentKit
 
-from appliance.audit import default_key_path
-from appliance.config import load_config
-from appliance.ledger import PurgeLedger
-from appliance.model_store import model_path
+from appliance.custody.audit import default_key_path
+from appliance.custody.ledger import PurgeLedger
+from appliance.custody.transaction import CaptureTransaction
+from appliance.ops.provision import Answers, provision
+from appliance.ops.selftest import FAIL, PASS, SKIP, WARN, format_report, run_selftest
 from appliance.paths import models_dir
-from appliance.pki import PkiLayout, issue_device, load_private
-from appliance.provision import Answers, provision
-from appliance.selftest import FAIL, PASS, SKIP, WARN, format_report, run_selftest
-from appliance.transaction import CaptureTransaction, now_ms
+from appliance.service.config import load_config
+from appliance.vision.models import model_path
 from firmware_bridge.simulator import Simulator
+from gate_contract.clock import now_ms
+from gate_contract.keys import PkiLayout, load_private
+from matching_service.dev_ca import issue_device
 from matching_service.gallery import Gallery
 from matching_service.server import MatchingService, start_server
 
@@ -149,7 +151,7 @@ def test_command_line_checklist_and_json(unit: Unit):
             [
                 sys.executable,
                 "-m",
-                "appliance.cli",
+                "appliance",
                 "selftest",
                 "--config",
                 str(unit.config),

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from firmware_bridge.bench import FuzzHarness, bench_serial
 from firmware_bridge.protocol import Indicator, Result
-from firmware_bridge.serial_check import TEST_PULSE_MS, run_serial_test
 from firmware_bridge.simulator import Simulator
+from firmware_bridge.tools.bench import FuzzHarness, bench_serial
+from firmware_bridge.tools.serial_check import TEST_PULSE_MS, run_serial_test
 
 KEY = b"serial-tools-key-0123456789abcd!"
 

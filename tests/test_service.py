@@ -15,10 +15,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance import sd_notify
-from appliance.config import ConfigError, load_config
-from appliance.ledger import PurgeLedger
-from appliance.service import EXIT_CONFIG, EXIT_OK, EXIT_SERIAL, main, open_source, run_service
+from appliance.custody.ledger import PurgeLedger
+from appliance.errors import ConfigError
+from appliance.service import sd_notify
+from appliance.service.config import load_config
+from appliance.service.runner import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_SERIAL,
+    main,
+    open_source,
+    run_service,
+)
 from firmware_bridge.simulator import Simulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -366,7 +374,7 @@ def test_live_opencv_camera_runs_behind_the_frame_pump(
     which keeps reading while the vision stage works and drops (zeroizes) stale frames."""
     import cv2
 
-    from appliance.camera import place_in_canvas
+    from appliance.vision.camera import place_in_canvas
 
     video = tmp_path / "camera.avi"
     portrait = cv2.imread(str(demo_photos / "obama2.jpg"))
@@ -408,7 +416,7 @@ def test_unattended_reset_waits_until_the_lane_is_clear() -> None:
     Every frame looked at meanwhile is zeroized."""
     import numpy as np
 
-    from appliance.service import CLEAR_LANE_FRAMES, _lane_clears
+    from appliance.service.runner import CLEAR_LANE_FRAMES, _lane_clears
 
     face, empty = np.full((4, 4, 3), 200, np.uint8), np.full((4, 4, 3), 118, np.uint8)
     script = [face] * 5 + [empty] * 3 + [face] + [empty] * CLEAR_LANE_FRAMES + [face]

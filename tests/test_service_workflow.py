@@ -25,15 +25,16 @@ from pathlib import Path
 import pytest
 from conftest import FLIGHT
 
-from appliance.boarding_log import FIELDS, MAX_TEXT
-from appliance.config import ConfigError, GateConfig, check_service_config, load_config
-from appliance.ledger import list_segments
-from appliance.service import EXIT_CONFIG, EXIT_OK, EXIT_SCANNER, main, run_service
-from appliance.status import read_status
+from appliance.custody.ledger import list_segments
+from appliance.errors import ConfigError
+from appliance.gate.boarding_log import FIELDS, MAX_TEXT
+from appliance.service.config import GateConfig, check_service_config, load_config
+from appliance.service.runner import EXIT_CONFIG, EXIT_OK, EXIT_SCANNER, main, run_service
+from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
 from matching_service.gallery import Gallery, flight_key
-from matching_service.passes import make_bcbp
 from matching_service.server import service_from_pki, start_server
+from testbed.testing import make_bcbp
 
 TIMEOUT = 90.0  # generous: model load, mTLS and the first inference on a slow CI runner
 OBAMA_NAME, OBAMA_PNR = "OBAMA/BARACK", "ABC123"

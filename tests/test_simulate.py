@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from appliance import simulate
-from appliance.simulate import plan, run_simulation
+from testbed import simulate
+from testbed.simulate import plan, run_simulation
 
 MIX = {"enrolled": 3, "not_on_flight": 1, "opt_out": 2, "bad_scan": 1, "two_faces": 1}
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.transaction import CaptureTransaction, PurgeRecord, zeroize
+from appliance.custody.transaction import CaptureTransaction, PurgeRecord, zeroize
 
 
 def filled_frame(h: int = 48, w: int = 64) -> np.ndarray:
@@ -259,7 +259,7 @@ def test_a_failing_buffer_does_not_stop_the_others() -> None:
 
 
 def test_context_manager_records_a_shutdown() -> None:
-    from appliance.hardening import ShutdownRequested
+    from appliance.shutdown import ShutdownRequested
 
     frame = filled_frame()
     with pytest.raises(ShutdownRequested), CaptureTransaction("dev") as tx:

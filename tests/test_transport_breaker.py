@@ -7,12 +7,9 @@ import pytest
 from conftest import FLIGHT
 from gate.v1 import matching_pb2 as pb
 
-from appliance.matching_client import (
-    CircuitBreaker,
-    CircuitOpen,
-    MatchingClient,
-    MatchingUnavailable,
-)
+from appliance.errors import CircuitOpen, MatchingUnavailable
+from appliance.matching.breaker import CircuitBreaker
+from appliance.matching.client import MatchingClient
 
 
 class Clock:
@@ -176,7 +173,7 @@ def test_application_refusals_are_not_retried_and_do_not_trip(scripted):
 
 def test_report_purge_is_retried_and_reports_false_when_it_gives_up(scripted):
     client, _, _ = scripted
-    from appliance.transaction import CaptureTransaction
+    from appliance.custody.transaction import CaptureTransaction
 
     record = CaptureTransaction("gate-dev-0001").purge("referred", "test")
     client._stub = ScriptedStub([UNAVAILABLE, pb.PurgeAck(recorded=True)])
@@ -214,6 +211,6 @@ def test_timeouts_open_the_breaker_and_then_calls_fail_without_trying(scripted):
 
 
 def _record():
-    from appliance.transaction import CaptureTransaction
+    from appliance.custody.transaction import CaptureTransaction
 
     return CaptureTransaction("gate-dev-0001").purge("referred", "test")

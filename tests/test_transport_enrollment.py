@@ -9,17 +9,16 @@ from cryptography import x509
 from gate.v1 import matching_pb2 as pb
 from gate.v1 import matching_pb2_grpc as pb_grpc
 
-from appliance.matching_client import EnrollmentFailed, MatchingClient, enroll
-from appliance.pki import create_dev_pki, load_private, make_csr
-from appliance.sealing import seal_into, sealed_size
-from appliance.transaction import now_ms
+from appliance.errors import EnrollmentFailed
+from appliance.matching.client import MatchingClient
+from appliance.matching.enrollment import enroll
+from gate_contract.clock import now_ms
+from gate_contract.keys import load_private, make_csr
+from gate_contract.sealing import seal_into, sealed_size
 from matching_service.audit import AuditLog
-from matching_service.enrollment import (
-    EnrollmentService,
-    EnrollmentTokens,
-    TokenRefused,
-    start_enrollment_server,
-)
+from matching_service.dev_ca import create_dev_pki
+from matching_service.enrollment import EnrollmentService, EnrollmentTokens, start_enrollment_server
+from matching_service.errors import TokenRefused
 from matching_service.gallery import Gallery
 from matching_service.server import MatchingService, start_server
 
@@ -196,7 +195,7 @@ def test_every_link_of_a_returned_chain_must_lead_to_the_provisioned_ca(pki, tmp
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    from appliance.matching_client import _check_enrollment
+    from appliance.matching.enrollment import _check_enrollment
 
     def cert(subject, public_key, issuer_name, issuer_key, ca):
         now = dt.datetime.now(dt.UTC)

@@ -12,15 +12,13 @@ from conftest import FLIGHT
 from gate.v1 import matching_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from appliance.matching_client import (
-    CircuitBreaker,
-    CircuitOpen,
-    MatchingClient,
-    MatchingUnavailable,
-)
-from appliance.pki import DEV_DEVICE_ID, load_private
-from appliance.sealing import seal_into, sealed_size
-from appliance.transaction import now_ms
+from appliance.errors import CircuitOpen, MatchingUnavailable
+from appliance.matching.breaker import CircuitBreaker
+from appliance.matching.client import MatchingClient
+from gate_contract.clock import now_ms
+from gate_contract.keys import load_private
+from gate_contract.sealing import seal_into, sealed_size
+from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import Gallery
 from matching_service.server import MatchingService, start_server
 

@@ -18,13 +18,16 @@ from cryptography.x509 import load_pem_x509_certificate
 from gate.v1 import matching_pb2 as pb
 from gate.v1 import matching_pb2_grpc as pb_grpc
 
-from appliance.matching_client import MatchingClient, MatchingUnavailable
-from appliance.pki import DEV_DEVICE_ID, issue_device, load_private
-from appliance.sealing import seal_into, sealed_size
-from appliance.transaction import now_ms
+from appliance.errors import MatchingUnavailable
+from appliance.matching.client import MatchingClient
+from gate_contract.clock import now_ms
+from gate_contract.keys import load_private
+from gate_contract.sealing import seal_into, sealed_size
 from matching_service.audit import AuditLog
+from matching_service.dev_ca import DEV_DEVICE_ID, issue_device
+from matching_service.errors import RevocationError
 from matching_service.gallery import Gallery
-from matching_service.revocation import RevocationError, RevocationList
+from matching_service.revocation import RevocationList
 from matching_service.server import MAX_CHUNKS, MAX_SEALED_BYTES, MatchingService, start_server
 
 
@@ -340,7 +343,7 @@ def test_bad_boarding_pass_is_refused(rig):
 
 
 def test_purge_receipts_are_recorded_and_checked(rig):
-    from appliance.transaction import CaptureTransaction
+    from appliance.custody.transaction import CaptureTransaction
 
     client = rig.client()
     before = rig.service.audit.purge_count()
@@ -355,7 +358,7 @@ def test_purge_receipts_are_recorded_and_checked(rig):
 
 def test_sessions_older_than_a_day_are_dropped_when_new_ones_open(pki, encoder, tmp_path):
     """A long-running service must not grow without bound: one session per gate per day."""
-    from appliance.matching_client import MatchingClient
+    from appliance.matching.client import MatchingClient
     from matching_service.gallery import Gallery
     from matching_service.server import SESSION_TTL_MS, service_from_pki, start_server
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from appliance.config import load_config
-from appliance.frame_pump import FramePump
-from appliance.service import EXIT_OK, PipelineHeartbeat, WatchdogFeeder, run_service
+from appliance.service.config import load_config
+from appliance.service.runner import EXIT_OK, PipelineHeartbeat, WatchdogFeeder, run_service
+from appliance.vision.frame_pump import FramePump
 from firmware_bridge.simulator import Simulator
 
 REPO = Path(__file__).resolve().parents[1]

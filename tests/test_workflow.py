@@ -8,14 +8,7 @@ import time
 
 import pytest
 
-from appliance.gate import (
-    TRANSITIONS,
-    Event,
-    GateController,
-    GateState,
-    Relay,
-    State,
-)
+from appliance.gate.machine import TRANSITIONS, Event, GateController, GateState, Relay, State
 from firmware_bridge.host import (
     Boot,
     CommandRejected,

@@ -20,18 +20,20 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from gate.v1 import matching_pb2 as pb
 from test_workflow import FakeLink
 
-from appliance.boarding import BoardingGate
-from appliance.boarding_log import BoardingLog, check_record
-from appliance.camera import ReplaySource
-from appliance.gate import Event, GateController, State
-from appliance.ledger import PurgeLedger
-from appliance.matching_client import FlightInfo, MatchingUnavailable, VerifyCancelled
-from appliance.pki import DEV_DEVICE_ID
-from appliance.simulate import Person, TwoFacesSource, bcbp, damaged
-from appliance.transaction import CaptureTransaction
-from appliance.workflow import GateWorkflow, Mode
+from appliance.custody.ledger import PurgeLedger
+from appliance.custody.transaction import CaptureTransaction
+from appliance.errors import MatchingUnavailable, VerifyCancelled
+from appliance.gate.boarding_log import BoardingLog, check_record
+from appliance.gate.flight import FlightInfo
+from appliance.gate.machine import Event, GateController, State
+from appliance.gate.workflow import GateWorkflow, Mode
+from appliance.pipeline.traveller import BoardingGate
+from appliance.vision.camera import ReplaySource
 from firmware_bridge.host import DoorChanged, LinkState, OptOutPressed
 from firmware_bridge.protocol import Indicator
+from matching_service.dev_ca import DEV_DEVICE_ID
+from testbed.simulate import TwoFacesSource
+from testbed.testing import Person, bcbp, damaged
 
 CANVAS = (1280, 720)
 FLIGHT = FlightInfo("BA", "0283", "2026-11-25", "LAX", "B42")

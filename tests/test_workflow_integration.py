@@ -12,21 +12,21 @@ import numpy as np
 import pytest
 from conftest import FLIGHT
 
-from appliance.boarding import BoardingGate
-from appliance.boarding_log import BoardingLog
-from appliance.camera import ReplaySource
-from appliance.gate import GateController, State
-from appliance.ledger import PurgeLedger
-from appliance.matching_client import MatchingClient
-from appliance.pki import DEV_DEVICE_ID
-from appliance.simulate import Person, bcbp
-from appliance.transaction import CaptureTransaction
-from appliance.workflow import GateWorkflow, Mode
+from appliance.custody.ledger import PurgeLedger
+from appliance.custody.transaction import CaptureTransaction
+from appliance.gate.boarding_log import BoardingLog
+from appliance.gate.machine import GateController, State
+from appliance.gate.workflow import GateWorkflow, Mode
+from appliance.matching.client import MatchingClient
+from appliance.pipeline.traveller import BoardingGate
+from appliance.vision.camera import ReplaySource
 from firmware_bridge.host import GateLink
 from firmware_bridge.protocol import Indicator
 from firmware_bridge.simulator import Simulator
+from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
+from testbed.testing import Person, bcbp
 
 CANVAS = (1280, 720)
 OBAMA = Person("obama", "OBAMA/BARACK", "ABC123", Path("obama.jpg"), (), True)

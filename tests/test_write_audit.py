@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.write_audit import WriteAudit, contains_image_data
+from testbed.write_audit import WriteAudit, contains_image_data
 
 
 def synthetic_image(h: int = 96, w: int = 128) -> np.ndarray:

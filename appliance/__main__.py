@@ -1,0 +1,7 @@
+"""``python -m appliance`` is ``gatectl``."""
+
+import sys
+
+from appliance.ops.cli import main
+
+sys.exit(main())

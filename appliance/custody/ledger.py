@@ -1,0 +1,407 @@
+"""Append-only purge ledger: one JSON line per capture, hash-chained, signed, fsynced.
+
+Each line carries ``prev``, the SHA-256 of the previous line, so deleting, editing or
+reordering records breaks the chain that ``verify`` walks. With a device ledger key
+(Ed25519) every line also carries ``sig``, a signature over the line without it
+(``prev`` included), so a record cannot be forged or rewritten without the key. A
+small head file, replaced atomically after every append, holds the count and the hash
+of the newest line (signed too), so truncating or editing the newest record is caught.
+Records hold ids, hashes and times, never pixels.
+
+Segments: the ledger rotates by size. Segment 1 is ``path`` itself, later ones are
+``<stem>.000002<suffix>``, ``<stem>.000003<suffix>``...; the chain runs on across
+segments and ``verify`` walks them in order.
+
+Power loss: a line is written with one ``write`` and fsynced before the head is
+replaced. A cut can leave (a) a torn last line, without its end of line, which
+``verify`` reports as torn while every record before it still verifies; opening the
+ledger to append then cuts the torn bytes off and appends a signed
+``torn_record_discarded`` event naming their hash, so the loss stays on the record; or
+(b) a complete last line the head does not count yet, which verify accepts (the head
+may lag by exactly the newest record) and the next append brings the head up to date.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from appliance.custody.transaction import PurgeRecord
+from appliance.errors import LedgerError, TornRecordError
+from appliance.shutdown import deferred_shutdown
+from gate_contract.clock import now_ms
+from gate_contract.files import fsync_dir, write_private
+from gate_contract.keys import load_private, write_private_key, write_public_key
+
+log = logging.getLogger("gate.ledger")
+
+GENESIS = "0" * 64
+DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
+_RECORD_DOMAIN = b"gate.v1 purge-ledger record\n"
+_HEAD_DOMAIN = b"gate.v1 purge-ledger head\n"
+TORN_EVENT = "torn_record_discarded"
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+def ledger_public_key_path(key_path: Path) -> Path:
+    """Where the public half of a ledger key is kept (next to it, ``.pub``)."""
+    return key_path.with_suffix(".pub")
+
+
+def load_or_create_ledger_key(key_path: Path) -> Ed25519PrivateKey:
+    """The device ledger key at ``key_path`` (PEM, 0600), made on first use.
+
+    The public half is written next to it (``ledger_public_key_path``) for auditors.
+    """
+    if key_path.exists():
+        key = load_private(key_path)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{key_path} is not an Ed25519 private key")
+    else:
+        key = Ed25519PrivateKey.generate()
+        write_private_key(key_path, key)
+    public_path = ledger_public_key_path(key_path)
+    if not public_path.exists():
+        write_public_key(public_path, key.public_key())
+    return key
+
+
+# --- format ---------------------------------------------------------------------------------
+
+
+def _line_hash(line: bytes) -> str:
+    return hashlib.sha256(line).hexdigest()
+
+
+def _canonical(entry: dict) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _signed(entry: dict, key: Ed25519PrivateKey | None, domain: bytes) -> dict:
+    if key is None:
+        return entry
+    return {**entry, "sig": key.sign(domain + _canonical(entry)).hex()}
+
+
+def _signature_problem(entry: dict, key: Ed25519PublicKey, domain: bytes) -> str | None:
+    body = dict(entry)
+    sig = body.pop("sig", None)
+    if not isinstance(sig, str):
+        return "is not signed"
+    try:
+        key.verify(bytes.fromhex(sig), domain + _canonical(body))
+    except (ValueError, InvalidSignature):
+        return "has a bad signature"
+    return None
+
+
+def segment_path(path: Path, number: int) -> Path:
+    """File of segment ``number`` (1 is ``path`` itself)."""
+    if number == 1:
+        return path
+    return path.with_name(f"{path.stem}.{number:06d}{path.suffix}")
+
+
+def list_segments(path: Path) -> list[tuple[int, Path]]:
+    """Every segment file of the ledger at ``path``, in order (gaps included as found)."""
+    found = [(1, path)] if path.exists() else []
+    pattern = re.compile(re.escape(path.stem) + r"\.(\d{6})" + re.escape(path.suffix) + "$")
+    if path.parent.is_dir():
+        for candidate in path.parent.iterdir():
+            match = pattern.match(candidate.name)
+            if match and int(match.group(1)) >= 2:
+                found.append((int(match.group(1)), candidate))
+    return sorted(found)
+
+
+def _head_path(path: Path) -> Path:
+    return path.with_name(path.name + ".head")
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+class PurgeLedger:
+    """The device's purge ledger; ``signing_key`` (a key or a key file) turns on signatures.
+
+    Without a key the ledger is hash-chained only (unsigned mode, for development and
+    old callers); a verifier holding the device's public key rejects unsigned records.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        signing_key: Ed25519PrivateKey | Path | None = None,
+        *,
+        max_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    ) -> None:
+        self.path = path
+        self.head_path = _head_path(path)
+        if isinstance(signing_key, (str, Path)):
+            signing_key = load_or_create_ledger_key(Path(signing_key))
+        self._key = signing_key
+        self.public_key = signing_key.public_key() if signing_key is not None else None
+        self.max_segment_bytes = max_segment_bytes
+        self._lock = threading.Lock()
+        self.recovered: str | None = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._open_tail()
+
+    @property
+    def signed(self) -> bool:
+        return self._key is not None
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def _open_tail(self) -> None:
+        segments = list_segments(self.path)
+        self._segment = segments[-1][0] if segments else 1
+        self._count, self._last = 0, GENESIS
+        torn = b""
+        for index, (_, segment) in enumerate(segments):
+            data = segment.read_bytes()
+            complete, _, tail = data.rpartition(b"\n")
+            self._count += data.count(b"\n")
+            if complete or data.startswith(b"\n"):
+                self._last = _line_hash(complete.rsplit(b"\n", 1)[-1])
+            if index == len(segments) - 1:
+                torn = tail
+                self._segment_size = len(data) - len(tail)
+        if not segments:
+            self._segment_size = 0
+        if torn:
+            self._discard_torn_tail(torn)
+
+    def _discard_torn_tail(self, torn: bytes) -> None:
+        """Cut a torn last line off and put its loss on the record (signed, chained)."""
+        segment = segment_path(self.path, self._segment)
+        digest = hashlib.sha256(torn).hexdigest()
+        with open(segment, "r+b") as handle:
+            handle.truncate(self._segment_size)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.recovered = (
+            f"{segment.name}: discarded a torn record of {len(torn)} bytes "
+            f"(sha256 {digest}) left by an interrupted append"
+        )
+        log.warning("purge ledger %s", self.recovered)
+        self._append_entry(
+            {
+                "prev": self._last,
+                "event": TORN_EVENT,
+                "torn_bytes": len(torn),
+                "torn_sha256": digest,
+                "segment": segment.name,
+                "at_ms": now_ms(),
+            }
+        )
+
+    def append(self, record: PurgeRecord) -> None:
+        with self._lock, deferred_shutdown():
+            self._append_entry({"prev": self._last, **record.to_dict()})
+
+    def _append_entry(self, entry: dict) -> None:
+        line = _canonical(_signed(entry, self._key, _RECORD_DOMAIN)) + b"\n"
+        if self._segment_size and self._segment_size + len(line) > self.max_segment_bytes:
+            self._segment += 1
+            self._segment_size = 0
+        segment = segment_path(self.path, self._segment)
+        created = not segment.exists()
+        fd = os.open(segment, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_dir(segment.parent)
+        self._segment_size += len(line)
+        self._last = _line_hash(line[:-1])
+        self._count += 1
+        head = {"count": self._count, "last": self._last, "segment": self._segment}
+        write_private(self.head_path, _canonical(_signed(head, self._key, _HEAD_DOMAIN)))
+
+    def check(self, public_key: Ed25519PublicKey | None = None) -> VerifyReport:
+        """Walk the whole ledger (``public_key`` defaults to this ledger's own key)."""
+        return check_ledger(self.path, public_key or self.public_key)
+
+    def verify(self, public_key: Ed25519PublicKey | None = None) -> int:
+        """Walk the chain (and signatures) and check the head; returns the count or raises.
+
+        Raises ``LedgerError`` naming the first broken record, or ``TornRecordError``
+        if the only fault is a torn newest record.
+        """
+        return self.check(public_key).raise_for_problems()
+
+
+# --- reading and verifying --------------------------------------------------------------
+
+
+@dataclass
+class LedgerLine:
+    number: int  # position in the whole ledger, 1-based, across segments
+    segment: str
+    line: int  # 1-based within the segment
+    raw: bytes
+    entry: dict | None  # None when the line is not a JSON object
+
+    @property
+    def label(self) -> str:
+        where = f"{self.segment} line {self.line}"
+        if self.entry and isinstance(self.entry.get("capture_id"), str):
+            return f"capture {self.entry['capture_id']}, {where}"
+        if self.entry and isinstance(self.entry.get("event"), str):
+            return f"event {self.entry['event']}, {where}"
+        return where
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    records: int = 0  # complete records walked
+    segments: int = 0
+    signatures_checked: bool = False
+    problems: list[str] = field(default_factory=list)
+    torn: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.torn is None
+
+    def raise_for_problems(self) -> int:
+        if self.problems:
+            raise LedgerError(self.problems[0])
+        if self.torn is not None:
+            raise TornRecordError(self.torn, self.records)
+        return self.records
+
+
+def read_lines(path: Path) -> Iterator[LedgerLine | tuple[str, bytes]]:
+    """Every complete line of every segment, in order; a torn tail comes as ("torn", bytes)."""
+    segments = list_segments(path)
+    number = 0
+    for index, (_, segment) in enumerate(segments):
+        data = segment.read_bytes()
+        parts = data.split(b"\n")
+        tail = parts.pop()
+        if tail and index < len(segments) - 1:
+            parts.append(tail)  # a missing end of line mid-ledger: checked like any line
+            tail = b""
+        for line_number, raw in enumerate(parts, 1):
+            number += 1
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                entry = None
+            yield LedgerLine(
+                number, segment.name, line_number, raw, entry if isinstance(entry, dict) else None
+            )
+        if tail:
+            yield (segment.name, tail)
+
+
+def check_ledger(path: Path, public_key: Ed25519PublicKey | None = None) -> VerifyReport:
+    """Verify the ledger at ``path`` without changing it; every fault is named in the report.
+
+    With ``public_key`` every record and the head must carry a valid signature.
+    """
+    segments = list_segments(path)
+    report = VerifyReport(path, segments=len(segments), signatures_checked=public_key is not None)
+    numbers = [n for n, _ in segments]
+    for expected_number, (n, segment) in zip(range(1, len(numbers) + 1), segments, strict=True):
+        if n != expected_number:
+            report.problems.append(
+                f"segment {expected_number} is missing (found {segment.name} in its place)"
+            )
+            break
+    expected, before_last = GENESIS, GENESIS
+    count = 0
+    for item in read_lines(path):
+        if isinstance(item, tuple):
+            segment_name, tail = item
+            report.torn = (
+                f"record {count + 1} is torn ({segment_name}, {len(tail)} bytes without an end "
+                f"of line: an append cut short, e.g. by power loss); the {count} records "
+                "before it were checked"
+            )
+            continue
+        count = item.number
+        if item.entry is None:
+            report.problems.append(f"record {count} is not valid JSON ({item.label})")
+        else:
+            if item.entry.get("prev") != expected:
+                report.problems.append(
+                    f"record {count} does not follow record {count - 1} ({item.label}): "
+                    "hash chain broken (edited, deleted or reordered record)"
+                )
+            if public_key is not None:
+                problem = _signature_problem(item.entry, public_key, _RECORD_DOMAIN)
+                if problem:
+                    report.problems.append(f"record {count} {problem} ({item.label})")
+            if item.entry.get("event") == TORN_EVENT:
+                report.notes.append(
+                    f"record {count} notes a torn record discarded after a power loss "
+                    f"({item.entry.get('torn_bytes')} bytes, {item.label})"
+                )
+        before_last, expected = expected, _line_hash(item.raw)
+    report.records = count
+    _check_head(path, report, expected, before_last, public_key)
+    return report
+
+
+def _check_head(
+    path: Path,
+    report: VerifyReport,
+    last: str,
+    before_last: str,
+    public_key: Ed25519PublicKey | None,
+) -> None:
+    count = report.records
+    head_path = _head_path(path)
+    if not head_path.exists():
+        if count:
+            report.problems.append(f"ledger head missing for {count} records")
+        return
+    try:
+        head = json.loads(head_path.read_bytes())
+        head_count, head_last = int(head["count"]), str(head["last"])
+    except (ValueError, KeyError, TypeError) as exc:
+        report.problems.append(f"ledger head is unreadable: {exc}")
+        return
+    if public_key is not None:
+        problem = _signature_problem(head, public_key, _HEAD_DOMAIN)
+        if problem:
+            report.problems.append(f"ledger head {problem}")
+    if head_count == count and head_last == last:
+        return
+    if head_count == count - 1 and head_last == before_last:
+        report.notes.append(
+            f"record {count} (the newest) is not counted by the head yet "
+            "(power lost between the append and the head update)"
+        )
+        return
+    if head_count == count:
+        report.problems.append(f"record {count} (the newest) was altered")
+    elif head_count > count:
+        report.problems.append(
+            f"ledger holds {count} records but its head says {head_count}: "
+            f"record {count + 1} onwards deleted"
+        )
+    else:
+        report.problems.append(f"ledger holds {count} records but its head says {head_count}")

@@ -1,0 +1,302 @@
+"""The gate workflow around the state machine: modes, scans, agent actions, boarding log.
+
+Two modes:
+
+* biometric-first: the camera matches 1:N; a boarding pass is scanned only for exceptions
+  (a referral, an opt-out) and then only checked and noted, or, at a ready gate, used to
+  run that one traveller as pass-then-face;
+* pass-then-face: the agent scans the pass first. It is checked against the flight: a
+  wrong flight, wrong date, wrong departure airport, a pass without check-in or one
+  already boarded each refer the traveller with their own reason and nothing is
+  captured. A pass that checks out starts the capture, and the raw barcode goes in the
+  capture header so the matching service confirms the face is the pass's passenger
+  (``NO_MATCH``: someone else's pass).
+
+An unreadable scan changes nothing at the gate (the agent rescans); it is counted on the
+traveller's record. Agent badges release, cancel or record an opt-out.
+
+Each traveller gets one boarding-log line (``appliance.boarding_log``) when the gate is
+back to ready (door passage, no passage, agent cancel...) or goes out of service.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from appliance.gate.boarding_log import BoardingLog
+from appliance.gate.flight import FlightInfo
+from appliance.gate.machine import Event, GateController, State, Transition
+from appliance.gate.passes import PassCheck, check_against_flight
+from appliance.gate.scanner import AgentAction, AgentCommand, ScanError, ScanParser
+from appliance.pipeline.traveller import BoardingGate, TravellerOutcome
+from appliance.vision.camera import FrameSource
+from gate_contract.bcbp import BoardingPass
+
+log = logging.getLogger("gate.workflow")
+
+
+class Mode(enum.StrEnum):
+    BIOMETRIC_FIRST = "biometric_first"
+    PASS_THEN_FACE = "pass_then_face"
+
+
+_ENDS = frozenset({State.READY, State.OUT_OF_SERVICE})
+
+
+def _iso(at: float) -> str:
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class _Traveller:
+    number: int
+    started: float  # perf_counter
+    started_at: float  # time.time
+    raw_pass: str | None = None  # only for the capture header; never logged
+    check: PassCheck | None = None
+    scans: int = 0
+    bad_scans: int = 0
+    in_process: bool = False
+    decided: float | None = None
+    outcome: TravellerOutcome | None = None
+    released_at: float | None = None
+    granted_at: float | None = None
+    ended_by: Transition | None = None
+    fields: dict = field(default_factory=dict)
+
+
+class GateWorkflow:
+    """One gate boarding one flight; thread-safe (scanner, MCU events, the camera loop)."""
+
+    def __init__(
+        self,
+        boarding: BoardingGate,
+        flight: FlightInfo,
+        *,
+        mode: Mode | str = Mode.BIOMETRIC_FIRST,
+        boarding_log: BoardingLog | None = None,
+        scanner: ScanParser | None = None,
+    ) -> None:
+        if not isinstance(boarding.gate, GateController):
+            raise TypeError("the workflow needs the gate state machine (GateController)")
+        self.boarding = boarding
+        self.gate: GateController = boarding.gate
+        self.flight = flight
+        self.mode = Mode(mode)
+        self.flight_date = datetime.date.fromisoformat(flight.date)
+        self.log = boarding_log or BoardingLog()
+        self.scanner = scanner or ScanParser(reference_date=self.flight_date)
+        self.boarded: set[str] = set()
+        self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
+        self._current: _Traveller | None = None
+        self._count = 0
+        self.gate.on_transition(self._on_transition)
+
+    # --- who is at the gate -------------------------------------------------------------
+
+    @property
+    def current(self) -> _Traveller | None:
+        return self._current
+
+    def _open(self) -> _Traveller:
+        with self._lock:
+            if self._current is None:
+                self._count += 1
+                self._current = _Traveller(self._count, time.perf_counter(), time.time())
+            return self._current
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until the traveller in progress is logged (False on timeout)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._current is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+            return True
+
+    # --- scans --------------------------------------------------------------------------
+
+    def scan(self, text: str | bytes) -> PassCheck | AgentAction | ScanError:
+        """One scanned line: a boarding pass (checked), an agent badge, or an error."""
+        result = self.scanner.parse(text)
+        if isinstance(result, ScanError):
+            log.warning("scan refused: %s (field %s)", result.reason, result.field)
+            with self._lock:
+                if self._current is not None or self.gate.phase is State.READY:
+                    traveller = self._open()
+                    traveller.scans += 1
+                    traveller.bad_scans += 1
+            return result
+        if isinstance(result, AgentAction):
+            self._agent(result)
+            return result
+        raw = text.decode("ascii", "replace") if isinstance(text, bytes) else text
+        return self._pass(result, raw.strip("\r\n"))
+
+    def _pass(self, bp: BoardingPass, raw: str) -> PassCheck:
+        check = check_against_flight(
+            bp,
+            carrier=self.flight.carrier,
+            flight_number=self.flight.flight_number,
+            date=self.flight_date,
+            departure_airport=self.flight.departure_airport,
+            boarded_sequences=self.boarded,
+        )
+        fields = {}
+        if check.leg is not None:
+            leg = check.leg
+            fields = {"flight": f"{leg.carrier}{leg.flight_number}", "sequence": leg.sequence}
+        reason = f"pass {check.outcome.value}: {check.reason}"
+        with self._lock:
+            phase = self.gate.phase
+            if phase not in (State.READY, State.REFER_TO_AGENT, State.MANUAL_CHECK):
+                self.gate.fire(Event.PASS_SCANNED if check.ok else Event.PASS_REFUSED, reason)
+                return check  # refused by the table: a capture or a passage is under way
+            traveller = self._open()
+            traveller.scans += 1
+            traveller.check = check
+            if phase is State.READY and check.ok:
+                traveller.raw_pass = raw
+            event = Event.PASS_SCANNED if check.ok else Event.PASS_REFUSED
+            self.gate.fire(event, reason, **fields)
+            if phase is State.READY and not check.ok:
+                traveller.decided = time.perf_counter()
+                traveller.fields.update(outcome="referred", reason=reason[:200])
+        return check
+
+    def _agent(self, action: AgentAction) -> None:
+        who = f"agent {action.agent_id}"
+        if action.command is AgentCommand.RELEASE:
+            self.gate.agent_release(f"{who} released the gate")
+        elif action.command is AgentCommand.CANCEL:
+            self.gate.agent_cancel(f"{who} cancelled")
+        elif action.command is AgentCommand.OPTOUT:
+            with self._lock:
+                if self.gate.phase is State.READY:
+                    self._open()
+            self.gate.opt_out(f"{who}: traveller opts out")
+        else:
+            log.info("%s present", who)
+
+    # --- the face -----------------------------------------------------------------------
+
+    def board(self, source: FrameSource) -> TravellerOutcome:
+        """Run the capture for the traveller at the gate (after the pass, in pass-then-face)."""
+        with self._lock:
+            traveller = self._open()
+            if traveller.decided is not None:
+                return TravellerOutcome("referred", traveller.fields.get("reason", "refused"))
+            if self.mode is Mode.PASS_THEN_FACE and traveller.raw_pass is None:
+                phase = self.gate.phase
+                if phase is not State.MANUAL_CHECK and not self.gate.opt_out_pending():
+                    return TravellerOutcome("referred", "scan the boarding pass first")
+            traveller.in_process = True
+        outcome = self.boarding.process(source, traveller.raw_pass or "")
+        with self._lock:
+            traveller.in_process = False
+            traveller.decided = time.perf_counter()
+            traveller.outcome = outcome
+            if outcome.outcome == "granted":
+                traveller.granted_at = traveller.decided
+                self._mark_boarded(traveller)
+            if outcome.outcome == "no_face" and traveller.check is None:
+                self._current = None  # nobody was there: not a traveller
+                self._idle.notify_all()
+            elif traveller.ended_by is not None or self.gate.phase in _ENDS:
+                self._conclude(traveller, traveller.ended_by)
+        return outcome
+
+    def _mark_boarded(self, traveller: _Traveller) -> None:
+        check = traveller.check
+        if check is not None and check.ok and check.leg is not None and check.leg.sequence:
+            self.boarded.add(check.leg.sequence)
+
+    # --- the end of a traveller ---------------------------------------------------------
+
+    def _on_transition(self, step: Transition) -> None:
+        if not step.accepted:
+            return
+        with self._lock:
+            traveller = self._current
+            if traveller is None:
+                return
+            if step.event is Event.AGENT_RELEASE:
+                traveller.released_at = time.perf_counter()
+                if traveller.decided is None:
+                    traveller.decided = traveller.released_at
+                    traveller.fields.setdefault("outcome", "agent_released")
+                self._mark_boarded(traveller)
+            if step.target not in _ENDS or step.source in _ENDS:
+                return
+            traveller.ended_by = step
+            if traveller.in_process:
+                return  # board() concludes when the capture has been purged
+            if traveller.decided is None:
+                traveller.decided = time.perf_counter()
+                traveller.fields.setdefault("outcome", "cancelled")
+                traveller.fields.setdefault("reason", step.reason[:200])
+            self._conclude(traveller, step)
+
+    def _conclude(self, traveller: _Traveller, step: Transition | None) -> None:
+        now = time.perf_counter()
+        out = traveller.outcome
+        check = traveller.check
+        decided = traveller.decided or now
+
+        def ms(start: float | None, end: float | None) -> float | None:
+            return None if start is None or end is None else (end - start) * 1000
+
+        waited_for_agent = traveller.released_at or (
+            now if step is not None and step.event in (Event.AGENT_CANCEL, Event.RESET) else None
+        )
+        passage_from = traveller.granted_at or traveller.released_at
+        record = {
+            "traveller": traveller.number,
+            "mode": self.mode.value,
+            "started_at": _iso(traveller.started_at),
+            "decided_at": _iso(traveller.started_at + (decided - traveller.started)),
+            "ended_at": _iso(time.time()),
+            "outcome": out.outcome if out else traveller.fields.get("outcome", "cancelled"),
+            "reason": (out.reason if out else traveller.fields.get("reason", ""))[:200],
+            "event": out.event if out and out.event else None,
+            "resolution": step.event.value if step else self.gate.phase.value,
+            "released_by_agent": traveller.released_at is not None,
+            "flight": None,
+            "sequence": None,
+            "pass_check": check.outcome.value if check else None,
+            "pass_reason": check.reason[:200] if check else None,
+            "scans": traveller.scans,
+            "bad_scans": traveller.bad_scans,
+            "traveller_token": (out.traveller_token or None) if out else None,
+            "capture_id": (out.capture_id or None) if out else None,
+            "frame_sent": bool(out and out.frame_sent),
+            "frames_seen": out.frames_seen if out else 0,
+            "gate_ms": ms(traveller.started, decided),
+            "capture_ms": out.capture_ms if out else None,
+            "verify_ms": out.verify_ms if out else None,
+            "agent_ms": ms(decided, waited_for_agent) if waited_for_agent else None,
+            "passage_ms": ms(passage_from, now) if passage_from else None,
+            "total_ms": ms(traveller.started, now),
+        }
+        if check is not None and check.leg is not None:
+            leg = check.leg
+            record["flight"] = f"{leg.carrier}{leg.flight_number} {leg.flight_date.isoformat()}"
+            record["sequence"] = leg.sequence or None
+        try:
+            self.log.append(record)
+        except (OSError, ValueError) as exc:  # the gate goes on; the journal says why
+            log.error("boarding log: record %d not written: %s", traveller.number, exc)
+        if self._current is traveller:
+            self._current = None
+        self._idle.notify_all()
+
+
+__all__ = ["GateWorkflow", "Mode"]

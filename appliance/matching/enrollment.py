@@ -1,0 +1,99 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from gate.v1 import matching_pb2 as pb
+from gate.v1 import matching_pb2_grpc as pb_grpc
+
+from appliance.errors import EnrollmentFailed
+from appliance.matching.client import status_code
+from gate_contract.keys import PkiLayout, make_csr, write_device_layout
+from gate_contract.sealing import key_id
+from gate_contract.verdicts import signing_key_id
+
+
+def enroll(
+    target: str,
+    bootstrap_ca_pem: bytes,
+    token: str,
+    device_id: str,
+    root: Path,
+    *,
+    deadline_s: float = 10.0,
+) -> PkiLayout:
+    """Enroll this unit: new key + CSR, one-time token, write the device PKI under ``root``.
+
+    ``bootstrap_ca_pem`` is the CA the technician provisions with the token; the
+    enrollment server's TLS certificate must chain to it, and so must the certificate
+    returned. The private key is made here and never leaves the unit.
+    """
+    key, csr_pem = make_csr(device_id)
+    credentials = grpc.ssl_channel_credentials(root_certificates=bootstrap_ca_pem)
+    with grpc.secure_channel(target, credentials) as channel:
+        stub = pb_grpc.EnrollmentStub(channel)
+        try:
+            response = stub.Enroll(
+                pb.EnrollRequest(enrollment_token=token, device_id=device_id, csr_pem=csr_pem),
+                timeout=deadline_s,
+            )
+        except grpc.RpcError as exc:
+            raise EnrollmentFailed(
+                f"enrollment refused: {status_code(exc).name}: {exc.details()}"
+            ) from exc
+    _check_enrollment(response, bootstrap_ca_pem, device_id, key)
+    return write_device_layout(
+        root,
+        device_key=key,
+        certificate_chain_pem=response.certificate_chain_pem,
+        ca_pem=response.ca_certificate_pem,
+        sealing_public_pem=response.sealing_public_key_pem,
+        signing_public_pem=response.signing_public_key_pem,
+    )
+
+
+def _check_enrollment(response: pb.EnrollResponse, bootstrap_ca_pem: bytes, device_id, key) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    try:
+        ca = x509.load_pem_x509_certificate(response.ca_certificate_pem)
+        pinned = x509.load_pem_x509_certificate(bootstrap_ca_pem)
+        chain = x509.load_pem_x509_certificates(response.certificate_chain_pem)
+        sealing = serialization.load_pem_public_key(response.sealing_public_key_pem)
+        signing = serialization.load_pem_public_key(response.signing_public_key_pem)
+    except ValueError as exc:
+        raise EnrollmentFailed(f"enrollment answer unreadable: {exc}") from exc
+    if ca != pinned:
+        raise EnrollmentFailed("enrollment answer names a CA other than the one provisioned")
+    if not chain:
+        raise EnrollmentFailed("enrollment answer holds no certificate")
+    leaf = chain[0]
+    try:
+        # Every link of the chain, up to the provisioned CA itself.
+        for cert, issuer in zip(chain, [*chain[1:], ca], strict=True):
+            cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise EnrollmentFailed(f"returned certificate does not chain to the CA: {exc}") from exc
+    names = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names or names[0].value != device_id:
+        raise EnrollmentFailed("returned certificate names another device")
+    if not isinstance(leaf.public_key(), ec.EllipticCurvePublicKey) or (
+        leaf.public_key().public_numbers() != key.public_key().public_numbers()
+    ):
+        raise EnrollmentFailed("returned certificate is not for this unit's key")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+    if not isinstance(sealing, X25519PublicKey) or key_id(sealing) != response.sealing_key_id:
+        raise EnrollmentFailed("sealing key does not match its key id")
+    if (
+        not isinstance(signing, Ed25519PublicKey)
+        or signing_key_id(signing) != response.signing_key_id
+    ):
+        raise EnrollmentFailed("verdict-signing key does not match its key id")

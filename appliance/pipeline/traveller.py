@@ -1,0 +1,357 @@
+"""One traveller at the gate, from the first frame to the gate's answer and the purge.
+
+Order matters for privacy and speed: the verdict is checked, then every buffer of the
+capture is purged, then the relay is driven. Whatever goes wrong, the transaction is
+purged, a ledger record is written and the gate is left shut. A shutdown signal
+(``appliance.hardening.ShutdownRequested``), KeyboardInterrupt or SystemExit in the
+middle of a traveller purges and records the transaction (reason "shutdown" or
+"interrupted: ...") and is then re-raised.
+
+The gate is told each step as an event of its state machine (``appliance.gate``):
+capture started, frame sent, the verdict or why there is none. While the capture and the
+verify run, the gate may cancel them at any moment (opt-out button, agent, link lost):
+the capture stops before the next frame, a verify in flight is cancelled, everything is
+purged and nothing more is sent, not even the purge receipt. A verdict that does not come
+within ``verdict_timeout_s`` refers the traveller; the gate never opens on a timeout.
+A minimal gate (tests) needs only ``opt_out_pending``, ``capturing`` and ``refer``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+from gate.v1 import matching_pb2 as pb
+
+from appliance.custody.ledger import PurgeLedger
+from appliance.custody.payload import seal_capture
+from appliance.custody.transaction import CaptureTransaction, PurgeRecord
+from appliance.errors import EncodeError, LedgerError, MatchingUnavailable, VerifyCancelled
+from appliance.gate.machine import Event, GateController, State
+from appliance.matching.client import MatchingClient
+from appliance.shutdown import ShutdownRequested, deferred_shutdown
+from appliance.vision.camera import FrameSource
+from appliance.vision.detectors.onnx_runtime import FaceDetector
+from appliance.vision.quality import QualityThresholds
+from appliance.vision.selection import NoSelection, select_frame
+from gate_contract.clock import now_ms
+from gate_contract.errors import VerdictRejected
+
+log = logging.getLogger("gate.boarding")
+
+
+@dataclass
+class TravellerOutcome:
+    outcome: str  # granted, referred, manual_check, no_face
+    reason: str
+    capture_id: str = ""
+    frame_sent: bool = False
+    purge: PurgeRecord | None = None
+    e2e_ms: float | None = None  # face in view -> relay command written
+    frames_seen: int = 0
+    traveller_token: str = ""  # from a MATCH verdict (pseudonymous, no biometrics)
+    capture_ms: float | None = None  # capture window start -> sealed frame ready
+    verify_ms: float | None = None  # frame sent -> verdict (or its failure)
+    event: str = ""  # the gate machine event this outcome fired
+
+
+_DECISION_EVENTS = {
+    pb.NO_MATCH: Event.NO_MATCH,
+    pb.NOT_ON_FLIGHT: Event.NOT_ON_FLIGHT,
+    pb.IMAGE_UNUSABLE: Event.UNUSABLE,
+}
+
+
+class BoardingGate:
+    def __init__(
+        self,
+        detector: FaceDetector,
+        client: MatchingClient,
+        gate: GateController,
+        ledger: PurgeLedger,
+        *,
+        limits: QualityThresholds | None = None,
+        capture_window_frames: int = 45,
+        verdict_timeout_s: float | None = None,
+    ) -> None:
+        self.detector = detector
+        self.client = client
+        self.gate = gate
+        self.ledger = ledger
+        self.limits = limits or QualityThresholds()
+        self.window = capture_window_frames
+        self.verdict_timeout_s = verdict_timeout_s
+        # The full machine (GateController) is told every step; a minimal gate only some.
+        self._machine = gate if hasattr(gate, "fire") else None
+        self._cancelled = getattr(gate, "cancelled", gate.opt_out_pending)
+
+    def _fire(self, event: Event, reason: str, **fields: object) -> bool:
+        if self._machine is None:
+            return True
+        return self._machine.fire(event, reason, **fields)
+
+    def _refer(self, event: Event, reason: str) -> None:
+        if self._machine is None:
+            self.gate.refer()
+        else:
+            self._machine.refer(reason, event)
+
+    def process(self, source: FrameSource, boarding_pass: str = "") -> TravellerOutcome:
+        """Run one capture window for the traveller in front of ``source``."""
+        if self.gate.opt_out_pending():
+            self.gate.acknowledge_opt_out()
+            return TravellerOutcome("manual_check", "opted out before capture")
+        if self.gate.capturing() is False:  # the machine refused: no capture at all
+            phase = self._machine.phase if self._machine is not None else None
+            if phase is State.MANUAL_CHECK or self.gate.opt_out_pending():
+                return TravellerOutcome("manual_check", "awaiting the agent (opt-out)")
+            return TravellerOutcome("referred", f"gate {getattr(phase, 'value', phase)}")
+        transaction = CaptureTransaction(self.client.device_id)
+        try:
+            watched = _Watched(source, transaction)
+            return self._capture_and_match(transaction, watched, boarding_pass)
+        except Exception as exc:  # the gate must survive anything one traveller brings
+            log.error("transaction %s failed: %s", transaction.capture_id, type(exc).__name__)
+            record = self._finish_after_fault(
+                transaction, "referred", f"internal error: {type(exc).__name__}"
+            )
+            return TravellerOutcome(
+                "referred",
+                "internal error",
+                transaction.capture_id,
+                bool(transaction.sent_at_ms),
+                record,
+            )
+        except BaseException as exc:  # shutdown signal, KeyboardInterrupt, SystemExit
+            reason = (
+                "shutdown"
+                if isinstance(exc, ShutdownRequested)
+                else f"interrupted: {type(exc).__name__}"
+            )
+            log.warning("transaction %s stopped: %s", transaction.capture_id, reason)
+            self._finish_after_fault(transaction, "referred", reason, report=False)
+            raise
+
+    def _capture_and_match(
+        self, tx: CaptureTransaction, source: FrameSource, boarding_pass: str
+    ) -> TravellerOutcome:
+        started = time.perf_counter()
+        selection = select_frame(
+            source,
+            self.detector,
+            max_frames=self.window,
+            limits=self.limits,
+            opted_out=self._cancelled,
+        )
+        if isinstance(selection, NoSelection):
+            return self._no_selection(tx, selection)
+        face_in_view = selection.first_face_at or started
+        frames = selection.frames_seen
+        tx.track(selection.frame)
+        tx.captured_at_ms = now_ms()
+        try:
+            sealed = seal_capture(
+                tx, selection.frame, selection.report.face, self.client.sealing_key
+            )
+        except EncodeError as exc:
+            self._finish(tx, "referred", f"encode failed: {exc}")
+            self._refer(Event.ERROR, "encode failed")
+            return TravellerOutcome("referred", str(exc), tx.capture_id, purge=tx.record)
+        capture_ms = (time.perf_counter() - started) * 1000
+        if self._cancelled() or not self._fire(
+            Event.FRAME_SENT, "frame sealed and sent", capture_id=tx.capture_id
+        ):
+            return self._stopped_during_capture(tx, frames)
+        tx.sent_at_ms = now_ms()
+        sent = time.perf_counter()
+        timed_out = False
+        deadline = sent + self.verdict_timeout_s if self.verdict_timeout_s else None
+
+        def stop() -> bool:
+            nonlocal timed_out
+            if self._cancelled():
+                return True
+            if deadline is not None and time.perf_counter() >= deadline:
+                timed_out = True
+                return True
+            return False
+
+        try:
+            verdict = self.client.verify(
+                tx.capture_id, tx.captured_at_ms, sealed, boarding_pass, cancelled=stop
+            )
+        except VerifyCancelled:
+            verify_ms = (time.perf_counter() - sent) * 1000
+            if timed_out and not self._cancelled():
+                record = self._finish(tx, "referred", "verdict timeout")
+                self._refer(Event.VERDICT_TIMEOUT, "no verdict within the deadline")
+                return TravellerOutcome(
+                    "referred", "verdict timeout", tx.capture_id, True, record,
+                    frames_seen=frames, capture_ms=capture_ms, verify_ms=verify_ms,
+                    event=Event.VERDICT_TIMEOUT.value,
+                )  # fmt: skip
+            return self._stopped_during_capture(tx, frames, sent=True)
+        except (MatchingUnavailable, VerdictRejected) as exc:
+            verify_ms = (time.perf_counter() - sent) * 1000
+            record = self._finish(tx, "referred", f"error: {exc}")
+            if isinstance(exc, VerdictRejected):
+                event = Event.ERROR
+            elif exc.code is grpc.StatusCode.DEADLINE_EXCEEDED:
+                event = Event.VERDICT_TIMEOUT
+            else:
+                event = Event.MATCHER_UNAVAILABLE
+            self._refer(event, f"{event.value.replace('_', ' ')}")
+            return TravellerOutcome(
+                "referred", str(exc), tx.capture_id, True, record, frames_seen=frames,
+                capture_ms=capture_ms, verify_ms=verify_ms, event=event.value,
+            )  # fmt: skip
+        tx.verdict_at_ms = now_ms()
+        verify_ms = (time.perf_counter() - sent) * 1000
+        decision = pb.Decision.Name(verdict.decision).lower()
+        token = ""
+        if verdict.decision == pb.MATCH:
+            tx.purge("granted", "verdict")
+            if self.gate.grant("match", capture_id=tx.capture_id) is False:
+                if self.gate.opt_out_pending():  # pressed as the verdict came: honoured
+                    record = self._finish(tx, "manual_check", "opt_out", report=False)
+                    self.gate.acknowledge_opt_out()
+                    return TravellerOutcome(
+                        "manual_check", "opted out while verifying", tx.capture_id, True,
+                        record, frames_seen=frames, event=Event.OPT_OUT.value,
+                    )  # fmt: skip
+                outcome, decision = "referred", f"match, but gate {self._phase_name()}"
+            else:
+                outcome, token = "granted", verdict.traveller_token
+            event = Event.MATCH
+        else:
+            tx.purge("referred", "verdict")
+            event = _DECISION_EVENTS.get(verdict.decision, Event.MATCHER_UNAVAILABLE)
+            self._refer(event, decision)
+            outcome = "referred"
+        e2e_ms = (time.perf_counter() - face_in_view) * 1000
+        record = self._finish(tx, outcome, "verdict")
+        return TravellerOutcome(
+            outcome, decision, tx.capture_id, True, record, e2e_ms, frames,
+            traveller_token=token, capture_ms=capture_ms, verify_ms=verify_ms,
+            event=event.value,
+        )  # fmt: skip
+
+    def _phase_name(self) -> str:
+        return self._machine.phase.value if self._machine is not None else "unknown"
+
+    def _stopped_during_capture(
+        self, tx: CaptureTransaction, frames_seen: int, *, sent: bool = False
+    ) -> TravellerOutcome:
+        """The gate cancelled the transaction: opt-out, or the agent / the link stopped it."""
+        if self.gate.opt_out_pending() or self._machine is None:
+            return self._opted_out_during_capture(tx, frames_seen, sent=sent)
+        phase = self._phase_name()
+        record = self._finish(tx, "referred", f"cancelled: {phase}", report=False)
+        return TravellerOutcome(
+            "referred" if phase != "ready" else "cancelled",
+            f"cancelled ({phase})",
+            tx.capture_id,
+            sent,
+            record,
+            frames_seen=frames_seen,
+        )
+
+    def _opted_out_during_capture(
+        self, tx: CaptureTransaction, frames_seen: int, *, sent: bool = False
+    ) -> TravellerOutcome:
+        """The button was pressed mid-capture: purge, send nothing more, agent checks."""
+        record = self._finish(tx, "manual_check", "opt_out", report=False)
+        self.gate.acknowledge_opt_out()
+        return TravellerOutcome(
+            "manual_check",
+            "opted out while verifying" if sent else "opted out during capture",
+            tx.capture_id,
+            sent,
+            purge=record,
+            frames_seen=frames_seen,
+            event=Event.OPT_OUT.value,
+        )
+
+    def _no_selection(self, tx: CaptureTransaction, selection: NoSelection) -> TravellerOutcome:
+        if selection.reason == "opted_out":
+            return self._stopped_during_capture(tx, selection.frames_seen)
+        if selection.reason == "source_ended":
+            log.error("camera delivered no frame; referring to the agent")
+            self._refer(Event.ERROR, "camera delivered no frame")
+            return TravellerOutcome("referred", "camera delivered no frame", event="error")
+        if selection.reason == "no_face":
+            if self._machine is not None:
+                self._machine.fire(Event.NOBODY, "nobody in view")
+            else:
+                self.gate.ready()
+            return TravellerOutcome("no_face", "nobody in view", frames_seen=selection.frames_seen)
+        record = self._finish(tx, "referred", "no usable face")
+        self._refer(Event.NO_USABLE_FACE, f"no usable face ({selection.last_feedback})")
+        return TravellerOutcome(
+            "referred",
+            f"no usable face ({selection.last_feedback})",
+            tx.capture_id,
+            purge=record,
+            frames_seen=selection.frames_seen,
+            event=Event.NO_USABLE_FACE.value,
+        )
+
+    def _finish(
+        self, tx: CaptureTransaction, outcome: str, reason: str, *, report: bool = True
+    ) -> PurgeRecord:
+        """Purge (if not yet), write the ledger record (once) and tell the service."""
+        record = tx.purge(outcome, reason)
+        if not tx.recorded:
+            try:
+                # A shutdown signal waits until "recorded" is set: one record per capture.
+                with deferred_shutdown():
+                    self.ledger.append(record)
+                    tx.recorded = True
+            except (OSError, LedgerError) as exc:
+                # The purge itself is done; the traveller's outcome stands (the relay may
+                # already have pulsed). The missing record is an operations alarm.
+                log.error("purge ledger write failed for %s: %s", tx.capture_id, exc)
+                return record
+            if report and tx.sent_at_ms and not self.client.report_purge(record):
+                log.warning(
+                    "purge receipt for %s not delivered; the ledger holds it", tx.capture_id
+                )
+        return record
+
+    def _finish_after_fault(
+        self, tx: CaptureTransaction, outcome: str, reason: str, *, report: bool = True
+    ) -> PurgeRecord | None:
+        """The fault path: purge first whatever else fails, then record, then refer."""
+        try:
+            tx.purge(outcome, reason)
+        except Exception as exc:  # the record is made even so; it is written below
+            log.error("transaction %s: a buffer failed to zeroize: %s", tx.capture_id, exc)
+        record = tx.record
+        try:
+            record = self._finish(tx, outcome, reason, report=report)
+        except Exception as exc:
+            log.error("transaction %s: purge record not written: %s", tx.capture_id, exc)
+        try:
+            self.gate.refer()
+        except Exception as exc:
+            log.error("transaction %s: gate did not take 'see agent': %s", tx.capture_id, exc)
+        return record
+
+
+class _Watched:
+    """The camera as the transaction sees it: each frame read is held by the transaction."""
+
+    def __init__(self, source: FrameSource, tx: CaptureTransaction) -> None:
+        self._source = source
+        self._tx = tx
+
+    def read(self):
+        frame = self._source.read()
+        if frame is not None:
+            self._tx.watch_frame(frame)
+        return frame
+
+    def close(self) -> None:
+        self._source.close()

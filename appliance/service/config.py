@@ -1,0 +1,555 @@
+"""The gate unit's configuration: one TOML file, checked completely before anything starts.
+
+Every section and key is known; a typo, a wrong type or an out-of-range value raises
+:class:`ConfigError` naming the key, so a misconfigured gate refuses to start instead of
+running with a silently ignored setting. Relative paths are taken from the folder of the
+configuration file; optional paths default to folders under ``appliance.paths.data_dir()``.
+For development, ``GATE_CFG__<SECTION>__<KEY>`` environment variables replace single
+keys before the checks (see :func:`apply_env_overrides`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ConfigError
+from appliance.paths import data_dir
+from appliance.vision.quality import QualityThresholds
+
+MIN_RELAY_KEY_BYTES = 16  # firmware_bridge.protocol.MIN_KEY_LEN
+PULSE_MS_RANGE = (100, 5000)
+FRAME_WIDTH_RANGE = (160, 7680)
+FRAME_HEIGHT_RANGE = (120, 4320)
+DEADLINE_S_RANGE = (0.1, 120.0)
+REPEAT_RANGE = (1, 10_000)
+STALL_S_RANGE = (1.0, 600.0)
+CAPTURE_MODES = ("biometric_first", "pass_then_face")  # appliance.workflow.Mode values
+SCANNER_STDIN = "stdin"  # [scanner] port: a keyboard-wedge scanner typing into stdin
+SCANNER_TERMINATORS = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n"}
+SCANNER_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+DEFAULT_AGENT_PREFIX = "AGT:"  # appliance.scanner.DEFAULT_AGENT_PREFIX
+MAX_AGENT_PREFIX_CHARS = 16
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """``kind`` is ``replay``, ``opencv`` or ``picamera2``; ``target`` what to open."""
+
+    kind: str
+    target: Path | int | str | None
+    width: int = 1280
+    height: int = 720
+    repeat: int = 1  # replay of still images: frames each image is shown for
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+
+@dataclass(frozen=True)
+class MatcherConfig:
+    target: str
+    pki_dir: Path
+    deadline_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class SerialConfig:
+    port: str
+    relay_key_file: Path
+    relay_key: bytes = field(repr=False, default=b"")
+    pulse_ms: int = 3000
+
+
+@dataclass(frozen=True)
+class FlightConfig:
+    carrier: str
+    number: str
+    date: str
+    airport: str
+    gate: str = ""
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """Which detector runs and on what part of the frame (see appliance.detector)."""
+
+    runtime: str = "onnxruntime"
+    model: str = "full"
+    zone_width: float | None = 1.0  # in frame heights; None = the whole frame
+    min_score: float = 0.65
+    capture_window_frames: int = 45
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """How the service reports on itself (``gatectl status``, the systemd watchdog)."""
+
+    # Small JSON file the service rewrites atomically (never images); default: in the state
+    # directory, beside the purge ledger.
+    status_path: Path
+    # The watchdog is fed only while the capture pipeline delivered a frame this recently.
+    stall_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class ScannerConfig:
+    """The barcode scanner at the gate (boarding passes, agent badges).
+
+    ``port`` is a serial device (USB-CDC or RS-232, read with ``baudrate`` and scans split
+    on ``terminator``) or ``"stdin"`` for a keyboard-wedge scanner, one scan per line.
+    """
+
+    port: str
+    baudrate: int = 9600
+    terminator: str = "CR"
+    agent_prefix: str = DEFAULT_AGENT_PREFIX
+    # Badges can release the gate: only these agents may act (None: any badge).
+    agent_ids: frozenset[str] | None = None
+
+    @property
+    def stdin(self) -> bool:
+        return self.port == SCANNER_STDIN
+
+    @property
+    def terminator_bytes(self) -> bytes:
+        return SCANNER_TERMINATORS[self.terminator]
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    device_id: str
+    camera: CameraSpec
+    matcher: MatcherConfig
+    serial: SerialConfig
+    flight: FlightConfig
+    quality: QualityThresholds
+    ledger_path: Path
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    capture_mode: str = "biometric_first"
+    service: ServiceConfig | None = None
+    scanner: ScannerConfig | None = None
+    boarding_log_file: Path | None = None  # None: beside the purge ledger
+    source_path: Path | None = None
+
+    @property
+    def boarding_log_path(self) -> Path:
+        if self.boarding_log_file is not None:
+            return self.boarding_log_file
+        return self.ledger_path.parent / "boarding-log.jsonl"
+
+    @property
+    def status_path(self) -> Path:
+        if self.service:
+            return self.service.status_path
+        return self.ledger_path.parent / "status.json"
+
+    @property
+    def stall_s(self) -> float:
+        return self.service.stall_s if self.service else 10.0
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class _Section:
+    """One table of the file; remembers which keys were read to reject unknown ones."""
+
+    def __init__(self, name: str, table: dict[str, Any]) -> None:
+        self.name = name
+        self.table = table
+        self.known: set[str] = set()
+
+    def key(self, key: str) -> str:
+        return f"{self.name}.{key}"
+
+    def _get(self, key: str, required: bool) -> Any:
+        self.known.add(key)
+        if key not in self.table:
+            if required:
+                raise ConfigError(f"missing key {self.key(key)}")
+            return None
+        return self.table[key]
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self._get(key, default is None)
+        if value is None:
+            return default or ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.key(key)} must be a string, not {_type(value)}")
+        if default is None and not value.strip():
+            raise ConfigError(f"{self.key(key)} must not be empty")
+        return value
+
+    def strings(self, key: str) -> list[str] | None:
+        """An optional list of non-empty strings (None when absent)."""
+        value = self._get(key, False)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{self.key(key)} must be a list of non-empty strings")
+        return value
+
+    def integer(self, key: str, default: int, bounds: tuple[int, int]) -> int:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self.key(key)} must be an integer, not {_type(value)}")
+        _check_range(self.key(key), value, bounds)
+        return value
+
+    def number(self, key: str, default: float, bounds: tuple[float, float]) -> float:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        return _number(self.key(key), value, bounds)
+
+    def path(self, key: str, base: Path, default: Path | None = None) -> Path:
+        value = self.string(key, None if default is None else "")
+        if not value:
+            assert default is not None
+            return default
+        if "\x00" in value:
+            raise ConfigError(f"{self.key(key)} must not contain NUL characters")
+        return _resolve(value, base)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.known)
+        if unknown:
+            names = ", ".join(self.key(k) for k in unknown)
+            raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {names}")
+
+
+def _type(value: Any) -> str:
+    return {dict: "a table", list: "an array"}.get(type(value), type(value).__name__)
+
+
+def _number(name: str, value: Any, bounds: tuple[float, float]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number, not {_type(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number")
+    _check_range(name, value, bounds)
+    return value
+
+
+def _check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
+    low, high = bounds
+    if not low <= value <= high:
+        raise ConfigError(f"{name} = {value} is out of range ({low}..{high})")
+
+
+def _resolve(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _section(document: dict[str, Any], name: str, required: bool = True) -> _Section:
+    if name not in document:
+        if required:
+            raise ConfigError(f"missing section [{name}]")
+        return _Section(name, {})
+    table = document[name]
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name} must be a table ([{name}]), not {_type(table)}")
+    return _Section(name, table)
+
+
+def parse_camera_source(text: str, base: Path, key: str = "camera.source") -> tuple[str, Any]:
+    """``replay:<path>`` (relative to ``base``), ``opencv:<index|path|url>`` or ``picamera2``."""
+    from appliance.errors import CameraError
+    from appliance.vision.camera import parse_camera_spec
+
+    try:
+        kind, target = parse_camera_spec(text)
+    except CameraError as exc:
+        raise ConfigError(
+            f"{key}: not one of replay:<path>, opencv:<index|path|url>, picamera2 ({exc})"
+        ) from exc
+    if kind == "replay":
+        return kind, _resolve(str(target), base)
+    return kind, target
+
+
+def read_relay_key(path: Path, key: str = "serial.relay_key_file") -> bytes:
+    """The relay HMAC key: one hex string (whitespace ignored), at least 16 bytes."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc}") from exc
+    try:
+        secret = bytes.fromhex("".join(text.split()))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {path} does not hold a hex key") from exc
+    if len(secret) < MIN_RELAY_KEY_BYTES:
+        raise ConfigError(
+            f"{key}: key in {path} is {len(secret)} bytes; at least {MIN_RELAY_KEY_BYTES} needed"
+        )
+    return secret
+
+
+# ------------------------------------------------------------------------------ loader
+
+SECTIONS = (
+    "device",
+    "camera",
+    "matcher",
+    "serial",
+    "flight",
+    "quality",
+    "ledger",
+    "vision",
+    "capture",
+    "scanner",
+    "boarding_log",
+    "service",
+)
+
+
+def _scanner(document: dict[str, Any], serial_port: str) -> ScannerConfig | None:
+    """The optional ``[scanner]`` section (None when absent)."""
+    if "scanner" not in document:
+        return None
+    scanner = _section(document, "scanner")
+    port = scanner.string("port")
+    if "\x00" in port or port != port.strip():
+        raise ConfigError(
+            f"scanner.port = {port!r} must be a device path or {SCANNER_STDIN!r}"
+            " (no NUL characters or surrounding spaces)"
+        )
+    if port == serial_port:
+        raise ConfigError(f"scanner.port = {port!r} is the gate MCU's port (serial.port)")
+    on_stdin = port == SCANNER_STDIN
+    for name in ("baudrate", "terminator"):
+        if on_stdin and name in scanner.table:
+            raise ConfigError(
+                f"scanner.{name} does not apply to port = {SCANNER_STDIN!r}"
+                " (a keyboard wedge: one scan per line)"
+            )
+    baudrate = scanner.integer("baudrate", 9600, (SCANNER_BAUDRATES[0], SCANNER_BAUDRATES[-1]))
+    if baudrate not in SCANNER_BAUDRATES:
+        raise ConfigError(f"scanner.baudrate = {baudrate} must be one of {list(SCANNER_BAUDRATES)}")
+    terminator = scanner.string("terminator", "CR")
+    if terminator.upper() not in SCANNER_TERMINATORS:
+        raise ConfigError(
+            f"scanner.terminator = {terminator!r} must be one of {list(SCANNER_TERMINATORS)}"
+        )
+    prefix = scanner.string("agent_prefix", DEFAULT_AGENT_PREFIX)
+    if (
+        not prefix
+        or len(prefix) > MAX_AGENT_PREFIX_CHARS
+        or not prefix.isascii()
+        or not prefix.isprintable()
+        or any(c.isspace() for c in prefix)
+        or prefix.startswith("M")  # would shadow boarding passes (BCBP starts with 'M')
+        or prefix.startswith("]")  # an AIM symbology identifier
+    ):
+        raise ConfigError(
+            f"scanner.agent_prefix = {prefix!r} must be 1..{MAX_AGENT_PREFIX_CHARS} printable"
+            " ASCII characters without spaces, not starting with 'M' (boarding passes)"
+            " or ']'"
+        )
+    agents = scanner.strings("agent_ids")
+    if agents is not None and not agents:
+        raise ConfigError("scanner.agent_ids must list at least one agent (or be left out)")
+    scanner.finish()
+    return ScannerConfig(
+        port, baudrate, terminator.upper(), prefix, frozenset(agents) if agents else None
+    )
+
+
+def check_service_config(config: GateConfig) -> None:
+    """What the service needs beyond a well-formed file; raises :class:`ConfigError`.
+
+    Pass-then-face starts each traveller with a scanned boarding pass, so it needs a
+    ``[scanner]``. (Checked here rather than in :func:`load_config`, which also reads
+    files that ``gatectl provision`` writes before a scanner is configured.)
+    """
+    if config.capture_mode == "pass_then_face" and config.scanner is None:
+        raise ConfigError(
+            "pass_then_face needs [scanner]: capture.mode = 'pass_then_face' starts each"
+            " traveller with a scanned boarding pass; set [scanner] port to the scanner's"
+            f" serial device or {SCANNER_STDIN!r}"
+        )
+
+
+def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
+    """Check a parsed TOML document; ``base`` is the folder relative paths start from."""
+    unknown = sorted(set(document) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown section{'s' if len(unknown) > 1 else ''} {unknown}")
+
+    device = _section(document, "device")
+    device_id = device.string("id")
+    device.finish()
+
+    camera = _section(document, "camera")
+    kind, target = parse_camera_source(camera.string("source"), base)
+    camera_spec = CameraSpec(
+        kind,
+        target,
+        camera.integer("width", 1280, FRAME_WIDTH_RANGE),
+        camera.integer("height", 720, FRAME_HEIGHT_RANGE),
+        camera.integer("repeat", 1, REPEAT_RANGE),
+    )
+    camera.finish()
+
+    matcher = _section(document, "matcher")
+    target_text = matcher.string("target")
+    host, sep, port = target_text.rpartition(":")
+    if not sep or not host or not port.isdecimal() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"matcher.target = {target_text!r} must be host:port (port 1..65535)")
+    matcher_config = MatcherConfig(
+        target_text,
+        matcher.path("pki_dir", base, data_dir() / "pki"),
+        matcher.number("deadline_s", 3.0, DEADLINE_S_RANGE),
+    )
+    matcher.finish()
+
+    serial = _section(document, "serial")
+    port_name = serial.string("port")
+    key_file = serial.path("relay_key_file", base)
+    pulse_ms = serial.integer("pulse_ms", 3000, PULSE_MS_RANGE)
+    serial.finish()
+    serial_config = SerialConfig(port_name, key_file, read_relay_key(key_file), pulse_ms)
+
+    flight = _section(document, "flight")
+    date = flight.string("date")
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError as exc:
+        raise ConfigError(f"flight.date = {date!r} is not an ISO date (YYYY-MM-DD)") from exc
+    flight_config = FlightConfig(
+        flight.string("carrier"),
+        flight.string("number"),
+        date,
+        flight.string("airport"),
+        flight.string("gate", ""),
+    )
+    flight.finish()
+
+    quality = _section(document, "quality", required=False)
+    overrides = {}
+    for threshold in dataclasses.fields(QualityThresholds):
+        value = quality.number(threshold.name, threshold.default, (0.0, 1e6))
+        overrides[threshold.name] = value
+    quality.finish()
+    limits = QualityThresholds(**overrides)
+    if limits.min_luminance > limits.max_luminance:
+        raise ConfigError("quality.min_luminance must not exceed quality.max_luminance")
+    for name in ("second_face_area_ratio", "max_clipped_fraction"):
+        _check_range(f"quality.{name}", getattr(limits, name), (0.0, 1.0))
+
+    vision = _section(document, "vision", required=False)
+    runtime = vision.string("runtime", "onnxruntime")
+    model = vision.string("model", "full")
+    for name, value, allowed in (
+        ("runtime", runtime, ("onnxruntime", "mediapipe")),
+        ("model", model, ("full", "short")),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"vision.{name} = {value!r} must be one of {list(allowed)}")
+    zone_width = vision.number("zone_width", 1.0, (0.0, 4.0))
+    vision_config = VisionConfig(
+        runtime,
+        model,
+        zone_width or None,
+        vision.number("min_score", 0.65, (0.05, 0.99)),
+        vision.integer("capture_window_frames", 45, (1, 900)),
+    )
+    vision.finish()
+
+    ledger = _section(document, "ledger", required=False)
+    ledger_path = ledger.path("path", base, data_dir() / "purge-ledger.jsonl")
+    ledger.finish()
+
+    capture = _section(document, "capture", required=False)
+    mode = capture.string("mode", CAPTURE_MODES[0])
+    if mode not in CAPTURE_MODES:
+        raise ConfigError(f"capture.mode = {mode!r} must be one of {list(CAPTURE_MODES)}")
+    capture.finish()
+
+    scanner_config = _scanner(document, port_name)
+
+    boarding_log = _section(document, "boarding_log", required=False)
+    boarding_log_path = boarding_log.path("path", base, ledger_path.parent / "boarding-log.jsonl")
+    boarding_log.finish()
+    if boarding_log_path == ledger_path:
+        raise ConfigError("boarding_log.path must not be the purge ledger's file (ledger.path)")
+
+    service = _section(document, "service", required=False)
+    service_config = ServiceConfig(
+        service.path("status_path", base, ledger_path.parent / "status.json"),
+        service.number("stall_s", 10.0, STALL_S_RANGE),
+    )
+    service.finish()
+
+    return GateConfig(
+        device_id=device_id,
+        camera=camera_spec,
+        matcher=matcher_config,
+        serial=serial_config,
+        flight=flight_config,
+        quality=limits,
+        ledger_path=ledger_path,
+        vision=vision_config,
+        capture_mode=mode,
+        service=service_config,
+        scanner=scanner_config,
+        boarding_log_file=boarding_log_path,
+    )
+
+
+def load_config(path: Path | str) -> GateConfig:
+    """Read and check ``path``; raises :class:`ConfigError` naming what is wrong."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    apply_env_overrides(document, os.environ)
+    config = parse_config(document, path.resolve().parent)
+    return dataclasses.replace(config, source_path=path)
+
+
+ENV_PREFIX = "GATE_CFG__"
+
+
+def apply_env_overrides(document: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Development overrides: ``GATE_CFG__<SECTION>__<KEY>=<value>`` replaces one key.
+
+    The value is read as a TOML value (``42``, ``true``, ``"text"``, ``["a", "b"]``) and,
+    failing that, taken as a plain string; it is then checked like the file's own values.
+    """
+    for name, text in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if not sep or not section or not key:
+            raise ConfigError(f"{name}: expected {ENV_PREFIX}<SECTION>__<KEY>")
+        try:
+            value = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        table = document.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: [{section}] is not a table in the file")
+        table[key] = value

@@ -1,0 +1,120 @@
+"""Pinned face-detection models: what set-up fetches and what the detector may load.
+
+The BlazeFace TFLite files come from the npm package ``@mediapipe/face_detection``
+and are pinned by SHA-256. Set-up converts them to ONNX (the conversion is not
+byte-for-byte reproducible), and records the converted file's hash next to the
+source hash in ``manifest.json``; the detector refuses any file that does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.errors import ModelError
+from appliance.paths import models_dir
+
+NPM_PACKAGE = "@mediapipe/face_detection@0.4.1657300184"
+NPM_TARBALL_SHA256 = "a118cde74923dc4435257fbfbb613464a0f58d115dff6314d4ff96c8aebf6419"
+
+
+@dataclass(frozen=True)
+class ModelPin:
+    """One BlazeFace variant: its source file, pinned hash and input size."""
+
+    name: str
+    tflite_file: str
+    tflite_sha256: str
+    input_size: int
+
+
+MODELS = {
+    "short": ModelPin(
+        "short",
+        "face_detection_short_range.tflite",
+        "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+        128,
+    ),
+    "full": ModelPin(
+        "full",
+        "face_detection_full_range.tflite",
+        "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+        192,
+    ),
+}
+
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+RUNTIMES = ("onnxruntime", "mediapipe")
+
+
+def model_path(variant: str, runtime: str = "onnxruntime", directory: Path | None = None) -> Path:
+    """Where set-up puts the prepared model of ``variant`` for ``runtime``."""
+    suffix = ".onnx" if runtime == "onnxruntime" else "_tasks.tflite"
+    return (directory or models_dir()) / f"blazeface_{variant}{suffix}"
+
+
+def onnx_path(variant: str, directory: Path | None = None) -> Path:
+    return model_path(variant, "onnxruntime", directory)
+
+
+def write_manifest(directory: Path) -> None:
+    """Record the hashes of the models set-up just prepared, per variant and runtime."""
+    entries: dict[str, dict] = {}
+    for variant, pin in MODELS.items():
+        for runtime in RUNTIMES:
+            path = model_path(variant, runtime, directory)
+            if not path.is_file():
+                continue
+            entries[f"{variant}/{runtime}"] = {
+                "file": path.name,
+                "sha256": sha256_file(path),
+                "source": pin.tflite_file,
+                "source_sha256": pin.tflite_sha256,
+                "source_package": NPM_PACKAGE,
+            }
+    (directory / MANIFEST).write_text(json.dumps(entries, indent=2) + "\n")
+
+
+def verified_model(
+    variant: str, directory: Path | None = None, runtime: str = "onnxruntime"
+) -> tuple[Path, ModelPin]:
+    """Return the prepared model file after checking it against the manifest."""
+    if variant not in MODELS:
+        raise ModelError(f"unknown detector model {variant!r}; choose one of {sorted(MODELS)}")
+    if runtime not in RUNTIMES:
+        raise ModelError(f"unknown detector runtime {runtime!r}; choose one of {RUNTIMES}")
+    directory = directory or models_dir()
+    manifest_path = directory / MANIFEST
+    path = model_path(variant, runtime, directory)
+    if not manifest_path.is_file() or not path.is_file():
+        raise ModelError(
+            f"face detection model {variant!r} for {runtime} not found in {directory}: run "
+            "`make setup` (scripts/acquire_assets.py) to fetch and prepare it"
+        )
+    try:
+        entry = json.loads(manifest_path.read_text())[f"{variant}/{runtime}"]
+        expected = entry["sha256"]
+        source = entry["source_sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"model manifest {manifest_path} is unreadable: {exc!r}") from exc
+    pin = MODELS[variant]
+    if source != pin.tflite_sha256:
+        raise ModelError(f"model {path.name} was prepared from an unpinned source ({source})")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ModelError(
+            f"model {path} is corrupt or was replaced: SHA-256 {actual}, expected {expected}"
+        )
+    return path, pin

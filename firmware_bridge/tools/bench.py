@@ -1,0 +1,359 @@
+"""Serial link benchmark and firmware fuzzing, for ``gatectl bench serial``.
+
+:func:`bench_serial` measures command round trips between :class:`GateLink`
+and the :class:`Simulator` over a real pseudo-terminal, then fuzzes the
+reference :class:`FirmwareCore` directly (no serial line, so it is fast) with
+random, truncated, concatenated, bit-flipped, replayed and forged frames and
+counts how often the relay opened.  That count must be 0; the same
+:class:`FuzzHarness` opens the relay for a genuine fresh pulse, which proves
+the counter is live.
+"""
+
+import math
+import os
+import random
+import struct
+import time
+
+from firmware_bridge.host import GateLink
+from firmware_bridge.mcu.firmware import FirmwareCore
+from firmware_bridge.protocol import (
+    MAX_PAYLOAD,
+    Frame,
+    FrameDecoder,
+    Indicator,
+    MsgType,
+    Result,
+    cobs_encode,
+    crc16_ccitt_false,
+    pack_buzzer,
+    pack_indicator,
+    pack_relay_pulse,
+    relay_tag,
+    unpack_ack,
+)
+from firmware_bridge.simulator import Simulator
+
+BAUDRATE = 115200
+
+
+def _uart_wire_ms(baudrate: int) -> float:
+    """Mean bytes-on-the-wire time of one bench round on a real UART (8N1 = 10 bits
+    per byte).  A pty has no baud rate, so the measured RTT excludes this."""
+    ack = len(Frame(MsgType.ACK, 0, bytes(2)).encode())
+    status = len(Frame(MsgType.STATUS, 0, bytes(7)).encode())
+    indicator = len(Frame(MsgType.INDICATOR, 0, bytes(1)).encode()) + ack
+    status_req = len(Frame(MsgType.STATUS_REQUEST, 0).encode()) + ack + status
+    return (indicator + status_req) / 2 * 10 / baudrate * 1000
+
+
+def _percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an already sorted, non-empty list."""
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+# ---------------------------------------------------------------------- fuzzing
+
+
+class _FuzzHal:
+    """In-memory HAL with a manual clock that counts relay openings."""
+
+    def __init__(self) -> None:
+        self.t = 1_000_000
+        self.relay_open = False
+        self.openings = 0
+        self.stored = 0
+
+    def relay(self, open_: bool) -> None:
+        if open_ and not self.relay_open:
+            self.openings += 1
+        self.relay_open = bool(open_)
+
+    def indicator(self, pattern: int) -> None:
+        pass
+
+    def buzzer(self, ms: int) -> None:
+        pass
+
+    def now_ms(self) -> int:
+        return self.t
+
+    def load_counter(self) -> int:
+        return self.stored
+
+    def store_counter(self, n: int) -> None:
+        self.stored = n
+
+
+class FuzzHarness:
+    """A FirmwareCore in an established session, fed hostile input.
+
+    Setup performs a few genuine pulses (so there are captured frames to replay)
+    and lets them end; :attr:`relay_opened` counts openings after setup only.
+    """
+
+    SETUP_PULSES = 4
+    ATTACKER_KEY = b"attacker-key-0123456789abcdef!!!"
+
+    def __init__(self, key: bytes | None = None, seed: int = 0) -> None:
+        self.key = key if key is not None else os.urandom(32)
+        self.rng = random.Random(seed)
+        self.hal = _FuzzHal()
+        self.core = FirmwareCore(self.hal, self.key)
+        self.replies = FrameDecoder()
+        self._seq = 0
+        self.frames_fed = 0
+        self.hellos = 0
+        self.pulse_results: dict[str, int] = {}
+        self.replies.feed(self.core.boot())
+        self._cmd(MsgType.HELLO)
+        self.captured: list[bytes] = []  # genuine pulse frames, all used up
+        for i in range(self.SETUP_PULSES):
+            payload = pack_relay_pulse(self.key, 100 + i, self.core.last_counter + 1)
+            wire = self._next_frame(MsgType.RELAY_PULSE, payload)
+            self._feed(wire)
+            self.captured.append(wire)
+            self._advance(200)
+        if self.hal.openings != self.SETUP_PULSES or self.hal.relay_open:
+            raise RuntimeError("fuzz harness setup failed: genuine pulses did not work")
+        self._cmd(MsgType.STATUS_REQUEST)  # last executed command is not a pulse
+        self._baseline = self.hal.openings
+
+    # ------------------------------------------------------------ plumbing
+
+    @property
+    def relay_opened(self) -> int:
+        """Relay openings since setup finished."""
+        return self.hal.openings - self._baseline
+
+    def _next_frame(self, msg_type: int, payload: bytes = b"", seq: int | None = None) -> bytes:
+        if seq is None:
+            seq = self._seq
+            self._seq = (self._seq + 1) & 0xFF
+        return Frame(msg_type, seq, payload).encode()
+
+    def _feed(self, data: bytes) -> list[Frame]:
+        return self.replies.feed(self.core.feed(data))
+
+    def _cmd(self, msg_type: int, payload: bytes = b"") -> list[Frame]:
+        # Leading 0x00 flushes any half frame the fuzz left in the MCU's decoder,
+        # as GateLink does when it opens the port.
+        return self._feed(b"\x00" + self._next_frame(msg_type, payload))
+
+    def _advance(self, ms: int) -> None:
+        self.hal.t += ms
+        self.replies.feed(self.core.tick())
+
+    def _keep_session(self) -> None:
+        """Like the host: re-HELLO when the MCU dropped the session, so forged
+        pulses reach the authentication check instead of REJECTED_BAD."""
+        if not self.core.session:
+            self.hellos += 1
+            self._cmd(MsgType.HELLO)
+
+    def _record_pulse(self, replies: list[Frame], seq: int) -> None:
+        for f in replies:
+            if f.msg_type == MsgType.ACK:
+                acked, result = unpack_ack(f.payload)
+                if acked == seq:
+                    name = Result.name(result)
+                    self.pulse_results[name] = self.pulse_results.get(name, 0) + 1
+                    return
+
+    # -------------------------------------------------------------- inputs
+
+    def _benign_frame(self) -> bytes:
+        r = self.rng
+        kind = r.randrange(5)
+        if kind == 0:
+            return self._next_frame(MsgType.HEARTBEAT)
+        if kind == 1:
+            return self._next_frame(MsgType.INDICATOR, pack_indicator(r.choice(Indicator.ALL)))
+        if kind == 2:
+            return self._next_frame(MsgType.BUZZER, pack_buzzer(r.randrange(0x10000)))
+        if kind == 3:
+            return self._next_frame(MsgType.STATUS_REQUEST)
+        return self._next_frame(MsgType.RELAY_CLOSE)
+
+    def _forged_pulse(self) -> tuple[int, bytes]:
+        """-> (seq, wire) of a RELAY_PULSE that is CRC-valid but not authentic."""
+        r = self.rng
+        fresh = min(self.core.last_counter + 1 + r.randrange(1000), 0xFFFFFFFF)
+        duration = r.randrange(1, 0x10000)
+        kind = r.randrange(5)
+        if kind == 0:  # random tag
+            payload = struct.pack(">HI", duration, fresh) + r.randbytes(16)
+        elif kind == 1:  # attacker's key
+            payload = pack_relay_pulse(self.ATTACKER_KEY, duration, fresh)
+        elif kind == 2:  # genuine tag of a used pulse, counter bumped
+            d, c = struct.unpack(">HI", self._captured_payload()[:6])
+            payload = struct.pack(">HI", d, fresh) + relay_tag(self.key, d, c)
+        elif kind == 3:  # genuine tag, duration stretched
+            d, c = struct.unpack(">HI", self._captured_payload()[:6])
+            payload = struct.pack(">HI", 60_000, c) + relay_tag(self.key, d, c)
+        else:  # wrong length / zero duration
+            payload = r.choice(
+                [
+                    r.randbytes(r.randrange(0, 40)),
+                    pack_relay_pulse(self.key, 0, fresh),
+                ]
+            )
+        seq = self._seq
+        return seq, self._next_frame(MsgType.RELAY_PULSE, payload)
+
+    def _captured_payload(self) -> bytes:
+        wire = self.rng.choice(self.captured)
+        return FrameDecoder().feed(wire)[0].payload
+
+    def _replayed_pulse(self) -> tuple[int, bytes]:
+        """A captured genuine pulse, with its own seq or a new one."""
+        r = self.rng
+        if r.random() < 0.5:
+            wire = r.choice(self.captured)
+            return FrameDecoder().feed(wire)[0].seq, wire
+        seq = self._seq
+        return seq, self._next_frame(MsgType.RELAY_PULSE, self._captured_payload())
+
+    def _any_valid_frame(self) -> bytes:
+        r = self.rng
+        pick = r.randrange(3)
+        if pick == 0:
+            return self._benign_frame()
+        if pick == 1:
+            return self._forged_pulse()[1]
+        return self._replayed_pulse()[1]
+
+    def _random_bytes(self) -> bytes:
+        r = self.rng
+        data = bytearray(r.randbytes(r.randrange(0, 200)))
+        if data and r.random() < 0.5:
+            data[r.randrange(len(data))] = 0
+        return bytes(data)
+
+    def _random_crc_valid_frame(self) -> bytes:
+        """Random header/payload with a correct CRC: reaches the type/length checks."""
+        r = self.rng
+        payload = r.randbytes(r.randrange(0, MAX_PAYLOAD + 1))
+        plen = len(payload) if r.random() < 0.7 else r.randrange(256)
+        body = bytes([r.choice([1, 1, 1, 0, 2]), r.randrange(256), r.randrange(256), plen])
+        body += payload
+        return cobs_encode(body + struct.pack(">H", crc16_ccitt_false(body))) + b"\x00"
+
+    # ---------------------------------------------------------------- run
+
+    def fuzz_one(self) -> None:
+        """Feed one hostile input, chosen at random from the mutation kinds."""
+        r = self.rng
+        self._keep_session()
+        kind = r.randrange(8)
+        if kind == 0:
+            self._feed(self._random_bytes())
+        elif kind == 1:  # truncated, then resync (or not)
+            wire = self._any_valid_frame()
+            cut = wire[: r.randrange(0, len(wire) - 1)]
+            self._feed(cut + (b"\x00" if r.random() < 0.5 else b""))
+        elif kind == 2:  # concatenated: several frames and fragments in one read
+            parts = []
+            for _ in range(r.randrange(2, 6)):
+                part = self._any_valid_frame()
+                if r.random() < 0.3:
+                    part = part[: r.randrange(0, len(part))]
+                parts.append(part)
+            self._feed(b"".join(parts))
+        elif kind == 3:  # bit flips on the wire (CRC not fixed)
+            wire = bytearray(self._any_valid_frame())
+            for _ in range(r.randrange(1, 4)):
+                pos = r.randrange(len(wire) - 1)
+                wire[pos] ^= 1 << r.randrange(8)
+            self._feed(bytes(wire))
+        elif kind == 4:  # replayed genuine pulse
+            seq, wire = self._replayed_pulse()
+            self._record_pulse(self._feed(wire), seq)
+        elif kind == 5:  # forged pulse
+            seq, wire = self._forged_pulse()
+            self._record_pulse(self._feed(wire), seq)
+        elif kind == 6:
+            self._feed(self._random_crc_valid_frame())
+        else:  # benign traffic, keeps the duplicate filter moving
+            self._feed(self._benign_frame())
+        self.frames_fed += 1
+        self._advance(r.randrange(0, 30))
+
+    def run(self, frames: int) -> int:
+        """Feed ``frames`` hostile inputs; return relay openings so far (must be 0)."""
+        for _ in range(frames):
+            self.fuzz_one()
+        return self.relay_opened
+
+    def inject_valid_pulse(self, duration_ms: int = 100) -> int:
+        """Control: a genuine, fresh, authenticated pulse; returns its ACK result."""
+        self._keep_session()
+        seq = self._seq
+        payload = pack_relay_pulse(self.key, duration_ms, self.core.last_counter + 1)
+        replies = self._cmd(MsgType.RELAY_PULSE, payload)
+        for f in replies:
+            if f.msg_type == MsgType.ACK and unpack_ack(f.payload)[0] == seq:
+                return unpack_ack(f.payload)[1]
+        raise RuntimeError("no ACK for the control pulse")
+
+
+# -------------------------------------------------------------------- the bench
+
+
+def bench_serial(rounds: int = 200, fuzz_frames: int = 5000, seed: int = 0) -> dict:
+    """Round-trip latency over a pty at 115200 baud, then firmware fuzzing.
+
+    Returns ``rtt_ms_p50``, ``rtt_ms_p99``, ``rounds``, ``frames_fuzzed``,
+    ``relay_opened_by_fuzz`` (must be 0), ``retransmissions`` plus a few
+    diagnostics.  A pty transfers bytes instantly whatever the baud rate, so the
+    RTT measures the software stack (pyserial, threads, firmware);
+    ``uart_wire_ms_per_round`` is the extra byte time a real 115200 8N1 UART
+    adds.  Raises ``LinkError`` if the simulator does not answer.
+    """
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
+    if fuzz_frames < 0:
+        raise ValueError("fuzz_frames must not be negative")
+    key = os.urandom(32)
+    rtts: list[float] = []
+    with Simulator(key) as sim:
+        link = GateLink(sim.port, key, baudrate=BAUDRATE)
+        with link:
+            for i in range(rounds):
+                t0 = time.perf_counter()
+                if i % 2 == 0:
+                    link.set_indicator(Indicator.ALL[(i // 2) % len(Indicator.ALL)])
+                else:
+                    link.request_status()
+                rtts.append((time.perf_counter() - t0) * 1000)
+            retransmissions = link.retransmissions
+        sim_rx_errors = sim.rx_errors
+    rtts.sort()
+
+    harness = FuzzHarness(seed=seed)
+    t0 = time.perf_counter()
+    opened = harness.run(fuzz_frames)
+    fuzz_seconds = time.perf_counter() - t0
+    control_ok = harness.inject_valid_pulse() == Result.OK and harness.relay_opened == opened + 1
+
+    return {
+        "rtt_ms_p50": round(_percentile(rtts, 50), 3),
+        "rtt_ms_p99": round(_percentile(rtts, 99), 3),
+        "rtt_ms_max": round(rtts[-1], 3),
+        "rounds": rounds,
+        "retransmissions": retransmissions,
+        "baudrate": BAUDRATE,
+        "uart_wire_ms_per_round": round(_uart_wire_ms(BAUDRATE), 3),
+        "sim_rx_errors": sim_rx_errors,
+        "frames_fuzzed": harness.frames_fed,
+        "relay_opened_by_fuzz": opened,
+        "fuzz_pulse_results": dict(sorted(harness.pulse_results.items())),
+        "fuzz_decoder_dropped": harness.core.decoder.dropped,
+        "fuzz_seconds": round(fuzz_seconds, 3),
+        "control_pulse_opened_relay": control_ok,
+        "seed": seed,
+    }
+
+
+__all__ = ["FuzzHarness", "bench_serial"]

@@ -1,0 +1,199 @@
+"""Accuracy and latency of the reference matcher on a ``<identity>/*.jpg`` dataset.
+
+``calibrate_dataset`` encodes every photo and finds the distance threshold at a false
+match rate (FMR) over all impostor pairs (1:1), with the genuine-pair FNMR there.
+
+``bench_matcher`` drives the real path: a flight-sized gallery (the first photo of each
+enrolled identity as the document photo), the other photos as live captures, and a
+share of identities left out of the gallery as impostors. ``gates`` threads, each its
+own device with its own certificate and mTLS channel, seal every capture and stream it
+to the service over gRPC; the service decrypts, encodes (in an ``EncoderPool`` of
+``workers`` processes, as ``gate-matcher serve`` does; ``workers=0`` encodes in the
+service's own process), matches and signs, and the client checks each verdict.
+Accuracy comes from the verdicts (a genuine capture counts as matched only when the
+verdict names that traveller's token) and rank-1 from the service's verify log
+(nearest gallery entry, whatever the threshold).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from appliance.gate.flight import FlightInfo
+from appliance.matching.breaker import CircuitBreaker
+from appliance.matching.client import MatchingClient
+from gate_contract.clock import now_ms
+from gate_contract.sealing import seal_into, sealed_size
+from matching_service.audit import AuditLog
+from matching_service.calibration import load_dataset
+from matching_service.dev_ca import create_dev_pki, issue_device
+from matching_service.encoder_pool import EncoderPool
+from matching_service.errors import BenchError, NoFaceFound
+from matching_service.gallery import Gallery, ManifestEntry, flight_key
+from matching_service.recognizer import FaceEncoder
+
+BENCH_FLIGHT = FlightInfo("ZZ", "0001", "2026-11-25", "LAX", "B1")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q)) if values else 0.0
+
+
+def bench_matcher(
+    dataset: Path,
+    gates: int = 4,
+    *,
+    impostor_share: float = 0.2,
+    threshold: float | None = None,
+    workers: int | None = None,
+    emit: Callable[[str], None] = print,
+) -> dict:
+    """Run the benchmark; returns the summary (``gate-matcher bench --json`` prints it).
+
+    ``workers`` encoder processes serve the gates (default: one per CPU; 0: none, the
+    service encodes in its own process).
+    """
+    if gates < 1:
+        raise BenchError("gates must be at least 1")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 0:
+        raise BenchError("workers must be 0 (in-process) or more")
+    identities = load_dataset(dataset)
+    names = list(identities)
+    every = max(2, round(1 / impostor_share)) if impostor_share > 0 else 0
+    impostors = {n for i, n in enumerate(names) if every and i % every == every - 1}
+    enrolled = [n for n in names if n not in impostors]
+    flight = flight_key(
+        BENCH_FLIGHT.carrier,
+        BENCH_FLIGHT.flight_number,
+        BENCH_FLIGHT.date,
+        BENCH_FLIGHT.departure_airport,
+    )
+    encoder = FaceEncoder()
+    with tempfile.TemporaryDirectory(prefix="gate-bench-") as tmp:
+        work = Path(tmp)
+        gallery = Gallery(work / "gallery.sqlite")
+        if threshold is not None:
+            gallery.threshold = threshold
+        documents = []
+        for name in enrolled:
+            try:
+                template = encoder.encode(cv2.imread(str(identities[name][0])))
+            except NoFaceFound:
+                continue
+            documents.append((ManifestEntry(name, "in_scope", identities[name][0]), template))
+        issued = gallery.enroll_templates(flight, documents)
+        tokens = dict(zip([e.traveller_id for e, _ in documents], issued, strict=True))
+        probes = [(name, photo) for name in tokens for photo in identities[name][1:]]
+        probes += [(None, photo) for name in impostors for photo in identities[name]]
+        emit(
+            f"gallery {len(tokens)} of {len(names)} identities, {len(impostors)} impostors, "
+            f"{len(probes)} probes, {gates} gates, {workers or 'no'} encoder processes"
+        )
+
+        pki = create_dev_pki(work / "pki")
+        audit = AuditLog(work / "audit.sqlite")
+        from matching_service.server import service_from_pki, start_server
+
+        pool = EncoderPool(workers) if workers else None
+        results: list[tuple[str | None, str, int, str, float]] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        server = None
+        try:
+            service = service_from_pki(pki, gallery, encoder, pool, audit=audit)
+            server, port = start_server(service, pki)
+            clients = []
+            for g in range(gates):
+                device = f"gate-bench-{g:04d}"
+                layout = issue_device(pki, work / "devices" / device, device)
+                client = MatchingClient(
+                    f"localhost:{port}",
+                    layout,
+                    device,
+                    deadline_s=60,
+                    breaker=CircuitBreaker(failure_threshold=1000),
+                )
+                client.open_session(BENCH_FLIGHT)
+                clients.append(client)
+
+            def gate(index: int) -> None:
+                client = clients[index]
+                for name, photo in probes[index::gates]:
+                    data = photo.read_bytes()
+                    capture_id = str(uuid.uuid4())
+                    sealed = bytearray(sealed_size(len(data)))
+                    seal_into(sealed, data, client.sealing_key, capture_id, client.device_id)
+                    started = time.perf_counter()
+                    try:
+                        verdict = client.verify(capture_id, now_ms(), sealed)
+                    except Exception as exc:
+                        with lock:
+                            errors.append(f"{type(exc).__name__}: {exc}")
+                        continue
+                    elapsed = (time.perf_counter() - started) * 1000
+                    with lock:
+                        results.append(
+                            (name, capture_id, verdict.decision, verdict.traveller_token, elapsed)
+                        )
+
+            threads = [threading.Thread(target=gate, args=(g,)) for g in range(gates)]
+            wall = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - wall
+            for client in clients:
+                client.close()
+        finally:
+            if server is not None:
+                server.stop(grace=None)
+            if pool is not None:
+                pool.close()
+        nearest = {r.capture_id: r.nearest_token for r in audit.verify_log()}
+
+    from gate.v1 import matching_pb2 as pb
+
+    genuine = [r for r in results if r[0] is not None]
+    impostor = [r for r in results if r[0] is None]
+    matched = sum(r[2] == pb.MATCH and r[3] == tokens[r[0]] for r in genuine)
+    usable = [r for r in genuine if r[2] != pb.IMAGE_UNUSABLE]
+    rank1 = sum(nearest.get(r[1]) == tokens[r[0]] for r in usable)
+    latencies = [r[4] for r in results]
+    return {
+        "identities": len(names),
+        "gallery": len(tokens),
+        "impostor_identities": len(impostors),
+        "probes": len(results),
+        "genuine_probes": len(genuine),
+        "impostor_probes": len(impostor),
+        "threshold": round(gallery.threshold, 4),
+        "fnmr_at_fmr_0_001": round(1 - matched / len(genuine), 4) if genuine else None,
+        "failure_to_acquire": (
+            round(sum(r[2] == pb.IMAGE_UNUSABLE for r in genuine) / len(genuine), 4)
+            if genuine
+            else None
+        ),
+        "rank1": round(rank1 / len(usable), 4) if usable else None,
+        "fpir": (
+            round(sum(r[2] == pb.MATCH for r in impostor) / len(impostor), 4) if impostor else None
+        ),
+        "verify_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
+        "verify_ms_p99": round(_percentile(latencies, 99), 1) if latencies else None,
+        "verifies_per_s": round(len(results) / wall, 1) if wall > 0 else None,
+        "gates": gates,
+        "encoder_workers": workers,
+        "errors": len(errors),
+        "cpus": os.cpu_count(),
+    }

@@ -1,0 +1,247 @@
+"""`gatectl demo`: a boarding queue through the whole appliance, on real parts, offline.
+
+It starts the reference matching service on loopback (mutual TLS), enrolls a demo
+flight from document photos, runs the firmware simulator behind a pseudo-terminal,
+and replays a scripted queue of travellers through the camera path. Every stage is the
+production code; only the camera is a replay and the MCU a simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.custody.audit import default_key_path
+from appliance.custody.ledger import PurgeLedger
+from appliance.gate.flight import FlightInfo
+from appliance.gate.machine import GateController
+from appliance.matching.client import MatchingClient
+from appliance.paths import data_dir, demo_assets_dir
+from appliance.pipeline.traveller import BoardingGate, TravellerOutcome
+from appliance.vision.camera import FrameSource, ReplaySource
+from appliance.vision.detectors import create_detector
+from appliance.vision.detectors.base import Detector
+from firmware_bridge.host import GateLink
+from firmware_bridge.simulator import Simulator
+from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
+from matching_service.gallery import Gallery, flight_key
+from matching_service.recognizer import FaceEncoder
+from matching_service.server import service_from_pki, start_server
+from testbed.runs import fresh_run_dir, wait_for
+from testbed.scenes import empty_scene, traveller_scene
+from testbed.write_audit import WriteAudit
+
+FLIGHT = FlightInfo("BA", "0283", "2026-11-25", "LAX", "B42")
+CANVAS = (1280, 720)
+
+
+@dataclass
+class Traveller:
+    """One entry of the scripted queue."""
+
+    label: str
+    source: Callable[[], FrameSource]
+    opts_out: bool = False
+
+
+def _empty_lane_video() -> Path:
+    path = demo_assets_dir() / "scenes" / "empty-lane.avi"
+    if not path.exists():
+        empty_scene(path)
+    return path
+
+
+def _scene_videos() -> dict[str, Path]:
+    """Make (once) the demo's camera scenes from the photos set-up fetched."""
+    assets = demo_assets_dir()
+    scenes = assets / "scenes"
+    wanted = {
+        "booked": ("obama2.jpg", scenes / "booked-traveller.avi"),
+        "stranger": ("astronaut.png", scenes / "not-on-flight.avi"),
+        "booked2": ("obama3.jpg", scenes / "booked-traveller-2.avi"),
+        "optout": ("biden.jpg", scenes / "opt-out.avi"),
+    }
+    paths = {"empty": _empty_lane_video()}
+    for key, (photo, video) in wanted.items():
+        paths[key] = video
+        if not video.exists():
+            traveller_scene(video, assets / photo)
+    return paths
+
+
+def _default_queue(work: Path) -> tuple[list[Traveller], Path]:
+    assets = demo_assets_dir()
+    missing = [n for n in ("obama.jpg", "biden.jpg", "astronaut.png") if not (assets / n).exists()]
+    if missing:
+        raise SystemExit(f"demo photos missing from {assets}: {missing}; run `make setup` first")
+    manifest = work / "gallery.json"
+    manifest.write_text(
+        json.dumps(
+            [
+                {
+                    "traveller_id": "PAX-001",
+                    "category": "us_citizen",
+                    "photo": str(assets / "obama.jpg"),
+                },
+                {
+                    "traveller_id": "PAX-002",
+                    "category": "us_citizen",
+                    "photo": str(assets / "biden.jpg"),
+                },
+            ]
+        )
+    )
+    videos = _scene_videos()
+    queue = [
+        Traveller("booked traveller", lambda: ReplaySource(videos["booked"])),
+        Traveller("empty lane", lambda: ReplaySource(videos["empty"])),
+        Traveller("traveller not on this flight", lambda: ReplaySource(videos["stranger"])),
+        Traveller("traveller who opts out", lambda: ReplaySource(videos["optout"]), opts_out=True),
+        Traveller("booked traveller, second photo", lambda: ReplaySource(videos["booked2"])),
+    ]
+    return queue, manifest
+
+
+def _dataset_queue(dataset: Path, work: Path, enrolled: int = 12, strangers: int = 4):
+    """Document photo = an identity's first image; live capture = its second."""
+    dataset = dataset.resolve()
+    people = sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    people = [p for p in people if len(sorted(p.glob("*.jpg"))) >= 2]
+    if len(people) < enrolled + strangers:
+        raise SystemExit(
+            f"{dataset} needs at least {enrolled + strangers} identities with 2 photos"
+        )
+    entries, queue = [], []
+    for number, person in enumerate(people[: enrolled + strangers]):
+        first, second = sorted(person.glob("*.jpg"))[:2]
+        if number < enrolled:
+            entries.append(
+                {"traveller_id": f"PAX-{number:03d}", "category": "in_scope", "photo": str(first)}
+            )
+            label = "booked traveller"
+        else:
+            label = "traveller not on this flight"
+        queue.append(Traveller(label, lambda s=second: ReplaySource([s], canvas=CANVAS, repeat=20)))
+    empty = _empty_lane_video()
+    queue.insert(2, Traveller("empty lane", lambda: ReplaySource(empty)))
+    queue.insert(4, Traveller("traveller who opts out", queue[0].source, opts_out=True))
+    manifest = work / "gallery.json"
+    manifest.write_text(json.dumps(entries))
+    return queue, manifest
+
+
+def _describe(number: int, traveller: Traveller, result: TravellerOutcome) -> str:
+    verdicts = {
+        "granted": "GATE OPEN",
+        "referred": "SEE AGENT",
+        "manual_check": "MANUAL DOCUMENT CHECK",
+        "no_face": "nobody in view",
+    }
+    parts = [f"{number:>2}. {traveller.label:<32} -> {verdicts[result.outcome]:<22}"]
+    parts.append(f"({result.reason})")
+    if result.e2e_ms is not None:
+        parts.append(f"{result.e2e_ms:.0f} ms face-to-gate")
+    if result.purge:
+        kib = result.purge.bytes_zeroized / 1024
+        parts.append(f"purged {result.purge.buffers_zeroized} buffers ({kib:.0f} KiB)")
+    parts.append("frame sent" if result.frame_sent else "nothing sent")
+    return "  ".join(parts)
+
+
+def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print) -> dict:
+    """Run the demo queue; returns the summary that ``--json`` prints."""
+    work = fresh_run_dir("demo")
+    pki = create_dev_pki(data_dir() / "pki")
+    detector: Detector = create_detector()
+    if dataset is None:
+        queue, manifest = _default_queue(work)
+    else:
+        queue, manifest = _dataset_queue(dataset, work)
+
+    encoder = FaceEncoder()
+    gallery = Gallery(work / "gallery.sqlite")
+    flight = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
+    enrolled = gallery.enroll_manifest(flight, manifest, encoder)
+    service = service_from_pki(pki, gallery, encoder)
+    server, port = start_server(service, pki)
+    relay_key = os.urandom(32)
+    simulator = Simulator(relay_key).start()
+    link = GateLink(simulator.port, relay_key).open()
+    client = MatchingClient(f"localhost:{port}", pki, DEV_DEVICE_ID)
+    ledger_path = work / "purge-ledger.jsonl"
+    ledger = PurgeLedger(ledger_path, default_key_path(ledger_path))
+    audit = WriteAudit.instance()
+    results: list[TravellerOutcome] = []
+    try:
+        session = client.open_session(FLIGHT)
+        emit(
+            f"flight {flight} at gate {FLIGHT.gate}: gallery of {session.gallery_size} "
+            f"travellers ({enrolled} enrolled), matching service on 127.0.0.1:{port} (mTLS)"
+        )
+        emit(f"gate MCU simulator on {simulator.port}; device {DEV_DEVICE_ID}")
+        gate = GateController(link)
+        gate.start()
+        boarding = BoardingGate(detector, client, gate, ledger)
+        audit.start(watch=[work, Path.cwd()])
+        for number, traveller in enumerate(queue, 1):
+            if traveller.opts_out:
+                simulator.press_opt_out()
+                wait_for(gate.opt_out_pending, 3.0)
+            source = traveller.source()
+            try:
+                result = boarding.process(source)
+            finally:
+                source.close()
+            results.append(result)
+            emit(_describe(number, traveller, result))
+            if result.outcome == "granted":
+                wait_for(lambda: simulator.relay_open, 3.0)
+            gate.ready()
+        audit.stop()
+        image_files = audit.image_files()
+        relay_pulses = len(simulator.relay_pulses)
+    finally:
+        audit.stop()
+        link.close()
+        simulator.stop()
+        client.close()
+        server.stop(grace=None)
+    ledger_records = ledger.verify()
+    e2e = [r.e2e_ms for r in results if r.outcome == "granted" and r.e2e_ms is not None]
+    summary = {
+        "travellers": sum(1 for t in queue if t.label != "empty lane"),
+        "granted": sum(r.outcome == "granted" for r in results),
+        "referred": sum(r.outcome == "referred" for r in results),
+        "manual_check": sum(r.outcome == "manual_check" for r in results),
+        "no_face": sum(r.outcome == "no_face" for r in results),
+        "frames_sent": sum(r.frame_sent for r in results),
+        "frames_purged": sum(1 for r in results if r.purge and r.purge.bytes_zeroized > 0),
+        "purge_receipts": len(service.purge_receipts),
+        "relay_pulses": relay_pulses,
+        "ledger_records": ledger_records,
+        "image_files_written": len(image_files),
+        "files_written": len(audit.written),
+        "e2e_ms_p50": round(statistics.median(e2e), 1) if e2e else None,
+    }
+    emit(f"purge ledger: {ledger.path} ({ledger_records} records, chain verified)")
+    if image_files:
+        emit(f"IMAGE DATA WRITTEN TO DISK: {image_files}")
+    return summary
+
+
+def main(dataset: Path | None, as_json: bool) -> int:
+    summary = run_demo(dataset)
+    if as_json:
+        print(json.dumps(summary), flush=True)
+    else:
+        print("summary: " + ", ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
+    return 0 if summary["image_files_written"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(None, "--json" in sys.argv))

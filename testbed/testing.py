@@ -1,0 +1,136 @@
+"""Supported test doubles and test data, for this project's tests, benches and simulation.
+
+Production code never carries a test-only path; what a test needs to stand in for a part
+lives here, behind the same interface as the real part:
+
+* :class:`FakeLink`: the gate MCU link (``firmware_bridge.host.GateLink``'s commands and
+  events), recording every command; ``down`` makes commands fail like a dead line;
+* :class:`FakeClock`: a settable clock with a ``sleep`` that advances it;
+* :class:`Person`, :func:`bcbp`, :func:`make_bcbp`, :func:`damaged`: test travellers and
+  their format M boarding passes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.gate.flight import FlightInfo
+from firmware_bridge.host import CommandRejected, LinkError
+
+FLIGHT = FlightInfo("BA", "0283", "2026-11-25", "LAX", "B42")
+
+
+class FakeClock:
+    """Monotonic seconds that only move when told (``advance``) or slept through."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeLink:
+    """Records the gate MCU commands; ``down`` makes them fail like a dead serial line."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[object], None]] = []
+        self.calls: list[tuple] = []
+        self.down = False
+        self.reject_pulse = False
+
+    def on_event(self, callback: Callable[[object], None]) -> None:
+        self.callbacks.append(callback)
+
+    def emit(self, event: object) -> None:
+        """Deliver an MCU event (``OptOutPressed()``, ``DoorChanged(True)``...)."""
+        for callback in self.callbacks:
+            callback(event)
+
+    def _do(self, *call: object) -> None:
+        if self.down:
+            raise LinkError("no ACK from MCU")
+        self.calls.append(call)
+
+    def hello(self) -> None:
+        self._do("hello")
+
+    def close_relay(self) -> None:
+        self._do("close")
+
+    def pulse_relay(self, ms: int) -> None:
+        if self.reject_pulse:
+            raise CommandRejected("RELAY_PULSE", 1)
+        self._do("pulse", ms)
+
+    def set_indicator(self, pattern: int) -> None:
+        self._do("indicator", pattern)
+
+    @property
+    def pulses(self) -> list[tuple]:
+        return [c for c in self.calls if c[0] == "pulse"]
+
+    @property
+    def indicator(self) -> int | None:
+        shown = [c[1] for c in self.calls if c[0] == "indicator"]
+        return shown[-1] if shown else None
+
+
+def make_bcbp(
+    name: str,
+    pnr: str,
+    *,
+    origin: str = "LAX",
+    destination: str = "LHR",
+    carrier: str = "BA",
+    flight: str = "0283",
+    julian_day: int = 329,
+    seat: str = "012A",
+    sequence: int = 1,
+) -> str:
+    """A one-leg format M boarding pass (day 329 of 2026 is 2026-11-25)."""
+    return (
+        f"M1{name[:20]:<20}E{pnr[:7]:<7}{origin:<3}{destination:<3}{carrier:<3}"
+        f"{flight:<5}{julian_day:03d}Y{seat:<4}{sequence:04d} 100"
+    )
+
+
+@dataclass(frozen=True)
+class Person:
+    key: str
+    name: str  # as on the pass: SURNAME/GIVEN, at most 20 characters
+    pnr: str
+    document: Path
+    live: tuple[Path, ...]
+    enrolled: bool
+
+
+def bcbp(person: Person, sequence: int, flight: FlightInfo = FLIGHT, seat: str = "012A") -> str:
+    """A one-leg format M boarding pass for ``person`` on ``flight``."""
+    day = time.strptime(flight.date, "%Y-%m-%d").tm_yday
+    return make_bcbp(
+        person.name,
+        person.pnr,
+        origin=flight.departure_airport,
+        carrier=flight.carrier,
+        flight=flight.flight_number,
+        julian_day=day,
+        seat=seat,
+        sequence=sequence,
+    )
+
+
+def damaged(text: str) -> str:
+    """The same pass with its Julian date smudged: unreadable."""
+    return text[:44] + "X?Z" + text[47:]
