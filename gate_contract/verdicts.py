@@ -13,9 +13,9 @@ import hashlib
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from gate.v1 import matching_pb2 as pb
 
 from gate_contract.errors import VerdictRejected
+from gate_contract.wire import pb
 
 CLOCK_WINDOW_MS = 30_000
 

@@ -28,12 +28,11 @@ from pathlib import Path
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from gate.v1 import matching_pb2 as pb
-from gate.v1 import matching_pb2_grpc as pb_grpc
 
 from gate_contract.keys import PkiLayout, load_private
 from gate_contract.sealing import key_id
 from gate_contract.verdicts import signing_key_id
+from gate_contract.wire import ENROLLMENT_SERVICE, pb, pb_grpc
 from matching_service.audit import AuditLog
 from matching_service.dev_ca import sign_device_csr
 from matching_service.errors import TokenRefused
@@ -44,7 +43,6 @@ log = logging.getLogger("gate.matcher.enrollment")
 
 DEFAULT_TOKEN_TTL_S = 24 * 3600
 MAX_CSR_BYTES = 8 * 1024
-ENROLLMENT_SERVICE_NAME = "gate.v1.Enrollment"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS enrollment_tokens (
@@ -230,7 +228,7 @@ def start_enrollment_server(
         options=[("grpc.max_receive_message_length", 64 * 1024), ("grpc.so_reuseport", 0)],
     )
     pb_grpc.add_EnrollmentServicer_to_server(service, server)
-    service.health = add_health(server, (ENROLLMENT_SERVICE_NAME,))
+    service.health = add_health(server, (ENROLLMENT_SERVICE,))
     port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"could not bind the enrollment service to {address}")

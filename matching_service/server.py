@@ -53,14 +53,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import NameOID
-from gate.v1 import matching_pb2 as pb
-from gate.v1 import matching_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gate_contract.errors import SealError
 from gate_contract.keys import PkiLayout, load_private
 from gate_contract.sealing import key_id, open_sealed
 from gate_contract.verdicts import signing_key_id, verdict_message
+from gate_contract.wire import MATCHING_SERVICE, pb, pb_grpc
 from matching_service.audit import AuditLog, VerifyRecord
 from matching_service.encoder_pool import EncoderPool
 from matching_service.errors import NoFaceFound, Rejected, UndecodableImage
@@ -78,7 +77,6 @@ SESSION_TTL_MS = 24 * 3600 * 1000
 RECENT_RECEIPTS = 1000
 CAPTURE_WINDOW_MS = 60_000
 REPLAY_MEMORY = 100_000
-MATCHING_SERVICE_NAME = "gate.v1.Matching"
 
 
 def _now_ms() -> int:
@@ -602,7 +600,7 @@ def start_server(
         ],
     )
     pb_grpc.add_MatchingServicer_to_server(service, server)
-    service.health = add_health(server, (MATCHING_SERVICE_NAME,))
+    service.health = add_health(server, (MATCHING_SERVICE,))
     port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"could not bind the matching service to {address}")

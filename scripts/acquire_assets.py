@@ -21,8 +21,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from appliance.vision import models as model_store
 from appliance.paths import demo_assets_dir, models_dir
+from appliance.vision import models as model_store
 
 FACE_RECOGNITION_SDIST = "face_recognition==1.3.0"
 FACE_RECOGNITION_SDIST_SHA256 = "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec"

@@ -18,11 +18,12 @@ from pathlib import Path
 
 from appliance.custody.audit import default_key_path
 from appliance.custody.ledger import PurgeLedger
-from appliance.gate.flight import FlightInfo
+from appliance.gate.flight import Flight
 from appliance.gate.machine import GateController
+from appliance.gate.outcome import TravellerOutcome
 from appliance.matching.client import MatchingClient
 from appliance.paths import data_dir, demo_assets_dir
-from appliance.pipeline.traveller import BoardingGate, TravellerOutcome
+from appliance.pipeline.traveller import TravellerPipeline
 from appliance.vision.camera import FrameSource, ReplaySource
 from appliance.vision.detectors import create_detector
 from appliance.vision.detectors.base import Detector
@@ -36,7 +37,7 @@ from testbed.runs import fresh_run_dir, wait_for
 from testbed.scenes import empty_scene, traveller_scene
 from testbed.write_audit import WriteAudit
 
-FLIGHT = FlightInfo("BA", "0283", "2026-11-25", "LAX", "B42")
+FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
 CANVAS = (1280, 720)
 
 
@@ -186,7 +187,7 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
         emit(f"gate MCU simulator on {simulator.port}; device {DEV_DEVICE_ID}")
         gate = GateController(link)
         gate.start()
-        boarding = BoardingGate(detector, client, gate, ledger)
+        boarding = TravellerPipeline(detector, client, gate, ledger)
         audit.start(watch=[work, Path.cwd()])
         for number, traveller in enumerate(queue, 1):
             if traveller.opts_out:

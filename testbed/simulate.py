@@ -51,12 +51,12 @@ import numpy as np
 from appliance.custody.audit import default_key_path
 from appliance.custody.ledger import PurgeLedger
 from appliance.gate.boarding_log import BoardingLog
-from appliance.gate.flight import FlightInfo
+from appliance.gate.flight import Flight
 from appliance.gate.machine import GateController, State
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.client import MatchingClient
 from appliance.paths import demo_assets_dir
-from appliance.pipeline.traveller import BoardingGate
+from appliance.pipeline.traveller import TravellerPipeline
 from appliance.vision.camera import ReplaySource, place_in_canvas
 from appliance.vision.detectors import create_detector
 from firmware_bridge.host import GateLink
@@ -68,7 +68,7 @@ from matching_service.server import service_from_pki, start_server
 from testbed.runs import fresh_run_dir, wait_for
 from testbed.testing import Person, bcbp, damaged
 
-FLIGHT = FlightInfo("BA", "0283", "2026-11-25", "LAX", "B42")
+FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
 CANVAS = (1280, 720)
 FPS = 30
 KINDS = ("enrolled", "not_on_flight", "opt_out", "bad_scan", "two_faces")
@@ -288,7 +288,9 @@ def run_simulation(
         try:
             client.open_session(FLIGHT)
             gate.start()
-            boarding = BoardingGate(create_detector(), client, gate, ledger, verdict_timeout_s=4.0)
+            boarding = TravellerPipeline(
+                create_detector(), client, gate, ledger, verdict_timeout_s=4.0
+            )
             workflow = GateWorkflow(boarding, FLIGHT, mode=mode, boarding_log=boarding_log)
             sim = _Run(workflow, gate, simulator, rng, mode)
             started = time.perf_counter()

@@ -6,21 +6,29 @@ lives here, behind the same interface as the real part:
 * :class:`FakeLink`: the gate MCU link (``firmware_bridge.host.GateLink``'s commands and
   events), recording every command; ``down`` makes commands fail like a dead line;
 * :class:`FakeClock`: a settable clock with a ``sleep`` that advances it;
+* :class:`FakeMatcher`: the matching client (``appliance.matching.client.MatchingClient``'s
+  ``verify`` and ``report_purge``), answering any decision or error, slowly if asked;
 * :class:`Person`, :func:`bcbp`, :func:`make_bcbp`, :func:`damaged`: test travellers and
   their format M boarding passes.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.gate.flight import FlightInfo
-from firmware_bridge.host import CommandRejected, LinkError
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-FLIGHT = FlightInfo("BA", "0283", "2026-11-25", "LAX", "B42")
+from appliance.errors import VerifyCancelled
+from appliance.gate.flight import Flight
+from appliance.matching.answers import Decision, Verdict
+from firmware_bridge.host import CommandRejected, LinkError
+from matching_service.dev_ca import DEV_DEVICE_ID
+
+FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
 
 
 class FakeClock:
@@ -87,6 +95,62 @@ class FakeLink:
         return shown[-1] if shown else None
 
 
+class FakeMatcher:
+    """``answer``: a :class:`Decision`, an exception to raise, or None (wait until cancelled).
+
+    ``during`` is called while "the service works"; ``verifying`` is set once a verify
+    started; every boarding pass and purge receipt it was given is kept.
+    """
+
+    device_id = DEV_DEVICE_ID
+
+    def __init__(
+        self,
+        answer: Decision | Exception | None = Decision.MATCH,
+        during: Callable[[], object] | None = None,
+        wait_s: float = 10.0,
+    ) -> None:
+        self.sealing_key = X25519PrivateKey.generate().public_key()
+        self.answer = answer
+        self.during = during
+        self.wait_s = wait_s
+        self.verifying = threading.Event()
+        self.passes: list[str] = []
+        self.receipts: list[object] = []
+        self.cancelled_seen = False
+
+    def verify(
+        self,
+        capture_id: str,
+        captured_at_ms: int,
+        sealed: bytearray,
+        boarding_pass: str = "",
+        *,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Verdict:
+        self.passes.append(boarding_pass)
+        self.verifying.set()
+        if self.during:
+            self.during()
+        if self.answer is None:
+            deadline = time.monotonic() + self.wait_s
+            while time.monotonic() < deadline:
+                if cancelled is not None and cancelled():
+                    self.cancelled_seen = True
+                    raise VerifyCancelled("cancelled while waiting for the verdict")
+                time.sleep(0.005)
+            raise AssertionError("verify was never cancelled")
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        decision = Decision(self.answer)
+        token = "tok-123" if decision is Decision.MATCH else ""
+        return Verdict(capture_id, self.device_id, decision, token, int(time.time() * 1000))
+
+    def report_purge(self, record: object) -> bool:
+        self.receipts.append(record)
+        return True
+
+
 def make_bcbp(
     name: str,
     pnr: str,
@@ -116,7 +180,7 @@ class Person:
     enrolled: bool
 
 
-def bcbp(person: Person, sequence: int, flight: FlightInfo = FLIGHT, seat: str = "012A") -> str:
+def bcbp(person: Person, sequence: int, flight: Flight = FLIGHT, seat: str = "012A") -> str:
     """A one-leg format M boarding pass for ``person`` on ``flight``."""
     day = time.strptime(flight.date, "%Y-%m-%d").tm_yday
     return make_bcbp(

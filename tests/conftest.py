@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from appliance.gate.flight import FlightInfo
+from appliance.gate.flight import Flight
 from appliance.gate.machine import GateController
 from appliance.matching.client import MatchingClient
 from appliance.paths import data_dir, demo_assets_dir
@@ -27,7 +27,7 @@ from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizer import FaceEncoder
 from matching_service.server import MatchingService, service_from_pki, start_server
 
-FLIGHT = FlightInfo("BA", "0283", "2026-11-25", "LAX", "B42")
+FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
 
 
 _REAL_DATA_DIR = data_dir()  # read before the session points GATE_DATA_DIR elsewhere

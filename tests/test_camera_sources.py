@@ -19,14 +19,17 @@ import pytest
 from appliance.errors import CameraError
 from appliance.vision import camera
 from appliance.vision.camera import (
+    CameraSpec,
     CameraState,
     OpenCVSource,
     Picamera2Source,
     ReconnectingSource,
     ReplaySource,
-    open_camera,
+    live_camera,
+    parse_camera_spec,
 )
-from appliance.vision.frame_pump import FramePump
+from appliance.vision.frame_pump import FramePump, open_source
+from testbed.testing import FakeClock
 
 STREAMING, RECONNECTING = CameraState.STREAMING, CameraState.RECONNECTING
 
@@ -37,22 +40,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.002)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def drain(source, limit: int = 10_000) -> list[np.ndarray]:
@@ -291,8 +278,8 @@ def test_opencv_source_missing_device_raises_camera_error(tmp_path: Path) -> Non
         OpenCVSource(str(tmp_path / "no-such-video.avi"))
 
 
-def test_open_camera_opencv_file_reopens_at_its_end(video: Path) -> None:
-    source = open_camera(f"opencv:{video}", size=(64, 48))
+def test_camera_spec_opencv_file_reopens_at_its_end(video: Path) -> None:
+    source = live_camera(*parse_camera_spec(f"opencv:{video}"), size=(64, 48))
     assert isinstance(source, ReconnectingSource)
     try:
         frames = [source.read() for _ in range(5)]
@@ -339,7 +326,7 @@ def test_opencv_camera_gone_and_back(video: Path, tmp_path: Path) -> None:
     source.close()
 
 
-# -- open_camera ----------------------------------------------------------------------------
+# -- parse_camera_spec ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -357,20 +344,20 @@ def test_opencv_camera_gone_and_back(video: Path, tmp_path: Path) -> None:
         "webcam",
     ],
 )
-def test_open_camera_rejects_bad_specs(spec: str) -> None:
+def test_camera_spec_rejects_bad_specs(spec: str) -> None:
     with pytest.raises(CameraError, match="expected 'replay:<path>'"):
-        open_camera(spec)
+        parse_camera_spec(spec)
 
 
-def test_open_camera_error_does_not_leak_stream_credentials() -> None:
+def test_camera_spec_error_does_not_leak_stream_credentials() -> None:
     with pytest.raises(CameraError) as info:
-        open_camera("ip:rtsp://admin:hunter2@10.0.0.9/live")
+        parse_camera_spec("ip:rtsp://admin:hunter2@10.0.0.9/live")
     assert "hunter2" not in str(info.value)
 
 
-def test_open_camera_replay_folder(tmp_path: Path) -> None:
+def test_camera_spec_replay_folder(tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "a.png"), synthetic(40, 30, 90))
-    source = open_camera(f"replay:{tmp_path}", size=(160, 120))
+    source = open_source(CameraSpec("replay", tmp_path, 160, 120))
     assert isinstance(source, ReplaySource)
     frame = source.read()
     assert frame is not None and frame.shape == (120, 160, 3)
@@ -378,15 +365,15 @@ def test_open_camera_replay_folder(tmp_path: Path) -> None:
     source.close()
 
 
-def test_open_camera_replay_missing_path(tmp_path: Path) -> None:
+def test_camera_spec_replay_missing_path(tmp_path: Path) -> None:
     with pytest.raises(CameraError):
-        open_camera(f"replay:{tmp_path / 'nothing'}")
+        open_source(CameraSpec("replay", tmp_path / "nothing"))
 
 
 @pytest.mark.parametrize(
     ("target", "device"), [("0", 0), ("12", 12), ("/dev/video2", "/dev/video2")]
 )
-def test_open_camera_opencv_is_lazy_and_parses_the_device(
+def test_camera_spec_opencv_is_lazy_and_parses_the_device(
     monkeypatch: pytest.MonkeyPatch, target: str, device: int | str
 ) -> None:
     opened: list[tuple[object, object]] = []
@@ -402,7 +389,7 @@ def test_open_camera_opencv_is_lazy_and_parses_the_device(
             pass
 
     monkeypatch.setattr(camera, "OpenCVSource", Recorder)
-    source = open_camera(f"opencv:{target}", size=(320, 240))
+    source = live_camera(*parse_camera_spec(f"opencv:{target}"), size=(320, 240))
     assert opened == []  # nothing opened until the first read
     assert source.read() is not None
     assert opened == [(device, (320, 240))]
@@ -410,11 +397,11 @@ def test_open_camera_opencv_is_lazy_and_parses_the_device(
     source.close()
 
 
-def test_open_camera_picamera2_without_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_camera_spec_picamera2_without_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails
     monkeypatch.setattr(camera.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(CameraError, match="picamera2 is not available"):
-        open_camera("picamera2")
+        live_camera(*parse_camera_spec("picamera2"), size=(1280, 720))
     with pytest.raises(CameraError, match="picamera2 is not available"):
         Picamera2Source()
 
@@ -458,8 +445,8 @@ def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
     return log
 
 
-def test_picamera2_through_open_camera_survives_a_timeout(fake_picamera2) -> None:
-    source = open_camera("picamera2", size=(32, 24))
+def test_picamera2_through_live_camera_survives_a_timeout(fake_picamera2) -> None:
+    source = live_camera("picamera2", None, (32, 24))
     assert isinstance(source, ReconnectingSource)
     source._sleep = lambda seconds: None  # no real backoff wait in the test
     first = source.read()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from gate.v1 import matching_pb2 as pb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gate_contract.errors import VerdictRejected
 from gate_contract.verdicts import CLOCK_WINDOW_MS, check_verdict, signing_key_id, verdict_message
+from gate_contract.wire import pb
 
 SERVICE_KEY = Ed25519PrivateKey.generate()
 OTHER_KEY = Ed25519PrivateKey.generate()

@@ -10,23 +10,22 @@ import time
 from pathlib import Path
 
 import cv2
-import grpc
 import numpy as np
 import pytest
 from conftest import FLIGHT, copy_layout
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from gate.v1 import matching_pb2 as pb
 
 from appliance.custody.ledger import PurgeLedger
 from appliance.custody.payload import seal_capture
 from appliance.custody.transaction import CaptureTransaction
-from appliance.errors import MatchingUnavailable
-from appliance.pipeline.traveller import BoardingGate
+from appliance.errors import MatchingFailure, MatchingUnavailable
+from appliance.pipeline.traveller import TravellerPipeline
 from appliance.vision.camera import ReplaySource
 from firmware_bridge.protocol import Indicator
 from gate_contract.clock import now_ms
 from gate_contract.errors import VerdictRejected
+from gate_contract.wire import pb
 from matching_service.dev_ca import create_dev_pki
 
 CANVAS = (1280, 720)
@@ -58,8 +57,10 @@ def traveller(photo: Path, frames: int = 6) -> CountingSource:
 
 
 @pytest.fixture
-def boarding(detector, client, gate_rig, tmp_path) -> BoardingGate:
-    return BoardingGate(detector, client, gate_rig.gate, PurgeLedger(tmp_path / "ledger.jsonl"))
+def boarding(detector, client, gate_rig, tmp_path) -> TravellerPipeline:
+    return TravellerPipeline(
+        detector, client, gate_rig.gate, PurgeLedger(tmp_path / "ledger.jsonl")
+    )
 
 
 def test_booked_traveller_opens_the_relay(boarding, gate_rig, demo_photos, matcher):
@@ -271,7 +272,7 @@ def test_a_matcher_that_forgot_the_session_gets_a_new_one(client, detector, demo
     tx, _, sealed = _sealed_capture(client, detector, demo_photos / "obama2.jpg")
     with pytest.raises(MatchingUnavailable) as refused:
         client.verify(tx.capture_id, tx.captured_at_ms, sealed)
-    assert refused.value.code is grpc.StatusCode.NOT_FOUND
+    assert refused.value.failure is MatchingFailure.UNKNOWN_SESSION
     tx.purge("error", "test")
     assert client.session_id and client.session_id != old_session
     tx, _, sealed = _sealed_capture(client, detector, demo_photos / "obama2.jpg")

@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 from conftest import FLIGHT
-from gate.v1 import matching_pb2 as pb
 
 from appliance.matching.client import MatchingClient
 from gate_contract.clock import now_ms
 from gate_contract.sealing import seal_into, sealed_size
+from gate_contract.wire import pb
 from matching_service.audit import AuditLog
 from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.errors import GalleryError

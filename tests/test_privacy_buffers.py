@@ -24,9 +24,10 @@ import pytest
 from appliance.custody.audit import default_key_path
 from appliance.custody.ledger import PurgeLedger
 from appliance.custody.transaction import CaptureTransaction
+from appliance.gate.machine import State
 from appliance.matching.client import MatchingClient
 from appliance.pipeline import traveller as boarding_module
-from appliance.pipeline.traveller import BoardingGate
+from appliance.pipeline.traveller import TravellerPipeline
 from appliance.shutdown import ShutdownRequested
 from appliance.vision.camera import ReplaySource
 from matching_service.dev_ca import DEV_DEVICE_ID
@@ -82,8 +83,8 @@ def ledger(tmp_path: Path) -> PurgeLedger:
 
 
 @pytest.fixture
-def gate(detector, client, gate_rig, ledger) -> BoardingGate:
-    return BoardingGate(detector, client, gate_rig.gate, ledger)
+def gate(detector, client, gate_rig, ledger) -> TravellerPipeline:
+    return TravellerPipeline(detector, client, gate_rig.gate, ledger)
 
 
 def assert_all_zero(buffers: list, *, expect_some: bool = True) -> None:
@@ -126,7 +127,7 @@ def test_matcher_stopped(detector, gate_rig, matcher, ledger, kept, demo_photos)
     down = MatchingClient(f"localhost:{port}", matcher.pki, DEV_DEVICE_ID, deadline_s=2.0)
     try:
         source = KeptSource(demo_photos / "obama2.jpg")
-        result = BoardingGate(detector, down, gate_rig.gate, ledger).process(source)
+        result = TravellerPipeline(detector, down, gate_rig.gate, ledger).process(source)
     finally:
         down.close()
     assert result.outcome == "referred" and "UNAVAILABLE" in result.reason
@@ -183,7 +184,7 @@ def test_exception_in_the_detector_with_a_frame_in_hand(
             raise MemoryError("injected: detector ran out of memory")
 
     source = KeptSource(demo_photos / "obama2.jpg")
-    result = BoardingGate(BrokenDetector(), client, gate_rig.gate, ledger).process(source)
+    result = TravellerPipeline(BrokenDetector(), client, gate_rig.gate, ledger).process(source)
     assert result.outcome == "referred"
     assert len(source.frames) == 1 and kept == []  # the frame was never tracked...
     assert_all_zero(source.frames)  # ...but the transaction held it, and zeroized it
@@ -212,7 +213,7 @@ def test_interrupted_while_waiting_for_the_verdict(
     assert_all_zero(kept + source.frames)
     entry = last_entry(ledger)
     assert (entry["outcome"], entry["reason"]) == ("referred", reason)
-    assert gate_rig.gate.state.value == "see_agent"
+    assert gate_rig.gate.phase is State.REFER_TO_AGENT
 
 
 SIGTERM_SCRIPT = r"""
@@ -224,10 +225,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from appliance.custody.ledger import PurgeLedger
 from appliance.custody.transaction import CaptureTransaction
-from appliance.pipeline.traveller import BoardingGate
+from appliance.gate.machine import GateController, State
+from appliance.pipeline.traveller import TravellerPipeline
 from appliance.shutdown import ShutdownRequested, install_shutdown_handler
 from appliance.vision.camera import ReplaySource
 from appliance.vision.detectors.onnx_runtime import FaceDetector
+from testbed.testing import FakeLink
 
 mode, photo, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 kept = []
@@ -278,22 +281,13 @@ class Client:
         return False
 
 
-class Gate:
-    referred = 0
-
-    def opt_out_pending(self):
-        return False
-
-    def capturing(self):
-        pass
-
-    def refer(self):
-        Gate.referred += 1
-
-
+machine = GateController(FakeLink())
+machine.start()
+referred = []
+machine.on_transition(lambda step: step.target is State.REFER_TO_AGENT and referred.append(1))
 install_shutdown_handler()
 ledger = PurgeLedger(work / "purge-ledger.jsonl", work / "ledger-signing.key")
-gate = BoardingGate(Detector(), Client(), Gate(), ledger)
+gate = TravellerPipeline(Detector(), Client(), machine, ledger)
 try:
     gate.process(Camera([photo], canvas=(1280, 720), repeat=5))
     outcome = "returned"
@@ -308,7 +302,7 @@ print(json.dumps({
     "nonzero": [i for i, b in enumerate(kept) if np.asarray(b).any()],
     "reasons": [json.loads(line)["reason"] for line in lines],
     "ledger_records": ledger.verify(),
-    "referred": Gate.referred,
+    "referred": len(referred),
 }), flush=True)
 """
 

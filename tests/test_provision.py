@@ -102,7 +102,11 @@ def test_non_interactive_provision_enrols_and_writes_a_valid_config(
     config = load_config(a.config)
     assert config.device_id == a.device_id
     assert config.capture_mode == "pass_then_face"
-    assert (config.flight.carrier, config.flight.number, config.flight.airport) == (
+    assert (
+        config.flight.carrier,
+        config.flight.flight_number,
+        config.flight.departure_airport,
+    ) == (
         "BA",
         "0283",
         "LAX",
@@ -204,7 +208,7 @@ def test_changed_answers_update_the_config_only(enrollment_kit, tmp_path):
     changes = provision(a, out=lambda _: None, check_matcher=False)
     assert changes == ["configuration file"]
     config = load_config(a.config)
-    assert (config.flight.number, config.flight.date, config.flight.gate) == (
+    assert (config.flight.flight_number, config.flight.date, config.flight.gate) == (
         "0117",
         "2026-11-26",
         "C7",

@@ -16,17 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance.custody.ledger import PurgeLedger
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, GateMcuError
 from appliance.service import sd_notify
 from appliance.service.config import load_config
-from appliance.service.runner import (
-    EXIT_CONFIG,
-    EXIT_OK,
-    EXIT_SERIAL,
-    main,
-    open_source,
-    run_service,
-)
+from appliance.service.runner import EXIT_OK, main, run_service
+from appliance.vision.frame_pump import open_source
 from firmware_bridge.simulator import Simulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +65,7 @@ def test_example_config_loads(example: Path) -> None:
     assert config.serial.relay_key_file == example.parent / "relay.key"
     assert KEY_HEX not in repr(config)
     assert config.serial.pulse_ms == 3000
-    assert config.flight.number == "0283"
+    assert config.flight.flight_number == "0283"
     assert config.quality.min_inter_eye_px == 28.0
     assert config.matcher.deadline_s == 3.0
 
@@ -176,7 +170,7 @@ def test_arbitrary_text_gives_config_error_or_config(tmp_path: Path, text: str) 
 
 
 def test_main_returns_config_code(tmp_path: Path) -> None:
-    assert main(tmp_path / "absent.toml") == EXIT_CONFIG
+    assert main(tmp_path / "absent.toml") == ConfigError.exit_code
 
 
 # ------------------------------------------------------------------------------ sd_notify
@@ -331,7 +325,7 @@ def test_run_service_serial_failure_is_one_clear_exit(
         _service_config(tmp_path, matcher, str(tmp_path / "no-tty"), os.urandom(32), frames)
     )
     with caplog.at_level("ERROR", logger="gate.service"):
-        assert run_service(config) == EXIT_SERIAL
+        assert run_service(config) == GateMcuError.exit_code
     errors = [r for r in caplog.records if r.levelname == "ERROR" and r.name == "gate.service"]
     assert len(errors) == 1 and "start-up failed" in errors[0].getMessage()
     messages = _drain(notify_socket)
@@ -416,7 +410,7 @@ def test_unattended_reset_waits_until_the_lane_is_clear() -> None:
     Every frame looked at meanwhile is zeroized."""
     import numpy as np
 
-    from appliance.service.runner import CLEAR_LANE_FRAMES, _lane_clears
+    from appliance.pipeline.lane import CLEAR_LANE_FRAMES, lane_clears
 
     face, empty = np.full((4, 4, 3), 200, np.uint8), np.full((4, 4, 3), 118, np.uint8)
     script = [face] * 5 + [empty] * 3 + [face] + [empty] * CLEAR_LANE_FRAMES + [face]
@@ -435,14 +429,14 @@ def test_unattended_reset_waits_until_the_lane_is_clear() -> None:
             return ["face"] if frame.max() == 200 else []
 
     source = Source()
-    assert _lane_clears(source, Detector(), threading.Event()) is True
+    assert lane_clears(source, Detector(), threading.Event()) is True
     assert source.reads == 5 + 3 + 1 + CLEAR_LANE_FRAMES  # the face reset the count once
     assert all(not f.any() for f in frames[: source.reads])
     assert frames[-1].any()  # the next traveller's frame was not read
 
     stopped = threading.Event()
     stopped.set()
-    assert _lane_clears(Source(), Detector(), stopped) is False
+    assert lane_clears(Source(), Detector(), stopped) is False
 
     class EndedReplay(Source):
         live = False
@@ -450,7 +444,7 @@ def test_unattended_reset_waits_until_the_lane_is_clear() -> None:
         def read(self):
             return None
 
-    assert _lane_clears(EndedReplay(), Detector(), threading.Event()) is True
+    assert lane_clears(EndedReplay(), Detector(), threading.Event()) is True
 
 
 def test_environment_overrides_replace_single_keys_and_are_checked(

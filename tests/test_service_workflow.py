@@ -26,10 +26,10 @@ import pytest
 from conftest import FLIGHT
 
 from appliance.custody.ledger import list_segments
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, ScannerError
 from appliance.gate.boarding_log import FIELDS, MAX_TEXT
 from appliance.service.config import GateConfig, check_service_config, load_config
-from appliance.service.runner import EXIT_CONFIG, EXIT_OK, EXIT_SCANNER, main, run_service
+from appliance.service.runner import EXIT_OK, main, run_service
 from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
 from matching_service.gallery import Gallery, flight_key
@@ -504,7 +504,7 @@ def test_a_scanner_that_cannot_be_opened_is_a_clear_start_up_failure(
         scanner=str(tmp_path / "no-scanner-tty"),
     )
     with caplog.at_level("ERROR", logger="gate.service"):
-        assert run_service(load_config(path)) == EXIT_SCANNER
+        assert run_service(load_config(path)) == ScannerError.exit_code
     errors = [r.getMessage() for r in caplog.records if r.name == "gate.service"]
     assert len(errors) == 1 and "scanner on" in errors[0]
     assert read_status(tmp_path / "state" / "status.json")["service"] == "start-up failed"
@@ -533,7 +533,7 @@ def test_a_scanner_failing_while_serving_ends_the_service(
         pty_scanner.hang_up()
         service.thread.join(timeout=TIMEOUT)
         assert not service.thread.is_alive()
-    assert service.results == [EXIT_SCANNER]
+    assert service.results == [ScannerError.exit_code]
     assert service.status()["service"] == "stopped"
     assert any("scanner" in e["message"] for e in service.status()["last_errors"])
     assert simulator.relay_pulses == []
@@ -647,8 +647,8 @@ def test_pass_then_face_needs_a_scanner(base_config: Path, tmp_path: Path) -> No
     config = load_config(base_config)  # well-formed: gatectl provision writes such files
     with pytest.raises(ConfigError, match=r"pass_then_face needs \[scanner\]"):
         check_service_config(config)
-    assert main(base_config) == EXIT_CONFIG
-    assert run_service(config) == EXIT_CONFIG  # refused before any part is opened
+    assert main(base_config) == ConfigError.exit_code
+    assert run_service(config) == ConfigError.exit_code  # refused before any part is opened
     status = read_status(tmp_path / "state" / "status.json")
     assert status["service"] == "start-up failed"
     assert any("pass_then_face needs [scanner]" in e["message"] for e in status["last_errors"])

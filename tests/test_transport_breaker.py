@@ -5,11 +5,11 @@ from __future__ import annotations
 import grpc
 import pytest
 from conftest import FLIGHT
-from gate.v1 import matching_pb2 as pb
 
 from appliance.errors import CircuitOpen, MatchingUnavailable
 from appliance.matching.breaker import CircuitBreaker
 from appliance.matching.client import MatchingClient
+from gate_contract.wire import pb
 
 
 class Clock:

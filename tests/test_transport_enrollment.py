@@ -6,8 +6,6 @@ import grpc
 import pytest
 from conftest import FLIGHT
 from cryptography import x509
-from gate.v1 import matching_pb2 as pb
-from gate.v1 import matching_pb2_grpc as pb_grpc
 
 from appliance.errors import EnrollmentFailed
 from appliance.matching.client import MatchingClient
@@ -15,6 +13,7 @@ from appliance.matching.enrollment import enroll
 from gate_contract.clock import now_ms
 from gate_contract.keys import load_private, make_csr
 from gate_contract.sealing import seal_into, sealed_size
+from gate_contract.wire import pb, pb_grpc
 from matching_service.audit import AuditLog
 from matching_service.dev_ca import create_dev_pki
 from matching_service.enrollment import EnrollmentService, EnrollmentTokens, start_enrollment_server

@@ -9,7 +9,6 @@ import time
 import grpc
 import pytest
 from conftest import FLIGHT
-from gate.v1 import matching_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from appliance.errors import CircuitOpen, MatchingUnavailable
@@ -18,6 +17,7 @@ from appliance.matching.client import MatchingClient
 from gate_contract.clock import now_ms
 from gate_contract.keys import load_private
 from gate_contract.sealing import seal_into, sealed_size
+from gate_contract.wire import pb
 from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import Gallery
 from matching_service.server import MatchingService, start_server

@@ -15,14 +15,13 @@ from conftest import FLIGHT, copy_layout
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509 import load_pem_x509_certificate
-from gate.v1 import matching_pb2 as pb
-from gate.v1 import matching_pb2_grpc as pb_grpc
 
 from appliance.errors import MatchingUnavailable
 from appliance.matching.client import MatchingClient
 from gate_contract.clock import now_ms
 from gate_contract.keys import load_private
 from gate_contract.sealing import seal_into, sealed_size
+from gate_contract.wire import pb, pb_grpc
 from matching_service.audit import AuditLog
 from matching_service.dev_ca import DEV_DEVICE_ID, issue_device
 from matching_service.errors import RevocationError

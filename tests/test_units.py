@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 from appliance.service.config import load_config
-from appliance.service.runner import EXIT_OK, PipelineHeartbeat, WatchdogFeeder, run_service
+from appliance.service.heartbeat import PipelineHeartbeat, WatchdogFeeder
+from appliance.service.runner import EXIT_OK, run_service
 from appliance.vision.frame_pump import FramePump
 from firmware_bridge.simulator import Simulator
+from testbed.testing import FakeClock
 
 REPO = Path(__file__).resolve().parents[1]
 UNITS = REPO / "systemd"
@@ -27,14 +29,6 @@ MAX_EXPOSURE = 2.0
 
 
 # --------------------------------------------------------------------- watchdog, unit level
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_feeder_pings_only_while_frames_arrive():

@@ -8,17 +8,16 @@ import time
 
 import pytest
 
-from appliance.gate.machine import TRANSITIONS, Event, GateController, GateState, Relay, State
+from appliance.gate.machine import TRANSITIONS, Event, GateController, Relay, State
 from firmware_bridge.host import (
     Boot,
-    CommandRejected,
     DoorChanged,
     Fault,
-    LinkError,
     LinkState,
     OptOutPressed,
 )
 from firmware_bridge.protocol import FaultCode, Indicator
+from testbed.testing import FakeLink
 
 
 def wait_for(predicate, timeout: float = 5.0) -> bool:
@@ -28,51 +27,6 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.005)
     return predicate()
-
-
-class FakeLink:
-    """Records the commands; ``down`` makes them fail like a dead serial line."""
-
-    def __init__(self) -> None:
-        self.callbacks = []
-        self.calls: list[tuple] = []
-        self.down = False
-        self.reject_pulse = False
-
-    def on_event(self, callback) -> None:
-        self.callbacks.append(callback)
-
-    def emit(self, event) -> None:
-        for callback in self.callbacks:
-            callback(event)
-
-    def _do(self, *call) -> None:
-        if self.down:
-            raise LinkError("no ACK from MCU")
-        self.calls.append(call)
-
-    def hello(self) -> None:
-        self._do("hello")
-
-    def close_relay(self) -> None:
-        self._do("close")
-
-    def pulse_relay(self, ms: int) -> None:
-        if self.reject_pulse:
-            raise CommandRejected("RELAY_PULSE", 1)
-        self._do("pulse", ms)
-
-    def set_indicator(self, pattern: int) -> None:
-        self._do("indicator", pattern)
-
-    @property
-    def pulses(self) -> list:
-        return [c for c in self.calls if c[0] == "pulse"]
-
-    @property
-    def indicator(self):
-        shown = [c[1] for c in self.calls if c[0] == "indicator"]
-        return shown[-1] if shown else None
 
 
 @pytest.fixture
@@ -183,11 +137,10 @@ def test_unknown_pairs_are_refused_and_leave_the_gate_safe(link, state, event, c
 
 
 def test_legacy_view_and_methods(gate, link):
-    assert gate.state is GateState.READY
-    assert gate.capturing() is True and gate.state is GateState.CAPTURING
+    assert gate.phase is State.READY
+    assert gate.capturing() is True and gate.phase is State.CAPTURING
     assert gate.fire(Event.FRAME_SENT) and gate.phase is State.VERIFYING
-    assert gate.state is GateState.CAPTURING
-    assert gate.refer() is True and gate.state.value == "see_agent"
+    assert gate.refer() is True and gate.phase is State.REFER_TO_AGENT
     assert gate.ready() is True and gate.phase is State.READY
     assert link.indicator == Indicator.READY
 

@@ -1,4 +1,4 @@
-"""One traveller through BoardingGate and GateWorkflow on a fake link and fake matchers.
+"""One traveller through TravellerPipeline and GateWorkflow on a fake link and fake matchers.
 
 The camera path is real (replayed photo, real detector, real sealing); the matching
 client is a fake that can be slow, cancellable, or answer any decision, so that each
@@ -10,74 +10,28 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from gate.v1 import matching_pb2 as pb
-from test_workflow import FakeLink
 
 from appliance.custody.ledger import PurgeLedger
 from appliance.custody.transaction import CaptureTransaction
-from appliance.errors import MatchingUnavailable, VerifyCancelled
+from appliance.errors import MatchingFailure, MatchingUnavailable
 from appliance.gate.boarding_log import BoardingLog, check_record
-from appliance.gate.flight import FlightInfo
+from appliance.gate.flight import Flight
 from appliance.gate.machine import Event, GateController, State
 from appliance.gate.workflow import GateWorkflow, Mode
-from appliance.pipeline.traveller import BoardingGate
+from appliance.matching.answers import Decision
+from appliance.pipeline.traveller import TravellerPipeline
 from appliance.vision.camera import ReplaySource
 from firmware_bridge.host import DoorChanged, LinkState, OptOutPressed
 from firmware_bridge.protocol import Indicator
-from matching_service.dev_ca import DEV_DEVICE_ID
 from testbed.simulate import TwoFacesSource
-from testbed.testing import Person, bcbp, damaged
+from testbed.testing import FakeLink, FakeMatcher, Person, bcbp, damaged
 
 CANVAS = (1280, 720)
-FLIGHT = FlightInfo("BA", "0283", "2026-11-25", "LAX", "B42")
-
-
-class FakeClient:
-    """``answer``: a Decision, an exception to raise, or None (wait until cancelled)."""
-
-    device_id = DEV_DEVICE_ID
-
-    def __init__(self, answer=pb.MATCH, during=None) -> None:
-        self.sealing_key = X25519PrivateKey.generate().public_key()
-        self.answer = answer
-        self.during = during  # called while "the service works"
-        self.verifying = threading.Event()
-        self.passes: list[str] = []
-        self.receipts: list = []
-        self.cancelled_seen = False
-
-    def verify(self, capture_id, captured_at_ms, sealed, boarding_pass="", *, cancelled=None):
-        self.passes.append(boarding_pass)
-        self.verifying.set()
-        if self.during:
-            self.during()
-        if self.answer is None:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if cancelled is not None and cancelled():
-                    self.cancelled_seen = True
-                    raise VerifyCancelled("cancelled while waiting for the verdict")
-                time.sleep(0.005)
-            raise AssertionError("verify was never cancelled")
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        return pb.Verdict(
-            capture_id=capture_id,
-            device_id=self.device_id,
-            decision=self.answer,
-            traveller_token="tok-123" if self.answer == pb.MATCH else "",
-        )
-
-    def report_purge(self, record) -> bool:
-        self.receipts.append(record)
-        return True
+FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
 
 
 @pytest.fixture
@@ -123,8 +77,8 @@ def ledger(tmp_path) -> PurgeLedger:
     return PurgeLedger(tmp_path / "ledger.jsonl")
 
 
-def boarding_with(detector, client, gate, ledger, **kwargs) -> BoardingGate:
-    return BoardingGate(detector, client, gate, ledger, **kwargs)
+def boarding_with(detector, client, gate, ledger, **kwargs) -> TravellerPipeline:
+    return TravellerPipeline(detector, client, gate, ledger, **kwargs)
 
 
 def all_zero(buffers) -> bool:
@@ -135,11 +89,11 @@ def last_ledger_reason(ledger: PurgeLedger) -> str:
     return json.loads(ledger.path.read_bytes().splitlines()[-1])["reason"]
 
 
-# --- BoardingGate: the exceptions of one transaction ---------------------------------------
+# --- TravellerPipeline: the exceptions of one transaction ---------------------------------------
 
 
 def test_match_grants_with_the_token(detector, gate, link, ledger, demo_photos):
-    client = FakeClient(pb.MATCH)
+    client = FakeMatcher(Decision.MATCH)
     result = boarding_with(detector, client, gate, ledger).process(
         KeptSource(demo_photos / "obama2.jpg")
     )
@@ -153,7 +107,7 @@ def test_match_grants_with_the_token(detector, gate, link, ledger, demo_photos):
 def test_opt_out_pressed_mid_verify_cancels_and_sends_nothing_more(
     detector, gate, link, ledger, kept, demo_photos
 ):
-    client = FakeClient(answer=None)
+    client = FakeMatcher(answer=None)
     presser = threading.Thread(
         target=lambda: client.verifying.wait(10) and link.emit(OptOutPressed())
     )
@@ -171,7 +125,7 @@ def test_opt_out_pressed_mid_verify_cancels_and_sends_nothing_more(
 
 
 def test_no_verdict_within_the_deadline_refers(detector, gate, link, ledger, kept, demo_photos):
-    client = FakeClient(answer=None)
+    client = FakeMatcher(answer=None)
     boarding = boarding_with(detector, client, gate, ledger, verdict_timeout_s=0.2)
     result = boarding.process(KeptSource(demo_photos / "obama2.jpg"))
     assert (result.outcome, result.reason, result.event) == (
@@ -188,17 +142,19 @@ def test_no_verdict_within_the_deadline_refers(detector, gate, link, ledger, kep
     ("error", "event"),
     [
         (
-            MatchingUnavailable("verify failed: UNAVAILABLE: down", grpc.StatusCode.UNAVAILABLE),
+            MatchingUnavailable(
+                "verify failed: UNAVAILABLE: down", MatchingFailure.UNREACHABLE, "UNAVAILABLE"
+            ),
             Event.MATCHER_UNAVAILABLE,
         ),
         (
-            MatchingUnavailable("verify failed", grpc.StatusCode.DEADLINE_EXCEEDED),
+            MatchingUnavailable("verify failed", MatchingFailure.TIMED_OUT, "DEADLINE_EXCEEDED"),
             Event.VERDICT_TIMEOUT,
         ),
     ],
 )
 def test_matcher_failures_refer(detector, gate, link, ledger, kept, demo_photos, error, event):
-    result = boarding_with(detector, FakeClient(error), gate, ledger).process(
+    result = boarding_with(detector, FakeMatcher(error), gate, ledger).process(
         KeptSource(demo_photos / "obama2.jpg")
     )
     assert result.outcome == "referred" and result.event == event.value
@@ -209,24 +165,24 @@ def test_matcher_failures_refer(detector, gate, link, ledger, kept, demo_photos,
 @pytest.mark.parametrize(
     ("decision", "event"),
     [
-        (pb.NO_MATCH, Event.NO_MATCH),
-        (pb.NOT_ON_FLIGHT, Event.NOT_ON_FLIGHT),
-        (pb.IMAGE_UNUSABLE, Event.UNUSABLE),
-        (pb.GALLERY_NOT_READY, Event.MATCHER_UNAVAILABLE),
+        (Decision.NO_MATCH, Event.NO_MATCH),
+        (Decision.NOT_ON_FLIGHT, Event.NOT_ON_FLIGHT),
+        (Decision.IMAGE_UNUSABLE, Event.UNUSABLE),
+        (Decision.GALLERY_NOT_READY, Event.MATCHER_UNAVAILABLE),
     ],
 )
 def test_each_refusing_verdict_refers(detector, gate, link, ledger, demo_photos, decision, event):
-    result = boarding_with(detector, FakeClient(decision), gate, ledger).process(
+    result = boarding_with(detector, FakeMatcher(decision), gate, ledger).process(
         KeptSource(demo_photos / "obama2.jpg")
     )
     assert result.outcome == "referred" and result.event == event.value
-    assert result.reason == pb.Decision.Name(decision).lower()
+    assert result.reason == decision.label
     assert gate.history[-1].event is event and gate.phase is State.REFER_TO_AGENT
     assert link.pulses == []
 
 
 def test_opt_out_as_the_match_arrives_is_honoured(detector, gate, link, ledger, demo_photos):
-    client = FakeClient(pb.MATCH, during=lambda: link.emit(OptOutPressed()))
+    client = FakeMatcher(Decision.MATCH, during=lambda: link.emit(OptOutPressed()))
     result = boarding_with(detector, client, gate, ledger).process(
         KeptSource(demo_photos / "obama2.jpg")
     )
@@ -237,7 +193,7 @@ def test_opt_out_as_the_match_arrives_is_honoured(detector, gate, link, ledger, 
 def test_link_lost_mid_verify_stops_the_transaction(
     detector, gate, link, ledger, kept, demo_photos
 ):
-    client = FakeClient(answer=None)
+    client = FakeMatcher(answer=None)
     cutter = threading.Thread(
         target=lambda: client.verifying.wait(10) and link.emit(LinkState(False))
     )
@@ -254,7 +210,7 @@ def test_link_lost_mid_verify_stops_the_transaction(
 
 
 def test_agent_cancel_mid_capture(detector, gate, link, ledger, demo_photos):
-    client = FakeClient(pb.MATCH)
+    client = FakeMatcher(Decision.MATCH)
 
     class CancelsOnRead(KeptSource):
         def read(self):
@@ -269,7 +225,7 @@ def test_agent_cancel_mid_capture(detector, gate, link, ledger, demo_photos):
 
 
 def test_two_faces_in_frame_is_no_usable_face(detector, gate, link, ledger, demo_photos):
-    client = FakeClient(pb.MATCH)
+    client = FakeMatcher(Decision.MATCH)
     source = TwoFacesSource(demo_photos / "obama2.jpg", demo_photos / "biden.jpg", frames=8)
     result = boarding_with(detector, client, gate, ledger).process(source)
     assert result.outcome == "referred" and result.reason.startswith("no usable face")
@@ -292,7 +248,7 @@ def test_nobody_in_view_goes_back_to_ready(detector, gate, ledger):
         def close(self):
             pass
 
-    result = boarding_with(detector, FakeClient(), gate, ledger).process(Blank())
+    result = boarding_with(detector, FakeMatcher(), gate, ledger).process(Blank())
     assert result.outcome == "no_face" and gate.phase is State.READY
     assert gate.history[-1].event is Event.NOBODY
 
@@ -300,7 +256,7 @@ def test_nobody_in_view_goes_back_to_ready(detector, gate, ledger):
 def test_out_of_service_gate_captures_nothing(detector, gate, link, ledger, demo_photos):
     link.emit(LinkState(False))
     source = KeptSource(demo_photos / "obama2.jpg")
-    result = boarding_with(detector, FakeClient(), gate, ledger).process(source)
+    result = boarding_with(detector, FakeMatcher(), gate, ledger).process(source)
     assert result.outcome == "referred" and source.frames == []
 
 
@@ -312,7 +268,7 @@ OBAMA = Person("obama", "OBAMA/BARACK", "ABC123", Path("obama.jpg"), (), True)
 @pytest.fixture
 def workflow(detector, gate, ledger, tmp_path):
     def make(client, mode=Mode.PASS_THEN_FACE):
-        boarding = BoardingGate(detector, client, gate, ledger)
+        boarding = TravellerPipeline(detector, client, gate, ledger)
         return GateWorkflow(
             boarding, FLIGHT, mode=mode, boarding_log=BoardingLog(tmp_path / "boarding.jsonl")
         )
@@ -331,13 +287,13 @@ class NeverRead:
 @pytest.mark.parametrize(
     ("flight", "outcome"),
     [
-        (FlightInfo("BA", "0284", "2026-11-25", "LAX"), "wrong_flight"),
-        (FlightInfo("BA", "0283", "2026-11-26", "LAX"), "wrong_date"),
-        (FlightInfo("BA", "0283", "2026-11-25", "JFK"), "wrong_airport"),
+        (Flight("BA", "0284", "2026-11-25", "LAX"), "wrong_flight"),
+        (Flight("BA", "0283", "2026-11-26", "LAX"), "wrong_date"),
+        (Flight("BA", "0283", "2026-11-25", "JFK"), "wrong_airport"),
     ],
 )
 def test_pass_for_another_flight_refers_without_capture(workflow, gate, link, flight, outcome):
-    client = FakeClient()
+    client = FakeMatcher()
     wf = workflow(client)
     check = wf.scan(bcbp(OBAMA, 7, flight))
     assert check.outcome.value == outcome
@@ -353,7 +309,7 @@ def test_pass_for_another_flight_refers_without_capture(workflow, gate, link, fl
 
 
 def test_pass_then_face_sends_the_pass_and_boards_once(workflow, gate, link, demo_photos):
-    client = FakeClient(pb.MATCH)
+    client = FakeMatcher(Decision.MATCH)
     wf = workflow(client)
     text = bcbp(OBAMA, 12)
     assert wf.scan(text).ok and gate.phase is State.CAPTURING
@@ -373,7 +329,7 @@ def test_pass_then_face_sends_the_pass_and_boards_once(workflow, gate, link, dem
 
 
 def test_pass_then_face_someone_elses_pass_is_no_match(workflow, gate, demo_photos):
-    client = FakeClient(pb.NO_MATCH)
+    client = FakeMatcher(Decision.NO_MATCH)
     wf = workflow(client)
     assert wf.scan(bcbp(OBAMA, 3)).ok
     result = wf.board(KeptSource(demo_photos / "biden.jpg"))
@@ -382,12 +338,12 @@ def test_pass_then_face_someone_elses_pass_is_no_match(workflow, gate, demo_phot
 
 
 def test_pass_then_face_needs_a_pass(workflow):
-    wf = workflow(FakeClient())
+    wf = workflow(FakeMatcher())
     assert wf.board(NeverRead()).reason == "scan the boarding pass first"
 
 
 def test_bad_scan_changes_nothing_and_is_counted(workflow, gate, link, demo_photos):
-    wf = workflow(FakeClient(pb.MATCH))
+    wf = workflow(FakeMatcher(Decision.MATCH))
     text = bcbp(OBAMA, 4)
     error = wf.scan(damaged(text))
     assert error.field == "legs[0].julian_day"
@@ -400,7 +356,7 @@ def test_bad_scan_changes_nothing_and_is_counted(workflow, gate, link, demo_phot
 
 
 def test_agent_badges_opt_out_release_cancel(workflow, gate, link):
-    wf = workflow(FakeClient(), Mode.BIOMETRIC_FIRST)
+    wf = workflow(FakeMatcher(), Mode.BIOMETRIC_FIRST)
     wf.scan("AGT:A7 OPTOUT")
     assert gate.phase is State.MANUAL_CHECK
     assert wf.scan(bcbp(OBAMA, 9)).ok  # checked during the manual check, noted
@@ -416,7 +372,7 @@ def test_agent_badges_opt_out_release_cancel(workflow, gate, link):
 
 
 def test_biometric_first_opt_out_button_then_release(workflow, gate, link, demo_photos):
-    wf = workflow(FakeClient(), Mode.BIOMETRIC_FIRST)
+    wf = workflow(FakeMatcher(), Mode.BIOMETRIC_FIRST)
     link.emit(OptOutPressed())
     source = KeptSource(demo_photos / "obama2.jpg")
     assert wf.board(source).outcome == "manual_check"
@@ -427,7 +383,7 @@ def test_biometric_first_opt_out_button_then_release(workflow, gate, link, demo_
 
 
 def test_boarding_log_holds_no_image_bytes(workflow, gate, link, demo_photos, tmp_path):
-    wf = workflow(FakeClient(pb.MATCH), Mode.BIOMETRIC_FIRST)
+    wf = workflow(FakeMatcher(Decision.MATCH), Mode.BIOMETRIC_FIRST)
     kinds = []
     for photo in ("obama2.jpg", "biden.jpg"):
         source = KeptSource(demo_photos / photo)

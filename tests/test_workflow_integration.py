@@ -18,7 +18,7 @@ from appliance.gate.boarding_log import BoardingLog
 from appliance.gate.machine import GateController, State
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.client import MatchingClient
-from appliance.pipeline.traveller import BoardingGate
+from appliance.pipeline.traveller import TravellerPipeline
 from appliance.vision.camera import ReplaySource
 from firmware_bridge.host import GateLink
 from firmware_bridge.protocol import Indicator
@@ -69,7 +69,7 @@ def rig(tmp_path):
 
 
 def make_workflow(detector, client, gate, tmp_path, mode=Mode.BIOMETRIC_FIRST):
-    boarding = BoardingGate(
+    boarding = TravellerPipeline(
         detector, client, gate, PurgeLedger(tmp_path / "ledger.jsonl"), verdict_timeout_s=8.0
     )
     log = BoardingLog(tmp_path / "boarding-log.jsonl")

@@ -211,34 +211,13 @@ class Transition:
         return f"{arrow} on {self.event.value}: {self.reason}{extra}"
 
 
-class GateState(Enum):
-    """The coarse view older callers read from ``GateController.state``."""
-
-    OUT_OF_SERVICE = "out_of_service"
-    READY = "ready"
-    CAPTURING = "capturing"
-    GRANTED = "granted"
-    SEE_AGENT = "see_agent"
-    OPTED_OUT = "opted_out"
-
-
-_COARSE = {
-    S.READY: GateState.READY,
-    S.CAPTURING: GateState.CAPTURING,
-    S.VERIFYING: GateState.CAPTURING,
-    S.GRANTED: GateState.GRANTED,
-    S.AGENT_RELEASED: GateState.GRANTED,
-    S.REFER_TO_AGENT: GateState.SEE_AGENT,
-    S.MANUAL_CHECK: GateState.OPTED_OUT,
-    S.OUT_OF_SERVICE: GateState.OUT_OF_SERVICE,
-}
-
 _FIELD_TYPES = (str, int, float, bool)
 _RESOLVING = frozenset({E.AGENT_RELEASE, E.AGENT_CANCEL, E.RESET})
 
 
 class GateController:
-    """The table-driven gate machine over a :class:`GateLink` (or anything with its commands)."""
+    """The table-driven gate machine over a :class:`GateLink` (or anything with its commands,
+    e.g. ``testbed.testing.FakeLink``)."""
 
     def __init__(
         self,
@@ -270,10 +249,6 @@ class GateController:
     @property
     def phase(self) -> State:
         return self._phase
-
-    @property
-    def state(self) -> GateState:
-        return _COARSE[self._phase]
 
     @property
     def door_open(self) -> bool:
@@ -434,7 +409,7 @@ class GateController:
             elif self._phase is S.OUT_OF_SERVICE:
                 self.fire(E.LINK_RESTORED, "serial link to the MCU back")
 
-    # --- the commands older callers use ---------------------------------------------
+    # --- commands ---------------------------------------------------------------------
 
     def start(self) -> None:
         """Greet the firmware and show "ready"; the gate stays shut until a grant.
@@ -486,7 +461,6 @@ __all__ = [
     "TRANSITIONS",
     "Event",
     "GateController",
-    "GateState",
     "Relay",
     "Rule",
     "State",

@@ -27,15 +27,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from appliance.gate.boarding_log import BoardingLog
-from appliance.gate.flight import FlightInfo
+from appliance.gate.flight import Flight
 from appliance.gate.machine import Event, GateController, State, Transition
+from appliance.gate.outcome import Outcome, TravellerOutcome
 from appliance.gate.passes import PassCheck, check_against_flight
 from appliance.gate.scanner import AgentAction, AgentCommand, ScanError, ScanParser
-from appliance.pipeline.traveller import BoardingGate, TravellerOutcome
-from appliance.vision.camera import FrameSource
 from gate_contract.bcbp import BoardingPass
+
+if TYPE_CHECKING:
+    from appliance.vision.camera import FrameSource
 
 log = logging.getLogger("gate.workflow")
 
@@ -43,6 +46,14 @@ log = logging.getLogger("gate.workflow")
 class Mode(enum.StrEnum):
     BIOMETRIC_FIRST = "biometric_first"
     PASS_THEN_FACE = "pass_then_face"
+
+
+class TravellerRun(Protocol):
+    """One traveller's capture and verdict (``appliance.pipeline.TravellerPipeline``)."""
+
+    gate: GateController
+
+    def process(self, source: FrameSource, boarding_pass: str = "") -> TravellerOutcome: ...
 
 
 _ENDS = frozenset({State.READY, State.OUT_OF_SERVICE})
@@ -75,15 +86,13 @@ class GateWorkflow:
 
     def __init__(
         self,
-        boarding: BoardingGate,
-        flight: FlightInfo,
+        boarding: TravellerRun,
+        flight: Flight,
         *,
         mode: Mode | str = Mode.BIOMETRIC_FIRST,
         boarding_log: BoardingLog | None = None,
         scanner: ScanParser | None = None,
     ) -> None:
-        if not isinstance(boarding.gate, GateController):
-            raise TypeError("the workflow needs the gate state machine (GateController)")
         self.boarding = boarding
         self.gate: GateController = boarding.gate
         self.flight = flight
@@ -110,6 +119,29 @@ class GateWorkflow:
                 self._count += 1
                 self._current = _Traveller(self._count, time.perf_counter(), time.time())
             return self._current
+
+    def wants_capture(self) -> bool:
+        """Has the workflow a traveller for the camera now? (otherwise the loop waits)
+
+        ``capturing``: a pass checked out (pass-then-face, or a pass at a ready gate in
+        biometric-first). ``ready``: biometric-first captures whoever steps up;
+        pass-then-face waits for the pass. ``manual_check`` with the opt-out not yet taken:
+        ``board`` records it (no capture). Anything else waits: for the agent
+        (``refer_to_agent``, ``manual_check``), or for the passage after a grant or
+        release; so does a traveller already decided (e.g. a refused pass, then the opt-out
+        button): ``board`` would only repeat the decision.
+        """
+        phase = self.gate.phase
+        current = self._current
+        if current is not None and current.decided is not None:
+            return False
+        if phase is State.CAPTURING:
+            return True
+        if phase is State.READY:
+            return self.mode is Mode.BIOMETRIC_FIRST
+        if phase is State.MANUAL_CHECK:
+            return self.gate.opt_out_pending()
+        return False
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until the traveller in progress is logged (False on timeout)."""
@@ -169,7 +201,7 @@ class GateWorkflow:
             self.gate.fire(event, reason, **fields)
             if phase is State.READY and not check.ok:
                 traveller.decided = time.perf_counter()
-                traveller.fields.update(outcome="referred", reason=reason[:200])
+                traveller.fields.update(outcome=Outcome.REFERRED, reason=reason[:200])
         return check
 
     def _agent(self, action: AgentAction) -> None:
@@ -193,21 +225,21 @@ class GateWorkflow:
         with self._lock:
             traveller = self._open()
             if traveller.decided is not None:
-                return TravellerOutcome("referred", traveller.fields.get("reason", "refused"))
+                return TravellerOutcome(Outcome.REFERRED, traveller.fields.get("reason", "refused"))
             if self.mode is Mode.PASS_THEN_FACE and traveller.raw_pass is None:
                 phase = self.gate.phase
                 if phase is not State.MANUAL_CHECK and not self.gate.opt_out_pending():
-                    return TravellerOutcome("referred", "scan the boarding pass first")
+                    return TravellerOutcome(Outcome.REFERRED, "scan the boarding pass first")
             traveller.in_process = True
         outcome = self.boarding.process(source, traveller.raw_pass or "")
         with self._lock:
             traveller.in_process = False
             traveller.decided = time.perf_counter()
             traveller.outcome = outcome
-            if outcome.outcome == "granted":
+            if outcome.outcome is Outcome.GRANTED:
                 traveller.granted_at = traveller.decided
                 self._mark_boarded(traveller)
-            if outcome.outcome == "no_face" and traveller.check is None:
+            if outcome.outcome is Outcome.NO_FACE and traveller.check is None:
                 self._current = None  # nobody was there: not a traveller
                 self._idle.notify_all()
             elif traveller.ended_by is not None or self.gate.phase in _ENDS:
@@ -232,7 +264,7 @@ class GateWorkflow:
                 traveller.released_at = time.perf_counter()
                 if traveller.decided is None:
                     traveller.decided = traveller.released_at
-                    traveller.fields.setdefault("outcome", "agent_released")
+                    traveller.fields.setdefault("outcome", Outcome.AGENT_RELEASED)
                 self._mark_boarded(traveller)
             if step.target not in _ENDS or step.source in _ENDS:
                 return
@@ -241,7 +273,7 @@ class GateWorkflow:
                 return  # board() concludes when the capture has been purged
             if traveller.decided is None:
                 traveller.decided = time.perf_counter()
-                traveller.fields.setdefault("outcome", "cancelled")
+                traveller.fields.setdefault("outcome", Outcome.CANCELLED)
                 traveller.fields.setdefault("reason", step.reason[:200])
             self._conclude(traveller, step)
 
@@ -264,7 +296,7 @@ class GateWorkflow:
             "started_at": _iso(traveller.started_at),
             "decided_at": _iso(traveller.started_at + (decided - traveller.started)),
             "ended_at": _iso(time.time()),
-            "outcome": out.outcome if out else traveller.fields.get("outcome", "cancelled"),
+            "outcome": out.outcome if out else traveller.fields.get("outcome", Outcome.CANCELLED),
             "reason": (out.reason if out else traveller.fields.get("reason", ""))[:200],
             "event": out.event if out and out.event else None,
             "resolution": step.event.value if step else self.gate.phase.value,

@@ -1,8 +1,10 @@
 """The appliance's side of the matching contract: mTLS channel, sealed upload, checked verdict.
 
 A verdict is returned only after its signature, capture id, device id and time have
-been checked (``appliance.contract``); anything else raises ``VerdictRejected`` and
-the gate stays shut. Every call has a deadline.
+been checked (``gate_contract.verdicts``), as a domain :class:`~appliance.matching.verdict.Verdict`;
+anything else raises ``VerdictRejected`` and the gate stays shut. Every call has a
+deadline. Failures come out as ``appliance.errors.MatchingUnavailable`` with a
+``MatchingFailure`` the gate can act on: gRPC stays inside this module.
 
 Only idempotent calls are retried (``OpenSession``, ``ReportPurge``, health), with a
 short bounded backoff inside the call's deadline; ``Verify`` never is (a capture id is
@@ -22,12 +24,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import grpc
-from gate.v1 import matching_pb2 as pb
-from gate.v1 import matching_pb2_grpc as pb_grpc
 
 from appliance.custody.transaction import PurgeRecord
-from appliance.errors import CircuitOpen, MatchingUnavailable, VerifyCancelled
-from appliance.gate.flight import FlightInfo
+from appliance.errors import CircuitOpen, MatchingFailure, MatchingUnavailable, VerifyCancelled
+from appliance.gate.flight import Flight
+from appliance.matching.answers import Decision, Session, Verdict
 from appliance.matching.breaker import CircuitBreaker
 from gate_contract.clock import now_ms
 from gate_contract.keys import (
@@ -37,10 +38,10 @@ from gate_contract.keys import (
 )
 from gate_contract.sealing import key_id
 from gate_contract.verdicts import check_verdict
+from gate_contract.wire import MATCHING_SERVICE, pb, pb_grpc
 
 CHUNK_BYTES = 64 * 1024
 CANCEL_POLL_S = 0.01  # how often a cancellable verify looks at its ``cancelled`` callback
-HEALTH_SERVICE = "gate.v1.Matching"
 
 # Statuses that say the service (or the path to it) is in trouble, not the request.
 TRANSPORT_FAILURES = frozenset(
@@ -66,9 +67,26 @@ CHANNEL_OPTIONS = (
 )
 
 
+# What each gRPC status means for the gate (anything else: the service refused).
+FAILURES = {
+    grpc.StatusCode.UNAVAILABLE: MatchingFailure.UNREACHABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: MatchingFailure.TIMED_OUT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: MatchingFailure.OVERLOADED,
+    grpc.StatusCode.NOT_FOUND: MatchingFailure.UNKNOWN_SESSION,
+    grpc.StatusCode.OUT_OF_RANGE: MatchingFailure.CLOCK_OFF,
+    grpc.StatusCode.INTERNAL: MatchingFailure.FAILED,
+    grpc.StatusCode.UNKNOWN: MatchingFailure.FAILED,
+}
+
+
 def status_code(exc: grpc.RpcError) -> grpc.StatusCode:
     code = exc.code() if hasattr(exc, "code") else None
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def unavailable(message: str, code: grpc.StatusCode) -> MatchingUnavailable:
+    """The domain error for a failed call with gRPC status ``code``."""
+    return MatchingUnavailable(message, FAILURES.get(code, MatchingFailure.REFUSED), code.name)
 
 
 class MatchingClient:
@@ -102,7 +120,7 @@ class MatchingClient:
         self._backoff = backoff_s
         self._sleep = sleep
         self.session_id = ""
-        self._flight: FlightInfo | None = None
+        self._flight: Flight | None = None
 
     # --- call plumbing --------------------------------------------------------------
 
@@ -122,7 +140,7 @@ class MatchingClient:
                 result = fn(remaining)
             except _DeadlineSpent:
                 self.breaker.failure()
-                raise MatchingUnavailable(
+                raise unavailable(
                     f"{name} failed: DEADLINE_EXCEEDED", grpc.StatusCode.DEADLINE_EXCEEDED
                 ) from None
             except grpc.RpcError as exc:
@@ -142,7 +160,7 @@ class MatchingClient:
                 else:
                     self.breaker.success()  # the service answered: it is up
                 details = exc.details() if hasattr(exc, "details") else ""
-                raise MatchingUnavailable(f"{name} failed: {code.name}: {details}", code) from exc
+                raise unavailable(f"{name} failed: {code.name}: {details}", code) from exc
             except BaseException:
                 self.breaker.release()
                 raise
@@ -154,7 +172,7 @@ class MatchingClient:
 
         try:
             response = self._health.Check(
-                health_pb2.HealthCheckRequest(service=HEALTH_SERVICE),
+                health_pb2.HealthCheckRequest(service=MATCHING_SERVICE),
                 timeout=min(self._deadline, 1.0),
                 wait_for_ready=True,
             )
@@ -171,7 +189,7 @@ class MatchingClient:
         for attempt in range(self._retries + 1):
             try:
                 response = self._health.Check(
-                    health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=self._deadline
+                    health_pb2.HealthCheckRequest(service=MATCHING_SERVICE), timeout=self._deadline
                 )
                 return response.status == health_pb2.HealthCheckResponse.SERVING
             except grpc.RpcError as exc:
@@ -180,7 +198,7 @@ class MatchingClient:
                 self._sleep(self._backoff * (2**attempt))
         return False
 
-    def open_session(self, flight: FlightInfo) -> pb.OpenSessionResponse:
+    def open_session(self, flight: Flight) -> Session:
         request = pb.OpenSessionRequest(
             device_id=self.device_id,
             flight=pb.Flight(
@@ -198,7 +216,7 @@ class MatchingClient:
         )
         self.session_id = response.session_id
         self._flight = flight
-        return response
+        return Session(response.session_id, response.gallery_size)
 
     def _chunks(self, header: pb.CaptureHeader, sealed: bytearray) -> Iterator[pb.VerifyChunk]:
         yield pb.VerifyChunk(header=header)
@@ -215,7 +233,7 @@ class MatchingClient:
         *,
         cancelled: Callable[[], bool] | None = None,
         clock_window: bool = True,
-    ) -> pb.Verdict:
+    ) -> Verdict:
         """Send one sealed capture; return its verdict only if it checks out.
 
         ``clock_window=False`` skips only the freshness check (signature and ids are still
@@ -258,7 +276,7 @@ class MatchingClient:
         try:
             verdict = self._call("verify", call, idempotent=False)
         except MatchingUnavailable as exc:
-            if exc.code is grpc.StatusCode.NOT_FOUND and self._flight is not None:
+            if exc.failure is MatchingFailure.UNKNOWN_SESSION and self._flight is not None:
                 # The service restarted and forgot our session: this capture is lost
                 # (never re-sent), but the next traveller gets a fresh session.
                 with contextlib.suppress(MatchingUnavailable):
@@ -271,7 +289,13 @@ class MatchingClient:
             device_id=self.device_id,
             now_ms=now_ms() if clock_window else verdict.issued_at_ms,
         )
-        return verdict
+        return Verdict(
+            verdict.capture_id,
+            verdict.device_id,
+            _decision(verdict.decision),
+            verdict.traveller_token,
+            verdict.issued_at_ms,
+        )
 
     def report_purge(self, record: PurgeRecord) -> bool:
         """Tell the service this capture is purged; False if it could not be told now."""
@@ -297,6 +321,14 @@ class MatchingClient:
 
 class _DeadlineSpent(Exception):
     pass
+
+
+def _decision(value: int) -> Decision:
+    """The domain decision for a wire value; an unknown one counts as unspecified."""
+    try:
+        return Decision(value)
+    except ValueError:
+        return Decision.UNSPECIFIED
 
 
 def _health_stub(channel: grpc.Channel):

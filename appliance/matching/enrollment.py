@@ -8,14 +8,13 @@ import grpc
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from gate.v1 import matching_pb2 as pb
-from gate.v1 import matching_pb2_grpc as pb_grpc
 
 from appliance.errors import EnrollmentFailed
 from appliance.matching.client import status_code
 from gate_contract.keys import PkiLayout, make_csr, write_device_layout
 from gate_contract.sealing import key_id
 from gate_contract.verdicts import signing_key_id
+from gate_contract.wire import pb, pb_grpc
 
 
 def enroll(

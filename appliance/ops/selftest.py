@@ -302,13 +302,11 @@ def measure_clock_skew(config: GateConfig) -> tuple[int, int]:
     more than a minute apart. A purge receipt (reason ``selftest``) closes the probe.
     """
     from appliance.custody.transaction import CaptureTransaction
-    from appliance.gate.flight import FlightInfo
     from appliance.matching.client import MatchingClient
     from gate_contract.clock import now_ms
     from gate_contract.keys import PkiLayout
     from gate_contract.sealing import seal_into, sealed_size
 
-    f = config.flight
     client = MatchingClient(
         config.matcher.target,
         PkiLayout(config.matcher.pki_dir),
@@ -317,7 +315,7 @@ def measure_clock_skew(config: GateConfig) -> tuple[int, int]:
         retries=0,
     )
     try:
-        client.open_session(FlightInfo(f.carrier, f.number, f.date, f.airport, f.gate))
+        client.open_session(config.flight)
         probe = CaptureTransaction(config.device_id)
         plain = b"gate selftest clock probe (not an image)"
         sealed = probe.track(bytearray(sealed_size(len(plain))))
@@ -335,20 +333,17 @@ def measure_clock_skew(config: GateConfig) -> tuple[int, int]:
 
 
 def check_clock(report: Report, config: GateConfig) -> None:
-    import grpc
-
-    from appliance.errors import MatchingUnavailable
+    from appliance.errors import MatchingFailure, MatchingUnavailable
     from gate_contract.errors import VerdictRejected
 
     hint = "check time sync (timedatectl; chrony/systemd-timesyncd reaching its server)"
     try:
         skew, error = measure_clock_skew(config)
     except MatchingUnavailable as exc:
-        code = exc.code
-        if code == grpc.StatusCode.OUT_OF_RANGE:
+        if exc.failure is MatchingFailure.CLOCK_OFF:
             report.add("clock", FAIL, "more than 60 s off the matching service's clock", hint)
         else:
-            name = getattr(code, "name", "error")
+            name = exc.status or "error"
             report.add("clock", FAIL, f"probe failed: {name}", "check the matching service")
         return
     except (OSError, ValueError, VerdictRejected) as exc:

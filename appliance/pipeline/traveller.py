@@ -3,71 +3,61 @@
 Order matters for privacy and speed: the verdict is checked, then every buffer of the
 capture is purged, then the relay is driven. Whatever goes wrong, the transaction is
 purged, a ledger record is written and the gate is left shut. A shutdown signal
-(``appliance.hardening.ShutdownRequested``), KeyboardInterrupt or SystemExit in the
+(``appliance.shutdown.ShutdownRequested``), KeyboardInterrupt or SystemExit in the
 middle of a traveller purges and records the transaction (reason "shutdown" or
 "interrupted: ...") and is then re-raised.
 
-The gate is told each step as an event of its state machine (``appliance.gate``):
+The gate is told each step as an event of its state machine (``appliance.gate.machine``):
 capture started, frame sent, the verdict or why there is none. While the capture and the
 verify run, the gate may cancel them at any moment (opt-out button, agent, link lost):
 the capture stops before the next frame, a verify in flight is cancelled, everything is
 purged and nothing more is sent, not even the purge receipt. A verdict that does not come
 within ``verdict_timeout_s`` refers the traveller; the gate never opens on a timeout.
-A minimal gate (tests) needs only ``opt_out_pending``, ``capturing`` and ``refer``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-
-import grpc
-from gate.v1 import matching_pb2 as pb
 
 from appliance.custody.ledger import PurgeLedger
 from appliance.custody.payload import seal_capture
 from appliance.custody.transaction import CaptureTransaction, PurgeRecord
-from appliance.errors import EncodeError, LedgerError, MatchingUnavailable, VerifyCancelled
+from appliance.errors import (
+    EncodeError,
+    LedgerError,
+    MatchingFailure,
+    MatchingUnavailable,
+    VerifyCancelled,
+)
 from appliance.gate.machine import Event, GateController, State
+from appliance.gate.outcome import Outcome, TravellerOutcome
+from appliance.matching.answers import Decision
 from appliance.matching.client import MatchingClient
 from appliance.shutdown import ShutdownRequested, deferred_shutdown
 from appliance.vision.camera import FrameSource
-from appliance.vision.detectors.onnx_runtime import FaceDetector
+from appliance.vision.detectors import Detector
 from appliance.vision.quality import QualityThresholds
-from appliance.vision.selection import NoSelection, select_frame
+from appliance.vision.selection import NoSelection, NoSelectionReason, select_frame
 from gate_contract.clock import now_ms
 from gate_contract.errors import VerdictRejected
 
 log = logging.getLogger("gate.boarding")
 
 
-@dataclass
-class TravellerOutcome:
-    outcome: str  # granted, referred, manual_check, no_face
-    reason: str
-    capture_id: str = ""
-    frame_sent: bool = False
-    purge: PurgeRecord | None = None
-    e2e_ms: float | None = None  # face in view -> relay command written
-    frames_seen: int = 0
-    traveller_token: str = ""  # from a MATCH verdict (pseudonymous, no biometrics)
-    capture_ms: float | None = None  # capture window start -> sealed frame ready
-    verify_ms: float | None = None  # frame sent -> verdict (or its failure)
-    event: str = ""  # the gate machine event this outcome fired
-
-
 _DECISION_EVENTS = {
-    pb.NO_MATCH: Event.NO_MATCH,
-    pb.NOT_ON_FLIGHT: Event.NOT_ON_FLIGHT,
-    pb.IMAGE_UNUSABLE: Event.UNUSABLE,
+    Decision.NO_MATCH: Event.NO_MATCH,
+    Decision.NOT_ON_FLIGHT: Event.NOT_ON_FLIGHT,
+    Decision.IMAGE_UNUSABLE: Event.UNUSABLE,
 }
 
 
-class BoardingGate:
+class TravellerPipeline:
+    """Runs one traveller through capture, sealing, matching, purge and the gate."""
+
     def __init__(
         self,
-        detector: FaceDetector,
+        detector: Detector,
         client: MatchingClient,
         gate: GateController,
         ledger: PurgeLedger,
@@ -83,31 +73,21 @@ class BoardingGate:
         self.limits = limits or QualityThresholds()
         self.window = capture_window_frames
         self.verdict_timeout_s = verdict_timeout_s
-        # The full machine (GateController) is told every step; a minimal gate only some.
-        self._machine = gate if hasattr(gate, "fire") else None
-        self._cancelled = getattr(gate, "cancelled", gate.opt_out_pending)
-
-    def _fire(self, event: Event, reason: str, **fields: object) -> bool:
-        if self._machine is None:
-            return True
-        return self._machine.fire(event, reason, **fields)
+        self._cancelled = gate.cancelled
 
     def _refer(self, event: Event, reason: str) -> None:
-        if self._machine is None:
-            self.gate.refer()
-        else:
-            self._machine.refer(reason, event)
+        self.gate.refer(reason, event)
 
     def process(self, source: FrameSource, boarding_pass: str = "") -> TravellerOutcome:
         """Run one capture window for the traveller in front of ``source``."""
         if self.gate.opt_out_pending():
             self.gate.acknowledge_opt_out()
-            return TravellerOutcome("manual_check", "opted out before capture")
+            return TravellerOutcome(Outcome.MANUAL_CHECK, "opted out before capture")
         if self.gate.capturing() is False:  # the machine refused: no capture at all
-            phase = self._machine.phase if self._machine is not None else None
+            phase = self.gate.phase
             if phase is State.MANUAL_CHECK or self.gate.opt_out_pending():
-                return TravellerOutcome("manual_check", "awaiting the agent (opt-out)")
-            return TravellerOutcome("referred", f"gate {getattr(phase, 'value', phase)}")
+                return TravellerOutcome(Outcome.MANUAL_CHECK, "awaiting the agent (opt-out)")
+            return TravellerOutcome(Outcome.REFERRED, f"gate {phase.value}")
         transaction = CaptureTransaction(self.client.device_id)
         try:
             watched = _Watched(source, transaction)
@@ -115,10 +95,10 @@ class BoardingGate:
         except Exception as exc:  # the gate must survive anything one traveller brings
             log.error("transaction %s failed: %s", transaction.capture_id, type(exc).__name__)
             record = self._finish_after_fault(
-                transaction, "referred", f"internal error: {type(exc).__name__}"
+                transaction, Outcome.REFERRED, f"internal error: {type(exc).__name__}"
             )
             return TravellerOutcome(
-                "referred",
+                Outcome.REFERRED,
                 "internal error",
                 transaction.capture_id,
                 bool(transaction.sent_at_ms),
@@ -131,7 +111,7 @@ class BoardingGate:
                 else f"interrupted: {type(exc).__name__}"
             )
             log.warning("transaction %s stopped: %s", transaction.capture_id, reason)
-            self._finish_after_fault(transaction, "referred", reason, report=False)
+            self._finish_after_fault(transaction, Outcome.REFERRED, reason, report=False)
             raise
 
     def _capture_and_match(
@@ -156,11 +136,11 @@ class BoardingGate:
                 tx, selection.frame, selection.report.face, self.client.sealing_key
             )
         except EncodeError as exc:
-            self._finish(tx, "referred", f"encode failed: {exc}")
+            self._finish(tx, Outcome.REFERRED, f"encode failed: {exc}")
             self._refer(Event.ERROR, "encode failed")
-            return TravellerOutcome("referred", str(exc), tx.capture_id, purge=tx.record)
+            return TravellerOutcome(Outcome.REFERRED, str(exc), tx.capture_id, purge=tx.record)
         capture_ms = (time.perf_counter() - started) * 1000
-        if self._cancelled() or not self._fire(
+        if self._cancelled() or not self.gate.fire(
             Event.FRAME_SENT, "frame sealed and sent", capture_id=tx.capture_id
         ):
             return self._stopped_during_capture(tx, frames)
@@ -185,51 +165,51 @@ class BoardingGate:
         except VerifyCancelled:
             verify_ms = (time.perf_counter() - sent) * 1000
             if timed_out and not self._cancelled():
-                record = self._finish(tx, "referred", "verdict timeout")
+                record = self._finish(tx, Outcome.REFERRED, "verdict timeout")
                 self._refer(Event.VERDICT_TIMEOUT, "no verdict within the deadline")
                 return TravellerOutcome(
-                    "referred", "verdict timeout", tx.capture_id, True, record,
+                    Outcome.REFERRED, "verdict timeout", tx.capture_id, True, record,
                     frames_seen=frames, capture_ms=capture_ms, verify_ms=verify_ms,
                     event=Event.VERDICT_TIMEOUT.value,
                 )  # fmt: skip
             return self._stopped_during_capture(tx, frames, sent=True)
         except (MatchingUnavailable, VerdictRejected) as exc:
             verify_ms = (time.perf_counter() - sent) * 1000
-            record = self._finish(tx, "referred", f"error: {exc}")
+            record = self._finish(tx, Outcome.REFERRED, f"error: {exc}")
             if isinstance(exc, VerdictRejected):
                 event = Event.ERROR
-            elif exc.code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            elif exc.failure is MatchingFailure.TIMED_OUT:
                 event = Event.VERDICT_TIMEOUT
             else:
                 event = Event.MATCHER_UNAVAILABLE
             self._refer(event, f"{event.value.replace('_', ' ')}")
             return TravellerOutcome(
-                "referred", str(exc), tx.capture_id, True, record, frames_seen=frames,
+                Outcome.REFERRED, str(exc), tx.capture_id, True, record, frames_seen=frames,
                 capture_ms=capture_ms, verify_ms=verify_ms, event=event.value,
             )  # fmt: skip
         tx.verdict_at_ms = now_ms()
         verify_ms = (time.perf_counter() - sent) * 1000
-        decision = pb.Decision.Name(verdict.decision).lower()
+        decision = verdict.decision.label
         token = ""
-        if verdict.decision == pb.MATCH:
-            tx.purge("granted", "verdict")
+        if verdict.decision is Decision.MATCH:
+            tx.purge(Outcome.GRANTED, "verdict")
             if self.gate.grant("match", capture_id=tx.capture_id) is False:
                 if self.gate.opt_out_pending():  # pressed as the verdict came: honoured
-                    record = self._finish(tx, "manual_check", "opt_out", report=False)
+                    record = self._finish(tx, Outcome.MANUAL_CHECK, "opt_out", report=False)
                     self.gate.acknowledge_opt_out()
                     return TravellerOutcome(
-                        "manual_check", "opted out while verifying", tx.capture_id, True,
+                        Outcome.MANUAL_CHECK, "opted out while verifying", tx.capture_id, True,
                         record, frames_seen=frames, event=Event.OPT_OUT.value,
                     )  # fmt: skip
-                outcome, decision = "referred", f"match, but gate {self._phase_name()}"
+                outcome, decision = Outcome.REFERRED, f"match, but gate {self.gate.phase.value}"
             else:
-                outcome, token = "granted", verdict.traveller_token
+                outcome, token = Outcome.GRANTED, verdict.traveller_token
             event = Event.MATCH
         else:
-            tx.purge("referred", "verdict")
+            tx.purge(Outcome.REFERRED, "verdict")
             event = _DECISION_EVENTS.get(verdict.decision, Event.MATCHER_UNAVAILABLE)
             self._refer(event, decision)
-            outcome = "referred"
+            outcome = Outcome.REFERRED
         e2e_ms = (time.perf_counter() - face_in_view) * 1000
         record = self._finish(tx, outcome, "verdict")
         return TravellerOutcome(
@@ -238,20 +218,17 @@ class BoardingGate:
             event=event.value,
         )  # fmt: skip
 
-    def _phase_name(self) -> str:
-        return self._machine.phase.value if self._machine is not None else "unknown"
-
     def _stopped_during_capture(
         self, tx: CaptureTransaction, frames_seen: int, *, sent: bool = False
     ) -> TravellerOutcome:
         """The gate cancelled the transaction: opt-out, or the agent / the link stopped it."""
-        if self.gate.opt_out_pending() or self._machine is None:
+        if self.gate.opt_out_pending():
             return self._opted_out_during_capture(tx, frames_seen, sent=sent)
-        phase = self._phase_name()
-        record = self._finish(tx, "referred", f"cancelled: {phase}", report=False)
+        phase = self.gate.phase
+        record = self._finish(tx, Outcome.REFERRED, f"cancelled: {phase.value}", report=False)
         return TravellerOutcome(
-            "referred" if phase != "ready" else "cancelled",
-            f"cancelled ({phase})",
+            Outcome.REFERRED if phase is not State.READY else Outcome.CANCELLED,
+            f"cancelled ({phase.value})",
             tx.capture_id,
             sent,
             record,
@@ -262,10 +239,10 @@ class BoardingGate:
         self, tx: CaptureTransaction, frames_seen: int, *, sent: bool = False
     ) -> TravellerOutcome:
         """The button was pressed mid-capture: purge, send nothing more, agent checks."""
-        record = self._finish(tx, "manual_check", "opt_out", report=False)
+        record = self._finish(tx, Outcome.MANUAL_CHECK, "opt_out", report=False)
         self.gate.acknowledge_opt_out()
         return TravellerOutcome(
-            "manual_check",
+            Outcome.MANUAL_CHECK,
             "opted out while verifying" if sent else "opted out during capture",
             tx.capture_id,
             sent,
@@ -275,22 +252,23 @@ class BoardingGate:
         )
 
     def _no_selection(self, tx: CaptureTransaction, selection: NoSelection) -> TravellerOutcome:
-        if selection.reason == "opted_out":
+        if selection.reason is NoSelectionReason.OPTED_OUT:
             return self._stopped_during_capture(tx, selection.frames_seen)
-        if selection.reason == "source_ended":
+        if selection.reason is NoSelectionReason.SOURCE_ENDED:
             log.error("camera delivered no frame; referring to the agent")
             self._refer(Event.ERROR, "camera delivered no frame")
-            return TravellerOutcome("referred", "camera delivered no frame", event="error")
-        if selection.reason == "no_face":
-            if self._machine is not None:
-                self._machine.fire(Event.NOBODY, "nobody in view")
-            else:
-                self.gate.ready()
-            return TravellerOutcome("no_face", "nobody in view", frames_seen=selection.frames_seen)
-        record = self._finish(tx, "referred", "no usable face")
+            return TravellerOutcome(
+                Outcome.REFERRED, "camera delivered no frame", event="error", camera_ended=True
+            )
+        if selection.reason is NoSelectionReason.NO_FACE:
+            self.gate.fire(Event.NOBODY, "nobody in view")
+            return TravellerOutcome(
+                Outcome.NO_FACE, "nobody in view", frames_seen=selection.frames_seen
+            )
+        record = self._finish(tx, Outcome.REFERRED, "no usable face")
         self._refer(Event.NO_USABLE_FACE, f"no usable face ({selection.last_feedback})")
         return TravellerOutcome(
-            "referred",
+            Outcome.REFERRED,
             f"no usable face ({selection.last_feedback})",
             tx.capture_id,
             purge=record,

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ConfigError
+from appliance.gate.flight import Flight
 from appliance.paths import data_dir
+from appliance.vision.camera import CameraSpec
 from appliance.vision.quality import QualityThresholds
 
 MIN_RELAY_KEY_BYTES = 16  # firmware_bridge.protocol.MIN_KEY_LEN
@@ -40,21 +42,6 @@ MAX_AGENT_PREFIX_CHARS = 16
 
 
 @dataclass(frozen=True)
-class CameraSpec:
-    """``kind`` is ``replay``, ``opencv`` or ``picamera2``; ``target`` what to open."""
-
-    kind: str
-    target: Path | int | str | None
-    width: int = 1280
-    height: int = 720
-    repeat: int = 1  # replay of still images: frames each image is shown for
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return (self.width, self.height)
-
-
-@dataclass(frozen=True)
 class MatcherConfig:
     target: str
     pki_dir: Path
@@ -67,15 +54,6 @@ class SerialConfig:
     relay_key_file: Path
     relay_key: bytes = field(repr=False, default=b"")
     pulse_ms: int = 3000
-
-
-@dataclass(frozen=True)
-class FlightConfig:
-    carrier: str
-    number: str
-    date: str
-    airport: str
-    gate: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,7 +108,7 @@ class GateConfig:
     camera: CameraSpec
     matcher: MatcherConfig
     serial: SerialConfig
-    flight: FlightConfig
+    flight: Flight
     quality: QualityThresholds
     ledger_path: Path
     vision: VisionConfig = field(default_factory=VisionConfig)
@@ -429,7 +407,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         dt.date.fromisoformat(date)
     except ValueError as exc:
         raise ConfigError(f"flight.date = {date!r} is not an ISO date (YYYY-MM-DD)") from exc
-    flight_config = FlightConfig(
+    flight_config = Flight(
         flight.string("carrier"),
         flight.string("number"),
         date,

@@ -6,8 +6,8 @@ cannot reach. ``None`` means the source has ended (replay) or has no frame now.
 
 Live cameras drop out (a loose USB cable, an RTSP camera rebooting), so they are used
 behind ``ReconnectingSource``, which reopens them with exponential backoff; a replay's
-end is a real end and is never reopened. ``open_camera`` builds either from a spec
-string.
+end is a real end and is never reopened. ``parse_camera_spec`` reads the spec
+language of the configuration, ``live_camera`` builds a reconnecting live camera.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -435,9 +436,16 @@ def live_camera(kind: str, target: int | str | None, size: tuple[int, int]) -> F
     raise CameraError(f"{kind!r} is not a live camera")
 
 
-def open_camera(spec: str, size: tuple[int, int] = (1280, 720)) -> FrameSource:
-    """The source a spec names: a replay (opened at once) or a reconnecting live camera."""
-    kind, target = parse_camera_spec(spec)
-    if kind == "replay":
-        return ReplaySource(Path(str(target)), canvas=size)
-    return live_camera(kind, target, size)
+@dataclass(frozen=True)
+class CameraSpec:
+    """``kind`` is ``replay``, ``opencv`` or ``picamera2``; ``target`` what to open."""
+
+    kind: str
+    target: Path | int | str | None
+    width: int = 1280
+    height: int = 720
+    repeat: int = 1  # replay of still images: frames each image is shown for
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)

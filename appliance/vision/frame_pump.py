@@ -8,17 +8,18 @@ took it is zeroized at once and counted in ``dropped``. ``get()`` hands the newe
 over; from then on the caller owns it and zeroizes it, as with any ``FrameSource``.
 
 ``FramePump`` is itself a ``FrameSource`` (``read()``/``close()``), so ``select_frame`` and
-``BoardingGate`` can use it directly.
+``TravellerPipeline`` can use it directly.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import numpy as np
 
-from appliance.vision.camera import FrameSource
+from appliance.vision.camera import CameraSpec, FrameSource, ReplaySource, live_camera
 
 log = logging.getLogger("gate.camera.pump")
 
@@ -183,3 +184,15 @@ class FramePump:
             self.source.close()
         except Exception as exc:
             log.warning("closing %s source: %s", self.name, exc)
+
+
+def open_source(spec: CameraSpec) -> FrameSource:
+    """The camera source the configuration names (raises CameraError).
+
+    A live camera reconnects by itself after a drop-out and runs behind a frame pump,
+    so the vision stage never blocks it: the newest frame wins, older ones are zeroized
+    and counted as dropped.
+    """
+    if spec.kind == "replay":
+        return ReplaySource(Path(spec.target), canvas=spec.size, repeat=spec.repeat)
+    return FramePump(live_camera(spec.kind, spec.target, spec.size))

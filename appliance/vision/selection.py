@@ -9,6 +9,7 @@ better one replaces it), and the wait stops the moment the traveller opts out.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,9 +30,16 @@ class Selection:
     fallback: bool = False  # True: no frame passed every threshold; best one above minimums
 
 
+class NoSelectionReason(enum.StrEnum):
+    NO_FACE = "no_face"  # no face in any frame of the window: nobody there
+    QUALITY = "quality"  # faces, but none good enough to send
+    OPTED_OUT = "opted_out"  # the capture was cancelled (opt-out, agent, link lost)
+    SOURCE_ENDED = "source_ended"  # the camera gave no frame at all
+
+
 @dataclass
 class NoSelection:
-    reason: str  # "no_face", "quality", "opted_out", "source_ended"
+    reason: NoSelectionReason
     frames_seen: int
     last_feedback: str | None = None
 
@@ -59,11 +67,11 @@ def select_frame(
         while seen < max_frames:
             if opted_out():
                 drop_best()
-                return NoSelection("opted_out", seen, feedback)
+                return NoSelection(NoSelectionReason.OPTED_OUT, seen, feedback)
             frame = source.read()
             if frame is None:
                 if seen == 0:
-                    return NoSelection("source_ended", seen, feedback)
+                    return NoSelection(NoSelectionReason.SOURCE_ENDED, seen, feedback)
                 break
             read_at = time.perf_counter()
             seen += 1
@@ -86,7 +94,11 @@ def select_frame(
         raise
     if opted_out():
         drop_best()
-        return NoSelection("opted_out", seen, feedback)
+        return NoSelection(NoSelectionReason.OPTED_OUT, seen, feedback)
     if best is not None:
         return Selection(best[0], best[1], seen, first_face_at, fallback=True)
-    return NoSelection("no_face" if first_face_at is None else "quality", seen, feedback)
+    return NoSelection(
+        NoSelectionReason.NO_FACE if first_face_at is None else NoSelectionReason.QUALITY,
+        seen,
+        feedback,
+    )

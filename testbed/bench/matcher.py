@@ -29,11 +29,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from appliance.gate.flight import FlightInfo
+from appliance.gate.flight import Flight
 from appliance.matching.breaker import CircuitBreaker
 from appliance.matching.client import MatchingClient
 from gate_contract.clock import now_ms
 from gate_contract.sealing import seal_into, sealed_size
+from gate_contract.wire import pb
 from matching_service.audit import AuditLog
 from matching_service.calibration import load_dataset
 from matching_service.dev_ca import create_dev_pki, issue_device
@@ -42,7 +43,7 @@ from matching_service.errors import BenchError, NoFaceFound
 from matching_service.gallery import Gallery, ManifestEntry, flight_key
 from matching_service.recognizer import FaceEncoder
 
-BENCH_FLIGHT = FlightInfo("ZZ", "0001", "2026-11-25", "LAX", "B1")
+BENCH_FLIGHT = Flight("ZZ", "0001", "2026-11-25", "LAX", "B1")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -162,8 +163,6 @@ def bench_matcher(
             if pool is not None:
                 pool.close()
         nearest = {r.capture_id: r.nearest_token for r in audit.verify_log()}
-
-    from gate.v1 import matching_pb2 as pb
 
     genuine = [r for r in results if r[0] is not None]
     impostor = [r for r in results if r[0] is None]

@@ -1,0 +1,169 @@
+"""The service's parts, built from the configuration in the order they most often fail.
+
+Each failure raises the ``appliance.errors`` start-up error of its kind (which carries the
+exit code). What was built before it is in ``closers``, in shutdown order: the scanner
+first (no agent action once shutdown has begun), then the gate (left referring with the
+relay closed), then the link, the matcher client and the camera.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import serial
+
+from appliance.custody.audit import default_key_path
+from appliance.custody.ledger import PurgeLedger
+from appliance.errors import (
+    CameraError,
+    GateMcuError,
+    MatcherSetupError,
+    MatchingUnavailable,
+    ModelError,
+    ScannerError,
+    StartupError,
+)
+from appliance.gate.boarding_log import BoardingLog
+from appliance.gate.machine import GateController
+from appliance.gate.scanner import DEFAULT_AGENT_PREFIX, ScanParser
+from appliance.gate.workflow import GateWorkflow, Mode
+from appliance.matching.client import MatchingClient
+from appliance.pipeline.traveller import TravellerPipeline
+from appliance.service.config import GateConfig, ScannerConfig
+from appliance.service.scanner_feed import ScannerFeed
+from appliance.vision.camera import CameraSpec, FrameSource
+from appliance.vision.detectors import Detector, create_detector
+from firmware_bridge.host import CommandRejected, GateLink, LinkError
+from gate_contract.keys import PkiLayout
+
+log = logging.getLogger("gate.service")
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+@dataclass
+class ServiceParts:
+    link: GateLink
+    gate: GateController
+    client: MatchingClient
+    detector: Detector
+    source: FrameSource
+    pipeline: TravellerPipeline
+    workflow: GateWorkflow
+    scanner: ScannerFeed | None = None
+
+
+def build_parts(
+    config: GateConfig,
+    closers: list[Closeable | GateController],
+    open_camera: Callable[[CameraSpec], FrameSource],
+) -> ServiceParts:
+    """Every part but the scanner; ``closers`` collects what to close, in shutdown order."""
+    vision = config.vision
+    try:
+        detector = create_detector(
+            vision.runtime, vision.model, zone_width=vision.zone_width, min_score=vision.min_score
+        )
+    except (ModelError, OSError) as exc:
+        raise ModelError(f"face detection model: {exc}") from exc
+    try:
+        ledger = PurgeLedger(config.ledger_path, default_key_path(config.ledger_path))
+    except OSError as exc:
+        raise StartupError(f"purge ledger {config.ledger_path}: {exc}") from exc
+
+    port = config.serial.port
+    try:
+        link = GateLink(port, config.serial.relay_key).open()
+    except (LinkError, CommandRejected, ValueError) as exc:
+        raise GateMcuError(f"gate MCU on {port}: {exc}") from exc
+    closers.append(link)
+    gate = GateController(link, pulse_ms=config.serial.pulse_ms)
+    try:
+        gate.start()
+    except (LinkError, CommandRejected) as exc:
+        raise GateMcuError(f"gate MCU on {port}: {exc}") from exc
+    closers.insert(0, gate)  # from here on, shutdown leaves the gate referring
+
+    pki_dir = config.matcher.pki_dir
+    try:
+        client = MatchingClient(
+            config.matcher.target,
+            PkiLayout(pki_dir),
+            config.device_id,
+            deadline_s=config.matcher.deadline_s,
+        )
+    except (OSError, ValueError) as exc:
+        raise MatcherSetupError(f"device PKI in {pki_dir}: {exc}") from exc
+    closers.append(client)
+    try:
+        session = client.open_session(config.flight)
+    except MatchingUnavailable as exc:
+        raise MatcherSetupError(f"matcher {config.matcher.target}: {exc}") from exc
+    log.info("session %s: gallery of %d", session.session_id, session.gallery_size)
+
+    try:
+        source = open_camera(config.camera)
+    except CameraError as exc:
+        raise CameraError(f"camera: {exc}") from exc
+    closers.append(source)
+    pipeline = TravellerPipeline(
+        detector,
+        client,
+        gate,
+        ledger,
+        limits=config.quality,
+        capture_window_frames=vision.capture_window_frames,
+    )
+    try:
+        boarding_log = BoardingLog(config.boarding_log_path)
+    except OSError as exc:
+        raise StartupError(f"boarding log {config.boarding_log_path}: {exc}") from exc
+    scanner = config.scanner
+    workflow = GateWorkflow(
+        pipeline,
+        config.flight,
+        mode=Mode(config.capture_mode),
+        boarding_log=boarding_log,
+        scanner=ScanParser(
+            agent_prefix=scanner.agent_prefix if scanner else DEFAULT_AGENT_PREFIX,
+            reference_date=dt.date.fromisoformat(config.flight.date),
+            agent_ids=scanner.agent_ids if scanner else None,
+        ),
+    )
+    return ServiceParts(link, gate, client, detector, source, pipeline, workflow)
+
+
+def start_scanner(
+    spec: ScannerConfig,
+    closers: list[Closeable | GateController],
+    on_line: Callable[[str | bytes], None],
+) -> ScannerFeed:
+    """Open the configured scanner; it is closed first on the way out (before the gate)."""
+    feed = ScannerFeed(spec, on_line)
+    try:
+        feed.start()
+    except (OSError, ValueError, serial.SerialException) as exc:
+        raise ScannerError(f"scanner on {spec.port}: {exc}") from exc
+    closers.insert(0, feed)  # no scan may reach the gate once shutdown has begun
+    return feed
+
+
+def shut_down(closers: list[Closeable | GateController]) -> None:
+    """Close every part in order; the gate is left referring (relay closed, "see agent")."""
+    for part in closers:
+        try:
+            if isinstance(part, GateController):
+                part.refer()
+            else:
+                part.close()
+        except Exception as exc:
+            log.warning("shutdown: %s: %s", type(part).__name__, exc)
+
+
+__all__ = ["ServiceParts", "build_parts", "shut_down", "start_scanner"]
