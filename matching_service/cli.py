@@ -18,8 +18,8 @@ import threading
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from appliance.paths import data_dir
 from gate_contract.keys import PkiLayout
+from gate_contract.paths import data_dir
 from matching_service.dev_ca import create_dev_pki
 from matching_service.errors import GalleryError, NoFaceFound
 from matching_service.gallery import Gallery, flight_key

@@ -20,7 +20,6 @@ import logging
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
@@ -29,6 +28,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from gate_contract.clock import now_ms
 from gate_contract.keys import PkiLayout, load_private
 from gate_contract.sealing import key_id
 from gate_contract.verdicts import signing_key_id
@@ -56,16 +56,12 @@ CREATE TABLE IF NOT EXISTS enrollment_tokens (
 """
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 class EnrollmentTokens:
-    def __init__(self, db_path: Path | str = ":memory:", clock_ms: Callable[[], int] = _now_ms):
+    def __init__(self, db_path: Path | str = ":memory:", clock_ms: Callable[[], int] = now_ms):
         self._db = sqlite3.connect(str(db_path), check_same_thread=False, timeout=30)
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()

@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
+from gate_contract.clock import now_ms
 from matching_service.gallery import Deletion, Gallery
 
 log = logging.getLogger("gate.matcher.retention")
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class RetentionScheduler:
@@ -34,7 +30,7 @@ class RetentionScheduler:
         gallery: Gallery,
         *,
         interval_s: float = 300.0,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         if interval_s <= 0:
             raise ValueError("retention interval must be positive")

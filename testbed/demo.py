@@ -22,13 +22,14 @@ from appliance.gate.flight import Flight
 from appliance.gate.machine import GateController
 from appliance.gate.outcome import TravellerOutcome
 from appliance.matching.client import MatchingClient
-from appliance.paths import data_dir, demo_assets_dir
+from appliance.paths import demo_assets_dir
 from appliance.pipeline.traveller import TravellerPipeline
 from appliance.vision.camera import FrameSource, ReplaySource
 from appliance.vision.detectors import create_detector
 from appliance.vision.detectors.base import Detector
 from firmware_bridge.host import GateLink
 from firmware_bridge.simulator import Simulator
+from gate_contract.paths import data_dir
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizer import FaceEncoder

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.paths import data_dir
+from gate_contract.paths import data_dir
 
 KEEP_RUNS = 5
 

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from appliance.paths import data_dir
+from gate_contract.paths import data_dir
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 # Raw JPEG and PNG signatures, and the same bytes as they start a base64 text.

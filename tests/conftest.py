@@ -15,17 +15,19 @@ import pytest
 from appliance.gate.flight import Flight
 from appliance.gate.machine import GateController
 from appliance.matching.client import MatchingClient
-from appliance.paths import data_dir, demo_assets_dir
+from appliance.paths import demo_assets_dir
 from appliance.vision.detectors import create_detector
 from appliance.vision.detectors.base import Detector
 from firmware_bridge.host import GateLink
 from firmware_bridge.simulator import Simulator
 from gate_contract.keys import PkiLayout
+from gate_contract.paths import data_dir
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.enrollment import EnrollmentService, EnrollmentTokens, start_enrollment_server
 from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizer import FaceEncoder
-from matching_service.server import MatchingService, service_from_pki, start_server
+from matching_service.server import service_from_pki, start_server
+from matching_service.servicer import MatchingService
 
 FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
 

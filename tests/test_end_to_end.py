@@ -27,6 +27,7 @@ from gate_contract.clock import now_ms
 from gate_contract.errors import VerdictRejected
 from gate_contract.wire import pb
 from matching_service.dev_ca import create_dev_pki
+from matching_service.sessions import SessionTable
 
 CANVAS = (1280, 720)
 
@@ -267,8 +268,7 @@ def test_a_matcher_that_forgot_the_session_gets_a_new_one(client, detector, demo
     """After a matching-service restart the session is unknown: this capture is refused
     (never re-sent), and the client opens a fresh session for the next traveller."""
     old_session = client.session_id
-    with matcher.service._lock:
-        matcher.service._sessions.clear()  # what a restart does to the service's memory
+    matcher.service.sessions = SessionTable()  # what a restart does to the service's memory
     tx, _, sealed = _sealed_capture(client, detector, demo_photos / "obama2.jpg")
     with pytest.raises(MatchingUnavailable) as refused:
         client.verify(tx.capture_id, tx.captured_at_ms, sealed)

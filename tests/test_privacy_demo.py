@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 
 from appliance.custody.ledger import check_ledger
-from appliance.paths import data_dir
 from appliance.service.log_filter import looks_like_image_text
+from gate_contract.paths import data_dir
 from matching_service.dev_ca import create_dev_pki
 from testbed import demo
 from testbed.write_audit import WriteAudit, contains_image_data

@@ -32,7 +32,8 @@ from gate_contract.clock import now_ms
 from gate_contract.keys import PkiLayout, load_private
 from matching_service.dev_ca import issue_device
 from matching_service.gallery import Gallery
-from matching_service.server import MatchingService, start_server
+from matching_service.server import start_server
+from matching_service.servicer import MatchingService
 
 REPO = Path(__file__).resolve().parents[1]
 

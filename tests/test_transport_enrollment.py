@@ -19,7 +19,8 @@ from matching_service.dev_ca import create_dev_pki
 from matching_service.enrollment import EnrollmentService, EnrollmentTokens, start_enrollment_server
 from matching_service.errors import TokenRefused
 from matching_service.gallery import Gallery
-from matching_service.server import MatchingService, start_server
+from matching_service.server import start_server
+from matching_service.servicer import MatchingService
 
 
 class Clock:

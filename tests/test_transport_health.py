@@ -20,7 +20,8 @@ from gate_contract.sealing import seal_into, sealed_size
 from gate_contract.wire import pb
 from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import Gallery
-from matching_service.server import MatchingService, start_server
+from matching_service.server import start_server
+from matching_service.servicer import MatchingService
 
 
 def poll(predicate, timeout: float = 15.0, interval: float = 0.05):

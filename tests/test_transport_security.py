@@ -27,7 +27,8 @@ from matching_service.dev_ca import DEV_DEVICE_ID, issue_device
 from matching_service.errors import RevocationError
 from matching_service.gallery import Gallery
 from matching_service.revocation import RevocationList
-from matching_service.server import MAX_CHUNKS, MAX_SEALED_BYTES, MatchingService, start_server
+from matching_service.server import start_server
+from matching_service.servicer import MAX_CHUNKS, MAX_SEALED_BYTES, MatchingService
 
 
 class Rig:
@@ -359,7 +360,8 @@ def test_sessions_older_than_a_day_are_dropped_when_new_ones_open(pki, encoder, 
     """A long-running service must not grow without bound: one session per gate per day."""
     from appliance.matching.client import MatchingClient
     from matching_service.gallery import Gallery
-    from matching_service.server import SESSION_TTL_MS, service_from_pki, start_server
+    from matching_service.server import service_from_pki, start_server
+    from matching_service.sessions import SESSION_TTL_MS
 
     now = [1_800_000_000_000]
     service = service_from_pki(pki, Gallery(tmp_path / "g.sqlite"), encoder)
@@ -371,7 +373,8 @@ def test_sessions_older_than_a_day_are_dropped_when_new_ones_open(pki, encoder, 
         first = client.session_id
         now[0] += SESSION_TTL_MS + 1
         client.open_session(FLIGHT)
-        assert first not in service._sessions and client.session_id in service._sessions
+        assert service.sessions.get(first) is None
+        assert service.sessions.get(client.session_id) is not None
         client.close()
     finally:
         server.stop(grace=None)

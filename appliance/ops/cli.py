@@ -38,7 +38,7 @@ def _serial_test(args: argparse.Namespace) -> int:
 
 
 def _default_ledger() -> Path:
-    from appliance.paths import data_dir
+    from gate_contract.paths import data_dir
 
     return data_dir() / "purge-ledger.jsonl"
 
@@ -113,7 +113,7 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def _default_data_dir() -> Path:
-    from appliance.paths import data_dir
+    from gate_contract.paths import data_dir
 
     return data_dir()
 

@@ -38,7 +38,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from appliance.errors import ConfigError, ProvisionError
-from appliance.paths import data_dir
 from appliance.service.config import (
     CAPTURE_MODES,
     load_config,
@@ -47,6 +46,7 @@ from appliance.service.config import (
     read_relay_key,
 )
 from gate_contract.files import write_private
+from gate_contract.paths import data_dir
 
 DEFAULT_CONFIG = Path("/etc/gate-appliance/gate.toml")
 RELAY_KEY_BYTES = 32

@@ -22,9 +22,9 @@ from typing import Any
 
 from appliance.errors import ConfigError
 from appliance.gate.flight import Flight
-from appliance.paths import data_dir
 from appliance.vision.camera import CameraSpec
 from appliance.vision.quality import QualityThresholds
+from gate_contract.paths import data_dir
 
 MIN_RELAY_KEY_BYTES = 16  # firmware_bridge.protocol.MIN_KEY_LEN
 PULSE_MS_RANGE = (100, 5000)

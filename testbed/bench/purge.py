@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from appliance.custody.payload import seal_capture
 from appliance.custody.transaction import CaptureTransaction
-from appliance.paths import data_dir
 from appliance.vision.detectors.base import Face
 from gate_contract.clock import now_ms
+from gate_contract.paths import data_dir
 from testbed.write_audit import WriteAudit
 
 WIDTH, HEIGHT = 1280, 720

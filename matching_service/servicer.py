@@ -1,0 +1,389 @@
+"""The reference matching service: opens sealed captures, matches 1:N, signs verdicts.
+
+It accepts only mutually authenticated TLS clients whose certificate names the device
+they speak for, decrypts each capture in memory, keeps no pixels after answering, and
+signs every verdict so the appliance can tell it from a forgery.
+
+Every refusal raises ``Rejected`` inside a handler; one wrapper turns it into a gRPC
+status and an audit entry, and turns any unexpected exception into ``INTERNAL`` (also
+audited), so no input can take the service down. Status per refusal:
+
+==============================  =====================  ==============================
+refusal                          gRPC status            audit event
+==============================  =====================  ==============================
+no device name in certificate    UNAUTHENTICATED        unknown_device
+certificate expired / not yet    UNAUTHENTICATED        certificate_expired
+certificate revoked              UNAUTHENTICATED        certificate_revoked
+ids speak for another device     PERMISSION_DENIED      device_mismatch
+unknown session                  NOT_FOUND              unknown_session
+session of another device        PERMISSION_DENIED      session_of_other_device
+stream without header first      INVALID_ARGUMENT       header_missing
+sealed to an unknown key id      FAILED_PRECONDITION    unknown_sealing_key
+capture time outside window      OUT_OF_RANGE           capture_time_outside_window
+capture id seen before           ALREADY_EXISTS         replayed_capture
+declared size / chunk count      RESOURCE_EXHAUSTED     oversize_capture, too_many_chunks
+more or fewer bytes than said    INVALID_ARGUMENT       size_mismatch
+payload fails authentication     INVALID_ARGUMENT       tampered_payload
+unreadable boarding pass         INVALID_ARGUMENT       bad_boarding_pass
+==============================  =====================  ==============================
+
+An *expired* certificate is already refused by the TLS handshake of a new connection
+(the caller sees ``UNAVAILABLE``; no handler runs, so only gRPC's own log has it). The
+check here catches a certificate that expires on a connection that is still open, and
+a revocation, which TLS knows nothing about.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from gate_contract.clock import now_ms
+from gate_contract.errors import BoardingPassError, SealError
+from gate_contract.sealing import key_id, open_sealed
+from gate_contract.verdicts import signing_key_id, verdict_message
+from gate_contract.wire import pb, pb_grpc
+from matching_service.audit import AuditLog, VerifyRecord
+from matching_service.decision import FlightMatcher
+from matching_service.encoder_pool import EncoderPool
+from matching_service.errors import Rejected
+from matching_service.gallery import Gallery, flight_key
+from matching_service.passes import passenger_from_bcbp
+from matching_service.peers import Peer, PeerAuthenticator, same_device
+from matching_service.recognizer import FaceEncoder
+from matching_service.revocation import RevocationList
+from matching_service.sessions import ReplayGuard, Session, SessionTable
+
+log = logging.getLogger("gate.matcher")
+
+MAX_SEALED_BYTES = 8 * 1024 * 1024
+CHUNK_LIMIT = 1024 * 1024  # one gRPC message at most (a chunk is 64 KiB)
+MAX_CHUNKS = 1024
+RECENT_RECEIPTS = 1000
+
+
+def _handler(method: str):
+    """Turn ``Rejected`` and unexpected errors into an audited gRPC status."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(self: MatchingService, request, context: grpc.ServicerContext):
+            try:
+                return fn(self, request, context)
+            except Rejected as exc:
+                self._audit_rejection(method, exc)
+                context.abort(exc.code, exc.message)
+            except Exception as exc:  # nothing a caller sends may take the service down
+                log.exception("%s failed", method)
+                self.audit.security(
+                    "internal_error",
+                    grpc.StatusCode.INTERNAL.name,
+                    method=method,
+                    detail=type(exc).__name__,
+                    at_ms=self._clock(),
+                )
+                context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        return inner
+
+    return wrap
+
+
+class MatchingService(pb_grpc.MatchingServicer):
+    """The ``gate.v1.Matching`` servicer: maps each request to the parts that decide it
+    (``peers``, ``sessions``, ``replays``, ``matcher``) and each refusal to a status.
+
+    Live captures are encoded by ``pool`` (see :class:`FlightMatcher`); the pool is the
+    caller's to close.
+    """
+
+    def __init__(
+        self,
+        gallery: Gallery,
+        encoder: FaceEncoder | None,
+        sealing_key: X25519PrivateKey,
+        signing_key: Ed25519PrivateKey,
+        *,
+        audit: AuditLog | None = None,
+        revocations: RevocationList | None = None,
+        clock_ms: Callable[[], int] = now_ms,
+        pool: EncoderPool | None = None,
+    ) -> None:
+        self.matcher = FlightMatcher(gallery, encoder, pool, lambda: self._clock())
+        self.encoder_pool = pool
+        self._sealing_key = sealing_key
+        self._sealing_kid = key_id(sealing_key.public_key())
+        self._signing_key = signing_key
+        self._signing_kid = signing_key_id(signing_key.public_key())
+        self.sessions = SessionTable()
+        self.replays = ReplayGuard()
+        self._lock = threading.Lock()
+        self._clock = clock_ms
+        self.audit = audit or AuditLog()
+        self.revocations = revocations or RevocationList()
+        self.peers = PeerAuthenticator(self.revocations, lambda: self._clock())
+        # Recent receipts for inspection; the audit table is the record (bounded memory).
+        self.purge_receipts: deque[pb.PurgeReceipt] = deque(maxlen=RECENT_RECEIPTS)
+
+    @property
+    def sealing_key_id(self) -> str:
+        return self._sealing_kid
+
+    @property
+    def signing_key_id(self) -> str:
+        return self._signing_kid
+
+    def _audit_rejection(self, method: str, exc: Rejected) -> None:
+        log.warning(
+            "%s refused (%s, %s): device %r capture %r: %s",
+            method,
+            exc.event,
+            exc.code.name,
+            exc.device_id,
+            exc.capture_id,
+            exc.message,
+        )
+        self.audit.security(
+            exc.event,
+            exc.code.name,
+            method=method,
+            device_id=exc.device_id,
+            capture_id=exc.capture_id,
+            detail=exc.message,
+            at_ms=self._clock(),
+        )
+
+    # --- OpenSession ----------------------------------------------------------------
+
+    @_handler("OpenSession")
+    def OpenSession(self, request: pb.OpenSessionRequest, context: grpc.ServicerContext):
+        peer = self.peers.authenticate(context)
+        same_device(peer, request.device_id)
+        f = request.flight
+        if not (f.carrier and f.flight_number and f.date and f.departure_airport):
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "bad_request",
+                "flight needs carrier, number, date, airport",
+                device_id=peer.device_id,
+            )
+        flight = flight_key(f.carrier, f.flight_number, f.date, f.departure_airport)
+        session_id = self.sessions.open(peer.device_id, flight, self._clock())
+        size = self.matcher.gallery.size(flight)
+        log.info(
+            "session %s: device %s flight %s gallery %d", session_id, peer.device_id, flight, size
+        )
+        return pb.OpenSessionResponse(
+            session_id=session_id, gallery_ready=size > 0, gallery_size=size
+        )
+
+    # --- Verify ---------------------------------------------------------------------
+
+    @_handler("Verify")
+    def Verify(self, request_iterator, context: grpc.ServicerContext):
+        started = time.perf_counter()
+        peer = self.peers.authenticate(context)
+        header, session = self._admit(peer, request_iterator)
+        sealed = self._receive(header, request_iterator)
+        try:
+            return self._decide(header, session, sealed, started)
+        finally:
+            sealed[:] = bytes(len(sealed))
+
+    def _admit(self, peer: Peer, chunks) -> tuple[pb.CaptureHeader, Session]:
+        """Check the header before reading a single payload byte."""
+        first = next(chunks, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "header_missing",
+                "a capture must start with its header",
+                device_id=peer.device_id,
+            )
+        header = first.header
+        capture = header.capture_id
+        same_device(peer, header.device_id, capture)
+        session = self.sessions.get(header.session_id)
+        if session is None:
+            raise Rejected(
+                grpc.StatusCode.NOT_FOUND,
+                "unknown_session",
+                "unknown session",
+                device_id=peer.device_id,
+                capture_id=capture,
+            )
+        if session.device_id != peer.device_id:
+            raise Rejected(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "session_of_other_device",
+                "session belongs to another device",
+                device_id=peer.device_id,
+                capture_id=capture,
+            )
+        if not capture or len(capture) > 64:
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "bad_request",
+                "capture id must be 1..64 characters",
+                device_id=peer.device_id,
+            )
+        if header.sealed_size > MAX_SEALED_BYTES:
+            raise Rejected(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "oversize_capture",
+                f"sealed_size above {MAX_SEALED_BYTES} bytes",
+                device_id=peer.device_id,
+                capture_id=capture,
+            )
+        if header.sealed_size == 0:
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "size_mismatch",
+                "sealed_size must be positive",
+                device_id=peer.device_id,
+                capture_id=capture,
+            )
+        if header.sealing_key_id != self._sealing_kid:
+            raise Rejected(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "unknown_sealing_key",
+                f"capture sealed to unknown key id {header.sealing_key_id[:32]!r}",
+                device_id=peer.device_id,
+                capture_id=capture,
+            )
+        now = self._clock()
+        if abs(now - header.captured_at_ms) > self.replays.window_ms:
+            raise Rejected(
+                grpc.StatusCode.OUT_OF_RANGE,
+                "capture_time_outside_window",
+                "capture time outside the window",
+                device_id=peer.device_id,
+                capture_id=capture,
+            )
+        self.replays.admit(capture, peer.device_id, now)
+        if header.boarding_pass:
+            try:
+                passenger_from_bcbp(header.boarding_pass)
+            except BoardingPassError as exc:
+                raise Rejected(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "bad_boarding_pass",
+                    f"boarding pass unreadable: {exc}",
+                    device_id=peer.device_id,
+                    capture_id=capture,
+                ) from exc
+        return header, session
+
+    def _receive(self, header: pb.CaptureHeader, chunks) -> bytearray:
+        sealed = bytearray(header.sealed_size)
+        filled = count = 0
+        try:
+            for chunk in chunks:
+                count += 1
+                if count > MAX_CHUNKS:
+                    raise Rejected(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        "too_many_chunks",
+                        f"more than {MAX_CHUNKS} chunks",
+                        device_id=header.device_id,
+                        capture_id=header.capture_id,
+                    )
+                data = chunk.sealed_data
+                if chunk.WhichOneof("part") != "sealed_data" or filled + len(data) > len(sealed):
+                    raise Rejected(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "size_mismatch",
+                        "unexpected chunk or more bytes than sealed_size",
+                        device_id=header.device_id,
+                        capture_id=header.capture_id,
+                    )
+                sealed[filled : filled + len(data)] = data
+                filled += len(data)
+            if filled != len(sealed):
+                raise Rejected(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "size_mismatch",
+                    "capture ended before sealed_size bytes",
+                    device_id=header.device_id,
+                    capture_id=header.capture_id,
+                )
+        except BaseException:
+            sealed[:] = bytes(len(sealed))
+            raise
+        return sealed
+
+    def _decide(
+        self, header: pb.CaptureHeader, session: Session, sealed: bytearray, started: float
+    ) -> pb.Verdict:
+        try:
+            plain = open_sealed(sealed, self._sealing_key, header.capture_id, header.device_id)
+        except SealError as exc:
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "tampered_payload",
+                str(exc),
+                device_id=header.device_id,
+                capture_id=header.capture_id,
+            ) from exc
+        try:
+            decision, token, nearest = self.matcher.decide(
+                session.flight, plain, header.boarding_pass
+            )
+        finally:
+            plain[:] = bytes(len(plain))
+        verdict = pb.Verdict(
+            capture_id=header.capture_id,
+            device_id=header.device_id,
+            decision=decision,
+            traveller_token=token,
+            issued_at_ms=self._clock(),
+            signing_key_id=self._signing_kid,
+        )
+        verdict.signature = self._signing_key.sign(verdict_message(verdict))
+        self.audit.verified(
+            VerifyRecord(
+                at_ms=verdict.issued_at_ms,
+                device_id=header.device_id,
+                session_id=header.session_id,
+                flight=session.flight,
+                capture_id=header.capture_id,
+                decision=pb.Decision.Name(decision),
+                traveller_token=token,
+                nearest_token=nearest.token if nearest else "",
+                nearest_distance=nearest.distance if nearest else None,
+                pass_checked=bool(header.boarding_pass),
+                service_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
+        log.info("capture %s: %s", header.capture_id, pb.Decision.Name(decision))
+        return verdict
+
+    # --- ReportPurge ----------------------------------------------------------------
+
+    @_handler("ReportPurge")
+    def ReportPurge(self, request: pb.PurgeReceipt, context: grpc.ServicerContext):
+        peer = self.peers.authenticate(context)
+        same_device(peer, request.device_id, request.capture_id)
+        with self._lock:
+            self.purge_receipts.append(request)
+        self.audit.purge_receipt(
+            self._clock(),
+            request.device_id,
+            request.capture_id[:64],
+            request.sealed_sha256[:64],
+            request.purged_at_ms,
+            request.reason,
+        )
+        log.info("purge receipt: device %s capture %s", request.device_id, request.capture_id)
+        return pb.PurgeAck(recorded=True)
+
+
+__all__ = ["CHUNK_LIMIT", "MAX_CHUNKS", "MAX_SEALED_BYTES", "MatchingService"]
