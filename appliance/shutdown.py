@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""Shutdown signals as an exception, held back while a purge or a ledger append runs.
+
+``install_shutdown_handler`` turns SIGTERM (and SIGINT) into ``ShutdownRequested`` raised
+in the main thread, so a transaction is interrupted where it stands and its ``except
+BaseException`` path purges it. ``deferred_shutdown`` holds the signal back while a purge
+or a ledger append runs, so neither is cut in half.
+"""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ import serial
 from firmware_bridge.protocol import (
     MIN_KEY_LEN,
     BadPayload,
+    BridgeError,
     FaultCode,
     Frame,
     FrameDecoder,
@@ -42,11 +43,11 @@ from firmware_bridge.protocol import (
 log = logging.getLogger(__name__)
 
 
-class LinkError(Exception):
+class LinkError(BridgeError):
     """The MCU could not be reached (port closed/vanished, no ACK after retries)."""
 
 
-class CommandRejected(Exception):
+class CommandRejected(BridgeError):
     """The MCU ACKed a command with a non-OK result; ``result`` holds the code."""
 
     def __init__(self, command: str, result: int) -> None:

@@ -37,7 +37,11 @@ MIN_KEY_LEN = 16
 # --------------------------------------------------------------------------- errors
 
 
-class ProtocolError(Exception):
+class BridgeError(Exception):
+    """Root of the serial bridge's exceptions (see the package docstring)."""
+
+
+class ProtocolError(BridgeError):
     """Base class of every framing / parsing error."""
 
 

@@ -1,1 +1,8 @@
-"""TODO."""
+"""The contract both programs share, importing neither of them.
+
+``wire`` (the generated ``gate.v1`` stubs and service names), ``verdicts`` (what a verdict
+signature covers and how the appliance checks it), ``sealing`` (payload encryption),
+``bcbp`` (the IATA boarding-pass parser), ``keys`` (key and certificate layout and
+loaders), ``files`` (atomic owner-only writes), ``paths`` (the data directory) and
+``clock``.
+"""

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The one wall clock both programs stamp captures, verdicts and records with."""
 
 from __future__ import annotations
 

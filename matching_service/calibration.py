@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Calibration: encode a ``<identity>/*.jpg`` dataset and find the distance threshold at
+a false match rate over all impostor pairs, with the genuine-pair FNMR there."""
 
 from __future__ import annotations
 

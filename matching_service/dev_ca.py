@@ -1,4 +1,11 @@
-"""TODO docstring."""
+"""The development CA: a PKI for a developer machine, the tests and the demo, and device
+certificates signed from a CSR (enrollment).
+
+It gives the same shape of trust as production: mutual TLS pinned to one CA, an X25519
+key the payloads are sealed to, and an Ed25519 key that signs verdicts. Private keys are
+written 0600. The CA signs the subject itself (common name = device id), never a name
+copied from the CSR.
+"""
 
 from __future__ import annotations
 

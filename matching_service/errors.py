@@ -1,11 +1,28 @@
-"""TODO docstring."""
+"""Exceptions of the reference matching service.
+
+::
+
+    MatcherError
+    ├── Rejected             a refused call: the gRPC status and audit event it leaves
+    ├── GalleryError         a manifest or photo that cannot be enrolled
+    ├── NoFaceFound          an image without a face the recogniser can use
+    ├── UndecodableImage     bytes that are not an image
+    ├── EncoderPoolError     the encoder processes could not encode
+    ├── TokenRefused         an enrollment token that is unknown, used, expired or not this device's
+    ├── RevocationError      an unreadable revocation list
+    └── BenchError           a dataset a bench cannot use
+"""
 
 from __future__ import annotations
 
 import grpc
 
 
-class Rejected(Exception):
+class MatcherError(Exception):
+    """Root of the matching service's exceptions."""
+
+
+class Rejected(MatcherError):
     """A refused call: the status the caller gets and the audit event it leaves."""
 
     def __init__(
@@ -25,23 +42,23 @@ class Rejected(Exception):
         self.capture_id = capture_id
 
 
-class GalleryError(ValueError):
+class GalleryError(MatcherError):
     """A manifest or photo that cannot be enrolled, with the reason."""
 
 
-class NoFaceFound(ValueError):
+class NoFaceFound(MatcherError):
     """The image holds no face the recogniser can use."""
 
 
-class UndecodableImage(ValueError):
+class UndecodableImage(MatcherError):
     """The capture's bytes are not an image OpenCV can decode."""
 
 
-class EncoderPoolError(RuntimeError):
+class EncoderPoolError(MatcherError):
     """The pool could not encode (closed, a worker died, or it took too long)."""
 
 
-class TokenRefused(ValueError):
+class TokenRefused(MatcherError):
     """Why a token cannot be used: ``reason`` is unknown, used, expired or wrong_device."""
 
     def __init__(self, reason: str) -> None:
@@ -49,9 +66,22 @@ class TokenRefused(ValueError):
         self.reason = reason
 
 
-class RevocationError(ValueError):
+class RevocationError(MatcherError):
     """The revocation list cannot be read or parsed."""
 
 
-class BenchError(ValueError):
+class BenchError(MatcherError):
     """The dataset cannot be benchmarked (missing, too small), with the reason."""
+
+
+__all__ = [
+    "BenchError",
+    "EncoderPoolError",
+    "GalleryError",
+    "MatcherError",
+    "NoFaceFound",
+    "Rejected",
+    "RevocationError",
+    "TokenRefused",
+    "UndecodableImage",
+]

@@ -1,1 +1,3 @@
-"""TODO."""
+"""The tools that need both sides on one machine: the demo, the simulation, the benches and
+the supported test doubles. The only package allowed to import both the appliance and
+the matching service; neither of them imports it (commands plug in by entry points)."""

@@ -1,1 +1,6 @@
-"""TODO."""
+"""Custody of the frame: who holds every buffer of a capture and proves it was purged.
+
+``transaction`` (the buffers of one capture and their purge), ``payload`` (crop, JPEG and
+seal, in memory), ``ledger`` (the signed, hash-chained purge ledger) and ``audit`` (what
+``gatectl audit`` shows an auditor).
+"""

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""Checks a parsed boarding pass against the flight this gate boards."""
 
 from __future__ import annotations
 

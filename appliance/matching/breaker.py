@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""A circuit breaker for the matching service: after repeated transport failures every
+call fails at once, so a traveller is referred without waiting on a dead service."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Enrollment: a unit makes its own key and CSR and trades a one-time token for a
+certificate, checking that the answer chains to the CA the technician provisioned."""
 
 from __future__ import annotations
 

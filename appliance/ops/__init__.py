@@ -1,1 +1,1 @@
-"""TODO."""
+"""Operations: ``gatectl`` and what technicians run (provision, selftest, status, audit)."""

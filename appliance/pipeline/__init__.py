@@ -1,1 +1,5 @@
-"""TODO."""
+"""One traveller through every stage: capture, sealing, matching, purge, then the gate.
+
+``traveller.TravellerPipeline`` is the only place that knows all stages; ``lane`` holds
+the unattended gate's "is the lane clear?" rule.
+"""

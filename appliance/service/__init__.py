@@ -1,1 +1,2 @@
-"""TODO."""
+"""The service systemd runs: configuration, the parts and their wiring, the serve loop,
+watchdog and notify, status, the journal, process hardening and the log filter."""

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Logs never carry image bytes: a filter on every handler withholds binary buffers,
+JPEG/PNG signatures and long base64 runs, and says where such a record came from."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""TODO."""
+"""Code that runs on the gate MCU (MicroPython): the firmware core and the Pico main loop."""

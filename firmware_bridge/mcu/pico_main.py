@@ -1,7 +1,7 @@
 """Reference gate firmware for a Raspberry Pi Pico (RP2040) running MicroPython.
 
 A thin hardware layer (``PicoHal``) under the hardware-independent
-:class:`firmware_bridge.firmware.FirmwareCore`, plus the main loop.
+:class:`firmware_bridge.mcu.firmware.FirmwareCore`, plus the main loop.
 
 Pin map (RP2040 GPIO numbers; 3.3 V logic)::
 
@@ -26,8 +26,8 @@ Flash layout (LittleFS)::
 
     /gate_key.hex                 per-gate relay HMAC key, hex, >= 16 bytes
     /gate_ctr.a, /gate_ctr.b      last accepted relay counter (two slots)
-    /main.py                      ``from firmware_bridge.pico_main import main; main()``
-    /firmware_bridge/             __init__.py, protocol.py, firmware.py, pico_main.py
+    /main.py                      ``from firmware_bridge.mcu.pico_main import main; main()``
+    /firmware_bridge/             __init__.py, protocol.py, mcu/{__init__,firmware,pico_main}.py
 
 Fail secure: the relay pin is driven low before anything else, the hardware
 watchdog (``machine.WDT``) is fed only from the main loop, and any exception

@@ -350,7 +350,3 @@ def main() -> int:
         except KeyboardInterrupt:
             pass
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,1 +1,1 @@
-"""TODO."""
+"""Serial tools for technicians and benches: the link check and the protocol bench."""

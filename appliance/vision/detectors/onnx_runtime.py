@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""BlazeFace through onnxruntime, the default runtime.
+
+The capture zone is letterboxed into the model's square input (128 px short range, 192 px
+full range); the raw outputs are decoded against MediaPipe's SSD anchor layout and
+overlaps merged with weighted non-maximum suppression, as MediaPipe does.
+"""
 
 from __future__ import annotations
 
