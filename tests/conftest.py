@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from appliance.gate.flight import Flight
 from appliance.gate.machine import GateController
 from appliance.matching.client import MatchingClient
 from appliance.paths import demo_assets_dir
@@ -28,9 +26,8 @@ from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizer import FaceEncoder
 from matching_service.server import service_from_pki, start_server
 from matching_service.servicer import MatchingService
-
-FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
-
+from testbed.testing import FLIGHT
+from tests.support import EnrollmentKit
 
 _REAL_DATA_DIR = data_dir()  # read before the session points GATE_DATA_DIR elsewhere
 
@@ -170,23 +167,6 @@ def gate_rig() -> Iterator[GateRig]:
     yield GateRig(simulator, link, gate)
     link.close()
     simulator.stop()
-
-
-def copy_layout(source: PkiLayout, target: Path) -> PkiLayout:
-    """A copy of a PKI folder, to swap single files in tests."""
-    shutil.copytree(source.root, target)
-    return PkiLayout(target)
-
-
-@dataclass
-class EnrollmentKit:
-    """What a technician's provisioning kit holds: a token store, both service addresses
-    and the CA to pin."""
-
-    tokens: EnrollmentTokens
-    enroll_target: str
-    matcher_target: str
-    ca_file: Path
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import pytest
 from matching_service import cli
 from matching_service.errors import BenchError
 from testbed.bench.matcher import bench_matcher
+from tests.support import DATASET
 
-DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "faces-dev"
 KEYS = {
     "identities",
     "probes",

@@ -10,7 +10,6 @@ import uuid
 import cv2
 import numpy as np
 import pytest
-from conftest import FLIGHT
 
 from appliance.matching.client import MatchingClient
 from gate_contract.clock import now_ms
@@ -22,6 +21,7 @@ from matching_service.errors import GalleryError
 from matching_service.gallery import HOUR_MS, Gallery, ManifestEntry, flight_key, read_manifest
 from matching_service.retention import RetentionScheduler
 from matching_service.server import service_from_pki, start_server
+from testbed.testing import FLIGHT
 
 FLIGHT_KEY = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
 DAY_MS = 24 * HOUR_MS

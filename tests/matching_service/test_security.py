@@ -11,7 +11,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import FLIGHT, copy_layout
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509 import load_pem_x509_certificate
@@ -29,6 +28,8 @@ from matching_service.gallery import Gallery
 from matching_service.revocation import RevocationList
 from matching_service.server import start_server
 from matching_service.servicer import MAX_CHUNKS, MAX_SEALED_BYTES, MatchingService
+from testbed.testing import FLIGHT
+from tests.support import copy_layout
 
 
 class Rig:

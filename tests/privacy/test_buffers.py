@@ -31,9 +31,9 @@ from appliance.pipeline.traveller import TravellerPipeline
 from appliance.shutdown import ShutdownRequested
 from appliance.vision.camera import ReplaySource
 from matching_service.dev_ca import DEV_DEVICE_ID
+from tests.support import REPO
 
 CANVAS = (1280, 720)
-REPO = Path(__file__).resolve().parents[1]
 
 
 def wait_for(predicate, timeout: float = 5.0) -> bool:

@@ -22,8 +22,8 @@ from appliance.service.config import load_config
 from appliance.service.runner import EXIT_OK, main, run_service
 from appliance.vision.frame_pump import open_source
 from firmware_bridge.simulator import Simulator
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "systemd" / "gate-appliance.toml.example"
 KEY_HEX = "00112233445566778899aabbccddeeff0011223344556677"
 

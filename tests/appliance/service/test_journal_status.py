@@ -22,8 +22,7 @@ from appliance.service.config import load_config
 from appliance.service.runner import EXIT_OK, run_service
 from appliance.service.status import format_status, read_status
 from firmware_bridge.simulator import Simulator
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
 
 
 class FakeJournalHandler(logging.Handler):

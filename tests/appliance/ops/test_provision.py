@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EnrollmentKit
 from cryptography import x509
 
 from appliance.errors import ProvisionError
@@ -18,9 +17,7 @@ from appliance.matching.client import MatchingClient
 from appliance.ops.provision import Answers, provision
 from appliance.service.config import load_config
 from gate_contract.keys import PkiLayout
-
-REPO = Path(__file__).resolve().parents[1]
-
+from tests.support import REPO, EnrollmentKit
 
 _counter = iter(range(1000))
 
@@ -126,7 +123,7 @@ def test_non_interactive_provision_enrols_and_writes_a_valid_config(
     # The layout is exactly what the service's client uses: a session over mutual TLS.
     client = MatchingClient(config.matcher.target, layout, config.device_id, deadline_s=10)
     try:
-        from conftest import FLIGHT
+        from testbed.testing import FLIGHT
 
         assert client.open_session(FLIGHT).session_id
     finally:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from conftest import FLIGHT
 
 from appliance.errors import CircuitOpen, MatchingUnavailable
 from appliance.matching.breaker import CircuitBreaker
 from appliance.matching.client import MatchingClient
 from gate_contract.wire import pb
+from testbed.testing import FLIGHT
 
 
 class Clock:

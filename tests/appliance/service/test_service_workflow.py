@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import FLIGHT
 
 from appliance.custody.ledger import list_segments
 from appliance.errors import ConfigError, ScannerError
@@ -34,7 +33,7 @@ from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
-from testbed.testing import make_bcbp
+from testbed.testing import FLIGHT, make_bcbp
 
 TIMEOUT = 90.0  # generous: model load, mTLS and the first inference on a slow CI runner
 OBAMA_NAME, OBAMA_PNR = "OBAMA/BARACK", "ABC123"

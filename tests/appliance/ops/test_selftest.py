@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import EnrollmentKit
 
 from appliance.custody.audit import default_key_path
 from appliance.custody.ledger import PurgeLedger
@@ -34,8 +33,7 @@ from matching_service.dev_ca import issue_device
 from matching_service.gallery import Gallery
 from matching_service.server import start_server
 from matching_service.servicer import MatchingService
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO, EnrollmentKit
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FLIGHT
 
 from appliance.custody.ledger import PurgeLedger
 from appliance.custody.transaction import CaptureTransaction
@@ -26,7 +25,7 @@ from firmware_bridge.simulator import Simulator
 from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
-from testbed.testing import Person, bcbp
+from testbed.testing import FLIGHT, Person, bcbp
 
 CANVAS = (1280, 720)
 OBAMA = Person("obama", "OBAMA/BARACK", "ABC123", Path("obama.jpg"), (), True)

@@ -8,7 +8,6 @@ import time
 
 import grpc
 import pytest
-from conftest import FLIGHT
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from appliance.errors import CircuitOpen, MatchingUnavailable
@@ -22,6 +21,7 @@ from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import Gallery
 from matching_service.server import start_server
 from matching_service.servicer import MatchingService
+from testbed.testing import FLIGHT
 
 
 def poll(predicate, timeout: float = 15.0, interval: float = 0.05):

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,7 @@ from appliance.custody.transaction import CaptureTransaction
 from appliance.service import hardening
 from appliance.service.log_filter import ImageDataFilter, install_log_filters
 from appliance.shutdown import ShutdownRequested, deferred_shutdown, install_shutdown_handler
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
 
 HARDEN_SCRIPT = """
 import json, resource

@@ -8,7 +8,6 @@ import uuid
 import cv2
 import numpy as np
 import pytest
-from conftest import FLIGHT
 
 from appliance.matching.client import MatchingClient
 from gate_contract.clock import now_ms
@@ -20,7 +19,7 @@ from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import CALIBRATED_THRESHOLD, DEFAULT_THRESHOLD, Gallery, flight_key
 from matching_service.passes import BoardingPassError, passenger_from_bcbp
 from matching_service.server import service_from_pki, start_server
-from testbed.testing import make_bcbp
+from testbed.testing import FLIGHT, make_bcbp
 
 FLIGHT_KEY = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import FLIGHT, copy_layout
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -28,6 +27,8 @@ from gate_contract.errors import VerdictRejected
 from gate_contract.wire import pb
 from matching_service.dev_ca import create_dev_pki
 from matching_service.sessions import SessionTable
+from testbed.testing import FLIGHT
+from tests.support import copy_layout
 
 CANVAS = (1280, 720)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from conftest import FLIGHT
 from cryptography import x509
 
 from appliance.errors import EnrollmentFailed
@@ -21,6 +20,7 @@ from matching_service.errors import TokenRefused
 from matching_service.gallery import Gallery
 from matching_service.server import start_server
 from matching_service.servicer import MatchingService
+from testbed.testing import FLIGHT
 
 
 class Clock:

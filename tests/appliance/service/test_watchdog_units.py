@@ -22,8 +22,8 @@ from appliance.service.runner import EXIT_OK, run_service
 from appliance.vision.frame_pump import FramePump
 from firmware_bridge.simulator import Simulator
 from testbed.testing import FakeClock
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 UNITS = REPO / "systemd"
 MAX_EXPOSURE = 2.0
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import FLIGHT
 
 from appliance.matching.client import MatchingClient
 from gate_contract.clock import now_ms
@@ -27,6 +26,7 @@ from matching_service.encoder_pool import EncoderPool
 from matching_service.errors import EncoderPoolError, NoFaceFound, UndecodableImage
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import server_threads, service_from_pki, start_server
+from testbed.testing import FLIGHT
 
 
 @pytest.fixture(scope="module")
