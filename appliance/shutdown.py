@@ -84,3 +84,6 @@ def install_shutdown_handler(
                 signal.signal(signum, old)  # type: ignore[arg-type]
 
     return restore
+
+
+__all__ = ["ShutdownRequested", "deferred_shutdown", "install_shutdown_handler"]

@@ -20,3 +20,9 @@ Exceptions::
     ├── LinkError            the MCU cannot be reached (port gone, no ACK after retries)
     └── CommandRejected      the MCU refused a command (``result`` holds its code)
 """
+
+__all__: list[str] = []
+
+__all__: list[str] = []
+
+__all__: list[str] = []

@@ -6,3 +6,9 @@ signature covers and how the appliance checks it), ``sealing`` (payload encrypti
 loaders), ``files`` (atomic owner-only writes), ``paths`` (the data directory) and
 ``clock``.
 """
+
+__all__: list[str] = []
+
+__all__: list[str] = []
+
+__all__: list[str] = []

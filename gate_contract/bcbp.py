@@ -34,8 +34,13 @@ from dataclasses import dataclass
 from gate_contract.errors import BoardingPassError
 
 __all__ = [
+    "BAG_TAG_WIDTH",
+    "FAST_TRACK_MIN_VERSION",
+    "FORMAT_CODE",
+    "MAX_BAG_TAGS",
+    "MAX_LEGS",
+    "NAME_WIDTH",
     "BoardingPass",
-    "BoardingPassError",
     "Leg",
     "SecurityData",
     "encode_bcbp",

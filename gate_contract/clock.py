@@ -7,3 +7,6 @@ import time
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+__all__ = ["now_ms"]

@@ -138,3 +138,15 @@ def write_device_layout(
     layout.sealing_public.write_bytes(sealing_public_pem)
     layout.signing_public.write_bytes(signing_public_pem)
     return layout
+
+
+__all__ = [
+    "PkiLayout",
+    "load_private",
+    "load_sealing_public",
+    "load_signing_public",
+    "make_csr",
+    "write_device_layout",
+    "write_private_key",
+    "write_public_key",
+]

@@ -100,3 +100,6 @@ def open_sealed(
             "sealed payload failed authentication (tampered, wrong key, or another capture)"
         ) from exc
     return out
+
+
+__all__ = ["VERSION", "key_id", "open_sealed", "seal_into", "sealed_size"]

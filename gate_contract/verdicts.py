@@ -58,3 +58,6 @@ def check_verdict(
         raise VerdictRejected("verdict answers another capture or device")
     if abs(now_ms - verdict.issued_at_ms) > CLOCK_WINDOW_MS:
         raise VerdictRejected("verdict issued outside the clock window")
+
+
+__all__ = ["CLOCK_WINDOW_MS", "check_verdict", "signing_key_id", "verdict_message"]

@@ -174,3 +174,6 @@ class AuditLog:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+__all__ = ["AuditLog", "SecurityEvent", "VerifyRecord"]

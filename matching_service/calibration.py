@@ -73,3 +73,6 @@ def calibrate_dataset(dataset: Path, fmr: float = 0.001) -> dict:
         "templates": len(labels),
         "failed_to_encode": failed,
     }
+
+
+__all__ = ["PHOTO_SUFFIXES", "calibrate_dataset", "load_dataset", "threshold_at_fmr"]

@@ -162,3 +162,6 @@ def issue_device(
         sealing_public_pem=pki.sealing_public.read_bytes(),
         signing_public_pem=pki.signing_public.read_bytes(),
     )
+
+
+__all__ = ["DEVICE_CERT_DAYS", "DEV_DEVICE_ID", "create_dev_pki", "issue_device", "sign_device_csr"]

@@ -40,10 +40,10 @@ from concurrent.futures.process import BrokenProcessPool
 import cv2
 import numpy as np
 
-from matching_service.errors import EncoderPoolError, NoFaceFound, UndecodableImage
+from matching_service.errors import EncoderPoolError, UndecodableImage
 from matching_service.recognizer import FaceEncoder
 
-__all__ = ["EncoderPool", "EncoderPoolError", "NoFaceFound", "UndecodableImage"]
+__all__ = ["ENCODE_TIMEOUT_S", "EncoderPool"]
 
 ENCODE_TIMEOUT_S = 60.0
 

@@ -230,3 +230,12 @@ def start_enrollment_server(
         raise OSError(f"could not bind the enrollment service to {address}")
     server.start()
     return server, port
+
+
+__all__ = [
+    "DEFAULT_TOKEN_TTL_S",
+    "MAX_CSR_BYTES",
+    "EnrollmentService",
+    "EnrollmentTokens",
+    "start_enrollment_server",
+]

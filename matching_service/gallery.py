@@ -362,3 +362,22 @@ class Gallery:
     def tokens(self, flight: str) -> dict[str, str]:
         """traveller_id -> token for ``flight`` (tests, bench)."""
         return {traveller: token for token, traveller in self._templates(flight)[0]}
+
+
+__all__ = [
+    "CALIBRATED_THRESHOLD",
+    "CATEGORIES",
+    "DEFAULT_THRESHOLD",
+    "DLIB_THRESHOLD",
+    "HOUR_MS",
+    "LONG_RETENTION_MS",
+    "SHORT_RETENTION",
+    "SHORT_RETENTION_MS",
+    "Deletion",
+    "Gallery",
+    "ManifestEntry",
+    "Match",
+    "flight_key",
+    "read_manifest",
+    "retention_deadline",
+]

@@ -35,3 +35,6 @@ def passenger_from_bcbp(text: str) -> Passenger:
     if not name or not pnr:
         raise BoardingPassError("passenger name or PNR", 0, "missing")
     return Passenger(name, pnr)
+
+
+__all__ = ["MAX_LENGTH", "Passenger", "normalise_name", "passenger_from_bcbp"]

@@ -104,4 +104,4 @@ def same_device(peer: Peer, claimed: str, capture_id: str = "") -> None:
         )
 
 
-__all__ = ["Peer", "PeerAuthenticator", "same_device"]
+__all__ = ["CERTIFICATE_CACHE", "Peer", "PeerAuthenticator", "same_device"]

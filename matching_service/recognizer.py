@@ -60,3 +60,6 @@ class FaceEncoder:
         finally:
             rgb.fill(0)  # the service keeps no pixels of a live capture
         return descriptor
+
+
+__all__ = ["MAX_SIDE", "FaceEncoder"]

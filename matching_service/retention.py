@@ -65,3 +65,6 @@ class RetentionScheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+__all__ = ["RetentionScheduler"]

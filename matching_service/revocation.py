@@ -96,3 +96,6 @@ class RevocationList:
             if device_id in self._devices:
                 return "device"
         return None
+
+
+__all__ = ["RevocationList", "parse_revocations"]

@@ -386,4 +386,4 @@ class MatchingService(pb_grpc.MatchingServicer):
         return pb.PurgeAck(recorded=True)
 
 
-__all__ = ["CHUNK_LIMIT", "MAX_CHUNKS", "MAX_SEALED_BYTES", "MatchingService"]
+__all__ = ["CHUNK_LIMIT", "MAX_CHUNKS", "MAX_SEALED_BYTES", "RECENT_RECEIPTS", "MatchingService"]

@@ -247,3 +247,6 @@ def main(dataset: Path | None, as_json: bool) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(None, "--json" in sys.argv))
+
+
+__all__ = ["CANVAS", "FLIGHT", "Traveller", "main", "run_demo"]

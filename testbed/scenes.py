@@ -75,3 +75,15 @@ def traveller_scene(path: Path, photo_path: Path, frames: int = 24) -> None:
 
 def empty_scene(path: Path, frames: int = 20) -> None:
     write_video(path, empty_lane(frames))
+
+
+__all__ = [
+    "FPS",
+    "FRAME_SIZE",
+    "TARGET_FACE_PX",
+    "empty_lane",
+    "empty_scene",
+    "face_width",
+    "traveller_scene",
+    "write_video",
+]

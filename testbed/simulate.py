@@ -437,3 +437,21 @@ def simulate_main(
 
 if __name__ == "__main__":
     sys.exit(simulate_main(int(sys.argv[1]) if len(sys.argv) > 1 else 8, None, True, None, 0))
+
+
+__all__ = [
+    "AGENT_BADGE",
+    "CANVAS",
+    "DEFAULT_MIX",
+    "FLIGHT",
+    "FPS",
+    "KINDS",
+    "TRAVELLER_TIMEOUT_S",
+    "WALK_S",
+    "TwoFacesSource",
+    "people_from_dataset",
+    "people_from_demo_assets",
+    "plan",
+    "run_simulation",
+    "simulate_main",
+]

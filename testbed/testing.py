@@ -198,3 +198,15 @@ def bcbp(person: Person, sequence: int, flight: Flight = FLIGHT, seat: str = "01
 def damaged(text: str) -> str:
     """The same pass with its Julian date smudged: unreadable."""
     return text[:44] + "X?Z" + text[47:]
+
+
+__all__ = [
+    "FLIGHT",
+    "FakeClock",
+    "FakeLink",
+    "FakeMatcher",
+    "Person",
+    "bcbp",
+    "damaged",
+    "make_bcbp",
+]

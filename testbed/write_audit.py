@@ -170,3 +170,6 @@ class WriteAudit:
             if path.is_file() and contains_image_data(path.read_bytes()):
                 found.append(name)
         return found
+
+
+__all__ = ["WriteAudit", "contains_image_data"]

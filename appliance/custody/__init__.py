@@ -4,3 +4,9 @@
 seal, in memory), ``ledger`` (the signed, hash-chained purge ledger) and ``audit`` (what
 ``gatectl audit`` shows an auditor).
 """
+
+__all__: list[str] = []
+
+__all__: list[str] = []
+
+__all__: list[str] = []

@@ -137,3 +137,14 @@ def audit_export(
         )
         return EXIT_BROKEN
     return EXIT_OK
+
+
+__all__ = [
+    "EXIT_BROKEN",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "audit_export",
+    "audit_verify",
+    "default_key_path",
+    "default_public_key_path",
+]

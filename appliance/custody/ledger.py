@@ -405,3 +405,19 @@ def _check_head(
         )
     else:
         report.problems.append(f"ledger holds {count} records but its head says {head_count}")
+
+
+__all__ = [
+    "DEFAULT_SEGMENT_BYTES",
+    "GENESIS",
+    "TORN_EVENT",
+    "LedgerLine",
+    "PurgeLedger",
+    "VerifyReport",
+    "check_ledger",
+    "ledger_public_key_path",
+    "list_segments",
+    "load_or_create_ledger_key",
+    "read_lines",
+    "segment_path",
+]

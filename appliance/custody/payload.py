@@ -49,3 +49,6 @@ def seal_capture(
     )
     transaction.note_sealed(sealed)
     return sealed
+
+
+__all__ = ["CROP_MARGIN", "JPEG_QUALITY", "crop_face", "seal_capture"]

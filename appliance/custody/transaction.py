@@ -172,3 +172,6 @@ class CaptureTransaction:
             self.purge("error", f"exception: {exc_type.__name__}")
         else:
             self.purge("completed", "transaction closed")
+
+
+__all__ = ["Buffer", "CaptureTransaction", "PurgeRecord", "zeroize"]

@@ -3,3 +3,9 @@ agent actions), boarding-pass checks, the outcome of a traveller and the boardin
 
 This room is pure logic: importing it pulls in neither OpenCV nor gRPC.
 """
+
+__all__: list[str] = []
+
+__all__: list[str] = []
+
+__all__: list[str] = []

@@ -458,6 +458,8 @@ class GateController:
 
 __all__ = [
     "DEFAULT_PASSAGE_WINDOW_S",
+    "PASSAGE_STATES",
+    "TRANSACTION_STATES",
     "TRANSITIONS",
     "Event",
     "GateController",

@@ -118,3 +118,6 @@ def check_against_flight(
         leg,
         index,
     )
+
+
+__all__ = ["PassCheck", "PassOutcome", "check_against_flight"]

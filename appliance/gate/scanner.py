@@ -2,13 +2,13 @@
 
 :class:`ScanParser` turns one scanned line into a :class:`~appliance.boarding_pass.BoardingPass`,
 an :class:`AgentAction` (an agent badge: configured prefix, agent id, optional command) or a
-:class:`ScanError`; it never raises for bad input. The readers feed it:
+:class:`ScanRefused`; it never raises for bad input. The readers feed it:
 
 * :class:`SerialScanner`: a serial (USB-CDC / RS-232) scanner via pyserial, scans split on a
   configurable terminator, a background thread calling back once per scan;
 * :class:`StreamScanner`: a keyboard-wedge scanner or stdin, one scan per line.
 
-A ScanError keeps the reason and the failing field/position, never the scanned text (a
+A ScanRefused keeps the reason and the failing field/position, never the scanned text (a
 boarding pass carries the traveller's name and booking reference).
 """
 
@@ -52,14 +52,16 @@ class AgentAction:
 
 
 @dataclass(frozen=True)
-class ScanError:
+class ScanRefused:
+    """Why a scan was not taken: the reason and the failing field, never the scanned text."""
+
     reason: str
     field: str | None = None
     position: int | None = None
     length: int = 0  # characters scanned (the text itself is not kept)
 
 
-ScanResult = BoardingPass | AgentAction | ScanError
+ScanResult = BoardingPass | AgentAction | ScanRefused
 
 
 class ScanParser:
@@ -93,50 +95,50 @@ class ScanParser:
             return self._parse(scan)
         except Exception:  # never let a scan take the gate down
             log.exception("scanner: unexpected error while parsing a scan")
-            return ScanError("internal error while reading the scan")
+            return ScanRefused("internal error while reading the scan")
 
     def _parse(self, scan: str | bytes) -> ScanResult:
         if isinstance(scan, bytes | bytearray):
             try:
                 text = bytes(scan).decode("ascii")
             except UnicodeDecodeError as exc:
-                return ScanError("scan is not ASCII", position=exc.start, length=len(scan))
+                return ScanRefused("scan is not ASCII", position=exc.start, length=len(scan))
         else:
             text = scan
         text = text.strip("\r\n")
         if _AIM_ID_RE.match(text):
             text = text[3:]
         if not text.strip():
-            return ScanError("empty scan")
+            return ScanRefused("empty scan")
         if len(text) > MAX_SCAN_CHARS:
-            return ScanError(f"scan longer than {MAX_SCAN_CHARS} characters", length=len(text))
+            return ScanRefused(f"scan longer than {MAX_SCAN_CHARS} characters", length=len(text))
         if text.startswith(self.agent_prefix):
             return self._agent(text)
         try:
             return parse_bcbp(text, reference_date=self._reference_date())
         except BoardingPassError as exc:
-            return ScanError(
+            return ScanRefused(
                 f"not a valid boarding pass: {exc.message}",
                 field=exc.field,
                 position=exc.position,
                 length=len(text),
             )
 
-    def _agent(self, text: str) -> AgentAction | ScanError:
+    def _agent(self, text: str) -> AgentAction | ScanRefused:
         body = text[len(self.agent_prefix) :].strip()
         parts = re.split(r"[:\s]+", body, maxsplit=1) if body else []
         if not parts or not _AGENT_ID_RE.fullmatch(parts[0]):
-            return ScanError("agent badge without a valid agent id", field="agent_id")
+            return ScanRefused("agent badge without a valid agent id", field="agent_id")
         if self.agent_ids is not None and parts[0] not in self.agent_ids:
             log.warning("scanner: badge of an agent not listed for this gate refused")
-            return ScanError("agent badge not listed for this gate", field="agent_id")
+            return ScanRefused("agent badge not listed for this gate", field="agent_id")
         if len(parts) == 1:
             return AgentAction(parts[0])
         try:
             return AgentAction(parts[0], AgentCommand(parts[1].strip().upper()))
         except ValueError:
             known = ", ".join(c.value for c in AgentCommand)
-            return ScanError(f"unknown agent command (known: {known})", field="agent_command")
+            return ScanRefused(f"unknown agent command (known: {known})", field="agent_command")
 
 
 def _split_lines(buffer: bytearray, terminator: bytes) -> list[bytes]:
@@ -155,7 +157,7 @@ class SerialScanner:
     ``terminator`` and calls ``on_scan`` with each parsed result (in the thread).
 
     Blank scans (e.g. the '\\n' of a CR LF pair) are skipped; a scan longer than
-    :data:`MAX_SCAN_CHARS` without a terminator is dropped as a ScanError. An error of the
+    :data:`MAX_SCAN_CHARS` without a terminator is dropped as a ScanRefused. An error of the
     port ends the thread (``error`` says why); reconnecting is left to the owner.
     """
 
@@ -227,7 +229,7 @@ class SerialScanner:
                         self._deliver(self.parser.parse(line))
                 if len(buffer) > MAX_SCAN_CHARS:
                     self._deliver(
-                        ScanError(
+                        ScanRefused(
                             f"no terminator within {MAX_SCAN_CHARS} characters",
                             length=len(buffer),
                         )
@@ -260,3 +262,16 @@ class StreamScanner:
             on_scan(result)
             count += 1
         return count
+
+
+__all__ = [
+    "DEFAULT_AGENT_PREFIX",
+    "MAX_SCAN_CHARS",
+    "AgentAction",
+    "AgentCommand",
+    "ScanParser",
+    "ScanRefused",
+    "ScanResult",
+    "SerialScanner",
+    "StreamScanner",
+]

@@ -34,7 +34,7 @@ from appliance.gate.flight import Flight
 from appliance.gate.machine import Event, GateController, State, Transition
 from appliance.gate.outcome import Outcome, TravellerOutcome
 from appliance.gate.passes import PassCheck, check_against_flight
-from appliance.gate.scanner import AgentAction, AgentCommand, ScanError, ScanParser
+from appliance.gate.scanner import AgentAction, AgentCommand, ScanParser, ScanRefused
 from gate_contract.bcbp import BoardingPass
 
 if TYPE_CHECKING:
@@ -156,10 +156,10 @@ class GateWorkflow:
 
     # --- scans --------------------------------------------------------------------------
 
-    def scan(self, text: str | bytes) -> PassCheck | AgentAction | ScanError:
+    def scan(self, text: str | bytes) -> PassCheck | AgentAction | ScanRefused:
         """One scanned line: a boarding pass (checked), an agent badge, or an error."""
         result = self.scanner.parse(text)
-        if isinstance(result, ScanError):
+        if isinstance(result, ScanRefused):
             log.warning("scan refused: %s (field %s)", result.reason, result.field)
             with self._lock:
                 if self._current is not None or self.gate.phase is State.READY:
@@ -331,4 +331,4 @@ class GateWorkflow:
         self._idle.notify_all()
 
 
-__all__ = ["GateWorkflow", "Mode"]
+__all__ = ["GateWorkflow", "Mode", "TravellerRun"]

@@ -5,3 +5,9 @@
 while the service is down) and ``enrollment`` (a unit gets its certificate). gRPC and
 the wire format stay inside this room.
 """
+
+__all__: list[str] = []
+
+__all__: list[str] = []
+
+__all__: list[str] = []

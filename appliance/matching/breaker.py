@@ -88,3 +88,6 @@ class CircuitBreaker:
         self._state = self.OPEN
         self._opened_at = self._clock()
         self._failures = 0
+
+
+__all__ = ["CircuitBreaker"]

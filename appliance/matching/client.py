@@ -341,5 +341,13 @@ def _health_stub(channel: grpc.Channel):
 
 
 __all__ = [
+    "CANCEL_POLL_S",
+    "CHANNEL_OPTIONS",
+    "CHUNK_BYTES",
+    "FAILURES",
+    "RETRYABLE",
+    "TRANSPORT_FAILURES",
     "MatchingClient",
+    "status_code",
+    "unavailable",
 ]

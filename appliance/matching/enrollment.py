@@ -97,3 +97,6 @@ def _check_enrollment(response: pb.EnrollResponse, bootstrap_ca_pem: bytes, devi
         or signing_key_id(signing) != response.signing_key_id
     ):
         raise EnrollmentFailed("verdict-signing key does not match its key id")
+
+
+__all__ = ["enroll"]

@@ -240,3 +240,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+__all__ = ["PLUGIN_GROUP", "build_parser", "main"]

@@ -38,8 +38,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from appliance.errors import ConfigError, ProvisionError
+from appliance.gate.workflow import Mode
 from appliance.service.config import (
-    CAPTURE_MODES,
     load_config,
     parse_camera_source,
     parse_config,
@@ -63,7 +63,7 @@ class Answers:
     date: str = ""
     camera: str = "picamera2"
     serial_port: str = "/dev/ttyACM0"
-    mode: str = CAPTURE_MODES[0]
+    mode: str = Mode.BIOMETRIC_FIRST
     matcher: str = ""
     enroll: str = ""
     ca_file: str = ""
@@ -82,7 +82,7 @@ QUESTIONS: dict[str, tuple[str, str]] = {
     "date": ("Flight date (YYYY-MM-DD)", "--date"),
     "camera": ("Camera source (picamera2 | opencv:<index|path|url> | replay:<path>)", "--camera"),
     "serial_port": ("Serial port of the gate MCU", "--serial-port"),
-    "mode": (f"Capture mode ({' | '.join(CAPTURE_MODES)})", "--mode"),
+    "mode": (f"Capture mode ({' | '.join(Mode)})", "--mode"),
     "matcher": ("Matching service (host:port, mutual TLS)", "--matcher"),
     "enroll": ("Enrollment service (host:port, server TLS)", "--enroll"),
     "ca_file": ("CA certificate file from the provisioning kit", "--ca-file"),
@@ -149,8 +149,8 @@ def check_answers(a: Answers) -> None:
         raise ProvisionError(f"--camera (camera): {exc}") from None
     if not a.serial_port.strip() or "\x00" in a.serial_port:
         raise bad("serial_port", "a serial device path, e.g. /dev/ttyACM0")
-    if a.mode not in CAPTURE_MODES:
-        raise bad("mode", f"one of {', '.join(CAPTURE_MODES)}")
+    if a.mode not in tuple(Mode):
+        raise bad("mode", f"one of {', '.join(Mode)}")
     for name in ("matcher", "enroll"):
         if not _host_port(getattr(a, name)):
             raise bad(name, "host:port with a port in 1..65535")
@@ -484,11 +484,15 @@ def confirm(prompt: Callable[[str], str] = input) -> bool:
 
 
 __all__ = [
+    "DEFAULT_CONFIG",
+    "QUESTIONS",
+    "RELAY_KEY_BYTES",
+    "RENEW_BEFORE_DAYS",
     "Answers",
-    "ProvisionError",
     "ask",
     "check_answers",
     "confirm",
+    "enrollment_state",
     "load_answers",
     "provision",
     "render_config",

@@ -495,4 +495,27 @@ def main(
     return 0 if report.ok else 1
 
 
-__all__ = ["Check", "Report", "format_report", "main", "measure_clock_skew", "run_selftest"]
+__all__ = [
+    "CAMERA_FRAMES",
+    "CAMERA_TIMEOUT_S",
+    "CERT_WARN_DAYS",
+    "DEFAULT_MIN_FREE_MB",
+    "SKEW_FAIL_MS",
+    "SKEW_WARN_MS",
+    "Check",
+    "Report",
+    "check_camera",
+    "check_certificate",
+    "check_clock",
+    "check_detector",
+    "check_disk",
+    "check_key_permissions",
+    "check_ledger",
+    "check_matcher",
+    "check_models",
+    "check_serial",
+    "format_report",
+    "main",
+    "measure_clock_skew",
+    "run_selftest",
+]

@@ -3,3 +3,9 @@
 ``traveller.TravellerPipeline`` is the only place that knows all stages; ``lane`` holds
 the unattended gate's "is the lane clear?" rule.
 """
+
+__all__: list[str] = []
+
+__all__: list[str] = []
+
+__all__: list[str] = []

@@ -333,3 +333,6 @@ class _Watched:
 
     def close(self) -> None:
         self._source.close()
+
+
+__all__ = ["TravellerPipeline"]

@@ -22,7 +22,10 @@ from typing import Any
 
 from appliance.errors import ConfigError
 from appliance.gate.flight import Flight
+from appliance.gate.scanner import DEFAULT_AGENT_PREFIX
+from appliance.gate.workflow import Mode
 from appliance.vision.camera import CameraSpec
+from appliance.vision.models import MODELS, Runtime
 from appliance.vision.quality import QualityThresholds
 from gate_contract.paths import data_dir
 
@@ -33,11 +36,10 @@ FRAME_HEIGHT_RANGE = (120, 4320)
 DEADLINE_S_RANGE = (0.1, 120.0)
 REPEAT_RANGE = (1, 10_000)
 STALL_S_RANGE = (1.0, 600.0)
-CAPTURE_MODES = ("biometric_first", "pass_then_face")  # appliance.workflow.Mode values
 SCANNER_STDIN = "stdin"  # [scanner] port: a keyboard-wedge scanner typing into stdin
 SCANNER_TERMINATORS = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n"}
 SCANNER_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
-DEFAULT_AGENT_PREFIX = "AGT:"  # appliance.scanner.DEFAULT_AGENT_PREFIX
+DEFAULT_STALL_S = 10.0  # watchdog fed only while a frame came this recently
 MAX_AGENT_PREFIX_CHARS = 16
 
 
@@ -60,7 +62,7 @@ class SerialConfig:
 class VisionConfig:
     """Which detector runs and on what part of the frame (see appliance.detector)."""
 
-    runtime: str = "onnxruntime"
+    runtime: str = Runtime.ONNXRUNTIME
     model: str = "full"
     zone_width: float | None = 1.0  # in frame heights; None = the whole frame
     min_score: float = 0.65
@@ -75,7 +77,7 @@ class ServiceConfig:
     # directory, beside the purge ledger.
     status_path: Path
     # The watchdog is fed only while the capture pipeline delivered a frame this recently.
-    stall_s: float = 10.0
+    stall_s: float = DEFAULT_STALL_S
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class GateConfig:
     quality: QualityThresholds
     ledger_path: Path
     vision: VisionConfig = field(default_factory=VisionConfig)
-    capture_mode: str = "biometric_first"
+    capture_mode: str = Mode.BIOMETRIC_FIRST
     service: ServiceConfig | None = None
     scanner: ScannerConfig | None = None
     boarding_log_file: Path | None = None  # None: beside the purge ledger
@@ -132,7 +134,7 @@ class GateConfig:
 
     @property
     def stall_s(self) -> float:
-        return self.service.stall_s if self.service else 10.0
+        return self.service.stall_s if self.service else DEFAULT_STALL_S
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -353,7 +355,7 @@ def check_service_config(config: GateConfig) -> None:
     ``[scanner]``. (Checked here rather than in :func:`load_config`, which also reads
     files that ``gatectl provision`` writes before a scanner is configured.)
     """
-    if config.capture_mode == "pass_then_face" and config.scanner is None:
+    if config.capture_mode == Mode.PASS_THEN_FACE and config.scanner is None:
         raise ConfigError(
             "pass_then_face needs [scanner]: capture.mode = 'pass_then_face' starts each"
             " traveller with a scanned boarding pass; set [scanner] port to the scanner's"
@@ -429,11 +431,11 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         _check_range(f"quality.{name}", getattr(limits, name), (0.0, 1.0))
 
     vision = _section(document, "vision", required=False)
-    runtime = vision.string("runtime", "onnxruntime")
+    runtime = vision.string("runtime", Runtime.ONNXRUNTIME)
     model = vision.string("model", "full")
     for name, value, allowed in (
-        ("runtime", runtime, ("onnxruntime", "mediapipe")),
-        ("model", model, ("full", "short")),
+        ("runtime", runtime, tuple(r.value for r in Runtime)),
+        ("model", model, tuple(MODELS)),
     ):
         if value not in allowed:
             raise ConfigError(f"vision.{name} = {value!r} must be one of {list(allowed)}")
@@ -452,9 +454,9 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     ledger.finish()
 
     capture = _section(document, "capture", required=False)
-    mode = capture.string("mode", CAPTURE_MODES[0])
-    if mode not in CAPTURE_MODES:
-        raise ConfigError(f"capture.mode = {mode!r} must be one of {list(CAPTURE_MODES)}")
+    mode = capture.string("mode", Mode.BIOMETRIC_FIRST)
+    if mode not in tuple(Mode):
+        raise ConfigError(f"capture.mode = {mode!r} must be one of {[m.value for m in Mode]}")
     capture.finish()
 
     scanner_config = _scanner(document, port_name)
@@ -468,7 +470,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     service = _section(document, "service", required=False)
     service_config = ServiceConfig(
         service.path("status_path", base, ledger_path.parent / "status.json"),
-        service.number("stall_s", 10.0, STALL_S_RANGE),
+        service.number("stall_s", DEFAULT_STALL_S, STALL_S_RANGE),
     )
     service.finish()
 
@@ -531,3 +533,33 @@ def apply_env_overrides(document: dict[str, Any], environ: Mapping[str, str]) ->
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: [{section}] is not a table in the file")
         table[key] = value
+
+
+__all__ = [
+    "DEADLINE_S_RANGE",
+    "DEFAULT_STALL_S",
+    "ENV_PREFIX",
+    "FRAME_HEIGHT_RANGE",
+    "FRAME_WIDTH_RANGE",
+    "MAX_AGENT_PREFIX_CHARS",
+    "MIN_RELAY_KEY_BYTES",
+    "PULSE_MS_RANGE",
+    "REPEAT_RANGE",
+    "SCANNER_BAUDRATES",
+    "SCANNER_STDIN",
+    "SCANNER_TERMINATORS",
+    "SECTIONS",
+    "STALL_S_RANGE",
+    "GateConfig",
+    "MatcherConfig",
+    "ScannerConfig",
+    "SerialConfig",
+    "ServiceConfig",
+    "VisionConfig",
+    "apply_env_overrides",
+    "check_service_config",
+    "load_config",
+    "parse_camera_source",
+    "parse_config",
+    "read_relay_key",
+]

@@ -73,3 +73,6 @@ def is_dumpable() -> bool | None:
 
 
 # --- logs ---------------------------------------------------------------------------------
+
+
+__all__ = ["PR_SET_DUMPABLE", "HardeningReport", "harden_process", "is_dumpable"]

@@ -140,6 +140,8 @@ def setup_logging(
 
 __all__ = [
     "FIELDS",
+    "JOURNAL_SOCKET",
+    "SYSLOG_IDENTIFIER",
     "GateFieldsFilter",
     "StderrFieldsFormatter",
     "capture_context",

@@ -90,3 +90,6 @@ def install_log_filters(logger: logging.Logger | None = None) -> ImageDataFilter
         if not any(isinstance(f, ImageDataFilter) for f in handler.filters):
             handler.addFilter(image_filter)
     return image_filter
+
+
+__all__ = ["MAX_MESSAGE_CHARS", "ImageDataFilter", "install_log_filters", "looks_like_image_text"]

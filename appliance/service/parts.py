@@ -166,4 +166,4 @@ def shut_down(closers: list[Closeable | GateController]) -> None:
             log.warning("shutdown: %s: %s", type(part).__name__, exc)
 
 
-__all__ = ["ServiceParts", "build_parts", "shut_down", "start_scanner"]
+__all__ = ["Closeable", "ServiceParts", "build_parts", "shut_down", "start_scanner"]

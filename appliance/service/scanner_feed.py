@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from appliance.gate.scanner import ScanError, SerialScanner, StreamScanner
+from appliance.gate.scanner import ScanRefused, SerialScanner, StreamScanner
 from appliance.service.config import ScannerConfig
 
 log = logging.getLogger("gate.service")
@@ -82,11 +82,11 @@ class ScannerFeed:
         if not self._closed:
             log.warning("scanner: stdin ended; no more scans (boarding passes, agent badges)")
 
-    def _deliver(self, line: str | bytes | ScanError) -> None:
+    def _deliver(self, line: str | bytes | ScanRefused) -> None:
         with self._lock:
             if self._closed:
                 return
-            if isinstance(line, ScanError):  # e.g. no terminator in time
+            if isinstance(line, ScanRefused):  # e.g. no terminator in time
                 log.warning("scan refused: %s", line.reason)
                 return
             try:

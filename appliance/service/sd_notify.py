@@ -69,3 +69,6 @@ def watchdog_interval() -> float | None:
     if value <= 0:
         return None
     return value / 2 / 1_000_000
+
+
+__all__ = ["notify", "watchdog_interval"]

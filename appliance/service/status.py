@@ -143,4 +143,14 @@ def show_status(path: Path, as_json: bool = False, out: Callable[[str], object] 
     return 0
 
 
-__all__ = ["ErrorTail", "StatusWriter", "format_status", "read_status", "show_status"]
+__all__ = [
+    "MAX_ERRORS",
+    "MAX_ERROR_CHARS",
+    "STALE_AFTER_S",
+    "ErrorTail",
+    "StatusWriter",
+    "format_status",
+    "read_status",
+    "show_status",
+    "write_status",
+]

@@ -4,3 +4,9 @@
 runtime); ``quality`` scores a face against the thresholds; ``selection`` picks the frame
 to send within a capture window; ``models`` pins and verifies the model files.
 """
+
+__all__: list[str] = []
+
+__all__: list[str] = []
+
+__all__: list[str] = []

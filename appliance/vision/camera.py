@@ -449,3 +449,21 @@ class CameraSpec:
     @property
     def size(self) -> tuple[int, int]:
         return (self.width, self.height)
+
+
+__all__ = [
+    "CAMERA_FAILURES",
+    "IMAGE_SUFFIXES",
+    "STREAM_TIMEOUT_MS",
+    "CameraSpec",
+    "CameraState",
+    "FrameSource",
+    "OpenCVSource",
+    "Picamera2Source",
+    "ReconnectingSource",
+    "ReplaySource",
+    "live_camera",
+    "parse_camera_spec",
+    "place_in_canvas",
+    "redact",
+]

@@ -196,3 +196,6 @@ def open_source(spec: CameraSpec) -> FrameSource:
     if spec.kind == "replay":
         return ReplaySource(Path(spec.target), canvas=spec.size, repeat=spec.repeat)
     return FramePump(live_camera(spec.kind, spec.target, spec.size))
+
+
+__all__ = ["FramePump", "open_source"]

@@ -8,6 +8,7 @@ source hash in ``manifest.json``; the detector refuses any file that does not ma
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from dataclasses import dataclass
@@ -56,17 +57,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-RUNTIMES = ("onnxruntime", "mediapipe")
+class Runtime(enum.StrEnum):
+    """What runs the detection model (``[vision] runtime``)."""
+
+    ONNXRUNTIME = "onnxruntime"
+    MEDIAPIPE = "mediapipe"
 
 
-def model_path(variant: str, runtime: str = "onnxruntime", directory: Path | None = None) -> Path:
+RUNTIMES = tuple(Runtime)
+
+
+def model_path(
+    variant: str, runtime: str = Runtime.ONNXRUNTIME, directory: Path | None = None
+) -> Path:
     """Where set-up puts the prepared model of ``variant`` for ``runtime``."""
-    suffix = ".onnx" if runtime == "onnxruntime" else "_tasks.tflite"
+    suffix = ".onnx" if runtime == Runtime.ONNXRUNTIME else "_tasks.tflite"
     return (directory or models_dir()) / f"blazeface_{variant}{suffix}"
 
 
 def onnx_path(variant: str, directory: Path | None = None) -> Path:
-    return model_path(variant, "onnxruntime", directory)
+    return model_path(variant, Runtime.ONNXRUNTIME, directory)
 
 
 def write_manifest(directory: Path) -> None:
@@ -88,7 +98,7 @@ def write_manifest(directory: Path) -> None:
 
 
 def verified_model(
-    variant: str, directory: Path | None = None, runtime: str = "onnxruntime"
+    variant: str, directory: Path | None = None, runtime: str = Runtime.ONNXRUNTIME
 ) -> tuple[Path, ModelPin]:
     """Return the prepared model file after checking it against the manifest."""
     if variant not in MODELS:
@@ -118,3 +128,19 @@ def verified_model(
             f"model {path} is corrupt or was replaced: SHA-256 {actual}, expected {expected}"
         )
     return path, pin
+
+
+__all__ = [
+    "MANIFEST",
+    "MODELS",
+    "NPM_PACKAGE",
+    "NPM_TARBALL_SHA256",
+    "RUNTIMES",
+    "ModelPin",
+    "Runtime",
+    "model_path",
+    "onnx_path",
+    "sha256_file",
+    "verified_model",
+    "write_manifest",
+]

@@ -243,3 +243,6 @@ def assess(
     }
     report.hard_failures.extend(name for name, ok in hard.items() if not ok)
     return report
+
+
+__all__ = ["FEEDBACK", "QualityReport", "QualityThresholds", "assess", "face_region", "head_pose"]

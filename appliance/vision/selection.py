@@ -102,3 +102,6 @@ def select_frame(
         seen,
         feedback,
     )
+
+
+__all__ = ["NoSelection", "NoSelectionReason", "Selection", "select_frame"]

@@ -350,3 +350,6 @@ def main() -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+__all__ = ["DEV_KEY", "SimHal", "Simulator", "main"]

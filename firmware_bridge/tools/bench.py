@@ -356,4 +356,4 @@ def bench_serial(rounds: int = 200, fuzz_frames: int = 5000, seed: int = 0) -> d
     }
 
 
-__all__ = ["FuzzHarness", "bench_serial"]
+__all__ = ["BAUDRATE", "FuzzHarness", "bench_serial"]

@@ -137,4 +137,4 @@ def _relay_pulse(link: GateLink, report: Callable[..., bool]) -> None:
         report(False, "relay pulse", "relay did not close by itself; sent RELAY_CLOSE")
 
 
-__all__ = ["run_serial_test"]
+__all__ = ["CHIRP_MS", "TEST_PULSE_MS", "run_serial_test"]

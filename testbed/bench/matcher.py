@@ -196,3 +196,6 @@ def bench_matcher(
         "errors": len(errors),
         "cpus": os.cpu_count(),
     }
+
+
+__all__ = ["BENCH_FLIGHT", "bench_matcher"]

@@ -86,3 +86,6 @@ def bench_purge(transactions: int = 1000) -> dict:
         "image_files_written": len(audit.image_files()),
         "files_written": len(audit.written),
     }
+
+
+__all__ = ["bench_purge"]

@@ -125,3 +125,13 @@ def bench_vision(
             "speedup": round(statistics.median(peer_ms) / statistics.median(ours_ms), 1),
         }
     return result
+
+
+__all__ = [
+    "FACE_WIDTH_PX",
+    "FRAME",
+    "NONFACE_FOLDER",
+    "bench_vision",
+    "dataset_frames",
+    "packaged_frames",
+]

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from appliance.errors import ModelError
 from appliance.vision.detectors.base import DEFAULT_MIN_SCORE, DEFAULT_ZONE_WIDTH, Detector, Face
+from appliance.vision.models import Runtime
 
 
 def create_detector(
-    runtime: str = "onnxruntime",
+    runtime: str = Runtime.ONNXRUNTIME,
     variant: str = "full",
     *,
     zone_width: float | None = DEFAULT_ZONE_WIDTH,
@@ -23,19 +24,29 @@ def create_detector(
     models_dir: Path | None = None,
 ) -> Detector:
     """The detector the gate runs, by runtime name; raises ``ModelError`` if unusable."""
-    if runtime == "onnxruntime":
+    if runtime == Runtime.ONNXRUNTIME:
         from appliance.vision.detectors.onnx_runtime import FaceDetector
 
         return FaceDetector(
             variant, models_dir=models_dir, min_score=min_score, zone_width=zone_width
         )
-    if runtime == "mediapipe":
+    if runtime == Runtime.MEDIAPIPE:
         from appliance.vision.detectors.mediapipe_tasks import MediapipeFaceDetector
 
         return MediapipeFaceDetector(
             variant, models_dir=models_dir, min_score=min_score, zone_width=zone_width
         )
-    raise ModelError(f"unknown detector runtime {runtime!r}; choose onnxruntime or mediapipe")
+    known = " or ".join(r.value for r in Runtime)
+    raise ModelError(f"unknown detector runtime {runtime!r}; choose {known}")
 
 
-__all__ = ["DEFAULT_MIN_SCORE", "DEFAULT_ZONE_WIDTH", "Detector", "Face", "create_detector"]
+__all__ = [
+    "DEFAULT_MIN_SCORE",
+    "DEFAULT_ZONE_WIDTH",
+    "Detector",
+    "Face",
+    "ModelError",
+    "Path",
+    "Runtime",
+    "create_detector",
+]

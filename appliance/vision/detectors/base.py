@@ -79,3 +79,13 @@ def shift_faces(faces: list[Face], dx: float) -> list[Face]:
         )
         for f in faces
     ]
+
+
+__all__ = [
+    "DEFAULT_MIN_SCORE",
+    "DEFAULT_ZONE_WIDTH",
+    "Detector",
+    "Face",
+    "shift_faces",
+    "zone_view",
+]

@@ -91,3 +91,6 @@ class MediapipeFaceDetector:
     def close(self) -> None:
         with contextlib.suppress(RuntimeError, ValueError):
             self._detector.close()
+
+
+__all__ = ["MediapipeFaceDetector"]

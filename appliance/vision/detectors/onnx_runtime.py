@@ -157,3 +157,6 @@ class FaceDetector:
             rest[0] = False  # a degenerate (zero-area) seed must still leave the queue
             order = order[rest]
         return faces
+
+
+__all__ = ["FaceDetector"]

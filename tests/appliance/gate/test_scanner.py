@@ -16,8 +16,8 @@ from appliance.gate.scanner import (
     MAX_SCAN_CHARS,
     AgentAction,
     AgentCommand,
-    ScanError,
     ScanParser,
+    ScanRefused,
     ScanResult,
     SerialScanner,
     StreamScanner,
@@ -82,13 +82,13 @@ def test_agent_actions(parser: ScanParser, scan: str | bytes, expected: AgentAct
 )
 def test_bad_agent_badges(parser: ScanParser, scan: str, field: str) -> None:
     result = parser.parse(scan)
-    assert isinstance(result, ScanError) and result.field == field
+    assert isinstance(result, ScanRefused) and result.field == field
 
 
 def test_custom_agent_prefix() -> None:
     p = ScanParser(agent_prefix="#BADGE#", reference_date=REF)
     assert p.parse("#BADGE#99 RELEASE") == AgentAction("99", AgentCommand.RELEASE)
-    assert isinstance(p.parse("AGT:99"), ScanError)  # not a badge any more: a bad pass
+    assert isinstance(p.parse("AGT:99"), ScanRefused)  # not a badge any more: a bad pass
     with pytest.raises(ValueError):
         ScanParser(agent_prefix="MAGENT")  # would shadow every boarding pass
     with pytest.raises(ValueError):
@@ -98,7 +98,7 @@ def test_custom_agent_prefix() -> None:
 def test_invalid_pass_is_a_scan_error_without_the_scanned_text(parser: ScanParser) -> None:
     bad = PASS[:44] + "367" + PASS[47:]
     result = parser.parse(bad)
-    assert isinstance(result, ScanError)
+    assert isinstance(result, ScanRefused)
     assert (result.field, result.position, result.length) == ("legs[0].julian_day", 44, 60)
     assert "DESMARAIS" not in repr(result) and "ABC123" not in repr(result)
 
@@ -117,7 +117,7 @@ def test_invalid_pass_is_a_scan_error_without_the_scanned_text(parser: ScanParse
 )
 def test_bad_scans_never_raise(parser: ScanParser, scan: str | bytes, words: str) -> None:
     result = parser.parse(scan)
-    assert isinstance(result, ScanError) and words in result.reason
+    assert isinstance(result, ScanRefused) and words in result.reason
 
 
 # ----------------------------------------------------------------- serial on a pty
@@ -185,7 +185,7 @@ def test_serial_crlf_and_bad_scans(pty: Pty, results: queue.Queue[ScanResult]) -
         pty.write(b"garbage\r\n\r\n" + PASS.encode() + b"\r\n")
         bad, good = get(results), get(results)
         time.sleep(0.2)
-    assert isinstance(bad, ScanError) and bad.field == "format_code"
+    assert isinstance(bad, ScanRefused) and bad.field == "format_code"
     assert isinstance(good, BoardingPass)
     assert results.empty()
 
@@ -217,7 +217,7 @@ def test_serial_overlong_scan_is_dropped(pty: Pty, results: queue.Queue[ScanResu
         result = get(results)
         pty.write(b"AGT:9\r")
         follow = get(results)
-    assert isinstance(result, ScanError) and "terminator" in result.reason
+    assert isinstance(result, ScanRefused) and "terminator" in result.reason
     assert result.length == MAX_SCAN_CHARS + 1
     assert follow == AgentAction("9")  # the dropped bytes do not prefix the next scan
     assert results.empty()
@@ -241,7 +241,7 @@ def test_stream_scanner_text() -> None:
     assert len(results) == 4
     assert isinstance(results[0], BoardingPass)
     assert results[1] == AgentAction("12", AgentCommand.OPTOUT)
-    assert isinstance(results[2], ScanError)
+    assert isinstance(results[2], ScanRefused)
     assert isinstance(results[3], BoardingPass) and results[3].legs[0].from_airport == "AMS"
 
 
@@ -251,7 +251,7 @@ def test_stream_scanner_bytes_and_run() -> None:
     count = StreamScanner(stream, parser=ScanParser(reference_date=REF)).run(seen.append)
     assert count == 3
     assert isinstance(seen[0], BoardingPass)
-    assert isinstance(seen[1], ScanError) and "ASCII" in seen[1].reason
+    assert isinstance(seen[1], ScanRefused) and "ASCII" in seen[1].reason
     assert seen[2] == AgentAction("5")
 
 
@@ -260,6 +260,6 @@ def test_only_listed_agents_may_act_when_a_list_is_configured():
     listed = parser.parse("AGT:A1234:RELEASE")
     assert isinstance(listed, AgentAction) and listed.command is AgentCommand.RELEASE
     stranger = parser.parse("AGT:Z9999:RELEASE")
-    assert isinstance(stranger, ScanError) and stranger.field == "agent_id"
+    assert isinstance(stranger, ScanRefused) and stranger.field == "agent_id"
     assert "Z9999" not in stranger.reason
     assert isinstance(ScanParser().parse("AGT:Z9999:RELEASE"), AgentAction)  # dev default
