@@ -15,7 +15,7 @@ Two modes:
 An unreadable scan changes nothing at the gate (the agent rescans); it is counted on the
 traveller's record. Agent badges release, cancel or record an opt-out.
 
-Each traveller gets one boarding-log line (``appliance.boarding_log``) when the gate is
+Each traveller gets one boarding-log line (``appliance.gate.boarding_log``) when the gate is
 back to ready (door passage, no passage, agent cancel...) or goes out of service.
 """
 

@@ -14,7 +14,7 @@ Checks, in order (a check whose prerequisite failed is SKIPped, not failed twice
   WARN under 30 days, FAIL when expired or not yet valid);
 - clock: skew against the matching service's clock (see :func:`measure_clock_skew`);
 - key permissions: device key, relay key and ledger key are owner-only (0600);
-- ledger: the purge ledger's hash chain and signatures verify (``appliance.audit``);
+- ledger: the purge ledger's hash chain and signatures verify (``appliance.custody.audit``);
 - disk: free space where the ledger lives is above ``--min-free-mb``.
 
 WARN does not fail the run; any FAIL makes the exit code 1. ``--json`` prints one JSON
@@ -37,7 +37,7 @@ from appliance.service.config import GateConfig, load_config
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 CERT_WARN_DAYS = 30
 SKEW_WARN_MS = 2_000
-SKEW_FAIL_MS = 10_000  # verdicts are refused beyond 30 s (appliance.contract); act well before
+SKEW_FAIL_MS = 10_000  # verdicts are refused beyond 30 s (gate_contract.verdicts); act well before
 DEFAULT_MIN_FREE_MB = 200
 CAMERA_FRAMES = 5
 CAMERA_TIMEOUT_S = 10.0

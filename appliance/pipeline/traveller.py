@@ -32,6 +32,7 @@ from appliance.errors import (
 )
 from appliance.gate.machine import Event, GateController, State
 from appliance.gate.outcome import Outcome, TravellerOutcome
+from appliance.log_context import capture_context
 from appliance.matching.answers import Decision
 from appliance.matching.client import MatchingClient
 from appliance.shutdown import ShutdownRequested, deferred_shutdown
@@ -91,7 +92,8 @@ class TravellerPipeline:
         transaction = CaptureTransaction(self.client.device_id)
         try:
             watched = _Watched(source, transaction)
-            return self._capture_and_match(transaction, watched, boarding_pass)
+            with capture_context(transaction.capture_id):
+                return self._capture_and_match(transaction, watched, boarding_pass)
         except Exception as exc:  # the gate must survive anything one traveller brings
             log.error("transaction %s failed: %s", transaction.capture_id, type(exc).__name__)
             record = self._finish_after_fault(

@@ -60,7 +60,7 @@ class SerialConfig:
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """Which detector runs and on what part of the frame (see appliance.detector)."""
+    """Which detector runs and on what part of the frame (see appliance.vision.detectors)."""
 
     runtime: str = Runtime.ONNXRUNTIME
     model: str = "full"

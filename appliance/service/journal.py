@@ -5,11 +5,8 @@ a capture (see below), ``CAPTURE_ID`` as journal fields, so a technician can ask
 ``journalctl -u gate-appliance GATE_STATE=out_of_service`` or follow one capture with
 ``journalctl CAPTURE_ID=...``. :class:`GateFieldsFilter` adds them to each record (as
 upper-case attributes, which ``systemd.journal.JournalHandler`` sends as fields). A
-record names its capture with ``extra={"capture_id": ...}``, or code that handles one
-capture wraps that work in :func:`capture_context` so every record logged inside carries
-it. The service's per-traveller line passes ``extra``; nothing calls
-:func:`capture_context` yet (the boarding code names the capture in its message text
-only): ``appliance.boarding``, around one transaction, is where it belongs.
+record names its capture with ``extra={"capture_id": ...}``, or runs inside
+``appliance.log_context.capture_context`` (the pipeline wraps each transaction in it).
 
 ``systemd-python`` is an optional extra (the ``device`` one) and the journal socket
 exists only on a host where journald runs: without either, records go to stderr with
@@ -22,29 +19,17 @@ so no image bytes reach the journal.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+
+from appliance.log_context import current_capture
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 SYSLOG_IDENTIFIER = "gate-appliance"
 FIELDS = ("GATE_ID", "GATE_STATE", "CAPTURE_ID")
-
-_capture: contextvars.ContextVar[str] = contextvars.ContextVar("gate_capture_id", default="")
-
-
-@contextlib.contextmanager
-def capture_context(capture_id: str) -> Iterator[None]:
-    """Records logged inside carry ``CAPTURE_ID=capture_id`` (this thread/context only)."""
-    token = _capture.set(capture_id)
-    try:
-        yield
-    finally:
-        _capture.reset(token)
 
 
 class GateFieldsFilter(logging.Filter):
@@ -64,7 +49,7 @@ class GateFieldsFilter(logging.Filter):
             record.GATE_STATE = str(self._state() or "")
         except Exception:  # a state source must never stop a log line
             record.GATE_STATE = ""
-        capture = getattr(record, "capture_id", "") or _capture.get()
+        capture = getattr(record, "capture_id", "") or current_capture()
         record.CAPTURE_ID = str(capture) if capture else ""
         return True
 
@@ -144,7 +129,6 @@ __all__ = [
     "SYSLOG_IDENTIFIER",
     "GateFieldsFilter",
     "StderrFieldsFormatter",
-    "capture_context",
     "journal_available",
     "make_handler",
     "setup_logging",

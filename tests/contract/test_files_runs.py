@@ -1,4 +1,4 @@
-"""appliance.files.write_private and appliance.runs: atomic 0600 writes, run folders, polling."""
+"""gate_contract.files.write_private and testbed.runs: atomic 0600 writes, run folders, polling."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit and property tests for appliance.sealing (X25519 + HKDF + AES-GCM capture seal)."""
+"""Unit and property tests for gate_contract.sealing (X25519 + HKDF + AES-GCM capture seal)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit and property tests for appliance.contract (signed verdicts)."""
+"""Unit and property tests for gate_contract.verdicts (signed verdicts)."""
 
 from __future__ import annotations
 

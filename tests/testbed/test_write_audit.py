@@ -1,4 +1,4 @@
-"""Unit and property tests for appliance.write_audit (image-on-disk detection)."""
+"""Unit and property tests for testbed.write_audit (image-on-disk detection)."""
 
 from __future__ import annotations
 

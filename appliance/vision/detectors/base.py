@@ -3,7 +3,7 @@
 The onnxruntime backend (``FaceDetector``) letterboxes the capture zone into the model's
 square input (128 px short range, 192 px full range), decodes the raw outputs against
 MediaPipe's SSD anchor layout and merges overlaps with weighted non-maximum suppression,
-as MediaPipe does. The MediaPipe backend lives in ``appliance.detector_mediapipe``.
+as MediaPipe does. Each runtime's backend has its own module beside this one.
 
 The capture zone is the central part of the frame where a traveller stands to be
 photographed (by default a square as wide as the frame is high): faces outside it are

@@ -1,4 +1,4 @@
-"""Unit and property tests for appliance.ledger (hash-chained purge ledger)."""
+"""Unit and property tests for appliance.custody.ledger (hash-chained purge ledger)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit and property tests for appliance.transaction (buffer ownership and purge)."""
+"""Unit and property tests for appliance.custody.transaction (buffer ownership and purge)."""
 
 from __future__ import annotations
 

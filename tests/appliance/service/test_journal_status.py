@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import pytest
 
+from appliance.log_context import capture_context
 from appliance.service import journal
 from appliance.service.config import load_config
 from appliance.service.runner import EXIT_OK, run_service
@@ -70,7 +71,7 @@ def test_records_carry_gate_state_and_capture_fields(fake_journal, logger):
     logger.info("gate ready")
     state[0] = "verifying"
     logger.info("traveller: %s", "granted", extra={"capture_id": "cap-1"})
-    with journal.capture_context("cap-2"):
+    with capture_context("cap-2"):
         logger.warning("verdict late")
     logger.info("after")
     sent = FakeJournalHandler.sent

@@ -1,4 +1,4 @@
-"""Unit and property tests for appliance.quality and appliance.capture on synthetic frames."""
+"""Unit and property tests for appliance.vision.quality and .selection on synthetic frames."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit tests for appliance.camera ReplaySource on synthetic images and video."""
+"""Unit tests for appliance.vision.camera.ReplaySource on synthetic images and video."""
 
 from __future__ import annotations
 
