@@ -1,16 +1,19 @@
 """Payload sealing: encrypt a capture to the matching service's X25519 key, in memory.
 
-Format (version 1): ``0x01 | ephemeral public key (32) | nonce (12) | AES-256-GCM
+Format (version 2): ``0x02 | ephemeral public key (32) | nonce (12) | AES-256-GCM
 ciphertext and tag``. The key is HKDF-SHA256 over the X25519 shared secret, salted with
-both public keys. The capture id, device id and key id are bound as associated data,
-so a payload cannot be replayed under another capture or device. Output goes into a
-``bytearray`` the caller owns and zeroizes; nothing here keeps a copy.
+both public keys. Everything the verdict depends on is bound as associated data
+(:class:`SealBinding`: capture id, device id, session, capture time, the boarding pass),
+plus the key id, so a payload cannot be replayed under another capture, device, session
+or time, nor with another pass. Output goes into a ``bytearray`` the caller owns and
+zeroizes; nothing here keeps a copy.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,7 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gate_contract.errors import SealError
 
-VERSION = 1
+VERSION = 2
 _HEADER = 1 + 32 + 12
 _TAG = 16
 _INFO = b"gate.v1 capture seal"
@@ -32,12 +35,32 @@ def key_id(public_key: X25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _associated_data(capture_id: str, device_id: str, kid: str) -> bytes:
-    """Unambiguous binding of the ids: each field is length-prefixed."""
+@dataclass(frozen=True)
+class SealBinding:
+    """What a sealed capture is bound to: exactly the header the verdict will answer."""
+
+    capture_id: str
+    device_id: str
+    session_id: str = ""
+    captured_at_ms: int = 0
+    boarding_pass: str = ""  # pass-then-face: the raw BCBP text sent with the capture
+
+
+def _associated_data(binding: SealBinding, kid: str) -> bytes:
+    """Unambiguous binding of every field: each is length-prefixed."""
+    values = (
+        "gate.v1 seal v2",
+        binding.capture_id,
+        binding.device_id,
+        binding.session_id,
+        str(int(binding.captured_at_ms)),
+        binding.boarding_pass,
+        kid,
+    )
     try:
-        fields = [f.encode() for f in ("gate.v1", capture_id, device_id, kid)]
+        fields = [f.encode() for f in values]
     except UnicodeEncodeError as exc:
-        raise SealError(f"capture or device id is not valid text: {exc.reason}") from exc
+        raise SealError(f"a bound field is not valid text: {exc.reason}") from exc
     return b"".join(len(f).to_bytes(4, "big") + f for f in fields)
 
 
@@ -53,8 +76,7 @@ def seal_into(
     out: bytearray,
     plaintext: memoryview | bytes,
     recipient: X25519PublicKey,
-    capture_id: str,
-    device_id: str,
+    binding: SealBinding,
 ) -> None:
     """Encrypt ``plaintext`` into ``out`` (exactly ``sealed_size(len(plaintext))`` bytes)."""
     if len(out) != sealed_size(len(plaintext)):
@@ -69,12 +91,12 @@ def seal_into(
     out[0] = VERSION
     out[1:33] = eph_pub
     out[33:_HEADER] = nonce
-    aad = _associated_data(capture_id, device_id, key_id(recipient))
+    aad = _associated_data(binding, key_id(recipient))
     aead.encrypt_into(nonce, plaintext, aad, memoryview(out)[_HEADER:])
 
 
 def open_sealed(
-    sealed: bytes | bytearray, private_key: X25519PrivateKey, capture_id: str, device_id: str
+    sealed: bytes | bytearray, private_key: X25519PrivateKey, binding: SealBinding
 ) -> bytearray:
     """Decrypt a payload sealed to ``private_key``; raises ``SealError`` on any mismatch."""
     if len(sealed) < _HEADER + _TAG:
@@ -92,14 +114,15 @@ def open_sealed(
         raise SealError(f"bad ephemeral key: {exc}") from exc
     aead = AESGCM(_derive(shared, eph_pub, rec_pub))
     out = bytearray(len(sealed) - _HEADER - _TAG)
-    aad = _associated_data(capture_id, device_id, key_id(public))
+    aad = _associated_data(binding, key_id(public))
     try:
         aead.decrypt_into(nonce, view[_HEADER:], aad, out)
     except InvalidTag as exc:
         raise SealError(
-            "sealed payload failed authentication (tampered, wrong key, or another capture)"
+            "sealed payload failed authentication (tampered, wrong key, or bound to another"
+            " capture, device, session, time or pass)"
         ) from exc
     return out
 
 
-__all__ = ["VERSION", "key_id", "open_sealed", "seal_into", "sealed_size"]
+__all__ = ["VERSION", "SealBinding", "key_id", "open_sealed", "seal_into", "sealed_size"]

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from gate_contract.clock import now_ms
 from gate_contract.errors import BoardingPassError, SealError
-from gate_contract.sealing import key_id, open_sealed
+from gate_contract.sealing import SealBinding, key_id, open_sealed
 from gate_contract.verdicts import signing_key_id, verdict_message
 from gate_contract.wire import pb, pb_grpc
 from matching_service.audit import AuditLog, VerifyRecord
@@ -324,7 +324,14 @@ class MatchingService(pb_grpc.MatchingServicer):
         self, header: pb.CaptureHeader, session: Session, sealed: bytearray, started: float
     ) -> pb.Verdict:
         try:
-            plain = open_sealed(sealed, self._sealing_key, header.capture_id, header.device_id)
+            binding = SealBinding(
+                header.capture_id,
+                header.device_id,
+                header.session_id,
+                header.captured_at_ms,
+                header.boarding_pass,
+            )
+            plain = open_sealed(sealed, self._sealing_key, binding)
         except SealError as exc:
             raise Rejected(
                 grpc.StatusCode.INVALID_ARGUMENT,

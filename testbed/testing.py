@@ -26,6 +26,7 @@ from appliance.errors import VerifyCancelled
 from appliance.gate.flight import Flight
 from appliance.matching.answers import Decision, Verdict
 from firmware_bridge.host import CommandRejected, LinkError
+from gate_contract.sealing import SealBinding
 from matching_service.dev_ca import DEV_DEVICE_ID
 
 FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
@@ -118,6 +119,13 @@ class FakeMatcher:
         self.passes: list[str] = []
         self.receipts: list[object] = []
         self.cancelled_seen = False
+
+    session_id = "fake-session"
+
+    def binding(self, capture_id: str, captured_at_ms: int, boarding_pass: str = "") -> SealBinding:
+        return SealBinding(
+            capture_id, self.device_id, self.session_id, captured_at_ms, boarding_pass
+        )
 
     def verify(
         self,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from appliance.custody.transaction import CaptureTransaction
 from appliance.errors import EncodeError
 from appliance.vision.detectors.base import Face
-from gate_contract.sealing import seal_into, sealed_size
+from gate_contract.sealing import SealBinding, seal_into, sealed_size
 
 CROP_MARGIN = 0.6  # of the face box, on each side: enough for the matcher to re-detect
 JPEG_QUALITY = 92
@@ -31,9 +31,14 @@ def crop_face(frame: np.ndarray, face: Face, margin: float = CROP_MARGIN) -> np.
 
 
 def seal_capture(
-    transaction: CaptureTransaction, frame: np.ndarray, face: Face, recipient: X25519PublicKey
+    transaction: CaptureTransaction,
+    frame: np.ndarray,
+    face: Face,
+    recipient: X25519PublicKey,
+    binding: SealBinding,
 ) -> bytearray:
-    """Crop, encode and seal; every buffer made on the way belongs to ``transaction``."""
+    """Crop, encode and seal to ``binding`` (the header the capture will be sent with);
+    every buffer made on the way belongs to ``transaction``."""
     crop = transaction.track(crop_face(frame, face))
     ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
@@ -44,8 +49,7 @@ def seal_capture(
         sealed,
         memoryview(encoded).cast("B"),
         recipient,
-        transaction.capture_id,
-        transaction.device_id,
+        binding,
     )
     transaction.note_sealed(sealed)
     return sealed

@@ -36,7 +36,7 @@ from gate_contract.keys import (
     load_sealing_public,
     load_signing_public,
 )
-from gate_contract.sealing import key_id
+from gate_contract.sealing import SealBinding, key_id
 from gate_contract.verdicts import check_verdict
 from gate_contract.wire import MATCHING_SERVICE, pb, pb_grpc
 
@@ -217,6 +217,12 @@ class MatchingClient:
         self.session_id = response.session_id
         self._flight = flight
         return Session(response.session_id, response.gallery_size)
+
+    def binding(self, capture_id: str, captured_at_ms: int, boarding_pass: str = "") -> SealBinding:
+        """What a capture must be sealed to for :meth:`verify` (this device and session)."""
+        return SealBinding(
+            capture_id, self.device_id, self.session_id, captured_at_ms, boarding_pass
+        )
 
     def _chunks(self, header: pb.CaptureHeader, sealed: bytearray) -> Iterator[pb.VerifyChunk]:
         yield pb.VerifyChunk(header=header)

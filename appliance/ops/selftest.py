@@ -319,8 +319,9 @@ def measure_clock_skew(config: GateConfig) -> tuple[int, int]:
         probe = CaptureTransaction(config.device_id)
         plain = b"gate selftest clock probe (not an image)"
         sealed = probe.track(bytearray(sealed_size(len(plain))))
-        seal_into(sealed, plain, client.sealing_key, probe.capture_id, config.device_id)
         probe.captured_at_ms = now_ms()
+        binding = client.binding(probe.capture_id, probe.captured_at_ms)
+        seal_into(sealed, plain, client.sealing_key, binding)
         t0 = time.time_ns()
         verdict = client.verify(probe.capture_id, probe.captured_at_ms, sealed, clock_window=False)
         t1 = time.time_ns()

@@ -135,7 +135,11 @@ class TravellerPipeline:
         tx.captured_at_ms = now_ms()
         try:
             sealed = seal_capture(
-                tx, selection.frame, selection.report.face, self.client.sealing_key
+                tx,
+                selection.frame,
+                selection.report.face,
+                self.client.sealing_key,
+                self.client.binding(tx.capture_id, tx.captured_at_ms, boarding_pass),
             )
         except EncodeError as exc:
             self._finish(tx, Outcome.REFERRED, f"encode failed: {exc}")

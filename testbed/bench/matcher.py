@@ -134,10 +134,12 @@ def bench_matcher(
                     data = photo.read_bytes()
                     capture_id = str(uuid.uuid4())
                     sealed = bytearray(sealed_size(len(data)))
-                    seal_into(sealed, data, client.sealing_key, capture_id, client.device_id)
+                    captured_at = now_ms()
+                    binding = client.binding(capture_id, captured_at)
+                    seal_into(sealed, data, client.sealing_key, binding)
                     started = time.perf_counter()
                     try:
-                        verdict = client.verify(capture_id, now_ms(), sealed)
+                        verdict = client.verify(capture_id, captured_at, sealed)
                     except Exception as exc:
                         with lock:
                             errors.append(f"{type(exc).__name__}: {exc}")

@@ -22,6 +22,7 @@ from appliance.custody.transaction import CaptureTransaction
 from appliance.vision.detectors.base import Face
 from gate_contract.clock import now_ms
 from gate_contract.paths import data_dir
+from gate_contract.sealing import SealBinding
 from testbed.write_audit import WriteAudit
 
 WIDTH, HEIGHT = 1280, 720
@@ -64,7 +65,8 @@ def bench_purge(transactions: int = 1000) -> dict:
             tx = CaptureTransaction("bench-device")
             frame = tx.track(scene.copy())
             tx.captured_at_ms = now_ms()
-            seal_capture(tx, frame, face, recipient)
+            binding = SealBinding(tx.capture_id, tx.device_id, "bench", tx.captured_at_ms)
+            seal_capture(tx, frame, face, recipient, binding)
             tx.sent_at_ms = now_ms()
             started = time.perf_counter_ns()  # the verdict is in
             tx.verdict_at_ms = now_ms()

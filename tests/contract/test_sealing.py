@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gate_contract.errors import SealError
-from gate_contract.sealing import VERSION, key_id, open_sealed, seal_into, sealed_size
+from gate_contract.sealing import VERSION, SealBinding, key_id, open_sealed, seal_into, sealed_size
 
 RECIPIENT = X25519PrivateKey.generate()
 OTHER = X25519PrivateKey.generate()
@@ -24,7 +26,7 @@ def seal(
     plaintext: bytes, capture_id: str = CAPTURE, device_id: str = DEVICE, key=RECIPIENT
 ) -> bytearray:
     out = bytearray(sealed_size(len(plaintext)))
-    seal_into(out, plaintext, key.public_key(), capture_id, device_id)
+    seal_into(out, plaintext, key.public_key(), SealBinding(capture_id, device_id))
     return out
 
 
@@ -34,7 +36,7 @@ def test_round_trip() -> None:
     assert len(sealed) == sealed_size(len(plaintext)) == 1 + 32 + 12 + len(plaintext) + 16
     assert sealed[0] == VERSION
     assert plaintext not in bytes(sealed)
-    opened = open_sealed(sealed, RECIPIENT, CAPTURE, DEVICE)
+    opened = open_sealed(sealed, RECIPIENT, SealBinding(CAPTURE, DEVICE))
     assert isinstance(opened, bytearray)
     assert opened == plaintext
 
@@ -42,13 +44,13 @@ def test_round_trip() -> None:
 def test_round_trip_from_memoryview_and_bytes_input() -> None:
     source = bytearray(b"pixels" * 100)
     sealed = seal(memoryview(source))  # type: ignore[arg-type]
-    assert open_sealed(bytes(sealed), RECIPIENT, CAPTURE, DEVICE) == source
+    assert open_sealed(bytes(sealed), RECIPIENT, SealBinding(CAPTURE, DEVICE)) == source
 
 
 def test_empty_plaintext_round_trip() -> None:
     sealed = seal(b"")
     assert len(sealed) == sealed_size(0)
-    assert open_sealed(sealed, RECIPIENT, CAPTURE, DEVICE) == bytearray()
+    assert open_sealed(sealed, RECIPIENT, SealBinding(CAPTURE, DEVICE)) == bytearray()
 
 
 @FAST
@@ -56,7 +58,7 @@ def test_empty_plaintext_round_trip() -> None:
 def test_round_trip_property(plaintext: bytes, capture_id: str, device_id: str) -> None:
     sealed = seal(plaintext, capture_id, device_id)
     assert len(sealed) == sealed_size(len(plaintext))
-    assert open_sealed(sealed, RECIPIENT, capture_id, device_id) == plaintext
+    assert open_sealed(sealed, RECIPIENT, SealBinding(capture_id, device_id)) == plaintext
 
 
 @FAST
@@ -67,7 +69,7 @@ def test_any_single_byte_tamper_is_rejected(data: st.DataObject, plaintext: byte
     flip = data.draw(st.integers(1, 255), label="xor")
     sealed[index] ^= flip
     with pytest.raises(SealError):
-        open_sealed(sealed, RECIPIENT, CAPTURE, DEVICE)
+        open_sealed(sealed, RECIPIENT, SealBinding(CAPTURE, DEVICE))
 
 
 @pytest.mark.parametrize("region", ["version", "ephemeral", "nonce", "ciphertext", "tag"])
@@ -83,31 +85,51 @@ def test_tamper_each_region_is_rejected(region: str) -> None:
     }[region]
     sealed[index] ^= 0x01
     with pytest.raises(SealError):
-        open_sealed(sealed, RECIPIENT, CAPTURE, DEVICE)
+        open_sealed(sealed, RECIPIENT, SealBinding(CAPTURE, DEVICE))
 
 
 def test_wrong_private_key_is_rejected() -> None:
     sealed = seal(b"secret pixels")
     with pytest.raises(SealError):
-        open_sealed(sealed, OTHER, CAPTURE, DEVICE)
+        open_sealed(sealed, OTHER, SealBinding(CAPTURE, DEVICE))
 
 
 def test_other_capture_id_is_rejected() -> None:
     sealed = seal(b"secret pixels")
     with pytest.raises(SealError):
-        open_sealed(sealed, RECIPIENT, CAPTURE[:-1] + "2", DEVICE)
+        open_sealed(sealed, RECIPIENT, SealBinding(CAPTURE[:-1] + "2", DEVICE))
 
 
 def test_other_device_id_is_rejected() -> None:
     sealed = seal(b"secret pixels")
     with pytest.raises(SealError):
-        open_sealed(sealed, RECIPIENT, CAPTURE, "gate-b42-02")
+        open_sealed(sealed, RECIPIENT, SealBinding(CAPTURE, "gate-b42-02"))
 
 
 def test_swapped_capture_and_device_ids_are_rejected() -> None:
     sealed = seal(b"secret pixels")
     with pytest.raises(SealError):
-        open_sealed(sealed, RECIPIENT, DEVICE, CAPTURE)
+        open_sealed(sealed, RECIPIENT, SealBinding(DEVICE, CAPTURE))
+
+
+BOUND = SealBinding(CAPTURE, DEVICE, "session-1", 1_800_000_000_000, "M1DOE/JANE")
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"session_id": "session-2"},  # replayed into another session
+        {"captured_at_ms": 1_800_000_125_000},  # the same capture with a fresh time
+        {"boarding_pass": "M1ROE/RICHARD"},  # someone else's pass
+        {"boarding_pass": ""},  # the pass dropped (pass-then-face turned into 1:N)
+    ],
+)
+def test_every_field_the_verdict_depends_on_is_bound(changed: dict) -> None:
+    out = bytearray(sealed_size(5))
+    seal_into(out, b"faces", RECIPIENT.public_key(), BOUND)
+    assert open_sealed(out, RECIPIENT, BOUND) == b"faces"
+    with pytest.raises(SealError):
+        open_sealed(out, RECIPIENT, replace(BOUND, **changed))
 
 
 @FAST
@@ -117,36 +139,40 @@ def test_other_ids_property(
 ) -> None:
     sealed = seal(b"payload", capture_id, device_id)
     if (other_capture, other_device) == (capture_id, device_id):
-        assert open_sealed(sealed, RECIPIENT, other_capture, other_device) == b"payload"
+        assert (
+            open_sealed(sealed, RECIPIENT, SealBinding(other_capture, other_device)) == b"payload"
+        )
     else:
         with pytest.raises(SealError):
-            open_sealed(sealed, RECIPIENT, other_capture, other_device)
+            open_sealed(sealed, RECIPIENT, SealBinding(other_capture, other_device))
 
 
 def test_ids_containing_separator_are_not_interchangeable() -> None:
     sealed = seal(b"payload", "cap\x1fdev", "x")
     with pytest.raises(SealError):
-        open_sealed(sealed, RECIPIENT, "cap", "dev\x1fx")
+        open_sealed(sealed, RECIPIENT, SealBinding("cap", "dev\x1fx"))
 
 
 @pytest.mark.parametrize("size", [0, 1, 44, 45, 60])
 def test_too_short_input_raises_seal_error(size: int) -> None:
     with pytest.raises(SealError):
-        open_sealed(bytes([VERSION]) + bytes(max(size - 1, 0)), RECIPIENT, CAPTURE, DEVICE)
+        open_sealed(
+            bytes([VERSION]) + bytes(max(size - 1, 0)), RECIPIENT, SealBinding(CAPTURE, DEVICE)
+        )
 
 
 def test_unknown_version_raises_seal_error() -> None:
     sealed = seal(b"x" * 32)
-    sealed[0] = 2
+    sealed[0] = VERSION + 1
     with pytest.raises(SealError, match="version"):
-        open_sealed(sealed, RECIPIENT, CAPTURE, DEVICE)
+        open_sealed(sealed, RECIPIENT, SealBinding(CAPTURE, DEVICE))
 
 
 def test_low_order_ephemeral_key_raises_seal_error() -> None:
     sealed = seal(b"x" * 32)
     sealed[1:33] = bytes(32)  # the all-zero point gives an all-zero shared secret
     with pytest.raises(SealError):
-        open_sealed(sealed, RECIPIENT, CAPTURE, DEVICE)
+        open_sealed(sealed, RECIPIENT, SealBinding(CAPTURE, DEVICE))
 
 
 @settings(max_examples=200, deadline=None)
@@ -155,7 +181,7 @@ def test_garbage_raises_only_seal_error(garbage: bytes, versioned: bool) -> None
     if versioned:
         garbage = bytes([VERSION]) + garbage
     try:
-        open_sealed(garbage, RECIPIENT, CAPTURE, DEVICE)
+        open_sealed(garbage, RECIPIENT, SealBinding(CAPTURE, DEVICE))
     except SealError:
         pass
     else:  # pragma: no cover - would mean a forged payload authenticated
@@ -168,13 +194,13 @@ def test_truncated_seal_raises_only_seal_error(data: st.DataObject, plaintext: b
     sealed = bytes(seal(plaintext))
     cut = data.draw(st.integers(0, len(sealed) - 1), label="cut")
     with pytest.raises(SealError):
-        open_sealed(sealed[:cut], RECIPIENT, CAPTURE, DEVICE)
+        open_sealed(sealed[:cut], RECIPIENT, SealBinding(CAPTURE, DEVICE))
 
 
 def test_extended_seal_raises_seal_error() -> None:
     sealed = bytes(seal(b"abc" * 20))
     with pytest.raises(SealError):
-        open_sealed(sealed + b"\x00", RECIPIENT, CAPTURE, DEVICE)
+        open_sealed(sealed + b"\x00", RECIPIENT, SealBinding(CAPTURE, DEVICE))
 
 
 @pytest.mark.parametrize("delta", [-1, 1, -16, 16])
@@ -182,7 +208,7 @@ def test_wrong_size_buffer_raises_value_error(delta: int) -> None:
     plaintext = b"p" * 100
     out = bytearray(sealed_size(len(plaintext)) + delta)
     with pytest.raises(ValueError, match="wrong size") as excinfo:
-        seal_into(out, plaintext, RECIPIENT.public_key(), CAPTURE, DEVICE)
+        seal_into(out, plaintext, RECIPIENT.public_key(), SealBinding(CAPTURE, DEVICE))
     assert excinfo.type is ValueError
     assert out == bytearray(len(out))  # nothing was written
 
@@ -193,8 +219,8 @@ def test_two_seals_of_same_plaintext_differ() -> None:
     assert first != second
     assert first[1:33] != second[1:33]  # fresh ephemeral key
     assert first[33:45] != second[33:45]  # fresh nonce
-    assert open_sealed(first, RECIPIENT, CAPTURE, DEVICE) == plaintext
-    assert open_sealed(second, RECIPIENT, CAPTURE, DEVICE) == plaintext
+    assert open_sealed(first, RECIPIENT, SealBinding(CAPTURE, DEVICE)) == plaintext
+    assert open_sealed(second, RECIPIENT, SealBinding(CAPTURE, DEVICE)) == plaintext
 
 
 def test_key_id_is_stable_and_distinguishes_keys() -> None:

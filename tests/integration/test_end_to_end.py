@@ -121,7 +121,8 @@ def _sealed_capture(client, detector, photo: Path):
     tx = CaptureTransaction(client.device_id)
     tx.captured_at_ms = now_ms()
     tx.track(frame)
-    sealed = seal_capture(tx, frame, face, client.sealing_key)
+    binding = client.binding(tx.capture_id, tx.captured_at_ms)
+    sealed = seal_capture(tx, frame, face, client.sealing_key, binding)
     return tx, frame, sealed
 
 

@@ -172,8 +172,9 @@ def test_mtls_verify_through_the_pool(pool, pki, encoder, demo_photos, obama2, t
         def verify(jpeg: bytes) -> pb.Verdict:
             capture_id = str(uuid.uuid4())
             sealed = bytearray(sealed_size(len(jpeg)))
-            seal_into(sealed, jpeg, client.sealing_key, capture_id, DEV_DEVICE_ID)
-            return client.verify(capture_id, now_ms(), sealed)
+            at = now_ms()
+            seal_into(sealed, jpeg, client.sealing_key, client.binding(capture_id, at))
+            return client.verify(capture_id, at, sealed)
 
         verdict = verify(obama2)
         assert verdict.decision == pb.MATCH

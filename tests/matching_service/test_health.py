@@ -24,6 +24,12 @@ from matching_service.servicer import MatchingService
 from testbed.testing import FLIGHT
 
 
+class Sealed(bytearray):
+    """A sealed test capture that remembers the capture time it is bound to."""
+
+    at_ms = 0
+
+
 def poll(predicate, timeout: float = 15.0, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -54,8 +60,9 @@ def make_service(pki, tmp_path) -> MatchingService:
 def sealed_capture(client: MatchingClient) -> tuple[str, bytearray]:
     capture_id = os.urandom(8).hex()
     plain = b"not really a jpeg"
-    out = bytearray(sealed_size(len(plain)))
-    seal_into(out, plain, client.sealing_key, capture_id, client.device_id)
+    out = Sealed(sealed_size(len(plain)))
+    out.at_ms = now_ms()  # the capture time it is sealed to, and sent with
+    seal_into(out, plain, client.sealing_key, client.binding(capture_id, out.at_ms))
     return capture_id, out
 
 
@@ -88,7 +95,7 @@ def test_stopped_server_fails_fast_and_restart_recovers_on_its_own(pki, tmp_path
     try:
         assert client.open_session(FLIGHT).gallery_ready is False
         capture_id, sealed = sealed_capture(client)
-        verdict = client.verify(capture_id, now_ms(), sealed)
+        verdict = client.verify(capture_id, sealed.at_ms, sealed)
         assert verdict.decision == pb.GALLERY_NOT_READY
 
         server.stop(grace=None).wait()
@@ -96,7 +103,7 @@ def test_stopped_server_fails_fast_and_restart_recovers_on_its_own(pki, tmp_path
         while breaker.state == "closed":
             capture_id, sealed = sealed_capture(client)
             with pytest.raises(MatchingUnavailable) as err:
-                client.verify(capture_id, now_ms(), sealed)
+                client.verify(capture_id, sealed.at_ms, sealed)
             assert not isinstance(err.value, CircuitOpen)
             failures += 1
             assert failures <= 3
@@ -105,7 +112,7 @@ def test_stopped_server_fails_fast_and_restart_recovers_on_its_own(pki, tmp_path
         for _ in range(5):
             capture_id, sealed = sealed_capture(client)
             with pytest.raises(CircuitOpen):
-                client.verify(capture_id, now_ms(), sealed)
+                client.verify(capture_id, sealed.at_ms, sealed)
         with pytest.raises(CircuitOpen):
             client.open_session(FLIGHT)
 
@@ -124,7 +131,7 @@ def test_stopped_server_fails_fast_and_restart_recovers_on_its_own(pki, tmp_path
         assert poll(recovered), "the client did not recover after the service came back"
         assert breaker.state == "closed"
         capture_id, sealed = sealed_capture(client)
-        assert client.verify(capture_id, now_ms(), sealed).decision == pb.GALLERY_NOT_READY
+        assert client.verify(capture_id, sealed.at_ms, sealed).decision == pb.GALLERY_NOT_READY
     finally:
         client.close()
         server.stop(grace=None)

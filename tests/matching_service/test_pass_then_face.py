@@ -59,8 +59,10 @@ def pass_rig(pki, encoder, demo_photos, tmp_path_factory):
         jpeg = cv2.imencode(".jpg", cv2.imread(str(demo_photos / photo)))[1].tobytes()
         capture_id = str(uuid.uuid4())
         sealed = bytearray(sealed_size(len(jpeg)))
-        seal_into(sealed, jpeg, client.sealing_key, capture_id, DEV_DEVICE_ID)
-        return client.verify(capture_id, now_ms(), sealed, boarding_pass)
+        at = now_ms()
+        binding = client.binding(capture_id, at, boarding_pass)
+        seal_into(sealed, jpeg, client.sealing_key, binding)
+        return client.verify(capture_id, at, sealed, boarding_pass)
 
     yield verify, gallery, audit
     client.close()

@@ -188,8 +188,8 @@ def test_real_match_starts_the_clock_and_the_verify_log_holds_no_biometrics(
     def verify():
         capture_id = str(uuid.uuid4())
         sealed = bytearray(sealed_size(len(jpeg)))
-        seal_into(sealed, jpeg, client.sealing_key, capture_id, DEV_DEVICE_ID)
         clock.now = now_ms()
+        seal_into(sealed, jpeg, client.sealing_key, client.binding(capture_id, clock.now))
         return client.verify(capture_id, clock.now, sealed)
 
     try:

@@ -32,6 +32,12 @@ from testbed.testing import FLIGHT
 from tests.support import copy_layout
 
 
+class Sealed(bytearray):
+    """A sealed test capture that remembers the capture time it is bound to."""
+
+    at_ms = 0
+
+
 class Rig:
     def __init__(self, pki, work: Path) -> None:
         self.pki = pki
@@ -75,8 +81,9 @@ def rig(pki, tmp_path_factory):
 
 def seal(client: MatchingClient, capture_id: str | None = None, plain: bytes = b"\xff\xd8 jpeg"):
     capture_id = capture_id or os.urandom(8).hex()
-    out = bytearray(sealed_size(len(plain)))
-    seal_into(out, plain, client.sealing_key, capture_id, client.device_id)
+    out = Sealed(sealed_size(len(plain)))
+    out.at_ms = now_ms()  # the capture time it is sealed to, and sent with
+    seal_into(out, plain, client.sealing_key, client.binding(capture_id, out.at_ms))
     return capture_id, out
 
 
@@ -112,7 +119,7 @@ def assert_still_serving(rig):
     client = rig.client()
     assert client.health()
     capture_id, sealed = seal(client)
-    assert client.verify(capture_id, now_ms(), sealed).decision == pb.GALLERY_NOT_READY
+    assert client.verify(capture_id, sealed.at_ms, sealed).decision == pb.GALLERY_NOT_READY
 
 
 def test_tampered_ciphertext(rig):
@@ -120,7 +127,7 @@ def test_tampered_ciphertext(rig):
     capture_id, sealed = seal(client)
     sealed[-5] ^= 0x40
     with pytest.raises(MatchingUnavailable, match="INVALID_ARGUMENT"):
-        client.verify(capture_id, now_ms(), sealed)
+        client.verify(capture_id, sealed.at_ms, sealed)
     assert_refused(rig, "tampered_payload", "INVALID_ARGUMENT", capture_id)
     assert_still_serving(rig)
 
@@ -130,7 +137,7 @@ def test_payload_sealed_for_another_capture_is_tampered(rig):
     _, sealed = seal(client, capture_id="original")
     before = len(rig.events("tampered_payload"))
     with pytest.raises(MatchingUnavailable, match="INVALID_ARGUMENT"):
-        client.verify("another", now_ms(), sealed)
+        client.verify("another", sealed.at_ms, sealed)
     assert_refused(rig, "tampered_payload", "INVALID_ARGUMENT", "another", before)
 
 
@@ -145,7 +152,7 @@ def test_wrong_sealing_key_id(rig, tmp_path):
     client = rig.client(layout)
     capture_id, sealed = seal(client)
     with pytest.raises(MatchingUnavailable, match="FAILED_PRECONDITION"):
-        client.verify(capture_id, now_ms(), sealed)
+        client.verify(capture_id, sealed.at_ms, sealed)
     assert_refused(rig, "unknown_sealing_key", "FAILED_PRECONDITION", capture_id)
 
 
@@ -154,7 +161,7 @@ def test_unknown_session(rig):
     client.session_id = "no-such-session"
     capture_id, sealed = seal(client)
     with pytest.raises(MatchingUnavailable, match="NOT_FOUND"):
-        client.verify(capture_id, now_ms(), sealed)
+        client.verify(capture_id, sealed.at_ms, sealed)
     assert_refused(rig, "unknown_session", "NOT_FOUND", capture_id)
 
 
@@ -164,7 +171,7 @@ def test_session_of_another_device(rig, tmp_path):
     client.session_id = other.session_id
     capture_id, sealed = seal(client)
     with pytest.raises(MatchingUnavailable, match="PERMISSION_DENIED"):
-        client.verify(capture_id, now_ms(), sealed)
+        client.verify(capture_id, sealed.at_ms, sealed)
     assert_refused(rig, "session_of_other_device", "PERMISSION_DENIED", capture_id)
 
 
@@ -191,9 +198,9 @@ def test_replayed_capture_id(rig):
     client = rig.client()
     capture_id, sealed = seal(client)
     copy = bytearray(sealed)
-    client.verify(capture_id, now_ms(), sealed)
+    client.verify(capture_id, sealed.at_ms, sealed)
     with pytest.raises(MatchingUnavailable, match="ALREADY_EXISTS"):
-        client.verify(capture_id, now_ms(), copy)
+        client.verify(capture_id, sealed.at_ms, copy)
     assert_refused(rig, "replayed_capture", "ALREADY_EXISTS", capture_id)
 
 
@@ -203,7 +210,7 @@ def test_capture_time_outside_window(rig, skew_ms):
     before = len(rig.events("capture_time_outside_window"))
     capture_id, sealed = seal(client)
     with pytest.raises(MatchingUnavailable, match="OUT_OF_RANGE"):
-        client.verify(capture_id, now_ms() + skew_ms, sealed)
+        client.verify(capture_id, sealed.at_ms + skew_ms, sealed)
     assert_refused(rig, "capture_time_outside_window", "OUT_OF_RANGE", capture_id, before)
 
 
@@ -265,7 +272,7 @@ def test_revoked_device_by_id_from_the_list_file(rig, tmp_path):
     os.utime(rig.revocation_file, ns=(time.time_ns(), time.time_ns() + 1_000_000))
     capture_id, sealed = seal(client)
     with pytest.raises(MatchingUnavailable, match="UNAUTHENTICATED"):
-        client.verify(capture_id, now_ms(), sealed)
+        client.verify(capture_id, sealed.at_ms, sealed)
     events = rig.events("certificate_revoked")
     assert events and events[-1].device_id == "gate-revoked-0003"
     assert events[-1].status == "UNAUTHENTICATED"
@@ -328,7 +335,7 @@ def test_certificate_expiring_on_an_open_connection(rig, tmp_path):
     try:
         capture_id, sealed = seal(client)
         with pytest.raises(MatchingUnavailable, match="UNAUTHENTICATED"):
-            client.verify(capture_id, now_ms() + rig.offset_ms, sealed)
+            client.verify(capture_id, sealed.at_ms + rig.offset_ms, sealed)
     finally:
         rig.offset_ms = 0
     events = rig.events("certificate_expired")
@@ -339,7 +346,7 @@ def test_bad_boarding_pass_is_refused(rig):
     client = rig.client()
     capture_id, sealed = seal(client)
     with pytest.raises(MatchingUnavailable, match="INVALID_ARGUMENT"):
-        client.verify(capture_id, now_ms(), sealed, boarding_pass="not a boarding pass")
+        client.verify(capture_id, sealed.at_ms, sealed, boarding_pass="not a boarding pass")
     assert rig.events("bad_boarding_pass")[-1].capture_id == capture_id
 
 

@@ -163,8 +163,8 @@ def test_opt_out_mid_capture(gate, gate_rig, kept, ledger, demo_photos, matcher)
 def test_exception_in_sealing(gate, kept, ledger, demo_photos, monkeypatch):
     real_seal = boarding_module.seal_capture
 
-    def seal_then_fail(tx, frame, face, key):
-        real_seal(tx, frame, face, key)  # crop, JPEG and ciphertext all exist now
+    def seal_then_fail(tx, frame, face, key, binding):
+        real_seal(tx, frame, face, key, binding)  # crop, JPEG and ciphertext all exist now
         raise RuntimeError("injected fault after sealing")
 
     monkeypatch.setattr(boarding_module, "seal_capture", seal_then_fail)
@@ -221,7 +221,6 @@ import json, sys, time
 from pathlib import Path
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from appliance.custody.ledger import PurgeLedger
 from appliance.custody.transaction import CaptureTransaction
@@ -230,7 +229,7 @@ from appliance.pipeline.traveller import TravellerPipeline
 from appliance.shutdown import ShutdownRequested, install_shutdown_handler
 from appliance.vision.camera import ReplaySource
 from appliance.vision.detectors.onnx_runtime import FaceDetector
-from testbed.testing import FakeLink
+from testbed.testing import FakeLink, FakeMatcher
 
 mode, photo, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 kept = []
@@ -270,10 +269,7 @@ class Detector:
         return self.inner.detect(frame)
 
 
-class Client:
-    device_id = "gate-dev-0001"
-    sealing_key = X25519PrivateKey.generate().public_key()
-
+class Client(FakeMatcher):
     def verify(self, *args, **kwargs):
         wait_for_sigterm("verify")
 

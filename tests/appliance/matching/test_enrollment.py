@@ -75,8 +75,9 @@ def test_new_device_enrolls_and_then_opens_a_session_over_mtls(stack, tmp_path):
         assert client.open_session(FLIGHT).session_id
         plain = b"payload"
         sealed = bytearray(sealed_size(len(plain)))
-        seal_into(sealed, plain, client.sealing_key, "cap-enrolled", client.device_id)
-        verdict = client.verify("cap-enrolled", now_ms(), sealed)  # signature checked inside
+        at = now_ms()
+        seal_into(sealed, plain, client.sealing_key, client.binding("cap-enrolled", at))
+        verdict = client.verify("cap-enrolled", at, sealed)  # signature checked inside
         assert verdict.decision == pb.GALLERY_NOT_READY
         assert client.sealing_key.public_bytes_raw() == (
             load_private(stack.pki.sealing_key).public_key().public_bytes_raw()
