@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from matching_service.store import open_db
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS security_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -77,10 +79,7 @@ class VerifyRecord:
 
 
 def _connect(path: Path | str) -> sqlite3.Connection:
-    db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-    if str(path) != ":memory:":
-        db.execute("PRAGMA journal_mode=WAL")
-    return db
+    return open_db(path)
 
 
 class AuditLog:

@@ -72,12 +72,19 @@ def _run_servers(args, pki, gallery, audit, revocations, pool) -> int:
     )
     from matching_service.retention import RetentionScheduler
     from matching_service.server import service_from_pki, start_server
+    from matching_service.sessions import ReplayGuard
 
     stop = threading.Event()  # handlers first: a SIGTERM right after start-up still counts
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     service = service_from_pki(
-        pki, gallery, FaceEncoder(), pool, audit=audit, revocations=revocations
+        pki,
+        gallery,
+        FaceEncoder(),
+        pool,
+        audit=audit,
+        revocations=revocations,
+        replays=ReplayGuard(args.db),
     )
     server, port = start_server(service, pki, args.address)
     print(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent import futures
@@ -38,6 +37,7 @@ from matching_service.dev_ca import sign_device_csr
 from matching_service.errors import TokenRefused
 from matching_service.revocation import RevocationList
 from matching_service.server import add_health
+from matching_service.store import open_db
 
 log = logging.getLogger("gate.matcher.enrollment")
 
@@ -62,7 +62,7 @@ def _hash(token: str) -> str:
 
 class EnrollmentTokens:
     def __init__(self, db_path: Path | str = ":memory:", clock_ms: Callable[[], int] = now_ms):
-        self._db = sqlite3.connect(str(db_path), check_same_thread=False, timeout=30)
+        self._db = open_db(db_path)
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._clock = clock_ms

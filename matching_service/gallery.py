@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import secrets
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import numpy as np
 from matching_service.errors import GalleryError
 from matching_service.passes import Passenger, normalise_name
 from matching_service.recognizer import FaceEncoder
+from matching_service.store import open_db
 
 # dlib's published operating point for its ResNet descriptor (99.38 % on LFW).
 DLIB_THRESHOLD = 0.6
@@ -171,7 +171,7 @@ class Gallery:
         import time
 
         self.path = db_path
-        self._db = sqlite3.connect(str(db_path), check_same_thread=False, timeout=30)
+        self._db = open_db(db_path)
         self._db.executescript(_SCHEMA)
         have = {row[1] for row in self._db.execute("PRAGMA table_info(travellers)")}
         for column, kind in _COLUMNS.items():

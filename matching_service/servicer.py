@@ -116,6 +116,7 @@ class MatchingService(pb_grpc.MatchingServicer):
         revocations: RevocationList | None = None,
         clock_ms: Callable[[], int] = now_ms,
         pool: EncoderPool | None = None,
+        replays: ReplayGuard | None = None,
     ) -> None:
         self.matcher = FlightMatcher(gallery, encoder, pool, lambda: self._clock())
         self.encoder_pool = pool
@@ -124,7 +125,7 @@ class MatchingService(pb_grpc.MatchingServicer):
         self._signing_key = signing_key
         self._signing_kid = signing_key_id(signing_key.public_key())
         self.sessions = SessionTable()
-        self.replays = ReplayGuard()
+        self.replays = replays or ReplayGuard()
         self._lock = threading.Lock()
         self._clock = clock_ms
         self.audit = audit or AuditLog()

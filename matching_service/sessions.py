@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
 from matching_service.errors import Rejected
+from matching_service.store import MEMORY, open_db
 
 SESSION_TTL_MS = 24 * 3600 * 1000
 CAPTURE_WINDOW_MS = 60_000  # a capture's time must be this close to the service's clock
-REPLAY_MEMORY = 100_000  # capture ids remembered at most (within twice the window)
+REPLAY_MEMORY = 1_000_000  # capture ids remembered at most (a day at a busy airport)
 
 
 @dataclass(frozen=True)
@@ -45,23 +46,51 @@ class SessionTable:
             return self._sessions.get(session_id)
 
 
-class ReplayGuard:
-    """Each capture id is accepted once: a replayed one is refused ``ALREADY_EXISTS``."""
+REPLAY_KEEP_MS = 10 * CAPTURE_WINDOW_MS  # ids are kept well past any time they could be valid
 
-    def __init__(self, window_ms: int = CAPTURE_WINDOW_MS, memory: int = REPLAY_MEMORY) -> None:
+_REPLAY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen_captures (
+    capture_id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    seen_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seen_captures_by_time ON seen_captures (seen_at_ms);
+"""
+
+
+class ReplayGuard:
+    """Each capture id is accepted once, across restarts: a replayed one is refused
+    ``ALREADY_EXISTS``.
+
+    Ids are kept in the service's database for ``keep_ms`` (ten capture windows): a
+    capture is accepted only within ``window_ms`` of its time, and its time is sealed
+    into the payload, so an id older than that can never be accepted again anyway.
+    """
+
+    def __init__(
+        self,
+        db_path: Path | str = MEMORY,
+        *,
+        window_ms: int = CAPTURE_WINDOW_MS,
+        keep_ms: int = REPLAY_KEEP_MS,
+        memory: int = REPLAY_MEMORY,
+    ) -> None:
         self.window_ms = window_ms
+        self.keep_ms = keep_ms
         self.memory = memory
-        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._db = open_db(db_path)
+        self._db.executescript(_REPLAY_SCHEMA)
         self._lock = threading.Lock()
 
     def admit(self, capture_id: str, device_id: str, now_ms: int) -> None:
-        with self._lock:
-            while self._seen:  # ids older than the window cannot come back anyway
-                oldest, seen_at = next(iter(self._seen.items()))
-                if now_ms - seen_at <= 2 * self.window_ms:
-                    break
-                del self._seen[oldest]
-            if capture_id in self._seen:
+        with self._lock, self._db:
+            self._db.execute(
+                "DELETE FROM seen_captures WHERE seen_at_ms < ?", (now_ms - self.keep_ms,)
+            )
+            seen = self._db.execute(
+                "SELECT 1 FROM seen_captures WHERE capture_id = ?", (capture_id,)
+            ).fetchone()
+            if seen is not None:
                 raise Rejected(
                     grpc.StatusCode.ALREADY_EXISTS,
                     "replayed_capture",
@@ -69,7 +98,8 @@ class ReplayGuard:
                     device_id=device_id,
                     capture_id=capture_id,
                 )
-            if len(self._seen) >= self.memory:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM seen_captures").fetchone()
+            if count >= self.memory:
                 raise Rejected(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     "replay_memory_full",
@@ -77,7 +107,10 @@ class ReplayGuard:
                     device_id=device_id,
                     capture_id=capture_id,
                 )
-            self._seen[capture_id] = now_ms
+            self._db.execute(
+                "INSERT INTO seen_captures (capture_id, device_id, seen_at_ms) VALUES (?, ?, ?)",
+                (capture_id, device_id, now_ms),
+            )
 
 
 __all__ = [
