@@ -8,6 +8,7 @@ key that signs verdicts. Private keys are written with mode 0600.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,58 @@ def load_signing_public(path: Path) -> Ed25519PublicKey:
 # --- Device certificates from a CSR (enrollment) and device folders -------------------
 
 
+_AIRPORT_RE = re.compile(r"[A-Z]{3}")
+_GATE_RE = re.compile(r"[A-Z0-9-]{1,8}")
+
+
+@dataclass(frozen=True)
+class DeviceScope:
+    """Where a device may board flights: its departure airport and, optionally, gates.
+
+    The CA writes it into the device certificate's subject (``OU=airport=LAX``,
+    ``OU=gates=B42 B43``), so the matching service authorises every session from the
+    certificate itself and a device can never search another airport's galleries.
+    """
+
+    airport: str
+    gates: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _AIRPORT_RE.fullmatch(self.airport):
+            raise ValueError(f"airport {self.airport!r} must be three capital letters (IATA)")
+        for gate in self.gates:
+            if not _GATE_RE.fullmatch(gate):
+                raise ValueError(f"gate {gate!r} must be 1..8 capital letters, digits or '-'")
+
+    def allows(self, airport: str, gate: str) -> bool:
+        if airport.upper() != self.airport:
+            return False
+        return not self.gates or gate.upper() in self.gates
+
+    def name_attributes(self) -> list[x509.NameAttribute]:
+        unit = NameOID.ORGANIZATIONAL_UNIT_NAME
+        attributes = [x509.NameAttribute(unit, f"airport={self.airport}")]
+        if self.gates:
+            attributes.append(x509.NameAttribute(unit, f"gates={' '.join(self.gates)}"))
+        return attributes
+
+    @staticmethod
+    def of(certificate: x509.Certificate) -> DeviceScope | None:
+        """The scope a certificate grants (None: no airport, so no session anywhere)."""
+        values: dict[str, str] = {}
+        for attribute in certificate.subject.get_attributes_for_oid(
+            NameOID.ORGANIZATIONAL_UNIT_NAME
+        ):
+            key, _, value = str(attribute.value).partition("=")
+            values[key] = value
+        if "airport" not in values:
+            return None
+        try:
+            return DeviceScope(values["airport"], tuple(values.get("gates", "").split()))
+        except ValueError:
+            return None
+
+
 def make_csr(device_id: str) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     """A new device key and a PEM CSR naming ``device_id`` (the key never leaves the unit)."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -141,6 +194,7 @@ def write_device_layout(
 
 
 __all__ = [
+    "DeviceScope",
     "PkiLayout",
     "load_private",
     "load_sealing_public",

@@ -18,7 +18,7 @@ import threading
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from gate_contract.keys import PkiLayout
+from gate_contract.keys import DeviceScope, PkiLayout
 from gate_contract.paths import data_dir
 from matching_service.dev_ca import create_dev_pki
 from matching_service.errors import GalleryError, NoFaceFound
@@ -113,7 +113,8 @@ def _issue_token(args: argparse.Namespace) -> int:
     from matching_service.enrollment import EnrollmentTokens
 
     try:
-        token = EnrollmentTokens(args.db).issue(args.device_id, ttl_s=args.ttl)
+        scope = DeviceScope(args.airport.upper(), tuple(g.upper() for g in args.gates))
+        token = EnrollmentTokens(args.db).issue(args.device_id, scope=scope, ttl_s=args.ttl)
     except ValueError as exc:
         print(f"gate-matcher: {exc}", file=sys.stderr)
         return 2
@@ -168,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     token = commands.add_parser("issue-token", help="one-time enrollment token for a device")
     token.add_argument("--device-id", required=True)
     token.add_argument("--ttl", type=float, default=24 * 3600.0, metavar="SECONDS")
+    token.add_argument(
+        "--airport", required=True, help="IATA code of the airport the device boards at"
+    )
+    token.add_argument(
+        "--gates", nargs="*", default=[], metavar="GATE", help="limit it to these gates"
+    )
     token.set_defaults(handler=_issue_token)
     enroll = commands.add_parser("enroll", help="build a flight gallery from document photos")
     enroll.add_argument(

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gate_contract.keys import (
+    DeviceScope,
     PkiLayout,
     load_private,
     make_csr,
@@ -41,11 +42,15 @@ def _certificate(
     ca: bool,
     client: bool = False,
     server: bool = False,
+    scope: DeviceScope | None = None,
 ) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, subject)]
+    if scope is not None:
+        names += scope.name_attributes()
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .subject_name(x509.Name(names))
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
@@ -69,21 +74,32 @@ def _certificate(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def create_dev_pki(root: Path, device_id: str = DEV_DEVICE_ID) -> PkiLayout:
-    """Create (once) a complete development PKI under ``root``; returns its layout."""
+DEV_AIRPORT = "LAX"  # where the development device may board (the demo flight departs there)
+
+
+def create_dev_pki(
+    root: Path, device_id: str = DEV_DEVICE_ID, scope: DeviceScope | None = None
+) -> PkiLayout:
+    """Create (once) a complete development PKI under ``root``; returns its layout.
+
+    Folders are 0700 and private keys 0600. The device is enrolled for ``scope``
+    (default: any gate at ``DEV_AIRPORT``).
+    """
     layout = PkiLayout(root)
     if layout.signing_public.is_file():
         return layout
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Gate development CA")])
     ca_cert = _certificate("Gate development CA", ca_key.public_key(), ca_name, ca_key, ca=True)
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root.chmod(0o700)
     write_private_key(layout.ca_key, ca_key)
     layout.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
 
+    device_scope = scope or DeviceScope(DEV_AIRPORT)
     for cert_path, key_path, subject, role in (
         (layout.server_cert, layout.server_key, "localhost", {"server": True}),
-        (layout.device_cert, layout.device_key, device_id, {"client": True}),
+        (layout.device_cert, layout.device_key, device_id, {"client": True, "scope": device_scope}),
     ):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _certificate(subject, key.public_key(), ca_name, ca_key, ca=False, **role)
@@ -96,6 +112,8 @@ def create_dev_pki(root: Path, device_id: str = DEV_DEVICE_ID) -> PkiLayout:
     write_private_key(layout.signing_key, signing)
     write_public_key(layout.sealing_public, sealing.public_key())
     write_public_key(layout.signing_public, signing.public_key())
+    for folder in (layout.server_cert.parent, layout.device_cert.parent):
+        folder.chmod(0o700)
     return layout
 
 
@@ -107,14 +125,16 @@ def sign_device_csr(
     ca_key,
     csr: x509.CertificateSigningRequest,
     device_id: str,
+    scope: DeviceScope,
     *,
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
 ) -> x509.Certificate:
     """A client-auth certificate for ``device_id`` over the CSR's key, signed by the CA.
 
-    The subject is set by the CA (common name = device id), never copied from the CSR,
-    so a device cannot ask for someone else's name or for CA rights.
+    The subject is set by the CA (common name = device id, and the airport and gates it
+    may board), never copied from the CSR, so a device cannot ask for someone else's name,
+    another airport or CA rights.
     """
     if not csr.is_signature_valid:
         raise ValueError("CSR signature does not verify")
@@ -123,7 +143,11 @@ def sign_device_csr(
     not_after = not_after or now + dt.timedelta(days=DEVICE_CERT_DAYS)
     return (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+        .subject_name(
+            x509.Name(
+                [x509.NameAttribute(NameOID.COMMON_NAME, device_id), *scope.name_attributes()]
+            )
+        )
         .issuer_name(ca_cert.subject)
         .public_key(csr.public_key())
         .serial_number(x509.random_serial_number())
@@ -140,10 +164,12 @@ def issue_device(
     root: Path,
     device_id: str,
     *,
+    scope: DeviceScope | None = None,
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
 ) -> PkiLayout:
-    """A new device folder under ``root`` signed by ``pki``'s CA (tests, field spares)."""
+    """A new device folder under ``root`` signed by ``pki``'s CA (tests, field spares),
+    for ``scope`` (default: any gate at ``DEV_AIRPORT``)."""
     ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
     key, csr_pem = make_csr(device_id)
     cert = sign_device_csr(
@@ -151,6 +177,7 @@ def issue_device(
         load_private(pki.ca_key),
         x509.load_pem_x509_csr(csr_pem),
         device_id,
+        scope or DeviceScope(DEV_AIRPORT),
         not_before=not_before,
         not_after=not_after,
     )
@@ -164,4 +191,11 @@ def issue_device(
     )
 
 
-__all__ = ["DEVICE_CERT_DAYS", "DEV_DEVICE_ID", "create_dev_pki", "issue_device", "sign_device_csr"]
+__all__ = [
+    "DEVICE_CERT_DAYS",
+    "DEV_AIRPORT",
+    "DEV_DEVICE_ID",
+    "create_dev_pki",
+    "issue_device",
+    "sign_device_csr",
+]

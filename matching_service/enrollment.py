@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gate_contract.clock import now_ms
-from gate_contract.keys import PkiLayout, load_private
+from gate_contract.keys import DeviceScope, PkiLayout, load_private
 from gate_contract.sealing import key_id
 from gate_contract.verdicts import signing_key_id
 from gate_contract.wire import ENROLLMENT_SERVICE, pb, pb_grpc
@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS enrollment_tokens (
     certificate_serial TEXT
 );
 """
+# Columns added after the first release; existing databases are migrated in place.
+_COLUMNS = {"airport": "TEXT NOT NULL DEFAULT ''", "gates": "TEXT NOT NULL DEFAULT ''"}
 
 
 def _hash(token: str) -> str:
@@ -64,10 +66,18 @@ class EnrollmentTokens:
     def __init__(self, db_path: Path | str = ":memory:", clock_ms: Callable[[], int] = now_ms):
         self._db = open_db(db_path)
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(enrollment_tokens)")}
+        for column, kind in _COLUMNS.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE enrollment_tokens ADD COLUMN {column} {kind}")
+        self._db.commit()
         self._lock = threading.Lock()
         self._clock = clock_ms
 
-    def issue(self, device_id: str, ttl_s: float = DEFAULT_TOKEN_TTL_S) -> str:
+    def issue(
+        self, device_id: str, *, scope: DeviceScope, ttl_s: float = DEFAULT_TOKEN_TTL_S
+    ) -> str:
+        """A one-time token for ``device_id``; its certificate will board only ``scope``."""
         if not device_id or len(device_id) > 64:
             raise ValueError("device id must be 1..64 characters")
         if ttl_s <= 0:
@@ -78,23 +88,31 @@ class EnrollmentTokens:
         with self._lock, self._db:
             self._db.execute(
                 "INSERT INTO enrollment_tokens (token_sha256, device_id, issued_at_ms,"
-                " expires_at_ms) VALUES (?, ?, ?, ?)",
-                (_hash(token), device_id, now, now + int(ttl_s * 1000)),
+                " expires_at_ms, airport, gates) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    _hash(token),
+                    device_id,
+                    now,
+                    now + int(ttl_s * 1000),
+                    scope.airport,
+                    " ".join(scope.gates),
+                ),
             )
         return token
 
-    def consume(self, token: str, device_id: str) -> None:
-        """Use the token up for ``device_id``, or raise ``TokenRefused``."""
+    def consume(self, token: str, device_id: str) -> DeviceScope:
+        """Use the token up for ``device_id`` and return the scope it grants, or raise
+        ``TokenRefused``."""
         now = self._clock()
         with self._lock, self._db:
             row = self._db.execute(
-                "SELECT device_id, expires_at_ms, used_at_ms FROM enrollment_tokens"
+                "SELECT device_id, expires_at_ms, used_at_ms, airport, gates FROM enrollment_tokens"
                 " WHERE token_sha256 = ?",
                 (_hash(token),),
             ).fetchone()
             if row is None:
                 raise TokenRefused("unknown")
-            bound, expires, used = row
+            bound, expires, used, airport, gates = row
             if used is not None:
                 raise TokenRefused("already_used")
             if now > expires:
@@ -105,6 +123,10 @@ class EnrollmentTokens:
                 "UPDATE enrollment_tokens SET used_at_ms = ? WHERE token_sha256 = ?",
                 (now, _hash(token)),
             )
+        try:
+            return DeviceScope(airport, tuple(gates.split()))
+        except ValueError as exc:  # a token from before scopes existed
+            raise TokenRefused("no_scope") from exc
 
     def record_serial(self, token: str, serial: int) -> None:
         with self._lock, self._db:
@@ -182,7 +204,7 @@ class EnrollmentService(pb_grpc.EnrollmentServicer):
                 "device is revoked",
             )
         try:
-            self._tokens.consume(request.enrollment_token, request.device_id)
+            scope = self._tokens.consume(request.enrollment_token, request.device_id)
         except TokenRefused as exc:
             code = (
                 grpc.StatusCode.PERMISSION_DENIED
@@ -190,7 +212,7 @@ class EnrollmentService(pb_grpc.EnrollmentServicer):
                 else grpc.StatusCode.UNAUTHENTICATED
             )
             self._refuse(context, code, f"token_{exc.reason}", device, str(exc))
-        cert = sign_device_csr(self._ca_cert, self._ca_key, csr, request.device_id)
+        cert = sign_device_csr(self._ca_cert, self._ca_key, csr, request.device_id, scope)
         self._tokens.record_serial(request.enrollment_token, cert.serial_number)
         self.audit.security(
             "device_enrolled",

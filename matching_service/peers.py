@@ -11,6 +11,7 @@ import grpc
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from gate_contract.keys import DeviceScope
 from matching_service.errors import Rejected
 from matching_service.revocation import RevocationList
 
@@ -21,6 +22,7 @@ CERTIFICATE_CACHE = 1024  # parsed client certificates kept (one per connected g
 class Peer:
     device_id: str
     serial: int
+    scope: DeviceScope | None  # where its certificate lets it board (None: nowhere)
 
 
 class PeerAuthenticator:
@@ -89,7 +91,7 @@ class PeerAuthenticator:
                 f"device certificate revoked (by {why})",
                 device_id=device,
             )
-        return Peer(device, cert.serial_number)
+        return Peer(device, cert.serial_number, DeviceScope.of(cert))
 
 
 def same_device(peer: Peer, claimed: str, capture_id: str = "") -> None:

@@ -176,6 +176,19 @@ class MatchingService(pb_grpc.MatchingServicer):
                 "flight needs carrier, number, date, airport",
                 device_id=peer.device_id,
             )
+        if peer.scope is None or not peer.scope.allows(f.departure_airport, f.gate):
+            where = (
+                f"{peer.scope.airport} gates {' '.join(peer.scope.gates) or 'any'}"
+                if peer.scope
+                else "no airport"
+            )
+            raise Rejected(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "flight_not_authorised",
+                f"device is enrolled for {where}, not flights from"
+                f" {f.departure_airport[:8]!r} at gate {f.gate[:8]!r}",
+                device_id=peer.device_id,
+            )
         flight = flight_key(f.carrier, f.flight_number, f.date, f.departure_airport)
         session_id = self.sessions.open(peer.device_id, flight, self._clock())
         size = self.matcher.gallery.size(flight)

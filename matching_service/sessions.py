@@ -115,6 +115,7 @@ class ReplayGuard:
 
 __all__ = [
     "CAPTURE_WINDOW_MS",
+    "REPLAY_KEEP_MS",
     "REPLAY_MEMORY",
     "SESSION_TTL_MS",
     "ReplayGuard",

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from appliance.errors import EnrollmentFailed
 from appliance.matching.client import status_code
-from gate_contract.keys import PkiLayout, make_csr, write_device_layout
+from gate_contract.keys import DeviceScope, PkiLayout, make_csr, write_device_layout
 from gate_contract.sealing import key_id
 from gate_contract.verdicts import signing_key_id
 from gate_contract.wire import pb, pb_grpc
@@ -25,13 +25,16 @@ def enroll(
     device_id: str,
     root: Path,
     *,
+    airport: str | None = None,
     deadline_s: float = 10.0,
 ) -> PkiLayout:
     """Enroll this unit: new key + CSR, one-time token, write the device PKI under ``root``.
 
     ``bootstrap_ca_pem`` is the CA the technician provisions with the token; the
     enrollment server's TLS certificate must chain to it, and so must the certificate
-    returned. The private key is made here and never leaves the unit.
+    returned. The private key is made here and never leaves the unit. With ``airport``,
+    the certificate must let the unit board flights from there (the CA sets the scope the
+    token was issued for).
     """
     key, csr_pem = make_csr(device_id)
     credentials = grpc.ssl_channel_credentials(root_certificates=bootstrap_ca_pem)
@@ -47,6 +50,15 @@ def enroll(
                 f"enrollment refused: {status_code(exc).name}: {exc.details()}"
             ) from exc
     _check_enrollment(response, bootstrap_ca_pem, device_id, key)
+    if airport is not None:
+        leaf = x509.load_pem_x509_certificates(response.certificate_chain_pem)[0]
+        scope = DeviceScope.of(leaf)
+        if scope is None or scope.airport != airport.upper():
+            granted = scope.airport if scope else "no airport"
+            raise EnrollmentFailed(
+                f"the token enrols this unit for {granted}, not {airport}: issue a token with"
+                f" `gate-matcher issue-token --airport {airport}`"
+            )
     return write_device_layout(
         root,
         device_key=key,

@@ -347,7 +347,7 @@ def provision(
             if not dry_run:
                 staging = Path(tempfile.mkdtemp(prefix=".pki-staging-", dir=state))
                 try:
-                    enroll(a.enroll, ca_pem, a.token, a.device_id, staging)
+                    enroll(a.enroll, ca_pem, a.token, a.device_id, staging, airport=a.airport)
                     _chmod_tree(staging)
                     if pki_root.exists() and any(pki_root.iterdir()):
                         pki_root.rename(aside)

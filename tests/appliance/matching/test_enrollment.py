@@ -10,7 +10,7 @@ from appliance.errors import EnrollmentFailed
 from appliance.matching.client import MatchingClient
 from appliance.matching.enrollment import enroll
 from gate_contract.clock import now_ms
-from gate_contract.keys import load_private, make_csr
+from gate_contract.keys import DeviceScope, load_private, make_csr
 from gate_contract.sealing import seal_into, sealed_size
 from gate_contract.wire import pb, pb_grpc
 from matching_service.audit import AuditLog
@@ -62,10 +62,11 @@ def stack(pki, tmp_path_factory):
 
 
 def test_new_device_enrolls_and_then_opens_a_session_over_mtls(stack, tmp_path):
-    token = stack.tokens.issue("gate-new-0100", ttl_s=600)
+    token = stack.tokens.issue("gate-new-0100", ttl_s=600, scope=DeviceScope("LAX"))
     layout = enroll(stack.enroll_target, stack.ca_pem, token, "gate-new-0100", tmp_path / "dev")
     cert = x509.load_pem_x509_certificate(layout.device_cert.read_bytes())
-    assert cert.subject.rfc4514_string() == "CN=gate-new-0100"
+    assert cert.subject.rfc4514_string() == "OU=airport=LAX,CN=gate-new-0100"
+    assert DeviceScope.of(cert) == DeviceScope("LAX")
     assert layout.ca_cert.read_bytes() == stack.ca_pem
     assert (layout.device_key.stat().st_mode & 0o777) == 0o600
     assert not layout.ca_key.exists() and not layout.sealing_key.exists()
@@ -89,7 +90,7 @@ def test_new_device_enrolls_and_then_opens_a_session_over_mtls(stack, tmp_path):
 
 
 def test_token_is_single_use(stack, tmp_path):
-    token = stack.tokens.issue("gate-new-0101")
+    token = stack.tokens.issue("gate-new-0101", scope=DeviceScope("LAX"))
     enroll(stack.enroll_target, stack.ca_pem, token, "gate-new-0101", tmp_path / "a")
     with pytest.raises(EnrollmentFailed, match="UNAUTHENTICATED"):
         enroll(stack.enroll_target, stack.ca_pem, token, "gate-new-0101", tmp_path / "b")
@@ -98,7 +99,7 @@ def test_token_is_single_use(stack, tmp_path):
 
 
 def test_token_expires(stack, tmp_path):
-    token = stack.tokens.issue("gate-new-0102", ttl_s=60)
+    token = stack.tokens.issue("gate-new-0102", ttl_s=60, scope=DeviceScope("LAX"))
     stack.clock.now += 61_000
     try:
         with pytest.raises(EnrollmentFailed, match="UNAUTHENTICATED"):
@@ -109,7 +110,7 @@ def test_token_expires(stack, tmp_path):
 
 
 def test_token_is_bound_to_its_device(stack, tmp_path):
-    token = stack.tokens.issue("gate-new-0103")
+    token = stack.tokens.issue("gate-new-0103", scope=DeviceScope("LAX"))
     with pytest.raises(EnrollmentFailed, match="PERMISSION_DENIED"):
         enroll(stack.enroll_target, stack.ca_pem, token, "gate-thief-0001", tmp_path / "a")
     assert stack.audit.events("token_wrong_device")
@@ -119,7 +120,7 @@ def test_token_is_bound_to_its_device(stack, tmp_path):
 
 
 def test_csr_must_name_the_device(stack):
-    token = stack.tokens.issue("gate-new-0104")
+    token = stack.tokens.issue("gate-new-0104", scope=DeviceScope("LAX"))
     _, csr_pem = make_csr("gate-somebody-else")
     with grpc.secure_channel(
         stack.enroll_target, grpc.ssl_channel_credentials(stack.ca_pem)
@@ -160,7 +161,7 @@ def test_matching_port_needs_a_client_certificate(stack):
 
 def test_enrollment_server_must_chain_to_the_provisioned_ca(stack, tmp_path):
     rogue = create_dev_pki(tmp_path / "rogue")
-    token = stack.tokens.issue("gate-new-0105")
+    token = stack.tokens.issue("gate-new-0105", scope=DeviceScope("LAX"))
     with pytest.raises(EnrollmentFailed):
         enroll(
             stack.enroll_target,
@@ -175,7 +176,7 @@ def test_enrollment_server_must_chain_to_the_provisioned_ca(stack, tmp_path):
 def test_tokens_unit(tmp_path):
     clock = Clock()
     tokens = EnrollmentTokens(tmp_path / "t.sqlite", clock_ms=clock)
-    token = tokens.issue("gate-1", ttl_s=10)
+    token = tokens.issue("gate-1", ttl_s=10, scope=DeviceScope("LAX"))
     assert token not in (tmp_path / "t.sqlite").read_bytes().decode("latin-1")
     with pytest.raises(TokenRefused) as err:
         tokens.consume(token, "gate-2")
@@ -185,7 +186,7 @@ def test_tokens_unit(tmp_path):
         tokens.consume(token, "gate-1")
     assert err.value.reason == "already_used"
     with pytest.raises(ValueError):
-        tokens.issue("", ttl_s=10)
+        tokens.issue("", ttl_s=10, scope=DeviceScope("LAX"))
 
 
 def test_every_link_of_a_returned_chain_must_lead_to_the_provisioned_ca(pki, tmp_path):

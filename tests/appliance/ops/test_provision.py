@@ -16,7 +16,7 @@ from appliance.errors import ProvisionError
 from appliance.matching.client import MatchingClient
 from appliance.ops.provision import Answers, provision
 from appliance.service.config import load_config
-from gate_contract.keys import PkiLayout
+from gate_contract.keys import DeviceScope, PkiLayout
 from tests.support import REPO, EnrollmentKit
 
 _counter = iter(range(1000))
@@ -37,7 +37,7 @@ def _answers(env: EnrollmentKit, tmp_path: Path, **changes: str) -> Answers:
         matcher=env.matcher_target,
         enroll=env.enroll_target,
         ca_file=str(env.ca_file),
-        token=env.tokens.issue(device, ttl_s=600),
+        token=env.tokens.issue(device, ttl_s=600, scope=DeviceScope("LAX")),
         config=str(tmp_path / "etc" / "gate.toml"),
         data_dir=str(tmp_path / "state"),
     )
@@ -114,7 +114,7 @@ def test_non_interactive_provision_enrols_and_writes_a_valid_config(
     assert config.ledger_path == tmp_path / "state" / "purge-ledger.jsonl"
     layout = PkiLayout(config.matcher.pki_dir)
     cert = x509.load_pem_x509_certificate(layout.device_cert.read_bytes())
-    assert cert.subject.rfc4514_string() == f"CN={a.device_id}"
+    assert cert.subject.rfc4514_string() == f"OU=airport=LAX,CN={a.device_id}"
     assert layout.ca_cert.read_bytes() == enrollment_kit.ca_file.read_bytes()
     _assert_owner_only(tmp_path / "state")
     assert (Path(a.config).stat().st_mode & 0o777) == 0o600
@@ -175,7 +175,7 @@ def test_rotate_makes_a_new_key_and_certificate_and_moves_the_old_aside(enrollme
     relay = (tmp_path / "state" / "relay.key").read_bytes()
     config_before = Path(a.config).read_bytes()
 
-    a.token = enrollment_kit.tokens.issue(a.device_id, ttl_s=600)
+    a.token = enrollment_kit.tokens.issue(a.device_id, ttl_s=600, scope=DeviceScope("LAX"))
     lines: list[str] = []
     changes = provision(a, rotate=True, out=lines.append)
     assert changes == ["device key and certificate"], lines
@@ -236,7 +236,9 @@ def test_bad_token_is_a_clear_error_and_nothing_is_half_written(enrollment_kit, 
             check_matcher=False,
         )
     elif kind == "wrong_device":
-        a.token = enrollment_kit.tokens.issue("gate-somebody-else", ttl_s=600)
+        a.token = enrollment_kit.tokens.issue(
+            "gate-somebody-else", ttl_s=600, scope=DeviceScope("LAX")
+        )
     else:
         a.token = ""
     result = gatectl("provision", "-y", *_flags(a))
@@ -252,6 +254,20 @@ def test_bad_token_is_a_clear_error_and_nothing_is_half_written(enrollment_kit, 
     state = tmp_path / "state"
     assert not any(p.is_file() for p in state.rglob("*")) if state.exists() else True
     assert not Path(a.config).exists()
+
+
+def test_a_token_for_another_airport_is_refused_before_anything_is_written(
+    enrollment_kit, tmp_path
+):
+    """The certificate would not let this unit board its own flight: say so, write nothing."""
+    a = _answers(enrollment_kit, tmp_path)
+    a.token = enrollment_kit.tokens.issue(a.device_id, ttl_s=600, scope=DeviceScope("JFK"))
+    result = gatectl("provision", "-y", *_flags(a))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "enrols this unit for JFK, not LAX" in result.stderr
+    assert "--airport LAX" in result.stderr
+    assert not Path(a.config).exists()
+    assert not (tmp_path / "state" / "pki" / "device").exists()
 
 
 # ----------------------------------------------------------------------------- bad answers

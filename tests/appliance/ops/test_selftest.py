@@ -28,7 +28,7 @@ from appliance.service.config import load_config
 from appliance.vision.models import model_path
 from firmware_bridge.simulator import Simulator
 from gate_contract.clock import now_ms
-from gate_contract.keys import PkiLayout, load_private
+from gate_contract.keys import DeviceScope, PkiLayout, load_private
 from matching_service.dev_ca import issue_device
 from matching_service.gallery import Gallery
 from matching_service.server import start_server
@@ -84,7 +84,7 @@ def unit(kit, tmp_path: Path, demo_photos: Path) -> Iterator[Unit]:
         matcher=kit.matcher_target,
         enroll=kit.enroll_target,
         ca_file=str(kit.ca_file),
-        token=kit.tokens.issue(device, ttl_s=600),
+        token=kit.tokens.issue(device, ttl_s=600, scope=DeviceScope("LAX")),
         config=str(tmp_path / "gate.toml"),
         data_dir=str(state),
     )
