@@ -28,3 +28,5 @@ __all__: list[str] = []
 __all__: list[str] = []
 
 __all__: list[str] = []
+
+__all__: list[str] = []

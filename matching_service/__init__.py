@@ -5,3 +5,5 @@ __all__: list[str] = []
 __all__: list[str] = []
 
 __all__: list[str] = []
+
+__all__: list[str] = []

@@ -34,7 +34,9 @@ from gate_contract.verdicts import signing_key_id
 from gate_contract.wire import ENROLLMENT_SERVICE, pb, pb_grpc
 from matching_service.audit import AuditLog
 from matching_service.dev_ca import sign_device_csr
-from matching_service.errors import TokenRefused
+from matching_service.errors import Rejected, TokenRefused
+from matching_service.handlers import guarded, peer_address, register
+from matching_service.limits import BurstLog, RateLimit
 from matching_service.revocation import RevocationList
 from matching_service.server import add_health
 from matching_service.store import open_db
@@ -136,6 +138,12 @@ class EnrollmentTokens:
             )
 
 
+def default_attempts() -> RateLimit:
+    """Ten enrollments at once from one address, then one every 6 s; 30 at once in all,
+    then one a second: a technician's rollout passes, guessing a 128-bit token does not."""
+    return RateLimit(per_key_rate=1 / 6, per_key_burst=10, total_rate=1.0, total_burst=30)
+
+
 class EnrollmentService(pb_grpc.EnrollmentServicer):
     def __init__(
         self,
@@ -144,7 +152,10 @@ class EnrollmentService(pb_grpc.EnrollmentServicer):
         *,
         audit: AuditLog | None = None,
         revocations: RevocationList | None = None,
+        attempts: RateLimit | None = None,
     ) -> None:
+        """``attempts`` limits enrollment calls per peer address and in all (default:
+        ``default_attempts()``)."""
         self._ca_pem = pki.ca_cert.read_bytes()
         self._ca_cert = x509.load_pem_x509_certificate(self._ca_pem)
         self._ca_key = load_private(pki.ca_key)
@@ -158,46 +169,58 @@ class EnrollmentService(pb_grpc.EnrollmentServicer):
         self._signing_kid = signing_key_id(signing)
         self._tokens = tokens
         self.audit = audit or AuditLog()
+        self.attempts = attempts or default_attempts()
+        self.refusals = BurstLog(log, logging.WARNING)
+        self.cancellations = BurstLog(log, logging.INFO)
         self._revocations = revocations or RevocationList()
 
-    def _refuse(self, context, code: grpc.StatusCode, event: str, device: str, detail: str):
-        log.warning("enrollment refused (%s) for %r: %s", event, device, detail)
-        self.audit.security(event, code.name, method="Enroll", device_id=device, detail=detail)
-        context.abort(code, detail)
+    def now_ms(self) -> int:
+        return now_ms()
 
+    @staticmethod
+    def _refuse(code: grpc.StatusCode, event: str, device: str, detail: str) -> Rejected:
+        return Rejected(code, event, detail, device_id=device)
+
+    @guarded("Enroll")
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext):
         device = request.device_id[:64]
+        if not self.attempts.allow(peer_address(context)):
+            # Token guessing needs no client certificate: slow every peer, and all of them.
+            raise self._refuse(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "enrollment_rate_limited",
+                device,
+                "too many enrollment attempts; wait and retry",
+            )
         if not request.device_id or len(request.device_id) > 64:
-            self._refuse(
-                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_request", device, "bad device id"
+            raise self._refuse(
+                grpc.StatusCode.INVALID_ARGUMENT, "bad_request", device, "bad device id"
             )
         if not request.csr_pem or len(request.csr_pem) > MAX_CSR_BYTES:
-            self._refuse(
-                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_csr", device, "CSR missing or large"
+            raise self._refuse(
+                grpc.StatusCode.INVALID_ARGUMENT, "bad_csr", device, "CSR missing or large"
             )
         try:
             csr = x509.load_pem_x509_csr(request.csr_pem)
             valid = csr.is_signature_valid
             names = csr.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
         except ValueError as exc:
-            self._refuse(
-                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_csr", device, f"bad CSR: {exc}"
-            )
+            raise self._refuse(
+                grpc.StatusCode.INVALID_ARGUMENT, "bad_csr", device, f"bad CSR: {exc}"
+            ) from exc
         if not valid:
-            self._refuse(
-                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_csr", device, "CSR signature bad"
+            raise self._refuse(
+                grpc.StatusCode.INVALID_ARGUMENT, "bad_csr", device, "CSR signature bad"
             )
         if not names or names[0].value != request.device_id:
-            self._refuse(
-                context,
+            raise self._refuse(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "bad_csr",
                 device,
                 "CSR does not name this device",
             )
         if self._revocations.is_revoked(-1, request.device_id):
-            self._refuse(
-                context,
+            raise self._refuse(
                 grpc.StatusCode.PERMISSION_DENIED,
                 "certificate_revoked",
                 device,
@@ -211,7 +234,7 @@ class EnrollmentService(pb_grpc.EnrollmentServicer):
                 if exc.reason == "wrong_device"
                 else grpc.StatusCode.UNAUTHENTICATED
             )
-            self._refuse(context, code, f"token_{exc.reason}", device, str(exc))
+            raise self._refuse(code, f"token_{exc.reason}", device, str(exc)) from exc
         cert = sign_device_csr(self._ca_cert, self._ca_key, csr, request.device_id, scope)
         self._tokens.record_serial(request.enrollment_token, cert.serial_number)
         self.audit.security(
@@ -245,7 +268,7 @@ def start_enrollment_server(
         futures.ThreadPoolExecutor(max_workers=workers),
         options=[("grpc.max_receive_message_length", 64 * 1024), ("grpc.so_reuseport", 0)],
     )
-    pb_grpc.add_EnrollmentServicer_to_server(service, server)
+    register(server, service, "Enrollment")
     service.health = add_health(server, (ENROLLMENT_SERVICE,))
     port = server.add_secure_port(address, credentials)
     if port == 0:
@@ -259,5 +282,6 @@ __all__ = [
     "MAX_CSR_BYTES",
     "EnrollmentService",
     "EnrollmentTokens",
+    "default_attempts",
     "start_enrollment_server",
 ]

@@ -13,11 +13,27 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gate_contract.keys import PkiLayout, load_private
-from gate_contract.wire import MATCHING_SERVICE, pb_grpc
+from gate_contract.wire import MATCHING_SERVICE
 from matching_service.encoder_pool import EncoderPool
 from matching_service.gallery import Gallery
+from matching_service.handlers import register
 from matching_service.recognizer import FaceEncoder
 from matching_service.servicer import CHUNK_LIMIT, MatchingService
+
+
+def server_options() -> list[tuple[str, int]]:
+    """Channel options of both servers: message size, keepalive, connection age."""
+    return [
+        ("grpc.max_receive_message_length", CHUNK_LIMIT),
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", 8),  # per connection: one gate sends one at a time
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),  # gates ping every 30 s
+        ("grpc.max_connection_idle_ms", 15 * 60_000),
+        ("grpc.max_connection_age_ms", 6 * 3_600_000),  # connections are renewed
+        ("grpc.max_connection_age_grace_ms", 30_000),
+    ]
 
 
 def default_workers() -> int:
@@ -58,14 +74,12 @@ def start_server(
         root_certificates=pki.ca_cert.read_bytes(),
         require_client_auth=True,
     )
+    threads = server_threads(service, workers)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=server_threads(service, workers)),
-        options=[
-            ("grpc.max_receive_message_length", CHUNK_LIMIT),
-            ("grpc.so_reuseport", 0),
-        ],
+        futures.ThreadPoolExecutor(max_workers=threads),
+        options=server_options(),
     )
-    pb_grpc.add_MatchingServicer_to_server(service, server)
+    register(server, service, "Matching")
     service.health = add_health(server, (MATCHING_SERVICE,))
     port = server.add_secure_port(address, credentials)
     if port == 0:
@@ -96,4 +110,11 @@ def service_from_pki(
     )
 
 
-__all__ = ["add_health", "default_workers", "server_threads", "service_from_pki", "start_server"]
+__all__ = [
+    "add_health",
+    "default_workers",
+    "server_options",
+    "server_threads",
+    "service_from_pki",
+    "start_server",
+]

@@ -35,7 +35,6 @@ a revocation, which TLS knows nothing about.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -56,6 +55,8 @@ from matching_service.decision import FlightMatcher
 from matching_service.encoder_pool import EncoderPool
 from matching_service.errors import Rejected
 from matching_service.gallery import Gallery, flight_key
+from matching_service.handlers import guarded
+from matching_service.limits import BurstLog, ConcurrencyLimit
 from matching_service.passes import passenger_from_bcbp
 from matching_service.peers import Peer, PeerAuthenticator, same_device
 from matching_service.recognizer import FaceEncoder
@@ -68,33 +69,8 @@ MAX_SEALED_BYTES = 8 * 1024 * 1024
 CHUNK_LIMIT = 1024 * 1024  # one gRPC message at most (a chunk is 64 KiB)
 MAX_CHUNKS = 1024
 RECENT_RECEIPTS = 1000
-
-
-def _handler(method: str):
-    """Turn ``Rejected`` and unexpected errors into an audited gRPC status."""
-
-    def wrap(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def inner(self: MatchingService, request, context: grpc.ServicerContext):
-            try:
-                return fn(self, request, context)
-            except Rejected as exc:
-                self._audit_rejection(method, exc)
-                context.abort(exc.code, exc.message)
-            except Exception as exc:  # nothing a caller sends may take the service down
-                log.exception("%s failed", method)
-                self.audit.security(
-                    "internal_error",
-                    grpc.StatusCode.INTERNAL.name,
-                    method=method,
-                    detail=type(exc).__name__,
-                    at_ms=self._clock(),
-                )
-                context.abort(grpc.StatusCode.INTERNAL, "internal error")
-
-        return inner
-
-    return wrap
+MAX_STREAMS_PER_DEVICE = 4  # captures in flight from one gate (it sends one at a time)
+RECEIVE_DEADLINE_S = 5.0  # header and payload of one capture must arrive within this
 
 
 class MatchingService(pb_grpc.MatchingServicer):
@@ -131,6 +107,9 @@ class MatchingService(pb_grpc.MatchingServicer):
         self.audit = audit or AuditLog()
         self.revocations = revocations or RevocationList()
         self.peers = PeerAuthenticator(self.revocations, lambda: self._clock())
+        self.streams = ConcurrencyLimit(MAX_STREAMS_PER_DEVICE)
+        self.refusals = BurstLog(log, logging.WARNING)
+        self.cancellations = BurstLog(log, logging.INFO)
         # Recent receipts for inspection; the audit table is the record (bounded memory).
         self.purge_receipts: deque[pb.PurgeReceipt] = deque(maxlen=RECENT_RECEIPTS)
 
@@ -142,29 +121,12 @@ class MatchingService(pb_grpc.MatchingServicer):
     def signing_key_id(self) -> str:
         return self._signing_kid
 
-    def _audit_rejection(self, method: str, exc: Rejected) -> None:
-        log.warning(
-            "%s refused (%s, %s): device %r capture %r: %s",
-            method,
-            exc.event,
-            exc.code.name,
-            exc.device_id,
-            exc.capture_id,
-            exc.message,
-        )
-        self.audit.security(
-            exc.event,
-            exc.code.name,
-            method=method,
-            device_id=exc.device_id,
-            capture_id=exc.capture_id,
-            detail=exc.message,
-            at_ms=self._clock(),
-        )
+    def now_ms(self) -> int:
+        return self._clock()
 
     # --- OpenSession ----------------------------------------------------------------
 
-    @_handler("OpenSession")
+    @guarded("OpenSession")
     def OpenSession(self, request: pb.OpenSessionRequest, context: grpc.ServicerContext):
         peer = self.peers.authenticate(context)
         same_device(peer, request.device_id)
@@ -201,16 +163,53 @@ class MatchingService(pb_grpc.MatchingServicer):
 
     # --- Verify ---------------------------------------------------------------------
 
-    @_handler("Verify")
+    @guarded("Verify", stream=True)
     def Verify(self, request_iterator, context: grpc.ServicerContext):
         started = time.perf_counter()
         peer = self.peers.authenticate(context)
-        header, session = self._admit(peer, request_iterator)
-        sealed = self._receive(header, request_iterator)
+        with self.streams.hold(peer.device_id) as admitted:
+            if not admitted:
+                raise Rejected(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "too_many_streams",
+                    f"more than {MAX_STREAMS_PER_DEVICE} captures in flight from this device",
+                    device_id=peer.device_id,
+                )
+            header, session, sealed = self._receive_in_time(peer, request_iterator, context)
+            try:
+                return self._decide(header, session, sealed, started)
+            finally:
+                sealed[:] = bytes(len(sealed))
+
+    def _receive_in_time(
+        self, peer: Peer, chunks, context: grpc.ServicerContext
+    ) -> tuple[pb.CaptureHeader, Session, bytearray]:
+        """Header and payload must all arrive within ``RECEIVE_DEADLINE_S``: a stream that
+        sends nothing (or trickles) is cut off instead of holding a worker thread."""
+        late = threading.Event()
+
+        def cut_off() -> None:
+            late.set()
+            context.cancel()
+
+        timer = threading.Timer(RECEIVE_DEADLINE_S, cut_off)
+        timer.daemon = True
+        timer.start()
         try:
-            return self._decide(header, session, sealed, started)
+            header, session = self._admit(peer, chunks)
+            return header, session, self._receive(header, chunks)
+        except (grpc.RpcError, Rejected) as exc:
+            # Cut off, the stream either fails or just ends (no header, too few bytes).
+            if late.is_set():
+                raise Rejected(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    "capture_too_slow",
+                    f"capture not received within {RECEIVE_DEADLINE_S:g} s",
+                    device_id=peer.device_id,
+                ) from exc
+            raise
         finally:
-            sealed[:] = bytes(len(sealed))
+            timer.cancel()
 
     def _admit(self, peer: Peer, chunks) -> tuple[pb.CaptureHeader, Session]:
         """Check the header before reading a single payload byte."""
@@ -389,7 +388,7 @@ class MatchingService(pb_grpc.MatchingServicer):
 
     # --- ReportPurge ----------------------------------------------------------------
 
-    @_handler("ReportPurge")
+    @guarded("ReportPurge")
     def ReportPurge(self, request: pb.PurgeReceipt, context: grpc.ServicerContext):
         peer = self.peers.authenticate(context)
         same_device(peer, request.device_id, request.capture_id)
@@ -407,4 +406,12 @@ class MatchingService(pb_grpc.MatchingServicer):
         return pb.PurgeAck(recorded=True)
 
 
-__all__ = ["CHUNK_LIMIT", "MAX_CHUNKS", "MAX_SEALED_BYTES", "RECENT_RECEIPTS", "MatchingService"]
+__all__ = [
+    "CHUNK_LIMIT",
+    "MAX_CHUNKS",
+    "MAX_SEALED_BYTES",
+    "MAX_STREAMS_PER_DEVICE",
+    "RECEIVE_DEADLINE_S",
+    "RECENT_RECEIPTS",
+    "MatchingService",
+]

@@ -60,6 +60,14 @@ def _bench_purge(args: argparse.Namespace) -> int:
     return 0 if result["image_files_written"] == 0 else 1
 
 
+def _bench_flood(args: argparse.Namespace) -> int:
+    from testbed.bench.flood import bench_flood
+
+    result = bench_flood(args.streams, args.hold_s)
+    print_figures(result, args.json)
+    return 0 if result["gate_verify_failures"] == 0 and result["gate_health_failed"] == 0 else 1
+
+
 def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     """``gatectl demo``, ``simulate`` and ``bench vision | serial | purge``."""
     demo = commands.add_parser("demo", help="run a boarding queue end to end on embedded defaults")
@@ -100,6 +108,15 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     purge.add_argument("--transactions", type=int, default=1000)
     purge.add_argument("--json", action="store_true", help="one JSON object on the last line")
     purge.set_defaults(handler=_bench_purge)
+    flood = benches.add_parser(
+        "flood", help="idle Verify streams from one device vs another gate's verifies"
+    )
+    flood.add_argument("--streams", type=int, default=10_000, help="idle streams (default 10000)")
+    flood.add_argument(
+        "--hold-s", type=float, default=20.0, help="how long they stay open (default 20 s)"
+    )
+    flood.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    flood.set_defaults(handler=_bench_flood)
 
 
 def _bench_matcher(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from gate_contract.paths import data_dir
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.enrollment import EnrollmentService, EnrollmentTokens, start_enrollment_server
 from matching_service.gallery import Gallery, flight_key
+from matching_service.limits import RateLimit
 from matching_service.recognizer import FaceEncoder
 from matching_service.server import service_from_pki, start_server
 from matching_service.servicer import MatchingService
@@ -176,7 +177,10 @@ def enrollment_kit(
     """The enrollment port beside the session's matching service (same CA and keys)."""
     work = tmp_path_factory.mktemp("enrollment")
     tokens = EnrollmentTokens(work / "tokens.sqlite")
-    server, port = start_enrollment_server(EnrollmentService(matcher.pki, tokens), matcher.pki)
+    # The whole test session enrolls from one address, far faster than any technician.
+    many = RateLimit(per_key_rate=100.0, per_key_burst=1000, total_rate=100.0, total_burst=1000)
+    service = EnrollmentService(matcher.pki, tokens, attempts=many)
+    server, port = start_enrollment_server(service, matcher.pki)
     ca_file = work / "kit-ca.pem"
     ca_file.write_bytes(matcher.pki.ca_cert.read_bytes())
     yield EnrollmentKit(tokens, f"localhost:{port}", matcher.target, ca_file)

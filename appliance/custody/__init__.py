@@ -12,3 +12,5 @@ __all__: list[str] = []
 __all__: list[str] = []
 
 __all__: list[str] = []
+
+__all__: list[str] = []

@@ -8,3 +8,5 @@ __all__: list[str] = []
 __all__: list[str] = []
 
 __all__: list[str] = []
+
+__all__: list[str] = []

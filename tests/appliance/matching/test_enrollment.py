@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import pytest
 from cryptography import x509
@@ -18,6 +20,7 @@ from matching_service.dev_ca import create_dev_pki
 from matching_service.enrollment import EnrollmentService, EnrollmentTokens, start_enrollment_server
 from matching_service.errors import TokenRefused
 from matching_service.gallery import Gallery
+from matching_service.limits import RateLimit
 from matching_service.server import start_server
 from matching_service.servicer import MatchingService
 from testbed.testing import FLIGHT
@@ -45,7 +48,9 @@ def stack(pki, tmp_path_factory):
         audit=audit,
     )
     server, port = start_server(matching, pki)
-    enrollment = EnrollmentService(pki, tokens, audit=audit)
+    # Generous limits: this module enrolls many devices from one address in seconds.
+    many = RateLimit(per_key_rate=100.0, per_key_burst=1000, total_rate=100.0, total_burst=1000)
+    enrollment = EnrollmentService(pki, tokens, audit=audit, attempts=many)
     enroll_server, enroll_port = start_enrollment_server(enrollment, pki)
 
     class Stack:
@@ -230,3 +235,33 @@ def test_every_link_of_a_returned_chain_must_lead_to_the_provisioned_ca(pki, tmp
     )
     with pytest.raises(EnrollmentFailed, match="does not chain"):
         _check_enrollment(response, pki.ca_cert.read_bytes(), "gate-new-0009", device_key)
+
+
+def test_token_guessing_is_rate_limited_with_one_log_line_per_burst(pki, tmp_path, caplog):
+    """The attack: enrollment needs no client certificate, so anyone on the network could
+    guess tokens as fast as the server answers (711/s), each an audit row and a WARNING."""
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    tokens = EnrollmentTokens(tmp_path / "tokens.sqlite")
+    server, port = start_enrollment_server(EnrollmentService(pki, tokens, audit=audit), pki)
+    credentials = grpc.ssl_channel_credentials(root_certificates=pki.ca_cert.read_bytes())
+    statuses = []
+    try:
+        with (
+            caplog.at_level(logging.WARNING, logger="gate.matcher.enrollment"),
+            grpc.secure_channel(f"localhost:{port}", credentials) as channel,
+        ):
+            stub = pb_grpc.EnrollmentStub(channel)
+            for guess in range(200):
+                request = pb.EnrollRequest(
+                    enrollment_token=f"{guess:032x}", device_id="gate-x", csr_pem=b"x"
+                )
+                with pytest.raises(grpc.RpcError) as refused:
+                    stub.Enroll(request, timeout=5)
+                statuses.append(refused.value.code())
+    finally:
+        server.stop(grace=None)
+    limited = statuses.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert limited >= 180, statuses[:20]  # only the first burst reached the token check
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) <= 5, [r.getMessage() for r in lines]
+    assert len(audit.events("enrollment_rate_limited")) <= 2
