@@ -16,7 +16,7 @@ from gate_contract.keys import PkiLayout, load_private
 from gate_contract.wire import MATCHING_SERVICE, pb_grpc
 from matching_service.encoder_pool import EncoderPool
 from matching_service.gallery import Gallery
-from matching_service.recognizer import FaceEncoder
+from matching_service.recognizers import Recognizer
 from matching_service.servicer import CHUNK_LIMIT, MatchingService
 
 
@@ -77,7 +77,7 @@ def start_server(
 def service_from_pki(
     pki: PkiLayout,
     gallery: Gallery,
-    encoder: FaceEncoder | None,
+    encoder: Recognizer | None,
     pool: EncoderPool | None = None,
     **options,
 ) -> MatchingService:

@@ -1,12 +1,15 @@
-"""Face templates with dlib's ResNet descriptor (128-d), as the reference matcher's model.
+"""dlib's ResNet descriptor (128-d, Euclidean): the default recognizer, with clean terms.
 
-The model files come with the PyPI package ``face-recognition-models``; that package's
-own ``__init__`` needs ``pkg_resources``, so we locate its ``models/`` folder through
-the import system instead of importing it.
+The model (CC0) comes with the PyPI package ``face-recognition-models``; that package's
+own ``__init__`` needs ``pkg_resources``, so its ``models/`` folder is located through
+the import system instead of importing it. Faces are found by dlib's HOG detector and
+aligned with the 5-point predictor (the 68-point one has non-commercial data terms).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import threading
 from pathlib import Path
@@ -15,28 +18,38 @@ import cv2
 import dlib
 import numpy as np
 
-from matching_service.errors import NoFaceFound
+from matching_service.errors import NoFaceFound, RecognizerUnavailable
+from matching_service.recognizers.base import RecognizerInfo
 
 MAX_SIDE = 800  # document photos are downscaled to this before detection
+NET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
 
-def _models_folder() -> Path:
+def dlib_models_folder() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("face-recognition-models is not installed (pip install '.[matcher]')")
+        raise RecognizerUnavailable(
+            "face-recognition-models is not installed (pip install '.[matcher]')"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
-class FaceEncoder:
+@functools.cache
+def dlib_info() -> RecognizerInfo:
+    """dlib's identity: the template id carries the network file's hash."""
+    digest = hashlib.sha256((dlib_models_folder() / NET_FILE).read_bytes()).hexdigest()
+    return RecognizerInfo("dlib", f"dlib-resnet-128/{digest[:12]}", 128, "euclidean")
+
+
+class DlibRecognizer:
     """Detects the largest face in an image and returns its 128-d descriptor."""
 
     def __init__(self) -> None:
-        folder = _models_folder()
+        folder = dlib_models_folder()
+        self.info = dlib_info()
         self._detector = dlib.get_frontal_face_detector()
         self._shapes = dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat"))
-        self._net = dlib.face_recognition_model_v1(
-            str(folder / "dlib_face_recognition_resnet_model_v1.dat")
-        )
+        self._net = dlib.face_recognition_model_v1(str(folder / NET_FILE))
         self._lock = threading.Lock()  # dlib objects are not safe to share across threads
 
     def encode(self, image_bgr: np.ndarray) -> np.ndarray:
