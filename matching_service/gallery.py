@@ -326,7 +326,7 @@ class Gallery:
     ) -> list[str]:
         """Store templates already computed by this view's recognizer (bench, tests), each
         counted as fused from its entry's photos; returns the tokens in order."""
-        rows = [(entry, np.asarray(t, np.float32), len(entry.photos)) for entry, t in templates]
+        rows = [(e, np.asarray(t, np.float32), max(1, len(e.photos))) for e, t in templates]
         for entry, template, _ in rows:
             if template.shape != (self.recognizer.dimension,):
                 raise GalleryError(

@@ -42,6 +42,17 @@ def recognizer_info(name: str) -> RecognizerInfo:
     return INFO
 
 
+def ensure_available(name: str) -> RecognizerInfo:
+    """Check that ``name``'s model files are set up and intact, without loading them."""
+    info = recognizer_info(name)
+    if name == "mobilefacenet":
+        from matching_service.recognizers import model_store
+
+        model_store.verified(model_store.MOBILEFACENET)
+        model_store.verified(model_store.BLAZEFACE_FULL)
+    return info
+
+
 def open_recognizer(name: str = DEFAULT_RECOGNIZER) -> Recognizer:
     """Load recognizer ``name``; ``RecognizerUnavailable`` says why it cannot be."""
     _check(name)
@@ -59,6 +70,7 @@ __all__ = [
     "RECOGNIZERS",
     "Recognizer",
     "RecognizerInfo",
+    "ensure_available",
     "open_recognizer",
     "recognizer_info",
 ]
