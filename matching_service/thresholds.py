@@ -93,6 +93,9 @@ class OperatingPoints:
         rates = [q[0] for q in self.quantiles]
         if fmr >= rates[0]:
             return self.quantiles[0][1]
+        for rate, counted in self.quantiles:
+            if math.isclose(fmr, rate, rel_tol=1e-9):
+                return counted
         if fmr < rates[-1]:  # beyond what was counted: the model, never looser than counted
             return min(self.tail_threshold(fmr), self.quantiles[-1][1])
         # Between two counted quantiles: interpolate in log(fmr).
