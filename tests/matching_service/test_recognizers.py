@@ -65,7 +65,7 @@ def test_template_ids_name_backend_and_model():
 
 
 def test_unknown_recognizer_is_refused_by_name():
-    with pytest.raises(RecognizerUnavailable, match="unknown recognizer 'arcface'.*dlib"):
+    with pytest.raises(RecognizerUnavailable, match=r"unknown recognizer 'arcface'.*dlib"):
         open_recognizer("arcface")
 
 
