@@ -5,9 +5,9 @@ is written once against :class:`RecognizerInfo`. Templates are comparable only w
 one ``template_id`` (backend + model hash): the gallery stores it with each template
 and never compares across ids.
 
-Distances are "lower is closer" for every backend: Euclidean for dlib's descriptor,
-``1 - cosine`` for embeddings scored by cosine, so thresholds and the audit log keep
-one meaning.
+Every backend makes unit-length templates compared by cosine; the service works with
+the distance ``1 - cosine`` (lower is closer), so thresholds and the audit log keep one
+meaning whatever the backend.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-Metric = Literal["euclidean", "cosine"]
+Metric = Literal["cosine"]
 
 
 @dataclass(frozen=True)
@@ -31,24 +31,19 @@ class RecognizerInfo:
 
     def distances(self, probe: np.ndarray, templates: np.ndarray) -> np.ndarray:
         """Distance of ``probe`` (d,) to each row of ``templates`` (n, d)."""
-        templates = np.atleast_2d(templates)
-        if self.metric == "cosine":
-            return 1.0 - templates @ probe
-        return np.linalg.norm(templates - probe[None, :], axis=1)
+        return 1.0 - np.atleast_2d(templates) @ probe
 
     def fuse(self, descriptors: list[np.ndarray]) -> np.ndarray:
         """One template from a traveller's K photos: their mean.
 
-        Measured on faces-dev (see README): the mean beats best-of-K at FMR 1e-4 and in
-        1:N for both backends, and costs one comparison per traveller instead of K. For
-        cosine the unit embeddings are averaged and re-normalised; dlib's descriptors are
-        averaged as they are, in the Euclidean space they are thresholded in.
+        Measured on faces-dev (see README): the mean of the unit descriptors beats
+        best-of-K at FMR 1e-4 and in 1:N for both backends, and costs one comparison per
+        traveller instead of K. The mean is re-normalised to unit length.
         """
         if not descriptors:
             raise ValueError("a template needs at least one descriptor")
         mean = np.mean(np.asarray(descriptors, np.float64), axis=0)
-        if self.metric == "cosine":
-            mean /= max(float(np.linalg.norm(mean)), 1e-12)
+        mean /= max(float(np.linalg.norm(mean)), 1e-12)
         return mean.astype(np.float32)
 
 

@@ -124,9 +124,9 @@ def test_pass_holder_is_compared_one_to_one_even_when_another_face_is_nearer(tmp
     from matching_service.passes import Passenger
 
     gallery = Gallery(tmp_path / "g.sqlite")
-    base = np.zeros(128, np.float32)
-    holder, other = base.copy(), base.copy()
-    holder[0], other[1] = 0.45, 0.40  # both within 0.5 of the live template; other nearer
+    live, holder, other = np.eye(128, dtype=np.float32)[:3]
+    holder = (live + 0.30 * holder) / np.linalg.norm(live + 0.30 * holder)
+    other = (live + 0.25 * other) / np.linalg.norm(live + 0.25 * other)  # other is nearer
     gallery.enroll_templates(
         "F",
         [
@@ -134,10 +134,9 @@ def test_pass_holder_is_compared_one_to_one_even_when_another_face_is_nearer(tmp
             (ManifestEntry("PAX-2", "in_scope", (_Path("-"),), "XYZ789", "ROE/RICHARD"), other),
         ],
     )
-    live = base
     assert gallery.nearest("F", live).traveller_id == "PAX-2"
     match = gallery.passenger_match("F", live, Passenger("DOE/JANE", "ABC123"))
     assert match is not None and match.traveller_id == "PAX-1"
-    assert match.distance == pytest.approx(0.45)
+    assert match.distance == pytest.approx(1 - 1 / np.sqrt(1 + 0.30**2), abs=1e-6)
     assert gallery.passenger_match("F", live, Passenger("DOE/JOHN", "ABC123")) is None
     assert gallery.passenger_match("F", live, Passenger("DOE/JANE", "NOPE00")) is None

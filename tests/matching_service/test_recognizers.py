@@ -59,7 +59,7 @@ def test_no_face_is_a_clear_error(recognizer):
 
 def test_template_ids_name_backend_and_model():
     dlib, mfn = (recognizer_info(n) for n in RECOGNIZERS)
-    assert dlib.template_id.startswith("dlib-resnet-128/") and dlib.metric == "euclidean"
+    assert dlib.template_id.startswith("dlib-resnet-128-unit/") and dlib.dimension == 128
     assert mfn.template_id == f"mobilefacenet-192/{model_store.MOBILEFACENET_TFLITE_SHA256[:12]}"
     assert mfn.metric == "cosine" and mfn.dimension == 192
 
@@ -69,15 +69,18 @@ def test_unknown_recognizer_is_refused_by_name():
         open_recognizer("arcface")
 
 
-def test_fusion_is_the_mean_and_unit_length_for_cosine():
+def test_fusion_is_the_mean_of_unit_templates_renormalised():
     info = recognizer_info("mobilefacenet")
     a, b = np.eye(192, dtype=np.float32)[:2]
     fused = info.fuse([a, b])
     np.testing.assert_allclose(fused[:2], [2**-0.5, 2**-0.5], rtol=1e-6)
-    euclid = recognizer_info("dlib")
-    np.testing.assert_allclose(euclid.fuse([a[:128], 3 * a[:128]])[0], 2.0)
+    assert info.distances(fused, np.stack([a, fused]))[1] == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError):
         info.fuse([])
+
+
+def test_both_recognizers_make_unit_templates(recognizer, demo_photos):
+    assert np.linalg.norm(encode(recognizer, demo_photos / "biden.jpg")) == pytest.approx(1.0)
 
 
 def test_the_converted_model_passes_its_known_answer(mobilefacenet):

@@ -82,7 +82,7 @@ def test_table_picks_the_calibration_for_the_templates_photo_count():
 def test_json_round_trip_and_shipped_defaults_cover_both_recognizers():
     defaults = load_defaults()
     ids = {p.template_id.split("/")[0] for p in defaults}
-    assert ids == {"dlib-resnet-128", "mobilefacenet-192"}
+    assert ids == {"dlib-resnet-128-unit", "mobilefacenet-192"}
     for p in defaults:
         assert OperatingPoints.from_json(p.to_json()) == p
         assert p.one_to_many(48) < p.one_to_one()
