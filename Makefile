@@ -11,6 +11,7 @@ STUBS := proto/gate/v1/.generated
 
 setup: $(STAMP) $(STUBS)
 	$(PY) scripts/acquire_assets.py
+	$(PY) scripts/acquire_recognizers.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

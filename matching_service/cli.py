@@ -4,7 +4,9 @@
 port), health on both, and the retention schedule. ``issue-token`` makes a one-time
 device enrollment token. ``enroll`` builds a flight gallery from a JSON or CSV manifest.
 ``retention`` runs the retention rules once. ``calibrate`` and ``bench`` measure the
-matcher on a ``<identity>/*.jpg`` dataset.
+matcher on a ``<identity>/*.jpg`` dataset. ``--recognizer`` (``dlib``, the default, or
+``mobilefacenet``) picks the face recognizer for ``serve``, ``enroll`` and ``calibrate``:
+a gallery enrolled with one is never served by another.
 """
 
 from __future__ import annotations
@@ -21,9 +23,18 @@ from pathlib import Path
 from gate_contract.keys import DeviceScope, PkiLayout
 from gate_contract.paths import data_dir
 from matching_service.dev_ca import create_dev_pki
-from matching_service.errors import GalleryError, NoFaceFound
+from matching_service.errors import (
+    GalleryError,
+    MatcherError,
+    RecognizerUnavailable,
+    TemplateMismatch,
+)
 from matching_service.gallery import Gallery, flight_key
-from matching_service.recognizer import FaceEncoder
+from matching_service.recognizers import (
+    DEFAULT_RECOGNIZER,
+    RECOGNIZERS,
+    open_recognizer,
+)
 
 # Commands other packages add (e.g. testbed's bench over real gates).
 PLUGIN_GROUP = "gate_matcher.commands"
@@ -32,13 +43,21 @@ PLUGIN_GROUP = "gate_matcher.commands"
 def _enroll(args: argparse.Namespace) -> int:
     carrier, number, date, airport = args.flight
     try:
-        count = Gallery(args.db).enroll_manifest(
-            flight_key(carrier, number, date, airport), args.manifest, FaceEncoder()
+        recognizer = open_recognizer(args.recognizer)
+        report = Gallery(args.db, recognizer.info).enroll_manifest(
+            flight_key(carrier, number, date, airport), args.manifest, recognizer
         )
-    except (GalleryError, NoFaceFound) as exc:
+    except (GalleryError, RecognizerUnavailable) as exc:
         print(f"gate-matcher: enrollment failed: {exc}", file=sys.stderr)
         return 2
-    print(f"enrolled {count} travellers")
+    for skipped in report.skipped:
+        print(f"skipped {skipped}", file=sys.stderr)
+    if report.replaced:
+        print(f"replaced {report.replaced} templates made by another recognizer")
+    print(
+        f"enrolled {report.travellers} travellers from {report.photos} photos "
+        f"with {recognizer.info.template_id}"
+    )
     return 0
 
 
@@ -55,15 +74,23 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"gate-matcher: {exc}", file=sys.stderr)
         return 2
     audit = AuditLog(args.db)
-    gallery = Gallery(args.db)
-    pool = EncoderPool(args.workers)
     try:
-        return _run_servers(args, pki, gallery, audit, revocations, pool)
+        recognizer = open_recognizer(args.recognizer)
+    except RecognizerUnavailable as exc:
+        print(f"gate-matcher: {exc}", file=sys.stderr)
+        return 2
+    gallery = Gallery(args.db, recognizer.info)
+    pool = EncoderPool(args.workers, recognizer=args.recognizer)
+    try:
+        return _run_servers(args, pki, gallery, audit, revocations, pool, recognizer)
+    except (TemplateMismatch, RecognizerUnavailable) as exc:
+        print(f"gate-matcher: {exc}", file=sys.stderr)
+        return 2
     finally:
         pool.close()
 
 
-def _run_servers(args, pki, gallery, audit, revocations, pool) -> int:
+def _run_servers(args, pki, gallery, audit, revocations, pool, recognizer) -> int:
     """Serve until SIGTERM/SIGINT; live captures are encoded by ``pool``."""
     from matching_service.enrollment import (
         EnrollmentService,
@@ -80,7 +107,7 @@ def _run_servers(args, pki, gallery, audit, revocations, pool) -> int:
     service = service_from_pki(
         pki,
         gallery,
-        FaceEncoder(),
+        recognizer,
         pool,
         audit=audit,
         revocations=revocations,
@@ -88,7 +115,8 @@ def _run_servers(args, pki, gallery, audit, revocations, pool) -> int:
     )
     server, port = start_server(service, pki, args.address)
     print(
-        f"matching service listening on port {port} (mutual TLS, {pool.workers} encoder processes)",
+        f"matching service listening on port {port} (mutual TLS, {pool.workers} encoder processes"
+        f", {recognizer.info.template_id})",
         flush=True,
     )
     enrollment_server = None
@@ -131,11 +159,33 @@ def _retention(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    """Thresholds for 1:1 and 1:N per photo count; ``--save`` stores them in the gallery."""
     from matching_service.calibration import calibrate_dataset
 
-    result = calibrate_dataset(args.dataset, fmr=args.fmr)
-    print(json.dumps(result))
+    photos = tuple(range(1, args.photos_per_traveller + 1))
+    try:
+        recognizer = open_recognizer(args.recognizer)
+        points, report = calibrate_dataset(args.dataset, recognizer, photos)
+    except (MatcherError, ValueError) as exc:
+        print(f"gate-matcher calibrate: {exc}", file=sys.stderr)
+        return 2
+    if args.save:
+        Gallery(args.db, recognizer.info).save_calibration(points)
+        report["saved_to"] = str(args.db)
+    if args.output:
+        args.output.write_text(json.dumps([p.to_json() for p in points]) + "\n")
+        report["written_to"] = str(args.output)
+    print(json.dumps(report))
     return 0
+
+
+def _recognizer_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--recognizer",
+        choices=RECOGNIZERS,
+        default=DEFAULT_RECOGNIZER,
+        help="face recognizer (default: dlib; mobilefacenet is opt-in, see README licence note)",
+    )
 
 
 def _positive(text: str) -> int:
@@ -165,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="encoder processes (default: CPUs)",
     )
+    _recognizer_option(serve)
     serve.set_defaults(handler=_serve)
     token = commands.add_parser("issue-token", help="one-time enrollment token for a device")
     token.add_argument("--device-id", required=True)
@@ -184,15 +235,27 @@ def main(argv: list[str] | None = None) -> int:
         "--manifest",
         type=Path,
         required=True,
-        help="JSON list or CSV of traveller_id, category, photo[, pnr, name]",
+        help="JSON list or CSV of traveller_id, category, photos (or photo)[, pnr, name]",
     )
+    _recognizer_option(enroll)
     enroll.set_defaults(handler=_enroll)
     retention = commands.add_parser("retention", help="apply the retention rules once")
     retention.add_argument("--margin", type=float, default=300.0, metavar="SECONDS")
     retention.set_defaults(handler=_retention)
-    calibrate = commands.add_parser("calibrate", help="threshold at a false match rate")
-    calibrate.add_argument("--dataset", type=Path, required=True)
-    calibrate.add_argument("--fmr", type=float, default=0.001)
+    calibrate = commands.add_parser(
+        "calibrate", help="1:1 and 1:N thresholds of a recognizer on a dataset"
+    )
+    calibrate.add_argument("--dataset", type=Path, required=True, help="<identity>/*.jpg")
+    calibrate.add_argument(
+        "--photos-per-traveller",
+        type=_positive,
+        default=3,
+        metavar="K",
+        help="calibrate templates of 1..K photos (default 3)",
+    )
+    calibrate.add_argument("--save", action="store_true", help="store them in the gallery db")
+    calibrate.add_argument("--output", type=Path, help="also write them to this JSON file")
+    _recognizer_option(calibrate)
     calibrate.set_defaults(handler=_calibrate)
     for plugin in entry_points(group=PLUGIN_GROUP):
         plugin.load()(commands)

@@ -1,9 +1,12 @@
 """The match decision for one live capture against one flight's gallery.
 
-Biometric-first: 1:N over the flight's gallery, ``MATCH`` within the gallery's threshold,
-else ``NOT_ON_FLIGHT``. Pass-then-face: 1:1 against the traveller the boarding pass
-names; the 1:N search only tells a stranger (``NOT_ON_FLIGHT``) from another passenger
-holding someone else's pass (``NO_MATCH``). The live template is zeroized once compared.
+Biometric-first: 1:N over the flight's gallery, ``MATCH`` within the 1:N threshold for a
+gallery of that size (target FPIR), else ``NOT_ON_FLIGHT``. Pass-then-face: 1:1 against
+the traveller the boarding pass names, at the 1:1 threshold (target FMR); the 1:N search,
+at its own threshold, only tells a stranger (``NOT_ON_FLIGHT``) from another passenger
+holding someone else's pass (``NO_MATCH``). Thresholds are the gallery's, for its
+recognizer and the matched template's photo count. The live template is zeroized once
+compared.
 """
 
 from __future__ import annotations
@@ -15,10 +18,15 @@ import numpy as np
 
 from gate_contract.wire import pb
 from matching_service.encoder_pool import EncoderPool
-from matching_service.errors import NoFaceFound, UndecodableImage
+from matching_service.errors import (
+    NoFaceFound,
+    RecognizerUnavailable,
+    TemplateMismatch,
+    UndecodableImage,
+)
 from matching_service.gallery import Gallery, Match
 from matching_service.passes import passenger_from_bcbp
-from matching_service.recognizer import FaceEncoder
+from matching_service.recognizers import Recognizer
 
 
 class FlightMatcher:
@@ -26,16 +34,37 @@ class FlightMatcher:
 
     Live captures are encoded by ``pool`` (worker processes, so concurrent gates encode
     in parallel) when one is given, else in this process by ``encoder`` (one capture at a
-    time: dlib holds the GIL).
+    time: dlib holds the GIL). Both must be the gallery's recognizer, the gallery must
+    hold no flight enrolled by another (``TemplateMismatch``: re-enrol or serve with that
+    one), and its thresholds must be calibrated (``RecognizerUnavailable``).
     """
 
     def __init__(
         self,
         gallery: Gallery,
-        encoder: FaceEncoder | None,
+        encoder: Recognizer | None,
         pool: EncoderPool | None,
         clock_ms: Callable[[], int],
     ) -> None:
+        template_id = gallery.recognizer.template_id
+        for part in (encoder, pool):
+            if part is not None and part.info.template_id != template_id:
+                raise TemplateMismatch(
+                    f"the gallery is for {template_id} but the encoder is {part.info.template_id}"
+                )
+        foreign = gallery.foreign_flights()
+        if foreign:
+            listed = ", ".join(f"{f} ({t})" for f, t in sorted(foreign.items())[:5])
+            raise TemplateMismatch(
+                f"{gallery.path} holds flights enrolled with another recognizer: {listed}. "
+                f"Re-enrol them with `gate-matcher enroll --recognizer "
+                f"{gallery.recognizer.name}`, or serve with the recognizer that made them"
+            )
+        if not gallery.thresholds.knows(template_id):
+            raise RecognizerUnavailable(
+                f"no calibrated thresholds for {template_id}: run `gate-matcher calibrate "
+                f"--recognizer {gallery.recognizer.name} --dataset DIR --save`"
+            )
         self.gallery = gallery
         self.encoder = encoder
         self.pool = pool
@@ -60,15 +89,17 @@ class FlightMatcher:
                 holder = gallery.passenger_match(flight, template, passenger)
         finally:
             template.fill(0)  # the live template is not kept either
-        threshold = gallery.threshold
+        identified = nearest is not None and nearest.distance <= gallery.threshold_1ton(
+            nearest.photos, gallery.size(flight)
+        )
         if boarding_pass:
-            if holder is not None and holder.distance <= threshold:
+            if holder is not None and holder.distance <= gallery.threshold_1to1(holder.photos):
                 gallery.record_verification(flight, holder.traveller_id, self._clock())
                 return pb.MATCH, holder.token, holder
-            if nearest is not None and nearest.distance <= threshold:
+            if identified:
                 return pb.NO_MATCH, "", nearest
             return pb.NOT_ON_FLIGHT, "", nearest
-        if nearest is None or nearest.distance > threshold:
+        if not identified:
             return pb.NOT_ON_FLIGHT, "", nearest
         gallery.record_verification(flight, nearest.traveller_id, self._clock())
         return pb.MATCH, nearest.token, nearest

@@ -2,8 +2,9 @@
 
 dlib holds the GIL while it detects and describes a face, so threads in one process
 encode one capture at a time however many gates are waiting. ``EncoderPool`` runs
-``workers`` processes (default: one per CPU), each loading ``FaceEncoder`` once, and
-hands each live capture's JPEG bytes to one of them.
+``workers`` processes (default: one per CPU), each loading its own instance of the
+recognizer once (recognizers are not shareable across threads, and onnxruntime's thread
+pools do not survive a fork), and hands each live capture's JPEG bytes to one of them.
 
 Where the live capture goes, and what is zeroized:
 
@@ -11,14 +12,17 @@ Where the live capture goes, and what is zeroized:
   only: nothing is written to disk (no temporary file, no shared-memory file).
 * In the worker, the payload is held in a ``bytearray``; it and the decoded image are
   overwritten with zeros (``fill(0)``) before the worker answers, whether the encoding
-  worked or not. ``FaceEncoder.encode`` zeroizes its own resized and RGB copies.
+  worked or not. the recognizer's ``encode`` zeroizes its own copies.
 * Not reachable for zeroization: pickle moves the payload as transient ``bytes``
   objects, in the calling process (the pickled call, written to the pipe) and in the
   worker (the message read from the pipe and the bytes it is unpickled from). They are
   immutable, owned by ``multiprocessing`` and released as soon as the call has crossed
-  the pipe, but their memory is freed, not overwritten. The same goes for the 128-d
+  the pipe, but their memory is freed, not overwritten. The same goes for the
   descriptor on its way back (a template, not pixels). The caller's own buffer stays
   the caller's to zeroize (the matching service does).
+
+Each worker runs single-threaded (onnxruntime with one intra-op thread): N workers for N
+cores, never a thread pool inside each that would oversubscribe them.
 
 Workers start with the ``forkserver`` method (``spawn`` where there is none), never a
 bare ``fork``: the gRPC server's threads must not be copied into a child mid-call. A
@@ -41,7 +45,13 @@ import cv2
 import numpy as np
 
 from matching_service.errors import EncoderPoolError, UndecodableImage
-from matching_service.recognizer import FaceEncoder
+from matching_service.recognizers import (
+    DEFAULT_RECOGNIZER,
+    Recognizer,
+    RecognizerInfo,
+    open_recognizer,
+    recognizer_info,
+)
 
 __all__ = ["ENCODE_TIMEOUT_S", "EncoderPool"]
 
@@ -50,7 +60,7 @@ ENCODE_TIMEOUT_S = 60.0
 
 # --- in the worker process ------------------------------------------------------------
 
-_encoder: FaceEncoder | None = None
+_encoder: Recognizer | None = None
 _started = None  # a Barrier of all workers, so start-up checks each one
 
 
@@ -61,14 +71,14 @@ def _exit_with_parent() -> None:
         os._exit(0)
 
 
-def _load_encoder(started) -> None:
+def _load_encoder(started, recognizer: str) -> None:
     """Initializer: each worker loads the model once."""
     global _encoder, _started
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service stops its workers itself
     # A worker waits on its call queue forever; if the service dies without closing the
     # pool (SIGKILL, crash), this ends the worker instead of leaving an orphan behind.
     threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
-    _encoder = FaceEncoder()
+    _encoder = open_recognizer(recognizer)
     _started = started
 
 
@@ -106,13 +116,20 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 class EncoderPool:
-    """``workers`` processes that turn JPEG bytes into 128-d face descriptors.
+    """``workers`` processes that turn JPEG bytes into templates of ``recognizer``.
 
     ``encode_jpeg`` is safe to call from many threads at once; each call occupies one
     worker. The constructor returns once every worker has loaded its model.
     """
 
-    def __init__(self, workers: int | None = None, *, timeout_s: float = ENCODE_TIMEOUT_S):
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        recognizer: str = DEFAULT_RECOGNIZER,
+        timeout_s: float = ENCODE_TIMEOUT_S,
+    ):
+        self.info: RecognizerInfo = recognizer_info(recognizer)
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         if self.workers < 1:
             raise ValueError("an encoder pool needs at least one worker")
@@ -127,7 +144,7 @@ class EncoderPool:
             max_workers=self.workers,
             mp_context=context,
             initializer=_load_encoder,
-            initargs=(context.Barrier(self.workers),),
+            initargs=(context.Barrier(self.workers), self.info.name),
         )
         try:
             # One call per worker, all waiting on one barrier: each worker takes exactly
@@ -143,7 +160,7 @@ class EncoderPool:
         return executor
 
     def encode_jpeg(self, data: bytes | bytearray) -> np.ndarray:
-        """The 128-d descriptor of the largest face in the JPEG ``data``.
+        """The template of the largest face in the JPEG ``data``.
 
         Raises ``NoFaceFound`` (no usable face), ``UndecodableImage`` (not an image)
         or ``EncoderPoolError`` (the pool is closed, a worker died or timed out).

@@ -6,6 +6,8 @@
     ├── Rejected             a refused call: the gRPC status and audit event it leaves
     ├── GalleryError         a manifest or photo that cannot be enrolled
     ├── NoFaceFound          an image without a face the recogniser can use
+    ├── RecognizerUnavailable  a recognizer whose model is missing, altered or unknown
+    ├── TemplateMismatch     templates made by another recognizer than the one serving
     ├── UndecodableImage     bytes that are not an image
     ├── EncoderPoolError     the encoder processes could not encode
     ├── TokenRefused         an enrollment token that is unknown, used, expired or not this device's
@@ -50,6 +52,14 @@ class NoFaceFound(MatcherError):
     """The image holds no face the recogniser can use."""
 
 
+class RecognizerUnavailable(MatcherError):
+    """A recognizer cannot be used: unknown name, model not set up, or model altered."""
+
+
+class TemplateMismatch(MatcherError):
+    """The gallery holds templates of another recognizer: re-enrol, or serve with that one."""
+
+
 class UndecodableImage(MatcherError):
     """The capture's bytes are not an image OpenCV can decode."""
 
@@ -80,8 +90,10 @@ __all__ = [
     "GalleryError",
     "MatcherError",
     "NoFaceFound",
+    "RecognizerUnavailable",
     "Rejected",
     "RevocationError",
+    "TemplateMismatch",
     "TokenRefused",
     "UndecodableImage",
 ]

@@ -1,43 +1,52 @@
 """Flight galleries: templates of the travellers booked on each flight, in SQLite.
 
-A gallery is built once from a manifest of document photos and kept as templates only;
-the photos themselves are never stored. The manifest is JSON (a list of objects) or
-CSV (a header row), with fields ``traveller_id``, ``category`` (``us_citizen``,
-``in_scope``, ``exempt``...), ``photo`` (relative to the manifest) and, optionally,
-``pnr`` and ``name`` (as on the boarding pass, ``SURNAME/GIVEN``) for pass-then-face.
+A gallery is built from a manifest of document photos and kept as templates only; the
+photos themselves are never stored. The manifest is JSON (a list of objects) or CSV (a
+header row), with fields ``traveller_id``, ``category`` (``us_citizen``, ``in_scope``,
+``exempt``...), ``photos`` (a list in JSON; in CSV, paths separated by ``;``) or a single
+``photo`` (relative to the manifest) and, optionally, ``pnr`` and ``name`` (as on the
+boarding pass, ``SURNAME/GIVEN``) for pass-then-face. Real galleries hold several photos
+per traveller (passport, visa, earlier encounters); they are fused into one template
+(the mean, see ``RecognizerInfo.fuse``), which more than halves dlib's FNMR on faces-dev.
 
-Matching is 1:N by Euclidean distance between dlib descriptors within one flight's
-gallery. Retention follows the published CBP TVS rules (see ``apply_retention``); every
-deletion is recorded in ``retention_log``.
+Every template is stored with its recognizer's ``template_id`` and its photo count. A
+``Gallery`` is a view for one recognizer: it never compares templates of another, and
+enrolling a flight with a new recognizer replaces the flight's old templates (re-enrolment
+from the document photos). Thresholds come from ``thresholds.ThresholdTable``: a
+calibration saved in this database, else the shipped defaults.
+
+Retention follows the published CBP TVS rules (see ``apply_retention``); every deletion is
+recorded in ``retention_log``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from matching_service.errors import GalleryError
+from matching_service.errors import GalleryError, NoFaceFound, TemplateMismatch
 from matching_service.passes import Passenger, normalise_name
-from matching_service.recognizer import FaceEncoder
+from matching_service.recognizers import (
+    DEFAULT_RECOGNIZER,
+    Recognizer,
+    RecognizerInfo,
+    recognizer_info,
+)
 from matching_service.store import open_db
+from matching_service.thresholds import OperatingPoints, ThresholdTable, load_defaults
 
-# dlib's published operating point for its ResNet descriptor (99.38 % on LFW).
-DLIB_THRESHOLD = 0.6
-# Calibrated with `gate-matcher calibrate --fmr 0.001` on faces-dev (60 identities x 10
-# photos, 597 templates, 175,233 impostor pairs): 0.1 % of impostor pairs fall at or
-# below 0.5008 (1:1 FNMR there 22 %; dlib's own 0.6 gives a far higher FMR on this
-# data). Rounded down, so the FMR is at most 0.1 %. In 1:N over a gallery of N the
-# false positive identification rate grows roughly as N x FMR.
-CALIBRATED_THRESHOLD = 0.50
-DEFAULT_THRESHOLD = CALIBRATED_THRESHOLD
+log = logging.getLogger("gate.matcher.gallery")
+
+MAX_PHOTOS_PER_TRAVELLER = 16
 
 # Categories whose templates go no more than 12 h after verification (CBP: U.S. citizens
 # and biometrically exempt aliens); every other category goes within 14 days.
@@ -55,6 +64,12 @@ CREATE TABLE IF NOT EXISTS travellers (
     token TEXT NOT NULL UNIQUE,
     template BLOB NOT NULL,
     PRIMARY KEY (flight, traveller_id)
+);
+CREATE TABLE IF NOT EXISTS calibrations (
+    template_id TEXT NOT NULL,
+    photos INTEGER NOT NULL,
+    points TEXT NOT NULL,
+    PRIMARY KEY (template_id, photos)
 );
 CREATE TABLE IF NOT EXISTS retention_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -74,6 +89,9 @@ _COLUMNS = {
     "verified_at_ms": "INTEGER",
     "pnr": "TEXT NOT NULL DEFAULT ''",
     "name": "TEXT NOT NULL DEFAULT ''",
+    # Rows from before recognizer ids were recorded have '' and are never compared.
+    "recognizer": "TEXT NOT NULL DEFAULT ''",
+    "photos": "INTEGER NOT NULL DEFAULT 1",
 }
 
 
@@ -82,15 +100,26 @@ class Match:
     token: str
     traveller_id: str
     distance: float
+    photos: int = 1  # document photos fused into the matched template
 
 
 @dataclass(frozen=True)
 class ManifestEntry:
     traveller_id: str
     category: str
-    photo: Path
+    photos: tuple[Path, ...]
     pnr: str = ""
     name: str = ""
+
+
+@dataclass
+class EnrollmentReport:
+    """What an enrolment did: travellers and photos used, photos skipped, rows replaced."""
+
+    travellers: int = 0
+    photos: int = 0
+    skipped: list[str] = field(default_factory=list)  # "traveller: photo: reason"
+    replaced: int = 0  # templates of another recognizer removed from the flight
 
 
 @dataclass(frozen=True)
@@ -128,9 +157,9 @@ def read_manifest(manifest: Path) -> list[ManifestEntry]:
             raise GalleryError(f"{manifest} entry {number}: expected an object")
         try:
             traveller_id, category = str(entry["traveller_id"]), str(entry["category"])
-            photo = (manifest.parent / str(entry["photo"])).resolve()
         except KeyError as exc:
             raise GalleryError(f"{manifest} entry {number}: missing field {exc}") from exc
+        photos = _photo_paths(manifest, number, entry)
         if not traveller_id.strip():
             raise GalleryError(f"{manifest} entry {number}: empty traveller_id")
         if traveller_id in seen:
@@ -140,8 +169,29 @@ def read_manifest(manifest: Path) -> list[ManifestEntry]:
             raise GalleryError(f"{manifest} entry {number}: unknown category {category!r}")
         pnr = str(entry.get("pnr") or "").strip().upper()
         name = normalise_name(str(entry.get("name") or ""))
-        entries.append(ManifestEntry(traveller_id, category, photo, pnr, name))
+        entries.append(ManifestEntry(traveller_id, category, photos, pnr, name))
     return entries
+
+
+def _photo_paths(manifest: Path, number: int, entry: dict) -> tuple[Path, ...]:
+    """An entry's document photos: ``photos`` (list, or ``;``-separated) or ``photo``."""
+    where = f"{manifest} entry {number}"
+    given = entry.get("photos")
+    if given is None or given == "":
+        given = entry.get("photo")
+        if given is None or given == "":
+            raise GalleryError(f"{where}: missing field 'photos' (or 'photo')")
+        given = [given]
+    elif isinstance(given, str):
+        given = [part for part in given.split(";") if part.strip()]
+    if not isinstance(given, list) or not given or not all(isinstance(p, str) for p in given):
+        raise GalleryError(f"{where}: 'photos' must be a non-empty list of paths")
+    if len(given) > MAX_PHOTOS_PER_TRAVELLER:
+        raise GalleryError(f"{where}: more than {MAX_PHOTOS_PER_TRAVELLER} photos")
+    paths = tuple((manifest.parent / p.strip()).resolve() for p in given)
+    if len(set(paths)) != len(paths):
+        raise GalleryError(f"{where}: the same photo is listed twice")
+    return paths
 
 
 def retention_deadline(category: str, enrolled_at_ms: int, verified_at_ms: int | None) -> int:
@@ -159,18 +209,24 @@ def retention_deadline(category: str, enrolled_at_ms: int, verified_at_ms: int |
 
 
 class Gallery:
-    """Templates per flight with 1:N search; safe to call from gRPC worker threads."""
+    """One recognizer's view of the templates per flight, with 1:N and 1:1 search.
+
+    Safe to call from gRPC worker threads. ``recognizer`` (default: dlib's) decides which
+    templates are visible: those it made. Templates of another recognizer are never
+    compared; ``foreign_flights`` lists them so a service can refuse to start on them.
+    """
 
     def __init__(
         self,
         db_path: Path | str,
-        threshold: float = DEFAULT_THRESHOLD,
+        recognizer: RecognizerInfo | None = None,
         *,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
         import time
 
         self.path = db_path
+        self.recognizer = recognizer or recognizer_info(DEFAULT_RECOGNIZER)
         self._db = open_db(db_path)
         self._db.executescript(_SCHEMA)
         have = {row[1] for row in self._db.execute("PRAGMA table_info(travellers)")}
@@ -179,102 +235,187 @@ class Gallery:
                 self._db.execute(f"ALTER TABLE travellers ADD COLUMN {column} {kind}")
         self._db.commit()
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[list[tuple[str, str]], np.ndarray]] = {}
-        self.threshold = threshold
+        self._cache: dict[str, tuple[list[tuple[str, str]], np.ndarray, np.ndarray]] = {}
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self.thresholds = self._load_thresholds()
 
-    def enroll_manifest(self, flight: str, manifest: Path, encoder: FaceEncoder) -> int:
-        """Compute and store templates for every traveller in ``manifest``; returns count."""
-        entries = read_manifest(manifest)
-        rows = []
-        now = self._clock()
-        for number, entry in enumerate(entries, 1):
-            image = cv2.imread(str(entry.photo))
-            if image is None:
-                raise GalleryError(f"{manifest} entry {number}: cannot read photo {entry.photo}")
-            try:
-                template = encoder.encode(image)
-            finally:
-                image.fill(0)
-            rows.append(
-                (
-                    flight,
-                    entry.traveller_id,
-                    entry.category,
-                    secrets.token_hex(16),
-                    template.tobytes(),
-                    now,
-                    None,
-                    entry.pnr,
-                    entry.name,
-                )
+    # --- thresholds -----------------------------------------------------------------
+
+    def _load_thresholds(self) -> ThresholdTable:
+        """Shipped defaults, overridden by calibrations saved in this database."""
+        with self._lock:
+            saved = self._db.execute("SELECT points FROM calibrations").fetchall()
+        merged = {(p.template_id, p.photos): p for p in load_defaults()}
+        for (text,) in saved:
+            p = OperatingPoints.from_json(json.loads(text))
+            merged[(p.template_id, p.photos)] = p
+        return ThresholdTable(list(merged.values()))
+
+    def save_calibration(self, points: list[OperatingPoints]) -> None:
+        """Store calibrations beside the templates; they replace the defaults from now on."""
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO calibrations (template_id, photos, points)"
+                " VALUES (?, ?, ?)",
+                [(p.template_id, p.photos, json.dumps(p.to_json())) for p in points],
             )
-        self.enroll_rows(flight, rows)
-        return len(rows)
+        self.thresholds = self._load_thresholds()
+
+    def threshold_1to1(self, photos: int) -> float:
+        """Distance threshold for "is this the traveller?" against a K-photo template."""
+        return self.thresholds.for_template(self.recognizer.template_id, photos).one_to_one()
+
+    def threshold_1ton(self, photos: int, gallery_size: int) -> float:
+        """Distance threshold for the nearest of ``gallery_size`` templates (target FPIR)."""
+        points = self.thresholds.for_template(self.recognizer.template_id, photos)
+        return points.one_to_many(gallery_size)
+
+    # --- enrolment ------------------------------------------------------------------
+
+    def _check(self, recognizer: RecognizerInfo) -> None:
+        if recognizer.template_id != self.recognizer.template_id:
+            raise TemplateMismatch(
+                f"this gallery view is for {self.recognizer.template_id}, "
+                f"not {recognizer.template_id}"
+            )
+
+    def enroll_manifest(
+        self, flight: str, manifest: Path, recognizer: Recognizer
+    ) -> EnrollmentReport:
+        """Templates for every traveller in ``manifest``, each fused from their photos.
+
+        A photo without a usable face is skipped and reported; a traveller left with no
+        usable photo fails the enrolment (``GalleryError``), as does an unreadable photo.
+        """
+        self._check(recognizer.info)
+        entries = read_manifest(manifest)
+        report = EnrollmentReport()
+        templates = []
+        for number, entry in enumerate(entries, 1):
+            descriptors = []
+            for photo in entry.photos:
+                image = cv2.imread(str(photo))
+                if image is None:
+                    raise GalleryError(f"{manifest} entry {number}: cannot read photo {photo}")
+                try:
+                    descriptors.append(recognizer.encode(image))
+                except NoFaceFound as exc:
+                    report.skipped.append(f"{entry.traveller_id}: {photo.name}: {exc}")
+                finally:
+                    image.fill(0)
+            if not descriptors:
+                raise GalleryError(
+                    f"{manifest} entry {number}: no usable face in any photo of "
+                    f"{entry.traveller_id}"
+                )
+            report.photos += len(descriptors)
+            templates.append((entry, recognizer.info.fuse(descriptors), len(descriptors)))
+        report.travellers = len(templates)
+        report.replaced = self._store(flight, templates)
+        if report.replaced:
+            log.warning(
+                "flight %s: %d templates of another recognizer replaced by %s",
+                flight,
+                report.replaced,
+                self.recognizer.template_id,
+            )
+        return report
 
     def enroll_templates(
         self, flight: str, templates: list[tuple[ManifestEntry, np.ndarray]]
     ) -> list[str]:
-        """Store already computed templates (bench, tests); returns the tokens in order."""
+        """Store templates already computed by this view's recognizer (bench, tests), each
+        counted as fused from its entry's photos; returns the tokens in order."""
+        rows = [(e, np.asarray(t, np.float32), max(1, len(e.photos))) for e, t in templates]
+        for entry, template, _ in rows:
+            if template.shape != (self.recognizer.dimension,):
+                raise GalleryError(
+                    f"{entry.traveller_id}: template of shape {template.shape}, "
+                    f"{self.recognizer.template_id} makes ({self.recognizer.dimension},)"
+                )
+        self._store(flight, rows)
+        with self._lock:
+            found = dict(
+                self._db.execute(
+                    "SELECT traveller_id, token FROM travellers WHERE flight = ?", (flight,)
+                ).fetchall()
+            )
+        return [found[entry.traveller_id] for entry, _ in templates]
+
+    def _store(self, flight: str, templates: list[tuple[ManifestEntry, np.ndarray, int]]) -> int:
+        """Write the flight's templates; returns how many of another recognizer it removed."""
         now = self._clock()
         rows = [
             (
                 flight,
-                e.traveller_id,
-                e.category,
+                entry.traveller_id,
+                entry.category,
                 secrets.token_hex(16),
-                np.asarray(t, np.float32).tobytes(),
+                np.asarray(template, np.float32).tobytes(),
                 now,
                 None,
-                e.pnr,
-                e.name,
+                entry.pnr,
+                entry.name,
+                self.recognizer.template_id,
+                photos,
             )
-            for e, t in templates
+            for entry, template, photos in templates
         ]
-        self.enroll_rows(flight, rows)
-        return [row[3] for row in rows]
-
-    def enroll_rows(self, flight: str, rows: list[tuple]) -> None:
         with self._lock, self._db:
+            replaced = self._db.execute(
+                "DELETE FROM travellers WHERE flight = ? AND recognizer != ?",
+                (flight, self.recognizer.template_id),
+            ).rowcount
             self._db.executemany(
                 "INSERT OR REPLACE INTO travellers (flight, traveller_id, category, token,"
-                " template, enrolled_at_ms, verified_at_ms, pnr, name)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " template, enrolled_at_ms, verified_at_ms, pnr, name, recognizer, photos)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             self._cache.pop(flight, None)
+        return replaced
+
+    def foreign_flights(self) -> dict[str, str]:
+        """flight -> template id, for flights holding templates this view cannot use."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT flight, recognizer FROM travellers WHERE recognizer != ?"
+                " GROUP BY flight, recognizer",
+                (self.recognizer.template_id,),
+            ).fetchall()
+        return {flight: recognizer or "(no recognizer recorded)" for flight, recognizer in rows}
+
+    # --- search ---------------------------------------------------------------------
 
     def size(self, flight: str) -> int:
+        """Travellers of ``flight`` this view can match (its recognizer's templates)."""
         return len(self._templates(flight)[0])
 
-    def _templates(self, flight: str) -> tuple[list[tuple[str, str]], np.ndarray]:
+    def _templates(self, flight: str) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
         with self._lock:
             if flight not in self._cache:
                 rows = self._db.execute(
-                    "SELECT token, traveller_id, template FROM travellers WHERE flight = ?",
-                    (flight,),
+                    "SELECT token, traveller_id, photos, template FROM travellers"
+                    " WHERE flight = ? AND recognizer = ?",
+                    (flight, self.recognizer.template_id),
                 ).fetchall()
-                ids = [(token, traveller) for token, traveller, _ in rows]
+                ids = [(token, traveller) for token, traveller, _, _ in rows]
+                photos = np.array([count for _, _, count, _ in rows], np.int64)
                 matrix = np.array(
                     [np.frombuffer(blob, np.float32) for *_, blob in rows], np.float32
-                ).reshape(len(rows), 128)
-                self._cache[flight] = (ids, matrix)
+                ).reshape(len(rows), self.recognizer.dimension)
+                self._cache[flight] = (ids, matrix, photos)
             return self._cache[flight]
 
     def nearest(self, flight: str, template: np.ndarray) -> Match | None:
         """The closest traveller on ``flight`` whatever the distance, or None if empty."""
-        ids, matrix = self._templates(flight)
+        ids, matrix, photos = self._templates(flight)
         if not ids:
             return None
-        distances = np.linalg.norm(matrix - template[None, :], axis=1)
+        distances = self.recognizer.distances(template, matrix)
         best = int(np.argmin(distances))
         token, traveller_id = ids[best]
-        return Match(token, traveller_id, float(distances[best]))
-
-    def search(self, flight: str, template: np.ndarray) -> Match | None:
-        """The closest traveller on ``flight`` within the threshold, or None."""
-        match = self.nearest(flight, template)
-        return match if match is not None and match.distance <= self.threshold else None
+        return Match(token, traveller_id, float(distances[best]), int(photos[best]))
 
     def passenger_match(
         self, flight: str, template: np.ndarray, passenger: Passenger
@@ -287,17 +428,18 @@ class Gallery:
         """
         with self._lock:
             rows = self._db.execute(
-                "SELECT token, traveller_id, pnr, name, template FROM travellers "
-                "WHERE flight = ? AND pnr = ?",
-                (flight, passenger.pnr),
+                "SELECT token, traveller_id, pnr, name, photos, template FROM travellers "
+                "WHERE flight = ? AND pnr = ? AND recognizer = ?",
+                (flight, passenger.pnr, self.recognizer.template_id),
             ).fetchall()
         best: Match | None = None
-        for token, traveller_id, pnr, name, blob in rows:
+        for token, traveller_id, pnr, name, photos, blob in rows:
             if not pnr or (name and name != passenger.name):
                 continue
-            distance = float(np.linalg.norm(np.frombuffer(blob, np.float32) - template))
+            stored = np.frombuffer(blob, np.float32)
+            distance = float(self.recognizer.distances(template, stored[None, :])[0])
             if best is None or distance < best.distance:
-                best = Match(token, traveller_id, distance)
+                best = Match(token, traveller_id, distance, int(photos))
         return best
 
     def record_verification(self, flight: str, traveller_id: str, at_ms: int) -> None:
@@ -365,15 +507,14 @@ class Gallery:
 
 
 __all__ = [
-    "CALIBRATED_THRESHOLD",
     "CATEGORIES",
-    "DEFAULT_THRESHOLD",
-    "DLIB_THRESHOLD",
     "HOUR_MS",
     "LONG_RETENTION_MS",
+    "MAX_PHOTOS_PER_TRAVELLER",
     "SHORT_RETENTION",
     "SHORT_RETENTION_MS",
     "Deletion",
+    "EnrollmentReport",
     "Gallery",
     "ManifestEntry",
     "Match",

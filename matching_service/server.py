@@ -17,7 +17,7 @@ from gate_contract.wire import MATCHING_SERVICE
 from matching_service.encoder_pool import EncoderPool
 from matching_service.gallery import Gallery
 from matching_service.handlers import register
-from matching_service.recognizer import FaceEncoder
+from matching_service.recognizers import Recognizer
 from matching_service.servicer import CHUNK_LIMIT, MatchingService
 
 
@@ -91,7 +91,7 @@ def start_server(
 def service_from_pki(
     pki: PkiLayout,
     gallery: Gallery,
-    encoder: FaceEncoder | None,
+    encoder: Recognizer | None,
     pool: EncoderPool | None = None,
     **options,
 ) -> MatchingService:

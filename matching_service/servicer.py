@@ -59,7 +59,7 @@ from matching_service.handlers import guarded
 from matching_service.limits import BurstLog, ConcurrencyLimit
 from matching_service.passes import passenger_from_bcbp
 from matching_service.peers import Peer, PeerAuthenticator, same_device
-from matching_service.recognizer import FaceEncoder
+from matching_service.recognizers import Recognizer
 from matching_service.revocation import RevocationList
 from matching_service.sessions import ReplayGuard, Session, SessionTable
 
@@ -84,7 +84,7 @@ class MatchingService(pb_grpc.MatchingServicer):
     def __init__(
         self,
         gallery: Gallery,
-        encoder: FaceEncoder | None,
+        encoder: Recognizer | None,
         sealing_key: X25519PrivateKey,
         signing_key: Ed25519PrivateKey,
         *,

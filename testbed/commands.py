@@ -23,16 +23,73 @@ def print_figures(result: dict, as_json: bool) -> None:
             print(f"{key:>26}: {value}")
 
 
+def _recognizer(args: argparse.Namespace):
+    """The recognizer named on the command line, or a clear error (None)."""
+    from matching_service.errors import RecognizerUnavailable
+    from matching_service.recognizers import ensure_available
+
+    try:
+        ensure_available(args.recognizer)
+    except RecognizerUnavailable as exc:
+        print(f"{args.prog_name}: {exc}", file=sys.stderr)
+        return None
+    return args.recognizer
+
+
 def _demo(args: argparse.Namespace) -> int:
     from testbed import demo
 
-    return demo.main(args.dataset, args.json)
+    recognizer = _recognizer(args)
+    if recognizer is None:
+        return 2
+    return demo.main(args.dataset, args.json, recognizer, args.photos_per_traveller)
 
 
 def _simulate(args: argparse.Namespace) -> int:
     from testbed.simulate import simulate_main
 
-    return simulate_main(args.travellers, args.dataset, args.json, None, args.seed)
+    recognizer = _recognizer(args)
+    if recognizer is None:
+        return 2
+    return simulate_main(
+        args.travellers,
+        args.dataset,
+        args.json,
+        None,
+        args.seed,
+        recognizer,
+        args.photos_per_traveller,
+    )
+
+
+def _matcher_options(parser: argparse.ArgumentParser, prog: str) -> None:
+    """``--recognizer`` and ``--photos-per-traveller``, as the matching service takes them."""
+    from matching_service.recognizers import DEFAULT_RECOGNIZER, RECOGNIZERS
+
+    parser.add_argument(
+        "--recognizer",
+        choices=RECOGNIZERS,
+        default=DEFAULT_RECOGNIZER,
+        help="the matching service's face recognizer (mobilefacenet is opt-in: README)",
+    )
+    parser.add_argument(
+        "--photos-per-traveller",
+        type=_at_least_one,
+        default=3,
+        metavar="K",
+        help="document photos enrolled per traveller where the dataset has them (default 3)",
+    )
+    parser.set_defaults(prog_name=prog)
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _bench_vision(args: argparse.Namespace) -> int:
@@ -73,6 +130,7 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run a boarding queue end to end on embedded defaults")
     demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    _matcher_options(demo, "gatectl demo")
     demo.set_defaults(handler=_demo)
 
     simulate = commands.add_parser(
@@ -82,6 +140,7 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument("--dataset", type=Path, help="<identity>/*.jpg (default: packaged)")
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    _matcher_options(simulate, "gatectl simulate")
     simulate.set_defaults(handler=_simulate)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
@@ -120,7 +179,7 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _bench_matcher(args: argparse.Namespace) -> int:
-    from matching_service.errors import BenchError
+    from matching_service.errors import BenchError, RecognizerUnavailable
     from testbed.bench.matcher import bench_matcher
 
     try:
@@ -128,10 +187,12 @@ def _bench_matcher(args: argparse.Namespace) -> int:
             args.dataset,
             gates=args.gates,
             impostor_share=args.impostor_share,
+            recognizer=args.recognizer,
+            photos_per_traveller=args.photos_per_traveller,
             workers=args.workers,
             emit=(lambda _: None) if args.json else print,
         )
-    except BenchError as exc:
+    except (BenchError, RecognizerUnavailable) as exc:
         print(f"gate-matcher bench: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
@@ -152,6 +213,7 @@ def add_gate_matcher_commands(commands: argparse._SubParsersAction) -> None:
         help="encoder processes (default: CPUs; 0: encode in the service process)",
     )
     bench.add_argument("--json", action="store_true", help="last line is one JSON object")
+    _matcher_options(bench, "gate-matcher bench")
     bench.set_defaults(handler=_bench_matcher)
 
 

@@ -32,7 +32,7 @@ from firmware_bridge.simulator import Simulator
 from gate_contract.paths import data_dir
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.gallery import Gallery, flight_key
-from matching_service.recognizer import FaceEncoder
+from matching_service.recognizers import DEFAULT_RECOGNIZER, open_recognizer
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import fresh_run_dir, wait_for
 from testbed.scenes import empty_scene, traveller_scene
@@ -109,8 +109,11 @@ def _default_queue(work: Path) -> tuple[list[Traveller], Path]:
     return queue, manifest
 
 
-def _dataset_queue(dataset: Path, work: Path, enrolled: int = 12, strangers: int = 4):
-    """Document photo = an identity's first image; live capture = its second."""
+def _dataset_queue(
+    dataset: Path, work: Path, photos: int = 3, enrolled: int = 12, strangers: int = 4
+):
+    """Document photos = an identity's first ``photos`` images (at least one stays live);
+    live capture = the next one."""
     dataset = dataset.resolve()
     people = sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith("_"))
     people = [p for p in people if len(sorted(p.glob("*.jpg"))) >= 2]
@@ -120,15 +123,21 @@ def _dataset_queue(dataset: Path, work: Path, enrolled: int = 12, strangers: int
         )
     entries, queue = [], []
     for number, person in enumerate(people[: enrolled + strangers]):
-        first, second = sorted(person.glob("*.jpg"))[:2]
+        images = sorted(person.glob("*.jpg"))
+        documents = max(1, min(photos, len(images) - 1))
+        live = images[documents]
         if number < enrolled:
             entries.append(
-                {"traveller_id": f"PAX-{number:03d}", "category": "in_scope", "photo": str(first)}
+                {
+                    "traveller_id": f"PAX-{number:03d}",
+                    "category": "in_scope",
+                    "photos": [str(p) for p in images[:documents]],
+                }
             )
             label = "booked traveller"
         else:
             label = "traveller not on this flight"
-        queue.append(Traveller(label, lambda s=second: ReplaySource([s], canvas=CANVAS, repeat=20)))
+        queue.append(Traveller(label, lambda s=live: ReplaySource([s], canvas=CANVAS, repeat=20)))
     empty = _empty_lane_video()
     queue.insert(2, Traveller("empty lane", lambda: ReplaySource(empty)))
     queue.insert(4, Traveller("traveller who opts out", queue[0].source, opts_out=True))
@@ -155,7 +164,13 @@ def _describe(number: int, traveller: Traveller, result: TravellerOutcome) -> st
     return "  ".join(parts)
 
 
-def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print) -> dict:
+def run_demo(
+    dataset: Path | None = None,
+    *,
+    emit: Callable[[str], None] = print,
+    recognizer: str = DEFAULT_RECOGNIZER,
+    photos_per_traveller: int = 3,
+) -> dict:
     """Run the demo queue; returns the summary that ``--json`` prints."""
     work = fresh_run_dir("demo")
     pki = create_dev_pki(data_dir() / "pki")
@@ -163,12 +178,12 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
     if dataset is None:
         queue, manifest = _default_queue(work)
     else:
-        queue, manifest = _dataset_queue(dataset, work)
+        queue, manifest = _dataset_queue(dataset, work, photos_per_traveller)
 
-    encoder = FaceEncoder()
-    gallery = Gallery(work / "gallery.sqlite")
+    encoder = open_recognizer(recognizer)
+    gallery = Gallery(work / "gallery.sqlite", encoder.info)
     flight = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
-    enrolled = gallery.enroll_manifest(flight, manifest, encoder)
+    enrolled = gallery.enroll_manifest(flight, manifest, encoder).travellers
     service = service_from_pki(pki, gallery, encoder)
     server, port = start_server(service, pki)
     relay_key = os.urandom(32)
@@ -183,7 +198,8 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
         session = client.open_session(FLIGHT)
         emit(
             f"flight {flight} at gate {FLIGHT.gate}: gallery of {session.gallery_size} "
-            f"travellers ({enrolled} enrolled), matching service on 127.0.0.1:{port} (mTLS)"
+            f"travellers ({enrolled} enrolled), matching service on 127.0.0.1:{port} (mTLS, "
+            f"{encoder.info.template_id})"
         )
         emit(f"gate MCU simulator on {simulator.port}; device {DEV_DEVICE_ID}")
         gate = GateController(link)
@@ -215,6 +231,11 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
         server.stop(grace=None)
     ledger_records = ledger.verify()
     e2e = [r.e2e_ms for r in results if r.outcome == "granted" and r.e2e_ms is not None]
+    booked = [
+        r
+        for t, r in zip(queue, results, strict=True)
+        if t.label.startswith("booked") and not t.opts_out
+    ]
     summary = {
         "travellers": sum(1 for t in queue if t.label != "empty lane"),
         "granted": sum(r.outcome == "granted" for r in results),
@@ -229,6 +250,10 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
         "image_files_written": len(image_files),
         "files_written": len(audit.written),
         "e2e_ms_p50": round(statistics.median(e2e), 1) if e2e else None,
+        "genuine_referral_rate": (
+            round(sum(r.outcome == "referred" for r in booked) / len(booked), 4) if booked else None
+        ),
+        "recognizer": encoder.info.template_id,
     }
     emit(f"purge ledger: {ledger.path} ({ledger_records} records, chain verified)")
     if image_files:
@@ -236,8 +261,13 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
     return summary
 
 
-def main(dataset: Path | None, as_json: bool) -> int:
-    summary = run_demo(dataset)
+def main(
+    dataset: Path | None,
+    as_json: bool,
+    recognizer: str = DEFAULT_RECOGNIZER,
+    photos_per_traveller: int = 3,
+) -> int:
+    summary = run_demo(dataset, recognizer=recognizer, photos_per_traveller=photos_per_traveller)
     if as_json:
         print(json.dumps(summary), flush=True)
     else:

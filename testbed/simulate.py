@@ -21,15 +21,18 @@ Mix (shares of the travellers, exact counts, order shuffled by ``seed``):
   and releases.
 
 Dataset: ``None`` uses the packaged demo photos (``appliance.paths.demo_assets_dir()``);
-otherwise a folder of ``<identity>/*.jpg``: an identity's first photo is its document,
-the others are live faces; every fifth identity is left out of the gallery (not on the
-flight).
+otherwise a folder of ``<identity>/*.jpg``: an identity's first ``photos_per_traveller``
+photos (default 3, always leaving at least one) are its document photos, fused into one
+template, the others are live faces; every fifth identity is left out of the gallery
+(not on the flight). ``recognizer`` picks the matching service's face recognizer.
 
 ``seconds_per_traveller_p50`` is the gate's own time per traveller (pass scan or capture
 start to the decision shown on the indicator), without the simulated walk or the agent's
 time. ``travellers_per_minute`` is over the whole run minus the simulated walking time.
 ``capture_rate`` is the share of travellers who did not opt out for whom a usable frame
-was sent.
+was sent. ``genuine_referral_rate`` is the share of enrolled travellers alone in front of
+the camera (kinds ``enrolled`` and ``bad_scan``) who were referred to the agent instead of
+boarding: what the matcher's false non-matches (and failed captures) cost the queue.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ from firmware_bridge.host import GateLink
 from firmware_bridge.simulator import Simulator
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.gallery import Gallery, flight_key
-from matching_service.recognizer import FaceEncoder
+from matching_service.recognizers import DEFAULT_RECOGNIZER, open_recognizer
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import fresh_run_dir, wait_for
 from testbed.testing import Person, bcbp, damaged
@@ -82,6 +85,8 @@ DEFAULT_MIX = {
 AGENT_BADGE = "AGT:SIM01"
 WALK_S = 0.05  # simulated: relay opens -> door opens -> door closes
 TRAVELLER_TIMEOUT_S = 20.0  # a traveller not logged by then is a failure of the run
+PHOTOS_PER_TRAVELLER = 3  # document photos per enrolled traveller, where the dataset has them
+GENUINE_KINDS = ("enrolled", "bad_scan")
 
 
 def _name(identity: str) -> str:
@@ -91,7 +96,8 @@ def _name(identity: str) -> str:
     return f"{parts[-1]}/{' '.join(parts[:-1])}".upper()[:20]
 
 
-def people_from_dataset(dataset: Path) -> list[Person]:
+def people_from_dataset(dataset: Path, photos_per_traveller: int = PHOTOS_PER_TRAVELLER):
+    """People of ``dataset``: the first photos are documents, at least one stays live."""
     folders = sorted(p for p in dataset.resolve().iterdir() if p.is_dir())
     people = []
     for folder in folders:
@@ -101,14 +107,16 @@ def people_from_dataset(dataset: Path) -> list[Person]:
         if len(photos) < 2:
             continue
         number = len(people)
+        documents = max(1, min(photos_per_traveller, len(photos) - 1))
         people.append(
             Person(
                 folder.name,
                 _name(folder.name),
                 f"P{number:05d}",
                 photos[0],
-                tuple(photos[1:]),
+                tuple(photos[documents:]),
                 enrolled=number % 5 != 4,
+                extra_documents=tuple(photos[1:documents]),
             )
         )
     if sum(p.enrolled for p in people) < 2 or all(p.enrolled for p in people):
@@ -240,13 +248,19 @@ def run_simulation(
     mode: Mode | str = Mode.PASS_THEN_FACE,
     work: Path | None = None,
     emit: Callable[[str], None] | None = None,
+    recognizer: str = DEFAULT_RECOGNIZER,
+    photos_per_traveller: int = PHOTOS_PER_TRAVELLER,
 ) -> dict:
     """Board ``travellers`` through the real parts; returns the summary (see module doc)."""
     if travellers < 1:
         raise ValueError("travellers must be at least 1")
     mode = Mode(mode)
     work = work or fresh_run_dir("simulate")
-    people = people_from_demo_assets() if dataset is None else people_from_dataset(dataset)
+    people = (
+        people_from_demo_assets()
+        if dataset is None
+        else people_from_dataset(dataset, photos_per_traveller)
+    )
     enrolled = [p for p in people if p.enrolled]
     strangers = [p for p in people if not p.enrolled]
     kinds = plan(travellers, mix, seed)
@@ -259,7 +273,7 @@ def run_simulation(
                 {
                     "traveller_id": f"PAX-{p.key}",
                     "category": "in_scope",
-                    "photo": str(p.document),
+                    "photos": [str(photo) for photo in p.documents],
                     "pnr": p.pnr,
                     "name": p.name,
                 }
@@ -269,12 +283,12 @@ def run_simulation(
     )
     with tempfile.TemporaryDirectory(prefix="gate-sim-pki-") as pki_dir:
         pki = create_dev_pki(Path(pki_dir))
-        encoder = FaceEncoder()
-        gallery = Gallery(work / "gallery.sqlite")
+        encoder = open_recognizer(recognizer)
+        gallery = Gallery(work / "gallery.sqlite", encoder.info)
         key = flight_key(
             FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport
         )
-        gallery.enroll_manifest(key, manifest, encoder)
+        enrolment = gallery.enroll_manifest(key, manifest, encoder)
         service = service_from_pki(pki, gallery, encoder)
         server, port = start_server(service, pki)
         relay_key = os.urandom(32)
@@ -310,7 +324,11 @@ def run_simulation(
             simulator.stop()
             client.close()
             server.stop(grace=None)
-    return _summary(boarding_log.records, kinds, sim, elapsed, relay_pulses, work, mode, seed)
+    summary = _summary(boarding_log.records, kinds, sim, elapsed, relay_pulses, work, mode, seed)
+    summary["recognizer"] = encoder.info.template_id
+    summary["document_photos"] = enrolment.photos
+    summary["document_photos_skipped"] = len(enrolment.skipped)
+    return summary
 
 
 class _Run:
@@ -391,6 +409,8 @@ def _summary(records, kinds, sim: _Run, elapsed, relay_pulses, work, mode, seed)
     gate_s = [r["gate_ms"] / 1000 for r in records if r.get("gate_ms") is not None]
     not_opted = [r for k, r in sim.rows if k != "opt_out"]
     sent = sum(1 for r in not_opted if r["frame_sent"])
+    genuine = [r for k, r in sim.rows if k in GENUINE_KINDS]
+    genuine_referred = sum(1 for r in genuine if r["outcome"] == "referred")
     busy = max(elapsed - sim.walking_s, 1e-6)
     return {
         "travellers": len(records),
@@ -406,6 +426,9 @@ def _summary(records, kinds, sim: _Run, elapsed, relay_pulses, work, mode, seed)
         "frames_sent": sum(1 for r in records if r["frame_sent"]),
         "relay_pulses": relay_pulses,
         "capture_rate": round(sent / len(not_opted), 3) if not_opted else None,
+        "genuine_referral_rate": round(genuine_referred / len(genuine), 4) if genuine else None,
+        "genuine_referred": genuine_referred,
+        "genuine_travellers": len(genuine),
         "seconds_per_traveller_p50": round(statistics.median(gate_s), 3) if gate_s else None,
         "seconds_per_traveller_p90": (
             round(statistics.quantiles(gate_s, n=10)[-1], 3) if len(gate_s) >= 2 else None
@@ -421,11 +444,23 @@ def _summary(records, kinds, sim: _Run, elapsed, relay_pulses, work, mode, seed)
 
 
 def simulate_main(
-    travellers: int, dataset: Path | None, as_json: bool, mix: dict | None, seed: int
+    travellers: int,
+    dataset: Path | None,
+    as_json: bool,
+    mix: dict | None,
+    seed: int,
+    recognizer: str = DEFAULT_RECOGNIZER,
+    photos_per_traveller: int = PHOTOS_PER_TRAVELLER,
 ) -> int:
     """``gatectl simulate``: print progress (or nothing) and the summary as the last line."""
     summary = run_simulation(
-        travellers, dataset, mix=mix, seed=seed, emit=None if as_json else print
+        travellers,
+        dataset,
+        mix=mix,
+        seed=seed,
+        emit=None if as_json else print,
+        recognizer=recognizer,
+        photos_per_traveller=photos_per_traveller,
     )
     if as_json:
         print(json.dumps(summary), flush=True)
@@ -445,7 +480,9 @@ __all__ = [
     "DEFAULT_MIX",
     "FLIGHT",
     "FPS",
+    "GENUINE_KINDS",
     "KINDS",
+    "PHOTOS_PER_TRAVELLER",
     "TRAVELLER_TIMEOUT_S",
     "WALK_S",
     "TwoFacesSource",

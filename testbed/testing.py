@@ -186,6 +186,11 @@ class Person:
     document: Path
     live: tuple[Path, ...]
     enrolled: bool
+    extra_documents: tuple[Path, ...] = ()  # more document photos (visa, earlier encounters)
+
+    @property
+    def documents(self) -> tuple[Path, ...]:
+        return (self.document, *self.extra_documents)
 
 
 def bcbp(person: Person, sequence: int, flight: Flight = FLIGHT, seat: str = "012A") -> str:

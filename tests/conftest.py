@@ -24,7 +24,7 @@ from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.enrollment import EnrollmentService, EnrollmentTokens, start_enrollment_server
 from matching_service.gallery import Gallery, flight_key
 from matching_service.limits import RateLimit
-from matching_service.recognizer import FaceEncoder
+from matching_service.recognizers import Recognizer, open_recognizer
 from matching_service.server import service_from_pki, start_server
 from matching_service.servicer import MatchingService
 from testbed.testing import FLIGHT
@@ -80,8 +80,8 @@ def detector() -> Detector:
 
 
 @pytest.fixture(scope="session")
-def encoder() -> FaceEncoder:
-    return FaceEncoder()
+def encoder() -> Recognizer:
+    return open_recognizer("dlib")
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +111,7 @@ class Matcher:
 def matcher(
     tmp_path_factory: pytest.TempPathFactory,
     pki: PkiLayout,
-    encoder: FaceEncoder,
+    encoder: Recognizer,
     demo_photos: Path,
 ) -> Iterator[Matcher]:
     """The reference service with a flight gallery of two document photos."""

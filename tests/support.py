@@ -6,11 +6,31 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from gate_contract.keys import PkiLayout
 from matching_service.enrollment import EnrollmentTokens
+from matching_service.errors import RecognizerUnavailable
+from matching_service.recognizers import Recognizer, open_recognizer
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO.parent / "shared" / "datasets" / "faces-dev"
+
+
+def require_recognizer(name: str) -> Recognizer:
+    """Recognizer ``name``, or skip with the reason when set-up could not acquire it.
+
+    Under CI (``CI=true``) a missing recognizer fails instead: CI must acquire it.
+    """
+    import os
+
+    try:
+        return open_recognizer(name)
+    except RecognizerUnavailable as exc:
+        message = f"recognizer {name} is not set up ({exc}); run `make setup`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def copy_layout(source: PkiLayout, target: Path) -> PkiLayout:

@@ -14,3 +14,5 @@ __all__: list[str] = []
 __all__: list[str] = []
 
 __all__: list[str] = []
+
+__all__: list[str] = []

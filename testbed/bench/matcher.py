@@ -1,18 +1,23 @@
 """Accuracy and latency of the reference matcher on a ``<identity>/*.jpg`` dataset.
 
-``calibrate_dataset`` encodes every photo and finds the distance threshold at a false
-match rate (FMR) over all impostor pairs (1:1), with the genuine-pair FNMR there.
+Two parts, one recognizer (``--recognizer``), K document photos per traveller
+(``--photos-per-traveller``):
 
-``bench_matcher`` drives the real path: a flight-sized gallery (the first photo of each
-enrolled identity as the document photo), the other photos as live captures, and a
-share of identities left out of the gallery as impostors. ``gates`` threads, each its
-own device with its own certificate and mTLS channel, seal every capture and stream it
-to the service over gRPC; the service decrypts, encodes (in an ``EncoderPool`` of
-``workers`` processes, as ``gate-matcher serve`` does; ``workers=0`` encodes in the
-service's own process), matches and signs, and the client checks each verdict.
-Accuracy comes from the verdicts (a genuine capture counts as matched only when the
-verdict names that traveller's token) and rank-1 from the service's verify log
-(nearest gallery entry, whatever the threshold).
+* **Accuracy, offline** (``matching_service.calibration``'s protocol): every photo is
+  encoded once; templates fused from K photos, the other photos as probes, pooled over
+  folds: FNMR at FMR 1e-3 and 1e-4 (thresholds counted on this data), rank-1 and the
+  1:N figures (FPIR, FNIR) at the service's shipped 1:N threshold for the gallery's size,
+  and the 1:1 FMR/FNMR at its shipped 1:1 threshold. Failure to acquire is the share of
+  photos without a usable face.
+* **The real path**: a flight-sized gallery (the first K photos of each enrolled
+  identity), the other photos as live captures, a share of identities left out as
+  impostors. ``gates`` threads, each its own device with its own certificate and mTLS
+  channel, seal every capture and stream it over gRPC; the service decrypts, encodes (in
+  an ``EncoderPool`` of ``workers`` processes, as ``gate-matcher serve`` does;
+  ``workers=0`` encodes in the service's own process), matches and signs, and the client
+  checks each verdict. Verify latency p50/p99 and verifies/s come from here, and so do
+  the service's own FNIR and FPIR at its thresholds (``grpc_*``): a genuine capture
+  counts as matched only when the verdict names that traveller's token.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from appliance.gate.flight import Flight
@@ -36,12 +40,12 @@ from gate_contract.clock import now_ms
 from gate_contract.sealing import seal_into, sealed_size
 from gate_contract.wire import pb
 from matching_service.audit import AuditLog
-from matching_service.calibration import load_dataset
+from matching_service.calibration import accuracy, encode_dataset, fold_scores, load_dataset
 from matching_service.dev_ca import create_dev_pki, issue_device
 from matching_service.encoder_pool import EncoderPool
-from matching_service.errors import BenchError, NoFaceFound
+from matching_service.errors import BenchError
 from matching_service.gallery import Gallery, ManifestEntry, flight_key
-from matching_service.recognizer import FaceEncoder
+from matching_service.recognizers import DEFAULT_RECOGNIZER, open_recognizer
 
 BENCH_FLIGHT = Flight("ZZ", "0001", "2026-11-25", "LAX", "B1")
 
@@ -55,7 +59,8 @@ def bench_matcher(
     gates: int = 4,
     *,
     impostor_share: float = 0.2,
-    threshold: float | None = None,
+    recognizer: str = DEFAULT_RECOGNIZER,
+    photos_per_traveller: int = 1,
     workers: int | None = None,
     emit: Callable[[str], None] = print,
 ) -> dict:
@@ -66,10 +71,21 @@ def bench_matcher(
     """
     if gates < 1:
         raise BenchError("gates must be at least 1")
+    if photos_per_traveller < 1:
+        raise BenchError("photos per traveller must be at least 1")
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 0:
         raise BenchError("workers must be 0 (in-process) or more")
-    identities = load_dataset(dataset)
+    identities = {k: v for k, v in load_dataset(dataset).items() if not k.startswith("_")}
+    if len(identities) < 5:
+        raise BenchError(f"{dataset}: need at least 5 identities with 2+ photos each")
+    k = photos_per_traveller
+    if sum(len(p) > k for p in identities.values()) < 5:
+        raise BenchError(f"{dataset}: need at least 5 identities with more than {k} photos")
+    encoder = open_recognizer(recognizer)
+    info = encoder.info
+    emit(f"encoding {sum(len(p) for p in identities.values())} photos with {info.template_id}")
+    encoded = encode_dataset(identities, encoder)
     names = list(identities)
     every = max(2, round(1 / impostor_share)) if impostor_share > 0 else 0
     impostors = {n for i, n in enumerate(names) if every and i % every == every - 1}
@@ -80,22 +96,21 @@ def bench_matcher(
         BENCH_FLIGHT.date,
         BENCH_FLIGHT.departure_airport,
     )
-    encoder = FaceEncoder()
+    templates = dict(zip(identities, encoded.templates, strict=True))
     with tempfile.TemporaryDirectory(prefix="gate-bench-") as tmp:
         work = Path(tmp)
-        gallery = Gallery(work / "gallery.sqlite")
-        if threshold is not None:
-            gallery.threshold = threshold
+        gallery = Gallery(work / "gallery.sqlite", info)
+        scores = fold_scores(encoded, k)
+        offline = accuracy(scores, gallery.thresholds.for_template(info.template_id, k))
         documents = []
         for name in enrolled:
-            try:
-                template = encoder.encode(cv2.imread(str(identities[name][0])))
-            except NoFaceFound:
-                continue
-            documents.append((ManifestEntry(name, "in_scope", identities[name][0]), template))
+            acquired = [t for t in templates[name][:k] if t is not None]
+            if acquired and len(identities[name]) > k:
+                entry = ManifestEntry(name, "in_scope", tuple(identities[name][: len(acquired)]))
+                documents.append((entry, info.fuse(acquired)))
         issued = gallery.enroll_templates(flight, documents)
         tokens = dict(zip([e.traveller_id for e, _ in documents], issued, strict=True))
-        probes = [(name, photo) for name in tokens for photo in identities[name][1:]]
+        probes = [(name, photo) for name in tokens for photo in identities[name][k:]]
         probes += [(None, photo) for name in impostors for photo in identities[name]]
         emit(
             f"gallery {len(tokens)} of {len(names)} identities, {len(impostors)} impostors, "
@@ -106,7 +121,7 @@ def bench_matcher(
         audit = AuditLog(work / "audit.sqlite")
         from matching_service.server import service_from_pki, start_server
 
-        pool = EncoderPool(workers) if workers else None
+        pool = EncoderPool(workers, recognizer=recognizer) if workers else None
         results: list[tuple[str | None, str, int, str, float]] = []
         errors: list[str] = []
         lock = threading.Lock()
@@ -173,21 +188,39 @@ def bench_matcher(
     rank1 = sum(nearest.get(r[1]) == tokens[r[0]] for r in usable)
     latencies = [r[4] for r in results]
     return {
+        "recognizer": info.name,
+        "template_id": info.template_id,
+        "photos_per_traveller": k,
         "identities": len(names),
+        "photos": encoded.photos,
+        "failure_to_acquire": round(encoded.failed / encoded.photos, 4),
+        "ms_per_photo": round(encoded.ms_per_photo, 1),
+        "ms_per_template": round(k * encoded.ms_per_photo, 1),
+        "fnmr_at_fmr_1e-3": offline["fnmr_at_fmr_1e-3"],
+        "fnmr_at_fmr_1e-4": offline["fnmr_at_fmr_1e-4"],
+        "rank1": offline["rank1"],
+        "threshold_1to1": offline["threshold_1to1"],
+        "fmr_at_threshold_1to1": offline["fmr_at_threshold_1to1"],
+        "fnmr_at_threshold_1to1": offline["fnmr_at_threshold_1to1"],
+        "threshold_1toN": offline["threshold_1toN"],
+        "fpir_at_threshold_1toN": offline["fpir_at_threshold_1toN"],
+        "fnir_at_threshold_1toN": offline["fnir_at_threshold_1toN"],
+        "genuine_pairs": offline["genuine_pairs"],
+        "impostor_pairs": offline["impostor_pairs"],
         "gallery": len(tokens),
         "impostor_identities": len(impostors),
         "probes": len(results),
         "genuine_probes": len(genuine),
         "impostor_probes": len(impostor),
-        "threshold": round(gallery.threshold, 4),
-        "fnmr_at_fmr_0_001": round(1 - matched / len(genuine), 4) if genuine else None,
-        "failure_to_acquire": (
+        "grpc_threshold_1toN": round(gallery.threshold_1ton(k, len(tokens)), 4),
+        "grpc_fnir": round(1 - matched / len(genuine), 4) if genuine else None,
+        "grpc_failure_to_acquire": (
             round(sum(r[2] == pb.IMAGE_UNUSABLE for r in genuine) / len(genuine), 4)
             if genuine
             else None
         ),
-        "rank1": round(rank1 / len(usable), 4) if usable else None,
-        "fpir": (
+        "grpc_rank1": round(rank1 / len(usable), 4) if usable else None,
+        "grpc_fpir": (
             round(sum(r[2] == pb.MATCH for r in impostor) / len(impostor), 4) if impostor else None
         ),
         "verify_ms_p50": round(statistics.median(latencies), 1) if latencies else None,

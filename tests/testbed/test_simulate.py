@@ -46,6 +46,9 @@ def test_rates_and_times(run):
     # everyone but the two opt-outs and the two-faces traveller had a frame sent
     assert summary["frames_sent"] == 5
     assert summary["capture_rate"] == round(5 / 6, 3)
+    # the three enrolled and the rescanned traveller were all granted
+    assert (summary["genuine_travellers"], summary["genuine_referred"]) == (4, 0)
+    assert summary["genuine_referral_rate"] == 0.0
     assert summary["seconds_per_traveller_p50"] > 0  # measured; its size is for benchmarks
     assert summary["travellers_per_minute"] > 0
     assert all(r["gate_ms"] is not None and r["gate_ms"] >= 0 for r in records)
@@ -75,11 +78,25 @@ def test_plan_gives_exact_counts_and_refuses_bad_mixes():
 def test_simulate_main_prints_the_summary_last(monkeypatch, capsys):
     seen = {}
 
-    def fake(travellers, dataset, *, mix, seed, emit):
-        seen.update(travellers=travellers, mix=mix, seed=seed)
+    def fake(travellers, dataset, *, mix, seed, emit, recognizer, photos_per_traveller):
+        seen.update(travellers=travellers, mix=mix, seed=seed, recognizer=recognizer)
         return {"travellers": travellers, "granted": travellers}
 
     monkeypatch.setattr(simulate, "run_simulation", fake)
     assert simulate.simulate_main(5, None, True, {"opt_out": 1.0}, 7) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["travellers"] == 5
-    assert seen == {"travellers": 5, "mix": {"opt_out": 1.0}, "seed": 7}
+    assert seen == {"travellers": 5, "mix": {"opt_out": 1.0}, "seed": 7, "recognizer": "dlib"}
+
+
+def test_the_opt_in_recognizer_boards_and_refers_through_the_real_parts(tmp_path, demo_photos):
+    from tests.support import require_recognizer
+
+    require_recognizer("mobilefacenet")
+    mix = {"enrolled": 2, "not_on_flight": 1}
+    summary = run_simulation(3, None, mix=mix, seed=1, work=tmp_path, recognizer="mobilefacenet")
+    assert summary["recognizer"].startswith("mobilefacenet-192/")
+    assert summary["outcomes_by_kind"] == {
+        "enrolled": {"granted": 2},
+        "not_on_flight": {"referred": 1},
+    }
+    assert summary["genuine_referral_rate"] == 0.0
