@@ -45,7 +45,10 @@ def _enroll(args: argparse.Namespace) -> int:
     try:
         recognizer = open_recognizer(args.recognizer)
         report = Gallery(args.db, recognizer.info).enroll_manifest(
-            flight_key(carrier, number, date, airport), args.manifest, recognizer
+            flight_key(carrier, number, date, airport),
+            args.manifest,
+            recognizer,
+            photos_root=args.photos_root,
         )
     except (GalleryError, RecognizerUnavailable) as exc:
         print(f"gate-matcher: enrollment failed: {exc}", file=sys.stderr)
@@ -236,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         required=True,
         help="JSON list or CSV of traveller_id, category, photos (or photo)[, pnr, name]",
+    )
+    enroll.add_argument(
+        "--photos-root",
+        type=Path,
+        help="folder every photo must be in (default: the manifest's folder)",
     )
     _recognizer_option(enroll)
     enroll.set_defaults(handler=_enroll)

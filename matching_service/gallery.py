@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Callable
@@ -136,8 +137,14 @@ def flight_key(carrier: str, flight_number: str, date: str, departure_airport: s
     return f"{carrier.upper()}{flight_number.zfill(4)}/{date}/{departure_airport.upper()}"
 
 
-def read_manifest(manifest: Path) -> list[ManifestEntry]:
-    """Entries of a JSON or CSV manifest (by suffix), photo paths resolved; strict."""
+def read_manifest(manifest: Path, photos_root: Path | None = None) -> list[ManifestEntry]:
+    """Entries of a JSON or CSV manifest (by suffix), photo paths resolved; strict.
+
+    Photo paths are read relative to the manifest's folder and must stay inside
+    ``photos_root`` (default: that folder): a manifest cannot make the service read any
+    other file it can reach.
+    """
+    root = Path(os.path.abspath(photos_root or manifest.parent))
     try:
         text = manifest.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -159,7 +166,7 @@ def read_manifest(manifest: Path) -> list[ManifestEntry]:
             traveller_id, category = str(entry["traveller_id"]), str(entry["category"])
         except KeyError as exc:
             raise GalleryError(f"{manifest} entry {number}: missing field {exc}") from exc
-        photos = _photo_paths(manifest, number, entry)
+        photos = _photo_paths(manifest, number, entry, root)
         if not traveller_id.strip():
             raise GalleryError(f"{manifest} entry {number}: empty traveller_id")
         if traveller_id in seen:
@@ -173,7 +180,7 @@ def read_manifest(manifest: Path) -> list[ManifestEntry]:
     return entries
 
 
-def _photo_paths(manifest: Path, number: int, entry: dict) -> tuple[Path, ...]:
+def _photo_paths(manifest: Path, number: int, entry: dict, root: Path) -> tuple[Path, ...]:
     """An entry's document photos: ``photos`` (list, or ``;``-separated) or ``photo``."""
     where = f"{manifest} entry {number}"
     given = entry.get("photos")
@@ -188,7 +195,12 @@ def _photo_paths(manifest: Path, number: int, entry: dict) -> tuple[Path, ...]:
         raise GalleryError(f"{where}: 'photos' must be a non-empty list of paths")
     if len(given) > MAX_PHOTOS_PER_TRAVELLER:
         raise GalleryError(f"{where}: more than {MAX_PHOTOS_PER_TRAVELLER} photos")
-    paths = tuple((manifest.parent / p.strip()).resolve() for p in given)
+    # ".." and absolute paths are judged as written (symlinks the operator placed in the
+    # folder are theirs to place); the photo's path must lie under the root.
+    paths = tuple(Path(os.path.abspath(manifest.parent / p.strip())) for p in given)
+    outside = [p for p in paths if not p.is_relative_to(root)]
+    if outside:
+        raise GalleryError(f"{where}: photo {outside[0]} is outside the photos folder {root}")
     if len(set(paths)) != len(paths):
         raise GalleryError(f"{where}: the same photo is listed twice")
     return paths
@@ -280,7 +292,12 @@ class Gallery:
             )
 
     def enroll_manifest(
-        self, flight: str, manifest: Path, recognizer: Recognizer
+        self,
+        flight: str,
+        manifest: Path,
+        recognizer: Recognizer,
+        *,
+        photos_root: Path | None = None,
     ) -> EnrollmentReport:
         """Templates for every traveller in ``manifest``, each fused from their photos.
 
@@ -288,7 +305,7 @@ class Gallery:
         usable photo fails the enrolment (``GalleryError``), as does an unreadable photo.
         """
         self._check(recognizer.info)
-        entries = read_manifest(manifest)
+        entries = read_manifest(manifest, photos_root)
         report = EnrollmentReport()
         templates = []
         for number, entry in enumerate(entries, 1):

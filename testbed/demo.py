@@ -183,7 +183,8 @@ def run_demo(
     encoder = open_recognizer(recognizer)
     gallery = Gallery(work / "gallery.sqlite", encoder.info)
     flight = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
-    enrolled = gallery.enroll_manifest(flight, manifest, encoder).travellers
+    photos = demo_assets_dir() if dataset is None else dataset.resolve()
+    enrolled = gallery.enroll_manifest(flight, manifest, encoder, photos_root=photos).travellers
     service = service_from_pki(pki, gallery, encoder)
     server, port = start_server(service, pki)
     relay_key = os.urandom(32)

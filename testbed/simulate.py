@@ -288,7 +288,8 @@ def run_simulation(
         key = flight_key(
             FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport
         )
-        enrolment = gallery.enroll_manifest(key, manifest, encoder)
+        photos = demo_assets_dir() if dataset is None else dataset.resolve()
+        enrolment = gallery.enroll_manifest(key, manifest, encoder, photos_root=photos)
         service = service_from_pki(pki, gallery, encoder)
         server, port = start_server(service, pki)
         relay_key = os.urandom(32)

@@ -135,7 +135,7 @@ def matcher(
     )
     gallery = Gallery(work / "gallery.sqlite")
     flight = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
-    gallery.enroll_manifest(flight, manifest, encoder)
+    gallery.enroll_manifest(flight, manifest, encoder, photos_root=demo_photos)
     service = service_from_pki(pki, gallery, encoder)
     server, port = start_server(service, pki)
     yield Matcher(service, server, port, pki)

@@ -162,7 +162,9 @@ def test_mtls_verify_through_the_pool(pool, pki, encoder, demo_photos, obama2, t
     )
     flight = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
     gallery = Gallery(tmp_path / "gallery.sqlite")
-    gallery.enroll_manifest(flight, manifest, encoder)  # enrollment stays in-process
+    gallery.enroll_manifest(
+        flight, manifest, encoder, photos_root=demo_photos
+    )  # enrollment stays in-process
     service = service_from_pki(pki, gallery, encoder, pool)
     server, port = start_server(service, pki)
     client = MatchingClient(f"localhost:{port}", pki, DEV_DEVICE_ID, deadline_s=30)

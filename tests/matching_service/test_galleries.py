@@ -27,6 +27,22 @@ FLIGHT_KEY = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGH
 
 
 def write_manifest(folder: Path, rows: list[dict]) -> Path:
+    """A manifest in ``folder`` with its photos linked in beside it (photos must stay in
+    the manifest's folder)."""
+
+    def local(photo):
+        if not isinstance(photo, str) or not Path(photo).is_absolute():
+            return photo  # already relative (or a deliberately bad value)
+        link = folder / Path(photo).name
+        if not link.exists():
+            link.symlink_to(photo)
+        return link.name
+
+    for row in rows:
+        if isinstance(row.get("photos"), list):
+            row["photos"] = [local(p) for p in row["photos"]]
+        if "photo" in row:
+            row["photo"] = local(row["photo"])
     path = folder / "gallery.json"
     path.write_text(json.dumps(rows))
     return path
@@ -208,3 +224,16 @@ def test_cli_enrols_with_a_recognizer_and_serve_refuses_a_gallery_of_another(
     assert "enrolled with another recognizer" in capsys.readouterr().err
     assert cli.main(["--db", db, "enroll", *flight, "--recognizer", "mobilefacenet"]) == 0
     assert "replaced 2 templates" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("photo", ["../outside.jpg", "/etc/passwd", "sub/../../outside.jpg"])
+def test_a_manifest_cannot_name_a_file_outside_its_folder(tmp_path, photo):
+    """The attack: a gallery CSV's photo path could name any file the service can read."""
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    (tmp_path / "outside.jpg").write_bytes(b"")
+    manifest = folder / "gallery.csv"
+    manifest.write_text(f"traveller_id,category,photo\nPAX-1,us_citizen,{photo}\n")
+    with pytest.raises(GalleryError, match="outside the photos folder"):
+        read_manifest(manifest)
+    read_manifest(manifest, photos_root=tmp_path if photo != "/etc/passwd" else Path("/"))

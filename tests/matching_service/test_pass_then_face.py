@@ -47,7 +47,7 @@ def pass_rig(pki, encoder, demo_photos, tmp_path_factory):
         )
     )
     gallery = Gallery(work / "gallery.sqlite")
-    gallery.enroll_manifest(FLIGHT_KEY, manifest, encoder)
+    gallery.enroll_manifest(FLIGHT_KEY, manifest, encoder, photos_root=demo_photos)
     audit = AuditLog()
     service = service_from_pki(pki, gallery, encoder, audit=audit)
     server, port = start_server(service, pki)

@@ -182,7 +182,10 @@ def test_real_match_starts_the_clock_and_the_verify_log_holds_no_biometrics(
         f"PAX-VIS,in_scope,{demo_photos / 'biden.jpg'}\n"
     )
     gallery = Gallery(tmp_path / "gallery.sqlite", clock_ms=clock)
-    assert gallery.enroll_manifest(FLIGHT_KEY, manifest, encoder).travellers == 2
+    assert (
+        gallery.enroll_manifest(FLIGHT_KEY, manifest, encoder, photos_root=demo_photos).travellers
+        == 2
+    )
     audit = AuditLog(tmp_path / "gallery.sqlite")
     service = service_from_pki(pki, gallery, encoder, audit=audit, clock_ms=clock)
     server, port = start_server(service, pki)

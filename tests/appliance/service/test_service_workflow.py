@@ -89,7 +89,7 @@ def pass_matcher(pki, encoder, demo_photos, tmp_path_factory) -> Iterator[PassMa
     )
     gallery = Gallery(work / "gallery.sqlite")
     key = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
-    gallery.enroll_manifest(key, manifest, encoder)
+    gallery.enroll_manifest(key, manifest, encoder, photos_root=demo_photos)
     service = service_from_pki(pki, gallery, encoder)
     server, port = start_server(service, pki)
     yield PassMatcher(f"localhost:{port}", pki.root, service)
