@@ -37,8 +37,9 @@ def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     """A data dir of the session's own, so no test writes PKI or runs into the real one.
 
     Set-up's read-only assets come from the real data dir by symlink: the model and
-    MicroPython runtime folders, and each demo photo one by one, so the camera scenes the demo makes at first use
-    (``demo/scenes/``) are written here and not into the real folder. ``GATE_DATA_DIR``
+    MicroPython runtime folders, and each demo photo one by one, so the camera scenes
+    the demo makes at first use (``demo/scenes/``) are written here and not into the
+    real folder. ``GATE_DATA_DIR``
     is set in ``os.environ`` for the whole session, so subprocesses inherit it.
     """
     root = tmp_path_factory.mktemp("gate-data")
