@@ -26,13 +26,15 @@ def print_figures(result: dict, as_json: bool) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from testbed import demo
 
-    return demo.main(args.dataset, args.json)
+    return demo.main(args.dataset, args.json, args.interpreter)
 
 
 def _simulate(args: argparse.Namespace) -> int:
     from testbed.simulate import simulate_main
 
-    return simulate_main(args.travellers, args.dataset, args.json, None, args.seed)
+    return simulate_main(
+        args.travellers, args.dataset, args.json, None, args.seed, args.interpreter
+    )
 
 
 def _bench_vision(args: argparse.Namespace) -> int:
@@ -87,6 +89,12 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run a boarding queue end to end on embedded defaults")
     demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    demo.add_argument(
+        "--interpreter",
+        choices=INTERPRETERS,
+        default="cpython",
+        help="run the gate firmware on CPython (default) or on MicroPython (webassembly)",
+    )
     demo.set_defaults(handler=_demo)
 
     simulate = commands.add_parser(
@@ -96,6 +104,12 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument("--dataset", type=Path, help="<identity>/*.jpg (default: packaged)")
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    simulate.add_argument(
+        "--interpreter",
+        choices=INTERPRETERS,
+        default="cpython",
+        help="run the gate firmware on CPython (default) or on MicroPython (webassembly)",
+    )
     simulate.set_defaults(handler=_simulate)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")

@@ -28,7 +28,7 @@ from appliance.vision.camera import FrameSource, ReplaySource
 from appliance.vision.detectors import create_detector
 from appliance.vision.detectors.base import Detector
 from firmware_bridge.host import GateLink
-from firmware_bridge.simulator import Simulator
+from firmware_bridge.simulator import Simulator, SimulatorError
 from gate_contract.paths import data_dir
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.gallery import Gallery, flight_key
@@ -155,8 +155,17 @@ def _describe(number: int, traveller: Traveller, result: TravellerOutcome) -> st
     return "  ".join(parts)
 
 
-def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print) -> dict:
-    """Run the demo queue; returns the summary that ``--json`` prints."""
+def run_demo(
+    dataset: Path | None = None,
+    *,
+    emit: Callable[[str], None] = print,
+    interpreter: str = "cpython",
+) -> dict:
+    """Run the demo queue; returns the summary that ``--json`` prints.
+
+    ``interpreter`` runs the gate firmware on CPython or on MicroPython (raises
+    ``SimulatorError`` before anything else starts if MicroPython cannot run).
+    """
     work = fresh_run_dir("demo")
     pki = create_dev_pki(data_dir() / "pki")
     detector: Detector = create_detector()
@@ -169,10 +178,10 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
     gallery = Gallery(work / "gallery.sqlite")
     flight = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
     enrolled = gallery.enroll_manifest(flight, manifest, encoder)
+    relay_key = os.urandom(32)
+    simulator = Simulator(relay_key, interpreter=interpreter).start()
     service = service_from_pki(pki, gallery, encoder)
     server, port = start_server(service, pki)
-    relay_key = os.urandom(32)
-    simulator = Simulator(relay_key).start()
     link = GateLink(simulator.port, relay_key).open()
     client = MatchingClient(f"localhost:{port}", pki, DEV_DEVICE_ID)
     ledger_path = work / "purge-ledger.jsonl"
@@ -185,7 +194,10 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
             f"flight {flight} at gate {FLIGHT.gate}: gallery of {session.gallery_size} "
             f"travellers ({enrolled} enrolled), matching service on 127.0.0.1:{port} (mTLS)"
         )
-        emit(f"gate MCU simulator on {simulator.port}; device {DEV_DEVICE_ID}")
+        emit(
+            f"gate MCU simulator ({interpreter} firmware) on {simulator.port}; "
+            f"device {DEV_DEVICE_ID}"
+        )
         gate = GateController(link)
         gate.start()
         boarding = TravellerPipeline(detector, client, gate, ledger)
@@ -229,6 +241,7 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
         "image_files_written": len(image_files),
         "files_written": len(audit.written),
         "e2e_ms_p50": round(statistics.median(e2e), 1) if e2e else None,
+        "firmware_interpreter": interpreter,
     }
     emit(f"purge ledger: {ledger.path} ({ledger_records} records, chain verified)")
     if image_files:
@@ -236,8 +249,12 @@ def run_demo(dataset: Path | None = None, *, emit: Callable[[str], None] = print
     return summary
 
 
-def main(dataset: Path | None, as_json: bool) -> int:
-    summary = run_demo(dataset)
+def main(dataset: Path | None, as_json: bool, interpreter: str = "cpython") -> int:
+    try:
+        summary = run_demo(dataset, interpreter=interpreter)
+    except SimulatorError as exc:
+        print(f"gatectl demo: {exc}", file=sys.stderr)
+        return 2
     if as_json:
         print(json.dumps(summary), flush=True)
     else:

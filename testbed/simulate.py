@@ -60,7 +60,7 @@ from appliance.pipeline.traveller import TravellerPipeline
 from appliance.vision.camera import ReplaySource, place_in_canvas
 from appliance.vision.detectors import create_detector
 from firmware_bridge.host import GateLink
-from firmware_bridge.simulator import Simulator
+from firmware_bridge.simulator import Simulator, SimulatorError
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizer import FaceEncoder
@@ -240,8 +240,12 @@ def run_simulation(
     mode: Mode | str = Mode.PASS_THEN_FACE,
     work: Path | None = None,
     emit: Callable[[str], None] | None = None,
+    interpreter: str = "cpython",
 ) -> dict:
-    """Board ``travellers`` through the real parts; returns the summary (see module doc)."""
+    """Board ``travellers`` through the real parts; returns the summary (see module doc).
+
+    ``interpreter`` runs the gate firmware on CPython or on MicroPython.
+    """
     if travellers < 1:
         raise ValueError("travellers must be at least 1")
     mode = Mode(mode)
@@ -276,9 +280,9 @@ def run_simulation(
         )
         gallery.enroll_manifest(key, manifest, encoder)
         service = service_from_pki(pki, gallery, encoder)
-        server, port = start_server(service, pki)
         relay_key = os.urandom(32)
-        simulator = Simulator(relay_key).start()
+        simulator = Simulator(relay_key, interpreter=interpreter).start()
+        server, port = start_server(service, pki)
         link = GateLink(simulator.port, relay_key).open()
         client = MatchingClient(f"localhost:{port}", pki, DEV_DEVICE_ID, deadline_s=5.0)
         ledger_path = work / "purge-ledger.jsonl"
@@ -310,7 +314,9 @@ def run_simulation(
             simulator.stop()
             client.close()
             server.stop(grace=None)
-    return _summary(boarding_log.records, kinds, sim, elapsed, relay_pulses, work, mode, seed)
+    summary = _summary(boarding_log.records, kinds, sim, elapsed, relay_pulses, work, mode, seed)
+    summary["firmware_interpreter"] = interpreter
+    return summary
 
 
 class _Run:
@@ -421,12 +427,26 @@ def _summary(records, kinds, sim: _Run, elapsed, relay_pulses, work, mode, seed)
 
 
 def simulate_main(
-    travellers: int, dataset: Path | None, as_json: bool, mix: dict | None, seed: int
+    travellers: int,
+    dataset: Path | None,
+    as_json: bool,
+    mix: dict | None,
+    seed: int,
+    interpreter: str = "cpython",
 ) -> int:
     """``gatectl simulate``: print progress (or nothing) and the summary as the last line."""
-    summary = run_simulation(
-        travellers, dataset, mix=mix, seed=seed, emit=None if as_json else print
-    )
+    try:
+        summary = run_simulation(
+            travellers,
+            dataset,
+            mix=mix,
+            seed=seed,
+            emit=None if as_json else print,
+            interpreter=interpreter,
+        )
+    except SimulatorError as exc:
+        print(f"gatectl simulate: {exc}", file=sys.stderr)
+        return 2
     if as_json:
         print(json.dumps(summary), flush=True)
     else:

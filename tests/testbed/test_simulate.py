@@ -75,11 +75,24 @@ def test_plan_gives_exact_counts_and_refuses_bad_mixes():
 def test_simulate_main_prints_the_summary_last(monkeypatch, capsys):
     seen = {}
 
-    def fake(travellers, dataset, *, mix, seed, emit):
-        seen.update(travellers=travellers, mix=mix, seed=seed)
+    def fake(travellers, dataset, *, mix, seed, emit, interpreter):
+        seen.update(travellers=travellers, mix=mix, seed=seed, interpreter=interpreter)
         return {"travellers": travellers, "granted": travellers}
 
     monkeypatch.setattr(simulate, "run_simulation", fake)
     assert simulate.simulate_main(5, None, True, {"opt_out": 1.0}, 7) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["travellers"] == 5
-    assert seen == {"travellers": 5, "mix": {"opt_out": 1.0}, "seed": 7}
+    assert seen == {"travellers": 5, "mix": {"opt_out": 1.0}, "seed": 7, "interpreter": "cpython"}
+
+
+@pytest.mark.micropython
+def test_a_flight_boards_with_the_firmware_on_micropython(tmp_path, demo_photos):
+    """The whole appliance against the firmware running on the real MicroPython."""
+    mix = {"enrolled": 2, "opt_out": 1}
+    summary = run_simulation(3, None, mix=mix, seed=5, work=tmp_path, interpreter="micropython")
+    assert summary["firmware_interpreter"] == "micropython"
+    assert summary["outcomes_by_kind"] == {
+        "enrolled": {"granted": 2},
+        "opt_out": {"manual_check": 1},
+    }
+    assert summary["relay_pulses"] == summary["granted"] + summary["released_by_agent"] == 3
