@@ -1,1 +1,2 @@
-"""Operations: ``gatectl`` and what technicians run (provision, selftest, status, audit)."""
+"""Operations: ``gatectl`` and what technicians run (provision, selftest, status, audit,
+firmware deploy)."""
