@@ -252,65 +252,76 @@ class Deployer:
     # -------------------------------------------------------------------- verify
 
     def _verify(self, counter: int) -> dict[str, object]:
-        from firmware_bridge.host import Boot, CommandRejected, Event, GateLink, LinkError
-        from firmware_bridge.protocol import MsgType, Result, pack_relay_pulse
-
         port = self.link_port or self.port
-        deadline = time.monotonic() + self.verify_timeout_s
-        boots: list[Boot] = []
-
-        def seen(event: Event) -> None:
-            if isinstance(event, Boot):
-                boots.append(event)
-
-        while True:  # USB re-enumerates after the reset: the port comes back later
-            link = GateLink(port, self.key, ack_timeout=0.5)
-            link.on_event(seen)
-            try:
-                link.open()
-                break
-            except (LinkError, CommandRejected) as exc:
-                link.close()
-                if time.monotonic() >= deadline:
-                    raise FirmwareDeployError(
-                        f"the board did not answer the gate protocol on {port} within "
-                        f"{self.verify_timeout_s:g} s after the reset ({exc}); its console "
-                        "(mpremote connect PORT repl) shows why the firmware did not start"
-                    ) from exc
-                time.sleep(0.5)
-        try:
-            status = link.request_status()
-            probe = link.send_command(
-                MsgType.RELAY_PULSE, pack_relay_pulse(self.key, 1, status.last_counter)
-            )
-        except (LinkError, CommandRejected) as exc:
-            raise FirmwareDeployError(f"the board stopped answering on {port}: {exc}") from exc
-        finally:
-            link.close()
-        if probe == Result.REJECTED_AUTH:
-            raise FirmwareDeployError("the board holds a different relay key than the one deployed")
-        if probe != Result.REJECTED_STALE:
-            raise FirmwareDeployError(
-                f"the key probe was answered {Result.name(probe)}, not REJECTED_STALE"
-            )
-        if status.last_counter != counter:
-            raise FirmwareDeployError(
-                f"the board reports relay counter {status.last_counter}, not the "
-                f"{counter} just set: its counter store was not read"
-            )
-        greeting = {
-            "port": port,
-            "relay_open": status.relay_open,
-            "last_counter": status.last_counter,
-            "key_probe": Result.name(probe),
-            "boot": boots[0].fw_version if boots else None,
-        }
+        greeting = check_greeting(port, self.key, counter, self.verify_timeout_s)
         self.out(
             f"greeting on {port}: session up, relay "
-            f"{'OPEN' if status.relay_open else 'closed'}, counter {status.last_counter}, "
-            f"key probe {Result.name(probe)} (the board holds this key)"
+            f"{'OPEN' if greeting['relay_open'] else 'closed'}, counter "
+            f"{greeting['last_counter']}, key probe {greeting['key_probe']} (the board "
+            "holds this key)"
         )
         return greeting
+
+
+def check_greeting(port: str, key: bytes, counter: int, timeout_s: float) -> dict[str, object]:
+    """The firmware on ``port`` greets (HELLO, STATUS), holds ``counter`` and ``key``.
+
+    The key probe is a correctly signed pulse with the board's own last counter: the
+    firmware checks the tag before the counter, so it answers REJECTED_STALE when it holds
+    ``key`` and REJECTED_AUTH when it holds another; it can never open the relay.
+    """
+    from firmware_bridge.host import Boot, CommandRejected, Event, GateLink, LinkError
+    from firmware_bridge.protocol import MsgType, Result, pack_relay_pulse
+
+    deadline = time.monotonic() + timeout_s
+    boots: list[Boot] = []
+
+    def seen(event: Event) -> None:
+        if isinstance(event, Boot):
+            boots.append(event)
+
+    while True:  # USB re-enumerates after the reset: the port comes back later
+        link = GateLink(port, key, ack_timeout=0.5)
+        link.on_event(seen)
+        try:
+            link.open()
+            break
+        except (LinkError, CommandRejected) as exc:
+            link.close()
+            if time.monotonic() >= deadline:
+                raise FirmwareDeployError(
+                    f"the board did not answer the gate protocol on {port} within "
+                    f"{timeout_s:g} s after the reset ({exc}). If the SERVICE jumper is "
+                    "still on, take it off and reset the board; otherwise its console "
+                    "(mpremote connect PORT repl) shows why the firmware did not start"
+                ) from exc
+            time.sleep(0.5)
+    try:
+        status = link.request_status()
+        stale = pack_relay_pulse(key, 1, status.last_counter)
+        probe = link.send_command(MsgType.RELAY_PULSE, stale)
+    except (LinkError, CommandRejected) as exc:
+        raise FirmwareDeployError(f"the board stopped answering on {port}: {exc}") from exc
+    finally:
+        link.close()
+    if probe == Result.REJECTED_AUTH:
+        raise FirmwareDeployError("the board holds a different relay key than the one deployed")
+    if probe != Result.REJECTED_STALE:
+        raise FirmwareDeployError(
+            f"the key probe was answered {Result.name(probe)}, not REJECTED_STALE"
+        )
+    if status.last_counter != counter:
+        raise FirmwareDeployError(
+            f"the board reports relay counter {status.last_counter}, not the {counter} "
+            "just set: its counter store was not read"
+        )
+    return {
+        "port": port,
+        "relay_open": status.relay_open,
+        "last_counter": status.last_counter,
+        "key_probe": Result.name(probe),
+        "boot": boots[0].fw_version if boots else None,
+    }
 
 
 def _cp(local: Path, inside: str) -> list[str]:
@@ -325,4 +336,4 @@ def _counter_from(output: str) -> tuple[int | None, str | None]:
     return None, None
 
 
-__all__ = ["DeployResult", "Deployer", "FirmwareDeployError", "counter_floor"]
+__all__ = ["DeployResult", "Deployer", "FirmwareDeployError", "check_greeting", "counter_floor"]

@@ -19,6 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
+from firmware_bridge.mcu.manifest import FIRMWARE_MODULES, PACKAGE_ROOT
 from firmware_bridge.protocol import BridgeError
 from gate_contract.paths import data_dir
 
@@ -30,16 +31,6 @@ RUNTIME_FILES = {
     "micropython.wasm": "06338c955b03c5700aa0069015d3e392d76836ef8e2ce25bedbe59b88ccd373c",
 }
 MICROPYTHON_VERSION = "1.27.0"
-
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the firmware_bridge package
-# What runs on the MCU, as host path (relative to the package) -> path on the board.
-FIRMWARE_MODULES = (
-    "__init__.py",
-    "protocol.py",
-    "mcu/__init__.py",
-    "mcu/firmware.py",
-    "mcu/pico_main.py",
-)
 
 
 class SimulatorError(BridgeError):
@@ -90,7 +81,6 @@ def firmware_files() -> list[tuple[Path, str]]:
 
 
 __all__ = [
-    "FIRMWARE_MODULES",
     "NPM_PACKAGE",
     "NPM_TARBALL_SHA256",
     "RUNTIME_FILES",

@@ -18,8 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from firmware_bridge.mcu.manifest import FIRMWARE_MODULES, PACKAGE_ROOT
 from firmware_bridge.protocol import BridgeError
-from firmware_bridge.simulator.micropython_runtime import FIRMWARE_MODULES, PACKAGE_ROOT
 
 ARCH = "armv6m"  # RP2040: Cortex-M0+
 COMPILE_TIMEOUT_S = 60

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_bridge.simulator.micropython_runtime import FIRMWARE_MODULES
+from firmware_bridge.mcu.manifest import FIRMWARE_MODULES
 from firmware_bridge.tools import firmware_build
 from firmware_bridge.tools.firmware_build import FirmwareBuildError, compile_firmware
 
