@@ -78,6 +78,7 @@ class MicroPythonProcess:
         while b"\n" not in self._pending:
             left = deadline - time.monotonic()
             if left <= 0 or not self._selector.select(left):
+                self._proc.kill()  # wedged: no grace period (our own child, by its handle)
                 self.close()
                 raise SimulatorError(
                     f"MicroPython interpreter did not answer within {self.answer_timeout:g} s"

@@ -172,31 +172,6 @@ def deploy(board: EmulatedPico, **kw: float) -> dict:
 
 
 @pytest.mark.micropython
-def test_deploy_to_a_fresh_board(pico: EmulatedPico) -> None:
-    before = int(time.time())
-    result = deploy(pico)
-    flash = pico.flash_dir
-    assert sorted(str(p.relative_to(flash)) for p in flash.rglob("*") if p.is_file()) == [
-        "firmware_bridge/__init__.mpy",
-        "firmware_bridge/mcu/__init__.mpy",
-        "firmware_bridge/mcu/firmware.mpy",
-        "firmware_bridge/mcu/pico_main.mpy",
-        "firmware_bridge/protocol.mpy",
-        "gate_ctr.a",
-        "gate_ctr.b",
-        "gate_key.hex",
-        "main.py",
-    ]
-    assert (flash / "gate_key.hex").read_text().strip() == KEY.hex()
-    assert result["counter_before"] == "0" and result["counter"] >= before
-    assert CounterStore(str(flash) + "/").load() == result["counter"]
-    greeting = result["greeting"]
-    assert greeting["key_probe"] == "REJECTED_STALE"
-    assert greeting["last_counter"] == result["counter"] and not greeting["relay_open"]
-    assert set(pico.output_history(PIN_RELAY)) == {0}  # the relay was never driven high
-
-
-@pytest.mark.micropython
 @pytest.mark.parametrize("held", [4_000_000_000, "locked"])
 def test_deploy_never_lowers_the_counter(tmp_path: Path, held: int | str) -> None:
     flash = tmp_path / "flash"
@@ -221,12 +196,32 @@ def test_deploy_never_lowers_the_counter(tmp_path: Path, held: int | str) -> Non
 
 
 @pytest.mark.micropython
-def test_a_running_usb_firmware_locks_mpremote_out_until_the_service_jumper(
-    pico: EmulatedPico,
-) -> None:
-    """kbd_intr(-1) lets 0x03 through as frame data, so mpremote cannot stop the
-    firmware: the deploy gives up at its timeout; the SERVICE jumper gets it back."""
+def test_deploy_then_redeploy_through_the_service_jumper(pico: EmulatedPico) -> None:
+    """A fresh board gets the firmware and the key, answers the greeting, and the relay
+    is never driven high. Then the running firmware (USB transport, kbd_intr(-1): 0x03
+    is frame data) locks mpremote out, so a second deploy gives up at its timeout; the
+    SERVICE jumper gets the REPL back and the counter is not lowered."""
+    before = int(time.time())
     first = deploy(pico)
+    flash = pico.flash_dir
+    assert sorted(str(p.relative_to(flash)) for p in flash.rglob("*") if p.is_file()) == [
+        "firmware_bridge/__init__.mpy",
+        "firmware_bridge/mcu/__init__.mpy",
+        "firmware_bridge/mcu/firmware.mpy",
+        "firmware_bridge/mcu/pico_main.mpy",
+        "firmware_bridge/protocol.mpy",
+        "gate_ctr.a",
+        "gate_ctr.b",
+        "gate_key.hex",
+        "main.py",
+    ]
+    assert (flash / "gate_key.hex").read_text().strip() == KEY.hex()
+    assert first["counter_before"] == "0" and first["counter"] >= before
+    assert CounterStore(str(flash) + "/").load() == first["counter"]
+    greeting = first["greeting"]
+    assert greeting["key_probe"] == "REJECTED_STALE"
+    assert greeting["last_counter"] == first["counter"] and not greeting["relay_open"]
+
     with pytest.raises(FirmwareDeployError, match="SERVICE jumper"):
         deploy(pico, mpremote_timeout_s=3.0)
     pico.set_inputs({PIN_SERVICE: 0})
@@ -236,4 +231,4 @@ def test_a_running_usb_firmware_locks_mpremote_out_until_the_service_jumper(
     assert second["counter_before"] == str(first["counter"])
     assert second["counter"] >= first["counter"]
     assert second["greeting"]["key_probe"] == "REJECTED_STALE"
-    assert set(pico.output_history(PIN_RELAY)) == {0}
+    assert set(pico.output_history(PIN_RELAY)) == {0}  # the relay was never driven high
