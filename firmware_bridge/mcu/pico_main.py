@@ -30,7 +30,7 @@ Flash layout (LittleFS)::
 
     /gate_key.hex                 per-gate relay HMAC key, hex, >= 16 bytes
     /gate_ctr.a, /gate_ctr.b      last accepted relay counter (two slots)
-    /main.py                      ``from firmware_bridge.mcu.pico_main import main; main()``
+    /main.py                      ``main(transport=...)``, written by ``gatectl firmware deploy``
     /firmware_bridge/             __init__, protocol, mcu/{__init__,firmware,pico_main}
                                   (.mpy from ``gatectl firmware deploy``, or .py)
 

@@ -228,7 +228,8 @@ def test_indicator_table_covers_every_pattern() -> None:
 
 def test_pin_map_is_documented() -> None:
     doc = (Path(pico_main.__file__).parent.parent / "PROTOCOL.md").read_text()
-    assert "## Reference hardware" in doc
+    wiring = (Path(pico_main.__file__).parent / "README.md").read_text()
+    assert "## Reference hardware" in doc and "## Wiring" in wiring
     for pin in (
         pico_main.PIN_RELAY,
         pico_main.PIN_LED_RED,
@@ -240,6 +241,7 @@ def test_pin_map_is_documented() -> None:
         pico_main.PIN_SERVICE,
     ):
         assert f"GP{pin}" in doc
+        assert f"| GP{pin} |" in wiring
         assert f"GP{pin}" in pico_main.__doc__
 
 
