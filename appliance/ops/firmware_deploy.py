@@ -5,8 +5,9 @@ One ``mpremote`` session (MicroPython's own board tool) does, in this order:
 1. remove ``/main.py`` and the old firmware modules, so a deploy cut short leaves a board
    that does not start half a firmware (the relay pin then stays low: fail secure);
 2. copy the firmware compiled by ``mpy-cross`` for the RP2040 (``.mpy``);
-3. copy the relay key from a 0600 file in a private staging folder: the key is never
-   on a command line and never printed;
+3. copy the relay key from a 0600 file in a private staging folder (in memory, under
+   ``/dev/shm``, where there is one; overwritten before it is deleted): the key is
+   never on a command line and never printed;
 4. set the relay counter store with the board's own ``CounterStore``: the new value is
    the larger of the counter the board holds and the host's wall-clock second (see
    :func:`counter_floor`), so a deploy never lowers the counter and re-opens the replay
@@ -161,7 +162,7 @@ class Deployer:
 
         result = DeployResult(self.port, self.transport, dry_run)
         floor = counter_floor()
-        with tempfile.TemporaryDirectory(prefix="gate-firmware-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="gate-firmware-", dir=_memory_tmp()) as tmp:
             stage = Path(tmp)
             os.chmod(stage, 0o700)
             try:
@@ -170,23 +171,16 @@ class Deployer:
                 raise FirmwareDeployError(str(exc)) from exc
             copies = [(m, "/" + str(m.relative_to(stage / "build"))) for m in modules]
             key_file = stage / "gate_key.hex"
+            key_text = (self.key.hex() + "\n").encode()
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(self.key.hex() + "\n")
-            main_py = stage / "main.py"
-            main_py.write_text(MAIN_PY.format(transport=self.transport))
-            result.files = {inside: path.stat().st_size for path, inside in copies}
-            steps = self._steps(copies, key_file, main_py, floor)
-            command = [*(self.mpremote or default_mpremote()), "connect", self.port]
-            self.out(f"plan: one mpremote session on {self.port} ({shlex.join(command)})")
-            for number, (what, args) in enumerate(steps, 1):
-                command += (["+"] if number > 1 else []) + args
-                self.out(f"{number:>3}. {what}")
-            self.out(f"{len(steps) + 1:>3}. check the greeting on {self.link_port or self.port}")
-            if dry_run:
-                self.out("dry run: nothing was sent to the board")
-                return result
-            output = self._run_mpremote(command)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(key_text)
+            try:
+                output = self._stage_and_send(result, copies, key_file, stage, floor, dry_run)
+            finally:
+                key_file.write_bytes(bytes(len(key_text)))  # overwritten before it is deleted
+        if dry_run:
+            return result
         result.counter, result.counter_before = _counter_from(output)
         if result.counter is None:
             raise FirmwareDeployError(
@@ -198,6 +192,31 @@ class Deployer:
         return result
 
     # ------------------------------------------------------------------ mpremote
+
+    def _stage_and_send(
+        self,
+        result: DeployResult,
+        copies: list[tuple[Path, str]],
+        key_file: Path,
+        stage: Path,
+        floor: int,
+        dry_run: bool,
+    ) -> str:
+        """Write main.py, print the plan and (unless a dry run) run it; -> mpremote's output."""
+        main_py = stage / "main.py"
+        main_py.write_text(MAIN_PY.format(transport=self.transport))
+        result.files = {inside: path.stat().st_size for path, inside in copies}
+        steps = self._steps(copies, key_file, main_py, floor)
+        command = [*(self.mpremote or default_mpremote()), "connect", self.port]
+        self.out(f"plan: one mpremote session on {self.port} ({shlex.join(command)})")
+        for number, (what, args) in enumerate(steps, 1):
+            command += (["+"] if number > 1 else []) + args
+            self.out(f"{number:>3}. {what}")
+        self.out(f"{len(steps) + 1:>3}. check the greeting on {self.link_port or self.port}")
+        if dry_run:
+            self.out("dry run: nothing was sent to the board")
+            return ""
+        return self._run_mpremote(command)
 
     def _steps(
         self, copies: list[tuple[Path, str]], key_file: Path, main_py: Path, floor: int
@@ -322,6 +341,12 @@ def check_greeting(port: str, key: bytes, counter: int, timeout_s: float) -> dic
         "key_probe": Result.name(probe),
         "boot": boots[0].fw_version if boots else None,
     }
+
+
+def _memory_tmp() -> str | None:
+    """/dev/shm when there is one: the staged key then never touches a disk."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def _cp(local: Path, inside: str) -> list[str]:

@@ -92,6 +92,10 @@ def test_one_session_in_a_safe_order_and_the_key_never_on_a_command_line(
     copied_key = call["copies"][":/gate_key.hex"]
     assert bytes.fromhex(copied_key["hex"]).decode().strip() == KEY.hex()
     assert copied_key["mode"] == 0o600
+    staged = Path(argv[argv.index(":/gate_key.hex") - 1])
+    assert not staged.exists() and not staged.parent.exists()  # gone after the session
+    if Path("/dev/shm").is_dir():
+        assert str(staged).startswith("/dev/shm/")  # in memory, never on a disk
     main_py = bytes.fromhex(call["copies"][":/main.py"]["hex"]).decode()
     assert "main(transport='usb')" in main_py
 
