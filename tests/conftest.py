@@ -37,15 +37,17 @@ _REAL_DATA_DIR = data_dir()  # read before the session points GATE_DATA_DIR else
 def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A data dir of the session's own, so no test writes PKI or runs into the real one.
 
-    Set-up's read-only assets come from the real data dir by symlink: the model folder,
-    and each demo photo one by one, so the camera scenes the demo makes at first use
-    (``demo/scenes/``) are written here and not into the real folder. ``GATE_DATA_DIR``
+    Set-up's read-only assets come from the real data dir by symlink: the model and
+    MicroPython runtime folders, and each demo photo one by one, so the camera scenes
+    the demo makes at first use (``demo/scenes/``) are written here and not into the
+    real folder. ``GATE_DATA_DIR``
     is set in ``os.environ`` for the whole session, so subprocesses inherit it.
     """
     root = tmp_path_factory.mktemp("gate-data")
     real = _REAL_DATA_DIR
-    if (real / "models").is_dir():
-        (root / "models").symlink_to(real / "models", target_is_directory=True)
+    for prepared in ("models", "micropython"):
+        if (real / prepared).is_dir():
+            (root / prepared).symlink_to(real / prepared, target_is_directory=True)
     demo = root / "demo"
     demo.mkdir()
     if (real / "demo").is_dir():

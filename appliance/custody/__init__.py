@@ -6,13 +6,3 @@ seal, in memory), ``ledger`` (the signed, hash-chained purge ledger) and ``audit
 """
 
 __all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []

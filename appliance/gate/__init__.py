@@ -5,13 +5,3 @@ This room is pure logic: importing it pulls in neither OpenCV nor gRPC.
 """
 
 __all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []

@@ -7,13 +7,3 @@ the wire format stay inside this room.
 """
 
 __all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []

@@ -1,13 +1,4 @@
-"""Operations: ``gatectl`` and what technicians run (provision, selftest, status, audit)."""
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
+"""Operations: ``gatectl`` and what technicians run (provision, selftest, status, audit,
+firmware deploy)."""
 
 __all__: list[str] = []

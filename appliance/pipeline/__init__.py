@@ -5,13 +5,3 @@ the unattended gate's "is the lane clear?" rule.
 """
 
 __all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []

@@ -2,13 +2,3 @@
 watchdog and notify, status, the journal, process hardening and the log filter."""
 
 __all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []

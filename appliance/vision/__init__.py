@@ -6,13 +6,3 @@ to send within a capture window; ``models`` pins and verifies the model files.
 """
 
 __all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []

@@ -39,13 +39,24 @@ from firmware_bridge.protocol import (
 
 FW_VERSION = "gatefw-ref 1.0"
 
+# MicroPython has no ``typing``: the HAL's shape exists for the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Hal(Protocol):
+        def relay(self, open_: bool) -> None: ...
+        def indicator(self, pattern: int) -> None: ...
+        def buzzer(self, ms: int) -> None: ...
+        def now_ms(self) -> int: ...
+
 
 class FirmwareCore:
     """Protocol state machine of the MCU: parses host commands, drives the HAL."""
 
     def __init__(
         self,
-        hal: object,
+        hal: "Hal",
         hmac_key: bytes,
         heartbeat_timeout_ms: int = 1000,
         max_pulse_ms: int = 5000,
@@ -70,9 +81,9 @@ class FirmwareCore:
         self.session = False  # True between HELLO and link loss / reboot
         self.link_ok = False
         self.door_open = False
-        self._pulse_end = None
-        self._last_rx = None
-        self._last_cmd = None  # (type, seq, payload) of the last executed command
+        self._pulse_end: int | None = None
+        self._last_rx: int | None = None
+        self._last_cmd: tuple | None = None  # (type, seq, payload) of the last command
         self._last_reply = b""
         self.decoder.reset()
 
@@ -101,7 +112,7 @@ class FirmwareCore:
         """Power-up / reset: relay closed, OUT_OF_SERVICE, announce BOOT."""
         self._reset_state()
         stored = self._hook("load_counter")
-        self.last_counter = stored if stored is not None else 0
+        self.last_counter = stored if isinstance(stored, int) else 0
         self._set_relay(False)
         self._set_indicator(Indicator.OUT_OF_SERVICE)
         return self._emit(MsgType.BOOT, pack_boot(FW_VERSION, reset_cause))

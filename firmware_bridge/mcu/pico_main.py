@@ -17,25 +17,31 @@ Pin map (RP2040 GPIO numbers; 3.3 V logic)::
     GP20  OPT_OUT   in, internal pull-up; button to GND (pressed = low)
     GP21  DOOR      in, internal pull-up; reed contact to GND, closed when the
                     door/barrier is shut (low = closed, high/broken wire = open)
+    GP22  SERVICE   in, internal pull-up; a jumper to GND at power-up = service
+                    mode: relay closed, red, firmware not started, REPL free
 
 Alternatively the host link can be the Pico's USB CDC serial port
 (TRANSPORT = "usb"): bytes are read from ``sys.stdin.buffer`` with
 ``select.poll`` and Ctrl-C handling is disabled so frame bytes pass through.
+That also locks ``mpremote`` out while the firmware runs (it cannot interrupt
+it); the SERVICE jumper is the way back in (see ``mcu/README.md``).
 
 Flash layout (LittleFS)::
 
     /gate_key.hex                 per-gate relay HMAC key, hex, >= 16 bytes
     /gate_ctr.a, /gate_ctr.b      last accepted relay counter (two slots)
-    /main.py                      ``from firmware_bridge.mcu.pico_main import main; main()``
-    /firmware_bridge/             __init__.py, protocol.py, mcu/{__init__,firmware,pico_main}.py
+    /main.py                      ``main(transport=...)``, written by ``gatectl firmware deploy``
+    /firmware_bridge/             __init__, protocol, mcu/{__init__,firmware,pico_main}
+                                  (.mpy from ``gatectl firmware deploy``, or .py)
 
 Fail secure: the relay pin is driven low before anything else, the hardware
 watchdog (``machine.WDT``) is fed only from the main loop, and any exception
 closes the relay before the watchdog resets the board.
 
-This module imports on CPython (``machine`` is only imported inside
-:func:`main`) so the HAL logic is unit-tested with a fake ``machine`` module.
-It avoids dataclasses/typing so it also runs on MicroPython.
+This module imports on CPython: ``machine`` is imported where it is used, so
+the HAL logic is unit-tested with a fake ``machine`` module in ``sys.modules``,
+and a type checker reads every call against MicroPython's published rp2 stubs
+(``make firmware-check``). It avoids dataclasses/typing so it runs on MicroPython.
 """
 
 # MicroPython compatibility: %-formatting and zip() without strict= are deliberate.
@@ -56,6 +62,7 @@ PIN_LED_BLUE = 18
 PIN_BUZZER = 19
 PIN_OPT_OUT = 20
 PIN_DOOR = 21
+PIN_SERVICE = 22
 
 UART_ID = 0
 BAUDRATE = 115200
@@ -100,7 +107,7 @@ class TicksClock:
         if ticks_ms is None:
             ticks_ms = getattr(time, "ticks_ms", None)
             ticks_diff = getattr(time, "ticks_diff", None)
-        if ticks_ms is None:  # CPython
+        if ticks_ms is None or ticks_diff is None:  # CPython
             ticks_ms = _monotonic_ms
             ticks_diff = _plain_diff
         self._ticks_ms = ticks_ms
@@ -116,7 +123,7 @@ class TicksClock:
 
 
 def _monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)
+    return int(time.monotonic() * 1000)  # type: ignore[attr-defined]  # CPython only
 
 
 def _plain_diff(a: int, b: int) -> int:
@@ -140,7 +147,7 @@ class Debouncer:
     def __init__(self, initial: bool, settle_ms: int = DEBOUNCE_MS) -> None:
         self.stable = bool(initial)
         self.settle_ms = settle_ms
-        self._since = None  # when the raw level first differed from ``stable``
+        self._since: int | None = None  # when the raw level first differed from ``stable``
 
     def update(self, raw: bool, now_ms: int):
         """Feed one sample; return the new stable level if it just changed, else None."""
@@ -248,11 +255,12 @@ def load_key(path: str = KEY_PATH) -> bytes:
 class PicoHal:
     """FirmwareCore HAL over ``machine.Pin``/``machine.PWM``.
 
-    ``machine`` is passed in (the real module on the Pico, a fake in tests).
     The relay pin is configured first, low (closed), in the constructor.
     """
 
-    def __init__(self, machine, now_ms=None, counter_store=None) -> None:
+    def __init__(self, now_ms=None, counter_store=None) -> None:
+        import machine
+
         Pin = machine.Pin
         # value=0 is applied before the pin becomes an output: no glitch high.
         self._relay = Pin(PIN_RELAY, Pin.OUT, value=0)
@@ -266,7 +274,7 @@ class PicoHal:
         self._pwm = machine.PWM(Pin(PIN_BUZZER, Pin.OUT, value=0))
         self._pwm.freq(BUZZER_HZ)
         self._pwm.duty_u16(0)
-        self._buzz_end = None
+        self._buzz_end: int | None = None
         self._button = Pin(PIN_OPT_OUT, Pin.IN, Pin.PULL_UP)
         self._door = Pin(PIN_DOOR, Pin.IN, Pin.PULL_UP)
         self._store = counter_store
@@ -354,7 +362,9 @@ class PicoHal:
 class UartTransport:
     """Host link on a hardware UART (GP0/GP1 by default)."""
 
-    def __init__(self, machine, uart_id: int = UART_ID, baudrate: int = BAUDRATE) -> None:
+    def __init__(self, uart_id: int = UART_ID, baudrate: int = BAUDRATE) -> None:
+        import machine
+
         self._uart = machine.UART(
             uart_id,
             baudrate=baudrate,
@@ -461,8 +471,10 @@ class MainLoop:
             self.hal.relay(False)  # then the unfed watchdog resets the board
 
 
-def reset_cause_of(machine) -> int:
+def reset_cause_of() -> int:
     """Map ``machine.reset_cause()`` to a protocol ResetCause value."""
+    import machine
+
     from firmware_bridge.protocol import ResetCause
 
     try:
@@ -478,6 +490,13 @@ def reset_cause_of(machine) -> int:
     return ResetCause.POWER_ON
 
 
+def service_jumper_set() -> bool:
+    """The SERVICE pin held low at power-up: a technician wants the REPL, not the gate."""
+    import machine
+
+    return machine.Pin(PIN_SERVICE, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0
+
+
 def main(
     transport: str = TRANSPORT,
     key_path: str = KEY_PATH,
@@ -488,7 +507,13 @@ def main(
     import machine
 
     # 1. Relay closed before anything else (PicoHal drives GP15 low first).
-    hal = PicoHal(machine, counter_store=CounterStore(counter_dir))
+    hal = PicoHal(counter_store=CounterStore(counter_dir))
+    if service_jumper_set():
+        # Service mode: the gate stays shut and red, and main.py returns so the REPL
+        # (and mpremote) can be reached even with the USB transport.
+        hal.indicator(_OUT_OF_SERVICE)
+        print("gate firmware: SERVICE jumper set; not starting (relay closed)")
+        return
 
     from firmware_bridge.mcu.firmware import FirmwareCore
 
@@ -500,8 +525,8 @@ def main(
         hal.indicator(_OUT_OF_SERVICE)
         print("gate firmware: %s; not starting" % e)
         raise
-    cause = reset_cause_of(machine)
-    link = UsbCdcTransport() if transport == "usb" else UartTransport(machine)
+    cause = reset_cause_of()
+    link = UsbCdcTransport() if transport == "usb" else UartTransport()
     core = FirmwareCore(hal, key)
     loop = MainLoop(core, hal, link)
     loop.boot(cause)  # reads the counter from flash, relay closed, BOOT sent

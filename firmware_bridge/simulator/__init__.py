@@ -1,5 +1,18 @@
-"""The gate MCU's firmware behind a pseudo-terminal, for tests, the demo and benches."""
+"""The gate MCU's firmware behind a pseudo-terminal, for tests, the demo and benches.
 
+* ``pty``: :class:`Simulator`, the pty, the line's fault injection and what the board
+  shows; ``python -m firmware_bridge.simulator [--interpreter micropython]``;
+* ``backends``: the firmware and its board as the simulator drives them, on either
+  interpreter (:func:`open_firmware`, :data:`INTERPRETERS`);
+* ``in_process``: the CPython backend; ``micropython_process``, ``micropython_glue`` and
+  ``micropython_runner.mjs``: the MicroPython backend (the real interpreter, compiled to
+  webassembly, under ``node``); ``micropython_runtime``: its pinned files and the
+  firmware modules it loads.
+"""
+
+from firmware_bridge.simulator.backends import INTERPRETERS
+from firmware_bridge.simulator.interpreters import open_firmware
+from firmware_bridge.simulator.micropython_runtime import SimulatorError
 from firmware_bridge.simulator.pty import Simulator
 
-__all__ = ["Simulator"]
+__all__ = ["INTERPRETERS", "Simulator", "SimulatorError", "open_firmware"]

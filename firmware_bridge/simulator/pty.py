@@ -1,13 +1,17 @@
-"""Gate MCU simulator: the reference FirmwareCore behind a real pseudo-terminal.
+"""Gate MCU simulator: the reference firmware behind a real pseudo-terminal.
 
 The host driver opens :attr:`Simulator.port` with pyserial exactly as it would
 open the MCU's UART, so tests exercise the real serial stack.  Fault injection
-(dropped / corrupted frames, link pause, reboot) lets tests prove the
-retransmission and fail-secure paths.
+(dropped / corrupted frames, lost replies, link pause, reboot) lets tests prove the
+retransmission and fail-secure paths; it happens here, on the line, so it is the
+same whichever interpreter runs the firmware (``interpreter="cpython"``, the default,
+or ``"micropython"``: see ``backends``).
 
-Run ``python -m firmware_bridge.simulator`` to get a port for manual testing.
+Run ``python -m firmware_bridge.simulator [--interpreter micropython]`` to get a port
+for manual testing.
 """
 
+import argparse
 import contextlib
 import errno
 import os
@@ -18,50 +22,22 @@ import time
 import tty
 from types import TracebackType
 
-from firmware_bridge.mcu.firmware import FirmwareCore
 from firmware_bridge.protocol import Indicator, ResetCause
+from firmware_bridge.simulator.backends import INTERPRETERS, SimulatedFirmware
+from firmware_bridge.simulator.interpreters import open_firmware
+from firmware_bridge.simulator.micropython_runtime import SimulatorError
 
 # Development key only: the simulator prints a warning when it falls back to it.
 DEV_KEY = b"gate-dev-key-NOT-FOR-PRODUCTION!"
 
 
-class SimHal:
-    """In-memory hardware: records relay/indicator/buzzer and persists the counter."""
-
-    def __init__(self) -> None:
-        self.relay_open = False
-        self.indicator_pattern = Indicator.OUT_OF_SERVICE
-        self.buzzes: list[int] = []
-        self.relay_pulses: list[int] = []
-        self.relay_history: list[bool] = []  # every relay transition, in order
-        self.stored_counter = 0  # survives reboot(), like flash
-
-    def relay(self, open_: bool) -> None:
-        if bool(open_) != self.relay_open:
-            self.relay_history.append(bool(open_))
-        self.relay_open = bool(open_)
-
-    def indicator(self, pattern: int) -> None:
-        self.indicator_pattern = pattern
-
-    def buzzer(self, ms: int) -> None:
-        self.buzzes.append(ms)
-
-    def now_ms(self) -> int:
-        return int(time.monotonic() * 1000)
-
-    def load_counter(self) -> int:
-        return self.stored_counter
-
-    def store_counter(self, counter: int) -> None:
-        self.stored_counter = counter
-
-    def on_pulse(self, duration_ms: int) -> None:
-        self.relay_pulses.append(duration_ms)
-
-
 class Simulator:
-    """FirmwareCore on a pty master, serviced by a background thread. Thread-safe."""
+    """The firmware on a pty master, serviced by a background thread. Thread-safe.
+
+    ``interpreter`` picks the backend (:data:`INTERPRETERS`); the MicroPython one starts
+    a ``node`` child in :meth:`start` and raises :class:`SimulatorError` if its runtime
+    is missing or altered.
+    """
 
     def __init__(
         self,
@@ -70,14 +46,17 @@ class Simulator:
         heartbeat_timeout_ms: int = 1000,
         max_pulse_ms: int = 5000,
         tick_interval: float = 0.01,
+        interpreter: str = "cpython",
     ) -> None:
+        if interpreter not in INTERPRETERS:
+            raise ValueError(f"interpreter must be one of {', '.join(INTERPRETERS)}")
+        self.interpreter = interpreter
         self._key = bytes(hmac_key)
         self._hb_timeout = heartbeat_timeout_ms
         self._max_pulse = max_pulse_ms
         self._tick_interval = tick_interval
         self._lock = threading.RLock()
-        self._hal = SimHal()
-        self._core = self._new_core()
+        self._firmware: SimulatedFirmware | None = None
         self._master: int | None = None
         self._slave: int | None = None
         self._thread: threading.Thread | None = None
@@ -93,22 +72,24 @@ class Simulator:
         self.frames_dropped = 0  # by drop_next()
         self.frames_corrupted = 0  # by corrupt_next()
         self.replies_dropped = 0  # by drop_next_reply()
-        self.rx_errors_before_reboot = 0
-
-    def _new_core(self) -> FirmwareCore:
-        return FirmwareCore(
-            self._hal,
-            self._key,
-            heartbeat_timeout_ms=self._hb_timeout,
-            max_pulse_ms=self._max_pulse,
-        )
+        self.failure: SimulatorError | None = None  # why the firmware stopped answering
 
     # --------------------------------------------------------------- lifecycle
 
     def start(self) -> "Simulator":
-        """Open the pty, boot the firmware and start servicing the line."""
+        """Start the firmware, open the pty, send BOOT and start servicing the line.
+
+        BOOT is in the pty before this returns, so a host that opens the port next sees
+        it first and never mistakes it for a reboot in the middle of its session.
+        """
         if self._thread is not None:
             raise RuntimeError("simulator already started")
+        firmware = open_firmware(
+            self.interpreter,
+            self._key,
+            heartbeat_timeout_ms=self._hb_timeout,
+            max_pulse_ms=self._max_pulse,
+        )
         master, slave = os.openpty()
         tty.setraw(slave)  # no echo, no line discipline: a plain 8-bit line
         os.set_blocking(master, False)
@@ -116,14 +97,15 @@ class Simulator:
         self.port = os.ttyname(slave)
         self._stop.clear()
         with self._lock:
+            self._firmware = firmware
             self.boots += 1
-            self._write(self._core.boot(ResetCause.POWER_ON))
+            self._write(firmware.boot(ResetCause.POWER_ON))
         self._thread = threading.Thread(target=self._run, name="gate-mcu-sim", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop the thread and close the pty (the host sees the port vanish)."""
+        """Stop the thread, the firmware and close the pty (the host sees the port vanish)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
@@ -133,6 +115,9 @@ class Simulator:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._master = self._slave = None
+        with self._lock:
+            if self._firmware is not None:
+                self._firmware.close()
 
     def __enter__(self) -> "Simulator":
         return self.start()
@@ -145,9 +130,24 @@ class Simulator:
     ) -> None:
         self.stop()
 
+    @property
+    def firmware(self) -> SimulatedFirmware:
+        if self._firmware is None:
+            raise RuntimeError("simulator not started")
+        return self._firmware
+
     # ------------------------------------------------------------- the thread
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except SimulatorError as exc:
+            # The interpreter died or hung: the line goes silent, so the host sees the
+            # link drop and fails secure, as it would with a dead MCU.
+            self.failure = exc
+            print(f"gate MCU simulator stopped: {exc}", file=sys.stderr)
+
+    def _serve(self) -> None:
         next_tick = time.monotonic()
         while not self._stop.is_set():
             master = self._master
@@ -173,7 +173,7 @@ class Simulator:
             if now >= next_tick:
                 next_tick = now + self._tick_interval
                 with self._lock:
-                    self._write(self._core.tick())
+                    self._write(self.firmware.tick())
 
     def _on_bytes(self, data: bytes) -> None:
         with self._lock:
@@ -200,7 +200,7 @@ class Simulator:
                         flipped = bytearray(piece)
                         flipped[1] ^= 0x02
                         piece = bytes(flipped)
-                reply = self._core.feed(piece)
+                reply = self.firmware.feed(piece)
                 if reply and self._drop_out > 0:
                     self._drop_out -= 1
                     self.replies_dropped += 1
@@ -226,21 +226,19 @@ class Simulator:
     def press_opt_out(self) -> None:
         """Passenger presses the opt-out button."""
         with self._lock:
-            self._write(self._core.press_opt_out())
+            self._write(self.firmware.press_opt_out())
 
     def set_door(self, open_: bool) -> None:
         """Door sensor reports the barrier open/closed."""
         with self._lock:
-            self._write(self._core.set_door(open_))
+            self._write(self.firmware.set_door(open_))
 
     def reboot(self, reset_cause: int = ResetCause.WATCHDOG) -> None:
         """MCU resets: RAM state is lost, relay closed, a new BOOT is sent."""
         with self._lock:
-            self.rx_errors_before_reboot += self._core.decoder.dropped
-            self._core = self._new_core()
             self._rx = bytearray()
             self.boots += 1
-            self._write(self._core.boot(reset_cause))
+            self._write(self.firmware.boot(reset_cause))
 
     # --------------------------------------------------------- fault injection
 
@@ -269,87 +267,111 @@ class Simulator:
     @property
     def relay_open(self) -> bool:
         with self._lock:
-            return self._hal.relay_open
+            return self.firmware.state.relay_open
 
     @property
     def indicator(self) -> int:
         with self._lock:
-            return self._hal.indicator_pattern
+            return self.firmware.state.indicator
 
     @property
     def relay_pulses(self) -> list[int]:
         """Durations (ms, after capping) of every accepted relay pulse."""
         with self._lock:
-            return list(self._hal.relay_pulses)
+            return list(self.firmware.outputs.relay_pulses)
 
     @property
     def relay_history(self) -> list[bool]:
         """Every relay transition (True = opened, False = closed), oldest first."""
         with self._lock:
-            return list(self._hal.relay_history)
+            return list(self.firmware.outputs.relay_history)
 
     @property
     def buzzes(self) -> list[int]:
         with self._lock:
-            return list(self._hal.buzzes)
+            return list(self.firmware.outputs.buzzes)
 
     @property
     def last_counter(self) -> int:
         with self._lock:
-            return self._core.last_counter
+            return self.firmware.state.last_counter
 
     @property
     def session(self) -> bool:
         """True while the firmware considers a host session established."""
         with self._lock:
-            return self._core.session
+            return self.firmware.state.session
 
     @property
     def rx_errors(self) -> int:
         """Frames the firmware's decoder rejected (bad CRC, COBS, length...)."""
         with self._lock:
-            return self.rx_errors_before_reboot + self._core.decoder.dropped
+            return self.firmware.state.rx_errors
 
     @property
     def duplicates(self) -> int:
         """Retransmitted commands that were re-ACKed without re-executing."""
         with self._lock:
-            return self._core.duplicates
+            return self.firmware.state.duplicates
 
 
-def main() -> int:
-    """Print the pty path and serve it until Ctrl-C."""
+def _relay_key() -> bytes | None:
+    """``GATE_RELAY_KEY`` (hex), or the development key with a warning; None if bad."""
     key_hex = os.environ.get("GATE_RELAY_KEY")
-    if key_hex:
-        try:
-            key = bytes.fromhex(key_hex)
-        except ValueError:
-            print("GATE_RELAY_KEY is not valid hex", file=sys.stderr)
-            return 2
-        if len(key) < 16:
-            print("GATE_RELAY_KEY must be at least 16 bytes (32 hex digits)", file=sys.stderr)
-            return 2
-    else:
-        key = DEV_KEY
+    if not key_hex:
         print(
             f"WARNING: GATE_RELAY_KEY not set; using the insecure development key {DEV_KEY.hex()}",
             file=sys.stderr,
         )
-    sim = Simulator(key)
-    with sim:
+        return DEV_KEY
+    try:
+        key = bytes.fromhex(key_hex)
+    except ValueError:
+        print("GATE_RELAY_KEY is not valid hex", file=sys.stderr)
+        return None
+    if len(key) < 16:
+        print("GATE_RELAY_KEY must be at least 16 bytes (32 hex digits)", file=sys.stderr)
+        return None
+    return key
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the pty path and serve it until Ctrl-C."""
+    parser = argparse.ArgumentParser(
+        prog="python -m firmware_bridge.simulator",
+        description="A simulated gate MCU on a pseudo-terminal; prints the port. "
+        "The relay key is read from GATE_RELAY_KEY (hex).",
+    )
+    parser.add_argument(
+        "--interpreter",
+        choices=INTERPRETERS,
+        default="cpython",
+        help="run the firmware on CPython (fast, default) or on MicroPython (webassembly)",
+    )
+    args = parser.parse_args(argv)
+    key = _relay_key()
+    if key is None:
+        return 2
+    try:
+        sim = Simulator(key, interpreter=args.interpreter).start()
+    except SimulatorError as exc:
+        print(f"simulator: {exc}", file=sys.stderr)
+        return 1
+    try:
         print(sim.port, flush=True)
         last = None
-        try:
-            while True:
-                state = (sim.relay_open, sim.indicator)
-                if state != last:
-                    relay = "OPEN" if state[0] else "closed"
-                    print(f"relay={relay} indicator={Indicator.name(state[1])}", flush=True)
-                    last = state
-                time.sleep(0.05)
-        except KeyboardInterrupt:
-            pass
-    return 0
+        while sim.failure is None:
+            state = (sim.relay_open, sim.indicator)
+            if state != last:
+                relay = "OPEN" if state[0] else "closed"
+                print(f"relay={relay} indicator={Indicator.name(state[1])}", flush=True)
+                last = state
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0 if sim.failure is None else 1
 
 
-__all__ = ["DEV_KEY", "SimHal", "Simulator", "main"]
+__all__ = ["DEV_KEY", "Simulator", "main"]

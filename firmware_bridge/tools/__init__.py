@@ -1,13 +1,3 @@
 """Serial tools for technicians and benches: the link check and the protocol bench."""
 
 __all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []

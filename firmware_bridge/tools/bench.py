@@ -2,13 +2,14 @@
 
 :func:`bench_serial` measures command round trips between :class:`GateLink`
 and the :class:`Simulator` over a real pseudo-terminal, then fuzzes the
-reference :class:`FirmwareCore` directly (no serial line, so it is fast) with
-random, truncated, concatenated, bit-flipped, replayed and forged frames and
-counts how often the relay opened.  That count must be 0; the same
-:class:`FuzzHarness` opens the relay for a genuine fresh pulse, which proves
-the counter is live.
+firmware directly (no serial line, so it is fast) with random, truncated,
+concatenated, bit-flipped, replayed and forged frames and counts how often the
+relay opened.  That count must be 0; the same :class:`FuzzHarness` opens the
+relay for a genuine fresh pulse, which proves the counter is live.  Both run on
+the interpreter asked for (CPython by default, or MicroPython).
 """
 
+import hashlib
 import math
 import os
 import random
@@ -16,13 +17,13 @@ import struct
 import time
 
 from firmware_bridge.host import GateLink
-from firmware_bridge.mcu.firmware import FirmwareCore
 from firmware_bridge.protocol import (
     MAX_PAYLOAD,
     Frame,
     FrameDecoder,
     Indicator,
     MsgType,
+    ResetCause,
     Result,
     cobs_encode,
     crc16_ccitt_false,
@@ -32,7 +33,7 @@ from firmware_bridge.protocol import (
     relay_tag,
     unpack_ack,
 )
-from firmware_bridge.simulator import Simulator
+from firmware_bridge.simulator import Simulator, open_firmware
 
 BAUDRATE = 115200
 
@@ -56,76 +57,68 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
 # ---------------------------------------------------------------------- fuzzing
 
 
-class _FuzzHal:
-    """In-memory HAL with a manual clock that counts relay openings."""
-
-    def __init__(self) -> None:
-        self.t = 1_000_000
-        self.relay_open = False
-        self.openings = 0
-        self.stored = 0
-
-    def relay(self, open_: bool) -> None:
-        if open_ and not self.relay_open:
-            self.openings += 1
-        self.relay_open = bool(open_)
-
-    def indicator(self, pattern: int) -> None:
-        pass
-
-    def buzzer(self, ms: int) -> None:
-        pass
-
-    def now_ms(self) -> int:
-        return self.t
-
-    def load_counter(self) -> int:
-        return self.stored
-
-    def store_counter(self, n: int) -> None:
-        self.stored = n
-
-
 class FuzzHarness:
-    """A FirmwareCore in an established session, fed hostile input.
+    """The firmware in an established session, fed hostile input.
 
-    Setup performs a few genuine pulses (so there are captured frames to replay)
-    and lets them end; :attr:`relay_opened` counts openings after setup only.
+    It runs on either interpreter (``backends.open_firmware``) with a manual clock, so a
+    seed replays the same run. Setup performs a few genuine pulses (so there are
+    captured frames to replay) and lets them end; :attr:`relay_opened` counts openings
+    after setup only. Close it (or use it as a context manager) to end a MicroPython
+    interpreter.
     """
 
     SETUP_PULSES = 4
     ATTACKER_KEY = b"attacker-key-0123456789abcdef!!!"
 
-    def __init__(self, key: bytes | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, key: bytes | None = None, seed: int = 0, interpreter: str = "cpython"
+    ) -> None:
         self.key = key if key is not None else os.urandom(32)
         self.rng = random.Random(seed)
-        self.hal = _FuzzHal()
-        self.core = FirmwareCore(self.hal, self.key)
+        self.firmware = open_firmware(interpreter, self.key, manual_clock=True)
         self.replies = FrameDecoder()
+        self.transmitted = hashlib.sha256()  # every byte the firmware sent, in order
         self._seq = 0
         self.frames_fed = 0
         self.hellos = 0
         self.pulse_results: dict[str, int] = {}
-        self.replies.feed(self.core.boot())
+        try:
+            self._set_up()
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self) -> None:
+        self._received(self.firmware.boot(ResetCause.POWER_ON))
         self._cmd(MsgType.HELLO)
         self.captured: list[bytes] = []  # genuine pulse frames, all used up
         for i in range(self.SETUP_PULSES):
-            payload = pack_relay_pulse(self.key, 100 + i, self.core.last_counter + 1)
+            payload = pack_relay_pulse(self.key, 100 + i, self.firmware.state.last_counter + 1)
             wire = self._next_frame(MsgType.RELAY_PULSE, payload)
             self._feed(wire)
             self.captured.append(wire)
             self._advance(200)
-        if self.hal.openings != self.SETUP_PULSES or self.hal.relay_open:
+        outputs = self.firmware.outputs
+        if outputs.relay_openings != self.SETUP_PULSES or self.firmware.state.relay_open:
             raise RuntimeError("fuzz harness setup failed: genuine pulses did not work")
         self._cmd(MsgType.STATUS_REQUEST)  # last executed command is not a pulse
-        self._baseline = self.hal.openings
+        self._baseline = outputs.relay_openings
+
+    def close(self) -> None:
+        self.firmware.close()
+
+    def __enter__(self) -> "FuzzHarness":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------ plumbing
 
     @property
     def relay_opened(self) -> int:
         """Relay openings since setup finished."""
-        return self.hal.openings - self._baseline
+        return self.firmware.outputs.relay_openings - self._baseline
 
     def _next_frame(self, msg_type: int, payload: bytes = b"", seq: int | None = None) -> bytes:
         if seq is None:
@@ -133,8 +126,12 @@ class FuzzHarness:
             self._seq = (self._seq + 1) & 0xFF
         return Frame(msg_type, seq, payload).encode()
 
+    def _received(self, data: bytes) -> list[Frame]:
+        self.transmitted.update(data)
+        return self.replies.feed(data)
+
     def _feed(self, data: bytes) -> list[Frame]:
-        return self.replies.feed(self.core.feed(data))
+        return self._received(self.firmware.feed(data))
 
     def _cmd(self, msg_type: int, payload: bytes = b"") -> list[Frame]:
         # Leading 0x00 flushes any half frame the fuzz left in the MCU's decoder,
@@ -142,13 +139,12 @@ class FuzzHarness:
         return self._feed(b"\x00" + self._next_frame(msg_type, payload))
 
     def _advance(self, ms: int) -> None:
-        self.hal.t += ms
-        self.replies.feed(self.core.tick())
+        self._received(self.firmware.tick(ms))
 
     def _keep_session(self) -> None:
         """Like the host: re-HELLO when the MCU dropped the session, so forged
         pulses reach the authentication check instead of REJECTED_BAD."""
-        if not self.core.session:
+        if not self.firmware.state.session:
             self.hellos += 1
             self._cmd(MsgType.HELLO)
 
@@ -179,7 +175,7 @@ class FuzzHarness:
     def _forged_pulse(self) -> tuple[int, bytes]:
         """-> (seq, wire) of a RELAY_PULSE that is CRC-valid but not authentic."""
         r = self.rng
-        fresh = min(self.core.last_counter + 1 + r.randrange(1000), 0xFFFFFFFF)
+        fresh = min(self.firmware.state.last_counter + 1 + r.randrange(1000), 0xFFFFFFFF)
         duration = r.randrange(1, 0x10000)
         kind = r.randrange(5)
         if kind == 0:  # random tag
@@ -290,7 +286,7 @@ class FuzzHarness:
         """Control: a genuine, fresh, authenticated pulse; returns its ACK result."""
         self._keep_session()
         seq = self._seq
-        payload = pack_relay_pulse(self.key, duration_ms, self.core.last_counter + 1)
+        payload = pack_relay_pulse(self.key, duration_ms, self.firmware.state.last_counter + 1)
         replies = self._cmd(MsgType.RELAY_PULSE, payload)
         for f in replies:
             if f.msg_type == MsgType.ACK and unpack_ack(f.payload)[0] == seq:
@@ -301,7 +297,9 @@ class FuzzHarness:
 # -------------------------------------------------------------------- the bench
 
 
-def bench_serial(rounds: int = 200, fuzz_frames: int = 5000, seed: int = 0) -> dict:
+def bench_serial(
+    rounds: int = 200, fuzz_frames: int = 5000, seed: int = 0, interpreter: str = "cpython"
+) -> dict:
     """Round-trip latency over a pty at 115200 baud, then firmware fuzzing.
 
     Returns ``rtt_ms_p50``, ``rtt_ms_p99``, ``rounds``, ``frames_fuzzed``,
@@ -317,7 +315,7 @@ def bench_serial(rounds: int = 200, fuzz_frames: int = 5000, seed: int = 0) -> d
         raise ValueError("fuzz_frames must not be negative")
     key = os.urandom(32)
     rtts: list[float] = []
-    with Simulator(key) as sim:
+    with Simulator(key, interpreter=interpreter) as sim:
         link = GateLink(sim.port, key, baudrate=BAUDRATE)
         with link:
             for i in range(rounds):
@@ -331,13 +329,16 @@ def bench_serial(rounds: int = 200, fuzz_frames: int = 5000, seed: int = 0) -> d
         sim_rx_errors = sim.rx_errors
     rtts.sort()
 
-    harness = FuzzHarness(seed=seed)
-    t0 = time.perf_counter()
-    opened = harness.run(fuzz_frames)
-    fuzz_seconds = time.perf_counter() - t0
-    control_ok = harness.inject_valid_pulse() == Result.OK and harness.relay_opened == opened + 1
+    with FuzzHarness(seed=seed, interpreter=interpreter) as harness:
+        t0 = time.perf_counter()
+        opened = harness.run(fuzz_frames)
+        fuzz_seconds = time.perf_counter() - t0
+        control_ok = (
+            harness.inject_valid_pulse() == Result.OK and harness.relay_opened == opened + 1
+        )
 
     return {
+        "interpreter": interpreter,
         "rtt_ms_p50": round(_percentile(rtts, 50), 3),
         "rtt_ms_p99": round(_percentile(rtts, 99), 3),
         "rtt_ms_max": round(rtts[-1], 3),
@@ -349,7 +350,8 @@ def bench_serial(rounds: int = 200, fuzz_frames: int = 5000, seed: int = 0) -> d
         "frames_fuzzed": harness.frames_fed,
         "relay_opened_by_fuzz": opened,
         "fuzz_pulse_results": dict(sorted(harness.pulse_results.items())),
-        "fuzz_decoder_dropped": harness.core.decoder.dropped,
+        "fuzz_decoder_dropped": harness.firmware.state.rx_errors,
+        "fuzz_transmitted_sha256": harness.transmitted.hexdigest(),
         "fuzz_seconds": round(fuzz_seconds, 3),
         "control_pulse_opened_relay": control_ok,
         "seed": seed,

@@ -1,13 +1,3 @@
 """Benchmarks that print figures: vision, purge, and the matcher over real gates."""
 
 __all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []
-
-__all__: list[str] = []

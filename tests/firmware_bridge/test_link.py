@@ -1,7 +1,9 @@
 """End-to-end tests: GateLink (pyserial) <-> Simulator (FirmwareCore) over a real pty.
 
-Nothing on the serial line is mocked.  Tests wait on conditions by polling with
-a generous deadline; they never assert how long something took.
+Nothing on the serial line is mocked, and every test runs twice: with the firmware on
+CPython and on the real MicroPython interpreter (the ``interpreter`` fixture).  Tests
+wait on conditions by polling with a generous deadline; they never assert how long
+something took.
 """
 
 import os
@@ -56,15 +58,15 @@ class Recorder:
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator(KEY, max_pulse_ms=30_000) as s:
+def sim(interpreter: str) -> Iterator[Simulator]:
+    with Simulator(KEY, max_pulse_ms=30_000, interpreter=interpreter) as s:
         yield s
 
 
 @pytest.fixture
-def quiet_sim() -> Iterator[Simulator]:
+def quiet_sim(interpreter: str) -> Iterator[Simulator]:
     """No link timeout, so tests can count individual frames deterministically."""
-    with Simulator(KEY, heartbeat_timeout_ms=600_000) as s:
+    with Simulator(KEY, heartbeat_timeout_ms=600_000, interpreter=interpreter) as s:
         yield s
 
 
@@ -262,10 +264,10 @@ def test_port_vanishing_reports_link_down(sim: Simulator, link: tuple[GateLink, 
         lk.buzzer(10)
 
 
-def test_reconnects_when_port_comes_back(tmp_path: Path) -> None:
+def test_reconnects_when_port_comes_back(tmp_path: Path, interpreter: str) -> None:
     """USB-serial style unplug/replug: the device path disappears and returns."""
     port = tmp_path / "ttyGATE"
-    with Simulator(KEY) as first:
+    with Simulator(KEY, interpreter=interpreter) as first:
         os.symlink(first.port, port)
         rec = Recorder()
         lk = GateLink(str(port), KEY)
@@ -273,7 +275,7 @@ def test_reconnects_when_port_comes_back(tmp_path: Path) -> None:
         lk.open()
     try:
         assert wait_for(lambda: LinkState(False) in rec.events)  # first sim stopped
-        with Simulator(KEY) as second:
+        with Simulator(KEY, interpreter=interpreter) as second:
             port.unlink()
             os.symlink(second.port, port)
             assert wait_for(lambda: lk.link_up and second.session)

@@ -58,8 +58,13 @@ class FakeMachine(types.ModuleType):
         self.uarts: list[FakeUART] = []
         self.wdts: list[FakeWDT] = []
         self.cause = self.PWRON_RESET
-        # Level an input pin reads when created: button released, door shut.
-        self.input_levels = {pico_main.PIN_OPT_OUT: 1, pico_main.PIN_DOOR: 0}
+        # Level an input pin reads when created: button released, door shut, no
+        # service jumper.
+        self.input_levels = {
+            pico_main.PIN_OPT_OUT: 1,
+            pico_main.PIN_DOOR: 0,
+            pico_main.PIN_SERVICE: 1,
+        }
         machine = self
 
         class Pin(FakePin):
@@ -182,7 +187,8 @@ def clock() -> Clock:
 
 def make_hal(machine: FakeMachine, clock: Clock, folder: Path | None = None) -> PicoHal:
     store = CounterStore(str(folder)) if folder is not None else None
-    return PicoHal(machine, now_ms=clock, counter_store=store)
+    assert sys.modules["machine"] is machine  # PicoHal imports it, as on the board
+    return PicoHal(now_ms=clock, counter_store=store)
 
 
 class BufferTransport:
@@ -222,7 +228,8 @@ def test_indicator_table_covers_every_pattern() -> None:
 
 def test_pin_map_is_documented() -> None:
     doc = (Path(pico_main.__file__).parent.parent / "PROTOCOL.md").read_text()
-    assert "## Reference hardware" in doc
+    wiring = (Path(pico_main.__file__).parent / "README.md").read_text()
+    assert "## Reference hardware" in doc and "## Wiring" in wiring
     for pin in (
         pico_main.PIN_RELAY,
         pico_main.PIN_LED_RED,
@@ -231,8 +238,10 @@ def test_pin_map_is_documented() -> None:
         pico_main.PIN_BUZZER,
         pico_main.PIN_OPT_OUT,
         pico_main.PIN_DOOR,
+        pico_main.PIN_SERVICE,
     ):
         assert f"GP{pin}" in doc
+        assert f"| GP{pin} |" in wiring
         assert f"GP{pin}" in pico_main.__doc__
 
 
@@ -396,7 +405,7 @@ def test_counter_both_slots_corrupt_locks_relay(tmp_path: Path) -> None:
 
 
 def test_counter_persists_across_reboot_through_core(
-    machine: FakeMachine, clock: Clock, tmp_path: Path
+    machine: FakeMachine, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A pulse accepted before a reboot can't be replayed after it."""
     hal = make_hal(machine, clock, tmp_path)
@@ -410,6 +419,7 @@ def test_counter_persists_across_reboot_through_core(
     assert CounterStore(str(tmp_path)).load() == 7
 
     machine2 = FakeMachine()
+    monkeypatch.setitem(sys.modules, "machine", machine2)
     hal2 = make_hal(machine2, clock, tmp_path)
     link2 = BufferTransport()
     loop2 = MainLoop(FirmwareCore(hal2, KEY), hal2, link2)
@@ -530,6 +540,19 @@ def test_main_entry_point(machine: FakeMachine, tmp_path: Path) -> None:
     assert wdt.feeds == 20
     assert machine.pins[pico_main.PIN_RELAY].level == 0
     assert all(os.path.exists(p) for p in CounterStore(str(tmp_path)).paths)
+
+
+def test_service_jumper_keeps_the_gate_shut_and_the_repl_free(
+    machine: FakeMachine, tmp_path: Path
+) -> None:
+    """With the jumper, main() returns at once: relay low, red, no UART, no watchdog (an
+    unfed watchdog would reset the board out of the REPL), the key not even read."""
+    machine.input_levels[pico_main.PIN_SERVICE] = 0
+    pico_main.main(key_path=str(tmp_path / "absent.hex"), counter_dir=str(tmp_path))
+    assert machine.log[0] == ("Pin", pico_main.PIN_RELAY, FakePin.OUT, 0)
+    assert machine.pins[pico_main.PIN_RELAY].level == 0
+    assert [machine.pins[p].level for p in (16, 17, 18)] == [1, 0, 0]
+    assert machine.uarts == [] and machine.wdts == []
 
 
 def test_main_without_key_stays_closed(machine: FakeMachine, tmp_path: Path) -> None:

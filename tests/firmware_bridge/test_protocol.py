@@ -1,7 +1,6 @@
-"""Unit and property tests of the gate serial protocol and the firmware logic.
+"""Unit and property tests of the gate serial protocol (framing, CRC, COBS, HMAC, payloads).
 
-The firmware is exercised through its byte interface (feed/tick) with a fake
-HAL and a fake clock, so fail-secure timing is checked without sleeping.
+The firmware's behaviour is in ``test_firmware_conformance.py``, on both interpreters.
 """
 
 import contextlib
@@ -13,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge.mcu.firmware import FirmwareCore
 from firmware_bridge.protocol import (
     MAX_FRAME,
     MAX_PAYLOAD,
@@ -21,14 +19,11 @@ from firmware_bridge.protocol import (
     BadCrc,
     BadLength,
     BadPayload,
-    FaultCode,
     Frame,
     FrameDecoder,
     Indicator,
     MsgType,
     ProtocolError,
-    ResetCause,
-    Result,
     UnknownType,
     UnknownVersion,
     cobs_decode,
@@ -36,15 +31,11 @@ from firmware_bridge.protocol import (
     crc16_ccitt_false,
     decode_wire,
     hmac_sha256,
-    pack_buzzer,
     pack_indicator,
     pack_relay_pulse,
     relay_tag,
-    unpack_ack,
     unpack_boot,
     unpack_relay_pulse,
-    unpack_status,
-    unpack_u8,
 )
 
 KEY = b"unit-test-key-0123456789abcdef!!"
@@ -286,197 +277,3 @@ def test_indicator_constants_are_distinct() -> None:
     values = [getattr(Indicator, n) for n in names]
     assert len(set(values)) == len(names)
     assert sorted(values) == sorted(Indicator.ALL)
-
-
-# ---------------------------------------------------------------- firmware core
-
-
-class FakeHal:
-    """Records outputs; time only moves when the test says so."""
-
-    def __init__(self) -> None:
-        self.t = 10_000
-        self.relay_open = False
-        self.pattern = -1
-        self.buzzes: list[int] = []
-        self.pulses: list[int] = []
-        self.stored = 0
-
-    def relay(self, open_: bool) -> None:
-        self.relay_open = open_
-
-    def indicator(self, pattern: int) -> None:
-        self.pattern = pattern
-
-    def buzzer(self, ms: int) -> None:
-        self.buzzes.append(ms)
-
-    def now_ms(self) -> int:
-        return self.t
-
-    def load_counter(self) -> int:
-        return self.stored
-
-    def store_counter(self, n: int) -> None:
-        self.stored = n
-
-    def on_pulse(self, ms: int) -> None:
-        self.pulses.append(ms)
-
-
-class Mcu:
-    """FirmwareCore plus a host-side decoder for its replies."""
-
-    def __init__(self, **kw: int) -> None:
-        self.hal = FakeHal()
-        self.core = FirmwareCore(self.hal, KEY, **kw)
-        self.rx = FrameDecoder()
-        self.seq = 0
-        self.boot_frames = self.rx.feed(self.core.boot())
-
-    def send(self, msg_type: int, payload: bytes = b"", seq: int | None = None) -> list[Frame]:
-        if seq is None:
-            seq = self.seq
-            self.seq = (self.seq + 1) & 0xFF
-        return self.rx.feed(self.core.feed(Frame(msg_type, seq, payload).encode()))
-
-    def result(self, msg_type: int, payload: bytes = b"", seq: int | None = None) -> int:
-        replies = self.send(msg_type, payload, seq)
-        assert replies[0].msg_type == MsgType.ACK
-        acked, result = unpack_ack(replies[0].payload)
-        assert acked == (self.seq - 1 if seq is None else seq) & 0xFF
-        return result
-
-    def pulse(self, ms: int, counter: int, key: bytes = KEY) -> int:
-        return self.result(MsgType.RELAY_PULSE, pack_relay_pulse(key, ms, counter))
-
-    def tick(self, advance_ms: int = 0) -> list[Frame]:
-        self.hal.t += advance_ms
-        return self.rx.feed(self.core.tick())
-
-
-@pytest.fixture
-def mcu() -> Mcu:
-    m = Mcu()
-    assert m.result(MsgType.HELLO) == Result.OK
-    return m
-
-
-def test_boot_is_secure_and_announced() -> None:
-    m = Mcu()
-    assert not m.hal.relay_open
-    assert m.hal.pattern == Indicator.OUT_OF_SERVICE
-    (boot,) = m.boot_frames
-    assert boot.msg_type == MsgType.BOOT
-    assert unpack_boot(boot.payload)[1] == ResetCause.POWER_ON
-    assert m.result(MsgType.HELLO) == Result.OK
-    assert m.hal.pattern == Indicator.OFF
-
-
-def test_pulse_requires_session() -> None:
-    m = Mcu()
-    assert m.pulse(500, 1) == Result.REJECTED_BAD
-    assert m.result(MsgType.HEARTBEAT) == Result.REJECTED_BAD
-    assert not m.hal.relay_open
-
-
-def test_valid_pulse_opens_then_closes(mcu: Mcu) -> None:
-    assert mcu.pulse(500, 1) == Result.OK
-    assert mcu.hal.relay_open and mcu.hal.pulses == [500]
-    mcu.tick(499)
-    assert mcu.hal.relay_open
-    mcu.tick(1)
-    assert not mcu.hal.relay_open
-
-
-def test_pulse_is_capped(mcu: Mcu) -> None:
-    assert mcu.pulse(60_000, 1) == Result.OK
-    assert mcu.hal.pulses == [5000]
-    mcu.tick(5000)
-    assert not mcu.hal.relay_open
-
-
-def test_forged_tag_rejected(mcu: Mcu) -> None:
-    assert mcu.pulse(500, 1, key=b"attacker-key-000000000000000000!") == Result.REJECTED_AUTH
-    payload = bytearray(pack_relay_pulse(KEY, 500, 1))
-    payload[0] ^= 0x10  # longer duration than was signed
-    assert mcu.result(MsgType.RELAY_PULSE, bytes(payload)) == Result.REJECTED_AUTH
-    assert not mcu.hal.relay_open and mcu.hal.pulses == []
-
-
-def test_stale_counter_rejected(mcu: Mcu) -> None:
-    assert mcu.pulse(100, 5) == Result.OK
-    assert mcu.pulse(100, 5) == Result.REJECTED_STALE  # replay with a new seq
-    assert mcu.pulse(100, 4) == Result.REJECTED_STALE
-    assert mcu.pulse(100, 6) == Result.OK
-    assert mcu.hal.pulses == [100, 100]
-
-
-def test_bad_payloads_get_rejected_bad(mcu: Mcu) -> None:
-    assert mcu.result(MsgType.INDICATOR, b"\x63") == Result.REJECTED_BAD
-    assert mcu.result(MsgType.RELAY_PULSE, b"\x00\x01") == Result.REJECTED_BAD
-    assert mcu.pulse(0, 1) == Result.REJECTED_BAD
-    assert mcu.hal.pattern == Indicator.OFF and not mcu.hal.relay_open
-
-
-def test_duplicate_command_reacked_not_reexecuted(mcu: Mcu) -> None:
-    payload = pack_relay_pulse(KEY, 300, 1)
-    first = mcu.send(MsgType.RELAY_PULSE, payload, seq=40)
-    again = mcu.send(MsgType.RELAY_PULSE, payload, seq=40)
-    assert unpack_ack(first[0].payload) == (40, Result.OK)
-    assert [f.payload for f in again] == [f.payload for f in first]
-    assert mcu.hal.pulses == [300]
-    assert mcu.core.duplicates == 1
-
-
-def test_status_and_simple_commands(mcu: Mcu) -> None:
-    assert mcu.result(MsgType.INDICATOR, pack_indicator(Indicator.SEE_AGENT)) == Result.OK
-    assert mcu.result(MsgType.BUZZER, pack_buzzer(250)) == Result.OK
-    assert mcu.pulse(1000, 77) == Result.OK
-    ack, status = mcu.send(MsgType.STATUS_REQUEST)
-    assert ack.msg_type == MsgType.ACK and status.msg_type == MsgType.STATUS
-    assert unpack_status(status.payload) == (True, Indicator.SEE_AGENT, 77, True)
-    assert mcu.result(MsgType.RELAY_CLOSE) == Result.OK
-    assert not mcu.hal.relay_open and mcu.hal.buzzes == [250]
-
-
-def test_link_loss_fails_secure_once(mcu: Mcu) -> None:
-    assert mcu.pulse(5000, 1) == Result.OK
-    mcu.tick(600)
-    assert mcu.result(MsgType.HEARTBEAT) == Result.OK  # fed: still fine
-    assert mcu.tick(1000) == [] and mcu.hal.relay_open
-    (fault,) = mcu.tick(1)
-    assert fault.msg_type == MsgType.FAULT
-    assert unpack_u8(fault.payload, "FAULT") == FaultCode.LINK_LOST
-    assert not mcu.hal.relay_open
-    assert mcu.hal.pattern == Indicator.OUT_OF_SERVICE
-    assert mcu.tick(5000) == []  # FAULT only once
-    # Session is gone until HELLO; heartbeats tell the host so.
-    assert mcu.result(MsgType.HEARTBEAT) == Result.REJECTED_BAD
-    assert mcu.pulse(100, 2) == Result.REJECTED_BAD
-    assert mcu.result(MsgType.HELLO) == Result.OK
-    assert mcu.pulse(100, 2) == Result.OK
-
-
-def test_reboot_keeps_counter_and_closes_relay(mcu: Mcu) -> None:
-    assert mcu.pulse(3000, 10) == Result.OK
-    core2 = FirmwareCore(mcu.hal, KEY)
-    core2.boot(ResetCause.WATCHDOG)
-    assert not mcu.hal.relay_open and core2.last_counter == 10
-    mcu.core = core2
-    assert mcu.result(MsgType.HELLO) == Result.OK
-    assert mcu.pulse(100, 10) == Result.REJECTED_STALE
-
-
-def test_garbage_counted_not_answered(mcu: Mcu) -> None:
-    assert mcu.core.feed(b"\x12\x34\x00\xff\x00") == b""
-    assert mcu.core.decoder.dropped == 2
-
-
-@given(st.binary(max_size=600))
-def test_firmware_never_opens_relay_on_garbage(garbage: bytes) -> None:
-    """Fail secure: no byte sequence without the key can open the relay."""
-    m = Mcu()
-    m.result(MsgType.HELLO)
-    m.core.feed(garbage)
-    assert not m.hal.relay_open

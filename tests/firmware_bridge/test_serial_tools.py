@@ -1,4 +1,4 @@
-"""Tests of the serial check and the serial bench against the pty Simulator.
+"""Tests of the serial check, the serial bench and the fuzzer, on both interpreters.
 
 Nothing on the serial line is mocked; no assertion depends on wall-clock time.
 """
@@ -17,8 +17,8 @@ KEY = b"serial-tools-key-0123456789abcd!"
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator(KEY) as s:
+def sim(interpreter: str) -> Iterator[Simulator]:
+    with Simulator(KEY, interpreter=interpreter) as s:
         yield s
 
 
@@ -98,8 +98,9 @@ def test_serial_check_link_dies_midway(sim: Simulator) -> None:
 # ------------------------------------------------------------------------ bench
 
 
-def test_bench_serial_small() -> None:
-    result = bench_serial(rounds=20, fuzz_frames=400, seed=3)
+def test_bench_serial_small(interpreter: str) -> None:
+    result = bench_serial(rounds=20, fuzz_frames=400, seed=3, interpreter=interpreter)
+    assert result["interpreter"] == interpreter
     for key in (
         "rtt_ms_p50",
         "rtt_ms_p99",
@@ -128,21 +129,33 @@ def test_bench_rejects_bad_arguments() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_fuzz_never_opens_relay_but_a_genuine_pulse_does(seed: int) -> None:
-    harness = FuzzHarness(seed=seed)
-    assert harness.run(1500) == 0
-    assert harness.frames_fed == 1500
-    assert not harness.hal.relay_open
-    # Same harness, same session: a fresh authenticated pulse is counted.
-    assert harness.inject_valid_pulse() == Result.OK
-    assert harness.relay_opened == 1
-    assert harness.hal.relay_open
+def test_fuzz_never_opens_relay_but_a_genuine_pulse_does(seed: int, interpreter: str) -> None:
+    with FuzzHarness(seed=seed, interpreter=interpreter) as harness:
+        assert harness.run(1500) == 0
+        assert harness.frames_fed == 1500
+        assert not harness.firmware.state.relay_open
+        # Same harness, same session: a fresh authenticated pulse is counted.
+        assert harness.inject_valid_pulse() == Result.OK
+        assert harness.relay_opened == 1
+        assert harness.firmware.state.relay_open
 
 
-def test_fuzz_is_reproducible() -> None:
+@pytest.mark.micropython
+def test_fuzz_is_reproducible_and_the_same_on_both_interpreters() -> None:
+    """One seed, one key: the same hostile stream gets byte-for-byte the same answers on
+    CPython and on MicroPython."""
     key = b"fixed-fuzz-key-0123456789abcdef!"
-    a, b = FuzzHarness(key, seed=7), FuzzHarness(key, seed=7)
-    a.run(300)
-    b.run(300)
-    assert a.pulse_results == b.pulse_results
-    assert a.core.decoder.dropped == b.core.decoder.dropped
+    runs = []
+    for interpreter in ("cpython", "cpython", "micropython"):
+        with FuzzHarness(key, seed=7, interpreter=interpreter) as harness:
+            harness.run(300)
+            runs.append(
+                (
+                    harness.transmitted.hexdigest(),
+                    harness.pulse_results,
+                    harness.firmware.state,
+                    harness.firmware.outputs,
+                )
+            )
+    assert runs[0] == runs[1] == runs[2]
+    assert runs[0][1].get("REJECTED_AUTH", 0) > 0 and runs[0][1].get("REJECTED_STALE", 0) > 0

@@ -78,14 +78,28 @@ def test_plan_gives_exact_counts_and_refuses_bad_mixes():
 def test_simulate_main_prints_the_summary_last(monkeypatch, capsys):
     seen = {}
 
-    def fake(travellers, dataset, *, mix, seed, emit, recognizer, photos_per_traveller):
-        seen.update(travellers=travellers, mix=mix, seed=seed, recognizer=recognizer)
+    def fake(
+        travellers, dataset, *, mix, seed, emit, recognizer, photos_per_traveller, interpreter
+    ):
+        seen.update(
+            travellers=travellers,
+            mix=mix,
+            seed=seed,
+            recognizer=recognizer,
+            interpreter=interpreter,
+        )
         return {"travellers": travellers, "granted": travellers}
 
     monkeypatch.setattr(simulate, "run_simulation", fake)
     assert simulate.simulate_main(5, None, True, {"opt_out": 1.0}, 7) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["travellers"] == 5
-    assert seen == {"travellers": 5, "mix": {"opt_out": 1.0}, "seed": 7, "recognizer": "dlib"}
+    assert seen == {
+        "travellers": 5,
+        "mix": {"opt_out": 1.0},
+        "seed": 7,
+        "recognizer": "dlib",
+        "interpreter": "cpython",
+    }
 
 
 def test_the_opt_in_recognizer_boards_and_refers_through_the_real_parts(tmp_path, demo_photos):
@@ -100,3 +114,16 @@ def test_the_opt_in_recognizer_boards_and_refers_through_the_real_parts(tmp_path
         "not_on_flight": {"referred": 1},
     }
     assert summary["genuine_referral_rate"] == 0.0
+
+
+@pytest.mark.micropython
+def test_a_flight_boards_with_the_firmware_on_micropython(tmp_path, demo_photos):
+    """The whole appliance against the firmware running on the real MicroPython."""
+    mix = {"enrolled": 2, "opt_out": 1}
+    summary = run_simulation(3, None, mix=mix, seed=5, work=tmp_path, interpreter="micropython")
+    assert summary["firmware_interpreter"] == "micropython"
+    assert summary["outcomes_by_kind"] == {
+        "enrolled": {"granted": 2},
+        "opt_out": {"manual_check": 1},
+    }
+    assert summary["relay_pulses"] == summary["granted"] + summary["released_by_agent"] == 3

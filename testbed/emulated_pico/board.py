@@ -1,0 +1,121 @@
+"""An emulated Raspberry Pi Pico behind a pseudo-terminal, for deploy tests and try-outs.
+
+:class:`EmulatedPico` runs ``board.mjs`` (MicroPython's webassembly port with a REPL,
+a flash folder, the watchdog and a ``machine`` module) on the master side of a pty and
+keeps the slave open, so ``mpremote connect <port>`` and then the host driver talk to it
+exactly as to a Pico's USB serial port. It lives in testbed because it is a test rig: its
+``machine`` is a stand-in (the firmware is checked against the real rp2 API by
+``make firmware-check``), and nothing in the field uses it.
+
+``python -m testbed.emulated_pico --flash DIR`` prints the port and serves it, for
+trying ``gatectl firmware deploy`` by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+import tty
+from pathlib import Path
+from types import TracebackType
+
+from firmware_bridge.simulator.micropython_runtime import node_executable, verified_runtime
+
+HERE = Path(__file__).resolve().parent
+BOARD = HERE / "board.mjs"
+
+
+class EmulatedPico:
+    """The board on ``port``, its flash kept in ``flash_dir``. ``inputs`` maps GPIO ->
+    the level its inputs read (``{22: 0}``: the SERVICE jumper on); :meth:`set_inputs`
+    changes them while it runs (the firmware reads them when it sets a pin up)."""
+
+    def __init__(self, flash_dir: Path, inputs: dict[int, int] | None = None) -> None:
+        self.flash_dir = Path(flash_dir)
+        self.port = ""
+        self.set_inputs(inputs or {})
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+
+    def set_inputs(self, levels: dict[int, int]) -> None:
+        """Input levels from now on (a jumper put on or taken off, a button held)."""
+        inputs = self.flash_dir.with_name(self.flash_dir.name + ".inputs")
+        inputs.parent.mkdir(parents=True, exist_ok=True)
+        inputs.write_text(json.dumps({str(gpio): level for gpio, level in levels.items()}))
+
+    @property
+    def gpio_log(self) -> Path:
+        """Every change of an output pin, one ``"<gpio> <level>"`` line each."""
+        return self.flash_dir.with_name(self.flash_dir.name + ".gpio")
+
+    def output_history(self, gpio: int) -> list[int]:
+        """Levels ``gpio`` was driven to since the board was first started, in order."""
+        if not self.gpio_log.exists():
+            return []
+        levels = []
+        for line in self.gpio_log.read_text().splitlines():
+            pin, level = line.split()
+            if int(pin) == gpio:
+                levels.append(int(level))
+        return levels
+
+    def start(self) -> EmulatedPico:
+        master, slave = os.openpty()
+        tty.setraw(master)
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        # The slave stays open here, so the board's side never sees EIO between clients.
+        self._master, self._slave = master, slave
+        self.port = os.ttyname(slave)
+        self._power_on()
+        return self
+
+    def _power_on(self) -> None:
+        assert self._master is not None
+        command = [node_executable(), str(BOARD), "--runtime", str(verified_runtime())]
+        command += ["--fd", str(self._master), "--flash", str(self.flash_dir)]
+        self._proc = subprocess.Popen(command, pass_fds=(self._master,), stdin=subprocess.DEVNULL)
+        time.sleep(0.3)  # boot; mpremote retries its first Ctrl-C anyway
+
+    def power_cycle(self) -> None:
+        """Cut the power (the flash keeps what was written) and power up again."""
+        self._power_off()
+        self._power_on()
+
+    def _power_off(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        proc.terminate()  # our own child, by its handle
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=3)
+        self._proc = None
+
+    def stop(self) -> None:
+        self._power_off()
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = None
+
+    def __enter__(self) -> EmulatedPico:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+__all__ = ["BOARD", "HERE", "EmulatedPico"]
