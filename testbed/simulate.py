@@ -37,6 +37,7 @@ boarding: what the matcher's false non-matches (and failed captures) cost the qu
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -56,6 +57,7 @@ from appliance.custody.ledger import PurgeLedger
 from appliance.gate.boarding_log import BoardingLog
 from appliance.gate.flight import Flight
 from appliance.gate.machine import GateController, State
+from appliance.gate.scanner import ScanParser
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.client import MatchingClient
 from appliance.paths import demo_assets_dir
@@ -69,7 +71,7 @@ from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizers import DEFAULT_RECOGNIZER, open_recognizer
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import fresh_run_dir, wait_for
-from testbed.testing import Person, bcbp, damaged
+from testbed.testing import Person, TestAgent, bcbp, damaged
 
 FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
 CANVAS = (1280, 720)
@@ -82,7 +84,7 @@ DEFAULT_MIX = {
     "bad_scan": 0.06,
     "two_faces": 0.06,
 }
-AGENT_BADGE = "AGT:SIM01"
+AGENT = TestAgent("SIM01", FLIGHT.departure_airport)  # the simulated gate agent
 WALK_S = 0.05  # simulated: relay opens -> door opens -> door closes
 TRAVELLER_TIMEOUT_S = 20.0  # a traveller not logged by then is a failure of the run
 PHOTOS_PER_TRAVELLER = 3  # document photos per enrolled traveller, where the dataset has them
@@ -310,7 +312,12 @@ def run_simulation(
             boarding = TravellerPipeline(
                 create_detector(), client, gate, ledger, verdict_timeout_s=4.0
             )
-            workflow = GateWorkflow(boarding, FLIGHT, mode=mode, boarding_log=boarding_log)
+            scanner = ScanParser(
+                reference_date=dt.date.fromisoformat(FLIGHT.date), agents=AGENT.registry()
+            )
+            workflow = GateWorkflow(
+                boarding, FLIGHT, mode=mode, boarding_log=boarding_log, scanner=scanner
+            )
             sim = _Run(workflow, gate, simulator, rng, mode)
             started = time.perf_counter()
             for number, kind in enumerate(kinds, 1):
@@ -395,11 +402,11 @@ class _Run:
             self._walk_through()
         elif phase in (State.REFER_TO_AGENT, State.MANUAL_CHECK):
             if kind == "not_on_flight":
-                wf.scan(f"{AGENT_BADGE} CANCEL")
+                wf.scan(AGENT.action("CANCEL"))
             else:  # documents checked by hand: the agent lets the traveller through
                 if self.mode is Mode.BIOMETRIC_FIRST:
                     wf.scan(text)
-                wf.scan(f"{AGENT_BADGE} RELEASE")
+                wf.scan(AGENT.action("RELEASE"))
                 if self.gate.phase is State.AGENT_RELEASED:
                     self._walk_through()
         if not wf.wait_idle(TRAVELLER_TIMEOUT_S):
@@ -487,7 +494,7 @@ if __name__ == "__main__":
 
 
 __all__ = [
-    "AGENT_BADGE",
+    "AGENT",
     "CANVAS",
     "DEFAULT_MIX",
     "FLIGHT",

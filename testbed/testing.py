@@ -9,7 +9,9 @@ lives here, behind the same interface as the real part:
 * :class:`FakeMatcher`: the matching client (``appliance.matching.client.MatchingClient``'s
   ``verify`` and ``report_purge``), answering any decision or error, slowly if asked;
 * :class:`Person`, :func:`bcbp`, :func:`make_bcbp`, :func:`damaged`: test travellers and
-  their format M boarding passes.
+  their format M boarding passes;
+* :class:`TestAgent`: a gate agent with a key of their own, who signs actions the way the
+  agent's handheld does, and the registry entry a unit needs to accept them.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from appliance.errors import VerifyCancelled
+from appliance.gate.agents import Agent, AgentCommand, AgentRegistry, hash_pin, sign_action
 from appliance.gate.flight import Flight
 from appliance.matching.answers import Decision, Verdict
 from firmware_bridge.host import CommandRejected, LinkError
@@ -159,6 +163,38 @@ class FakeMatcher:
         return True
 
 
+class TestAgent:
+    """A registered gate agent for tests and the simulation."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, agent_id: str = "A1", scope: str = "LAX", pin: str = "") -> None:
+        self.agent_id = agent_id
+        self.scope = scope
+        self.key = Ed25519PrivateKey.generate()
+        self.pin_hash = hash_pin(pin) if pin else ""
+
+    @property
+    def entry(self) -> Agent:
+        return Agent(self.agent_id, self.key.public_key(), None, self.pin_hash)
+
+    def action(self, command: str, *, issued_s: int | None = None, prefix: str = "AGT:") -> str:
+        """The barcode of a signed ``command`` (RELEASE, CANCEL, OPTOUT), made now."""
+        return sign_action(
+            self.key,
+            self.agent_id,
+            AgentCommand(command),
+            self.scope,
+            issued_s=issued_s,
+            prefix=prefix,
+        )
+
+    def registry(self, *others: TestAgent, scopes: tuple[str, ...] = ("LAX",)) -> AgentRegistry:
+        """A registry that knows this agent (and ``others``) at a gate in ``scopes``."""
+        agents = {a.agent_id: a.entry for a in (self, *others)}
+        return AgentRegistry(agents, scopes=frozenset(scopes))
+
+
 def make_bcbp(
     name: str,
     pnr: str,
@@ -219,6 +255,7 @@ __all__ = [
     "FakeLink",
     "FakeMatcher",
     "Person",
+    "TestAgent",
     "bcbp",
     "damaged",
     "make_bcbp",

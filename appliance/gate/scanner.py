@@ -1,8 +1,9 @@
 """Scanner input at the gate: one parser for every reader.
 
 :class:`ScanParser` turns one scanned line into a :class:`~appliance.boarding_pass.BoardingPass`,
-an :class:`AgentAction` (an agent badge: configured prefix, agent id, optional command) or a
-:class:`ScanRefused`; it never raises for bad input. The readers feed it:
+an :class:`~appliance.gate.agents.AgentAction` (a signed agent action, checked by the
+unit's :class:`~appliance.gate.agents.AgentRegistry`) or a :class:`ScanRefused`; it never
+raises for bad input. The readers feed it:
 
 * :class:`SerialScanner`: a serial (USB-CDC / RS-232) scanner via pyserial, scans split on a
   configurable terminator, a background thread calling back once per scan;
@@ -15,16 +16,16 @@ boarding pass carries the traveller's name and booking reference).
 from __future__ import annotations
 
 import datetime
-import enum
 import logging
 import re
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
 import serial
 
+from appliance.gate.agents import AgentAction, AgentRefused, AgentRegistry
 from gate_contract.bcbp import BoardingPass, parse_bcbp
 from gate_contract.errors import BoardingPassError
 
@@ -36,19 +37,6 @@ MAX_SCAN_CHARS = 2048  # a BCBP is at most a few hundred characters
 # AIM symbology identifier some scanners put in front of the data: ]Q3 (QR), ]L2 (PDF417),
 # ]d1 (Data Matrix), ]z0 (Aztec)... A BCBP itself never starts with ']'.
 _AIM_ID_RE = re.compile(r"\][A-Za-z][0-9A-Za-z]")
-_AGENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
-
-
-class AgentCommand(enum.StrEnum):
-    RELEASE = "RELEASE"
-    CANCEL = "CANCEL"
-    OPTOUT = "OPTOUT"
-
-
-@dataclass(frozen=True)
-class AgentAction:
-    agent_id: str
-    command: AgentCommand | None = None  # None: the badge alone (agent present)
 
 
 @dataclass(frozen=True)
@@ -73,16 +61,16 @@ class ScanParser:
         *,
         agent_prefix: str = DEFAULT_AGENT_PREFIX,
         reference_date: datetime.date | Callable[[], datetime.date] | None = None,
-        agent_ids: Collection[str] | None = None,
+        agents: AgentRegistry | None = None,
     ) -> None:
         if not agent_prefix or agent_prefix.startswith("M"):
             # A prefix starting with 'M' would shadow boarding passes.
             raise ValueError(f"agent prefix {agent_prefix!r} must be non-empty, not start 'M'")
         self.agent_prefix = agent_prefix
         self._reference = reference_date
-        # Badges can release the gate: on a unit in service only the listed agents may
-        # (None accepts any well-formed id, for development and simulation).
-        self.agent_ids = frozenset(agent_ids) if agent_ids is not None else None
+        # Agents can release the gate: only signed actions of registered agents count
+        # (no registry: nobody can act).
+        self.agents = agents or AgentRegistry()
 
     def _reference_date(self) -> datetime.date:
         ref = self._reference
@@ -125,20 +113,11 @@ class ScanParser:
             )
 
     def _agent(self, text: str) -> AgentAction | ScanRefused:
-        body = text[len(self.agent_prefix) :].strip()
-        parts = re.split(r"[:\s]+", body, maxsplit=1) if body else []
-        if not parts or not _AGENT_ID_RE.fullmatch(parts[0]):
-            return ScanRefused("agent badge without a valid agent id", field="agent_id")
-        if self.agent_ids is not None and parts[0] not in self.agent_ids:
-            log.warning("scanner: badge of an agent not listed for this gate refused")
-            return ScanRefused("agent badge not listed for this gate", field="agent_id")
-        if len(parts) == 1:
-            return AgentAction(parts[0])
         try:
-            return AgentAction(parts[0], AgentCommand(parts[1].strip().upper()))
-        except ValueError:
-            known = ", ".join(c.value for c in AgentCommand)
-            return ScanRefused(f"unknown agent command (known: {known})", field="agent_command")
+            return self.agents.verify_action(text[len(self.agent_prefix) :])
+        except AgentRefused as exc:
+            log.warning("scanner: agent action refused: %s", exc.reason)
+            return ScanRefused(exc.reason, field="agent", length=len(text))
 
 
 def _split_lines(buffer: bytearray, terminator: bytes) -> list[bytes]:
@@ -267,8 +246,6 @@ class StreamScanner:
 __all__ = [
     "DEFAULT_AGENT_PREFIX",
     "MAX_SCAN_CHARS",
-    "AgentAction",
-    "AgentCommand",
     "ScanParser",
     "ScanRefused",
     "ScanResult",

@@ -29,12 +29,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from appliance.gate.agents import AgentAction, AgentCommand
 from appliance.gate.boarding_log import BoardingLog
 from appliance.gate.flight import Flight
 from appliance.gate.machine import Event, GateController, State, Transition
 from appliance.gate.outcome import Outcome, TravellerOutcome
 from appliance.gate.passes import PassCheck, check_against_flight
-from appliance.gate.scanner import AgentAction, AgentCommand, ScanParser, ScanRefused
+from appliance.gate.scanner import ScanParser, ScanRefused
 from gate_contract.bcbp import BoardingPass
 
 if TYPE_CHECKING:
@@ -215,8 +216,6 @@ class GateWorkflow:
                 if self.gate.phase is State.READY:
                     self._open()
             self.gate.opt_out(f"{who}: traveller opts out")
-        else:
-            log.info("%s present", who)
 
     # --- the face -----------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from appliance.ops.agents import AgentsCommandError, add_agents_commands
+
 # Commands other packages add (e.g. testbed's demo, simulate and benches).
 PLUGIN_GROUP = "gatectl.commands"
 
@@ -282,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
     run.set_defaults(handler=_run)
     _add_field_commands(commands)
+    add_agents_commands(commands, _default_config())
 
     audit = commands.add_parser("audit", help="check or export the purge ledger for auditors")
     audits = audit.add_subparsers(dest="audit", required=True)
@@ -320,7 +323,11 @@ def main(argv: list[str] | None = None) -> int:
 
     harden_process()  # no core dumps, not dumpable: a crash must not spill frames
     install_log_filters()  # no binary or base64 blobs in any log line
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except AgentsCommandError as exc:
+        print(f"gatectl agents: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

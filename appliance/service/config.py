@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ConfigError
+from appliance.gate.agents import ACTION_TTL_S
 from appliance.gate.flight import Flight
 from appliance.gate.scanner import DEFAULT_AGENT_PREFIX
 from appliance.gate.workflow import Mode
@@ -92,8 +93,6 @@ class ScannerConfig:
     baudrate: int = 9600
     terminator: str = "CR"
     agent_prefix: str = DEFAULT_AGENT_PREFIX
-    # Badges can release the gate: only these agents may act (None: any badge).
-    agent_ids: frozenset[str] | None = None
 
     @property
     def stdin(self) -> bool:
@@ -102,6 +101,14 @@ class ScannerConfig:
     @property
     def terminator_bytes(self) -> bytes:
         return SCANNER_TERMINATORS[self.terminator]
+
+
+@dataclass(frozen=True)
+class AgentsConfig:
+    """Who may act as an agent at this gate (see ``appliance.gate.agents``)."""
+
+    file: Path  # the agent registry (0600); absent: nobody may act
+    action_ttl_s: float = ACTION_TTL_S
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,7 @@ class GateConfig:
     capture_mode: str = Mode.BIOMETRIC_FIRST
     service: ServiceConfig | None = None
     scanner: ScannerConfig | None = None
+    agents: AgentsConfig | None = None  # None: the registry beside the purge ledger
     boarding_log_file: Path | None = None  # None: beside the purge ledger
     source_path: Path | None = None
 
@@ -131,6 +139,12 @@ class GateConfig:
         if self.service:
             return self.service.status_path
         return self.ledger_path.parent / "status.json"
+
+    @property
+    def agents_path(self) -> Path:
+        if self.agents is not None:
+            return self.agents.file
+        return self.ledger_path.parent / "agents.json"
 
     @property
     def stall_s(self) -> float:
@@ -291,6 +305,7 @@ SECTIONS = (
     "vision",
     "capture",
     "scanner",
+    "agents",
     "boarding_log",
     "service",
 )
@@ -339,13 +354,13 @@ def _scanner(document: dict[str, Any], serial_port: str) -> ScannerConfig | None
             " ASCII characters without spaces, not starting with 'M' (boarding passes)"
             " or ']'"
         )
-    agents = scanner.strings("agent_ids")
-    if agents is not None and not agents:
-        raise ConfigError("scanner.agent_ids must list at least one agent (or be left out)")
+    if "agent_ids" in scanner.table:
+        raise ConfigError(
+            "scanner.agent_ids is gone: an agent id is text anyone can print. Register each"
+            " agent's key with `gatectl agents add` ([agents] file) and use signed actions"
+        )
     scanner.finish()
-    return ScannerConfig(
-        port, baudrate, terminator.upper(), prefix, frozenset(agents) if agents else None
-    )
+    return ScannerConfig(port, baudrate, terminator.upper(), prefix)
 
 
 def check_service_config(config: GateConfig) -> None:
@@ -461,6 +476,13 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
 
     scanner_config = _scanner(document, port_name)
 
+    agents = _section(document, "agents", required=False)
+    agents_config = AgentsConfig(
+        agents.path("file", base, ledger_path.parent / "agents.json"),
+        agents.number("action_ttl_s", ACTION_TTL_S, (5.0, 600.0)),
+    )
+    agents.finish()
+
     boarding_log = _section(document, "boarding_log", required=False)
     boarding_log_path = boarding_log.path("path", base, ledger_path.parent / "boarding-log.jsonl")
     boarding_log.finish()
@@ -486,6 +508,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         capture_mode=mode,
         service=service_config,
         scanner=scanner_config,
+        agents=agents_config,
         boarding_log_file=boarding_log_path,
     )
 
@@ -550,6 +573,7 @@ __all__ = [
     "SCANNER_TERMINATORS",
     "SECTIONS",
     "STALL_S_RANGE",
+    "AgentsConfig",
     "GateConfig",
     "MatcherConfig",
     "ScannerConfig",

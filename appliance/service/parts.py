@@ -20,6 +20,7 @@ from appliance.custody.audit import default_key_path
 from appliance.custody.ledger import PurgeLedger
 from appliance.errors import (
     CameraError,
+    ConfigError,
     GateMcuError,
     MatcherSetupError,
     MatchingUnavailable,
@@ -27,6 +28,7 @@ from appliance.errors import (
     ScannerError,
     StartupError,
 )
+from appliance.gate.agents import ACTION_TTL_S, AgentRegistry
 from appliance.gate.boarding_log import BoardingLog
 from appliance.gate.machine import GateController
 from appliance.gate.scanner import DEFAULT_AGENT_PREFIX, ScanParser
@@ -125,6 +127,7 @@ def build_parts(
     except OSError as exc:
         raise StartupError(f"boarding log {config.boarding_log_path}: {exc}") from exc
     scanner = config.scanner
+    agents = load_agents(config)
     workflow = GateWorkflow(
         pipeline,
         config.flight,
@@ -133,10 +136,27 @@ def build_parts(
         scanner=ScanParser(
             agent_prefix=scanner.agent_prefix if scanner else DEFAULT_AGENT_PREFIX,
             reference_date=dt.date.fromisoformat(config.flight.date),
-            agent_ids=scanner.agent_ids if scanner else None,
+            agents=agents,
         ),
     )
     return ServiceParts(link, gate, client, detector, source, pipeline, workflow)
+
+
+def load_agents(config: GateConfig) -> AgentRegistry:
+    """The unit's agent registry; its actions must name this airport or this device."""
+    ttl = config.agents.action_ttl_s if config.agents else ACTION_TTL_S
+    scopes = frozenset({config.flight.departure_airport, config.device_id})
+    try:
+        registry = AgentRegistry.load(config.agents_path, scopes=scopes, ttl_s=ttl)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if not registry.agents:
+        log.warning(
+            "no agents are registered (%s): no agent action can release or cancel at this"
+            " gate; register agents with `gatectl agents add`",
+            config.agents_path,
+        )
+    return registry
 
 
 def start_scanner(
@@ -166,4 +186,4 @@ def shut_down(closers: list[Closeable | GateController]) -> None:
             log.warning("shutdown: %s: %s", type(part).__name__, exc)
 
 
-__all__ = ["Closeable", "ServiceParts", "build_parts", "shut_down", "start_scanner"]
+__all__ = ["Closeable", "ServiceParts", "build_parts", "load_agents", "shut_down", "start_scanner"]

@@ -49,10 +49,10 @@ from functools import partial
 from pathlib import Path
 
 from appliance.errors import CameraError, ConfigError, ScannerError, StartupError
+from appliance.gate.agents import AgentAction
 from appliance.gate.machine import State, Transition
 from appliance.gate.outcome import Outcome
 from appliance.gate.passes import PassCheck
-from appliance.gate.scanner import AgentAction
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.pipeline.lane import lane_clears
 from appliance.service import sd_notify
@@ -203,8 +203,7 @@ def _scan_handler(
                     log.info("traveller: referred (pass %s)", result.outcome.value)
                     sd_notify.notify(f"STATUS={monitor.status_line()}")
         elif isinstance(result, AgentAction):
-            command = result.command.value if result.command else "present"
-            log.info("agent %s scanned: %s", result.agent_id, command)
+            log.info("agent %s: %s", result.agent_id, result.command.value)
         monitor.mark_dirty()
 
     return on_line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import threading
@@ -15,6 +16,7 @@ from appliance.custody.ledger import PurgeLedger
 from appliance.custody.transaction import CaptureTransaction
 from appliance.gate.boarding_log import BoardingLog
 from appliance.gate.machine import GateController, State
+from appliance.gate.scanner import ScanParser
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.client import MatchingClient
 from appliance.pipeline.traveller import TravellerPipeline
@@ -25,7 +27,7 @@ from firmware_bridge.simulator import Simulator
 from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
-from testbed.testing import FLIGHT, Person, bcbp
+from testbed.testing import FLIGHT, Person, TestAgent, bcbp
 
 CANVAS = (1280, 720)
 OBAMA = Person("obama", "OBAMA/BARACK", "ABC123", Path("obama.jpg"), (), True)
@@ -67,12 +69,16 @@ def rig(tmp_path):
     simulator.stop()
 
 
+AGENT = TestAgent("A1")
+
+
 def make_workflow(detector, client, gate, tmp_path, mode=Mode.BIOMETRIC_FIRST):
     boarding = TravellerPipeline(
         detector, client, gate, PurgeLedger(tmp_path / "ledger.jsonl"), verdict_timeout_s=8.0
     )
     log = BoardingLog(tmp_path / "boarding-log.jsonl")
-    return GateWorkflow(boarding, FLIGHT, mode=mode, boarding_log=log)
+    scanner = ScanParser(reference_date=dt.date(2026, 11, 25), agents=AGENT.registry())
+    return GateWorkflow(boarding, FLIGHT, mode=mode, boarding_log=log, scanner=scanner)
 
 
 def test_grant_ends_when_the_door_opens_and_closes(rig, detector, client, demo_photos, tmp_path):
@@ -152,7 +158,7 @@ def test_opt_out_pressed_mid_verify_against_the_real_service(
     time.sleep(0.2)  # the service finishes its (cancelled) call
     assert len(matcher.service.purge_receipts) == receipts, "nothing more sent"
     assert simulator.relay_pulses == []
-    wf.scan("AGT:A1 RELEASE")
+    wf.scan(AGENT.action("RELEASE"))
     assert wait_for(lambda: simulator.relay_open)
     assert simulator.relay_pulses == [3000]
     client.close()

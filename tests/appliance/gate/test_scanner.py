@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from appliance.gate.agents import AgentAction, AgentCommand
 from appliance.gate.scanner import (
     MAX_SCAN_CHARS,
-    AgentAction,
-    AgentCommand,
     ScanParser,
     ScanRefused,
     ScanResult,
@@ -23,15 +22,28 @@ from appliance.gate.scanner import (
     StreamScanner,
 )
 from gate_contract.bcbp import BoardingPass
+from testbed.testing import TestAgent
 
 PASS = "M1DESMARAIS/LUC       EABC123 YULFRAAC 0834 326J001A0025 100"
 PASS2 = "M1TEST/PETER          E24Z5RN AMSBRUKL 1733 019M008A0001 316>503  W0D0742497067621"
 REF = datetime.date(2016, 6, 1)
 
 
+AGENTS = {name: TestAgent(name) for name in ("4711", "a-b_9", "7", "1", "2", "9", "12", "5")}
+REGISTRY = next(iter(AGENTS.values())).registry(*list(AGENTS.values())[1:])
+
+
+REF_AGENTS = {"reference_date": REF, "agents": REGISTRY}
+
+
+def act(agent: str, command: str, prefix: str = "AGT:") -> str:
+    """A signed action of a registered test agent, as the handheld shows it."""
+    return AGENTS[agent].action(command, prefix=prefix)
+
+
 @pytest.fixture
 def parser() -> ScanParser:
-    return ScanParser(reference_date=REF)
+    return ScanParser(reference_date=REF, agents=REGISTRY)
 
 
 # -------------------------------------------------------------------- dispatcher
@@ -58,37 +70,35 @@ def test_reference_date_may_be_a_callable() -> None:
 
 
 @pytest.mark.parametrize(
-    ("scan", "expected"),
-    [
-        ("AGT:4711", AgentAction("4711")),
-        ("AGT:4711:RELEASE", AgentAction("4711", AgentCommand.RELEASE)),
-        ("AGT:4711 cancel", AgentAction("4711", AgentCommand.CANCEL)),
-        ("AGT:a-b_9:OPTOUT\r", AgentAction("a-b_9", AgentCommand.OPTOUT)),
-        (b"AGT:7:RELEASE", AgentAction("7", AgentCommand.RELEASE)),
-    ],
+    ("agent", "command", "suffix"),
+    [("4711", "RELEASE", ""), ("4711", "CANCEL", "\r"), ("a-b_9", "OPTOUT", "\r\n")],
 )
-def test_agent_actions(parser: ScanParser, scan: str | bytes, expected: AgentAction) -> None:
-    assert parser.parse(scan) == expected
+def test_signed_agent_actions(parser: ScanParser, agent: str, command: str, suffix: str):
+    expected = AgentAction(agent, AgentCommand(command))
+    assert parser.parse(act(agent, command) + suffix) == expected
+    assert parser.parse(act(agent, command).encode()) == expected  # bytes, as serial gives
 
 
 @pytest.mark.parametrize(
-    ("scan", "field"),
+    "scan",
     [
-        ("AGT:", "agent_id"),
-        ("AGT:4711:FLY", "agent_command"),
-        ("AGT:b@d", "agent_id"),
-        ("AGT:bad id!", "agent_command"),
+        "AGT:",
+        "AGT:4711",  # the plain badge of old: text anyone can print
+        "AGT:4711:RELEASE",
+        "AGT:NOBODY:RELEASE",
+        "AGT:4711 cancel",
+        "AGT:b@d",
     ],
 )
-def test_bad_agent_badges(parser: ScanParser, scan: str, field: str) -> None:
+def test_unsigned_agent_badges_are_refused(parser: ScanParser, scan: str) -> None:
     result = parser.parse(scan)
-    assert isinstance(result, ScanRefused) and result.field == field
+    assert isinstance(result, ScanRefused) and result.field == "agent"
 
 
 def test_custom_agent_prefix() -> None:
-    p = ScanParser(agent_prefix="#BADGE#", reference_date=REF)
-    assert p.parse("#BADGE#99 RELEASE") == AgentAction("99", AgentCommand.RELEASE)
-    assert isinstance(p.parse("AGT:99"), ScanRefused)  # not a badge any more: a bad pass
+    p = ScanParser(agent_prefix="#BADGE#", reference_date=REF, agents=REGISTRY)
+    assert p.parse(act("7", "RELEASE", prefix="#BADGE#")) == AgentAction("7", AgentCommand.RELEASE)
+    assert isinstance(p.parse(act("7", "CANCEL")), ScanRefused)  # "AGT:" is not a badge here
     with pytest.raises(ValueError):
         ScanParser(agent_prefix="MAGENT")  # would shadow every boarding pass
     with pytest.raises(ValueError):
@@ -153,11 +163,9 @@ def get(q: queue.Queue[ScanResult]) -> ScanResult:
 
 
 def test_serial_two_scans_in_one_write(pty: Pty, results: queue.Queue[ScanResult]) -> None:
-    with SerialScanner(
-        pty.path, on_scan=results.put, parser=ScanParser(reference_date=REF)
-    ) as scanner:
+    with SerialScanner(pty.path, on_scan=results.put, parser=ScanParser(**REF_AGENTS)) as scanner:
         assert scanner.running
-        pty.write(PASS.encode() + b"\r" + b"AGT:4711:RELEASE\r")
+        pty.write(PASS.encode() + b"\r" + act("4711", "RELEASE").encode() + b"\r")
         first, second = get(results), get(results)
     assert isinstance(first, BoardingPass) and first.legs[0].flight_number == "834"
     assert second == AgentAction("4711", AgentCommand.RELEASE)
@@ -202,24 +210,25 @@ def test_serial_custom_terminator_and_failing_callback(pty: Pty) -> None:
         baudrate=115200,
         terminator=b"\n",
         on_scan=on_scan,
-        parser=ScanParser(reference_date=REF),
+        parser=ScanParser(**REF_AGENTS),
     ) as scanner:
-        pty.write(b"AGT:1\nAGT:2:CANCEL\n")
-        assert get(seen) == AgentAction("1")
+        pty.write(f"{act('1', 'OPTOUT')}\n{act('2', 'CANCEL')}\n".encode())
+        assert get(seen) == AgentAction("1", AgentCommand.OPTOUT)
         assert get(seen) == AgentAction("2", AgentCommand.CANCEL)
         assert scanner.running
 
 
 def test_serial_overlong_scan_is_dropped(pty: Pty, results: queue.Queue[ScanResult]) -> None:
-    with SerialScanner(pty.path, on_scan=results.put, parser=ScanParser(reference_date=REF)):
+    with SerialScanner(pty.path, on_scan=results.put, parser=ScanParser(**REF_AGENTS)):
         for _ in range(3):
             pty.write(b"X" * 683)  # 2049 bytes without a terminator
         result = get(results)
-        pty.write(b"AGT:9\r")
+        pty.write(act("9", "RELEASE").encode() + b"\r")
         follow = get(results)
     assert isinstance(result, ScanRefused) and "terminator" in result.reason
     assert result.length == MAX_SCAN_CHARS + 1
-    assert follow == AgentAction("9")  # the dropped bytes do not prefix the next scan
+    # the dropped bytes do not prefix the next scan
+    assert follow == AgentAction("9", AgentCommand.RELEASE)
     assert results.empty()
 
 
@@ -236,8 +245,8 @@ def test_serial_bad_arguments(pty: Pty) -> None:
 
 
 def test_stream_scanner_text() -> None:
-    stream = io.StringIO(f"{PASS}\n\nAGT:12 OPTOUT\r\nnot a pass\n{PASS2}")
-    results = list(StreamScanner(stream, parser=ScanParser(reference_date=REF)))
+    stream = io.StringIO(f"{PASS}\n\n{act('12', 'OPTOUT')}\r\nnot a pass\n{PASS2}")
+    results = list(StreamScanner(stream, parser=ScanParser(**REF_AGENTS)))
     assert len(results) == 4
     assert isinstance(results[0], BoardingPass)
     assert results[1] == AgentAction("12", AgentCommand.OPTOUT)
@@ -246,20 +255,10 @@ def test_stream_scanner_text() -> None:
 
 
 def test_stream_scanner_bytes_and_run() -> None:
-    stream = io.BytesIO(PASS.encode() + b"\r\n" + b"\xff\xfe\n" + b"AGT:5\n")
+    stream = io.BytesIO(PASS.encode() + b"\r\n\xff\xfe\n" + act("5", "CANCEL").encode() + b"\n")
     seen: list[ScanResult] = []
-    count = StreamScanner(stream, parser=ScanParser(reference_date=REF)).run(seen.append)
+    count = StreamScanner(stream, parser=ScanParser(**REF_AGENTS)).run(seen.append)
     assert count == 3
     assert isinstance(seen[0], BoardingPass)
     assert isinstance(seen[1], ScanRefused) and "ASCII" in seen[1].reason
-    assert seen[2] == AgentAction("5")
-
-
-def test_only_listed_agents_may_act_when_a_list_is_configured():
-    parser = ScanParser(agent_ids={"A1234"})
-    listed = parser.parse("AGT:A1234:RELEASE")
-    assert isinstance(listed, AgentAction) and listed.command is AgentCommand.RELEASE
-    stranger = parser.parse("AGT:Z9999:RELEASE")
-    assert isinstance(stranger, ScanRefused) and stranger.field == "agent_id"
-    assert "Z9999" not in stranger.reason
-    assert isinstance(ScanParser().parse("AGT:Z9999:RELEASE"), AgentAction)  # dev default
+    assert seen[2] == AgentAction("5", AgentCommand.CANCEL)

@@ -8,6 +8,7 @@ link lost, agent cancel, no usable face, and every boarding-pass refusal.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from pathlib import Path
@@ -21,6 +22,7 @@ from appliance.errors import MatchingFailure, MatchingUnavailable
 from appliance.gate.boarding_log import BoardingLog, check_record
 from appliance.gate.flight import Flight
 from appliance.gate.machine import Event, GateController, State
+from appliance.gate.scanner import ScanParser
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.answers import Decision
 from appliance.pipeline.traveller import TravellerPipeline
@@ -28,7 +30,7 @@ from appliance.vision.camera import ReplaySource
 from firmware_bridge.host import DoorChanged, LinkState, OptOutPressed
 from firmware_bridge.protocol import Indicator
 from testbed.simulate import TwoFacesSource
-from testbed.testing import FakeLink, FakeMatcher, Person, bcbp, damaged
+from testbed.testing import FakeLink, FakeMatcher, Person, TestAgent, bcbp, damaged
 
 CANVAS = (1280, 720)
 FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
@@ -262,6 +264,7 @@ def test_out_of_service_gate_captures_nothing(detector, gate, link, ledger, demo
 
 # --- GateWorkflow: passes, agents, the boarding log ---------------------------------------
 
+AGENT = TestAgent("A7")
 OBAMA = Person("obama", "OBAMA/BARACK", "ABC123", Path("obama.jpg"), (), True)
 
 
@@ -269,8 +272,13 @@ OBAMA = Person("obama", "OBAMA/BARACK", "ABC123", Path("obama.jpg"), (), True)
 def workflow(detector, gate, ledger, tmp_path):
     def make(client, mode=Mode.PASS_THEN_FACE):
         boarding = TravellerPipeline(detector, client, gate, ledger)
+        scanner = ScanParser(reference_date=dt.date(2026, 11, 25), agents=AGENT.registry())
         return GateWorkflow(
-            boarding, FLIGHT, mode=mode, boarding_log=BoardingLog(tmp_path / "boarding.jsonl")
+            boarding,
+            FLIGHT,
+            mode=mode,
+            boarding_log=BoardingLog(tmp_path / "boarding.jsonl"),
+            scanner=scanner,
         )
 
     return make
@@ -300,7 +308,7 @@ def test_pass_for_another_flight_refers_without_capture(workflow, gate, link, fl
     assert gate.phase is State.REFER_TO_AGENT and link.indicator == Indicator.SEE_AGENT
     result = wf.board(NeverRead())
     assert result.outcome == "referred" and client.passes == []
-    wf.scan("AGT:A1 CANCEL")
+    wf.scan(AGENT.action("CANCEL"))
     assert wf.wait_idle(5)
     record = wf.log.records[-1]
     assert record["pass_check"] == outcome and record["outcome"] == "referred"
@@ -357,11 +365,11 @@ def test_bad_scan_changes_nothing_and_is_counted(workflow, gate, link, demo_phot
 
 def test_agent_badges_opt_out_release_cancel(workflow, gate, link):
     wf = workflow(FakeMatcher(), Mode.BIOMETRIC_FIRST)
-    wf.scan("AGT:A7 OPTOUT")
+    wf.scan(AGENT.action("OPTOUT"))
     assert gate.phase is State.MANUAL_CHECK
     assert wf.scan(bcbp(OBAMA, 9)).ok  # checked during the manual check, noted
     assert gate.phase is State.MANUAL_CHECK
-    wf.scan("AGT:A7 RELEASE")
+    wf.scan(AGENT.action("RELEASE"))
     assert gate.phase is State.AGENT_RELEASED and link.pulses == [("pulse", 3000)]
     assert "9" in wf.boarded
     gate.fire(Event.AGENT_CANCEL, "agent: traveller turned back")
@@ -377,7 +385,7 @@ def test_biometric_first_opt_out_button_then_release(workflow, gate, link, demo_
     source = KeptSource(demo_photos / "obama2.jpg")
     assert wf.board(source).outcome == "manual_check"
     assert source.frames == []
-    wf.scan("AGT:A7 RELEASE")
+    wf.scan(AGENT.action("RELEASE"))
     assert gate.phase is State.AGENT_RELEASED
     assert gate.wait_for(State.AGENT_RELEASED, timeout=1)
 

@@ -33,10 +33,11 @@ from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
-from testbed.testing import FLIGHT, make_bcbp
+from testbed.testing import FLIGHT, TestAgent, make_bcbp
 
 TIMEOUT = 90.0  # generous: model load, mTLS and the first inference on a slow CI runner
 OBAMA_NAME, OBAMA_PNR = "OBAMA/BARACK", "ABC123"
+AGENT = TestAgent("A7")
 VALID_PASS = make_bcbp(OBAMA_NAME, OBAMA_PNR)  # BA0283 from LAX, day 329 = 2026-11-25
 WRONG_FLIGHT_PASS = make_bcbp(OBAMA_NAME, OBAMA_PNR, flight="0999")
 
@@ -192,6 +193,7 @@ def _write_config(
     scanner: str | None = None,
 ) -> Path:
     (tmp_path / "relay.key").write_text(relay_key.hex())
+    AGENT.registry().save(tmp_path / "state" / "agents.json")  # the unit's registered agent
     scanner_section = f'[scanner]\nport = "{scanner}"\n' if scanner else ""
     path = tmp_path / "gate.toml"
     path.write_text(
@@ -424,7 +426,11 @@ def test_wrong_flight_pass_refers_with_nothing_captured(
         assert service.ledger_lines() == 0 and service.log() == []
         assert simulator.relay_pulses == []
 
-        stdin_scanner.scan("AGT:A42:CANCEL")
+        stdin_scanner.scan("AGT:A42:CANCEL")  # a printed badge: refused, nothing changes
+        stdin_scanner.scan("AGT:NOBODY:RELEASE")
+        assert _wait_for(lambda: service.status()["last_errors"])
+        assert service.state() == "refer_to_agent" and simulator.relay_pulses == []
+        stdin_scanner.scan(AGENT.action("CANCEL"))
         (refused,) = service.wait_log(1)
         service.wait_state("ready")
         assert service.status()["counters"]["frames"] == 0
@@ -450,7 +456,7 @@ def test_agent_release_after_an_opt_out_opens_the_gate(
 ) -> None:
     """The traveller opts out (the MCU's button, or the agent's OPTOUT badge): nothing is
     captured, the gate waits in manual_check; the agent checks the documents and scans
-    "AGT:<id>:RELEASE", which pulses the relay; the door passage ends the traveller."""
+    a signed RELEASE, which pulses the relay; the door passage ends the traveller."""
     simulator, key = mcu
     path = _write_config(
         tmp_path,
@@ -468,12 +474,13 @@ def test_agent_release_after_an_opt_out_opens_the_gate(
         if how == "button":
             simulator.press_opt_out()
         else:
-            pty_scanner.scan("AGT:A7:OPTOUT")
+            pty_scanner.scan(AGENT.action("OPTOUT"))
         service.wait_state("manual_check")
         assert _wait_for(lambda: service.status().get("counters", {}).get("manual_check") == 1)
         assert simulator.relay_pulses == []
 
-        pty_scanner.scan("AGT:A7:RELEASE")
+        release = AGENT.action("RELEASE")
+        pty_scanner.scan(release)
         assert _wait_for(lambda: len(simulator.relay_pulses) == 1)
         _walk_through(simulator)
         (record,) = service.wait_log(1)
@@ -564,7 +571,7 @@ def test_scanner_and_boarding_log_defaults(base_config: Path, tmp_path: Path) ->
     assert config.scanner.port == "/dev/ttyACM1" and not config.scanner.stdin
     assert (config.scanner.baudrate, config.scanner.terminator) == (9600, "CR")
     assert config.scanner.terminator_bytes == b"\r" and config.scanner.agent_prefix == "AGT:"
-    assert config.scanner.agent_ids is None  # any badge, unless a list is configured
+    assert config.agents_path == tmp_path / "state" / "agents.json"
     assert config.boarding_log_path == tmp_path / "state" / "boarding-log.jsonl"
     assert config.capture_mode == "biometric_first"
 
@@ -584,10 +591,10 @@ def test_scanner_and_boarding_log_values(base_config: Path, tmp_path: Path) -> N
     assert config.boarding_log_path == tmp_path / "logs" / "boarding.jsonl"
 
 
-def test_agent_list(base_config: Path) -> None:
+def test_a_list_of_agent_ids_is_refused_as_no_authentication(base_config: Path) -> None:
     listed = '[scanner]\nport = "/dev/ttyACM1"\nagent_ids = ["A7", "B9"]'
-    config = load_config(_with(base_config, listed))
-    assert config.scanner is not None and config.scanner.agent_ids == {"A7", "B9"}
+    with pytest.raises(ConfigError, match=r"text anyone can print.*gatectl agents add"):
+        load_config(_with(base_config, listed))
 
 
 def test_stdin_scanner(base_config: Path) -> None:
@@ -619,9 +626,8 @@ def test_stdin_scanner(base_config: Path) -> None:
         ('[scanner]\nport = "/dev/ttyACM1"\nagent_prefix = "]Q3"', "scanner.agent_prefix"),
         ('[scanner]\nport = "/dev/ttyACM1"\nagent_prefix = 1', "scanner.agent_prefix"),
         ('[scanner]\nport = "/dev/ttyACM1"\nparity = "N"', "scanner.parity"),
-        ('[scanner]\nport = "/dev/ttyACM1"\nagent_ids = "A1"', "scanner.agent_ids"),
-        ('[scanner]\nport = "/dev/ttyACM1"\nagent_ids = []', "scanner.agent_ids"),
-        ('[scanner]\nport = "/dev/ttyACM1"\nagent_ids = ["A1", ""]', "scanner.agent_ids"),
+        ("[agents]\nfile = 1", "agents.file"),
+        ("[agents]\naction_ttl_s = 3600", "agents.action_ttl_s"),
         ("[boarding_log]\npath = 1", "boarding_log.path"),
         ('[boarding_log]\npath = "state/purge-ledger.jsonl"', "boarding_log.path"),
         ('[boarding_log]\nfile = "x.jsonl"', "boarding_log.file"),

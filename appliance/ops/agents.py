@@ -1,0 +1,191 @@
+"""``gatectl agents``: register the gate agents who may act at this unit.
+
+* ``keygen --agent-id A1 --out DIR``: a new Ed25519 key pair for an agent's handheld
+  (``A1.key``, 0600, stays on the handheld; ``A1.pub`` goes to each unit);
+* ``add --agent-id A1 --public-key A1.pub [--pin] [--valid-until DATE]``: register (or
+  update) an agent; ``--pin`` asks for the agent station's PIN twice, never echoed;
+* ``list`` and ``remove --agent-id A1``;
+* ``sign --key A1.key --agent-id A1 --command RELEASE --scope LAX``: print one signed
+  action, as the handheld app would show it (field checks and training).
+
+The registry is ``[agents] file`` of the configuration (default: ``agents.json`` beside
+the purge ledger); the running service reads it at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from appliance.errors import ConfigError
+from appliance.gate.agents import (
+    AGENT_ID_RE,
+    Agent,
+    AgentCommand,
+    AgentRegistry,
+    hash_pin,
+    sign_action,
+)
+from gate_contract.keys import load_private, write_private_key, write_public_key
+
+
+class AgentsCommandError(ValueError):
+    """A ``gatectl agents`` mistake, said in one line."""
+
+
+def _registry_path(args: argparse.Namespace) -> Path:
+    if args.registry is not None:
+        return args.registry
+    from appliance.service.config import load_config
+
+    try:
+        return load_config(args.config).agents_path
+    except ConfigError as exc:
+        raise AgentsCommandError(f"{exc} (or give --registry FILE)") from exc
+
+
+def _agent_id(text: str) -> str:
+    if not AGENT_ID_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError("1..32 letters, digits, '_' or '-'")
+    return text
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    args.out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key_path, pub_path = args.out / f"{args.agent_id}.key", args.out / f"{args.agent_id}.pub"
+    if key_path.exists():
+        raise AgentsCommandError(f"{key_path} exists; an agent's key is never overwritten")
+    key = Ed25519PrivateKey.generate()
+    write_private_key(key_path, key)
+    write_public_key(pub_path, key.public_key())
+    print(f"agent {args.agent_id}: private key {key_path} (keep it on the handheld),")
+    print(f"public key {pub_path} (register it: gatectl agents add --public-key {pub_path})")
+    return 0
+
+
+def _load_public(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise AgentsCommandError(f"cannot read the public key {path}: {exc}") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise AgentsCommandError(f"{path} is not an Ed25519 public key (gatectl agents keygen)")
+    return key
+
+
+def _ask_pin() -> str:
+    if not sys.stdin.isatty():
+        raise AgentsCommandError("--pin needs a terminal to ask for the PIN")
+    first = getpass.getpass("Agent PIN (6 digits or more): ")
+    if getpass.getpass("Again: ") != first:
+        raise AgentsCommandError("the two PINs differ; nothing was changed")
+    return first
+
+
+def _add(args: argparse.Namespace) -> int:
+    path = _registry_path(args)
+    registry = _load(path)
+    key = _load_public(args.public_key)
+    old = registry.agents.get(args.agent_id)
+    pin_hash = old.pin_hash if old is not None else ""
+    if args.pin:
+        try:
+            pin_hash = hash_pin(_ask_pin())
+        except ValueError as exc:
+            raise AgentsCommandError(str(exc)) from exc
+    registry.agents[args.agent_id] = Agent(args.agent_id, key, args.valid_until, pin_hash)
+    registry.save(path)
+    verb = "updated" if old is not None else "registered"
+    print(f"agent {args.agent_id} {verb} in {path}; restart the gate service to apply")
+    return 0
+
+
+def _load(path: Path) -> AgentRegistry:
+    try:
+        return AgentRegistry.load(path)
+    except ValueError as exc:
+        raise AgentsCommandError(str(exc)) from exc
+
+
+def _list(args: argparse.Namespace) -> int:
+    path = _registry_path(args)
+    registry = _load(path)
+    if not registry.agents:
+        print(f"no agents registered in {path}: no agent action is accepted at this gate")
+        return 0
+    for agent in sorted(registry.agents.values(), key=lambda a: a.agent_id):
+        until = agent.valid_until.isoformat() if agent.valid_until else "no end date"
+        pin = "PIN set" if agent.pin_hash else "no PIN (no station login)"
+        print(f"{agent.agent_id:<32} valid until {until:<12} {pin}")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    path = _registry_path(args)
+    registry = _load(path)
+    if registry.agents.pop(args.agent_id, None) is None:
+        raise AgentsCommandError(f"agent {args.agent_id} is not registered in {path}")
+    registry.save(path)
+    print(f"agent {args.agent_id} removed from {path}; restart the gate service to apply")
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    try:
+        key = load_private(args.key)
+    except (OSError, ValueError) as exc:
+        raise AgentsCommandError(f"cannot read the agent key {args.key}: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AgentsCommandError(f"{args.key} is not an Ed25519 private key")
+    print(sign_action(key, args.agent_id, AgentCommand(args.command), args.scope))
+    return 0
+
+
+def add_agents_commands(commands: argparse._SubParsersAction, default_config: Path) -> None:
+    agents = commands.add_parser("agents", help="register the agents who may act at this gate")
+    verbs = agents.add_subparsers(dest="agents", required=True)
+
+    def registry_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--config",
+            type=Path,
+            default=default_config,
+            help=f"configuration naming the registry (default: {default_config})",
+        )
+        parser.add_argument("--registry", type=Path, help="the registry file itself")
+
+    keygen = verbs.add_parser("keygen", help="a new key pair for an agent's handheld")
+    keygen.add_argument("--agent-id", type=_agent_id, required=True)
+    keygen.add_argument("--out", type=Path, required=True, help="folder for <id>.key/.pub")
+    keygen.set_defaults(handler=_keygen)
+    add = verbs.add_parser("add", help="register or update an agent")
+    add.add_argument("--agent-id", type=_agent_id, required=True)
+    add.add_argument("--public-key", type=Path, required=True, help="the agent's <id>.pub")
+    add.add_argument("--pin", action="store_true", help="ask for the station PIN (twice)")
+    add.add_argument(
+        "--valid-until", type=dt.date.fromisoformat, help="last day it is valid (YYYY-MM-DD)"
+    )
+    registry_options(add)
+    add.set_defaults(handler=_add)
+    listing = verbs.add_parser("list", help="registered agents (no keys, no PINs)")
+    registry_options(listing)
+    listing.set_defaults(handler=_list)
+    remove = verbs.add_parser("remove", help="unregister an agent")
+    remove.add_argument("--agent-id", type=_agent_id, required=True)
+    registry_options(remove)
+    remove.set_defaults(handler=_remove)
+    sign = verbs.add_parser("sign", help="print one signed action (as the handheld would)")
+    sign.add_argument("--key", type=Path, required=True, help="the agent's <id>.key")
+    sign.add_argument("--agent-id", type=_agent_id, required=True)
+    sign.add_argument("--command", choices=[c.value for c in AgentCommand], required=True)
+    sign.add_argument("--scope", required=True, help="the gate's airport (e.g. LAX) or device id")
+    sign.set_defaults(handler=_sign)
+
+
+__all__ = ["AgentsCommandError", "add_agents_commands"]
