@@ -104,7 +104,9 @@ def _default_queue(work: Path) -> tuple[list[Traveller], Path]:
         Traveller("empty lane", lambda: ReplaySource(videos["empty"])),
         Traveller("traveller not on this flight", lambda: ReplaySource(videos["stranger"])),
         Traveller("traveller who opts out", lambda: ReplaySource(videos["optout"]), opts_out=True),
-        Traveller("booked traveller, second photo", lambda: ReplaySource(videos["booked2"])),
+        Traveller(
+            "the same traveller comes back", lambda: ReplaySource(videos["booked2"])
+        ),  # another photo of traveller 1: already boarded, the gate stays shut
     ]
     return queue, manifest
 

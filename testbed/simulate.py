@@ -37,7 +37,9 @@ boarding: what the matcher's false non-matches (and failed captures) cost the qu
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import random
@@ -287,15 +289,18 @@ def run_simulation(
             ]
         )
     )
+    flights = _flights(kinds, enrolled, rng)
     with tempfile.TemporaryDirectory(prefix="gate-sim-pki-") as pki_dir:
         pki = create_dev_pki(Path(pki_dir))
         encoder = open_recognizer(recognizer)
         gallery = Gallery(work / "gallery.sqlite", encoder.info)
-        key = flight_key(
-            FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport
-        )
         photos = demo_assets_dir() if dataset is None else dataset.resolve()
-        enrolment = gallery.enroll_manifest(key, manifest, encoder, photos_root=photos)
+        enrolment = None
+        for flight in sorted({f for f, _ in flights}, key=lambda f: f.flight_number):
+            key = flight_key(
+                flight.carrier, flight.flight_number, flight.date, flight.departure_airport
+            )
+            enrolment = gallery.enroll_manifest(key, manifest, encoder, photos_root=photos)
         service = service_from_pki(pki, gallery, encoder)
         relay_key = os.urandom(32)
         simulator = Simulator(relay_key, interpreter=interpreter).start()
@@ -306,25 +311,27 @@ def run_simulation(
         ledger = PurgeLedger(ledger_path, default_key_path(ledger_path))
         boarding_log = BoardingLog(work / "boarding-log.jsonl")
         gate = GateController(link)
+        detector = create_detector()
         try:
-            client.open_session(FLIGHT)
             gate.start()
-            boarding = TravellerPipeline(
-                create_detector(), client, gate, ledger, verdict_timeout_s=4.0
-            )
-            scanner = ScanParser(
-                reference_date=dt.date.fromisoformat(FLIGHT.date), agents=AGENT.registry()
-            )
-            workflow = GateWorkflow(
-                boarding, FLIGHT, mode=mode, boarding_log=boarding_log, scanner=scanner
-            )
-            sim = _Run(workflow, gate, simulator, rng, mode)
+            sim = _Run(gate, simulator, rng, mode)
             started = time.perf_counter()
-            for number, kind in enumerate(kinds, 1):
+            boarding_flight = None
+            for number, (kind, (flight, person)) in enumerate(zip(kinds, flights, strict=True), 1):
+                if flight is not boarding_flight:  # the next flight boards at this gate
+                    boarding_flight = flight
+                    client.open_session(flight)
+                    pipeline = TravellerPipeline(
+                        detector, client, gate, ledger, verdict_timeout_s=4.0
+                    )
+                    scanner = ScanParser(
+                        reference_date=dt.date.fromisoformat(flight.date), agents=AGENT.registry()
+                    )
+                    sim.workflow = GateWorkflow(
+                        pipeline, flight, mode=mode, boarding_log=boarding_log, scanner=scanner
+                    )
                 if kind == "not_on_flight":
                     person = rng.choice(strangers or enrolled)
-                else:
-                    person = rng.choice(enrolled)
                 sim.traveller(number, kind, person, rng.choice(people))
                 if emit:
                     emit(f"{number:>4}. {kind:<14} -> {boarding_log.records[-1]['outcome']}")
@@ -341,14 +348,44 @@ def run_simulation(
     summary["document_photos"] = enrolment.photos
     summary["document_photos_skipped"] = len(enrolment.skipped)
     summary["firmware_interpreter"] = interpreter
+    summary["flights"] = len({f for f, _ in flights})
     return summary
 
 
-class _Run:
-    """Plays each traveller and the agent against the workflow."""
+MATCHING_KINDS = frozenset({"enrolled", "bad_scan"})  # travellers whose face is matched
 
-    def __init__(self, workflow: GateWorkflow, gate, simulator, rng: random.Random, mode):
-        self.workflow = workflow
+
+def _flights(kinds: list[str], enrolled: list[Person], rng: random.Random):
+    """(flight, person) for each traveller: a booked person boards a flight once, so when
+    every booked person has boarded, the next travellers board the next flight (the same
+    people, booked again), as a gate boards several flights in a day."""
+    assigned = []
+    number, pool = 0, []
+    for kind in kinds:
+        if kind in MATCHING_KINDS and not pool:
+            number += 1
+            pool = rng.sample(enrolled, len(enrolled))
+        person = pool.pop() if kind in MATCHING_KINDS else rng.choice(enrolled)
+        flight = _flight(max(number, 1))
+        assigned.append((flight, person))
+    return assigned
+
+
+@functools.cache
+def _flight(number: int) -> Flight:
+    """The ``number``-th flight of the simulated day (the first is ``FLIGHT``)."""
+    return dataclasses.replace(
+        FLIGHT, flight_number=f"{int(FLIGHT.flight_number) + number - 1:04d}"
+    )
+
+
+class _Run:
+    """Plays each traveller and the agent against the workflow (``workflow``: the flight
+    boarding now)."""
+
+    workflow: GateWorkflow
+
+    def __init__(self, gate, simulator, rng: random.Random, mode):
         self.gate = gate
         self.simulator = simulator
         self.rng = rng
@@ -370,7 +407,7 @@ class _Run:
     def traveller(self, number: int, kind: str, person: Person, other: Person) -> None:
         wf = self.workflow
         live = self.rng.choice(person.live)
-        text = bcbp(person, number)
+        text = bcbp(person, number, wf.flight)
         logged = len(wf.log.records)
         press_before = kind == "opt_out" and self.rng.random() < 0.5
 
@@ -501,6 +538,7 @@ __all__ = [
     "FPS",
     "GENUINE_KINDS",
     "KINDS",
+    "MATCHING_KINDS",
     "PHOTOS_PER_TRAVELLER",
     "TRAVELLER_TIMEOUT_S",
     "WALK_S",

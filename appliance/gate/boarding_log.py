@@ -33,6 +33,7 @@ FIELDS = frozenset(
         "resolution",
         "released_by_agent",
         "flight",
+        "flight_key",
         "sequence",
         "pass_check",
         "pass_reason",

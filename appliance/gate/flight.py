@@ -15,6 +15,11 @@ class Flight:
     gate: str = ""  # e.g. "B42"
 
     @property
+    def key(self) -> str:
+        """One flight's name in records: ``BA0283/2026-11-25/LAX`` (the gate may change)."""
+        return f"{self.carrier}{self.flight_number}/{self.date}/{self.departure_airport}"
+
+    @property
     def name(self) -> str:
         """How people read it: ``BA0283 2026-11-25 LAX gate B42``."""
         gate = f" gate {self.gate}" if self.gate else ""

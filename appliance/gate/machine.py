@@ -70,6 +70,7 @@ class Event(Enum):
     NOT_ON_FLIGHT = "not_on_flight"
     UNUSABLE = "unusable"  # the service could not use the image
     NO_USABLE_FACE = "no_usable_face"  # capture window ended, no frame good enough
+    ALREADY_BOARDED = "already_boarded"  # a match for a traveller who boarded already
     VERDICT_TIMEOUT = "verdict_timeout"
     MATCHER_UNAVAILABLE = "matcher_unavailable"
     ERROR = "error"  # internal error, rejected verdict, dead camera, shutdown
@@ -138,6 +139,7 @@ TRANSITIONS: dict[tuple[State, Event], Rule] = {
     (S.VERIFYING, E.NO_MATCH): _REFER,
     (S.VERIFYING, E.NOT_ON_FLIGHT): _REFER,
     (S.VERIFYING, E.UNUSABLE): _REFER,
+    (S.VERIFYING, E.ALREADY_BOARDED): _REFER,
     (S.VERIFYING, E.VERDICT_TIMEOUT): _REFER,
     (S.VERIFYING, E.MATCHER_UNAVAILABLE): _REFER,
     # passage

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from appliance.gate.agents import AgentAction, AgentCommand
+from appliance.gate.boarded import BoardedTravellers
 from appliance.gate.boarding_log import BoardingLog
 from appliance.gate.flight import Flight
 from appliance.gate.machine import Event, GateController, State, Transition
@@ -53,6 +54,7 @@ class TravellerRun(Protocol):
     """One traveller's capture and verdict (``appliance.pipeline.TravellerPipeline``)."""
 
     gate: GateController
+    boarded: BoardedTravellers  # the flight's register: a grant claims the token once
 
     def process(self, source: FrameSource, boarding_pass: str = "") -> TravellerOutcome: ...
 
@@ -101,7 +103,12 @@ class GateWorkflow:
         self.flight_date = datetime.date.fromisoformat(flight.date)
         self.log = boarding_log or BoardingLog()
         self.scanner = scanner or ScanParser(reference_date=self.flight_date)
-        self.boarded: set[str] = set()
+        # Who boarded: shared with the pipeline, rebuilt from this flight's log records.
+        self.boarded = boarding.boarded
+        self.boarded.flight = flight.key
+        restored = self.boarded.restore(self.log.read())
+        if restored:
+            log.info("%d travellers of %s boarded before this start", restored, flight.name)
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
         self._current: _Traveller | None = None
@@ -181,7 +188,7 @@ class GateWorkflow:
             flight_number=self.flight.flight_number,
             date=self.flight_date,
             departure_airport=self.flight.departure_airport,
-            boarded_sequences=self.boarded,
+            boarded_sequences=self.boarded.sequences,
         )
         fields = {}
         if check.leg is not None:
@@ -248,7 +255,7 @@ class GateWorkflow:
     def _mark_boarded(self, traveller: _Traveller) -> None:
         check = traveller.check
         if check is not None and check.ok and check.leg is not None and check.leg.sequence:
-            self.boarded.add(check.leg.sequence)
+            self.boarded.add_sequence(check.leg.sequence)
 
     # --- the end of a traveller ---------------------------------------------------------
 
@@ -291,6 +298,7 @@ class GateWorkflow:
         passage_from = traveller.granted_at or traveller.released_at
         record = {
             "traveller": traveller.number,
+            "flight_key": self.flight.key,
             "mode": self.mode.value,
             "started_at": _iso(traveller.started_at),
             "decided_at": _iso(traveller.started_at + (decided - traveller.started)),

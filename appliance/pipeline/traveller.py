@@ -30,6 +30,7 @@ from appliance.errors import (
     MatchingUnavailable,
     VerifyCancelled,
 )
+from appliance.gate.boarded import BoardedTravellers
 from appliance.gate.machine import Event, GateController, State
 from appliance.gate.outcome import Outcome, TravellerOutcome
 from appliance.log_context import capture_context
@@ -66,7 +67,10 @@ class TravellerPipeline:
         limits: QualityThresholds | None = None,
         capture_window_frames: int = 45,
         verdict_timeout_s: float | None = None,
+        boarded: BoardedTravellers | None = None,
     ) -> None:
+        """``boarded`` is the flight's register of who boarded (a grant claims the
+        traveller's token once); by default one of this pipeline's own."""
         self.detector = detector
         self.client = client
         self.gate = gate
@@ -74,6 +78,7 @@ class TravellerPipeline:
         self.limits = limits or QualityThresholds()
         self.window = capture_window_frames
         self.verdict_timeout_s = verdict_timeout_s
+        self.boarded = boarded or BoardedTravellers("")
         self._cancelled = gate.cancelled
 
     def _refer(self, event: Event, reason: str) -> None:
@@ -197,9 +202,20 @@ class TravellerPipeline:
         verify_ms = (time.perf_counter() - sent) * 1000
         decision = verdict.decision.label
         token = ""
-        if verdict.decision is Decision.MATCH:
+        if verdict.decision is Decision.MATCH and not self.boarded.claim_token(
+            verdict.traveller_token
+        ):
+            # One traveller, one boarding: a lingering or returning traveller (or a
+            # replayed verdict for one) never opens the gate twice.
+            tx.purge(Outcome.REFERRED, "verdict")
+            event = Event.ALREADY_BOARDED
+            decision = "already boarded, see agent"
+            self._refer(event, decision)
+            outcome = Outcome.REFERRED
+        elif verdict.decision is Decision.MATCH:
             tx.purge(Outcome.GRANTED, "verdict")
             if self.gate.grant("match", capture_id=tx.capture_id) is False:
+                self.boarded.release_token(verdict.traveller_token)
                 if self.gate.opt_out_pending():  # pressed as the verdict came: honoured
                     record = self._finish(tx, Outcome.MANUAL_CHECK, "opt_out", report=False)
                     self.gate.acknowledge_opt_out()

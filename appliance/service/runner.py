@@ -226,6 +226,7 @@ def _serve(
     attended = scanner is not None  # an agent can release or cancel with a badge
     camera_failures = 0
     out_of_service = False
+    lane_must_clear = False  # unattended: the traveller just served is still in view
 
     def scanner_failed() -> bool:
         return scanner is not None and scanner.failed is not None
@@ -246,6 +247,12 @@ def _serve(
             _wait(wake, stop, source, monitor.heartbeat, alive=False, interrupt=scanner_failed)
             continue
         out_of_service = False
+        if lane_must_clear and phase is State.READY:
+            # Nobody is captured again until the lane has been clear: a traveller who
+            # lingers after a grant (or comes back after an MCU reboot) is not re-served.
+            if lane_clears(source, parts.detector, stop):
+                lane_must_clear = False
+            continue
         if not workflow.wants_capture():
             if not attended and phase in (State.REFER_TO_AGENT, State.MANUAL_CHECK):
                 # Unattended: nobody can resolve it, so the gate resets itself, but only
@@ -286,6 +293,7 @@ def _serve(
         sd_notify.notify(f"STATUS={monitor.status_line()}")
         monitor.mark_dirty()
         if not attended:
+            lane_must_clear = True
             stop.wait(result_hold_s)  # the traveller sees the outcome, then the next one
 
 

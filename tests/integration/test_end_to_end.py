@@ -205,10 +205,11 @@ def test_demo_runs_end_to_end_and_writes_no_image(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["travellers"] == 4
-    assert (summary["granted"], summary["referred"], summary["manual_check"]) == (2, 1, 1)
+    # granted once; referred: not on the flight, and the same traveller coming back
+    assert (summary["granted"], summary["referred"], summary["manual_check"]) == (1, 2, 1)
     assert summary["frames_sent"] == summary["frames_purged"] == 3
     assert summary["image_files_written"] == 0
-    assert summary["relay_pulses"] == 2
+    assert summary["relay_pulses"] == 1
     assert summary["e2e_ms_p50"] > 0
     assert "\xff\xd8" not in result.stdout + result.stderr
 

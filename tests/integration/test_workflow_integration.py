@@ -239,7 +239,7 @@ def test_pass_then_face_on_the_real_service(
     assert (result.outcome, result.reason) == (outcome, reason)
     if outcome == "granted":
         assert wait_for(lambda: simulator.relay_pulses == [3000])
-        assert "21" in wf.boarded
+        assert "21" in wf.boarded.sequences
     else:
         assert wait_for(lambda: simulator.indicator == Indicator.SEE_AGENT)
-        assert simulator.relay_pulses == [] and not wf.boarded
+        assert simulator.relay_pulses == [] and not wf.boarded.sequences

@@ -371,7 +371,7 @@ def test_agent_badges_opt_out_release_cancel(workflow, gate, link):
     assert gate.phase is State.MANUAL_CHECK
     wf.scan(AGENT.action("RELEASE"))
     assert gate.phase is State.AGENT_RELEASED and link.pulses == [("pulse", 3000)]
-    assert "9" in wf.boarded
+    assert "9" in wf.boarded.sequences
     gate.fire(Event.AGENT_CANCEL, "agent: traveller turned back")
     assert wf.wait_idle(5)
     record = wf.log.records[-1]
@@ -426,3 +426,40 @@ def test_boarding_log_refuses_anything_image_like(tmp_path, record):
     with pytest.raises(ValueError):
         log.append(record)
     assert (tmp_path / "b.jsonl").read_bytes() == b""
+
+
+def test_a_second_match_for_a_boarded_traveller_never_pulses(
+    detector, gate, link, ledger, demo_photos
+):
+    """The same traveller token on the same flight is granted once: a second MATCH (a
+    lingering traveller, an MCU reboot mid-grant, a replayed verdict) refers instead."""
+    boarding = boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger)
+    first = boarding.process(KeptSource(demo_photos / "obama2.jpg"))
+    assert first.outcome == "granted" and len(link.pulses) == 1
+    gate.agent_cancel("next traveller")  # the passage ends
+    again = boarding.process(KeptSource(demo_photos / "obama2.jpg"))
+    assert (again.outcome, again.reason) == ("referred", "already boarded, see agent")
+    assert again.event == Event.ALREADY_BOARDED.value
+    assert len(link.pulses) == 1 and gate.phase is State.REFER_TO_AGENT
+
+
+def test_who_boarded_survives_a_restart_through_the_boarding_log(
+    detector, gate, link, ledger, demo_photos, tmp_path
+):
+    log = BoardingLog(tmp_path / "boarding.jsonl")
+    first = GateWorkflow(
+        boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger),
+        FLIGHT,
+        boarding_log=log,
+    )
+    assert first.board(KeptSource(demo_photos / "obama2.jpg")).outcome == "granted"
+    gate.agent_cancel("the traveller walked through")
+    assert first.wait_idle(5)
+    # The service restarts: a new pipeline and workflow over the same boarding log.
+    restarted = GateWorkflow(
+        boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger),
+        FLIGHT,
+        boarding_log=BoardingLog(tmp_path / "boarding.jsonl"),
+    )
+    again = restarted.board(KeptSource(demo_photos / "obama2.jpg"))
+    assert again.reason == "already boarded, see agent" and len(link.pulses) == 1

@@ -316,6 +316,35 @@ def test_run_service_end_to_end(
         simulator.stop()
 
 
+def test_a_traveller_lingering_after_a_grant_is_granted_once(
+    tmp_path: Path, matcher, demo_photos: Path, notify_socket: socket.socket
+) -> None:
+    """The attack: in biometric-first without a scanner, a matched traveller who stayed in
+    view was re-granted after each passage window (4 pulses in 17 s). Now the grant is
+    claimed once and nobody is captured again until the lane is clear."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(demo_photos / "obama2.jpg", frames)
+    key = os.urandom(32)
+    simulator = Simulator(key).start()
+    try:
+        path = _service_config(tmp_path, matcher, simulator.port, key, frames)
+        _edit(path, "height = 720", "height = 720\nrepeat = 600")  # 20 s in view
+        config = load_config(path)
+        results: list[int] = []
+        thread = threading.Thread(
+            target=lambda: results.append(run_service(config, result_hold_s=0.1)), daemon=True
+        )
+        thread.start()
+        thread.join(timeout=180)  # the replay ends: the service stops by itself
+        assert not thread.is_alive() and results == [EXIT_OK]
+        assert simulator.relay_pulses == [1000]  # one grant, however long they stood
+        ledger = PurgeLedger(tmp_path / "ledger" / "purge-ledger.jsonl")
+        assert ledger.verify() == 1  # and one capture: they were never captured again
+    finally:
+        simulator.stop()
+
+
 def test_run_service_serial_failure_is_one_clear_exit(
     tmp_path: Path, matcher, notify_socket: socket.socket, caplog: pytest.LogCaptureFixture
 ) -> None:
