@@ -296,6 +296,15 @@ class AgentCredentials:
         return self.badges.verify(agent_id, credential)
 
 
+def load_agent_credentials(
+    pin_file: Path | None, badges: AgentAuthenticator | None = None
+) -> AgentCredentials:
+    """The gate's credentials: PINs from ``pin_file`` if it exists (a damaged file is a
+    :class:`ConfigError`), and the badge verifier if one is given."""
+    pins = PinAuthenticator.from_file(pin_file) if pin_file and pin_file.exists() else None
+    return AgentCredentials(pins, badges)
+
+
 __all__ = [
     "AGENT_ID_RE",
     "LOCKOUT_S",
@@ -311,6 +320,7 @@ __all__ = [
     "ReleaseReason",
     "check_new_pin",
     "hash_pin",
+    "load_agent_credentials",
     "read_pin_file",
     "remove_agent",
     "set_pin",

@@ -190,6 +190,59 @@ def _add_field_commands(commands) -> None:
     status.set_defaults(handler=_status)
 
 
+def _agents(args: argparse.Namespace) -> int:
+    import getpass
+
+    from appliance.errors import ConfigError
+    from appliance.gate.agents import read_pin_file, remove_agent, set_pin
+
+    try:
+        if args.agents == "list":
+            for agent_id in sorted(read_pin_file(args.file)):
+                print(agent_id)
+            return 0
+        if args.agents == "remove":
+            if not remove_agent(args.file, args.agent):
+                print(f"gatectl agents: {args.agent} is not in {args.file}", file=sys.stderr)
+                return 1
+            print(f"removed {args.agent} from {args.file}")
+            return 0
+        if args.pin_stdin:
+            pin = sys.stdin.readline().strip()
+        else:
+            pin = getpass.getpass(f"new PIN for {args.agent}: ")
+            if getpass.getpass("again: ") != pin:
+                print("gatectl agents: the two PINs differ; nothing changed", file=sys.stderr)
+                return 2
+        set_pin(args.file, args.agent, pin)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"gatectl agents: {exc}", file=sys.stderr)
+        return 2
+    print(f"PIN of {args.agent} set in {args.file}")
+    return 0
+
+
+def _add_agent_commands(commands) -> None:
+    from gate_contract.paths import data_dir
+
+    agents = commands.add_parser("agents", help="agent PINs for the agent station (scrypt)")
+    actions = agents.add_subparsers(dest="agents", required=True)
+    for name, text in (
+        ("set-pin", "add an agent or change their PIN (asked twice, never echoed)"),
+        ("remove", "remove an agent"),
+        ("list", "list the agent ids"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--file", type=Path, default=data_dir() / "agents.json")
+        if name != "list":
+            action.add_argument("--agent", required=True, help="agent id, e.g. A123")
+        if name == "set-pin":
+            action.add_argument(
+                "--pin-stdin", action="store_true", help="read the PIN from one line of stdin"
+            )
+        action.set_defaults(handler=_agents)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatectl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
@@ -198,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
     run.set_defaults(handler=_run)
     _add_field_commands(commands)
+    _add_agent_commands(commands)
 
     audit = commands.add_parser("audit", help="check or export the purge ledger for auditors")
     audits = audit.add_subparsers(dest="audit", required=True)

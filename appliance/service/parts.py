@@ -2,8 +2,8 @@
 
 Each failure raises the ``appliance.errors`` start-up error of its kind (which carries the
 exit code). What was built before it is in ``closers``, in shutdown order: the scanner
-first (no agent action once shutdown has begun), then the gate (left referring with the
-relay closed), then the link, the matcher client and the camera.
+and the screens first (no agent action once shutdown has begun), then the gate (left
+referring with the relay closed), then the link, the matcher client and the camera.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from appliance.matching.client import MatchingClient
 from appliance.pipeline.traveller import TravellerPipeline
 from appliance.service.config import GateConfig, ScannerConfig
 from appliance.service.scanner_feed import ScannerFeed
+from appliance.service.screen_feed import RunningScreens
 from appliance.vision.camera import CameraSpec, FrameSource
 from appliance.vision.detectors import Detector, create_detector
 from firmware_bridge.host import CommandRejected, GateLink, LinkError
@@ -57,6 +58,7 @@ class ServiceParts:
     pipeline: TravellerPipeline
     workflow: GateWorkflow
     scanner: ScannerFeed | None = None
+    screens: RunningScreens | None = None
 
 
 def build_parts(
