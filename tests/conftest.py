@@ -181,3 +181,7 @@ def enrollment_kit(
     ca_file.write_bytes(matcher.pki.ca_cert.read_bytes())
     yield EnrollmentKit(tokens, f"localhost:{port}", matcher.target, ca_file)
     server.stop(grace=None)
+
+
+# Debian's Chromium through Playwright, for the browser tests (tests/browser.py).
+from tests.browser import browser, page  # noqa: E402, F401
