@@ -5,6 +5,8 @@
 - Demo faces: the official portraits in the ``face_recognition`` 1.3.0 source
   distribution on PyPI (MIT; U.S. government works) and scikit-image's astronaut
   (NASA, public domain). They play document photos and live captures in the demo.
+- Test tool: axe-core (npm, MPL-2.0, unmodified with its licence), the accessibility
+  engine the browser tests run on the screens (WCAG colour contrast and more).
 
 Idempotent: a second run checks hashes and does nothing else.
 """
@@ -21,12 +23,14 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from appliance.paths import demo_assets_dir, models_dir
+from appliance.paths import demo_assets_dir, models_dir, tools_dir
 from appliance.vision import models as model_store
 
 FACE_RECOGNITION_SDIST = "face_recognition==1.3.0"
 FACE_RECOGNITION_SDIST_SHA256 = "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec"
 DEMO_IMAGES = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")
+AXE_PACKAGE = "axe-core@4.14.1"
+AXE_TARBALL_SHA256 = "e6b0ce02b84d892e2e33e403485e7f3d6c29e2be6df65daf44d89ba564139745"
 
 
 def _sha256(data: bytes) -> str:
@@ -116,6 +120,26 @@ def acquire_demo_faces(target: Path) -> None:
     print(f"demo faces: {', '.join(wanted)} in {target}")
 
 
+def acquire_axe(target: Path) -> None:
+    if (target / "axe.min.js").is_file():
+        print(f"axe-core: already in {target}")
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["npm", "pack", "--silent", AXE_PACKAGE], cwd=tmp, check=True, stdout=subprocess.DEVNULL
+        )
+        (tarball,) = Path(tmp).glob("*.tgz")
+        _check(tarball.name, tarball.read_bytes(), AXE_TARBALL_SHA256)
+        with tarfile.open(tarball) as archive:
+            for name in ("axe.min.js", "LICENSE"):
+                member = archive.extractfile(f"package/{name}")
+                if member is None:
+                    sys.exit(f"{tarball.name} has no {name}")
+                (target / name).write_bytes(member.read())
+    print(f"axe-core: {AXE_PACKAGE} in {target}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=models_dir())
@@ -123,6 +147,7 @@ def main() -> int:
     args = parser.parse_args()
     acquire_models(args.models_dir)
     acquire_demo_faces(args.demo_dir)
+    acquire_axe(tools_dir() / "axe-core")
     return 0
 
 

@@ -28,7 +28,8 @@ VIEWPORT = {"width": 1280, "height": 800}
 
 
 def launch(**options):
-    """A started Playwright and a Chromium browser; skip (or fail in CI) without one."""
+    """A started Playwright and a Chromium browser; skip (or fail in CI) without one.
+    (One Playwright per process: further browsers come from ``another_browser``.)"""
     if CHROMIUM is None:
         message = "no Chromium: apt-get install chromium (.ci/run does)"
         if os.environ.get("CI"):
@@ -40,6 +41,11 @@ def launch(**options):
     args = [*OFFLINE_ARGS, *options.pop("args", [])]
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, **options)
     return playwright, browser
+
+
+def another_browser(browser, args: list[str]):
+    """A second Chromium with more command-line flags, from the same Playwright."""
+    return browser.browser_type.launch(executable_path=CHROMIUM, args=[*OFFLINE_ARGS, *args])
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,8 @@ def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     real = _REAL_DATA_DIR
     if (real / "models").is_dir():
         (root / "models").symlink_to(real / "models", target_is_directory=True)
+    if (real / "tools").is_dir():
+        (root / "tools").symlink_to(real / "tools", target_is_directory=True)
     demo = root / "demo"
     demo.mkdir()
     if (real / "demo").is_dir():

@@ -36,7 +36,6 @@ from typing import Any
 from appliance.gate.machine import Event, GateController, State, Transition
 from appliance.gate.workflow import TravellerCard
 from appliance.screens.lane import (
-    FEEDBACK_INSTRUCTIONS,
     Alert,
     Instruction,
     Referral,
@@ -106,6 +105,7 @@ class LaneBoard:
         self._face_sent_at = -1e9
         self._two_faces = False
         self._followed = False
+        self._from_feedback = False  # the instruction shown came from the capture's feedback
         self._health_now: set[Alert] = set()
         self._state: dict[str, Any] = {
             "device": identity.device_id,
@@ -176,7 +176,12 @@ class LaneBoard:
             if phase not in _CAPTURE:
                 self._state["face"] = None
             self._set_card(card)
-            self._set_instruction(instruction_for(phase, pass_first=self._pass_first, failure=None))
+            # entering a capture nobody has been seen yet: "look at the camera"
+            failure = "no_face" if phase is State.CAPTURING else None
+            self._set_instruction(
+                instruction_for(phase, pass_first=self._pass_first, failure=failure)
+            )
+            self._from_feedback = False
             self._state["alerts"] = self._alerts(self._state_alerts())
             self._publish()
 
@@ -195,9 +200,10 @@ class LaneBoard:
             )
             shown = self._state["instruction"]
             if wanted != shown and (
-                shown not in FEEDBACK_INSTRUCTIONS or now - self._shown_since >= self._dwell_s
+                not self._from_feedback or now - self._shown_since >= self._dwell_s
             ):
                 self._set_instruction(wanted, now)
+                self._from_feedback = True
                 changed = True
             zone = self._zone(progress.frame_width, progress.frame_height)
             self._state["target"] = target_outline(zone[2:], self._min_ied).as_dict()

@@ -46,9 +46,6 @@ _FEEDBACK = {
     "contrast": Instruction.LOOK_AT_CAMERA,
 }
 
-# Instructions that follow the camera's feedback (the others follow the gate's state).
-FEEDBACK_INSTRUCTIONS = frozenset(_FEEDBACK.values())
-
 
 def instruction_for(phase: State, *, pass_first: bool, failure: str | None) -> Instruction:
     """The traveller's instruction in ``phase``; ``failure`` is the capture's latest
@@ -177,7 +174,6 @@ def target_outline(zone_px: tuple[int, int], min_inter_eye_px: float) -> Outline
 
 
 __all__ = [
-    "FEEDBACK_INSTRUCTIONS",
     "Alert",
     "Instruction",
     "Outline",
