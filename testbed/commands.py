@@ -26,7 +26,12 @@ def print_figures(result: dict, as_json: bool) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from testbed import demo
 
-    return demo.main(args.dataset, args.json)
+    screens = None
+    if args.screens:
+        screens = demo.ScreensOptions(
+            port=args.port, hold_s=args.hold, agent_wait_s=args.agent_wait
+        )
+    return demo.main(args.dataset, args.json, screens)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -65,6 +70,19 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run a boarding queue end to end on embedded defaults")
     demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    demo.add_argument(
+        "--screens",
+        action="store_true",
+        help="serve the traveller display and agent station on loopback (prints the URLs)",
+    )
+    demo.add_argument("--port", type=int, default=0, help="with --screens: port (0: any free)")
+    demo.add_argument("--hold", type=float, default=3.0, help="with --screens: seconds per outcome")
+    demo.add_argument(
+        "--agent-wait", type=float, default=30.0, help="with --screens: seconds the opt-out waits"
+    )
+    demo.add_argument(
+        "--fps", type=float, default=30.0, help="with --screens: camera replay pace (frames/s)"
+    )
     demo.set_defaults(handler=_demo)
 
     simulate = commands.add_parser(
