@@ -65,8 +65,15 @@ def _bench_purge(args: argparse.Namespace) -> int:
     return 0 if result["image_files_written"] == 0 else 1
 
 
+def _bench_screens(args: argparse.Namespace) -> int:
+    from testbed.bench.screens import bench_screens
+
+    print_figures(bench_screens(args.frames), args.json)
+    return 0
+
+
 def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
-    """``gatectl demo``, ``simulate`` and ``bench vision | serial | purge``."""
+    """``gatectl demo``, ``simulate`` and ``bench vision | serial | purge | screens``."""
     demo = commands.add_parser("demo", help="run a boarding queue end to end on embedded defaults")
     demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
@@ -118,6 +125,12 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     purge.add_argument("--transactions", type=int, default=1000)
     purge.add_argument("--json", action="store_true", help="one JSON object on the last line")
     purge.set_defaults(handler=_bench_purge)
+    screens = benches.add_parser(
+        "screens", help="vision time per frame with the screens closed, served, open"
+    )
+    screens.add_argument("--frames", type=int, default=300, help="frames per phase (30 fps)")
+    screens.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    screens.set_defaults(handler=_bench_screens)
 
 
 def _bench_matcher(args: argparse.Namespace) -> int:
