@@ -50,6 +50,9 @@ def another_browser(browser, args: list[str]):
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)  # generous: a busy 2-core CI machine, never a limit
     playwright, browser = launch()
     yield browser
     browser.close()

@@ -26,6 +26,7 @@ import pytest
 from playwright.sync_api import expect
 from prometheus_client.parser import text_string_to_metric_families
 
+from appliance.errors import ScreensError
 from appliance.gate.agents import set_pin
 from appliance.service.config import load_config
 from appliance.service.runner import EXIT_OK, run_service
@@ -258,3 +259,30 @@ def test_the_screens_of_a_running_gate(tmp_path, holders, pki, walk_up, page) ->
         scanner.close()
         simulator.stop()
     assert results == [EXIT_OK]
+
+
+def test_the_matcher_client_certificate_cannot_serve_the_screens(
+    tmp_path, holders, pki, caplog
+) -> None:
+    """A technician points [screens] at the device's matcher certificate (clientAuth only):
+    the service refuses to start with the screens' exit code and the gate stays shut."""
+    key = os.urandom(32)
+    simulator = Simulator(key).start()
+    scanner = Scanner()
+    try:
+        path = _config(tmp_path, holders, pki.root, simulator, key, scanner)
+        text = path.read_text().replace(
+            "[screens]\nport = 0\n",
+            f'[screens]\nport = 0\ncertificate = "{pki.device_cert}"\nkey = "{pki.device_key}"\n',
+        )
+        path.write_text(text)
+        config = load_config(path)
+        code = run_service(config, threading.Event(), open_camera=lambda _: ReplaySource([]))
+        assert code == ScreensError.exit_code == 8
+        status = read_status(config.status_path)
+        assert status["service"] == "start-up failed" and status["screens"] is None
+        assert "not for TLS servers" in caplog.text
+        assert simulator.relay_pulses == [] and not simulator.relay_open
+    finally:
+        scanner.close()
+        simulator.stop()
