@@ -9,7 +9,8 @@
     │   ├── GateMcuError         the gate MCU's serial link cannot be opened or greeted (4)
     │   ├── MatcherSetupError    the device's matcher credentials cannot be loaded (5)
     │   ├── CameraError          a camera cannot be opened or read (6)
-    │   └── ScannerError         the barcode scanner cannot be opened, or failed (7)
+    │   ├── ScannerError         the barcode scanner cannot be opened, or failed (7)
+    │   └── ScreensError         the screens' web server cannot be served as configured (8)
     ├── LedgerError              the purge ledger's chain is broken at a named record
     │   └── TornRecordError      ... only its newest record was cut short (power loss)
     ├── EncodeError              a chosen frame could not be encoded for sending
@@ -77,6 +78,12 @@ class ScannerError(StartupError):
     """The barcode scanner cannot be opened, or its port failed while serving."""
 
     exit_code = 7
+
+
+class ScreensError(StartupError):
+    """The screens cannot be served: address in use, no HTTPS beyond loopback, bad certificate."""
+
+    exit_code = 8
 
 
 class LedgerError(ApplianceError):
@@ -162,6 +169,7 @@ __all__ = [
     "ModelError",
     "ProvisionError",
     "ScannerError",
+    "ScreensError",
     "StartupError",
     "TornRecordError",
     "VerifyCancelled",

@@ -1,4 +1,4 @@
-"""Where the appliance keeps what set-up prepared for it: models and demo assets."""
+"""Where the appliance keeps what set-up prepared for it: models, demo assets, test tools."""
 
 from __future__ import annotations
 
@@ -16,4 +16,9 @@ def demo_assets_dir() -> Path:
     return data_dir() / "demo"
 
 
-__all__ = ["demo_assets_dir", "models_dir"]
+def tools_dir() -> Path:
+    """Tools set-up fetched for the tests (axe-core for the browser tests)."""
+    return data_dir() / "tools"
+
+
+__all__ = ["demo_assets_dir", "models_dir", "tools_dir"]

@@ -7,6 +7,8 @@
   (NASA, public domain). They play document photos and live captures in the demo.
 - MicroPython's webassembly port: npm ``@micropython/micropython-webassembly-pyscript``
   (MIT), pinned by SHA-256; the simulator runs the gate firmware on it under ``node``.
+- Test tool: axe-core (npm, MPL-2.0, unmodified with its licence), the accessibility
+  engine the browser tests run on the screens (WCAG colour contrast and more).
 
 Idempotent: a second run checks hashes and does nothing else.
 """
@@ -23,13 +25,19 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from appliance.paths import demo_assets_dir, models_dir
+from appliance.paths import demo_assets_dir, models_dir, tools_dir
 from appliance.vision import models as model_store
 from firmware_bridge.simulator import micropython_runtime as mpy_runtime
 
 FACE_RECOGNITION_SDIST = "face_recognition==1.3.0"
 FACE_RECOGNITION_SDIST_SHA256 = "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec"
 DEMO_IMAGES = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")
+AXE_PACKAGE = "axe-core@4.14.1"
+AXE_TARBALL_SHA256 = "e6b0ce02b84d892e2e33e403485e7f3d6c29e2be6df65daf44d89ba564139745"
+AXE_FILES = {
+    "axe.min.js": "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c",
+    "LICENSE": "af175b9d96ee93c21a036152e1b905b0b95304d4ae8c2c921c7609100ba8df7e",
+}
 
 
 def _sha256(data: bytes) -> str:
@@ -119,6 +127,37 @@ def acquire_demo_faces(target: Path) -> None:
     print(f"demo faces: {', '.join(wanted)} in {target}")
 
 
+def _npm_files(package: str, tarball_sha256: str, pinned: dict[str, str]) -> dict[str, bytes]:
+    """The named files of an npm package, each checked against its pinned SHA-256."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["npm", "pack", "--silent", package], cwd=tmp, check=True, stdout=subprocess.DEVNULL
+        )
+        (tarball,) = Path(tmp).glob("*.tgz")
+        _check(tarball.name, tarball.read_bytes(), tarball_sha256)
+        files = {}
+        with tarfile.open(tarball) as archive:
+            for name, expected in pinned.items():
+                member = archive.extractfile(f"package/{name}")
+                data = member.read() if member else b""
+                _check(f"{package} {name}", data, expected)
+                files[name] = data
+    return files
+
+
+def _write_files(target: Path, files: dict[str, bytes]) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (target / name).write_bytes(data)
+
+
+def _has_pinned(target: Path, pinned: dict[str, str]) -> bool:
+    return all(
+        (target / name).is_file() and _sha256((target / name).read_bytes()) == expected
+        for name, expected in pinned.items()
+    )
+
+
 def acquire_micropython(target: Path) -> None:
     try:
         mpy_runtime.verified_runtime(target)
@@ -127,24 +166,20 @@ def acquire_micropython(target: Path) -> None:
     else:
         print(f"micropython: already in {target}")
         return
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            ["npm", "pack", "--silent", mpy_runtime.NPM_PACKAGE],
-            cwd=tmp,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        (tarball,) = Path(tmp).glob("*.tgz")
-        _check(tarball.name, tarball.read_bytes(), mpy_runtime.NPM_TARBALL_SHA256)
-        with tarfile.open(tarball) as archive:
-            for name, pinned in mpy_runtime.RUNTIME_FILES.items():
-                member = archive.extractfile(f"package/{name}")
-                data = member.read() if member else b""
-                _check(name, data, pinned)
-                (target / name).write_bytes(data)
+    files = _npm_files(
+        mpy_runtime.NPM_PACKAGE, mpy_runtime.NPM_TARBALL_SHA256, mpy_runtime.RUNTIME_FILES
+    )
+    _write_files(target, files)
     mpy_runtime.verified_runtime(target)
     print(f"micropython: {mpy_runtime.NPM_PACKAGE} verified, in {target}")
+
+
+def acquire_axe(target: Path) -> None:
+    if _has_pinned(target, AXE_FILES):
+        print(f"axe-core: already in {target}")
+        return
+    _write_files(target, _npm_files(AXE_PACKAGE, AXE_TARBALL_SHA256, AXE_FILES))
+    print(f"axe-core: {AXE_PACKAGE} verified, in {target}")
 
 
 def main() -> int:
@@ -156,6 +191,7 @@ def main() -> int:
     acquire_models(args.models_dir)
     acquire_demo_faces(args.demo_dir)
     acquire_micropython(args.micropython_dir)
+    acquire_axe(tools_dir() / "axe-core")
     return 0
 
 

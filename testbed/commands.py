@@ -42,8 +42,18 @@ def _demo(args: argparse.Namespace) -> int:
     recognizer = _recognizer(args)
     if recognizer is None:
         return 2
+    screens = None
+    if args.screens:
+        screens = demo.ScreensOptions(
+            port=args.port, hold_s=args.hold, agent_wait_s=args.agent_wait, fps=args.fps
+        )
     return demo.main(
-        args.dataset, args.json, recognizer, args.photos_per_traveller, args.interpreter
+        args.dataset,
+        args.json,
+        recognizer,
+        args.photos_per_traveller,
+        args.interpreter,
+        screens=screens,
     )
 
 
@@ -159,13 +169,33 @@ def _bench_flood(args: argparse.Namespace) -> int:
     return 0 if result["gate_verify_failures"] == 0 and result["gate_health_failed"] == 0 else 1
 
 
+def _bench_screens(args: argparse.Namespace) -> int:
+    from testbed.bench.screens import bench_screens
+
+    print_figures(bench_screens(args.frames), args.json)
+    return 0
+
+
 def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
-    """``gatectl demo``, ``simulate`` and ``bench vision | serial | firmware | purge | flood``."""
+    """``gatectl demo``, ``simulate`` and the gate-side ``bench`` commands."""
     demo = commands.add_parser("demo", help="run a boarding queue end to end on embedded defaults")
     demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
     _matcher_options(demo, "gatectl demo")
     _interpreter_option(demo)
+    demo.add_argument(
+        "--screens",
+        action="store_true",
+        help="serve the traveller display and agent station on loopback (prints the URLs)",
+    )
+    demo.add_argument("--port", type=int, default=0, help="with --screens: port (0: any free)")
+    demo.add_argument("--hold", type=float, default=3.0, help="with --screens: seconds per outcome")
+    demo.add_argument(
+        "--agent-wait", type=float, default=30.0, help="with --screens: seconds the opt-out waits"
+    )
+    demo.add_argument(
+        "--fps", type=float, default=30.0, help="with --screens: camera replay pace (frames/s)"
+    )
     demo.set_defaults(handler=_demo)
 
     simulate = commands.add_parser(
@@ -220,6 +250,12 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     )
     flood.add_argument("--json", action="store_true", help="one JSON object on the last line")
     flood.set_defaults(handler=_bench_flood)
+    screens = benches.add_parser(
+        "screens", help="vision time per frame with the screens closed, served, open"
+    )
+    screens.add_argument("--frames", type=int, default=300, help="frames per phase (30 fps)")
+    screens.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    screens.set_defaults(handler=_bench_screens)
 
 
 def _bench_matcher(args: argparse.Namespace) -> int:

@@ -4,6 +4,11 @@ It starts the reference matching service on loopback (mutual TLS), enrolls a dem
 flight from document photos, runs the firmware simulator behind a pseudo-terminal,
 and replays a scripted queue of travellers through the camera path. Every stage is the
 production code; only the camera is a replay and the MCU a simulator.
+
+With ``--screens`` the traveller display, the agent station and ``/metrics`` are served on
+loopback while the queue runs (``testbed.demo_screens``): the replay is paced at 30 frames
+a second, each outcome stays up for ``hold_s`` and the opt-out traveller waits for the
+agent's release on the station (or ``agent_wait_s``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +27,7 @@ from appliance.custody.ledger import PurgeLedger
 from appliance.gate.flight import Flight
 from appliance.gate.machine import GateController
 from appliance.gate.outcome import TravellerOutcome
+from appliance.gate.workflow import GateWorkflow
 from appliance.matching.client import MatchingClient
 from appliance.paths import demo_assets_dir
 from appliance.pipeline.traveller import TravellerPipeline
@@ -44,11 +51,20 @@ CANVAS = (1280, 720)
 
 @dataclass
 class Traveller:
-    """One entry of the scripted queue."""
+    """One entry of the scripted queue; ``source(fps)`` replays its scene (paced if given)."""
 
     label: str
-    source: Callable[[], FrameSource]
+    source: Callable[[float | None], FrameSource]
     opts_out: bool = False
+
+
+@dataclass(frozen=True)
+class ScreensOptions:
+    port: int = 0
+    hold_s: float = 3.0  # each outcome stays on the screens this long
+    agent_wait_s: float = 30.0  # the opt-out traveller waits this long for the agent
+    lead_in_s: float = 5.0  # time to open the pages before the first traveller
+    fps: float = 30.0
 
 
 def _empty_lane_video() -> Path:
@@ -99,14 +115,17 @@ def _default_queue(work: Path) -> tuple[list[Traveller], Path]:
         )
     )
     videos = _scene_videos()
+
+    def scene(name: str) -> Callable[[float | None], FrameSource]:
+        return lambda fps: ReplaySource(videos[name], realtime_fps=fps)
+
     queue = [
-        Traveller("booked traveller", lambda: ReplaySource(videos["booked"])),
-        Traveller("empty lane", lambda: ReplaySource(videos["empty"])),
-        Traveller("traveller not on this flight", lambda: ReplaySource(videos["stranger"])),
-        Traveller("traveller who opts out", lambda: ReplaySource(videos["optout"]), opts_out=True),
-        Traveller(
-            "the same traveller comes back", lambda: ReplaySource(videos["booked2"])
-        ),  # another photo of traveller 1: already boarded, the gate stays shut
+        Traveller("booked traveller", scene("booked")),
+        Traveller("empty lane", scene("empty")),
+        Traveller("traveller not on this flight", scene("stranger")),
+        Traveller("traveller who opts out", scene("optout"), opts_out=True),
+        # another photo of traveller 1: already boarded, the gate stays shut
+        Traveller("the same traveller comes back", scene("booked2")),
     ]
     return queue, manifest
 
@@ -139,9 +158,14 @@ def _dataset_queue(
             label = "booked traveller"
         else:
             label = "traveller not on this flight"
-        queue.append(Traveller(label, lambda s=live: ReplaySource([s], canvas=CANVAS, repeat=20)))
+        queue.append(
+            Traveller(
+                label,
+                lambda fps, s=live: ReplaySource([s], canvas=CANVAS, repeat=20, realtime_fps=fps),
+            )
+        )
     empty = _empty_lane_video()
-    queue.insert(2, Traveller("empty lane", lambda: ReplaySource(empty)))
+    queue.insert(2, Traveller("empty lane", lambda fps: ReplaySource(empty, realtime_fps=fps)))
     queue.insert(4, Traveller("traveller who opts out", queue[0].source, opts_out=True))
     manifest = work / "gallery.json"
     manifest.write_text(json.dumps(entries))
@@ -173,11 +197,13 @@ def run_demo(
     recognizer: str = DEFAULT_RECOGNIZER,
     photos_per_traveller: int = 3,
     interpreter: str = "cpython",
+    screens: ScreensOptions | None = None,
 ) -> dict:
     """Run the demo queue; returns the summary that ``--json`` prints.
 
     ``interpreter`` runs the gate firmware on CPython or on MicroPython (raises
-    ``SimulatorError`` before anything else starts if MicroPython cannot run).
+    ``SimulatorError`` before anything else starts if MicroPython cannot run);
+    ``screens`` serves the traveller display and the agent station while it runs.
     """
     work = fresh_run_dir("demo")
     pki = create_dev_pki(data_dir() / "pki")
@@ -202,6 +228,7 @@ def run_demo(
     ledger = PurgeLedger(ledger_path, default_key_path(ledger_path))
     audit = WriteAudit.instance()
     results: list[TravellerOutcome] = []
+    shown = None
     try:
         session = client.open_session(FLIGHT)
         emit(
@@ -214,28 +241,52 @@ def run_demo(
             f"device {DEV_DEVICE_ID}"
         )
         gate = GateController(link)
-        gate.start()
         boarding = TravellerPipeline(detector, client, gate, ledger)
+        workflow = GateWorkflow(boarding, FLIGHT)
+        if screens is not None:
+            from testbed.demo_screens import DEMO_AGENT, start_demo_screens
+
+            shown = start_demo_screens(
+                work, FLIGHT, gate, link, boarding, workflow, ledger, screens.port
+            )
+            emit(f"traveller display: {shown.url}/   privacy notice: {shown.url}/privacy")
+            emit(f"agent station: {shown.url}/agent   (agent {DEMO_AGENT}, PIN {shown.pin})")
+            emit(f"metrics: {shown.url}/metrics")
+            emit(f"first traveller in {screens.lead_in_s:.0f} s")
+        gate.start()
+        if screens is not None:
+            time.sleep(screens.lead_in_s)
         audit.start(watch=[work, Path.cwd()])
+        fps = screens.fps if screens is not None else None
         for number, traveller in enumerate(queue, 1):
             if traveller.opts_out:
                 simulator.press_opt_out()
                 wait_for(gate.opt_out_pending, 3.0)
-            source = traveller.source()
+            source = traveller.source(fps)
             try:
-                result = boarding.process(source)
+                result = workflow.board(source)
             finally:
                 source.close()
             results.append(result)
             emit(_describe(number, traveller, result))
             if result.outcome == "granted":
                 wait_for(lambda: simulator.relay_open, 3.0)
+            if shown is not None and screens is not None:
+                shown.traveller_served(result)
+                if result.outcome == "manual_check":
+                    from testbed.demo_screens import wait_for_agent
+
+                    emit(f"    waiting up to {screens.agent_wait_s:.0f} s for the agent")
+                    wait_for_agent(gate, screens.agent_wait_s)
+                time.sleep(screens.hold_s if result.outcome != "no_face" else 0.0)
             gate.ready()
         audit.stop()
         image_files = audit.image_files()
         relay_pulses = len(simulator.relay_pulses)
     finally:
         audit.stop()
+        if shown is not None:
+            shown.close()
         link.close()
         simulator.stop()
         client.close()
@@ -279,6 +330,8 @@ def main(
     recognizer: str = DEFAULT_RECOGNIZER,
     photos_per_traveller: int = 3,
     interpreter: str = "cpython",
+    *,
+    screens: ScreensOptions | None = None,
 ) -> int:
     try:
         summary = run_demo(
@@ -286,6 +339,7 @@ def main(
             recognizer=recognizer,
             photos_per_traveller=photos_per_traveller,
             interpreter=interpreter,
+            screens=screens,
         )
     except SimulatorError as exc:
         print(f"gatectl demo: {exc}", file=sys.stderr)
@@ -301,4 +355,4 @@ if __name__ == "__main__":
     sys.exit(main(None, "--json" in sys.argv))
 
 
-__all__ = ["CANVAS", "FLIGHT", "Traveller", "main", "run_demo"]
+__all__ = ["CANVAS", "FLIGHT", "ScreensOptions", "Traveller", "main", "run_demo"]

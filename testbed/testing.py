@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from appliance.errors import VerifyCancelled
-from appliance.gate.agents import Agent, AgentCommand, AgentRegistry, hash_pin, sign_action
+from appliance.gate.agents import AgentCommand, AgentEntry, AgentRegistry, hash_pin, sign_action
 from appliance.gate.flight import Flight
 from appliance.matching.answers import Decision, Verdict
 from firmware_bridge.host import CommandRejected, LinkError
@@ -175,8 +175,8 @@ class TestAgent:
         self.pin_hash = hash_pin(pin) if pin else ""
 
     @property
-    def entry(self) -> Agent:
-        return Agent(self.agent_id, self.key.public_key(), None, self.pin_hash)
+    def entry(self) -> AgentEntry:
+        return AgentEntry(self.agent_id, self.key.public_key(), self.pin_hash)
 
     def action(self, command: str, *, issued_s: int | None = None, prefix: str = "AGT:") -> str:
         """The barcode of a signed ``command`` (RELEASE, CANCEL, OPTOUT), made now."""

@@ -45,7 +45,7 @@ def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     """
     root = tmp_path_factory.mktemp("gate-data")
     real = _REAL_DATA_DIR
-    for prepared in ("models", "micropython"):
+    for prepared in ("models", "micropython", "tools"):
         if (real / prepared).is_dir():
             (root / prepared).symlink_to(real / prepared, target_is_directory=True)
     demo = root / "demo"
@@ -187,3 +187,7 @@ def enrollment_kit(
     ca_file.write_bytes(matcher.pki.ca_cert.read_bytes())
     yield EnrollmentKit(tokens, f"localhost:{port}", matcher.target, ca_file)
     server.stop(grace=None)
+
+
+# Debian's Chromium through Playwright, for the browser tests (tests/browser.py).
+from tests.browser import browser, page  # noqa: E402, F401

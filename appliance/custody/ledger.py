@@ -156,6 +156,7 @@ class PurgeLedger:
         self.max_segment_bytes = max_segment_bytes
         self._lock = threading.Lock()
         self.recovered: str | None = None
+        self.failure: str | None = None  # why the newest append failed, if it did
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self._open_tail()
@@ -211,9 +212,19 @@ class PurgeLedger:
             }
         )
 
+    @property
+    def durable(self) -> bool:
+        """False while the newest append failed (disk full, I/O error) until one succeeds."""
+        return self.failure is None
+
     def append(self, record: PurgeRecord) -> None:
         with self._lock, deferred_shutdown():
-            self._append_entry({"prev": self._last, **record.to_dict()})
+            try:
+                self._append_entry({"prev": self._last, **record.to_dict()})
+            except OSError as exc:
+                self.failure = f"{type(exc).__name__}: {exc.strerror or exc}"
+                raise
+            self.failure = None
 
     def _append_entry(self, entry: dict) -> None:
         line = _canonical(_signed(entry, self._key, _RECORD_DOMAIN)) + b"\n"

@@ -3,7 +3,8 @@
 Each line says when the traveller started and ended, the mode, the outcome and its
 reason, the gate events on the way, the flight and check-in sequence from the boarding
 pass (if one was scanned; never the name or booking reference), the traveller token the
-matching service put in a MATCH verdict (a pseudonym, no biometrics) and durations.
+matching service put in a MATCH verdict (a pseudonym, no biometrics), the id and reason
+code of the agent who released or cancelled, and durations.
 
 Every record is checked before it is written: only known fields, only short printable
 text, numbers, booleans or null. Bytes, arrays or long strings (anything that could be
@@ -32,6 +33,8 @@ FIELDS = frozenset(
         "event",
         "resolution",
         "released_by_agent",
+        "agent_id",
+        "agent_reason",
         "flight",
         "flight_key",
         "sequence",

@@ -13,7 +13,11 @@ Two modes:
   (``NO_MATCH``: someone else's pass).
 
 An unreadable scan changes nothing at the gate (the agent rescans); it is counted on the
-traveller's record. Agent badges release, cancel or record an opt-out.
+traveller's record. Agent badges release, cancel or record an opt-out; an agent who
+logged in at the agent station releases or cancels with a reason code
+(:meth:`GateWorkflow.agent_command`). Either way the agent's id goes in the record.
+:meth:`GateWorkflow.card` says who is at the gate (name and seat from the pass, for the
+agent's screen; never logged).
 
 Each traveller gets one boarding-log line (``appliance.gate.boarding_log``) when the gate is
 back to ready (door passage, no passage, agent cancel...) or goes out of service.
@@ -29,13 +33,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from appliance.gate.agents import AgentAction, AgentCommand
+from appliance.gate.agents import AgentAction, AgentCommand, CancelReason, ReleaseReason
 from appliance.gate.boarded import BoardedTravellers
 from appliance.gate.boarding_log import BoardingLog
 from appliance.gate.flight import Flight
 from appliance.gate.machine import Event, GateController, State, Transition
 from appliance.gate.outcome import Outcome, TravellerOutcome
-from appliance.gate.passes import PassCheck, check_against_flight
+from appliance.gate.passes import PassCheck, PassOutcome, check_against_flight
 from appliance.gate.scanner import ScanParser, ScanRefused
 from gate_contract.bcbp import BoardingPass
 
@@ -72,6 +76,7 @@ class _Traveller:
     started: float  # perf_counter
     started_at: float  # time.time
     raw_pass: str | None = None  # only for the capture header; never logged
+    passenger: str = ""  # the name on the pass, for the agent's screen; never logged
     check: PassCheck | None = None
     scans: int = 0
     bad_scans: int = 0
@@ -81,7 +86,23 @@ class _Traveller:
     released_at: float | None = None
     granted_at: float | None = None
     ended_by: Transition | None = None
+    agent_id: str | None = None  # the agent who released or cancelled
+    agent_reason: str | None = None  # their reason code (agent station)
     fields: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TravellerCard:
+    """The traveller at the gate as the agent's screen shows them (no biometrics)."""
+
+    number: int
+    passenger: str  # name from the pass; "" if none was scanned
+    seat: str
+    flight: str
+    pass_check: PassOutcome | None
+    scans: int
+    bad_scans: int
+    outcome: Outcome | None  # decided so far (None: still in progress)
 
 
 class GateWorkflow:
@@ -120,6 +141,26 @@ class GateWorkflow:
     @property
     def current(self) -> _Traveller | None:
         return self._current
+
+    def card(self) -> TravellerCard | None:
+        """Who is at the gate now, for the agent's screen (None: nobody)."""
+        with self._lock:
+            traveller = self._current
+            if traveller is None:
+                return None
+            check = traveller.check
+            leg = check.leg if check is not None else None
+            outcome = traveller.outcome.outcome if traveller.outcome else None
+            return TravellerCard(
+                number=traveller.number,
+                passenger=traveller.passenger,
+                seat=leg.seat if leg is not None else "",
+                flight=f"{leg.carrier}{leg.flight_number}" if leg is not None else "",
+                pass_check=check.outcome if check is not None else None,
+                scans=traveller.scans,
+                bad_scans=traveller.bad_scans,
+                outcome=outcome or traveller.fields.get("outcome"),
+            )
 
     def _open(self) -> _Traveller:
         with self._lock:
@@ -203,6 +244,7 @@ class GateWorkflow:
             traveller = self._open()
             traveller.scans += 1
             traveller.check = check
+            traveller.passenger = bp.name
             if phase is State.READY and check.ok:
                 traveller.raw_pass = raw
             event = Event.PASS_SCANNED if check.ok else Event.PASS_REFUSED
@@ -212,8 +254,32 @@ class GateWorkflow:
                 traveller.fields.update(outcome=Outcome.REFERRED, reason=reason[:200])
         return check
 
+    def agent_command(
+        self, agent_id: str, command: AgentCommand, reason: ReleaseReason | CancelReason
+    ) -> bool:
+        """An authenticated agent's release or cancel with its reason code; True if the
+        gate took it. The agent's id and reason go in the traveller's boarding-log line."""
+        if command is AgentCommand.RELEASE and not isinstance(reason, ReleaseReason):
+            raise ValueError(f"{reason!r} is not a reason to release")
+        if command is AgentCommand.CANCEL and not isinstance(reason, CancelReason):
+            raise ValueError(f"{reason!r} is not a reason to cancel")
+        if command not in (AgentCommand.RELEASE, AgentCommand.CANCEL):
+            raise ValueError(f"{command} is not an agent station command")
+        with self._lock:
+            if self._current is not None:
+                self._current.agent_id = agent_id
+                self._current.agent_reason = reason.value
+        who = f"agent {agent_id}"
+        if command is AgentCommand.RELEASE:
+            return self.gate.agent_release(f"{who} released the gate ({reason.value})")
+        return self.gate.agent_cancel(f"{who} cancelled ({reason.value})")
+
     def _agent(self, action: AgentAction) -> None:
         who = f"agent {action.agent_id}"
+        if action.command in (AgentCommand.RELEASE, AgentCommand.CANCEL):
+            with self._lock:
+                if self._current is not None:
+                    self._current.agent_id = action.agent_id
         if action.command is AgentCommand.RELEASE:
             self.gate.agent_release(f"{who} released the gate")
         elif action.command is AgentCommand.CANCEL:
@@ -308,6 +374,8 @@ class GateWorkflow:
             "event": out.event if out and out.event else None,
             "resolution": step.event.value if step else self.gate.phase.value,
             "released_by_agent": traveller.released_at is not None,
+            "agent_id": traveller.agent_id,
+            "agent_reason": traveller.agent_reason,
             "flight": None,
             "sequence": None,
             "pass_check": check.outcome.value if check else None,
@@ -338,4 +406,4 @@ class GateWorkflow:
         self._idle.notify_all()
 
 
-__all__ = ["GateWorkflow", "Mode", "TravellerRun"]
+__all__ = ["GateWorkflow", "Mode", "TravellerCard", "TravellerRun"]

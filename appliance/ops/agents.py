@@ -3,13 +3,15 @@
 * ``keygen --agent-id A1 --out DIR``: a new Ed25519 key pair for an agent's handheld
   (``A1.key``, 0600, stays on the handheld; ``A1.pub`` goes to each unit);
 * ``add --agent-id A1 --public-key A1.pub [--pin] [--valid-until DATE]``: register (or
-  update) an agent; ``--pin`` asks for the agent station's PIN twice, never echoed;
+  update) an agent's key; ``--pin`` also asks for the agent station's PIN;
+* ``set-pin --agent-id A1 [--pin-stdin]``: add an agent or change their station PIN
+  (asked twice, never echoed; ``--pin-stdin`` reads one line, for provisioning scripts);
 * ``list`` and ``remove --agent-id A1``;
 * ``sign --key A1.key --agent-id A1 --command RELEASE --scope LAX``: print one signed
   action, as the handheld app would show it (field checks and training).
 
 The registry is ``[agents] file`` of the configuration (default: ``agents.json`` beside
-the purge ledger); the running service reads it at start.
+the purge ledger), or ``--registry FILE``; the running service reads it at start.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import datetime as dt
 import getpass
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -26,9 +29,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from appliance.errors import ConfigError
 from appliance.gate.agents import (
     AGENT_ID_RE,
-    Agent,
     AgentCommand,
+    AgentEntry,
     AgentRegistry,
+    check_new_pin,
     hash_pin,
     sign_action,
 )
@@ -79,13 +83,21 @@ def _load_public(path: Path) -> Ed25519PublicKey:
     return key
 
 
-def _ask_pin() -> str:
-    if not sys.stdin.isatty():
-        raise AgentsCommandError("--pin needs a terminal to ask for the PIN")
-    first = getpass.getpass("Agent PIN (6 digits or more): ")
-    if getpass.getpass("Again: ") != first:
-        raise AgentsCommandError("the two PINs differ; nothing was changed")
-    return first
+def _ask_pin(from_stdin: bool = False) -> str:
+    """A new PIN, checked: asked twice on a terminal, or one line of standard input."""
+    if from_stdin:
+        pin = sys.stdin.readline().strip()
+    else:
+        if not sys.stdin.isatty():
+            raise AgentsCommandError("no terminal to ask for the PIN: use --pin-stdin")
+        pin = getpass.getpass("Agent PIN (6 to 12 digits): ")
+        if getpass.getpass("Again: ") != pin:
+            raise AgentsCommandError("the two PINs differ; nothing was changed")
+    try:
+        check_new_pin(pin)
+    except ValueError as exc:
+        raise AgentsCommandError(f"{exc}; nothing was changed") from exc
+    return pin
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -95,21 +107,29 @@ def _add(args: argparse.Namespace) -> int:
     old = registry.agents.get(args.agent_id)
     pin_hash = old.pin_hash if old is not None else ""
     if args.pin:
-        try:
-            pin_hash = hash_pin(_ask_pin())
-        except ValueError as exc:
-            raise AgentsCommandError(str(exc)) from exc
-    registry.agents[args.agent_id] = Agent(args.agent_id, key, args.valid_until, pin_hash)
+        pin_hash = hash_pin(_ask_pin())
+    registry.agents[args.agent_id] = AgentEntry(args.agent_id, key, pin_hash, args.valid_until)
     registry.save(path)
     verb = "updated" if old is not None else "registered"
     print(f"agent {args.agent_id} {verb} in {path}; restart the gate service to apply")
     return 0
 
 
+def _set_pin(args: argparse.Namespace) -> int:
+    path = _registry_path(args)
+    registry = _load(path)
+    pin_hash = hash_pin(_ask_pin(args.pin_stdin))
+    old = registry.agents.get(args.agent_id) or AgentEntry(args.agent_id)
+    registry.agents[args.agent_id] = replace(old, pin_hash=pin_hash)
+    registry.save(path)
+    print(f"PIN of {args.agent_id} set in {path}; restart the gate service to apply")
+    return 0
+
+
 def _load(path: Path) -> AgentRegistry:
     try:
         return AgentRegistry.load(path)
-    except ValueError as exc:
+    except ConfigError as exc:
         raise AgentsCommandError(str(exc)) from exc
 
 
@@ -121,8 +141,9 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     for agent in sorted(registry.agents.values(), key=lambda a: a.agent_id):
         until = agent.valid_until.isoformat() if agent.valid_until else "no end date"
+        key = "signing key" if agent.public_key else "no key (no signed actions)"
         pin = "PIN set" if agent.pin_hash else "no PIN (no station login)"
-        print(f"{agent.agent_id:<32} valid until {until:<12} {pin}")
+        print(f"{agent.agent_id:<32} {key:<27} {pin:<26} valid until {until}")
     return 0
 
 
@@ -130,7 +151,8 @@ def _remove(args: argparse.Namespace) -> int:
     path = _registry_path(args)
     registry = _load(path)
     if registry.agents.pop(args.agent_id, None) is None:
-        raise AgentsCommandError(f"agent {args.agent_id} is not registered in {path}")
+        print(f"gatectl agents: {args.agent_id} is not registered in {path}", file=sys.stderr)
+        return 1
     registry.save(path)
     print(f"agent {args.agent_id} removed from {path}; restart the gate service to apply")
     return 0
@@ -158,14 +180,17 @@ def add_agents_commands(commands: argparse._SubParsersAction, default_config: Pa
             default=default_config,
             help=f"configuration naming the registry (default: {default_config})",
         )
-        parser.add_argument("--registry", type=Path, help="the registry file itself")
+        parser.add_argument("--registry", "--file", type=Path, help="the registry file itself")
+
+    def agent_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--agent-id", "--agent", dest="agent_id", type=_agent_id, required=True)
 
     keygen = verbs.add_parser("keygen", help="a new key pair for an agent's handheld")
-    keygen.add_argument("--agent-id", type=_agent_id, required=True)
+    agent_option(keygen)
     keygen.add_argument("--out", type=Path, required=True, help="folder for <id>.key/.pub")
     keygen.set_defaults(handler=_keygen)
     add = verbs.add_parser("add", help="register or update an agent")
-    add.add_argument("--agent-id", type=_agent_id, required=True)
+    agent_option(add)
     add.add_argument("--public-key", type=Path, required=True, help="the agent's <id>.pub")
     add.add_argument("--pin", action="store_true", help="ask for the station PIN (twice)")
     add.add_argument(
@@ -173,16 +198,23 @@ def add_agents_commands(commands: argparse._SubParsersAction, default_config: Pa
     )
     registry_options(add)
     add.set_defaults(handler=_add)
+    set_pin = verbs.add_parser("set-pin", help="add an agent or change their station PIN")
+    agent_option(set_pin)
+    set_pin.add_argument(
+        "--pin-stdin", action="store_true", help="read the PIN from one line of standard input"
+    )
+    registry_options(set_pin)
+    set_pin.set_defaults(handler=_set_pin)
     listing = verbs.add_parser("list", help="registered agents (no keys, no PINs)")
     registry_options(listing)
     listing.set_defaults(handler=_list)
     remove = verbs.add_parser("remove", help="unregister an agent")
-    remove.add_argument("--agent-id", type=_agent_id, required=True)
+    agent_option(remove)
     registry_options(remove)
     remove.set_defaults(handler=_remove)
     sign = verbs.add_parser("sign", help="print one signed action (as the handheld would)")
     sign.add_argument("--key", type=Path, required=True, help="the agent's <id>.key")
-    sign.add_argument("--agent-id", type=_agent_id, required=True)
+    agent_option(sign)
     sign.add_argument("--command", choices=[c.value for c in AgentCommand], required=True)
     sign.add_argument("--scope", required=True, help="the gate's airport (e.g. LAX) or device id")
     sign.set_defaults(handler=_sign)

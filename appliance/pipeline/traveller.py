@@ -13,6 +13,10 @@ verify run, the gate may cancel them at any moment (opt-out button, agent, link 
 the capture stops before the next frame, a verify in flight is cancelled, everything is
 purged and nothing more is sent, not even the purge receipt. A verdict that does not come
 within ``verdict_timeout_s`` refers the traveller; the gate never opens on a timeout.
+
+Listeners added with :meth:`TravellerPipeline.on_capture_progress` hear about every frame
+the capture looks at (face position and quality feedback, never pixels); one that fails
+is logged and never disturbs the capture.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from appliance.matching.client import MatchingClient
 from appliance.shutdown import ShutdownRequested, deferred_shutdown
 from appliance.vision.camera import FrameSource
 from appliance.vision.detectors import Detector
+from appliance.vision.progress import CaptureProgress, ProgressObserver
 from appliance.vision.quality import QualityThresholds
 from appliance.vision.selection import NoSelection, NoSelectionReason, select_frame
 from gate_contract.clock import now_ms
@@ -80,6 +85,18 @@ class TravellerPipeline:
         self.verdict_timeout_s = verdict_timeout_s
         self.boarded = boarded or BoardedTravellers("")
         self._cancelled = gate.cancelled
+        self._progress_listeners: list[ProgressObserver] = []
+
+    def on_capture_progress(self, callback: ProgressObserver) -> None:
+        """Call ``callback`` for every frame a capture looks at (on the capture's thread)."""
+        self._progress_listeners.append(callback)
+
+    def _progress(self, progress: CaptureProgress) -> None:
+        for callback in list(self._progress_listeners):
+            try:
+                callback(progress)
+            except Exception:
+                log.exception("capture progress listener failed")
 
     def _refer(self, event: Event, reason: str) -> None:
         self.gate.refer(reason, event)
@@ -131,6 +148,7 @@ class TravellerPipeline:
             max_frames=self.window,
             limits=self.limits,
             opted_out=self._cancelled,
+            on_progress=self._progress if self._progress_listeners else None,
         )
         if isinstance(selection, NoSelection):
             return self._no_selection(tx, selection)

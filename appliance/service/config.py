@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import ipaddress
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from appliance.gate.agents import ACTION_TTL_S
 from appliance.gate.flight import Flight
 from appliance.gate.scanner import DEFAULT_AGENT_PREFIX
 from appliance.gate.workflow import Mode
+from appliance.screens.settings import ScreenSettings, is_loopback
 from appliance.vision.camera import CameraSpec
 from appliance.vision.models import MODELS, Runtime
 from appliance.vision.quality import QualityThresholds
@@ -42,6 +45,8 @@ SCANNER_TERMINATORS = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n"}
 SCANNER_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 DEFAULT_STALL_S = 10.0  # watchdog fed only while a frame came this recently
 MAX_AGENT_PREFIX_CHARS = 16
+_HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+_ORIGIN = re.compile(r"^(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class GateConfig:
     scanner: ScannerConfig | None = None
     agents: AgentsConfig | None = None  # None: the registry beside the purge ledger
     boarding_log_file: Path | None = None  # None: beside the purge ledger
+    screens: ScreenSettings | None = None  # None: no web pages, no /metrics
     source_path: Path | None = None
 
     @property
@@ -190,6 +196,14 @@ class _Section:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ConfigError(f"{self.key(key)} must be a list of non-empty strings")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.key(key)} must be true or false, not {_type(value)}")
         return value
 
     def integer(self, key: str, default: int, bounds: tuple[int, int]) -> int:
@@ -308,6 +322,7 @@ SECTIONS = (
     "agents",
     "boarding_log",
     "service",
+    "screens",
 )
 
 
@@ -361,6 +376,65 @@ def _scanner(document: dict[str, Any], serial_port: str) -> ScannerConfig | None
         )
     scanner.finish()
     return ScannerConfig(port, baudrate, terminator.upper(), prefix)
+
+
+def _origins(section: _Section, key: str) -> tuple[str, ...]:
+    """``scheme://host[:port]`` each; plain http only for loopback hosts."""
+    values = section.strings(key) or []
+    for value in values:
+        match = _ORIGIN.fullmatch(value)
+        if match is None:
+            raise ConfigError(
+                f"{section.key(key)}: {value!r} must be scheme://host[:port] (no path)"
+            )
+        host = match.group(2).strip("[]")
+        if match.group(1) == "http" and not is_loopback(host):
+            raise ConfigError(f"{section.key(key)}: {value!r} must use https beyond loopback")
+    return tuple(values)
+
+
+def _screens(document: dict[str, Any], base: Path) -> ScreenSettings | None:
+    """The optional ``[screens]`` section: the traveller display, agent station, metrics."""
+    if "screens" not in document:
+        return None
+    screens = _section(document, "screens")
+    bind = screens.string("bind", "127.0.0.1")
+    if not is_loopback(bind):
+        try:
+            ipaddress.ip_address(bind)
+        except ValueError as exc:
+            raise ConfigError(
+                f"screens.bind = {bind!r} must be an IP address (e.g. 127.0.0.1, 0.0.0.0)"
+            ) from exc
+    port = screens.integer("port", 8080, (0, 65535))
+    certificate = screens.path("certificate", base) if "certificate" in screens.table else None
+    key = screens.path("key", base) if "key" in screens.table else None
+    if (certificate is None) != (key is None):
+        raise ConfigError("screens.certificate and screens.key go together: set both or neither")
+    if certificate is None and not is_loopback(bind):
+        raise ConfigError(
+            f"screens.bind = {bind!r} is beyond loopback: the screens are then served over"
+            " HTTPS only; set screens.certificate and screens.key (the unit's certificate)"
+        )
+    names = screens.strings("server_names") or []
+    for name in names:
+        if not _HOST_NAME.fullmatch(name):
+            raise ConfigError(f"screens.server_names: {name!r} is not a host name")
+    settings = ScreenSettings(
+        bind=bind,
+        port=port,
+        certificate=certificate,
+        key=key,
+        server_names=tuple(names),
+        peers=_origins(screens, "peers"),
+        overview_origins=_origins(screens, "overview_origins"),
+        metrics=screens.boolean("metrics", True),
+        retention_us_hours=screens.integer("retention_us_hours", 12, (1, 24 * 30)),
+        retention_other_days=screens.integer("retention_other_days", 14, (1, 365)),
+        max_streams=screens.integer("max_streams", 32, (1, 256)),
+    )
+    screens.finish()
+    return settings
 
 
 def check_service_config(config: GateConfig) -> None:
@@ -496,6 +570,8 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     )
     service.finish()
 
+    screens_settings = _screens(document, base)
+
     return GateConfig(
         device_id=device_id,
         camera=camera_spec,
@@ -510,6 +586,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         scanner=scanner_config,
         agents=agents_config,
         boarding_log_file=boarding_log_path,
+        screens=screens_settings,
     )
 
 

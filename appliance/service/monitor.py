@@ -64,6 +64,7 @@ class ServiceMonitor:
         self.errors = ErrorTail()
         self.service = ServiceState.STARTING
         self.parts: ServiceParts | None = None
+        self.screens_url: str | None = None  # where the screens are served, if they are
         self.healthy = True
         self.writer = StatusWriter(config.status_path, self.collect)
         self._last_state = ""
@@ -127,6 +128,7 @@ class ServiceMonitor:
                 "stall_s": self.config.stall_s,
             },
             "last_errors": self.errors.items(),
+            "screens": self.screens_url,
         }
 
     def on_tick(self, healthy: bool) -> None:

@@ -2,8 +2,8 @@
 
 Each failure raises the ``appliance.errors`` start-up error of its kind (which carries the
 exit code). What was built before it is in ``closers``, in shutdown order: the scanner
-first (no agent action once shutdown has begun), then the gate (left referring with the
-relay closed), then the link, the matcher client and the camera.
+and the screens first (no agent action once shutdown has begun), then the gate (left
+referring with the relay closed), then the link, the matcher client and the camera.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from appliance.custody.audit import default_key_path
 from appliance.custody.ledger import PurgeLedger
 from appliance.errors import (
     CameraError,
-    ConfigError,
     GateMcuError,
     MatcherSetupError,
     MatchingUnavailable,
@@ -31,6 +30,7 @@ from appliance.errors import (
 from appliance.gate.agents import ACTION_TTL_S, AgentRegistry
 from appliance.gate.boarding_log import BoardingLog
 from appliance.gate.machine import GateController
+from appliance.gate.outcome import TravellerOutcome
 from appliance.gate.scanner import DEFAULT_AGENT_PREFIX, ScanParser
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.client import MatchingClient
@@ -49,6 +49,17 @@ class Closeable(Protocol):
     def close(self) -> None: ...
 
 
+class Screens(Protocol):
+    """The served pages as the serve loop sees them (``screen_feed.RunningScreens``)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def traveller_served(self, result: TravellerOutcome) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class ServiceParts:
     link: GateLink
@@ -58,7 +69,9 @@ class ServiceParts:
     source: FrameSource
     pipeline: TravellerPipeline
     workflow: GateWorkflow
+    agents: AgentRegistry  # signed actions at the scanner, PINs at the agent station
     scanner: ScannerFeed | None = None
+    screens: Screens | None = None
 
 
 def build_parts(
@@ -139,17 +152,17 @@ def build_parts(
             agents=agents,
         ),
     )
-    return ServiceParts(link, gate, client, detector, source, pipeline, workflow)
+    return ServiceParts(link, gate, client, detector, source, pipeline, workflow, agents)
 
 
 def load_agents(config: GateConfig) -> AgentRegistry:
-    """The unit's agent registry; its actions must name this airport or this device."""
+    """The unit's agent registry; its actions must name this airport or this device.
+
+    A damaged registry, or one others can read, stops the start (:class:`ConfigError`).
+    """
     ttl = config.agents.action_ttl_s if config.agents else ACTION_TTL_S
     scopes = frozenset({config.flight.departure_airport, config.device_id})
-    try:
-        registry = AgentRegistry.load(config.agents_path, scopes=scopes, ttl_s=ttl)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    registry = AgentRegistry.load(config.agents_path, scopes=scopes, ttl_s=ttl)
     if not registry.agents:
         log.warning(
             "no agents are registered (%s): no agent action can release or cancel at this"
@@ -186,4 +199,12 @@ def shut_down(closers: list[Closeable | GateController]) -> None:
             log.warning("shutdown: %s: %s", type(part).__name__, exc)
 
 
-__all__ = ["Closeable", "ServiceParts", "build_parts", "load_agents", "shut_down", "start_scanner"]
+__all__ = [
+    "Closeable",
+    "Screens",
+    "ServiceParts",
+    "build_parts",
+    "load_agents",
+    "shut_down",
+    "start_scanner",
+]

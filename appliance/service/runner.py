@@ -31,6 +31,10 @@ beats, as before: unless the link returns within ``stall_s``, systemd restarts t
 service, which greets the MCU again. The same thread publishes ``STATUS=`` lines
 with the gate state and rewrites the status file ``gatectl status`` reads
 (``appliance.service.monitor``; counters, links, last errors, never images).
+With a ``[screens]`` section the traveller display, the agent station and ``/metrics``
+are served from a thread of this process (``appliance.service.screen_feed``); agents
+sign in there with the credentials of ``[agents]``, and their releases and cancels go
+through the same workflow as badges at the scanner.
 
 A start-up failure (configuration, model, serial port, matcher, camera, scanner) logs
 one line and returns its exit code (``appliance.errors.StartupError.exit_code``) so
@@ -62,6 +66,7 @@ from appliance.service.heartbeat import BeatingSource, PipelineHeartbeat, Watchd
 from appliance.service.journal import GateFieldsFilter
 from appliance.service.monitor import ErrorLog, ServiceMonitor, ServiceState
 from appliance.service.parts import Closeable, ServiceParts, build_parts, shut_down, start_scanner
+from appliance.service.screen_feed import start_screens
 from appliance.shutdown import ShutdownRequested, install_shutdown_handler
 from appliance.vision.camera import CameraSpec, FrameSource
 from appliance.vision.frame_pump import open_source
@@ -165,6 +170,10 @@ def _start(
     monitor.parts = parts
     parts.gate.on_transition(monitor.mark_dirty)
     parts.gate.on_transition(partial(_wake_on_change, wake))
+    if config.screens is not None:
+        parts.screens = start_screens(config, parts, monitor)
+        closers.insert(0, parts.screens)  # no agent action once shutdown has begun
+        monitor.screens_url = parts.screens.url
     if config.scanner is not None:
         on_line = _scan_handler(parts.workflow, monitor, wake)
         parts.scanner = start_scanner(config.scanner, closers, on_line)
@@ -284,6 +293,8 @@ def _serve(
         if result.outcome is Outcome.NO_FACE:
             continue
         monitor.count(result.outcome)
+        if parts.screens is not None:
+            parts.screens.traveller_served(result)
         log.info(
             "traveller: %s (%s)",
             result.outcome,

@@ -5,6 +5,8 @@ does before the window ends, the best frame seen (highest unified score) is sent
 it passes the hard minimums; otherwise nothing is sent ("no usable face"). Frames that
 were looked at and not kept are zeroized at once (the kept best is zeroized as soon as a
 better one replaces it), and the wait stops the moment the traveller opts out.
+``on_progress`` hears about every frame looked at, as coordinates and a quality key only
+(``appliance.vision.progress``), e.g. for the traveller's positioning cue.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from appliance.vision.camera import FrameSource
 from appliance.vision.detectors.base import Detector, Face
+from appliance.vision.progress import CaptureProgress, ProgressObserver
 from appliance.vision.quality import QualityReport, QualityThresholds, assess
 
 
@@ -51,6 +54,7 @@ def select_frame(
     max_frames: int,
     limits: QualityThresholds | None = None,
     opted_out: Callable[[], bool] = lambda: False,
+    on_progress: ProgressObserver | None = None,
 ) -> Selection | NoSelection:
     """Read up to ``max_frames`` frames and return the frame to send, or why there is none."""
     seen = 0
@@ -75,8 +79,11 @@ def select_frame(
                 break
             read_at = time.perf_counter()
             seen += 1
-            report = assess(frame, detector.detect(frame), limits, previous)
+            faces = detector.detect(frame)
+            report = assess(frame, faces, limits, previous)
             previous = report.face
+            if on_progress is not None:
+                on_progress(CaptureProgress.from_report(frame.shape, len(faces), report))
             if report.face is not None and first_face_at is None:
                 first_face_at = read_at
             if report.passed and not opted_out():

@@ -21,7 +21,16 @@ from tests.support import REPO
 
 PACKAGES = ("appliance", "gate_contract", "matching_service", "firmware_bridge", "testbed")
 # The appliance's rooms, lowest first: a room imports only rooms below it (and the kernel).
-APPLIANCE_LAYERS = ("vision", "custody", "gate", "matching", "pipeline", "service", "ops")
+APPLIANCE_LAYERS = (
+    "vision",
+    "custody",
+    "gate",
+    "matching",
+    "pipeline",
+    "screens",
+    "service",
+    "ops",
+)
 KERNEL = ("appliance.errors", "appliance.log_context", "appliance.paths", "appliance.shutdown")
 
 

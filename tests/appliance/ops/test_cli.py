@@ -83,3 +83,28 @@ def test_simulate_prints_a_summary_that_adds_up():
         summary["granted"] + summary["referred"] + summary["manual_check"] + summary["other"] == 6
     )
     assert 0 <= summary["capture_rate"] <= 1
+
+
+def test_agents_set_pin_list_remove(tmp_path):
+    from appliance.gate.agents import Agent, PinAuthenticator
+
+    pins = tmp_path / "agents.json"
+
+    def agents(*args: str, pin: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "appliance", "agents", *args, "--file", str(pins)],
+            input=pin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert agents("set-pin", "--agent", "A123", "--pin-stdin", pin="482913\n").returncode == 0
+    weak = agents("set-pin", "--agent", "B7", "--pin-stdin", pin="1111\n")
+    assert weak.returncode == 2 and "6 to 12 digits" in weak.stderr
+    assert [line.split()[0] for line in agents("list").stdout.splitlines()] == ["A123"]
+    assert PinAuthenticator.from_file(pins).verify("A123", "482913") == Agent("A123", "pin")
+    assert "482913" not in pins.read_text()
+    assert agents("remove", "--agent", "A123").returncode == 0
+    assert agents("remove", "--agent", "A123").returncode == 1

@@ -463,3 +463,53 @@ def test_who_boarded_survives_a_restart_through_the_boarding_log(
     )
     again = restarted.board(KeptSource(demo_photos / "obama2.jpg"))
     assert again.reason == "already boarded, see agent" and len(link.pulses) == 1
+
+
+def test_agent_station_release_and_cancel_carry_agent_and_reason(workflow, gate, link):
+    from appliance.gate.agents import AgentCommand, CancelReason, ReleaseReason
+
+    wf = workflow(FakeMatcher(), Mode.PASS_THEN_FACE)
+    assert not wf.scan(bcbp(OBAMA, 11, flight=Flight("BA", "0999", "2026-11-25", "LAX"))).ok
+    card = wf.card()
+    assert card is not None and card.passenger == "OBAMA/BARACK" and card.seat == "12A"
+    assert card.pass_check == "wrong_flight" and card.outcome == "referred"
+    with pytest.raises(ValueError):
+        wf.agent_command("A7", AgentCommand.RELEASE, CancelReason.TRAVELLER_LEFT)
+    assert link.pulses == []
+    assert wf.agent_command("A7", AgentCommand.CANCEL, CancelReason.NOT_BOARDING)
+    assert wf.wait_idle(5) and wf.card() is None
+    record = wf.log.records[-1]
+    assert (record["agent_id"], record["agent_reason"]) == ("A7", "not_boarding")
+    assert not record["released_by_agent"] and "OBAMA" not in json.dumps(record)
+
+    gate.opt_out()  # the next traveller opts out: the agent checks documents, releases
+    wf.board(NeverRead())
+    assert wf.agent_command("A8", AgentCommand.RELEASE, ReleaseReason.DOCUMENTS_CHECKED)
+    assert link.pulses == [("pulse", 3000)]
+    link.emit(DoorChanged(True))
+    link.emit(DoorChanged(False))
+    assert wf.wait_idle(5)
+    record = wf.log.records[-1]
+    assert record["released_by_agent"] and record["outcome"] == "manual_check"
+    assert (record["agent_id"], record["agent_reason"]) == ("A8", "documents_checked")
+
+
+def test_capture_progress_reports_coordinates_and_feedback_only(
+    detector, gate, ledger, demo_photos
+):
+    from appliance.vision.progress import CaptureProgress
+
+    seen: list[CaptureProgress] = []
+    boarding = boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger)
+    boarding.on_capture_progress(seen.append)
+    boarding.on_capture_progress(lambda _: 1 / 0)  # a failing listener changes nothing
+    source = ReplaySource([demo_photos / "obama2.jpg"], canvas=CANVAS, repeat=3, face_scale=0.15)
+    result = boarding.process(source)
+    assert seen and all(p.frame_width == 1280 and p.frame_height == 720 for p in seen)
+    first = seen[0]
+    assert first.box is not None and all(0.0 <= v <= 1.0 for v in first.box)
+    assert len(first.keypoints) == 6 and first.faces == 1
+    assert first.failure == "inter_eye_distance"  # small face: "come closer"
+    assert len(seen) == result.frames_seen == 3  # one report per frame looked at
+    fields = {type(v) for p in seen for v in vars(p).values()}
+    assert fields <= {int, float, str, tuple, type(None)}  # no arrays, no bytes
