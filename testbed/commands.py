@@ -60,8 +60,32 @@ def _bench_purge(args: argparse.Namespace) -> int:
     return 0 if result["image_files_written"] == 0 else 1
 
 
+def _scenes_make(args: argparse.Namespace) -> int:
+    from testbed.scene_generator import SceneMakingError, make_scenes
+
+    def report(name: str, frames: int, seconds: float) -> None:
+        if not args.quiet:
+            print(f"{name}: {frames} frames in {seconds:.1f} s", flush=True)
+
+    tags = [t for t in (args.tags or "").split(",") if t] or None
+    try:
+        written = make_scenes(
+            args.dataset,
+            args.out,
+            per_tag=args.per_tag,
+            seed=args.seed,
+            **({"tags": tags} if tags else {}),
+            on_scene=report,
+        )
+    except SceneMakingError as exc:
+        print(f"gatectl scenes make: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(written)} scenes in {args.out}")
+    return 0
+
+
 def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
-    """``gatectl demo``, ``simulate`` and ``bench vision | serial | purge``."""
+    """``gatectl demo``, ``simulate``, ``scenes make`` and ``bench vision | serial | purge``."""
     demo = commands.add_parser("demo", help="run a boarding queue end to end on embedded defaults")
     demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
@@ -75,6 +99,21 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--json", action="store_true", help="one JSON object on the last line")
     simulate.set_defaults(handler=_simulate)
+
+    scenes = commands.add_parser("scenes", help="camera scenes for the capture benchmark")
+    scene_commands = scenes.add_subparsers(dest="scenes", required=True)
+    make = scene_commands.add_parser(
+        "make", help="write gate scenes (videos + scene.json) from a folder of face photos"
+    )
+    make.add_argument("--dataset", type=Path, required=True, help="<identity>/*.jpg photos")
+    make.add_argument(
+        "--out", type=Path, required=True, help="where the scenes go (never inside a repository)"
+    )
+    make.add_argument("--per-tag", type=int, default=5, help="scenes per tag (default 5)")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--tags", help="comma-separated tags (default: every tag)")
+    make.add_argument("--quiet", action="store_true", help="no line per scene")
+    make.set_defaults(handler=_scenes_make)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
     benches = bench.add_subparsers(dest="bench", required=True)
