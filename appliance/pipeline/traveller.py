@@ -7,6 +7,13 @@ purged, a ledger record is written and the gate is left shut. A shutdown signal
 middle of a traveller purges and records the transaction (reason "shutdown" or
 "interrupted: ...") and is then re-raised.
 
+The capture is an :class:`appliance.vision.selection.FrameSelector` that follows the
+traveller over consecutive ``process`` calls while the answer is "nobody yet" (no face,
+or a traveller still approaching) and is reset once the traveller is decided; its
+``add_observer`` gives a traveller display the face box, keypoints and feedback of each
+frame (``appliance.vision.progress``). A frame accepted with exposure correction is sent
+through the same tone curve it was measured with (``Selection.gamma``).
+
 The gate is told each step as an event of its state machine (``appliance.gate.machine``):
 capture started, frame sent, the verdict or why there is none. While the capture and the
 verify run, the gate may cancel them at any moment (opt-out button, agent, link lost):
@@ -38,12 +45,21 @@ from appliance.shutdown import ShutdownRequested, deferred_shutdown
 from appliance.vision.camera import FrameSource
 from appliance.vision.detectors import Detector
 from appliance.vision.quality import QualityThresholds
-from appliance.vision.selection import NoSelection, NoSelectionReason, select_frame
+from appliance.vision.selection import (
+    DEFAULT_WINDOW_FRAMES,
+    FrameSelector,
+    NoSelection,
+    NoSelectionReason,
+    SelectionRules,
+)
 from gate_contract.clock import now_ms
 from gate_contract.errors import VerdictRejected
 
 log = logging.getLogger("gate.boarding")
 
+
+# Windows that end with nobody to decide yet: the same traveller's capture goes on.
+_NOT_YET = (NoSelectionReason.NO_FACE, NoSelectionReason.APPROACHING)
 
 _DECISION_EVENTS = {
     Decision.NO_MATCH: Event.NO_MATCH,
@@ -63,15 +79,16 @@ class TravellerPipeline:
         ledger: PurgeLedger,
         *,
         limits: QualityThresholds | None = None,
-        capture_window_frames: int = 45,
+        capture_window_frames: int = DEFAULT_WINDOW_FRAMES,
+        rules: SelectionRules | None = None,
         verdict_timeout_s: float | None = None,
     ) -> None:
-        self.detector = detector
         self.client = client
         self.gate = gate
         self.ledger = ledger
-        self.limits = limits or QualityThresholds()
-        self.window = capture_window_frames
+        self.selector = FrameSelector(
+            detector, limits or QualityThresholds(), rules, window_frames=capture_window_frames
+        )
         self.verdict_timeout_s = verdict_timeout_s
         self._cancelled = gate.cancelled
 
@@ -93,6 +110,7 @@ class TravellerPipeline:
             watched = _Watched(source, transaction)
             return self._capture_and_match(transaction, watched, boarding_pass)
         except Exception as exc:  # the gate must survive anything one traveller brings
+            self.selector.reset()
             log.error("transaction %s failed: %s", transaction.capture_id, type(exc).__name__)
             record = self._finish_after_fault(
                 transaction, Outcome.REFERRED, f"internal error: {type(exc).__name__}"
@@ -110,6 +128,7 @@ class TravellerPipeline:
                 if isinstance(exc, ShutdownRequested)
                 else f"interrupted: {type(exc).__name__}"
             )
+            self.selector.reset()
             log.warning("transaction %s stopped: %s", transaction.capture_id, reason)
             self._finish_after_fault(transaction, Outcome.REFERRED, reason, report=False)
             raise
@@ -118,22 +137,25 @@ class TravellerPipeline:
         self, tx: CaptureTransaction, source: FrameSource, boarding_pass: str
     ) -> TravellerOutcome:
         started = time.perf_counter()
-        selection = select_frame(
-            source,
-            self.detector,
-            max_frames=self.window,
-            limits=self.limits,
-            opted_out=self._cancelled,
-        )
+        selection = self.selector.select(source, opted_out=self._cancelled)
+        if not (isinstance(selection, NoSelection) and selection.reason in _NOT_YET):
+            self.selector.reset()  # this traveller is decided; the next one starts afresh
         if isinstance(selection, NoSelection):
             return self._no_selection(tx, selection)
         face_in_view = selection.first_face_at or started
         frames = selection.frames_seen
+        # The frame sent may be one read a moment ago (the best of a steady run); the ones
+        # read after it are zeroized already: the frame in hand is now the one sent.
+        tx.watch_frame(selection.frame)
         tx.track(selection.frame)
         tx.captured_at_ms = now_ms()
         try:
             sealed = seal_capture(
-                tx, selection.frame, selection.report.face, self.client.sealing_key
+                tx,
+                selection.frame,
+                selection.report.face,
+                self.client.sealing_key,
+                gamma=selection.gamma,
             )
         except EncodeError as exc:
             self._finish(tx, Outcome.REFERRED, f"encode failed: {exc}")
@@ -260,16 +282,18 @@ class TravellerPipeline:
             return TravellerOutcome(
                 Outcome.REFERRED, "camera delivered no frame", event="error", camera_ended=True
             )
-        if selection.reason is NoSelectionReason.NO_FACE:
-            self.gate.fire(Event.NOBODY, "nobody in view")
-            return TravellerOutcome(
-                Outcome.NO_FACE, "nobody in view", frames_seen=selection.frames_seen
-            )
+        if selection.reason in _NOT_YET:
+            why = "nobody in view"
+            if selection.reason is NoSelectionReason.APPROACHING:
+                why = "traveller still approaching"
+            self.gate.fire(Event.NOBODY, why)
+            return TravellerOutcome(Outcome.NO_FACE, why, frames_seen=selection.frames_seen)
+        advice = selection.last_feedback.text if selection.last_feedback else "look at the camera"
         record = self._finish(tx, Outcome.REFERRED, "no usable face")
-        self._refer(Event.NO_USABLE_FACE, f"no usable face ({selection.last_feedback})")
+        self._refer(Event.NO_USABLE_FACE, f"no usable face ({advice})")
         return TravellerOutcome(
             Outcome.REFERRED,
-            f"no usable face ({selection.last_feedback})",
+            f"no usable face ({advice})",
             tx.capture_id,
             purge=record,
             frames_seen=selection.frames_seen,

@@ -33,10 +33,11 @@ from appliance.gate.scanner import DEFAULT_AGENT_PREFIX, ScanParser
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.client import MatchingClient
 from appliance.pipeline.traveller import TravellerPipeline
-from appliance.service.config import GateConfig, ScannerConfig
+from appliance.service.config import GateConfig, ScannerConfig, VisionConfig
 from appliance.service.scanner_feed import ScannerFeed
 from appliance.vision.camera import CameraSpec, FrameSource
 from appliance.vision.detectors import Detector, create_detector
+from appliance.vision.selection import SelectionRules
 from firmware_bridge.host import CommandRejected, GateLink, LinkError
 from gate_contract.keys import PkiLayout
 
@@ -59,6 +60,26 @@ class ServiceParts:
     scanner: ScannerFeed | None = None
 
 
+def vision_parts(vision: VisionConfig) -> tuple[Detector, SelectionRules]:
+    """The detector and the selection rules ``[vision]`` asks for (``gatectl bench capture``
+    builds them here too, so it measures what the service runs); raises ``ModelError``."""
+    try:
+        detector = create_detector(
+            vision.runtime,
+            vision.model,
+            zone_width=vision.zone_width,
+            min_score=vision.min_score,
+            tracking=vision.tracking,
+            lift_dark=vision.exposure_correction,
+        )
+    except (ModelError, OSError) as exc:
+        raise ModelError(f"face detection model: {exc}") from exc
+    rules = SelectionRules(
+        steady_frames=vision.steady_frames, exposure_correction=vision.exposure_correction
+    )
+    return detector, rules
+
+
 def build_parts(
     config: GateConfig,
     closers: list[Closeable | GateController],
@@ -66,12 +87,7 @@ def build_parts(
 ) -> ServiceParts:
     """Every part but the scanner; ``closers`` collects what to close, in shutdown order."""
     vision = config.vision
-    try:
-        detector = create_detector(
-            vision.runtime, vision.model, zone_width=vision.zone_width, min_score=vision.min_score
-        )
-    except (ModelError, OSError) as exc:
-        raise ModelError(f"face detection model: {exc}") from exc
+    detector, rules = vision_parts(vision)
     try:
         ledger = PurgeLedger(config.ledger_path, default_key_path(config.ledger_path))
     except OSError as exc:
@@ -119,6 +135,7 @@ def build_parts(
         ledger,
         limits=config.quality,
         capture_window_frames=vision.capture_window_frames,
+        rules=rules,
     )
     try:
         boarding_log = BoardingLog(config.boarding_log_path)
@@ -166,4 +183,4 @@ def shut_down(closers: list[Closeable | GateController]) -> None:
             log.warning("shutdown: %s: %s", type(part).__name__, exc)
 
 
-__all__ = ["ServiceParts", "build_parts", "shut_down", "start_scanner"]
+__all__ = ["ServiceParts", "build_parts", "shut_down", "start_scanner", "vision_parts"]

@@ -2,8 +2,9 @@
 
 ``base`` holds what every runtime returns (:class:`Face`) and the capture zone helpers;
 ``onnx_runtime`` runs BlazeFace through onnxruntime (the default), ``mediapipe_tasks``
-through MediaPipe Tasks (an optional dependency). :func:`create_detector` loads only the
-runtime asked for.
+through MediaPipe Tasks (an optional dependency); ``tracking`` follows a face with the
+short-range model on a region once the full-range model has found it.
+:func:`create_detector` loads only the runtime asked for.
 """
 
 from __future__ import annotations
@@ -13,6 +14,28 @@ from pathlib import Path
 from appliance.errors import ModelError
 from appliance.vision.detectors.base import DEFAULT_MIN_SCORE, DEFAULT_ZONE_WIDTH, Detector, Face
 
+# The short-range model on a region around a face the full-range model found: it
+# only has to confirm that face where it is expected (a lower bar than finding one).
+TRACK_MIN_SCORE = 0.5
+# With tracking, the zone model also reports faces down to this score as "possibly
+# someone else": never followed, but a companion or a nearer person stops a capture.
+POSSIBLE_FACE_SCORE = 0.4
+# With tracking and lift_dark, every other search for a traveller looks through this tone
+# curve (a face in shadow before a bright window).
+SHADOW_GAMMA = 0.6
+
+
+def _runtime_detector(runtime: str, variant: str, **options) -> Detector:
+    if runtime == "onnxruntime":
+        from appliance.vision.detectors.onnx_runtime import FaceDetector
+
+        return FaceDetector(variant, **options)
+    if runtime == "mediapipe":
+        from appliance.vision.detectors.mediapipe_tasks import MediapipeFaceDetector
+
+        return MediapipeFaceDetector(variant, **options)
+    raise ModelError(f"unknown detector runtime {runtime!r}; choose onnxruntime or mediapipe")
+
 
 def create_detector(
     runtime: str = "onnxruntime",
@@ -21,21 +44,42 @@ def create_detector(
     zone_width: float | None = DEFAULT_ZONE_WIDTH,
     min_score: float = DEFAULT_MIN_SCORE,
     models_dir: Path | None = None,
+    tracking: bool = False,
+    lift_dark: bool = False,
 ) -> Detector:
-    """The detector the gate runs, by runtime name; raises ``ModelError`` if unusable."""
-    if runtime == "onnxruntime":
-        from appliance.vision.detectors.onnx_runtime import FaceDetector
+    """The detector the gate runs, by runtime name; raises ``ModelError`` if unusable.
 
-        return FaceDetector(
-            variant, models_dir=models_dir, min_score=min_score, zone_width=zone_width
-        )
-    if runtime == "mediapipe":
-        from appliance.vision.detectors.mediapipe_tasks import MediapipeFaceDetector
+    ``tracking``: ``variant`` searches the zone and the short-range model follows the face
+    (``appliance.vision.detectors.tracking``). ``lift_dark``: dark input images get a tone
+    curve before the model sees them (``appliance.vision.tone``).
+    """
+    zone = _runtime_detector(
+        runtime,
+        variant,
+        models_dir=models_dir,
+        min_score=min(min_score, POSSIBLE_FACE_SCORE) if tracking else min_score,
+        zone_width=zone_width,
+        lift_dark=lift_dark,
+    )
+    if not tracking:
+        return zone
+    from appliance.vision.detectors.tracking import TrackingDetector
 
-        return MediapipeFaceDetector(
-            variant, models_dir=models_dir, min_score=min_score, zone_width=zone_width
-        )
-    raise ModelError(f"unknown detector runtime {runtime!r}; choose onnxruntime or mediapipe")
+    follow = _runtime_detector(
+        runtime,
+        "short",
+        models_dir=models_dir,
+        min_score=TRACK_MIN_SCORE,
+        zone_width=None,
+        lift_dark=lift_dark,
+    )
+    return TrackingDetector(
+        zone,
+        follow,
+        zone_width=zone_width,
+        min_score=min_score,
+        shadow_gamma=SHADOW_GAMMA if lift_dark else None,
+    )
 
 
 __all__ = ["DEFAULT_MIN_SCORE", "DEFAULT_ZONE_WIDTH", "Detector", "Face", "create_detector"]

@@ -226,7 +226,8 @@ def test_agent_cancel_mid_capture(detector, gate, link, ledger, demo_photos):
 
 def test_two_faces_in_frame_is_no_usable_face(detector, gate, link, ledger, demo_photos):
     client = FakeMatcher(Decision.MATCH)
-    source = TwoFacesSource(demo_photos / "obama2.jpg", demo_photos / "biden.jpg", frames=8)
+    # Long enough for the pair to count as standing at the gate (settled), not passing by.
+    source = TwoFacesSource(demo_photos / "obama2.jpg", demo_photos / "biden.jpg", frames=20)
     result = boarding_with(detector, client, gate, ledger).process(source)
     assert result.outcome == "referred" and result.reason.startswith("no usable face")
     assert client.passes == [] and not result.frame_sent
