@@ -44,6 +44,55 @@ def _bench_vision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_capture(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from appliance.errors import ModelError
+    from appliance.service.config import VisionConfig
+    from testbed.bench.capture import bench_capture
+
+    defaults = VisionConfig()
+    vision = dataclasses.replace(
+        defaults,
+        runtime=args.runtime,
+        model=args.model,
+        tracking=not args.no_tracking,
+        exposure_correction=not args.no_exposure_correction,
+        steady_frames=args.steady_frames or defaults.steady_frames,
+    )
+    details = None
+    if args.details:
+        try:
+            details = args.details.open("w", encoding="utf-8")
+        except OSError as exc:
+            print(f"gatectl bench capture: cannot write {args.details}: {exc}", file=sys.stderr)
+            return 2
+
+    def on_scene(result) -> None:
+        if details is not None:
+            details.write(json.dumps(result.details()) + "\n")
+        if not args.json:
+            shown = result.error or result.outcome
+            if result.time_to_capture_s is not None:
+                shown += f" at {result.time_to_capture_s:.2f} s"
+            if result.whose_face not in (None, "traveller"):
+                shown += f" (face of: {result.whose_face})"
+            if result.verified is not None:
+                shown += " verified" if result.verified else " NOT verified"
+            print(f"{result.scene:>24}: {shown}", flush=True)
+
+    try:
+        result = bench_capture(args.scenes, gallery=args.gallery, vision=vision, on_scene=on_scene)
+    except (ValueError, ModelError) as exc:
+        print(f"gatectl bench capture: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if details is not None:
+            details.close()
+    print_figures(result, args.json)
+    return 0
+
+
 def _bench_serial(args: argparse.Namespace) -> int:
     from firmware_bridge.tools.bench import bench_serial
 
@@ -85,7 +134,8 @@ def _scenes_make(args: argparse.Namespace) -> int:
 
 
 def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
-    """``gatectl demo``, ``simulate``, ``scenes make`` and ``bench vision | serial | purge``."""
+    """``gatectl demo``, ``simulate``, ``scenes make`` and ``bench vision | capture | serial |
+    purge``."""
     demo = commands.add_parser("demo", help="run a boarding queue end to end on embedded defaults")
     demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
@@ -128,6 +178,29 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     vision.add_argument("--no-peer", action="store_true", help="skip the dlib HOG peer")
     vision.add_argument("--json", action="store_true", help="one JSON object on the last line")
     vision.set_defaults(handler=_bench_vision)
+    capture = benches.add_parser(
+        "capture", help="the capture path on gate scenes (videos + scene.json), as the gate runs it"
+    )
+    capture.add_argument(
+        "--scenes", type=Path, required=True, help="<scene>/video.avi + scene.json"
+    )
+    capture.add_argument(
+        "--gallery", type=Path, help="<identity>/*.jpg: verify each capture 1:1 (reference matcher)"
+    )
+    capture.add_argument("--runtime", choices=("onnxruntime", "mediapipe"), default="onnxruntime")
+    capture.add_argument("--model", choices=("full", "short"), default="full")
+    capture.add_argument("--no-tracking", action="store_true", help="[vision] tracking = false")
+    capture.add_argument(
+        "--no-exposure-correction",
+        action="store_true",
+        help="[vision] exposure_correction = false",
+    )
+    capture.add_argument(
+        "--steady-frames", type=int, metavar="N", help="[vision] steady_frames (default: its own)"
+    )
+    capture.add_argument("--details", type=Path, help="write one JSON line per scene here")
+    capture.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    capture.set_defaults(handler=_bench_capture)
     serial_bench = benches.add_parser("serial", help="command round trips and fuzzing over a pty")
     serial_bench.add_argument("--rounds", type=int, default=200)
     serial_bench.add_argument("--fuzz-frames", type=int, default=5000)
