@@ -70,7 +70,7 @@ def vision_parts(vision: VisionConfig) -> tuple[Detector, SelectionRules]:
             zone_width=vision.zone_width,
             min_score=vision.min_score,
             tracking=vision.tracking,
-            lift_dark=vision.exposure_correction,
+            exposure_correction=vision.exposure_correction,
         )
     except (ModelError, OSError) as exc:
         raise ModelError(f"face detection model: {exc}") from exc

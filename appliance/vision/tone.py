@@ -7,9 +7,9 @@ whole-image tone change, as a camera's exposure compensation would make, with no
 retouching (no CLAHE, no sharpening) of what the matcher compares.
 
 It is used three ways, always on copies that are zeroized after use: on the detector's
-small input image when that is dark (``lift_gamma``), on the face region the quality
-gate measures (``face_gamma``), and, for a frame accepted with a correction, on the
-face crop that is sealed and sent (``apply_gamma``), so the matcher sees what was
+small input image, where the tracker looks for a face in shadow; on the face region the
+quality gate measures (``face_gamma``); and, for a frame accepted with a correction, on
+the face crop that is sealed and sent (``apply_gamma``), so the matcher sees what was
 measured.
 """
 
@@ -25,10 +25,6 @@ MIN_GAMMA = 0.4
 # signal to lift (noise), above it the face is exposed well enough.
 DARK_FACE_MEAN = (15.0, 70.0)
 TARGET_FACE_MEAN = 115.0
-# The detector's input is lifted when its mean is below this (0..1), to DETECTOR_TARGET.
-DARK_INPUT_MEAN = 0.3
-DETECTOR_TARGET = 0.45
-DETECTOR_MIN_GAMMA = 0.35
 
 _LUTS: dict[float, np.ndarray] = {}
 
@@ -50,14 +46,6 @@ def face_gamma(mean_grey: float) -> float:
     return round(min(1.0, max(MIN_GAMMA, gamma)), 2)
 
 
-def lift_gamma(mean_fraction: float) -> float:
-    """The gamma for a dark detector input of mean ``mean_fraction`` (0..1); 1.0: leave it."""
-    if not 0.02 < mean_fraction < DARK_INPUT_MEAN:
-        return 1.0
-    gamma = math.log(DETECTOR_TARGET) / math.log(mean_fraction)
-    return round(max(DETECTOR_MIN_GAMMA, gamma), 2)
-
-
 def apply_gamma(image: np.ndarray, gamma: float) -> np.ndarray:
     """``image`` (uint8) through the tone curve, in place; returns it."""
     if gamma != 1.0:
@@ -65,4 +53,4 @@ def apply_gamma(image: np.ndarray, gamma: float) -> np.ndarray:
     return image
 
 
-__all__ = ["apply_gamma", "face_gamma", "lift_gamma"]
+__all__ = ["apply_gamma", "face_gamma"]

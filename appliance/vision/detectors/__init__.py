@@ -20,8 +20,8 @@ TRACK_MIN_SCORE = 0.5
 # With tracking, the zone model also reports faces down to this score as "possibly
 # someone else": never followed, but a companion or a nearer person stops a capture.
 POSSIBLE_FACE_SCORE = 0.4
-# With tracking and lift_dark, every other search for a traveller looks through this tone
-# curve (a face in shadow before a bright window).
+# With tracking and exposure correction, one search for a traveller in three looks
+# through this tone curve (a face in shadow before a bright window).
 SHADOW_GAMMA = 0.6
 
 
@@ -45,13 +45,13 @@ def create_detector(
     min_score: float = DEFAULT_MIN_SCORE,
     models_dir: Path | None = None,
     tracking: bool = False,
-    lift_dark: bool = False,
+    exposure_correction: bool = False,
 ) -> Detector:
     """The detector the gate runs, by runtime name; raises ``ModelError`` if unusable.
 
     ``tracking``: ``variant`` searches the zone and the short-range model follows the face
-    (``appliance.vision.detectors.tracking``). ``lift_dark``: dark input images get a tone
-    curve before the model sees them (``appliance.vision.tone``).
+    (``appliance.vision.detectors.tracking``); with ``exposure_correction`` it also looks
+    for faces in shadow, through a tone curve (``appliance.vision.tone``).
     """
     zone = _runtime_detector(
         runtime,
@@ -59,7 +59,6 @@ def create_detector(
         models_dir=models_dir,
         min_score=min(min_score, POSSIBLE_FACE_SCORE) if tracking else min_score,
         zone_width=zone_width,
-        lift_dark=lift_dark,
     )
     if not tracking:
         return zone
@@ -71,14 +70,13 @@ def create_detector(
         models_dir=models_dir,
         min_score=TRACK_MIN_SCORE,
         zone_width=None,
-        lift_dark=lift_dark,
     )
     return TrackingDetector(
         zone,
         follow,
         zone_width=zone_width,
         min_score=min_score,
-        shadow_gamma=SHADOW_GAMMA if lift_dark else None,
+        shadow_gamma=SHADOW_GAMMA if exposure_correction else None,
     )
 
 

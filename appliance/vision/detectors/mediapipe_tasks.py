@@ -19,7 +19,7 @@ import numpy as np
 from appliance.errors import ModelError
 from appliance.vision.detectors.base import Face, shift_faces, zone_view
 from appliance.vision.models import verified_model
-from appliance.vision.tone import apply_gamma, lift_gamma
+from appliance.vision.tone import apply_gamma
 
 
 class MediapipeFaceDetector:
@@ -30,7 +30,6 @@ class MediapipeFaceDetector:
         models_dir: Path | None = None,
         min_score: float = 0.5,
         zone_width: float | None = None,
-        lift_dark: bool = False,
     ) -> None:
         path, _ = verified_model(variant, models_dir, "mediapipe")
         os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ INFO lines
@@ -58,7 +57,6 @@ class MediapipeFaceDetector:
         self._mp = mp
         self.variant = variant
         self.zone_width = zone_width
-        self.lift_dark = lift_dark
 
     def detect(self, frame: np.ndarray, *, gamma: float | None = None) -> list[Face]:
         """Faces in the capture zone of ``frame`` (BGR), most confident first; ``gamma``:
@@ -78,8 +76,6 @@ class MediapipeFaceDetector:
         if not zone.size:
             return []
         rgb = np.ascontiguousarray(zone[:, :, ::-1])
-        if gamma is None and self.lift_dark:
-            gamma = lift_gamma(float(rgb[::8, ::8].mean()) / 255.0)
         if gamma is not None:
             apply_gamma(rgb, gamma)
         try:

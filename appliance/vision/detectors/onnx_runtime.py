@@ -3,9 +3,10 @@
 The capture zone (or, for tracking, any rectangle of the frame) is letterboxed into the
 model's square input (128 px short range, 192 px full range); the raw outputs are
 decoded against MediaPipe's SSD anchor layout and overlaps merged with weighted
-non-maximum suppression, as MediaPipe does. With ``lift_dark`` a dark input image gets
-the tone curve of ``appliance.vision.tone`` first (low light); ``detect(..., gamma=)``
-applies a given curve instead (the tracker's bracketed search for a face in shadow).
+non-maximum suppression, as MediaPipe does. ``gamma`` puts the model's input through a
+tone curve of ``appliance.vision.tone`` first (the tracker's search for a face in
+shadow); BlazeFace copes with an evenly dark image by itself (a curve then only lowers
+its scores), not with a dark face before a bright window.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import onnxruntime as ort
 from appliance.errors import ModelError
 from appliance.vision.detectors.base import Face, shift_faces, zone_view
 from appliance.vision.models import verified_model
-from appliance.vision.tone import apply_gamma, lift_gamma
+from appliance.vision.tone import apply_gamma
 
 # MediaPipe's anchor layouts: (stride, anchors per cell) for each output grid.
 _ANCHOR_LAYOUT = {
@@ -80,11 +81,9 @@ class FaceDetector:
         nms_iou: float = 0.3,
         threads: int = 1,
         zone_width: float | None = None,
-        lift_dark: bool = False,
     ) -> None:
         path, pin = verified_model(variant, models_dir, "onnxruntime")
         self.zone_width = zone_width
-        self.lift_dark = lift_dark
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -131,8 +130,6 @@ class FaceDetector:
         cv2.resize(halved, (new_w, new_h), dst=content, interpolation=cv2.INTER_LINEAR)
         if halved is not view:
             halved.fill(0)
-        if gamma is None and self.lift_dark:
-            gamma = lift_gamma(float(content[::4, ::4].mean()) / 255.0)
         if gamma is not None:
             apply_gamma(content, gamma)
         tensor = self._canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)

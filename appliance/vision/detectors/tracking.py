@@ -30,7 +30,8 @@ the short-range model on the whole zone (about 1.5 ms), which finds a large face
 gate that the full-range model, made for small ones, scores low when it is dark. So a
 traveller is found within two or three frames whatever the light, at a lower cost per
 frame than the full-range model alone. The zone is taken as empty only after every
-kind of search found nobody. While following, a face that was dark in the last frame
+kind of search found nobody. With ``shadow_gamma``, while following, a face that was
+dark in the last frame
 is looked for through the tone curve that lifts it (``appliance.vision.tone``), however
 bright the rest of the region is.
 
