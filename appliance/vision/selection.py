@@ -12,7 +12,10 @@ there is none; the caller starts the next window after ``NO_FACE`` or ``APPROACH
   companion seen in any whole-zone search blocks captures until at least
   ``companion_memory_frames`` frames have passed and ``companion_clear_searches``
   whole-zone searches in a row have shown no companion: the detector misses one of two
-  faces now and then, and a frame that shows only one of them must not be sent.
+  faces now and then, and a frame that shows only one of them must not be sent. Meanwhile
+  a tracking detector searches the whole zone every ``companion_search_frames`` frames,
+  so the companion's leaving (or the person behind falling back in size as the traveller
+  steps up) is seen soon.
 * Steady: the traveller's face, followed from frame to frame by overlap, must pass every
   threshold in ``steady_frames`` consecutive frames; of those, the best (unified score)
   is sent. A frame seen only through the tracking region is first checked on the whole
@@ -69,6 +72,7 @@ class SelectionRules:
     exposure_correction: bool = True
     companion_memory_frames: int = 15  # half a second at 30 fps
     companion_clear_searches: int = 3
+    companion_search_frames: int = 3
     settle_frames: int = 10
     still_frames: int = 5  # a traveller referred for "no usable face" stood still this long
     approach_growth: float = 0.06  # face width growth over settle_frames: still walking up
@@ -255,6 +259,8 @@ class FrameSelector:
             if best is not None:
                 self._release(best.frame)
         chosen = self._steady_choice() if self._streak >= rules.steady_frames else None
+        if isinstance(self.detector, TrackingDetector) and self._companion_recent():
+            self.detector.search_zone_within(rules.companion_search_frames)
         if chosen is None:
             self._release(frame)
         self._notify(frame, faces, report, chosen is not None, started, cpu)

@@ -72,7 +72,9 @@ MIN_OVERLAP = 0.2
 UNSEEN_REFRESHES = 3
 IDLE_SCALE = 8  # the empty zone is compared at 1/8 of its size
 IDLE_CHANGE = 12  # grey levels (of an 8x8 average) that mean "something moved"
-IDLE_MAX_FRAMES = 30  # search an unchanged empty zone at least once a second
+# Search an unchanged empty zone at least this often anyway: someone standing still whom
+# no search found (a face in deep shadow) is looked for again, each way in turn.
+IDLE_MAX_FRAMES = 10
 
 
 def _centre(face: Face) -> np.ndarray:
@@ -139,6 +141,11 @@ class TrackingDetector:
         self.zone_searched = False
         self.last_search = "track"
         return [found]
+
+    def search_zone_within(self, frames: int) -> None:
+        """Search the whole zone within the next ``frames`` frames (someone else may be
+        there), however long the refresh interval."""
+        self._since_zone = max(self._since_zone, self.refresh_frames - frames)
 
     def detect_zone(self, frame: np.ndarray) -> list[Face]:
         """Every possible face in the whole zone of ``frame`` (the lower threshold); the
