@@ -15,7 +15,9 @@ there is none; the caller starts the next window after ``NO_FACE`` or ``APPROACH
   faces now and then, and a frame that shows only one of them must not be sent. Meanwhile
   a tracking detector searches the whole zone every ``companion_search_frames`` frames,
   so the companion's leaving (or the person behind falling back in size as the traveller
-  steps up) is seen soon.
+  steps up) is seen soon, and when that search misses the companion it also looks where
+  the companion was last seen, with the region model: people beside the traveller do not
+  vanish, detectors miss them.
 * Steady: the traveller's face, followed from frame to frame by overlap, must pass every
   threshold in ``steady_frames`` consecutive frames; of those, the best (unified score)
   is sent. A frame seen only through the tracking region is first checked on the whole
@@ -129,11 +131,17 @@ class _Window:
     best: _Candidate | None = None
 
 
-def _companion(faces: list[Face], face: Face, area_ratio: float) -> bool:
-    """Is there a face other than ``face`` of at least ``area_ratio`` of its area?"""
-    return any(
-        other is not face and not same_face(other, face) and other.area >= area_ratio * face.area
-        for other in faces
+def _companion(faces: list[Face], face: Face, area_ratio: float) -> Face | None:
+    """A face other than ``face`` of at least ``area_ratio`` of its area, if any."""
+    return next(
+        (
+            other
+            for other in faces
+            if other is not face
+            and not same_face(other, face)
+            and other.area >= area_ratio * face.area
+        ),
+        None,
     )
 
 
@@ -177,6 +185,7 @@ class FrameSelector:
         self._still = 0
         self._companion_until = -1  # frame until which a companion seen blocks captures
         self._companion_clear = 0  # whole-zone searches in a row without a companion
+        self._companion_face: Face | None = None  # where the companion was last seen
         self._widths: deque[tuple[int, float]] = deque()
         reset_detector = getattr(self.detector, "reset", None)
         if callable(reset_detector):
@@ -237,9 +246,8 @@ class FrameSelector:
             exposure_correction=rules.exposure_correction,
         )  # fmt: skip
         face = report.face
-        if zone_faces is not None:
-            ratio = self.limits.second_face_area_ratio
-            self._saw_zone(face is not None and _companion(zone_faces, face, ratio))
+        if zone_faces is not None and face is not None:
+            self._saw_zone(frame, face, zone_faces)
         if face is not None and self._companion_recent():
             _fail(report, "single_face")
         self._follow(report)
@@ -310,17 +318,26 @@ class FrameSelector:
         others = [f for f in faces if f is not face and not same_face(f, face)]
         if any(other.area > face.area for other in others):
             return False  # someone nearer than the face followed: not this frame
-        companion = _companion(others, face, self.limits.second_face_area_ratio)
-        self._saw_zone(companion)
+        companion = self._saw_zone(candidate.frame, face, others)
         return not companion and not self._companion_recent()
 
-    def _saw_zone(self, companion: bool) -> None:
-        """A whole-zone search did (not) show a companion beside the traveller."""
-        if companion:
+    def _saw_zone(self, frame: np.ndarray, face: Face, zone_faces: list[Face]) -> bool:
+        """Does this whole-zone search show a companion beside ``face``? While one is
+        remembered and the search misses them, the region model looks where they were."""
+        ratio = self.limits.second_face_area_ratio
+        companion = _companion(zone_faces, face, ratio)
+        last = self._companion_face
+        if companion is None and last is not None and self._companion_recent():
+            detector = self.detector
+            if isinstance(detector, TrackingDetector):
+                companion = _companion(detector.look_around(frame, last), face, ratio)
+        if companion is not None:
             self._companion_until = self._frames + self.rules.companion_memory_frames
             self._companion_clear = 0
+            self._companion_face = companion
         else:
             self._companion_clear += 1
+        return companion is not None
 
     def _companion_recent(self) -> bool:
         if self._companion_until < 0:

@@ -142,6 +142,20 @@ class TrackingDetector:
         self.last_search = "track"
         return [found]
 
+    def look_around(self, frame: np.ndarray, face: Face) -> list[Face]:
+        """The region model on a square around where ``face`` was (someone other than the
+        traveller, e.g. a companion the zone model missed); the track is left as it is."""
+        height, width = frame.shape[:2]
+        cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+        side = min(max(MIN_REGION_PX, REGION_SCALE * max(face.width, face.height)), height)
+        x0 = round(min(max(cx - side / 2, 0), width - side))
+        y0 = round(min(max(cy - side / 2, 0), height - side))
+        region = (x0, y0, x0 + round(side), y0 + round(side))
+        gamma = self._face_gamma(frame, face) if self.shadow_gamma is not None else 1.0
+        if gamma != 1.0:
+            return self.follow.detect_region(frame, region, gamma=gamma)
+        return self.follow.detect_region(frame, region)
+
     def search_zone_within(self, frames: int) -> None:
         """Search the whole zone within the next ``frames`` frames (someone else may be
         there), however long the refresh interval."""

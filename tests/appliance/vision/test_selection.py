@@ -413,3 +413,32 @@ def test_with_tracking_someone_nearer_in_the_zone_check_blocks_the_capture() -> 
     sel, _, _ = tracked([[SMALL]] + [[face, nearer]] * 50)
     result = sel.select(FakeSource(frames(8)), max_frames=8)
     assert not isinstance(result, Selection)
+
+
+class LookingRegion(RegionFake):
+    """The region model: the traveller where it follows, the companion where it looks."""
+
+    def __init__(self, face: Face, companion: Face) -> None:
+        super().__init__(face)
+        self.companion = companion
+        self.looked = 0
+
+    def detect_region(self, frame, region, *, gamma=None):
+        x0, _, x1, _ = region
+        if x0 <= self.companion.box[0] and self.companion.box[2] <= x1 and x1 < self.face.box[2]:
+            self.looked += 1
+            return [self.companion]
+        return super().detect_region(frame, region)
+
+
+def test_a_companion_the_zone_model_stops_seeing_is_looked_for_where_it_was() -> None:
+    face = make_face(box=(180.0, 60.0, 280.0, 180.0), right_eye=(205.0, 100.0),
+                     left_eye=(255.0, 100.0))  # fmt: skip
+    companion = companion_of(face, scale=0.95)
+    zone = ZoneFake([[SMALL], [face, companion]] + [[face]] * 60)  # seen once, then missed
+    region = LookingRegion(face, companion)
+    tracker = TrackingDetector(zone, region, zone_width=None, refresh_frames=1)
+    sel = FrameSelector(tracker, rules=SelectionRules(steady_frames=2))
+    result = sel.select(FakeSource(frames(40)), max_frames=40)
+    assert region.looked >= 3, "where the companion stood was looked at again"
+    assert not isinstance(result, Selection), "the companion is still there: nothing sent"
