@@ -163,8 +163,8 @@ def test_opt_out_mid_capture(gate, gate_rig, kept, ledger, demo_photos, matcher)
 def test_exception_in_sealing(gate, kept, ledger, demo_photos, monkeypatch):
     real_seal = boarding_module.seal_capture
 
-    def seal_then_fail(tx, frame, face, key, binding):
-        real_seal(tx, frame, face, key, binding)  # crop, JPEG and ciphertext all exist now
+    def seal_then_fail(tx, frame, face, key, binding, **options):
+        real_seal(tx, frame, face, key, binding, **options)  # crop, JPEG and ciphertext exist now
         raise RuntimeError("injected fault after sealing")
 
     monkeypatch.setattr(boarding_module, "seal_capture", seal_then_fail)
@@ -303,7 +303,9 @@ print(json.dumps({
 """
 
 
-@pytest.mark.parametrize(("where", "buffers"), [("capture", 1), ("verify", 4)])
+# capture: the one frame in hand; verify: the two frames of the steady pair (one sent),
+# the crop, the JPEG and the sealed payload.
+@pytest.mark.parametrize(("where", "buffers"), [("capture", 1), ("verify", 5)])
 def test_sigterm_mid_transaction_in_a_subprocess(tmp_path, demo_photos, where, buffers):
     process = subprocess.Popen(
         [sys.executable, "-c", SIGTERM_SCRIPT, where, str(demo_photos / "obama2.jpg"), tmp_path],
