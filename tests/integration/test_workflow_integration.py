@@ -129,6 +129,16 @@ def test_opt_out_pressed_mid_verify_against_the_real_service(
         return real_encode(image)
 
     monkeypatch.setattr(encoder, "encode", slow_encode)
+    decided = threading.Event()  # the service's handler is through (verdict or refusal)
+    real_decide = matcher.service._decide
+
+    def watched_decide(*args, **kwargs):
+        try:
+            return real_decide(*args, **kwargs)
+        finally:
+            decided.set()
+
+    monkeypatch.setattr(matcher.service, "_decide", watched_decide)
     kept: list = []
     real_track = CaptureTransaction.track
     monkeypatch.setattr(
@@ -147,6 +157,8 @@ def test_opt_out_pressed_mid_verify_against_the_real_service(
     try:
         source = KeptSource(demo_photos / "obama2.jpg")
         result = wf.board(source)
+        # The traveller is on their way to the agent while the service is still encoding.
+        assert in_service.is_set() and not let_go.is_set()
     finally:
         let_go.set()
         presser.join()
@@ -155,7 +167,9 @@ def test_opt_out_pressed_mid_verify_against_the_real_service(
     assert len(kept) == 4 and all(not np.asarray(b).any() for b in kept + source.frames)
     assert gate.phase is State.MANUAL_CHECK
     assert wait_for(lambda: simulator.indicator == Indicator.OPT_OUT_ACK)
-    time.sleep(0.2)  # the service finishes its (cancelled) call
+    assert decided.wait(15), "the service finished its (cancelled) call"
+    verified = [r.capture_id for r in matcher.service.audit.verify_log()]
+    assert result.capture_id not in verified, "no verification recorded after the opt-out"
     assert len(matcher.service.purge_receipts) == receipts, "nothing more sent"
     assert simulator.relay_pulses == []
     wf.scan(AGENT.action("RELEASE"))
