@@ -12,7 +12,6 @@ refusals are the checks working, not a broken rig.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,18 +30,10 @@ from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import start_server
 from matching_service.servicer import MatchingService
+from testbed.runs import wait_for
 from testbed.testing import FLIGHT
 
 CANVAS = (1280, 720)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class RogueService(MatchingService):

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +26,12 @@ from firmware_bridge.simulator import Simulator
 from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
+from testbed.runs import wait_for
 from testbed.testing import FLIGHT, Person, TestAgent, bcbp
 
 CANVAS = (1280, 720)
 OBAMA = Person("obama", "OBAMA/BARACK", "ABC123", Path("obama.jpg"), (), True)
 BIDEN = Person("biden", "BIDEN/JOSEPH", "XYZ789", Path("biden.jpg"), (), True)
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class KeptSource(ReplaySource):
