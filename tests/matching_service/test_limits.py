@@ -83,7 +83,7 @@ def test_idle_streams_of_one_device_do_not_stop_the_other_gates(served, pki, tmp
     other = MatchingClient(target, other_layout, "gate-lax-0002", deadline_s=5, retries=0)
     idle = IdleStreams(attacker, 32)
     try:
-        time.sleep(0.5)  # let the streams reach the server
+        assert wait_for(lambda: service.streams.active("gate-dev-0001") == MAX_STREAMS_PER_DEVICE)
         assert other.health()
         other.open_session(FLIGHT)
         assert _verify(other).decision == pb.GALLERY_NOT_READY

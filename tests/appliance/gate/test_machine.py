@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 
@@ -173,7 +172,15 @@ def test_door_held_open_refers(link):
     assert link.indicator == Indicator.SEE_AGENT
 
 
-def test_passage_timer_is_disarmed_once_the_door_closed(link):
+def test_passage_timer_is_disarmed_once_the_door_closed(link, monkeypatch):
+    timers: list[threading.Timer] = []
+
+    class RecordedTimer(threading.Timer):
+        def start(self) -> None:
+            timers.append(self)
+            super().start()
+
+    monkeypatch.setattr(threading, "Timer", RecordedTimer)
     gate = GateController(link, passage_window_s=0.1)
     gate.start()
     put(gate, State.VERIFYING)
@@ -181,7 +188,10 @@ def test_passage_timer_is_disarmed_once_the_door_closed(link):
     link.emit(DoorChanged(True))
     link.emit(DoorChanged(False))
     assert gate.phase is State.READY
-    time.sleep(0.3)
+    assert timers, "the grant armed no passage timer"
+    for timer in timers:  # each has run out (or been cancelled) once joined
+        timer.join(timeout=10)
+        assert not timer.is_alive()
     assert gate.phase is State.READY
     assert [s.event for s in gate.history][-1] is Event.DOOR_CLOSED
 
