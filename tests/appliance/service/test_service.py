@@ -8,7 +8,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,19 +22,11 @@ from appliance.service.config import load_config
 from appliance.service.runner import EXIT_OK, main, run_service
 from appliance.vision.frame_pump import open_source
 from firmware_bridge.simulator import Simulator
+from testbed.runs import wait_for
 from tests.support import REPO
 
 EXAMPLE = REPO / "systemd" / "gate-appliance.toml.example"
 KEY_HEX = "00112233445566778899aabbccddeeff0011223344556677"
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture
@@ -350,7 +342,7 @@ def test_run_service_end_to_end(
             target=lambda: results.append(run_service(config, result_hold_s=0.1)), daemon=True
         )
         thread.start()
-        assert _wait_for(lambda: len(simulator.relay_pulses) == 1, timeout=120)
+        assert wait_for(lambda: len(simulator.relay_pulses) == 1, timeout=120)
         thread.join(timeout=120)
         assert not thread.is_alive()
         assert results == [EXIT_OK]
@@ -360,7 +352,7 @@ def test_run_service_end_to_end(
         assert messages.index("READY=1") < messages.index("STOPPING=1")
         assert any(m.startswith("STATUS=served 1: granted 1") for m in messages)
         assert PurgeLedger(tmp_path / "ledger" / "purge-ledger.jsonl").verify() >= 1
-        assert _wait_for(lambda: not simulator.relay_open, timeout=10)
+        assert wait_for(lambda: not simulator.relay_open, timeout=10)
         assert simulator.relay_pulses == [1000]
     finally:
         simulator.stop()
@@ -431,11 +423,11 @@ def test_stop_event_ends_service(
             daemon=True,
         )
         thread.start()
-        assert _wait_for(lambda: len(simulator.relay_pulses) >= 1, timeout=120)
+        assert wait_for(lambda: len(simulator.relay_pulses) >= 1, timeout=120)
         stop.set()
         thread.join(timeout=120)
         assert results == [EXIT_OK]
-        assert _wait_for(lambda: not simulator.relay_open, timeout=10)
+        assert wait_for(lambda: not simulator.relay_open, timeout=10)
     finally:
         simulator.stop()
 
@@ -472,7 +464,7 @@ def test_live_opencv_camera_runs_behind_the_frame_pump(
             daemon=True,
         )
         thread.start()
-        assert _wait_for(lambda: len(simulator.relay_pulses) >= 1, timeout=120)
+        assert wait_for(lambda: len(simulator.relay_pulses) >= 1, timeout=120)
         stop.set()
         thread.join(timeout=60)
         assert results == [EXIT_OK]
