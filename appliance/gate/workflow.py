@@ -126,8 +126,7 @@ class GateWorkflow:
         self.scanner = scanner or ScanParser(reference_date=self.flight_date)
         # Who boarded: shared with the pipeline, rebuilt from this flight's log records.
         self.boarded = boarding.boarded
-        self.boarded.flight = flight.key
-        restored = self.boarded.restore(self.log.read())
+        restored = self.boarded.open(flight.key, self.log.register_path, self.log.read())
         if restored:
             log.info("%d travellers of %s boarded before this start", restored, flight.name)
         self._lock = threading.RLock()
