@@ -283,6 +283,24 @@ def test_agent_cancel_during_capture_cancels_it(gate):
     assert gate.phase is State.READY and gate.cancelled()
 
 
+@pytest.mark.parametrize("state", [State.READY, State.CAPTURING, State.VERIFYING])
+def test_an_agent_releases_only_a_traveller_who_is_with_the_agent(link, state):
+    """The attack: a release racing a cancel (or a signed RELEASE scanned at an idle gate)
+    pulsed the relay from READY, for nobody, with no traveller's record to log it in."""
+    gate = GateController(link)
+    gate.start()
+    put(gate, state)
+    assert gate.agent_release() is False
+    assert link.pulses == [] and gate.phase is state
+
+
+def test_a_cancel_that_wins_the_race_leaves_the_release_nothing_to_open(gate, link):
+    gate.fire(Event.PASS_REFUSED, "wrong flight")
+    assert gate.agent_cancel("not boarding")
+    assert gate.agent_release() is False
+    assert link.pulses == [] and gate.phase is State.READY
+
+
 def test_events_from_many_threads_keep_one_consistent_state(link):
     gate = GateController(link)
     gate.start()

@@ -286,6 +286,18 @@ def workflow(detector, gate, ledger, tmp_path):
     return make
 
 
+def test_a_release_after_the_gate_referred_by_itself_is_logged(workflow, gate, link):
+    """Every opening has a boarding-log line, even with no traveller's record open."""
+    wf = workflow(FakeMatcher(), Mode.BIOMETRIC_FIRST)
+    gate.fire(Event.ERROR, "camera stalled")  # no traveller at the gate
+    wf.scan(AGENT.action("RELEASE"))
+    assert len(link.pulses) == 1
+    gate.agent_cancel("passage over")
+    assert wf.wait_idle(5)
+    (record,) = wf.log.read()
+    assert record["released_by_agent"] is True and record["agent_id"] == "A7"
+
+
 class NeverRead:
     def read(self):
         raise AssertionError("nothing may be captured for a refused pass")
