@@ -214,3 +214,17 @@ def test_real_match_starts_the_clock_and_the_verify_log_holds_no_biometrics(
     dumped = "\n".join(db.iterdump())
     assert "PAX-US" not in dumped, "a deleted traveller leaves no id behind"
     assert "PAX-VIS" in dumped  # (still enrolled: the check above can fail)
+
+
+def test_a_deleted_record_leaves_nothing_readable_in_the_files(tmp_path):
+    """Retention is deletion a forensic read of the database and its WAL cannot undo."""
+    clock = Clock()
+    gallery = Gallery(tmp_path / "g.sqlite", clock_ms=clock)
+    secret = ManifestEntry("US-9", "us_citizen", (), pnr="QZ7XK2", name="ZEBULON/QUENTIN")
+    template = np.full(128, 0.123456, np.float32)
+    gallery.enroll_templates(FLIGHT_KEY, [(secret, template)])
+    gallery.record_verification(FLIGHT_KEY, "US-9", clock.now)
+    assert gallery.apply_retention(clock.now + 12 * HOUR_MS)
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    for trace in (b"ZEBULON/QUENTIN", b"QZ7XK2", template.tobytes()[:64]):
+        assert trace not in on_disk
