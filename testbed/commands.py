@@ -125,6 +125,64 @@ def _bench_vision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_capture(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from appliance.errors import ModelError
+    from appliance.service.config import VisionConfig
+    from testbed.bench.capture import bench_capture
+
+    defaults = VisionConfig()
+    vision = dataclasses.replace(
+        defaults,
+        runtime=args.runtime,
+        model=args.model,
+        tracking=not args.no_tracking,
+        exposure_correction=not args.no_exposure_correction,
+        steady_frames=args.steady_frames or defaults.steady_frames,
+    )
+    details = None
+    if args.details:
+        try:
+            details = args.details.open("w", encoding="utf-8")
+        except OSError as exc:
+            print(f"gatectl bench capture: cannot write {args.details}: {exc}", file=sys.stderr)
+            return 2
+
+    def on_scene(result) -> None:
+        if details is not None:
+            details.write(json.dumps(result.details()) + "\n")
+        if not args.json:
+            shown = result.error or result.outcome
+            if result.time_to_capture_s is not None:
+                shown += f" at {result.time_to_capture_s:.2f} s"
+            if result.whose_face not in (None, "traveller"):
+                shown += f" (face of: {result.whose_face})"
+            if result.verified is not None:
+                shown += " verified" if result.verified else " NOT verified"
+            print(f"{result.scene:>24}: {shown}", flush=True)
+
+    recognizer = _recognizer(args)
+    if recognizer is None:
+        return 2
+    try:
+        result = bench_capture(
+            args.scenes,
+            gallery=args.gallery,
+            recognizer=recognizer,
+            vision=vision,
+            on_scene=on_scene,
+        )
+    except (ValueError, ModelError) as exc:
+        print(f"gatectl bench capture: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if details is not None:
+            details.close()
+    print_figures(result, args.json)
+    return 0
+
+
 def _bench_serial(args: argparse.Namespace) -> int:
     from firmware_bridge.simulator import SimulatorError
     from firmware_bridge.tools.bench import bench_serial
@@ -176,6 +234,30 @@ def _bench_screens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scenes_make(args: argparse.Namespace) -> int:
+    from testbed.scene_generator import SceneMakingError, make_scenes
+
+    def report(name: str, frames: int, seconds: float) -> None:
+        if not args.quiet:
+            print(f"{name}: {frames} frames in {seconds:.1f} s", flush=True)
+
+    tags = [t for t in (args.tags or "").split(",") if t] or None
+    try:
+        written = make_scenes(
+            args.dataset,
+            args.out,
+            per_tag=args.per_tag,
+            seed=args.seed,
+            **({"tags": tags} if tags else {}),
+            on_scene=report,
+        )
+    except SceneMakingError as exc:
+        print(f"gatectl scenes make: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(written)} scenes in {args.out}")
+    return 0
+
+
 def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     """``gatectl demo``, ``simulate`` and the gate-side ``bench`` commands."""
     demo = commands.add_parser("demo", help="run a boarding queue end to end on embedded defaults")
@@ -209,6 +291,21 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     _interpreter_option(simulate)
     simulate.set_defaults(handler=_simulate)
 
+    scenes = commands.add_parser("scenes", help="camera scenes for the capture benchmark")
+    scene_commands = scenes.add_subparsers(dest="scenes", required=True)
+    make = scene_commands.add_parser(
+        "make", help="write gate scenes (videos + scene.json) from a folder of face photos"
+    )
+    make.add_argument("--dataset", type=Path, required=True, help="<identity>/*.jpg photos")
+    make.add_argument(
+        "--out", type=Path, required=True, help="where the scenes go (never inside a repository)"
+    )
+    make.add_argument("--per-tag", type=int, default=5, help="scenes per tag (default 5)")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--tags", help="comma-separated tags (default: every tag)")
+    make.add_argument("--quiet", action="store_true", help="no line per scene")
+    make.set_defaults(handler=_scenes_make)
+
     bench = commands.add_parser("bench", help="benchmarks that print figures")
     benches = bench.add_subparsers(dest="bench", required=True)
     vision = benches.add_parser("vision", help="detect + quality per 1280x720 frame vs dlib HOG")
@@ -222,6 +319,36 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     vision.add_argument("--no-peer", action="store_true", help="skip the dlib HOG peer")
     vision.add_argument("--json", action="store_true", help="one JSON object on the last line")
     vision.set_defaults(handler=_bench_vision)
+    capture = benches.add_parser(
+        "capture", help="the capture path on gate scenes (videos + scene.json), as the gate runs it"
+    )
+    capture.add_argument(
+        "--scenes", type=Path, required=True, help="<scene>/video.avi + scene.json"
+    )
+    capture.add_argument(
+        "--gallery", type=Path, help="<identity>/*.jpg: verify each capture 1:1 (reference matcher)"
+    )
+    capture.add_argument(
+        "--recognizer",
+        choices=("dlib", "mobilefacenet"),
+        default="dlib",
+        help="with --gallery: the reference matcher's recognizer",
+    )
+    capture.set_defaults(prog_name="gatectl bench capture")
+    capture.add_argument("--runtime", choices=("onnxruntime", "mediapipe"), default="onnxruntime")
+    capture.add_argument("--model", choices=("full", "short"), default="full")
+    capture.add_argument("--no-tracking", action="store_true", help="[vision] tracking = false")
+    capture.add_argument(
+        "--no-exposure-correction",
+        action="store_true",
+        help="[vision] exposure_correction = false",
+    )
+    capture.add_argument(
+        "--steady-frames", type=int, metavar="N", help="[vision] steady_frames (default: its own)"
+    )
+    capture.add_argument("--details", type=Path, help="write one JSON line per scene here")
+    capture.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    capture.set_defaults(handler=_bench_capture)
     serial_bench = benches.add_parser("serial", help="command round trips and fuzzing over a pty")
     serial_bench.add_argument("--rounds", type=int, default=200)
     serial_bench.add_argument("--fuzz-frames", type=int, default=5000)

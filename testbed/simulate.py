@@ -73,6 +73,7 @@ from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizers import DEFAULT_RECOGNIZER, open_recognizer
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import fresh_run_dir, wait_for
+from testbed.scenes import face_width
 from testbed.testing import Person, TestAgent, bcbp, damaged
 
 FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
@@ -157,6 +158,9 @@ def people_from_demo_assets() -> list[Person]:
     ]
 
 
+SIDE_BY_SIDE_FACE_PX = 110  # each face's width when two people stand at the gate together
+
+
 class TwoFacesSource:
     """Two people side by side in front of the camera (1280x720, ``frames`` frames)."""
 
@@ -169,7 +173,8 @@ class TwoFacesSource:
         self._scene: np.ndarray | None = None
 
     def _compose(self) -> np.ndarray:
-        """Shoulder to shoulder in the middle of the frame (inside the capture zone)."""
+        """Shoulder to shoulder in the middle of the frame (inside the capture zone), both
+        faces the same size: two people side by side stand as near to the camera."""
         width, height = CANVAS
         slot_width = height // 2
         left = width // 2 - slot_width
@@ -178,7 +183,8 @@ class TwoFacesSource:
             image = cv2.imread(str(path))
             if image is None:
                 raise RuntimeError(f"cannot read {path}")
-            part = place_in_canvas(image, (slot_width, height), 1.0)
+            scale = SIDE_BY_SIDE_FACE_PX / face_width(image, path.name)
+            part = place_in_canvas(image, (slot_width, height), scale)
             image.fill(0)
             x = left + slot * slot_width
             scene[:, x : x + slot_width] = part
@@ -540,6 +546,7 @@ __all__ = [
     "KINDS",
     "MATCHING_KINDS",
     "PHOTOS_PER_TRAVELLER",
+    "SIDE_BY_SIDE_FACE_PX",
     "TRAVELLER_TIMEOUT_S",
     "WALK_S",
     "TwoFacesSource",

@@ -29,6 +29,8 @@ from appliance.errors import VerifyCancelled
 from appliance.gate.agents import AgentCommand, AgentEntry, AgentRegistry, hash_pin, sign_action
 from appliance.gate.flight import Flight
 from appliance.matching.answers import Decision, Verdict
+from appliance.vision.feedback import FEEDBACK
+from appliance.vision.progress import CaptureProgress
 from firmware_bridge.host import CommandRejected, LinkError
 from gate_contract.sealing import SealBinding
 from matching_service.dev_ca import DEV_DEVICE_ID
@@ -249,6 +251,48 @@ def damaged(text: str) -> str:
     return text[:44] + "X?Z" + text[47:]
 
 
+def capture_progress(
+    failure: str | None,
+    box: tuple[float, float, float, float] | None = (0.45, 0.3, 0.55, 0.48),
+    faces: int = 1,
+    frame_size: tuple[int, int] = (1280, 720),
+) -> CaptureProgress:
+    """One frame of a capture as the selection reports it; ``box`` in fractions of the
+    frame (converted to pixels), eyes and the other keypoints placed inside it."""
+    width, height = frame_size
+    points = None
+    pixels = None
+    if box is not None:
+        x0, y0, x1, y1 = box
+        fractions = (
+            (x0 + 0.3 * (x1 - x0), y0 + 0.35 * (y1 - y0)),
+            (x0 + 0.7 * (x1 - x0), y0 + 0.35 * (y1 - y0)),
+            ((x0 + x1) / 2, y0 + 0.55 * (y1 - y0)),
+            ((x0 + x1) / 2, y0 + 0.8 * (y1 - y0)),
+            (x0, y0 + 0.45 * (y1 - y0)),
+            (x1, y0 + 0.45 * (y1 - y0)),
+        )
+        points = tuple((x * width, y * height) for x, y in fractions)
+        pixels = (x0 * width, y0 * height, x1 * width, y1 * height)
+    failures = (failure,) if failure and failure != "no_face" else ()
+    return CaptureProgress(
+        frame=1,
+        frame_size=frame_size,
+        box=pixels,
+        keypoints=points,
+        faces=faces,
+        feedback=FEEDBACK.get(failure) if failure else None,
+        failures=failures,
+        score=50.0,
+        steady_frames=0,
+        steady_needed=2,
+        search="zone",
+        captured=False,
+        vision_ms=1.0,
+        vision_cpu_ms=1.0,
+    )
+
+
 __all__ = [
     "FLIGHT",
     "FakeClock",
@@ -257,6 +301,7 @@ __all__ = [
     "Person",
     "TestAgent",
     "bcbp",
+    "capture_progress",
     "damaged",
     "make_bcbp",
 ]

@@ -2,7 +2,10 @@
 
 The matcher needs the face, not the gate hall: we crop the face with a margin, encode it
 as JPEG in memory and seal it to the service's key. The crop, the JPEG and the sealed
-bytes are all registered with the transaction so its purge reaches them.
+bytes are all registered with the transaction so its purge reaches them. A frame chosen
+with exposure correction has its crop put through the same global tone curve the face
+was measured with (``appliance.vision.tone``; nothing else is changed), so the matcher
+sees what the quality gate passed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from appliance.custody.transaction import CaptureTransaction
 from appliance.errors import EncodeError
 from appliance.vision.detectors.base import Face
+from appliance.vision.tone import apply_gamma
 from gate_contract.sealing import SealBinding, seal_into, sealed_size
 
 CROP_MARGIN = 0.6  # of the face box, on each side: enough for the matcher to re-detect
@@ -36,10 +40,13 @@ def seal_capture(
     face: Face,
     recipient: X25519PublicKey,
     binding: SealBinding,
+    *,
+    gamma: float = 1.0,
 ) -> bytearray:
-    """Crop, encode and seal to ``binding`` (the header the capture will be sent with);
-    every buffer made on the way belongs to ``transaction``."""
+    """Crop, tone (``gamma``), encode and seal to ``binding`` (the header the capture will
+    be sent with); every buffer made on the way belongs to ``transaction``."""
     crop = transaction.track(crop_face(frame, face))
+    apply_gamma(crop, gamma)
     ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise EncodeError("JPEG encoding of the face crop failed")

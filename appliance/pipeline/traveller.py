@@ -7,6 +7,13 @@ purged, a ledger record is written and the gate is left shut. A shutdown signal
 middle of a traveller purges and records the transaction (reason "shutdown" or
 "interrupted: ...") and is then re-raised.
 
+The capture is an :class:`appliance.vision.selection.FrameSelector` that follows the
+traveller over consecutive ``process`` calls while the answer is "nobody yet" (no face,
+or a traveller still approaching) and is reset once the traveller is decided; its
+``add_observer`` gives a traveller display the face box, keypoints and feedback of each
+frame (``appliance.vision.progress``). A frame accepted with exposure correction is sent
+through the same tone curve it was measured with (``Selection.gamma``).
+
 The gate is told each step as an event of its state machine (``appliance.gate.machine``):
 capture started, frame sent, the verdict or why there is none. While the capture and the
 verify run, the gate may cancel them at any moment (opt-out button, agent, link lost):
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from appliance.custody.ledger import PurgeLedger
 from appliance.custody.payload import seal_capture
@@ -43,14 +51,23 @@ from appliance.matching.client import MatchingClient
 from appliance.shutdown import ShutdownRequested, deferred_shutdown
 from appliance.vision.camera import FrameSource
 from appliance.vision.detectors import Detector
-from appliance.vision.progress import CaptureProgress, ProgressObserver
+from appliance.vision.progress import CaptureProgress
 from appliance.vision.quality import QualityThresholds
-from appliance.vision.selection import NoSelection, NoSelectionReason, select_frame
+from appliance.vision.selection import (
+    DEFAULT_WINDOW_FRAMES,
+    FrameSelector,
+    NoSelection,
+    NoSelectionReason,
+    SelectionRules,
+)
 from gate_contract.clock import now_ms
 from gate_contract.errors import VerdictRejected
 
 log = logging.getLogger("gate.boarding")
 
+
+# Windows that end with nobody to decide yet: the same traveller's capture goes on.
+_NOT_YET = (NoSelectionReason.NO_FACE, NoSelectionReason.APPROACHING)
 
 _DECISION_EVENTS = {
     Decision.NO_MATCH: Event.NO_MATCH,
@@ -70,33 +87,27 @@ class TravellerPipeline:
         ledger: PurgeLedger,
         *,
         limits: QualityThresholds | None = None,
-        capture_window_frames: int = 45,
+        capture_window_frames: int = DEFAULT_WINDOW_FRAMES,
+        rules: SelectionRules | None = None,
         verdict_timeout_s: float | None = None,
         boarded: BoardedTravellers | None = None,
     ) -> None:
         """``boarded`` is the flight's register of who boarded (a grant claims the
         traveller's token once); by default one of this pipeline's own."""
-        self.detector = detector
         self.client = client
         self.gate = gate
         self.ledger = ledger
-        self.limits = limits or QualityThresholds()
-        self.window = capture_window_frames
+        self.selector = FrameSelector(
+            detector, limits or QualityThresholds(), rules, window_frames=capture_window_frames
+        )
         self.verdict_timeout_s = verdict_timeout_s
         self.boarded = boarded or BoardedTravellers("")
         self._cancelled = gate.cancelled
-        self._progress_listeners: list[ProgressObserver] = []
 
-    def on_capture_progress(self, callback: ProgressObserver) -> None:
-        """Call ``callback`` for every frame a capture looks at (on the capture's thread)."""
-        self._progress_listeners.append(callback)
-
-    def _progress(self, progress: CaptureProgress) -> None:
-        for callback in list(self._progress_listeners):
-            try:
-                callback(progress)
-            except Exception:
-                log.exception("capture progress listener failed")
+    def on_capture_progress(self, callback: Callable[[CaptureProgress], object]) -> None:
+        """Call ``callback`` for every frame a capture looks at (on the capture's thread;
+        its exceptions are logged, never passed on to the capture)."""
+        self.selector.add_observer(callback)
 
     def _refer(self, event: Event, reason: str) -> None:
         self.gate.refer(reason, event)
@@ -117,6 +128,7 @@ class TravellerPipeline:
             with capture_context(transaction.capture_id):
                 return self._capture_and_match(transaction, watched, boarding_pass)
         except Exception as exc:  # the gate must survive anything one traveller brings
+            self.selector.reset()
             log.error("transaction %s failed: %s", transaction.capture_id, type(exc).__name__)
             record = self._finish_after_fault(
                 transaction, Outcome.REFERRED, f"internal error: {type(exc).__name__}"
@@ -134,6 +146,7 @@ class TravellerPipeline:
                 if isinstance(exc, ShutdownRequested)
                 else f"interrupted: {type(exc).__name__}"
             )
+            self.selector.reset()
             log.warning("transaction %s stopped: %s", transaction.capture_id, reason)
             self._finish_after_fault(transaction, Outcome.REFERRED, reason, report=False)
             raise
@@ -142,18 +155,16 @@ class TravellerPipeline:
         self, tx: CaptureTransaction, source: FrameSource, boarding_pass: str
     ) -> TravellerOutcome:
         started = time.perf_counter()
-        selection = select_frame(
-            source,
-            self.detector,
-            max_frames=self.window,
-            limits=self.limits,
-            opted_out=self._cancelled,
-            on_progress=self._progress if self._progress_listeners else None,
-        )
+        selection = self.selector.select(source, opted_out=self._cancelled)
+        if not (isinstance(selection, NoSelection) and selection.reason in _NOT_YET):
+            self.selector.reset()  # this traveller is decided; the next one starts afresh
         if isinstance(selection, NoSelection):
             return self._no_selection(tx, selection)
         face_in_view = selection.first_face_at or started
         frames = selection.frames_seen
+        # The frame sent may be one read a moment ago (the best of a steady run); the ones
+        # read after it are zeroized already: the frame in hand is now the one sent.
+        tx.watch_frame(selection.frame)
         tx.track(selection.frame)
         tx.captured_at_ms = now_ms()
         try:
@@ -163,6 +174,7 @@ class TravellerPipeline:
                 selection.report.face,
                 self.client.sealing_key,
                 self.client.binding(tx.capture_id, tx.captured_at_ms, boarding_pass),
+                gamma=selection.gamma,
             )
         except EncodeError as exc:
             self._finish(tx, Outcome.REFERRED, f"encode failed: {exc}")
@@ -300,16 +312,18 @@ class TravellerPipeline:
             return TravellerOutcome(
                 Outcome.REFERRED, "camera delivered no frame", event="error", camera_ended=True
             )
-        if selection.reason is NoSelectionReason.NO_FACE:
-            self.gate.fire(Event.NOBODY, "nobody in view")
-            return TravellerOutcome(
-                Outcome.NO_FACE, "nobody in view", frames_seen=selection.frames_seen
-            )
+        if selection.reason in _NOT_YET:
+            why = "nobody in view"
+            if selection.reason is NoSelectionReason.APPROACHING:
+                why = "traveller still approaching"
+            self.gate.fire(Event.NOBODY, why)
+            return TravellerOutcome(Outcome.NO_FACE, why, frames_seen=selection.frames_seen)
+        advice = selection.last_feedback.text if selection.last_feedback else "look at the camera"
         record = self._finish(tx, Outcome.REFERRED, "no usable face")
-        self._refer(Event.NO_USABLE_FACE, f"no usable face ({selection.last_feedback})")
+        self._refer(Event.NO_USABLE_FACE, f"no usable face ({advice})")
         return TravellerOutcome(
             Outcome.REFERRED,
-            f"no usable face ({selection.last_feedback})",
+            f"no usable face ({advice})",
             tx.capture_id,
             purge=record,
             frames_seen=selection.frames_seen,

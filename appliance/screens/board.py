@@ -44,6 +44,7 @@ from appliance.screens.lane import (
     step_for,
     target_outline,
 )
+from appliance.vision.feedback import Feedback
 from appliance.vision.progress import CaptureProgress
 
 DWELL_S = 0.5
@@ -196,7 +197,7 @@ class LaneBoard:
                 self._state["alerts"] = self._alerts(self._state_alerts())
                 changed = True
             wanted = instruction_for(
-                State.CAPTURING, pass_first=self._pass_first, failure=progress.failure
+                State.CAPTURING, pass_first=self._pass_first, failure=_failure(progress)
             )
             shown = self._state["instruction"]
             if wanted != shown and (
@@ -205,7 +206,7 @@ class LaneBoard:
                 self._set_instruction(wanted, now)
                 self._from_feedback = True
                 changed = True
-            zone = self._zone(progress.frame_width, progress.frame_height)
+            zone = self._zone(*progress.frame_size)
             self._state["target"] = target_outline(zone[2:], self._min_ied).as_dict()
             self._state["aspect"] = round(zone[3] / max(zone[2], 1), 4)
             if changed or now - self._face_sent_at >= self._face_interval:
@@ -356,22 +357,37 @@ def _actions(phase: State) -> list[str]:
     return []
 
 
+def _failure(progress: CaptureProgress) -> str | None:
+    """The quality measure the traveller's instruction answers (None: nothing failed)."""
+    if progress.box is None:
+        return "no_face"
+    if progress.failures:
+        return progress.failures[0]
+    if progress.feedback is Feedback.ONE_AT_A_TIME:
+        return "single_face"  # a companion the selection still remembers
+    return None
+
+
 def _face_in_zone(progress: CaptureProgress, zone: tuple[float, float, int, int]) -> dict | None:
+    """The face's box and eyes as fractions of the capture zone (what the cue draws)."""
     if progress.box is None:
         return None
     x_off, _, zone_w, _ = zone
-    width = progress.frame_width
+    height = max(progress.frame_size[1], 1)
 
-    def zx(fraction: float) -> float:
-        return round(min(max((fraction * width - x_off) / zone_w, 0.0), 1.0), 4)
+    def zx(x: float) -> float:
+        return round(min(max((x - x_off) / zone_w, 0.0), 1.0), 4)
+
+    def zy(y: float) -> float:
+        return round(min(max(y / height, 0.0), 1.0), 4)
 
     x0, y0, x1, y1 = progress.box
-    eyes = [[zx(x), round(y, 4)] for x, y in progress.keypoints[:2]]
+    eyes = [[zx(x), zy(y)] for x, y in (progress.keypoints or ())[:2]]
     return {
         "x": zx(x0),
-        "y": y0,
+        "y": zy(y0),
         "w": round(zx(x1) - zx(x0), 4),
-        "h": round(y1 - y0, 4),
+        "h": round(zy(y1) - zy(y0), 4),
         "eyes": eyes,
     }
 

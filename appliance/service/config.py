@@ -66,13 +66,17 @@ class SerialConfig:
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """Which detector runs and on what part of the frame (see appliance.vision.detectors)."""
+    """Which detector runs on what part of the frame, and when a frame is sent
+    (``appliance.vision.detectors``, ``appliance.vision.selection``)."""
 
     runtime: str = Runtime.ONNXRUNTIME
     model: str = "full"
     zone_width: float | None = 1.0  # in frame heights; None = the whole frame
     min_score: float = 0.65
     capture_window_frames: int = 45
+    tracking: bool = True  # follow the face with the short-range model on a region
+    exposure_correction: bool = True  # a tone curve for under-exposed faces
+    steady_frames: int = 2  # consecutive passing frames before one is sent
 
 
 @dataclass(frozen=True)
@@ -535,7 +539,15 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         zone_width or None,
         vision.number("min_score", 0.65, (0.05, 0.99)),
         vision.integer("capture_window_frames", 45, (1, 900)),
+        vision.boolean("tracking", True),
+        vision.boolean("exposure_correction", True),
+        vision.integer("steady_frames", 2, (1, 30)),
     )
+    if vision_config.steady_frames > vision_config.capture_window_frames:
+        raise ConfigError(
+            f"vision.steady_frames = {vision_config.steady_frames} cannot exceed"
+            f" vision.capture_window_frames = {vision_config.capture_window_frames}"
+        )
     vision.finish()
 
     ledger = _section(document, "ledger", required=False)

@@ -35,10 +35,11 @@ from appliance.gate.scanner import DEFAULT_AGENT_PREFIX, ScanParser
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.client import MatchingClient
 from appliance.pipeline.traveller import TravellerPipeline
-from appliance.service.config import GateConfig, ScannerConfig
+from appliance.service.config import GateConfig, ScannerConfig, VisionConfig
 from appliance.service.scanner_feed import ScannerFeed
 from appliance.vision.camera import CameraSpec, FrameSource
 from appliance.vision.detectors import Detector, create_detector
+from appliance.vision.selection import SelectionRules
 from firmware_bridge.host import CommandRejected, GateLink, LinkError
 from gate_contract.keys import PkiLayout
 
@@ -74,6 +75,26 @@ class ServiceParts:
     screens: Screens | None = None
 
 
+def vision_parts(vision: VisionConfig) -> tuple[Detector, SelectionRules]:
+    """The detector and the selection rules ``[vision]`` asks for (``gatectl bench capture``
+    builds them here too, so it measures what the service runs); raises ``ModelError``."""
+    try:
+        detector = create_detector(
+            vision.runtime,
+            vision.model,
+            zone_width=vision.zone_width,
+            min_score=vision.min_score,
+            tracking=vision.tracking,
+            exposure_correction=vision.exposure_correction,
+        )
+    except (ModelError, OSError) as exc:
+        raise ModelError(f"face detection model: {exc}") from exc
+    rules = SelectionRules(
+        steady_frames=vision.steady_frames, exposure_correction=vision.exposure_correction
+    )
+    return detector, rules
+
+
 def build_parts(
     config: GateConfig,
     closers: list[Closeable | GateController],
@@ -81,12 +102,7 @@ def build_parts(
 ) -> ServiceParts:
     """Every part but the scanner; ``closers`` collects what to close, in shutdown order."""
     vision = config.vision
-    try:
-        detector = create_detector(
-            vision.runtime, vision.model, zone_width=vision.zone_width, min_score=vision.min_score
-        )
-    except (ModelError, OSError) as exc:
-        raise ModelError(f"face detection model: {exc}") from exc
+    detector, rules = vision_parts(vision)
     try:
         ledger = PurgeLedger(config.ledger_path, default_key_path(config.ledger_path))
     except OSError as exc:
@@ -134,6 +150,7 @@ def build_parts(
         ledger,
         limits=config.quality,
         capture_window_frames=vision.capture_window_frames,
+        rules=rules,
     )
     try:
         boarding_log = BoardingLog(config.boarding_log_path)
@@ -207,4 +224,5 @@ __all__ = [
     "load_agents",
     "shut_down",
     "start_scanner",
+    "vision_parts",
 ]

@@ -7,8 +7,8 @@ thread into a single slot: the newest frame wins, and a frame replaced before an
 took it is zeroized at once and counted in ``dropped``. ``get()`` hands the newest frame
 over; from then on the caller owns it and zeroizes it, as with any ``FrameSource``.
 
-``FramePump`` is itself a ``FrameSource`` (``read()``/``close()``), so ``select_frame`` and
-``TravellerPipeline`` can use it directly.
+``FramePump`` is itself a ``FrameSource`` (``read()``/``close()``), so the
+``FrameSelector`` and ``TravellerPipeline`` can use it directly.
 """
 
 from __future__ import annotations

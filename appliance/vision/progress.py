@@ -1,56 +1,63 @@
-"""What a capture in progress tells the outside: where the face is, never its pixels.
+"""What the capture saw in each frame, for a traveller display or a benchmark: no pixels.
 
-One :class:`CaptureProgress` per frame the selection looks at: the frame's size, the
-main face's box and keypoints as fractions of the frame (0..1), how many faces were
-found, and the quality measure that failed first (a key of
-``appliance.vision.quality.FEEDBACK``; ``"no_face"`` without a face, None once a frame
-passed). Coordinates and a word: enough for a screen to draw a positioning cue and say
-"come closer", and nothing that could be turned back into an image.
+A :class:`appliance.vision.selection.FrameSelector` calls each observer registered with
+``add_observer`` once per frame it looked at, on the capture thread, with a
+:class:`CaptureProgress`: where the traveller's face is (box and six keypoints, in frame
+pixels), what the traveller should do (``feedback``, a stable key; ``feedback.text`` is
+the English sentence), how close the capture is (``steady_frames`` of
+``steady_needed``), and what the vision stage cost. It holds numbers and short strings
+only, never pixels, so it may be sent to a screen or a browser as it is
+(``to_dict`` gives plain JSON types). An observer must return quickly (the camera's
+next frame waits) and its exceptions are logged, never passed on to the capture.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance.vision.quality import QualityReport
+from appliance.vision.feedback import Feedback
 
 
 @dataclass(frozen=True)
 class CaptureProgress:
-    frame_width: int
-    frame_height: int
-    box: tuple[float, float, float, float] | None  # x0, y0, x1, y1 as fractions of the frame
-    keypoints: tuple[tuple[float, float], ...]  # eyes, nose, mouth, ears; fractions
-    faces: int
-    failure: str | None  # first failing quality measure; None when the frame passed
+    frame: int  # frames looked at since this traveller's capture began (1 = the first)
+    frame_size: tuple[int, int]  # (width, height) of the camera frame
+    box: tuple[float, float, float, float] | None  # the traveller's face: x0, y0, x1, y1
+    # right eye, left eye, nose tip, mouth, right ear, left ear, as (x, y)
+    keypoints: tuple[tuple[float, float], ...] | None
+    faces: int  # faces the detector returned for this frame
+    feedback: Feedback | None  # what the traveller should do now (None: nothing, hold on)
+    failures: tuple[str, ...]  # quality measures that failed (appliance.vision.quality)
+    score: float  # unified quality 0-100 of the traveller's face
+    steady_frames: int  # consecutive frames that passed every threshold
+    steady_needed: int  # ... needed before a frame is sent
+    # "zone": the whole capture zone was searched; "track": a region around the face;
+    # "idle": the zone is the empty zone searched last (nobody in view)
+    search: str
+    captured: bool  # this frame completed the capture (a frame is being sent)
+    vision_ms: float  # wall time of detection, quality and the selection rules
+    vision_cpu_ms: float  # CPU time of the same, on the capture thread
 
-    @classmethod
-    def from_report(
-        cls, shape: tuple[int, ...], faces: int, report: QualityReport
-    ) -> CaptureProgress:
-        height, width = int(shape[0]), int(shape[1])
-        face = report.face
-        failure = report.failures[0] if report.failures else None
-        if face is None:
-            return cls(width, height, None, (), faces, failure or "no_face")
-        x0, y0, x1, y1 = face.box
-        box = (
-            _fraction(x0, width),
-            _fraction(y0, height),
-            _fraction(x1, width),
-            _fraction(y1, height),
-        )
-        points = tuple(
-            (_fraction(float(x), width), _fraction(float(y), height)) for x, y in face.keypoints
-        )
-        return cls(width, height, box, points, faces, failure)
+    def to_dict(self) -> dict:
+        """Plain JSON types (lists and numbers, the feedback key as a string)."""
+        return {
+            "frame": self.frame,
+            "frame_size": list(self.frame_size),
+            "box": [round(v, 1) for v in self.box] if self.box else None,
+            "keypoints": [[round(x, 1), round(y, 1)] for x, y in self.keypoints]
+            if self.keypoints
+            else None,
+            "faces": self.faces,
+            "feedback": str(self.feedback) if self.feedback else None,
+            "failures": list(self.failures),
+            "score": round(self.score, 1),
+            "steady_frames": self.steady_frames,
+            "steady_needed": self.steady_needed,
+            "search": self.search,
+            "captured": self.captured,
+            "vision_ms": round(self.vision_ms, 3),
+            "vision_cpu_ms": round(self.vision_cpu_ms, 3),
+        }
 
 
-def _fraction(value: float, size: int) -> float:
-    return round(min(max(float(value) / size, 0.0), 1.0), 4)
-
-
-ProgressObserver = Callable[[CaptureProgress], None]
-
-__all__ = ["CaptureProgress", "ProgressObserver"]
+__all__ = ["CaptureProgress"]

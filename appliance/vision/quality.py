@@ -8,9 +8,12 @@ frame. Every measure has a threshold in ``QualityThresholds`` (the deploying air
 sets them; OFIQ sets none) and maps to a 0–100 component score by a logistic curve that
 is 50 at the threshold, as OFIQ maps raw values; the unified score is their mean.
 
-A frame that passes every threshold is sent at once. If none does within the capture
-window, the best one may still be sent if it passes the hard minimums, the floor below
-which no matcher should be asked.
+With ``exposure_correction`` an under-exposed face (backlight, a dim hall) is measured
+through the global tone curve of ``appliance.vision.tone`` (``QualityReport.gamma``),
+the same curve that is then applied to the crop sent for that frame. The hard minimums
+are the floor below which no matcher should be asked (``appliance.vision.selection``
+decides when a frame that misses a threshold may still be sent); the failing measure
+that comes first says what the traveller should do (``appliance.vision.feedback``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import cv2
 import numpy as np
 
 from appliance.vision.detectors.base import Face
+from appliance.vision.feedback import FEEDBACK, Feedback
+from appliance.vision.tone import apply_gamma, face_gamma
 
 # Pose from 2-D keypoints, with a rigid average adult head: the nose tip sits about 35 mm
 # in front of the pupils' plane (0.55 of the 63 mm inter-pupil distance) and about 30 mm
@@ -32,46 +37,38 @@ from appliance.vision.detectors.base import Face
 _YAW_DEPTH = 0.55
 _PITCH_DEPTH = 0.45
 _PITCH_NEUTRAL = 0.57
+SHARPNESS_WIDTH_PX = 96
 
 
 @dataclass(frozen=True)
 class QualityThresholds:
     min_inter_eye_px: float = 28.0
-    second_face_area_ratio: float = 0.25  # a second face this large means "one at a time"
+    # A second face this large (area, against the nearest) means "one at a time"; a
+    # smaller one is someone behind in the queue. 0.49: 0.7 of the width, i.e. a face
+    # about 1.4 times as far away (at 0.8 m, someone 1.15 m or farther).
+    second_face_area_ratio: float = 0.49
     edge_margin_px: float = 4.0
     max_centre_offset: float = 0.3  # face centre from frame centre, in frame widths
     max_roll_deg: float = 15.0
     max_yaw_deg: float = 30.0
     max_pitch_deg: float = 30.0
-    min_sharpness: float = 20.0  # variance of the Laplacian on the 96-px-wide face region
+    min_sharpness: float = 20.0  # variance of the Laplacian on the face, at most 96 px wide
     min_luminance: float = 50.0
     max_luminance: float = 210.0
     max_clipped_fraction: float = 0.05
     min_contrast: float = 12.0  # standard deviation of the face region's grey levels
-    max_motion: float = 0.15  # eye-midpoint travel since the previous frame, in IEDs
-    # Hard minimums: the best frame of a window is sent only if it clears these.
-    hard_min_inter_eye_px: float = 20.0
+    # Eye-midpoint travel since the previous frame, in IEDs. A traveller walking up moves
+    # 0.1-0.25 IED a frame (steps, approach); blur itself is what sharpness measures, so
+    # this only stops frames of a sudden move (a turn of the head, a stumble).
+    max_motion: float = 0.3
+    # Hard minimums: the best frame of a window is sent only if it clears these. Size is
+    # not relaxed by default: a face smaller than min_inter_eye_px that stands still is
+    # as likely a poster or someone far behind as a traveller.
+    hard_min_inter_eye_px: float = 28.0
     hard_min_sharpness: float = 8.0
     hard_min_luminance: float = 30.0
     hard_max_luminance: float = 230.0
 
-
-# What the indicator or screen tells the traveller for each failing measure.
-FEEDBACK = {
-    "no_face": "look at the camera",
-    "inter_eye_distance": "step closer",
-    "single_face": "one at a time",
-    "inside_frame": "step to the centre",
-    "centre": "step to the centre",
-    "roll": "look at the camera",
-    "yaw": "look at the camera",
-    "pitch": "look at the camera",
-    "sharpness": "hold still",
-    "motion": "hold still",
-    "exposure": "look at the camera",
-    "clipping": "look at the camera",
-    "contrast": "look at the camera",
-}
 
 # For each measure: (higher is better?, logistic scale) for its 0-100 component score.
 _SCORING = {
@@ -99,6 +96,7 @@ class QualityReport:
     failures: list[str] = field(default_factory=list)
     hard_failures: list[str] = field(default_factory=list)
     components: dict[str, float] = field(default_factory=dict)
+    gamma: float = 1.0  # the tone curve the face was measured through (1.0: none)
 
     @property
     def passed(self) -> bool:
@@ -121,7 +119,8 @@ class QualityReport:
         return sum(still) / len(still)
 
     @property
-    def feedback(self) -> str | None:
+    def feedback(self) -> Feedback | None:
+        """What the traveller should do about the first failing measure (None: nothing)."""
         return FEEDBACK[self.failures[0]] if self.failures else None
 
 
@@ -161,8 +160,13 @@ def assess(
     faces: list[Face],
     limits: QualityThresholds | None = None,
     previous: Face | None = None,
+    *,
+    exposure_correction: bool = False,
 ) -> QualityReport:
-    """Measure the most prominent face in ``frame``; ``previous`` is last frame's face."""
+    """Measure the most prominent face in ``frame``; ``previous`` is last frame's face.
+
+    With ``exposure_correction`` a dark face is measured through ``face_gamma``'s curve.
+    """
     limits = limits or QualityThresholds()
     if not faces:
         return QualityReport(None, failures=["no_face"], hard_failures=["no_face"])
@@ -192,7 +196,16 @@ def assess(
         report.hard_failures.append("inside_frame")
         return report
     gray = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
-    scaled = cv2.resize(gray, (96, max(1, round(96 * gray.shape[0] / gray.shape[1]))))
+    if exposure_correction:
+        report.gamma = face_gamma(float(gray.mean()))
+        apply_gamma(gray, report.gamma)
+    # Larger faces are brought down to 96 px wide so the figure does not grow with size;
+    # smaller ones are measured as they are (enlarging them would blur them ourselves).
+    if gray.shape[1] > SHARPNESS_WIDTH_PX:
+        height = max(1, round(SHARPNESS_WIDTH_PX * gray.shape[0] / gray.shape[1]))
+        scaled = cv2.resize(gray, (SHARPNESS_WIDTH_PX, height))
+    else:
+        scaled = gray
     m["sharpness"] = float(cv2.Laplacian(scaled, cv2.CV_32F).var())
     m["exposure"] = float(gray.mean())
     m["contrast"] = float(gray.std())
@@ -245,4 +258,12 @@ def assess(
     return report
 
 
-__all__ = ["FEEDBACK", "QualityReport", "QualityThresholds", "assess", "face_region", "head_pose"]
+__all__ = [
+    "FEEDBACK",
+    "SHARPNESS_WIDTH_PX",
+    "QualityReport",
+    "QualityThresholds",
+    "assess",
+    "face_region",
+    "head_pose",
+]

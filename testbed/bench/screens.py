@@ -1,8 +1,8 @@
 """`gatectl bench screens`: the capture loop's vision time with the screens closed and open.
 
-The real capture code (``select_frame``: BlazeFace + the quality gate) runs on 720p frames
-of a traveller, paced at 30 frames a second like a camera, with thresholds no frame can
-pass so every frame is processed. Three phases, the same frames each:
+The real capture code (``FrameSelector``: BlazeFace, the quality gate and the rules) runs
+on 720p frames of a traveller, paced at 30 frames a second like a camera, with thresholds
+no frame can pass so every frame is processed. Three phases, the same frames each:
 
 * ``closed``: no screens at all (no progress listener, no web server);
 * ``served``: the lane board listens and the web server runs, no page is open;
@@ -33,7 +33,7 @@ from appliance.screens.settings import ScreenSettings
 from appliance.vision.camera import ReplaySource
 from appliance.vision.detectors import create_detector
 from appliance.vision.quality import QualityThresholds
-from appliance.vision.selection import select_frame
+from appliance.vision.selection import FrameSelector
 from testbed.testing import FakeLink
 
 FPS = 30.0
@@ -89,13 +89,10 @@ def _frames() -> list[np.ndarray]:
 
 def _run(frames, detector, count: int, board: LaneBoard | None) -> list[float]:
     source = _PacedFrames(frames, count)
-    select_frame(
-        source,
-        detector,
-        max_frames=count,
-        limits=NEVER_PASSES,
-        on_progress=board.capture_progress if board is not None else None,
-    )
+    selector = FrameSelector(detector, NEVER_PASSES, window_frames=count)
+    if board is not None:
+        selector.add_observer(board.capture_progress)
+    selector.select(source)
     return source.vision_ms
 
 

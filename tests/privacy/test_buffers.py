@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,18 +30,10 @@ from appliance.pipeline.traveller import TravellerPipeline
 from appliance.shutdown import ShutdownRequested
 from appliance.vision.camera import ReplaySource
 from matching_service.dev_ca import DEV_DEVICE_ID
+from testbed.runs import wait_for
 from tests.support import REPO
 
 CANVAS = (1280, 720)
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class KeptSource(ReplaySource):
@@ -163,8 +154,8 @@ def test_opt_out_mid_capture(gate, gate_rig, kept, ledger, demo_photos, matcher)
 def test_exception_in_sealing(gate, kept, ledger, demo_photos, monkeypatch):
     real_seal = boarding_module.seal_capture
 
-    def seal_then_fail(tx, frame, face, key, binding):
-        real_seal(tx, frame, face, key, binding)  # crop, JPEG and ciphertext all exist now
+    def seal_then_fail(tx, frame, face, key, binding, **options):
+        real_seal(tx, frame, face, key, binding, **options)  # crop, JPEG and ciphertext exist now
         raise RuntimeError("injected fault after sealing")
 
     monkeypatch.setattr(boarding_module, "seal_capture", seal_then_fail)
@@ -303,7 +294,9 @@ print(json.dumps({
 """
 
 
-@pytest.mark.parametrize(("where", "buffers"), [("capture", 1), ("verify", 4)])
+# capture: the one frame in hand; verify: the two frames of the steady pair (one sent),
+# the crop, the JPEG and the sealed payload.
+@pytest.mark.parametrize(("where", "buffers"), [("capture", 1), ("verify", 5)])
 def test_sigterm_mid_transaction_in_a_subprocess(tmp_path, demo_photos, where, buffers):
     process = subprocess.Popen(
         [sys.executable, "-c", SIGTERM_SCRIPT, where, str(demo_photos / "obama2.jpg"), tmp_path],

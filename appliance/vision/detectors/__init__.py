@@ -2,8 +2,9 @@
 
 ``base`` holds what every runtime returns (:class:`Face`) and the capture zone helpers;
 ``onnx_runtime`` runs BlazeFace through onnxruntime (the default), ``mediapipe_tasks``
-through MediaPipe Tasks (an optional dependency). :func:`create_detector` loads only the
-runtime asked for.
+through MediaPipe Tasks (an optional dependency); ``tracking`` follows a face with the
+short-range model on a region once the full-range model has found it.
+:func:`create_detector` loads only the runtime asked for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,29 @@ from appliance.errors import ModelError
 from appliance.vision.detectors.base import DEFAULT_MIN_SCORE, DEFAULT_ZONE_WIDTH, Detector, Face
 from appliance.vision.models import Runtime
 
+# The short-range model on a region around a face the full-range model found: it
+# only has to confirm that face where it is expected (a lower bar than finding one).
+TRACK_MIN_SCORE = 0.5
+# With tracking, the zone model also reports faces down to this score as "possibly
+# someone else": never followed, but a companion or a nearer person stops a capture.
+POSSIBLE_FACE_SCORE = 0.4
+# With tracking and exposure correction, one search for a traveller in three looks
+# through this tone curve (a face in shadow before a bright window).
+SHADOW_GAMMA = 0.6
+
+
+def _runtime_detector(runtime: str, variant: str, **options) -> Detector:
+    if runtime == Runtime.ONNXRUNTIME:
+        from appliance.vision.detectors.onnx_runtime import FaceDetector
+
+        return FaceDetector(variant, **options)
+    if runtime == Runtime.MEDIAPIPE:
+        from appliance.vision.detectors.mediapipe_tasks import MediapipeFaceDetector
+
+        return MediapipeFaceDetector(variant, **options)
+    known = " or ".join(r.value for r in Runtime)
+    raise ModelError(f"unknown detector runtime {runtime!r}; choose {known}")
+
 
 def create_detector(
     runtime: str = Runtime.ONNXRUNTIME,
@@ -22,27 +46,48 @@ def create_detector(
     zone_width: float | None = DEFAULT_ZONE_WIDTH,
     min_score: float = DEFAULT_MIN_SCORE,
     models_dir: Path | None = None,
+    tracking: bool = False,
+    exposure_correction: bool = False,
 ) -> Detector:
-    """The detector the gate runs, by runtime name; raises ``ModelError`` if unusable."""
-    if runtime == Runtime.ONNXRUNTIME:
-        from appliance.vision.detectors.onnx_runtime import FaceDetector
+    """The detector the gate runs, by runtime name; raises ``ModelError`` if unusable.
 
-        return FaceDetector(
-            variant, models_dir=models_dir, min_score=min_score, zone_width=zone_width
-        )
-    if runtime == Runtime.MEDIAPIPE:
-        from appliance.vision.detectors.mediapipe_tasks import MediapipeFaceDetector
+    ``tracking``: ``variant`` searches the zone and the short-range model follows the face
+    (``appliance.vision.detectors.tracking``); with ``exposure_correction`` it also looks
+    for faces in shadow, through a tone curve (``appliance.vision.tone``).
+    """
+    zone = _runtime_detector(
+        runtime,
+        variant,
+        models_dir=models_dir,
+        min_score=min(min_score, POSSIBLE_FACE_SCORE) if tracking else min_score,
+        zone_width=zone_width,
+    )
+    if not tracking:
+        return zone
+    from appliance.vision.detectors.tracking import TrackingDetector
 
-        return MediapipeFaceDetector(
-            variant, models_dir=models_dir, min_score=min_score, zone_width=zone_width
-        )
-    known = " or ".join(r.value for r in Runtime)
-    raise ModelError(f"unknown detector runtime {runtime!r}; choose {known}")
+    follow = _runtime_detector(
+        runtime,
+        "short",
+        models_dir=models_dir,
+        min_score=TRACK_MIN_SCORE,
+        zone_width=None,
+    )
+    return TrackingDetector(
+        zone,
+        follow,
+        zone_width=zone_width,
+        min_score=min_score,
+        shadow_gamma=SHADOW_GAMMA if exposure_correction else None,
+    )
 
 
 __all__ = [
     "DEFAULT_MIN_SCORE",
     "DEFAULT_ZONE_WIDTH",
+    "POSSIBLE_FACE_SCORE",
+    "SHADOW_GAMMA",
+    "TRACK_MIN_SCORE",
     "Detector",
     "Face",
     "ModelError",

@@ -3,7 +3,8 @@
 The onnxruntime backend (``FaceDetector``) letterboxes the capture zone into the model's
 square input (128 px short range, 192 px full range), decodes the raw outputs against
 MediaPipe's SSD anchor layout and merges overlaps with weighted non-maximum suppression,
-as MediaPipe does. Each runtime's backend has its own module beside this one.
+as MediaPipe does. Each runtime's backend has its own module beside this one; ``tracking``
+follows a face found once with a region search around it.
 
 The capture zone is the central part of the frame where a traveller stands to be
 photographed (by default a square as wide as the frame is high): faces outside it are
@@ -56,6 +57,14 @@ class Detector(Protocol):
     def detect(self, frame: np.ndarray) -> list[Face]: ...
 
 
+class RegionDetector(Detector, Protocol):
+    """A detector that can also search one rectangle of a frame (for tracking)."""
+
+    def detect_region(
+        self, frame: np.ndarray, region: tuple[int, int, int, int], *, gamma: float | None = None
+    ) -> list[Face]: ...
+
+
 def zone_view(frame: np.ndarray, zone_width: float | None) -> tuple[np.ndarray, int]:
     """The central band of ``frame`` (a view, no copy) and its x offset in the frame."""
     if zone_width is None:
@@ -66,19 +75,38 @@ def zone_view(frame: np.ndarray, zone_width: float | None) -> tuple[np.ndarray, 
     return frame[:, left : left + band], left
 
 
-def shift_faces(faces: list[Face], dx: float) -> list[Face]:
-    """Move faces found in a zone back into frame coordinates."""
-    if not dx:
+def shift_faces(faces: list[Face], dx: float, dy: float = 0.0) -> list[Face]:
+    """Move faces found in a zone or a region back into frame coordinates."""
+    if not dx and not dy:
         return faces
-    offset = np.array([dx, 0.0], np.float32)
+    offset = np.array([dx, dy], np.float32)
     return [
         replace(
             f,
-            box=(f.box[0] + dx, f.box[1], f.box[2] + dx, f.box[3]),
+            box=(f.box[0] + dx, f.box[1] + dy, f.box[2] + dx, f.box[3] + dy),
             keypoints=f.keypoints + offset,
         )
         for f in faces
     ]
+
+
+def same_face(a: Face, b: Face) -> bool:
+    """Do two detections (from one model or from two) show the same face? Their boxes
+    overlap well, or their centres are within half a face width of each other."""
+    if iou(a.box, b.box) >= 0.3:
+        return True
+    ax, ay = (a.box[0] + a.box[2]) / 2, (a.box[1] + a.box[3]) / 2
+    bx, by = (b.box[0] + b.box[2]) / 2, (b.box[1] + b.box[3]) / 2
+    return float(np.hypot(ax - bx, ay - by)) < 0.5 * max(a.width, b.width)
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 __all__ = [
@@ -86,6 +114,9 @@ __all__ = [
     "DEFAULT_ZONE_WIDTH",
     "Detector",
     "Face",
+    "RegionDetector",
+    "iou",
+    "same_face",
     "shift_faces",
     "zone_view",
 ]

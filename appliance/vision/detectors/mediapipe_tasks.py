@@ -19,6 +19,7 @@ import numpy as np
 from appliance.errors import ModelError
 from appliance.vision.detectors.base import Face, shift_faces, zone_view
 from appliance.vision.models import verified_model
+from appliance.vision.tone import apply_gamma
 
 
 class MediapipeFaceDetector:
@@ -57,10 +58,26 @@ class MediapipeFaceDetector:
         self.variant = variant
         self.zone_width = zone_width
 
-    def detect(self, frame: np.ndarray) -> list[Face]:
-        """Faces in the capture zone of ``frame`` (BGR), most confident first."""
+    def detect(self, frame: np.ndarray, *, gamma: float | None = None) -> list[Face]:
+        """Faces in the capture zone of ``frame`` (BGR), most confident first; ``gamma``:
+        the model sees the zone through that tone curve."""
         zone, dx = zone_view(frame, self.zone_width)
+        return shift_faces(self._infer(zone, gamma), dx)
+
+    def detect_region(
+        self, frame: np.ndarray, region: tuple[int, int, int, int], *, gamma: float | None = None
+    ) -> list[Face]:
+        """Faces in the rectangle ``region`` (x0, y0, x1, y1) of ``frame``, in frame pixels;
+        ``gamma``: the model sees the region through that tone curve."""
+        x0, y0, x1, y1 = region
+        return shift_faces(self._infer(frame[y0:y1, x0:x1], gamma), x0, y0)
+
+    def _infer(self, zone: np.ndarray, gamma: float | None = None) -> list[Face]:
+        if not zone.size:
+            return []
         rgb = np.ascontiguousarray(zone[:, :, ::-1])
+        if gamma is not None:
+            apply_gamma(rgb, gamma)
         try:
             image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
             result = self._detector.detect(image)
@@ -86,7 +103,7 @@ class MediapipeFaceDetector:
                 )
             )
         faces.sort(key=lambda f: f.score, reverse=True)
-        return shift_faces(faces, dx)
+        return faces
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError, ValueError):

@@ -1,8 +1,12 @@
 """BlazeFace through onnxruntime, the default runtime.
 
-The capture zone is letterboxed into the model's square input (128 px short range, 192 px
-full range); the raw outputs are decoded against MediaPipe's SSD anchor layout and
-overlaps merged with weighted non-maximum suppression, as MediaPipe does.
+The capture zone (or, for tracking, any rectangle of the frame) is letterboxed into the
+model's square input (128 px short range, 192 px full range); the raw outputs are
+decoded against MediaPipe's SSD anchor layout and overlaps merged with weighted
+non-maximum suppression, as MediaPipe does. ``gamma`` puts the model's input through a
+tone curve of ``appliance.vision.tone`` first (the tracker's search for a face in
+shadow); BlazeFace copes with an evenly dark image by itself (a curve then only lowers
+its scores), not with a dark face before a bright window.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from appliance.errors import ModelError
 from appliance.vision.detectors.base import Face, shift_faces, zone_view
 from appliance.vision.models import verified_model
+from appliance.vision.tone import apply_gamma
+from gate_contract.onnx import load_onnxruntime
+
+_ort = load_onnxruntime()
 
 # MediaPipe's anchor layouts: (stride, anchors per cell) for each output grid.
 _ANCHOR_LAYOUT = {
@@ -79,12 +86,12 @@ class FaceDetector:
     ) -> None:
         path, pin = verified_model(variant, models_dir, "onnxruntime")
         self.zone_width = zone_width
-        options = ort.SessionOptions()
+        options = _ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(
+            self._session = _ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
@@ -99,18 +106,34 @@ class FaceDetector:
         self._nms_iou = nms_iou
         self._canvas = np.zeros((self.size, self.size, 3), np.uint8)
 
-    def detect(self, frame: np.ndarray) -> list[Face]:
-        """Faces in the capture zone of ``frame`` (H, W, 3 BGR uint8), most confident first."""
+    def detect(self, frame: np.ndarray, *, gamma: float | None = None) -> list[Face]:
+        """Faces in the capture zone of ``frame`` (H, W, 3 BGR uint8), most confident first;
+        ``gamma``: the model sees the zone through that tone curve."""
         zone, dx = zone_view(frame, self.zone_width)
-        height, width = zone.shape[:2]
+        return shift_faces(self._infer(zone, gamma), dx)
+
+    def detect_region(
+        self, frame: np.ndarray, region: tuple[int, int, int, int], *, gamma: float | None = None
+    ) -> list[Face]:
+        """Faces in the rectangle ``region`` (x0, y0, x1, y1) of ``frame``, in frame pixels;
+        ``gamma``: the model sees the region through that tone curve."""
+        x0, y0, x1, y1 = region
+        return shift_faces(self._infer(frame[y0:y1, x0:x1], gamma), x0, y0)
+
+    def _infer(self, view: np.ndarray, gamma: float | None = None) -> list[Face]:
+        """Faces in ``view`` (any part of a frame), in the view's pixels."""
+        height, width = view.shape[:2]
+        if not height or not width:
+            return []
         scale = self.size / max(height, width)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        halved = _halve_to(zone, max(new_w, new_h))
-        cv2.resize(
-            halved, (new_w, new_h), dst=self._canvas[:new_h, :new_w], interpolation=cv2.INTER_LINEAR
-        )
-        if halved is not zone:
+        halved = _halve_to(view, max(new_w, new_h))
+        content = self._canvas[:new_h, :new_w]
+        cv2.resize(halved, (new_w, new_h), dst=content, interpolation=cv2.INTER_LINEAR)
+        if halved is not view:
             halved.fill(0)
+        if gamma is not None:
+            apply_gamma(content, gamma)
         tensor = self._canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
         tensor *= 1 / 127.5
         tensor -= 1.0
@@ -136,8 +159,7 @@ class FaceDetector:
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -100, 100)))
         # Back from the letterboxed square to frame pixels.
         to_pixels = self.size / scale
-        faces = self._weighted_nms(boxes * to_pixels, points * to_pixels, scores)
-        return shift_faces(faces, dx)
+        return self._weighted_nms(boxes * to_pixels, points * to_pixels, scores)
 
     def _weighted_nms(
         self, boxes: np.ndarray, points: np.ndarray, scores: np.ndarray

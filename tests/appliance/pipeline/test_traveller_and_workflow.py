@@ -228,7 +228,8 @@ def test_agent_cancel_mid_capture(detector, gate, link, ledger, demo_photos):
 
 def test_two_faces_in_frame_is_no_usable_face(detector, gate, link, ledger, demo_photos):
     client = FakeMatcher(Decision.MATCH)
-    source = TwoFacesSource(demo_photos / "obama2.jpg", demo_photos / "biden.jpg", frames=8)
+    # Long enough for the pair to count as standing at the gate (settled), not passing by.
+    source = TwoFacesSource(demo_photos / "obama2.jpg", demo_photos / "biden.jpg", frames=20)
     result = boarding_with(detector, client, gate, ledger).process(source)
     assert result.outcome == "referred" and result.reason.startswith("no usable face")
     assert client.passes == [] and not result.frame_sent
@@ -497,6 +498,7 @@ def test_agent_station_release_and_cancel_carry_agent_and_reason(workflow, gate,
 def test_capture_progress_reports_coordinates_and_feedback_only(
     detector, gate, ledger, demo_photos
 ):
+    from appliance.vision.feedback import Feedback
     from appliance.vision.progress import CaptureProgress
 
     seen: list[CaptureProgress] = []
@@ -505,11 +507,12 @@ def test_capture_progress_reports_coordinates_and_feedback_only(
     boarding.on_capture_progress(lambda _: 1 / 0)  # a failing listener changes nothing
     source = ReplaySource([demo_photos / "obama2.jpg"], canvas=CANVAS, repeat=3, face_scale=0.15)
     result = boarding.process(source)
-    assert seen and all(p.frame_width == 1280 and p.frame_height == 720 for p in seen)
+    assert seen and all(p.frame_size == (1280, 720) for p in seen)
     first = seen[0]
-    assert first.box is not None and all(0.0 <= v <= 1.0 for v in first.box)
+    assert first.box is not None and all(0.0 <= v <= 1280 for v in first.box)
     assert len(first.keypoints) == 6 and first.faces == 1
-    assert first.failure == "inter_eye_distance"  # small face: "come closer"
+    assert first.failures[0] == "inter_eye_distance"  # small face: "come closer"
+    assert first.feedback == "step_closer"
     assert len(seen) == result.frames_seen == 3  # one report per frame looked at
     fields = {type(v) for p in seen for v in vars(p).values()}
-    assert fields <= {int, float, str, tuple, type(None)}  # no arrays, no bytes
+    assert fields <= {int, float, str, bool, tuple, Feedback, type(None)}  # no arrays, bytes

@@ -37,8 +37,7 @@ from appliance.screens.metrics import GateMetrics
 from appliance.screens.pages import ScreenParts, build_app
 from appliance.screens.server import ScreenServer
 from appliance.screens.settings import ScreenSettings
-from appliance.vision.progress import CaptureProgress
-from testbed.testing import FakeLink
+from testbed.testing import FakeLink, capture_progress
 
 AGENT, PIN = "A123", "482913"
 _HASHES = {AGENT: hash_pin(PIN)}
@@ -75,13 +74,7 @@ class Unit:
 
     def progress(self, failure: str | None, box=(0.45, 0.3, 0.55, 0.48), faces: int = 1) -> None:
         """One frame of a capture, as the pipeline reports it (1280x720, coordinates only)."""
-        x0, y0, x1, y1 = box
-        eyes = (
-            (x0 + 0.3 * (x1 - x0), y0 + 0.35 * (y1 - y0)),
-            (x0 + 0.7 * (x1 - x0), y0 + 0.35 * (y1 - y0)),
-        )
-        points = (*eyes, (0.5, 0.4), (0.5, 0.45), (x0, 0.38), (x1, 0.38)) if box else ()
-        self.board.capture_progress(CaptureProgress(1280, 720, box, points, faces, failure))
+        self.board.capture_progress(capture_progress(failure, box, faces))
 
 
 @pytest.fixture

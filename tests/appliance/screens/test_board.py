@@ -18,17 +18,15 @@ from appliance.screens.board import (
 )
 from appliance.screens.catalog import CATALOGS
 from appliance.screens.lane import Alert, Instruction, instruction_for, target_outline
-from appliance.vision.progress import CaptureProgress
 from appliance.vision.quality import FEEDBACK
 from firmware_bridge.host import DoorChanged, OptOutPressed
-from testbed.testing import FakeClock, FakeLink
+from testbed.testing import FakeClock, FakeLink, capture_progress
 
 CARD = TravellerCard(1, "OBAMA/BARACK", "12A", "BA283", PassOutcome.OK, 1, 0, None)
 
 
 def progress(failure, faces=1, box=(0.45, 0.3, 0.55, 0.48)):
-    points = ((0.48, 0.36), (0.52, 0.36), (0.5, 0.4), (0.5, 0.45), (0.45, 0.38), (0.55, 0.38))
-    return CaptureProgress(1280, 720, box, points if box else (), faces, failure)
+    return capture_progress(failure, box, faces)
 
 
 @pytest.fixture

@@ -142,6 +142,8 @@ def test_service_writes_status_that_gatectl_status_reads(tmp_path, matcher, demo
 id = "gate-dev-0001"
 [camera]
 source = "replay:{frames}"
+[vision]
+steady_frames = 1  # each still is shown for one frame: sent once it passes
 [matcher]
 target = "{matcher.target}"
 pki_dir = "{matcher.pki.root}"

@@ -250,6 +250,8 @@ id = "gate-dev-0001"
 source = "replay:{frames}"
 width = 1280
 height = 720
+[vision]
+steady_frames = 1  # each still is shown for one frame: sent once it passes
 [matcher]
 target = "{matcher.target}"
 pki_dir = "{matcher.pki.root}"

@@ -202,6 +202,8 @@ def _write_config(
 id = "gate-dev-0001"
 [camera]
 source = "replay:{frames}"
+[vision]
+steady_frames = 1  # each still is shown for one frame: sent once it passes
 [matcher]
 target = "{target}"
 pki_dir = "{pki_root}"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from appliance.vision.camera import place_in_canvas
+from appliance.vision.feedback import Feedback
 from appliance.vision.quality import QualityThresholds, assess, head_pose
 
 CANVAS = (1280, 720)
@@ -80,7 +81,7 @@ def test_downscaling_shrinks_inter_eye_distance_until_step_closer(detector, port
     assert distances == sorted(distances, reverse=True)
     assert "inter_eye_distance" not in reports[0].failures
     assert reports[-1].failures[0] == "inter_eye_distance"
-    assert reports[-1].feedback == "step closer"
+    assert reports[-1].feedback is Feedback.STEP_CLOSER
 
 
 def test_shift_towards_the_edge_moves_the_face_off_centre(detector, portrait):

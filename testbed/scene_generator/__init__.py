@@ -1,0 +1,143 @@
+"""Boarding-gate camera scenes made from a folder of face photos (``gatectl scenes make``).
+
+``make_scenes(dataset, out, per_tag=N, seed=S)`` writes, for every tag, N scenes in the
+format ``gatectl bench capture`` reads (``testbed.scene_format``)::
+
+    OUT/<tag>_<nn>/video.avi    MJPG, 30 fps, 1280x720
+    OUT/<tag>_<nn>/scene.json   {"expect", "identity", "tags", "photo"}
+    OUT/<tag>_<nn>/truth.json   how the scene was made, per-frame face boxes (positions)
+
+One static camera at eye height (1.6 m), 800 px focal length. People are cut out of the
+photos (``people``), walk in metres (``motion``) through a drawn gate hall
+(``backgrounds``), and are filmed with motion blur, auto-exposure, sensor noise and the
+camera's MJPEG encoder (``render``, ``optics``). ``tags`` says what each tag changes.
+Every draw comes from ``numpy.random.default_rng`` seeded by (seed, tag, index): the same
+seed and dataset give the same scenes. Photos stay in memory (zeroized after use) except
+as pixels of the videos, which go under ``out`` only, never into this repository.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from testbed.scene_generator.render import render
+from testbed.scene_generator.tags import NO_CAPTURE, TAGS, Casting, build_scene
+
+# Who stands behind or beside the traveller: people this far along the cast's order.
+OTHER_OFFSETS = (17, 29, 41)
+
+
+class SceneMakingError(ValueError):
+    """The dataset or the output folder cannot be used; the message says why."""
+
+
+def _inside_a_checkout(out: Path) -> Path | None:
+    """The git work tree ``out`` would be in, if it is this project's or any other."""
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(probe), "rev-parse", "--show-toplevel"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(top.stdout.strip()) if top.returncode == 0 and top.stdout.strip() else None
+
+
+def _others(people: list[str], k: int) -> list[str]:
+    """Three other identities for scene ``k``'s traveller (companion, queue, crosser)."""
+    traveller = people[k % len(people)]
+    others = []
+    for offset in OTHER_OFFSETS:
+        for step in range(len(people)):
+            candidate = people[(k + offset + step) % len(people)]
+            if candidate != traveller or len(people) == 1:
+                others.append(candidate)
+                break
+    return others
+
+
+def make_scenes(
+    dataset: Path,
+    out: Path,
+    *,
+    per_tag: int = 5,
+    seed: int = 0,
+    tags: Sequence[str] = TAGS,
+    on_scene: Callable[[str, int, float], object] | None = None,
+) -> list[Path]:
+    """Write ``per_tag`` scenes of every tag in ``tags`` under ``out``; the scene folders.
+
+    ``on_scene(name, frames, seconds)`` is called after each scene. Raises
+    :class:`SceneMakingError` for an unusable dataset, tag or output folder.
+    """
+    unknown = [t for t in tags if t not in TAGS]
+    if unknown:
+        raise SceneMakingError(f"unknown tag(s) {', '.join(unknown)}; tags: {', '.join(TAGS)}")
+    if per_tag < 1:
+        raise SceneMakingError("--per-tag must be at least 1")
+    dataset, out = Path(dataset), Path(out)
+    if not dataset.is_dir():
+        raise SceneMakingError(f"dataset {dataset} is not a folder of <identity>/*.jpg")
+    checkout = _inside_a_checkout(out.resolve())
+    if checkout is not None:
+        raise SceneMakingError(
+            f"{out} is inside the git work tree {checkout}: scene videos show people's"
+            " faces and never go into a repository; choose a folder outside it"
+        )
+    casting = Casting(dataset)
+    if not casting.identities:
+        raise SceneMakingError(f"no <identity>/*.jpg folders with photos in {dataset}")
+    needs_others = any(t in ("two_close", "queue_behind", "crossing", "poster") for t in tags)
+    if needs_others and len(casting.identities) < 2:
+        raise SceneMakingError(
+            f"{dataset} has one identity; queue_behind, two_close, crossing and poster"
+            " need at least two people"
+        )
+    cv2.setNumThreads(1)
+    order = np.random.default_rng(seed).permutation(len(casting.identities))
+    people = [casting.identities[i] for i in order]
+    written = []
+    k = 0
+    try:
+        for tag in tags:
+            for index in range(per_tag):
+                identity = people[k % len(people)]
+                others = _others(people, k)
+                k += 1
+                started = time.perf_counter()
+                try:
+                    scene = build_scene(casting, tag, index, seed, identity, others)
+                except ValueError as exc:
+                    raise SceneMakingError(f"{tag}_{index:02d}: {exc}") from exc
+                folder = out / scene.name
+                render(scene, folder)
+                written.append(folder)
+                if on_scene is not None:
+                    on_scene(scene.name, scene.frames, time.perf_counter() - started)
+    finally:
+        casting.clear()
+    return written
+
+
+__all__ = [
+    "NO_CAPTURE",
+    "OTHER_OFFSETS",
+    "TAGS",
+    "Callable",
+    "Casting",
+    "Path",
+    "SceneMakingError",
+    "Sequence",
+    "build_scene",
+    "make_scenes",
+    "render",
+]

@@ -1,0 +1,157 @@
+"""`gatectl scenes make` and `gatectl bench capture` end to end, on tiny scenes made in a
+temporary folder from the demo photos that set-up fetched (real video files through
+OpenCV, the real detector and selection, the real matcher over gRPC for the gallery)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import DATASET, REPO
+
+
+def gatectl(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def last_json(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def photos(demo_photos: Path, tmp_path_factory) -> Path:
+    """<identity>/*.jpg from the packaged demo photos (links, in a temporary folder)."""
+    root = tmp_path_factory.mktemp("photos")
+    for identity, names in {"obama": ("obama.jpg", "obama2.jpg", "obama3.jpg"),
+                            "biden": ("biden.jpg",)}.items():  # fmt: skip
+        (root / identity).mkdir()
+        for name in names:
+            (root / identity / name).symlink_to(demo_photos / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def scenes(photos: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("scenes")
+    made = gatectl(
+        "scenes", "make", "--dataset", str(photos), "--out", str(out),
+        "--per-tag", "1", "--tags", "approach,empty,two_close", "--seed", "3",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert "3 scenes in" in made.stdout
+    return out
+
+
+def test_scenes_follow_the_format(scenes: Path) -> None:
+    folders = sorted(p.name for p in scenes.iterdir())
+    assert folders == ["approach_00", "empty_00", "two_close_00"]
+    for name in folders:
+        info = json.loads((scenes / name / "scene.json").read_text())
+        assert info["expect"] == ("capture" if name == "approach_00" else "no_capture")
+        assert info["tags"][0] == name[:-3]
+        assert (scenes / name / "video.avi").stat().st_size > 100_000
+        truth = json.loads((scenes / name / "truth.json").read_text())
+        assert truth["fps"] == 30 and truth["size"] == [1280, 720]
+    approach = json.loads((scenes / "approach_00" / "scene.json").read_text())
+    assert approach["identity"] in ("obama", "biden") and approach["photo"].endswith(".jpg")
+    boxes = json.loads((scenes / "approach_00" / "truth.json").read_text())["faces"]
+    widths = [b[2] - b[0] for b in boxes["traveller"]["boxes"] if b]
+    assert widths[0] < 60 and widths[-1] > 130, "the face grows as the traveller walks up"
+
+
+def test_the_bench_captures_the_traveller_and_nobody_else(scenes: Path, tmp_path: Path) -> None:
+    details = tmp_path / "details.jsonl"
+    figures = last_json(
+        gatectl("bench", "capture", "--scenes", str(scenes), "--json", "--details", str(details))
+    )
+    assert figures["scenes"] == 3 and figures["scene_errors"] == 0
+    assert figures["capture_rate"] == 1.0 and figures["false_captures"] == 0
+    assert figures["wrong_person_captures"] == 0
+    assert 0.5 < figures["time_to_capture_s_p50"] < 3.4  # within the walk, not at once
+    assert figures["by_tag"]["approach"]["rate"] == 1.0
+    assert figures["by_tag"]["two_close"]["captured"] == 0
+    assert figures["frames"] > 150 and 0 < figures["ms_per_frame_median"] < 1000
+    assert figures["tracking"] is True and "zone" in figures["cpu_ms_by_search"]
+    rows = {row["scene"]: row for row in map(json.loads, details.read_text().splitlines())}
+    assert rows["approach_00"]["outcome"] == "captured"
+    assert rows["approach_00"]["whose_face"] == "traveller"
+    assert rows["empty_00"]["outcome"] == "not_captured"
+
+
+def test_without_tracking_the_same_scenes_give_the_same_captures(scenes: Path) -> None:
+    figures = last_json(gatectl("bench", "capture", "--scenes", str(scenes), "--json",
+                                "--no-tracking"))  # fmt: skip
+    assert figures["tracking"] is False and set(figures["cpu_ms_by_search"]) == {"zone"}
+    assert figures["capture_rate"] == 1.0 and figures["false_captures"] == 0
+
+
+def test_a_bad_scene_is_reported_and_the_run_goes_on(scenes: Path, tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "good").symlink_to(scenes / "approach_00", target_is_directory=True)
+    (mixed / "no_json").mkdir()
+    (mixed / "no_json" / "video.avi").symlink_to(scenes / "empty_00" / "video.avi")
+    (mixed / "bad_json").mkdir()
+    (mixed / "bad_json" / "scene.json").write_text('{"expect": "maybe"}')
+    (mixed / "no_video").mkdir()
+    (mixed / "no_video" / "scene.json").write_text('{"expect": "capture", "identity": "x"}')
+    (mixed / "not_a_video").mkdir()
+    (mixed / "not_a_video" / "scene.json").write_text('{"expect": "no_capture", "tags": []}')
+    (mixed / "not_a_video" / "video.avi").write_bytes(b"this is not a video")
+    details = tmp_path / "details.jsonl"
+    run = gatectl("bench", "capture", "--scenes", str(mixed), "--details", str(details))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    rows = {row["scene"]: row for row in map(json.loads, details.read_text().splitlines())}
+    assert rows["good"]["outcome"] == "captured"
+    assert "no scene.json" in rows["no_json"]["error"]
+    assert '"expect"' in rows["bad_json"]["error"]
+    assert "no video" in rows["no_video"]["error"]
+    assert rows["not_a_video"]["outcome"] == "error" and rows["not_a_video"]["error"]
+    assert "scene_errors: 4" in run.stdout.replace("  ", "").replace(" :", ":")
+
+
+def test_usage_errors_are_one_line_not_a_traceback(tmp_path: Path, photos: Path) -> None:
+    missing = gatectl("bench", "capture", "--scenes", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "is not a folder of scenes" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    inside = gatectl("scenes", "make", "--dataset", str(photos), "--out", str(REPO / "scenes"))
+    assert inside.returncode == 2 and "git work tree" in inside.stderr
+    assert not (REPO / "scenes").exists(), "nothing may be written into the repository"
+    tag = gatectl("scenes", "make", "--dataset", str(photos), "--out", str(tmp_path / "o"),
+                  "--tags", "sunshine")  # fmt: skip
+    assert tag.returncode == 2 and "unknown tag" in tag.stderr
+
+
+def test_the_gallery_verifies_the_capture_through_the_matcher(scenes: Path, photos) -> None:
+    figures = last_json(
+        gatectl("bench", "capture", "--scenes", str(scenes), "--gallery", str(photos), "--json")
+    )
+    assert figures["verified_scenes"] == 1  # the one traveller, enrolled from another photo
+    assert figures["right_person_rate"] in (0.0, 1.0)
+    assert figures["matcher_own_rate"] in (0.0, 1.0)
+
+
+@pytest.mark.capture_bench
+@pytest.mark.skipif(not DATASET.is_dir(), reason=f"faces-dev not found at {DATASET}")
+def test_faces_dev_scenes_meet_the_capture_goals(tmp_path: Path) -> None:
+    """One scene per tag from faces-dev: every traveller captured, nobody else."""
+    out = tmp_path / "scenes"
+    made = gatectl("scenes", "make", "--dataset", str(DATASET), "--out", str(out),
+                   "--per-tag", "1", "--quiet")  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+    figures = last_json(gatectl("bench", "capture", "--scenes", str(out), "--json"))
+    assert figures["scenes"] == 12 and figures["capture_rate"] == 1.0
+    assert figures["false_captures"] == 0 and figures["wrong_person_captures"] == 0
