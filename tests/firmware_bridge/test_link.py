@@ -9,8 +9,7 @@ something took.
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,19 +27,10 @@ from firmware_bridge.host import (
 )
 from firmware_bridge.protocol import Indicator, LinkKeys, MsgType, Result, pack_relay_pulse
 from firmware_bridge.simulator import Simulator
+from testbed.runs import wait_for
 
 KEY = b"link-test-key-0123456789abcdef!!"
 LONG_PULSE = 20_000  # far longer than any wait below: closing it early proves fail-secure
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``pred`` until true or ``timeout``; returns the final value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 class Recorder:
@@ -334,4 +324,3 @@ def test_a_poisoned_counter_puts_the_gate_out_of_service_until_a_new_epoch(
         assert rec.of(LinkState)[-1] == LinkState(True)
     finally:
         lk.close()
-
