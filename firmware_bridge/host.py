@@ -336,7 +336,7 @@ class GateLink:
             self._check("NEW_EPOCH", self.send_command(MsgType.NEW_EPOCH, payload))
             after = self.request_status()
             if (after.epoch, after.last_counter) != (new_epoch, 0):
-                raise LinkError(
+                raise CounterImplausible(
                     f"the MCU reports epoch {after.epoch}, counter {after.last_counter} "
                     f"after starting epoch {new_epoch}"
                 )
