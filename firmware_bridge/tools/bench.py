@@ -67,10 +67,12 @@ class FuzzHarness:
     """The firmware in an established session, fed hostile input.
 
     It runs on either interpreter (``backends.open_firmware``) with a manual clock, so a
-    seed replays the same run. Setup performs a few genuine pulses (so there are
-    captured frames to replay) and lets them end; :attr:`relay_opened` counts openings
-    after setup only. Close it (or use it as a context manager) to end a MicroPython
-    interpreter.
+    seed replays the same run: the gate's key is derived from the seed too (unless given),
+    because version 2's STATUS frames carry tags under it, so the same seed gives the same
+    bytes on both interpreters (``fuzz_transmitted_sha256``). Setup performs a few genuine
+    pulses (so there are captured frames to replay) and lets them end;
+    :attr:`relay_opened` counts openings after setup only. Close it (or use it as a
+    context manager) to end a MicroPython interpreter.
     """
 
     SETUP_PULSES = 4
@@ -79,7 +81,7 @@ class FuzzHarness:
     def __init__(
         self, key: bytes | None = None, seed: int = 0, interpreter: str = "cpython"
     ) -> None:
-        self.key = key if key is not None else os.urandom(32)
+        self.key = key if key is not None else hashlib.sha256(b"fuzz key %d" % seed).digest()
         self.rng = random.Random(seed)
         self.host = HostFrames(self.key, nonces=seed.to_bytes(8, "big"))
         self.firmware = open_firmware(interpreter, self.key, manual_clock=True)
