@@ -370,11 +370,13 @@ class GateLink:
     def _session_command(
         self, name: str, msg_type: int, body: bytes = b"", *, regreet: bool = True
     ) -> None:
-        """Send a command of the current session; if the MCU refuses it (it rebooted, or
-        somebody greeted it: another session), greet again and send it once more."""
+        """Send a command of the current session. If the MCU refuses it because somebody
+        greeted it meanwhile (another session id), greet again and send it once more; after
+        a BOOT or a lost link the refusal stands (the link is down: the heartbeat greets
+        at its next tick, and the gate shows it was out of service meanwhile)."""
         with self._cmd_lock:
             result = self._send_session(msg_type, body)
-            if result != Result.OK and regreet:
+            if result != Result.OK and regreet and not self._need_hello:
                 self._establish()
                 result = self._send_session(msg_type, body)
             self._check(name, result)
@@ -576,9 +578,12 @@ class GateLink:
                 if self._need_hello:
                     self._establish()
                 else:
-                    self._session_command("HEARTBEAT", MsgType.HEARTBEAT)
+                    # Refused (the MCU rebooted or another greeting replaced our session):
+                    # the link is down until the next tick greets again, so the gate
+                    # shows that it lost the MCU instead of carrying on as if nothing was.
+                    self._session_command("HEARTBEAT", MsgType.HEARTBEAT, regreet=False)
             except CommandRejected as e:
-                self._need_hello = True  # the MCU refused even a fresh session
+                self._need_hello = True
                 self._set_link(False)
                 log.debug("heartbeat failed: %s", e)
             except LinkError as e:

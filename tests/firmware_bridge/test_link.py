@@ -321,6 +321,6 @@ def test_a_poisoned_counter_puts_the_gate_out_of_service_until_a_new_epoch(
         lk.pulse_relay(100)
         assert sim.relay_pulses == [*pulses_before, 100]
         assert (sim.epoch, sim.last_counter) == (1, 1)
-        assert rec.of(LinkState)[-1] == LinkState(True)
+        assert wait_for(lambda: rec.of(LinkState)[-1:] == [LinkState(True)])  # event thread
     finally:
         lk.close()
