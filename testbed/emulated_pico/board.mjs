@@ -101,6 +101,7 @@ const board = {
   resetCause: 0,
   levels: new Map(), // GPIO -> output level
   inputLevel(pin) {
+    fs.appendFileSync(`${flashDir}.reads`, `${pin}\n`); // every input set up, for tests
     try {
       const levels = JSON.parse(fs.readFileSync(`${flashDir}.inputs`, "utf8"));
       return pin in levels ? levels[pin] : null;

@@ -236,7 +236,9 @@ def test_deploy_then_redeploy_through_the_service_jumper(pico: EmulatedPico) -> 
     with pytest.raises(FirmwareDeployError, match="SERVICE jumper"):
         deploy(pico, mpremote_timeout_s=3.0)
     pico.set_inputs({PIN_SERVICE: 0})
+    reads = pico.input_reads(PIN_SERVICE)
     pico.power_cycle()  # the jumper is read at power-up ...
+    assert pico.wait_for_input_read(PIN_SERVICE, after=reads)
     pico.set_inputs({})  # ... so it can come off before the deploy resets the board
     second = deploy(pico)
     assert second["counter_before"] == f"{first['epoch']}/0"
