@@ -6,7 +6,9 @@ answers file; flags win). The steps, each with one progress line:
 1. check the answers (every value, before anything is written; errors name the answer);
 2. directories: the state directory and its ``pki`` folder, owner-only (0700);
 3. relay key: the HMAC key the gate MCU shares, created once (0600) and never rotated
-   here, since the MCU holds the same key;
+   here, since the MCU holds the same key; with ``--rotate`` the MCU's relay counter
+   then starts a new epoch (``firmware_bridge.tools.counter_epoch``: the recovery of a
+   used-up or poisoned counter; the gate service must be stopped, the port free);
 4. device key and certificate: a new P-256 key and CSR made on the unit, enrolled with a
    one-time token against the matching service's enrollment port
    (``appliance.matching_client.enroll``); the certificate chain, the pinned CA and the
@@ -306,7 +308,7 @@ def provision(
     a.data_dir = str(state)
     config_path = Path(a.config).expanduser().absolute()
     a.config = str(config_path)
-    run = _Run(out, dry_run, total=6)
+    run = _Run(out, dry_run, total=7 if rotate else 6)
     old_umask = os.umask(0o077)
     try:
         check_answers(a)
@@ -384,6 +386,8 @@ def provision(
             if not dry_run:
                 write_private(relay, (secrets.token_bytes(RELAY_KEY_BYTES).hex() + "\n").encode())
             run.step("relay key", f"create {relay} (0600)", changed=True)
+        if rotate:
+            _new_counter_epoch(run, a.serial_port, relay, dry_run)
 
         text = render_config(a, state)
         _check_rendered(text, state, dry_run)
@@ -415,6 +419,30 @@ def provision(
     else:
         out(f"nothing changed: {a.device_id} is already provisioned as asked")
     return run.changes
+
+
+def _new_counter_epoch(run: _Run, port: str, relay: Path, dry_run: bool) -> None:
+    """--rotate: the MCU's relay counter starts a new epoch (skipped if no MCU answers)."""
+    from firmware_bridge.errors import (
+        CommandRejected,
+        CounterImplausible,
+        LinkError,
+        NotAuthentic,
+    )
+    from firmware_bridge.tools.counter_epoch import start_new_counter_epoch
+
+    title = "relay counter epoch"
+    if dry_run:
+        run.step(title, f"start a new epoch on the gate MCU at {port}", changed=True)
+        return
+    try:
+        done = start_new_counter_epoch(port, read_relay_key(relay))
+    except (NotAuthentic, CounterImplausible, CommandRejected) as exc:
+        raise ProvisionError(f"gate MCU on {port}: {exc}") from exc
+    except LinkError as exc:  # nothing answered: the counter is as it was
+        run.step(title, f"skipped: {exc} (stop the gate service, connect the MCU, rerun)")
+        return
+    run.step(title, done, changed=True)
 
 
 def _check_rendered(text: str, state: Path, dry_run: bool) -> None:
