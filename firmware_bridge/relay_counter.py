@@ -90,10 +90,4 @@ class RelayCounter:
         return None
 
 
-__all__ = [
-    "COUNTER_END",
-    "MAX_COUNTER_JUMP",
-    "NEW_EPOCH_HINT",
-    "REDEPLOY_HINT",
-    "RelayCounter",
-]
+__all__ = ["COUNTER_END", "MAX_COUNTER_JUMP", "NEW_EPOCH_HINT", "REDEPLOY_HINT", "RelayCounter"]

@@ -121,6 +121,7 @@ def service_from_pki(
 
 __all__ = [
     "add_health",
+    "concurrent_rpcs",
     "default_workers",
     "server_options",
     "server_threads",

@@ -127,7 +127,4 @@ class InProcessFirmware:
         """Nothing to release: the core lives in this process."""
 
 
-__all__ = [
-    "InProcessFirmware",
-    "SimHal",
-]
+__all__ = ["InProcessFirmware", "SimHal"]
