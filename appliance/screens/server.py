@@ -8,6 +8,10 @@ every live stream first (``LaneBoard.close``) so the stop takes a fraction of a 
 Bound beyond loopback the server speaks HTTPS only, with the unit's certificate: before
 anything is served the certificate and key are checked (readable, the key matches, in
 date, usable for a TLS server) and any problem is one :class:`ScreensError` naming it.
+
+Connections are served by ``connections.guarded_h11`` (a deadline for every request, a
+cap per client address) instead of uvicorn's ``limit_concurrency``, which counted idle
+connections and so let a few dozen of them shut every page out.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from starlette.types import ASGIApp
 
 from appliance.errors import ScreensError
 from appliance.screens.board import LaneBoard
+from appliance.screens.connections import guarded_h11
 from appliance.screens.settings import ScreenSettings, is_loopback
 
 log = logging.getLogger("gate.screens")
@@ -106,11 +111,10 @@ class ScreenServer:
             access_log=False,
             lifespan="on",
             loop="asyncio",
-            http="h11",
+            http=guarded_h11(),
             ws="none",
             server_header=False,
             proxy_headers=False,
-            limit_concurrency=settings.max_streams + 32,
             timeout_graceful_shutdown=2,
             ssl_certfile=str(settings.certificate) if settings.certificate else None,
             ssl_keyfile=str(settings.key) if settings.key else None,
