@@ -26,6 +26,7 @@ from appliance.screens.connections import CONNECTIONS_PER_CLIENT, REQUEST_DEADLI
 from appliance.screens.limits import STREAMS_PER_CLIENT
 from appliance.screens.security import MAX_SESSIONS, THROTTLE_FAILURES
 from firmware_bridge.host import OptOutPressed
+from testbed.runs import wait_for
 from tests.appliance.screens.conftest import AGENT, PIN
 from tests.appliance.screens.test_http import csrf_of, first_event, signed_in
 
@@ -42,6 +43,9 @@ def raw_stream(port: int, path: str, address: str) -> tuple[socket.socket, str]:
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     status = sock.recv(4096).split(b"\r\n", 1)[0].decode()
     return sock, status
+
+
+SUMMARY = {"page": "summary"}
 
 
 @pytest.fixture
@@ -95,6 +99,14 @@ def test_summary_streams_leave_the_display_and_the_station_served(make_unit, soc
         signed_in(agent)
         assert first_event(agent, "/agent/events")[0].status_code == 200
         assert first_event(agent, "/events/summary")[0].status_code == 200  # own overview
+    for sock in sockets:  # the streams end: their places come back
+        sock.close()
+    assert wait_for(
+        lambda: not unit.metrics.registry.get_sample_value("gate_screen_clients", SUMMARY)
+    )
+    sock, status = raw_stream(port, "/events/summary", "127.0.0.5")
+    sockets.append(sock)
+    assert status == "HTTP/1.1 200 OK"
 
 
 def test_idle_connections_leave_every_page_served(make_unit, tls, sockets) -> None:
@@ -109,6 +121,11 @@ def test_idle_connections_leave_every_page_served(make_unit, tls, sockets) -> No
                 )
     half_sent = socket.create_connection(("127.0.0.1", plain.server.port))
     half_sent.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    body_held = socket.create_connection(("127.0.0.1", plain.server.port))
+    body_held.sendall(
+        b"POST /agent/login HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-length: 100\r\n"
+        b"content-type: application/x-www-form-urlencoded\r\n\r\ncsrf="
+    )
     tls_idle = [
         context.wrap_socket(
             socket.create_connection(("127.0.0.1", https.server.port)),
@@ -116,7 +133,7 @@ def test_idle_connections_leave_every_page_served(make_unit, tls, sockets) -> No
         )
         for _ in range(8)
     ]
-    sockets.extend([half_sent, *tls_idle])
+    sockets.extend([half_sent, body_held, *tls_idle])
     assert httpx.get(plain.url + "/").status_code == 200  # the kiosk, at once
     with client_from(plain.url, "127.0.0.3") as other:  # another host on the network
         assert other.get("/").status_code == 200
@@ -129,7 +146,7 @@ def test_idle_connections_leave_every_page_served(make_unit, tls, sockets) -> No
     refused = [sock for sock in crowded if sock.recv(64).startswith(b"HTTP/1.1 503")]
     assert len(refused) == 64 - CONNECTIONS_PER_CLIENT
     # and every connection that never sent a whole request is closed after the deadline
-    waiting = [half_sent, *tls_idle, *sockets[:64]]
+    waiting = [half_sent, body_held, *tls_idle, *sockets[:64]]
     for sock in waiting:
         sock.settimeout(REQUEST_DEADLINE_S + 10)
     started = time.monotonic()
