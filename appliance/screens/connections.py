@@ -13,15 +13,19 @@ connections made every page answer 503. Here instead:
   unit's own screen (``settings.is_kiosk``) is never refused; on it only the deadline
   applies, so idle connections from there too are gone within seconds.
 
+Under HTTPS the TLS handshake is done here too (``loop.start_tls``), after the caps and
+within the deadline: left to uvicorn, a connection would be counted only once its
+handshake completed, and asyncio holds a silent one for 60 s, so one address could take
+every file descriptor of the service with connections that never say hello.
+
 There is no server-wide concurrency limit any more: what a connection can hold open for
-long (a live stream) is capped by ``limits.StreamSlots``. A TLS handshake that never
-completes is held by asyncio's own handshake timeout (60 s) before this protocol sees
-it; it blocks nobody, it only takes a file descriptor.
+long (a live stream) is capped by ``limits.StreamSlots``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import Counter
 from typing import Any
 
@@ -40,8 +44,11 @@ _BUSY = (
 )
 
 
-def guarded_h11(deadline_s: float = REQUEST_DEADLINE_S) -> type[H11Protocol]:
-    """An h11 protocol class for one server (its own connection counts)."""
+def guarded_h11(
+    tls: ssl.SSLContext | None = None, deadline_s: float = REQUEST_DEADLINE_S
+) -> type[H11Protocol]:
+    """An h11 protocol class for one server (its own connection counts), speaking TLS with
+    ``tls`` when given: the handshake is done here, after the caps, within the deadline."""
     by_client: Counter[str] = Counter()
 
     class GuardedH11Protocol(H11Protocol):
@@ -51,19 +58,46 @@ def guarded_h11(deadline_s: float = REQUEST_DEADLINE_S) -> type[H11Protocol]:
             super().__init__(*args, **kwargs)
             self._deadline: asyncio.TimerHandle | None = None
             self._counted: str | None = None
+            self._serving = False  # uvicorn's side has the connection (TLS done if any)
+            self._handshake: asyncio.Task[None] | None = None
+            self._early = b""  # what the TLS layer handed on before start_tls returned
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            address = self.client[0] if self.client else ""
+            peer = transport.get_extra_info("peername")
+            address = str(peer[0]) if peer else ""
             if not is_kiosk(address):
                 network = sum(by_client.values())
                 if by_client[address] >= CONNECTIONS_PER_CLIENT or network >= NETWORK_CONNECTIONS:
-                    transport.write(_BUSY)
+                    if tls is None:
+                        transport.write(_BUSY)
                     transport.close()
                     return
                 by_client[address] += 1
                 self._counted = address
+            if tls is None:
+                self._serve(transport)
+                return
+            transport.pause_reading()  # the ClientHello is for the TLS layer, not for h11
+            self._handshake = self.loop.create_task(self._secure(transport))
+
+        async def _secure(self, transport: asyncio.Transport) -> None:
+            assert tls is not None
+            try:
+                secured = await self.loop.start_tls(
+                    transport, self, tls, server_side=True, ssl_handshake_timeout=deadline_s
+                )
+            except OSError:  # failed or too slow: start_tls closed it, connection_lost follows
+                return
+            if secured is not None:
+                self._serve(secured)
+
+        def _serve(self, transport: asyncio.BaseTransport) -> None:
+            self._serving = True
+            super().connection_made(transport)  # type: ignore[arg-type]
             self._arm()
+            if self._early:
+                early, self._early = self._early, b""
+                self.data_received(early)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -72,9 +106,13 @@ def guarded_h11(deadline_s: float = REQUEST_DEADLINE_S) -> type[H11Protocol]:
                 if not by_client[self._counted]:
                     del by_client[self._counted]
                 self._counted = None
-            super().connection_lost(exc)
+            if self._serving:
+                super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            if not self._serving:
+                self._early += data
+                return
             if self.conn.their_state is h11.IDLE:
                 self._arm()  # a new request begins: it has the deadline to arrive whole
             super().data_received(data)

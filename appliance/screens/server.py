@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -105,19 +106,25 @@ class ScreenServer:
             self._socket.close()
             raise ScreensError(f"screens on {settings.bind}:{settings.port}: {exc}") from exc
         self.port = self._socket.getsockname()[1]
+        tls = None
+        if settings.certificate is not None and settings.key is not None:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # TLS 1.2 at least
+            try:
+                tls.load_cert_chain(settings.certificate, settings.key)
+            except (OSError, ssl.SSLError) as exc:
+                self._socket.close()
+                raise ScreensError(f"screens certificate {settings.certificate}: {exc}") from exc
         config = uvicorn.Config(
             app,
             log_config=None,  # the service's logging stays as it is
             access_log=False,
             lifespan="on",
             loop="asyncio",
-            http=guarded_h11(),
+            http=guarded_h11(tls),  # TLS too: after the connection caps, within the deadline
             ws="none",
             server_header=False,
             proxy_headers=False,
             timeout_graceful_shutdown=2,
-            ssl_certfile=str(settings.certificate) if settings.certificate else None,
-            ssl_keyfile=str(settings.key) if settings.key else None,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="screens", daemon=True)
