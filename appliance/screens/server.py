@@ -9,8 +9,8 @@ Bound beyond loopback the server speaks HTTPS only, with the unit's certificate:
 anything is served the certificate and key are checked (readable, the key matches, in
 date, usable for a TLS server) and any problem is one :class:`ScreensError` naming it.
 
-Connections are served by ``connections.guarded_h11`` (a deadline for every request, a
-cap per client address) instead of uvicorn's ``limit_concurrency``, which counted idle
+Connections are served by ``connections.guarded_h11`` (a deadline for the TLS handshake
+and every request, a cap per client address; it does the TLS itself) instead of uvicorn's ``limit_concurrency``, which counted idle
 connections and so let a few dozen of them shut every page out.
 """
 
@@ -108,7 +108,8 @@ class ScreenServer:
         self.port = self._socket.getsockname()[1]
         tls = None
         if settings.certificate is not None and settings.key is not None:
-            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # TLS 1.2 at least
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.minimum_version = ssl.TLSVersion.TLSv1_2
             try:
                 tls.load_cert_chain(settings.certificate, settings.key)
             except (OSError, ssl.SSLError) as exc:
