@@ -10,8 +10,9 @@ anything is served the certificate and key are checked (readable, the key matche
 date, usable for a TLS server) and any problem is one :class:`ScreensError` naming it.
 
 Connections are served by ``connections.guarded_h11`` (a deadline for the TLS handshake
-and every request, a cap per client address; it does the TLS itself) instead of uvicorn's ``limit_concurrency``, which counted idle
-connections and so let a few dozen of them shut every page out.
+and every request, a cap per client address; it does the TLS itself) instead of
+uvicorn's ``limit_concurrency``, which counted idle connections and so let a few dozen
+of them shut every page out.
 """
 
 from __future__ import annotations
