@@ -8,6 +8,8 @@ wires them), on loopback unless configured otherwise, and over HTTPS beyond it.
   transitions, capture progress, agent actions) and the pages read, latest state only;
 * ``pages``: the routes and their checks; ``templates/`` and ``static/`` the pages;
 * ``stream``: server-sent events from the board; ``security``: sessions, CSRF, headers;
+* ``limits``: the live streams' places (kiosk, agents, shared with a share per address);
+  ``connections``: uvicorn's h11 protocol with a deadline per request and per-address caps;
 * ``catalog``: the words, English and French; ``metrics``: Prometheus; ``server``: uvicorn
   on a thread and the HTTPS certificate checks; ``settings``: the ``[screens]`` section.
 

@@ -10,15 +10,16 @@
 ``/agent/logout``      POST: sign out
 ``/agent/events``      the station's live stream (signed-in agents only)
 ``/overview``          several gates at once, read from each unit's ``/events/summary``
-``/events/summary``    a gate's summary stream: no traveller's data; readable cross-origin
-                       by the overviews listed in ``overview_origins``
+``/events/summary``    a gate's summary stream: no traveller's data; open to this origin and
+                       to the overviews listed in ``overview_origins`` (others: 403)
 ``/metrics``           Prometheus (``appliance.screens.metrics``)
 =====================  ======================================================================
 
 Templates autoescape everything (explicitly: Starlette's default would not escape a
 template name that does not end in ``.html``), and the pages' scripts write with
 ``textContent`` and ``setAttribute`` only. A bad request gets one short plain-text
-answer naming what is wrong; nothing a browser sends can raise past a handler.
+answer naming what is wrong; nothing a browser sends can raise past a handler. Live
+streams take their places from ``limits.StreamSlots``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import jinja2
 from prometheus_client import make_asgi_app
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -54,18 +55,20 @@ from appliance.gate.agents import (
 from appliance.gate.machine import State
 from appliance.screens.board import AGENT_FIELDS, DISPLAY_FIELDS, SUMMARY_FIELDS, LaneBoard
 from appliance.screens.catalog import CATALOGS, DEFAULT_LANGUAGE, pick_language
+from appliance.screens.limits import StreamSlots
 from appliance.screens.metrics import GateMetrics
 from appliance.screens.security import (
     AgentSession,
     HeaderPolicy,
     HostCheck,
+    LoginForms,
     LoginThrottle,
     SecurityHeaders,
     SessionStore,
     allowed_hosts,
     refusal,
 )
-from appliance.screens.settings import ScreenSettings
+from appliance.screens.settings import ScreenSettings, is_kiosk
 from appliance.screens.stream import event_stream
 
 log = logging.getLogger("gate.screens")
@@ -118,10 +121,13 @@ async def _read_form(request: Request) -> dict[str, str]:
     if kind != "application/x-www-form-urlencoded":
         raise _BadForm(415, "send the form url-encoded")
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise _BadForm(413, f"form larger than {MAX_FORM_BYTES} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise _BadForm(413, f"form larger than {MAX_FORM_BYTES} bytes")
+    except ClientDisconnect as exc:  # gone, or cut off by the request deadline
+        raise _BadForm(400, "the form did not arrive") from exc
     try:
         fields = parse_qs(body.decode("utf-8"), max_num_fields=16, strict_parsing=bool(body))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -139,9 +145,13 @@ def build_app(parts: ScreenParts) -> ASGIApp:
     )
     templates = Jinja2Templates(env=env)
     sessions = SessionStore()
-    throttle = LoginThrottle()
-    cookie = "__Host-gate_sid" if settings.https else "gate_sid"
-    streams = {"open": 0}
+    forms = LoginForms()
+    # the unit's own screen and the network are throttled apart: a flood of wrong PINs
+    # from the network cannot lock the local station out (see LoginThrottle)
+    throttles = {True: LoginThrottle(), False: LoginThrottle()}
+    prefix = "__Host-" if settings.https else ""
+    cookie, form_cookie = f"{prefix}gate_sid", f"{prefix}gate_signin"
+    slots = StreamSlots(settings.max_streams)
 
     def refuse(reason: str, status: int = 403, text: str = "") -> Response:
         metrics.refused_requests.labels(reason).inc()
@@ -182,10 +192,13 @@ def build_app(parts: ScreenParts) -> ASGIApp:
             response.set_cookie("lang", lang, samesite="strict", secure=settings.https, path="/")
         return response
 
-    def set_session(response: Response, sid: str) -> None:
+    def set_cookie(response: Response, name: str, value: str) -> None:
         response.set_cookie(
-            cookie, sid, httponly=True, samesite="strict", secure=settings.https, path="/"
+            name, value, httponly=True, samesite="strict", secure=settings.https, path="/"
         )
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else ""
 
     def origin_of(request: Request) -> str:
         return f"{settings.scheme}://{request.headers.get('host', '')}"
@@ -194,15 +207,23 @@ def build_app(parts: ScreenParts) -> ASGIApp:
         sid = request.cookies.get(cookie)
         return sid, sessions.get(sid)
 
-    def stream(page: str, fields: tuple[str, ...], headers: dict | None = None) -> Response:
-        if streams["open"] >= settings.max_streams:
-            return refuse("too_many_streams", 503, "too many live streams open")
-        streams["open"] += 1
+    def stream(
+        request: Request,
+        page: str,
+        fields: tuple[str, ...],
+        pool: str | None,
+        headers: dict | None = None,
+    ) -> Response:
+        slot = slots.take(client_of(request), pool)
+        if isinstance(slot, str):
+            if slot == "too_many_streams_client":
+                return refuse(slot, 429, "too many live streams open from this address")
+            return refuse(slot, 503, "too many live streams open")
         gauge = metrics.screen_clients.labels(page)
         gauge.inc()
 
         def closed() -> None:
-            streams["open"] -= 1
+            slot()
             gauge.dec()
 
         return event_stream(board, fields, on_close=closed, headers=headers)
@@ -222,63 +243,59 @@ def build_app(parts: ScreenParts) -> ASGIApp:
         return render(request, "privacy.html", {}, remember=False)
 
     async def display_events(request: Request) -> Response:
-        return stream("display", DISPLAY_FIELDS)
+        pool = "kiosk" if is_kiosk(client_of(request)) else None
+        return stream(request, "display", DISPLAY_FIELDS, pool)
 
     # --- agent station ----------------------------------------------------------------
 
     async def agent(request: Request) -> Response:
-        sid, session = session_of(request)
-        if session is None:
-            sid, session = sessions.new()
-        assert sid is not None
-        if session.agent is None:
-            response = render(request, "login.html", {"csrf": session.csrf, "error": None})
-        else:
-            result, session.notice = session.notice, ""
-            response = render(
-                request,
-                "agent.html",
-                {"csrf": session.csrf, "agent": session.agent, "result": result},
-            )
-        set_session(response, sid)
-        return response
+        _, session = session_of(request)
+        if session is None:  # the sign-in form: a cookie nonce, nothing kept here
+            nonce = forms.nonce(request.cookies.get(form_cookie))
+            response = render(request, "login.html", {"csrf": forms.token(nonce), "error": None})
+            set_cookie(response, form_cookie, nonce)
+            return response
+        result, session.notice = session.notice, ""
+        return render(
+            request,
+            "agent.html",
+            {"csrf": session.csrf, "agent": session.agent, "result": result},
+        )
 
     async def login(request: Request) -> Response:
-        sid, session = session_of(request)
+        sid = request.cookies.get(cookie)
+        csrf = forms.token(request.cookies.get(form_cookie))
         try:
             form = await _read_form(request)
         except _BadForm as exc:
             return refuse("bad_form", exc.status, str(exc))
-        reason = refusal(dict(request.headers), origin_of(request), session, form.get("csrf"))
+        reason = refusal(dict(request.headers), origin_of(request), csrf, form.get("csrf"))
         if reason:
             return refuse(reason)
-        assert session is not None
-        if throttle.blocked():
+        throttle = throttles[is_kiosk(client_of(request))]
+        reservation = throttle.reserve()  # counted before the check: no concurrent slip-in
+        if reservation is None:
             metrics.login_failures.labels("throttled").inc()
             return render(
-                request,
-                "login.html",
-                {"csrf": session.csrf, "error": "refused_throttled"},
-                status=429,
+                request, "login.html", {"csrf": csrf, "error": "refused_throttled"}, status=429
             )
         agent_id = form.get("agent_id", "").strip()
         credential = form.get("credential", "").strip()
         # scrypt takes ~50 ms: off the event loop, or every live stream would stall
         answer = await run_in_threadpool(parts.authenticator.verify, agent_id, credential)
         if not isinstance(answer, Agent):
-            throttle.failed()
             metrics.login_failures.labels(answer.reason.value).inc()
             log.warning("agent sign-in refused: %s", answer.reason.value)
             status = 429 if answer.reason is RefusalReason.LOCKED else 401
             error = f"refused_{answer.reason.value}"
-            return render(
-                request, "login.html", {"csrf": session.csrf, "error": error}, status=status
-            )
+            return render(request, "login.html", {"csrf": csrf, "error": error}, status=status)
+        throttle.succeeded(reservation)
         sessions.drop(sid)  # a new id once signed in: no session fixation
         new_sid, _ = sessions.new(answer)
         log.info("agent %s signed in at the agent station (%s)", answer.agent_id, answer.method)
         response = RedirectResponse("/agent", status_code=303)
-        set_session(response, new_sid)
+        set_cookie(response, cookie, new_sid)
+        response.delete_cookie(form_cookie, path="/", secure=settings.https, httponly=True)
         return response
 
     async def logout(request: Request) -> Response:
@@ -287,10 +304,11 @@ def build_app(parts: ScreenParts) -> ASGIApp:
             form = await _read_form(request)
         except _BadForm as exc:
             return refuse("bad_form", exc.status, str(exc))
-        reason = refusal(dict(request.headers), origin_of(request), session, form.get("csrf"))
+        csrf = session.csrf if session else None
+        reason = refusal(dict(request.headers), origin_of(request), csrf, form.get("csrf"))
         if reason:
             return refuse(reason)
-        if session is not None and session.agent is not None:
+        if session is not None:
             log.info("agent %s signed out", session.agent.agent_id)
         sessions.drop(sid)
         response = RedirectResponse("/agent", status_code=303)
@@ -303,12 +321,11 @@ def build_app(parts: ScreenParts) -> ASGIApp:
             form = await _read_form(request)
         except _BadForm as exc:
             return refuse("bad_form", exc.status, str(exc))
-        reason = refusal(dict(request.headers), origin_of(request), session, form.get("csrf"))
+        csrf = session.csrf if session else None
+        reason = refusal(dict(request.headers), origin_of(request), csrf, form.get("csrf"))
         if reason:
             return refuse(reason)
         assert session is not None
-        if session.agent is None:
-            return refuse("not_signed_in", 403, "sign in first")
         if parts.desk is None:
             return refuse("no_desk", 409, "this gate takes no actions from the station")
         command_text, reason_text = form.get("action", ""), form.get("reason", "")
@@ -334,15 +351,15 @@ def build_app(parts: ScreenParts) -> ASGIApp:
 
     async def agent_events(request: Request) -> Response:
         _, session = session_of(request)
-        if session is None or session.agent is None:
+        if session is None:
             return refuse("not_signed_in", 401, "sign in first")
-        return stream("agent", AGENT_FIELDS)
+        return stream(request, "agent", AGENT_FIELDS, "agents")
 
     # --- the fleet ----------------------------------------------------------------------
 
     async def overview(request: Request) -> Response:
         _, session = session_of(request)
-        if session is None or session.agent is None:
+        if session is None:
             return RedirectResponse("/agent", status_code=303)
         catalog = CATALOGS[language(request, True)]
         return render(
@@ -352,11 +369,17 @@ def build_app(parts: ScreenParts) -> ASGIApp:
         )
 
     async def summary_events(request: Request) -> Response:
+        # CORS only stops another page *reading* a stream, not holding it open: a page
+        # that may not read it gets no stream at all
         origin = request.headers.get("origin")
         headers = {"Vary": "Origin"}
-        if origin is not None and origin in settings.overview_origins:
+        if origin is not None and origin != origin_of(request):
+            if origin not in settings.overview_origins:
+                return refuse("origin", 403, "this page may not read this gate's summary")
             headers["Access-Control-Allow-Origin"] = origin
-        return stream("summary", SUMMARY_FIELDS, headers)
+        _, session = session_of(request)
+        pool = "agents" if session is not None else None
+        return stream(request, "summary", SUMMARY_FIELDS, pool, headers)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")

@@ -8,6 +8,11 @@ every live stream first (``LaneBoard.close``) so the stop takes a fraction of a 
 Bound beyond loopback the server speaks HTTPS only, with the unit's certificate: before
 anything is served the certificate and key are checked (readable, the key matches, in
 date, usable for a TLS server) and any problem is one :class:`ScreensError` naming it.
+
+Connections are served by ``connections.guarded_h11`` (a deadline for the TLS handshake
+and every request, a cap per client address; it does the TLS itself) instead of
+uvicorn's ``limit_concurrency``, which counted idle connections and so let a few dozen
+of them shut every page out.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -27,6 +33,7 @@ from starlette.types import ASGIApp
 
 from appliance.errors import ScreensError
 from appliance.screens.board import LaneBoard
+from appliance.screens.connections import guarded_h11
 from appliance.screens.settings import ScreenSettings, is_loopback
 
 log = logging.getLogger("gate.screens")
@@ -91,7 +98,9 @@ class ScreenServer:
         self.settings = settings
         self.board = board
         family = socket.AF_INET6 if ":" in settings.bind else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and
+        # without it every response on a kept-alive connection waited ~40 ms (delayed ACK)
+        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._socket.bind((settings.bind, settings.port))
@@ -100,20 +109,26 @@ class ScreenServer:
             self._socket.close()
             raise ScreensError(f"screens on {settings.bind}:{settings.port}: {exc}") from exc
         self.port = self._socket.getsockname()[1]
+        tls = None
+        if settings.certificate is not None and settings.key is not None:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            try:
+                tls.load_cert_chain(settings.certificate, settings.key)
+            except (OSError, ssl.SSLError) as exc:
+                self._socket.close()
+                raise ScreensError(f"screens certificate {settings.certificate}: {exc}") from exc
         config = uvicorn.Config(
             app,
             log_config=None,  # the service's logging stays as it is
             access_log=False,
             lifespan="on",
             loop="asyncio",
-            http="h11",
+            http=guarded_h11(tls),  # TLS too: after the connection caps, within the deadline
             ws="none",
             server_header=False,
             proxy_headers=False,
-            limit_concurrency=settings.max_streams + 32,
             timeout_graceful_shutdown=2,
-            ssl_certfile=str(settings.certificate) if settings.certificate else None,
-            ssl_keyfile=str(settings.key) if settings.key else None,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="screens", daemon=True)

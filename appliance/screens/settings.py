@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK_NAMES = frozenset({"localhost"})
+# Where the unit's own screen (the kiosk browser) connects from; the places kept for it
+# (streams, connections, sign-ins) are kept for these addresses only.
+KIOSK_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 
 
 def is_loopback(host: str) -> bool:
@@ -16,6 +19,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_kiosk(client: str | None) -> bool:
+    """Whether a client address is the unit's own screen (loopback, default address)."""
+    return client in KIOSK_ADDRESSES
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,7 @@ class ScreenSettings:
     metrics: bool = True  # serve /metrics
     retention_us_hours: int = 12  # the matching service's retention, for the notice
     retention_other_days: int = 14
-    max_streams: int = 32  # live streams open at once (beyond: 503)
+    max_streams: int = 32  # shared live streams open at once (beyond: 503); see limits
 
     @property
     def https(self) -> bool:
@@ -41,4 +49,4 @@ class ScreenSettings:
         return "https" if self.https else "http"
 
 
-__all__ = ["LOOPBACK_NAMES", "ScreenSettings", "is_loopback"]
+__all__ = ["KIOSK_ADDRESSES", "LOOPBACK_NAMES", "ScreenSettings", "is_kiosk", "is_loopback"]

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 from appliance.gate.machine import Event, State
 from appliance.paths import tools_dir
 from firmware_bridge.host import OptOutPressed
+from testbed.runs import wait_for
 from tests.appliance.screens.conftest import AGENT, PIN
 from tests.browser import VIEWPORT, another_browser
 
@@ -139,6 +140,24 @@ def test_a_forged_request_from_another_page_is_refused(
     assert ("gate_sid=" in sent.get("cookie", "")) == (hostile_host == "127.0.0.1")
     assert unit.desk.calls == [] and unit.gate.phase is State.MANUAL_CHECK
     assert unit.link.pulses == []
+
+
+def test_another_page_cannot_hold_the_summary_streams_open(page, unit, hostile_site) -> None:
+    """CORS stops another page reading a stream, not opening it: such a page gets none."""
+    port = hostile_site(
+        "/hold",
+        f"""<!doctype html><body><script>
+        for (let i = 0; i < 12; i++) new EventSource("{unit.url}/events/summary");
+        </script></body>""",
+    )
+    sample = unit.metrics.registry.get_sample_value
+    page.goto(f"http://localhost:{port}/hold")
+    # every try refused for its Origin, none held open (CORS alone would let all twelve in)
+    refused = {"reason": "origin"}
+    assert wait_for(lambda: sample("gate_web_requests_refused_total", refused) == 12)
+    assert not sample("gate_screen_clients", {"page": "summary"})  # never one open
+    page.goto(unit.url + "/")  # while the traveller display streams as ever
+    expect(page.locator("#instruction-text")).to_have_text("Please scan your boarding pass")
 
 
 def _free_port() -> int:
