@@ -13,13 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from firmware_bridge.host import GateLink, LinkState
+from firmware_bridge.host import GateLink, LinkError, LinkState
 from firmware_bridge.protocol import (
     STATUS_BODY_LEN,
     Frame,
     Indicator,
     LinkKeys,
     MsgType,
+    Result,
     pack_relay_pulse,
 )
 from firmware_bridge.relay_counter import MAX_COUNTER_JUMP
@@ -175,3 +176,57 @@ def test_injected_relay_close_and_indicator_change_nothing(
     assert sim.relay_open and sim.indicator == Indicator.SEE_AGENT
     lk.close_relay()  # the host's own close still works
     assert wait_for(lambda: not sim.relay_open)
+
+
+class PulseHolder:
+    """The attacker's rewrite of the host's frames: every RELAY_PULSE (each retransmission
+    too) is held back, everything else goes through untouched."""
+
+    def __init__(self) -> None:
+        self.held: list[Frame] = []
+
+    def __call__(self, frame: Frame) -> Frame | None:
+        if frame.msg_type == MsgType.RELAY_PULSE:
+            self.held.append(frame)
+            return None
+        return frame
+
+
+def mcu_answers_to(tap: LineTap, frame: Frame, before: int) -> list[int]:
+    """Results of the ACKs the MCU sent for ``frame``'s seq, past the first ``before``."""
+    acks = [
+        f.payload[1]
+        for f in tap.frames_from_mcu()
+        if f.msg_type == MsgType.ACK and f.payload[0] == frame.seq
+    ]
+    return acks[before:]
+
+
+def test_a_withheld_pulse_delivered_later_opens_nothing(
+    sim: Simulator, tap: LineTap, link: tuple[GateLink, Recorder]
+) -> None:
+    """The review's attack: the man in the middle holds back the host's genuine pulse, lets
+    the host give up on it (no ACK: the host reports the failure and refers the traveller),
+    lets the session carry on, and delivers the pulse later, when it likes. Version 2's MCU
+    took it (fresh counter, valid tag, same epoch) and opened the gate with the host's
+    records saying it had failed. The pulse is now bound to the session it was sent in
+    (the host greets again when a pulse goes unanswered) and to its place in it (any later
+    command makes it stale), so it opens nothing."""
+    lk, _ = link
+    holder = PulseHolder()
+    tap.rewrite_to_mcu(holder)
+    with pytest.raises(LinkError, match="RELAY_PULSE"):
+        lk.pulse_relay(20_000)
+    tap.rewrite_to_mcu(None)
+    assert holder.held and all(f == holder.held[0] for f in holder.held)
+    assert wait_for(lambda: lk.link_up)  # the gate carries on, with a live session
+    lk.set_indicator(Indicator.READY)
+    assert sim.relay_pulses == []
+    (pulse,) = holder.held[:1]
+    before = len(mcu_answers_to(tap, pulse, 0))
+    tap.inject_to_mcu(pulse.encode())  # the moment of the attacker's choosing
+    assert wait_for(lambda: mcu_answers_to(tap, pulse, before))
+    assert mcu_answers_to(tap, pulse, before)[0] != Result.OK
+    assert sim.relay_pulses == [] and not sim.relay_open
+    lk.pulse_relay(100)  # the next grant still pulses, past the held pulse's counter
+    assert sim.relay_pulses == [100] and sim.last_counter > lk.counter - 1 >= 1
