@@ -15,10 +15,10 @@ is dropped and counted (:attr:`GateLink.forged_status`). The session id the MCU 
 with HELLO keys the heartbeat, relay close, indicator, buzzer and relay pulse commands. A
 pulse that goes unanswered ends its session (the host greets again at once), so a pulse
 held back on the line can never open the gate later; the greeting's STATUS says whether
-the MCU took it before. The relay
-counter is the host's own (:class:`~firmware_bridge.relay_counter.RelayCounter`): an
-authenticated counter that is implausible puts the link out of service
-(:class:`CounterImplausible`, one journal line) and is never written to the MCU.
+the MCU took it before. The relay counter is the host's own
+(:class:`~firmware_bridge.relay_counter.RelayCounter`): an authenticated counter that is
+implausible puts the link out of service (:class:`CounterImplausible`, one journal line)
+and is never written to the MCU.
 """
 
 import contextlib

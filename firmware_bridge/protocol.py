@@ -110,9 +110,9 @@ class MsgType:
 
     HOST_TO_MCU = (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08)
     MCU_TO_HOST = (0x81, 0x82, 0x83, 0x84, 0x85, 0x86)
-    # Commands authenticated under the session (payload: body, n u32, tag):
-    # HEARTBEAT, RELAY_CLOSE, INDICATOR, BUZZER.
-    SESSION_COMMANDS = (0x02, 0x04, 0x05, 0x06)
+    # Commands authenticated under the session (tag over the session id and n):
+    # HEARTBEAT, RELAY_PULSE, RELAY_CLOSE, INDICATOR, BUZZER.
+    SESSION_COMMANDS = (0x02, 0x03, 0x04, 0x05, 0x06)
 
     NAMES = {
         0x01: "HELLO",
