@@ -12,10 +12,13 @@ bytes as the last executed command) makes retransmission idempotent.
 Authentication (``PROTOCOL.md``): the greeting (HELLO) and every STATUS request carry a
 fresh random nonce, and only a STATUS whose tag verifies for it is read; anything else
 is dropped and counted (:attr:`GateLink.forged_status`). The session id the MCU returns
-with HELLO keys the heartbeat, relay close, indicator and buzzer commands. The relay
-counter is the host's own (:class:`~firmware_bridge.relay_counter.RelayCounter`): an
-authenticated counter that is implausible puts the link out of service
-(:class:`CounterImplausible`, one journal line) and is never written to the MCU.
+with HELLO keys the heartbeat, relay close, indicator, buzzer and relay pulse commands. A
+pulse that goes unanswered ends its session (the host greets again at once), so a pulse
+held back on the line can never open the gate later; the greeting's STATUS says whether
+the MCU took it before. The relay counter is the host's own
+(:class:`~firmware_bridge.relay_counter.RelayCounter`): an authenticated counter that is
+implausible puts the link out of service (:class:`CounterImplausible`, one journal line)
+and is never written to the MCU.
 """
 
 import contextlib
@@ -108,6 +111,11 @@ class Status:
     session: bytes  # the MCU's session id (new at every HELLO)
 
 
+def _took(status: Status, epoch: int, counter: int) -> bool:
+    """Whether the MCU, as its authenticated ``status`` shows, took the pulse ``counter``."""
+    return status.epoch == epoch and status.last_counter >= counter
+
+
 _SERIAL_ERRORS = (serial.SerialException, OSError, TypeError, AttributeError)
 
 
@@ -137,6 +145,7 @@ class GateLink:
         self._seq = os.urandom(1)[0]  # random start: no confusion with a previous session
         self._session = bytes(SESSION_LEN)  # the MCU's, from the last greeting
         self._cmd_n = 0  # last session command number used in it
+        self._unsettled_pulse: tuple[int, int] | None = None  # (epoch, counter) unanswered
         self._ser: serial.Serial | None = None
         self._ser_lock = threading.Lock()  # guards _ser and writes
         self._cmd_lock = threading.RLock()  # one outstanding command (stop-and-wait)
@@ -257,6 +266,7 @@ class GateLink:
             except BaseException:
                 self._need_hello = True
                 raise
+            self._settle_pulse(status)
             try:
                 self._relay.adopt(status.epoch, status.last_counter)
             except CounterImplausible as exc:
@@ -287,7 +297,11 @@ class GateLink:
             self._session_command("INDICATOR", MsgType.INDICATOR, body, regreet=False)
 
     def pulse_relay(self, ms: int) -> None:
-        """Open the gate relay for ``ms`` (the MCU caps it); authenticated, fresh counter."""
+        """Open the gate relay for ``ms`` (the MCU caps it); authenticated, fresh counter.
+
+        Raises LinkError if the MCU did not take it; then it never will (see
+        :meth:`_unanswered_pulse`).
+        """
         if not 1 <= ms <= 0xFFFF:
             raise ValueError("pulse duration must be 1-65535 ms")
         with self._cmd_lock:
@@ -296,6 +310,11 @@ class GateLink:
                 # The MCU saw a larger counter (e.g. another host run): resync once, from
                 # its authenticated STATUS and within the counter's rules.
                 self._adopt(self.request_status())
+                result = self._send_pulse(ms)
+            elif result != Result.OK and not self._need_hello:
+                # Somebody greeted the MCU meanwhile, so the pulse named a session it no
+                # longer has (a refused pulse opened nothing): greet again, send it once more.
+                self._establish()
                 result = self._send_pulse(ms)
             self._check("RELAY_PULSE", result)
 
@@ -312,8 +331,57 @@ class GateLink:
         except CounterImplausible as exc:
             self._out_of_service(exc)
             raise
-        payload = pack_relay_pulse(self._keys, epoch, ms, counter)
-        return self.send_command(MsgType.RELAY_PULSE, payload)
+        self._cmd_n += 1
+        payload = pack_relay_pulse(
+            self._keys, epoch, ms, counter, session=self._session, n=self._cmd_n
+        )
+        try:
+            return self.send_command(MsgType.RELAY_PULSE, payload)
+        except LinkError as exc:
+            return self._unanswered_pulse(epoch, counter, exc)
+
+    def _unanswered_pulse(self, epoch: int, counter: int, exc: LinkError) -> int:
+        """No ACK for a pulse: lost, or held back by someone on the line to be delivered
+        when it suits them. Greet again at once: the new session id retires the pulse (its
+        tag names the old session), and the greeting's authenticated STATUS says whether
+        the MCU took it before. -> Result.OK if it did (only its ACK was lost); else raises
+        LinkError. If the MCU does not answer the greeting either, the host sends nothing
+        but greetings from then on, so the old session ends on the MCU's link timer."""
+        self._unsettled_pulse = (epoch, counter)
+        try:
+            status = self._establish()
+        except (LinkError, CommandRejected) as again:
+            raise LinkError(
+                f"RELAY_PULSE (counter {counter}) was not acknowledged ({exc}) and the MCU "
+                f"on {self.port} did not answer a new greeting either ({again}); its session "
+                "ends when the MCU's link timer runs out, and the next greeting logs whether "
+                "the pulse was taken before"
+            ) from exc
+        if _took(status, epoch, counter):
+            return Result.OK
+        raise LinkError(
+            f"RELAY_PULSE (counter {counter}) was not acknowledged ({exc}); the MCU's "
+            "authenticated STATUS shows it did not take it, and in the new session it never can"
+        ) from exc
+
+    def _settle_pulse(self, status: Status) -> None:
+        """After a greeting: whether the MCU took the pulse left unanswered (journal line)."""
+        if self._unsettled_pulse is None:
+            return
+        epoch, counter = self._unsettled_pulse
+        self._unsettled_pulse = None
+        if _took(status, epoch, counter):
+            log.warning(
+                "relay pulse %d: its ACK was lost, but the MCU's authenticated STATUS shows "
+                "it took the pulse (the gate opened)",
+                counter,
+            )
+        else:
+            log.warning(
+                "relay pulse %d was never taken by the MCU, and cannot be now: its session "
+                "has ended",
+                counter,
+            )
 
     def start_new_epoch(self) -> tuple[Status, Status]:
         """Recover the relay counter: the MCU moves to epoch + 1 with counter 0.

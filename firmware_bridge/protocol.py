@@ -6,16 +6,17 @@ no dataclasses, enums or runtime typing.  See ``PROTOCOL.md`` for the spec.
 
 Frame (before COBS)::
 
-    version u8 (=2) | msg_type u8 | seq u8 | payload_len u8 | payload | crc16 u16 BE
+    version u8 (=3) | msg_type u8 | seq u8 | payload_len u8 | payload | crc16 u16 BE
 
 The CRC is CRC-16/CCITT-FALSE over every byte before it.  On the wire each frame
 is COBS-encoded and terminated by a single 0x00 byte.
 
 The CRC only finds line noise. What an attacker on the line must not forge is
 authenticated with HMAC-SHA256 under two keys derived from the gate's relay key, one
-per direction (:class:`LinkKeys`): every host command that changes something (the
-relay pulse and new counter epoch, and the session commands: heartbeat, relay close,
-indicator, buzzer) and the MCU's STATUS, which answers the host's fresh nonce.
+per direction (:class:`LinkKeys`): every host command that changes something (the new
+counter epoch, and the session commands: heartbeat, relay close, indicator, buzzer, and
+the relay pulse, which also carries the persistent relay counter) and the MCU's STATUS,
+which answers the host's fresh nonce.
 """
 
 # MicroPython compatibility: %-formatting, plain dict class attributes and
@@ -29,7 +30,7 @@ try:  # CPython and recent MicroPython
 except ImportError:  # pragma: no cover - old MicroPython ports
     import uhashlib as hashlib  # type: ignore[no-redef]
 
-VERSION = 2
+VERSION = 3
 MAX_FRAME = 128  # max decoded frame size: header + payload + crc
 HEADER_LEN = 4
 CRC_LEN = 2
@@ -109,9 +110,9 @@ class MsgType:
 
     HOST_TO_MCU = (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08)
     MCU_TO_HOST = (0x81, 0x82, 0x83, 0x84, 0x85, 0x86)
-    # Commands authenticated under the session (payload: body, n u32, tag):
-    # HEARTBEAT, RELAY_CLOSE, INDICATOR, BUZZER.
-    SESSION_COMMANDS = (0x02, 0x04, 0x05, 0x06)
+    # Commands authenticated under the session (tag over the session id and n):
+    # HEARTBEAT, RELAY_PULSE, RELAY_CLOSE, INDICATOR, BUZZER.
+    SESSION_COMMANDS = (0x02, 0x03, 0x04, 0x05, 0x06)
 
     NAMES = {
         0x01: "HELLO",
@@ -315,8 +316,8 @@ def ct_equal(a: bytes, b: bytes) -> bool:
     return acc == 0
 
 
-HOST_TO_MCU_LABEL = b"gate-link/2 host->mcu"
-MCU_TO_HOST_LABEL = b"gate-link/2 mcu->host"
+HOST_TO_MCU_LABEL = b"gate-link/3 host->mcu"
+MCU_TO_HOST_LABEL = b"gate-link/3 mcu->host"
 
 
 class LinkKeys:
@@ -335,9 +336,19 @@ class LinkKeys:
         self.up = HmacKey(root.digest(MCU_TO_HOST_LABEL))
 
 
-def relay_tag(keys: LinkKeys, epoch: int, duration_ms: int, counter: int) -> bytes:
-    """Tag of a RELAY_PULSE: ``down`` over b"relay", type, epoch, duration, counter."""
-    msg = b"relay" + bytes([MsgType.RELAY_PULSE]) + struct.pack(">IHI", epoch, duration_ms, counter)
+def relay_tag(
+    keys: LinkKeys, epoch: int, session: bytes, n: int, duration_ms: int, counter: int
+) -> bytes:
+    """Tag of a RELAY_PULSE: ``down`` over b"relay", type, epoch, session id, n, duration,
+    counter. The session id and number bind it to its place in one session: held back on
+    the line, it verifies in no later session and is stale after any later command."""
+    msg = (
+        b"relay"
+        + bytes([MsgType.RELAY_PULSE])
+        + struct.pack(">I", epoch)
+        + bytes(session)
+        + struct.pack(">IHI", n, duration_ms, counter)
+    )
     return keys.down.tag(msg)
 
 
@@ -520,16 +531,19 @@ def unpack_session_command(payload: bytes, body_len: int, what: str) -> tuple:
     return bytes(payload[:body_len]), n, bytes(payload[body_len + 4 :])
 
 
-def pack_relay_pulse(keys: LinkKeys, epoch: int, duration_ms: int, counter: int) -> bytes:
-    tag = relay_tag(keys, epoch, duration_ms, counter)
-    return struct.pack(">HI", duration_ms, counter) + tag
+def pack_relay_pulse(
+    keys: LinkKeys, epoch: int, duration_ms: int, counter: int, *, session: bytes, n: int
+) -> bytes:
+    """duration u16 | counter u32 | n u32 | tag: a pulse of session ``session``, command ``n``."""
+    tag = relay_tag(keys, epoch, session, n, duration_ms, counter)
+    return struct.pack(">HII", duration_ms, counter, n) + tag
 
 
 def unpack_relay_pulse(payload: bytes) -> tuple:
-    """-> (duration_ms, counter, tag)."""
-    _expect_len(payload, 6 + TAG_LEN, "RELAY_PULSE")
-    duration, counter = struct.unpack(">HI", payload[:6])
-    return duration, counter, bytes(payload[6:])
+    """-> (duration_ms, counter, n, tag)."""
+    _expect_len(payload, 10 + TAG_LEN, "RELAY_PULSE")
+    duration, counter, n = struct.unpack(">HII", payload[:10])
+    return duration, counter, n, bytes(payload[10:])
 
 
 def pack_new_epoch(keys: LinkKeys, new_epoch: int) -> bytes:

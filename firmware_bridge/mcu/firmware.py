@@ -14,7 +14,8 @@ window), and ``on_pulse(duration_ms)`` is told about each accepted pulse.
 
 Fail secure: the relay is closed at boot, at the end of every pulse, on
 RELAY_CLOSE and whenever the host link is lost; it is only opened by an
-authenticated, fresh RELAY_PULSE inside an established session.  Only commands
+authenticated, fresh RELAY_PULSE of the current session, sent after the last command
+the MCU took in it.  Only commands
 that pass their tag and are fresh keep the link alive: a replayed or forged frame
 can neither drive an output nor hold off the link-loss timeout.
 """
@@ -47,7 +48,7 @@ from firmware_bridge.protocol import (
     unpack_session_command,
 )
 
-FW_VERSION = "gatefw-ref 2.0"
+FW_VERSION = "gatefw-ref 3.0"
 
 # Body length of each session command (before its n u32 and tag).
 SESSION_BODY_LEN = {
@@ -265,13 +266,19 @@ class FirmwareCore:
         return Result.OK
 
     def _relay_pulse(self, payload: bytes) -> int:
-        duration, counter, tag = unpack_relay_pulse(payload)
+        """A pulse is a session command that also spends a relay counter: its tag names the
+        session and its number, so a pulse held back on the line verifies in no later
+        session (the host greets again when a pulse goes unanswered) and is stale after
+        any later command of its own; the counter keeps it stale across reboots."""
+        duration, counter, n, tag = unpack_relay_pulse(payload)
         if duration == 0:
             return Result.REJECTED_BAD
-        if not ct_equal(tag, relay_tag(self._keys, self.epoch, duration, counter)):
+        expected = relay_tag(self._keys, self.epoch, self._session_id, n, duration, counter)
+        if not ct_equal(tag, expected):
             return Result.REJECTED_AUTH
-        if counter <= self.last_counter:
+        if counter <= self.last_counter or n <= self._session_n:
             return Result.REJECTED_STALE
+        self._session_n = n
         self._fed()
         self._hook("store_counter", self.epoch, counter)  # before the relay opens
         self.last_counter = counter

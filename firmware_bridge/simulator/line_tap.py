@@ -5,7 +5,8 @@ pty, or any serial device path), offers its own pty to the host (:attr:`LineTap.
 and forwards every byte both ways, frame by frame. On the way it can do what someone
 with a wire on the UART (or a program writing to the port) can do: record every frame,
 rewrite or drop the frames going to the host (recomputing their CRC, which protects
-against noise, not people), and inject frames of its own in either direction. It never
+against noise, not people), hold back (drop) or rewrite the frames going to the MCU, and
+inject frames of its own in either direction. It never
 knows the relay key. The tests of the link's authentication and the attack benches use
 it; it is also a tool for trying an attack by hand on a simulated gate.
 """
@@ -50,8 +51,9 @@ class LineTap:
         self._slave: int | None = None
         self._up = _Direction()  # MCU -> host
         self._down = _Direction()  # host -> MCU
-        self._rewrite: Rewrite | None = None
-        self.rewritten = 0  # frames to the host changed or dropped by the rewrite
+        self._rewrite: Rewrite | None = None  # frames to the host
+        self._rewrite_down: Rewrite | None = None  # frames to the MCU
+        self.rewritten = 0  # frames changed or dropped by a rewrite, both ways
 
     # --------------------------------------------------------------- lifecycle
 
@@ -101,6 +103,11 @@ class LineTap:
         with self._lock:
             self._rewrite = rewrite
 
+    def rewrite_to_mcu(self, rewrite: Rewrite | None) -> None:
+        """The same for each frame the host sends to the MCU: held back (None) or replaced."""
+        with self._lock:
+            self._rewrite_down = rewrite
+
     def inject_to_host(self, data: bytes) -> None:
         """Write ``data`` onto the host's receive line, between the MCU's frames."""
         with self._lock:
@@ -140,7 +147,7 @@ class LineTap:
                     if fd == self._mcu:
                         self._forward(self._up, data, self._master, self._rewrite)
                     else:
-                        self._forward(self._down, data, self._mcu, None)
+                        self._forward(self._down, data, self._mcu, self._rewrite_down)
 
     def _read(self, fd: int) -> bytes:
         try:

@@ -35,7 +35,6 @@ from firmware_bridge.protocol import (
     pack_indicator,
     pack_relay_pulse,
     pack_session_command,
-    relay_tag,
     unpack_ack,
 )
 from firmware_bridge.simulator import Simulator, open_firmware
@@ -219,24 +218,29 @@ class FuzzHarness:
         keys, epoch = self.host.keys, self.host.epoch
         fresh = min(self.firmware.state.last_counter + 1 + r.randrange(1000), 0xFFFFFFFF)
         duration = r.randrange(1, 0x10000)
-        kind = r.randrange(6)
+        session, n = self.host.session, self.host.n + 1 + r.randrange(1000)
+        kind = r.randrange(7)
         if kind == 0:  # random tag
-            payload = struct.pack(">HI", duration, fresh) + r.randbytes(16)
+            payload = struct.pack(">HII", duration, fresh, n) + r.randbytes(16)
         elif kind == 1:  # attacker's key
-            payload = pack_relay_pulse(self.ATTACKER, epoch, duration, fresh)
-        elif kind == 2:  # genuine tag of a used pulse, counter bumped
-            d, c = struct.unpack(">HI", self._captured_payload()[:6])
-            payload = struct.pack(">HI", d, fresh) + relay_tag(keys, epoch, d, c)
+            payload = pack_relay_pulse(self.ATTACKER, epoch, duration, fresh, session=session, n=n)
+        elif kind == 2:  # genuine tag of a used pulse, counter and number bumped
+            captured = self._captured_payload()
+            d = struct.unpack(">H", captured[:2])[0]
+            payload = struct.pack(">HII", d, fresh, n) + captured[10:]
         elif kind == 3:  # genuine tag, duration stretched
-            d, c = struct.unpack(">HI", self._captured_payload()[:6])
-            payload = struct.pack(">HI", 60_000, c) + relay_tag(keys, epoch, d, c)
+            captured = self._captured_payload()
+            payload = struct.pack(">H", 60_000) + captured[2:]
         elif kind == 4:  # signed for another epoch
-            payload = pack_relay_pulse(keys, epoch + 1 + r.randrange(1000), duration, fresh)
+            other = epoch + 1 + r.randrange(1000)
+            payload = pack_relay_pulse(keys, other, duration, fresh, session=session, n=n)
+        elif kind == 5:  # signed for another session (an earlier greeting, or a guess)
+            payload = pack_relay_pulse(keys, epoch, duration, fresh, session=r.randbytes(8), n=n)
         else:  # wrong length / zero duration
             payload = r.choice(
                 [
                     r.randbytes(r.randrange(0, 40)),
-                    pack_relay_pulse(keys, epoch, 0, fresh),
+                    pack_relay_pulse(keys, epoch, 0, fresh, session=session, n=n),
                 ]
             )
         seq = self.host.seq

@@ -146,12 +146,12 @@ def measure(frames=2000):
         lights = _commands(keys, session, MsgType.INDICATOR, pack_indicator(1), frames)
         times["indicator"].append(_batch_mean_us(core.feed, lights))
         times["status"].append(_batch_mean_us(core.feed, requests))
+        hal, core, session = _session()
         pulses = []
         for i in range(frames // 4):  # a flash-free NullHal, but fewer: batches stay short
             counter += 1
-            payload = pack_relay_pulse(keys, 0, 300, counter)
+            payload = pack_relay_pulse(keys, 0, 300, counter, session=session, n=i + 1)
             pulses.append(Frame(MsgType.RELAY_PULSE, 1 + i % 250, payload).encode())
-        hal, core, session = _session()
         hal.state = (0, counter - len(pulses))
         core.last_counter = counter - len(pulses)
         times["pulse"].append(_batch_mean_us(core.feed, pulses))

@@ -78,11 +78,15 @@ class HostFrames:
         return pack_session_command(self.keys, msg_type, self.session, self.n, body)
 
     def relay_pulse(self, duration_ms: int, counter: int | None = None) -> bytes:
-        """A RELAY_PULSE payload for the MCU's epoch (counter: the next one by default)."""
+        """The session's next RELAY_PULSE payload, for the MCU's epoch (counter: the next one
+        by default)."""
         if counter is None:
             counter = self.last_counter + 1
         self.last_counter = max(self.last_counter, counter)
-        return pack_relay_pulse(self.keys, self.epoch, duration_ms, counter)
+        self.n += 1
+        return pack_relay_pulse(
+            self.keys, self.epoch, duration_ms, counter, session=self.session, n=self.n
+        )
 
     def new_epoch(self) -> bytes:
         """The NEW_EPOCH payload that moves the MCU from its epoch to the next."""

@@ -97,9 +97,10 @@ class Mcu:
     def pulse(self, ms: int, counter: int, keys: LinkKeys | None = None) -> int:
         if keys is None:
             return self.result(MsgType.RELAY_PULSE, self.host.relay_pulse(ms, counter))
-        return self.result(
-            MsgType.RELAY_PULSE, pack_relay_pulse(keys, self.host.epoch, ms, counter)
+        payload = pack_relay_pulse(
+            keys, self.host.epoch, ms, counter, session=self.host.session, n=self.host.n + 1
         )
+        return self.result(MsgType.RELAY_PULSE, payload)
 
     def tick(self, advance_ms: int = 0) -> list[Frame]:
         return self.rx.feed(self.fw.tick(advance_ms))
@@ -127,7 +128,7 @@ def test_boot_is_secure_and_announced(fresh: Mcu) -> None:
     (boot,) = fresh.boot_frames
     assert boot.msg_type == MsgType.BOOT
     version, cause = unpack_boot(boot.payload)
-    assert version == "gatefw-ref 2.0" and cause == ResetCause.POWER_ON
+    assert version == "gatefw-ref 3.0" and cause == ResetCause.POWER_ON
     assert fresh.hello() == Result.OK
     assert fresh.pattern == Indicator.OFF
 
@@ -183,7 +184,9 @@ def test_forged_tag_rejected(mcu: Mcu) -> None:
     payload = bytearray(mcu.host.relay_pulse(500, 1))
     payload[0] ^= 0x10  # longer duration than was signed
     assert mcu.result(MsgType.RELAY_PULSE, bytes(payload)) == Result.REJECTED_AUTH
-    other_epoch = pack_relay_pulse(mcu.host.keys, mcu.host.epoch + 1, 500, 2)
+    other_epoch = pack_relay_pulse(
+        mcu.host.keys, mcu.host.epoch + 1, 500, 2, session=mcu.host.session, n=mcu.host.n + 1
+    )
     assert mcu.result(MsgType.RELAY_PULSE, other_epoch) == Result.REJECTED_AUTH
     assert not mcu.relay_open and mcu.pulses == []
 
@@ -194,6 +197,22 @@ def test_stale_counter_rejected(mcu: Mcu) -> None:
     assert mcu.pulse(100, 4) == Result.REJECTED_STALE
     assert mcu.pulse(100, 6) == Result.OK
     assert mcu.pulses == [100, 100]
+
+
+def test_a_pulse_is_bound_to_its_session_and_its_place_in_it(mcu: Mcu) -> None:
+    """A pulse held back on the line and delivered later, with its counter still fresh:
+    in its own session any later command has made it stale, and after a new greeting its
+    tag names a session the MCU no longer has. Neither opens the relay."""
+    held = mcu.host.relay_pulse(100, 1)
+    assert mcu.cmd(MsgType.HEARTBEAT) == Result.OK
+    assert mcu.result(MsgType.RELAY_PULSE, held) == Result.REJECTED_STALE
+    held_over_a_greeting = mcu.host.relay_pulse(100, 2)
+    assert mcu.hello() == Result.OK
+    assert mcu.result(MsgType.RELAY_PULSE, held_over_a_greeting) == Result.REJECTED_AUTH
+    assert not mcu.relay_open and mcu.pulses == []
+    assert mcu.status()[4] == 0  # neither spent a counter
+    assert mcu.pulse(100, 3) == Result.OK
+    assert mcu.pulses == [100]
 
 
 def test_bad_payloads_get_rejected_bad(mcu: Mcu) -> None:
@@ -344,7 +363,10 @@ def test_new_epoch_restarts_the_counter_and_retires_every_old_pulse(mcu: Mcu) ->
     in the old epoch never open the relay again, whatever their counter, and the epoch
     survives a reboot. Only the key holder can start it, only one step at a time."""
     assert mcu.pulse(100, 0xFFFFFFFE) == Result.OK  # poisoned: one pulse left
-    old = [pack_relay_pulse(mcu.host.keys, 0, 100, c) for c in (1, 2, 0xFFFFFFFF)]
+    old = [
+        pack_relay_pulse(mcu.host.keys, 0, 100, c, session=mcu.host.session, n=mcu.host.n + 9)
+        for c in (1, 2, 0xFFFFFFFF)
+    ]
     mcu.tick(100)
     assert mcu.result(MsgType.NEW_EPOCH, pack_new_epoch(ATTACKER, 1)) == Result.REJECTED_AUTH
     skip = pack_new_epoch(mcu.host.keys, 2)
@@ -485,10 +507,12 @@ def _bad_pulse(spec: tuple, host: HostFrames) -> bytes:
     kind, duration, offset, made_up, bit, cut, epoch_offset = spec
     last = host.last_counter
     fresh = min(last + 1 + offset, 0xFFFFFFFF)
-    genuine = relay_tag(host.keys, host.epoch, duration, fresh)
-    fields = struct.pack(">HI", duration, fresh)
+    session, n = host.session, host.n + 1
+    genuine = relay_tag(host.keys, host.epoch, session, n, duration, fresh)
+    fields = struct.pack(">HII", duration, fresh, n)
     if kind == "stale":
-        return pack_relay_pulse(host.keys, host.epoch, duration, last - offset % (last + 1))
+        stale = last - offset % (last + 1)
+        return pack_relay_pulse(host.keys, host.epoch, duration, stale, session=session, n=n)
     if kind == "random_tag":
         return fields + (made_up if made_up != genuine else bytes(a ^ 1 for a in made_up))
     if kind == "flipped_tag":
@@ -498,13 +522,13 @@ def _bad_pulse(spec: tuple, host: HostFrames) -> bytes:
     if kind == "truncated":
         return fields + genuine[:cut]
     if kind == "other_key":
-        return pack_relay_pulse(ATTACKER, host.epoch, duration, fresh)
+        return pack_relay_pulse(ATTACKER, host.epoch, duration, fresh, session=session, n=n)
     if kind == "other_epoch":
         epoch = (host.epoch + epoch_offset) & 0xFFFFFFFF
-        return pack_relay_pulse(host.keys, epoch, duration, fresh)
+        return pack_relay_pulse(host.keys, epoch, duration, fresh, session=session, n=n)
     # "moved": the genuine tag of one pulse on the fields of another
     other = fresh + 1 if fresh < 0xFFFFFFFF else fresh - 1
-    return struct.pack(">HI", duration, other) + genuine
+    return struct.pack(">HII", duration, other, n) + genuine
 
 
 @pytest.mark.micropython

@@ -8,18 +8,20 @@ short and an injected INDICATOR showed green with the relay shut. Each test here
 one of them and passes only because version 2 authenticates what steers the other side.
 """
 
+import logging
 import struct
 from collections.abc import Iterator
 
 import pytest
 
-from firmware_bridge.host import GateLink, LinkState
+from firmware_bridge.host import GateLink, LinkError, LinkState
 from firmware_bridge.protocol import (
     STATUS_BODY_LEN,
     Frame,
     Indicator,
     LinkKeys,
     MsgType,
+    Result,
     pack_relay_pulse,
 )
 from firmware_bridge.relay_counter import MAX_COUNTER_JUMP
@@ -134,9 +136,9 @@ def test_a_pulse_from_an_earlier_host_run_is_a_jump_the_host_does_not_follow(
     # Signed with the key (so not an attacker's: a second program with the key on the
     # port), injected between the host's frames.
     far = lk.counter + MAX_COUNTER_JUMP + 10
-    tap.inject_to_mcu(
-        Frame(MsgType.RELAY_PULSE, 0, pack_relay_pulse(LinkKeys(KEY), 0, 50, far)).encode()
-    )
+    session = lk.request_status().session
+    pulse = pack_relay_pulse(LinkKeys(KEY), 0, 50, far, session=session, n=1 << 30)
+    tap.inject_to_mcu(Frame(MsgType.RELAY_PULSE, 0, pulse).encode())
     assert wait_for(lambda: sim.last_counter == far)
     with pytest.raises(Exception, match="jumped"):
         lk.pulse_relay(100)  # REJECTED_STALE, then the resync refuses the jump
@@ -175,3 +177,121 @@ def test_injected_relay_close_and_indicator_change_nothing(
     assert sim.relay_open and sim.indicator == Indicator.SEE_AGENT
     lk.close_relay()  # the host's own close still works
     assert wait_for(lambda: not sim.relay_open)
+
+
+class PulseHolder:
+    """The attacker's rewrite of the host's frames: every RELAY_PULSE (each retransmission
+    too) is held back, everything else goes through untouched."""
+
+    def __init__(self, *also: int) -> None:
+        self.held: list[Frame] = []
+        self.types = (MsgType.RELAY_PULSE, *also)
+
+    def __call__(self, frame: Frame) -> Frame | None:
+        if frame.msg_type in self.types:
+            self.held.append(frame)
+            return None
+        return frame
+
+
+def mcu_answers_to(tap: LineTap, frame: Frame, before: int) -> list[int]:
+    """Results of the ACKs the MCU sent for ``frame``'s seq, past the first ``before``."""
+    acks = [
+        f.payload[1]
+        for f in tap.frames_from_mcu()
+        if f.msg_type == MsgType.ACK and f.payload[0] == frame.seq
+    ]
+    return acks[before:]
+
+
+def test_a_withheld_pulse_delivered_later_opens_nothing(
+    sim: Simulator,
+    tap: LineTap,
+    link: tuple[GateLink, Recorder],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The review's attack: the man in the middle holds back the host's genuine pulse, lets
+    the host give up on it (no ACK: the host reports the failure and refers the traveller),
+    lets the session carry on, and delivers the pulse later, when it likes. Version 2's MCU
+    took it (fresh counter, valid tag, same epoch) and opened the gate with the host's
+    records saying it had failed. The pulse is now bound to the session it was sent in
+    (the host greets again when a pulse goes unanswered) and to its place in it (any later
+    command makes it stale), so it opens nothing."""
+    lk, _ = link
+    holder = PulseHolder()
+    tap.rewrite_to_mcu(holder)
+    with (
+        caplog.at_level(logging.WARNING, logger="firmware_bridge.host"),
+        pytest.raises(LinkError, match="RELAY_PULSE"),
+    ):
+        lk.pulse_relay(20_000)
+    tap.rewrite_to_mcu(None)
+    assert holder.held and all(f == holder.held[0] for f in holder.held)
+    assert "never taken by the MCU" in caplog.text
+    assert wait_for(lambda: lk.link_up)  # the gate carries on, with a live session
+    lk.set_indicator(Indicator.READY)
+    assert sim.relay_pulses == []
+    (pulse,) = holder.held[:1]
+    before = len(mcu_answers_to(tap, pulse, 0))
+    tap.inject_to_mcu(pulse.encode())  # the moment of the attacker's choosing
+    assert wait_for(lambda: mcu_answers_to(tap, pulse, before))
+    assert mcu_answers_to(tap, pulse, before)[0] != Result.OK
+    assert sim.relay_pulses == [] and not sim.relay_open
+    lk.pulse_relay(100)  # the next grant still pulses, past the held pulse's counter
+    assert sim.relay_pulses == [100] and sim.last_counter > lk.counter - 1 >= 1
+
+
+def test_a_withheld_pulse_stays_dead_when_the_greeting_is_withheld_too(
+    sim: Simulator,
+    tap: LineTap,
+    link: tuple[GateLink, Recorder],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The attacker also holds back the host's greetings: the host says the pulse's fate
+    is open, sends nothing but greetings, so the MCU's session runs out on its link timer;
+    once a greeting gets through the host logs that the pulse was never taken, and the
+    held pulse, delivered then, opens nothing."""
+    lk, _ = link
+    holder = PulseHolder(MsgType.HELLO)
+    tap.rewrite_to_mcu(holder)
+    with pytest.raises(LinkError, match="did not answer a new greeting"):
+        lk.pulse_relay(20_000)
+    assert wait_for(lambda: not sim.session)  # the MCU's link timer ended the session
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.host"):
+        tap.rewrite_to_mcu(None)
+        assert wait_for(lambda: lk.link_up, timeout=10)
+    assert "never taken by the MCU" in caplog.text
+    (pulse,) = [f for f in holder.held if f.msg_type == MsgType.RELAY_PULSE][:1]
+    before = len(mcu_answers_to(tap, pulse, 0))
+    tap.inject_to_mcu(pulse.encode())
+    assert wait_for(lambda: mcu_answers_to(tap, pulse, before))
+    assert mcu_answers_to(tap, pulse, before)[0] != Result.OK
+    assert sim.relay_pulses == [] and not sim.relay_open
+
+
+def test_a_pulse_whose_acks_are_dropped_is_found_taken_by_the_greeting(
+    sim: Simulator,
+    tap: LineTap,
+    link: tuple[GateLink, Recorder],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The other half: the MCU took the pulse and the attacker dropped every ACK of it.
+    The host's greeting after the timeout reads the MCU's authenticated counter, so the
+    host knows the gate opened: ``pulse_relay`` returns and the journal says why."""
+    lk, _ = link
+    pulse_seqs: set[int] = set()
+
+    def note_pulses(frame: Frame) -> Frame:
+        if frame.msg_type == MsgType.RELAY_PULSE:
+            pulse_seqs.add(frame.seq)
+        return frame
+
+    tap.rewrite_to_mcu(note_pulses)
+    tap.rewrite_to_host(
+        lambda f: None if f.msg_type == MsgType.ACK and f.payload[0] in pulse_seqs else f
+    )
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.host"):
+        lk.pulse_relay(100)
+    assert sim.relay_pulses == [100] and tap.rewritten >= 4
+    assert "its ACK was lost, but the MCU" in caplog.text
+    assert lk.link_up

@@ -140,7 +140,8 @@ def test_a_host_with_another_key_gets_nowhere(sim: Simulator) -> None:
         open_link(sim, key=b"not-the-gate-key-000000000000000")
     lk, _ = open_link(sim)
     try:
-        forged = pack_relay_pulse(LinkKeys(b"not-the-gate-key-000000000000000"), 0, 500, 1)
+        other = LinkKeys(b"not-the-gate-key-000000000000000")
+        forged = pack_relay_pulse(other, 0, 500, 1, session=lk.request_status().session, n=1)
         assert lk.send_command(MsgType.RELAY_PULSE, forged) == Result.REJECTED_AUTH
     finally:
         lk.close()
@@ -148,13 +149,15 @@ def test_a_host_with_another_key_gets_nowhere(sim: Simulator) -> None:
 
 
 def test_replayed_pulse_rejected(sim: Simulator, link: tuple[GateLink, Recorder]) -> None:
-    """Re-sending a captured, validly signed pulse (new seq) must not reopen the gate."""
+    """Re-sending a validly signed pulse of this session with a used counter (new seq, a
+    fresh command number) must not reopen the gate: the counter is spent."""
     lk, _ = link
     lk.pulse_relay(200)
-    captured = pack_relay_pulse(LinkKeys(KEY), 0, 200, lk.counter)
+    session = lk.request_status().session
+    captured = pack_relay_pulse(LinkKeys(KEY), 0, 200, lk.counter, session=session, n=1 << 30)
     assert wait_for(lambda: not sim.relay_open)
     assert lk.send_command(MsgType.RELAY_PULSE, captured) == Result.REJECTED_STALE
-    older = pack_relay_pulse(LinkKeys(KEY), 0, 200, lk.counter - 1)
+    older = pack_relay_pulse(LinkKeys(KEY), 0, 200, lk.counter - 1, session=session, n=1 << 30)
     assert lk.send_command(MsgType.RELAY_PULSE, older) == Result.REJECTED_STALE
     assert sim.relay_pulses == [200]
     assert sim.relay_history == [True, False]
@@ -286,7 +289,11 @@ def poison(sim: Simulator, counter: int) -> None:
     1 host did after a forged STATUS (or a host with the key that misbehaves)."""
     lk, _ = open_link(sim)
     try:
-        pulse = pack_relay_pulse(LinkKeys(KEY), lk.epoch or 0, 100, counter)
+        # A command number no host command of this session reaches before it closes.
+        session = lk.request_status().session
+        pulse = pack_relay_pulse(
+            LinkKeys(KEY), lk.epoch or 0, 100, counter, session=session, n=1 << 30
+        )
         assert lk.send_command(MsgType.RELAY_PULSE, pulse) == Result.OK
     finally:
         lk.close()

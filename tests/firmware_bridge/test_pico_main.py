@@ -427,7 +427,7 @@ def test_a_locked_store_refuses_every_pulse_and_every_new_epoch(
     assert hello(loop, link, host) == Result.OK
     assert (host.epoch, host.last_counter) == COUNTER_LOCKED
     for counter in (1, 0xFFFFFFFF):
-        pulse = pack_relay_pulse(host.keys, host.epoch, 200, counter)
+        pulse = host.relay_pulse(200, counter)
         assert send(loop, link, MsgType.RELAY_PULSE, pulse, seq=2 + counter % 7) != Result.OK
     for epoch in (1, EPOCH_LOCKED):  # any epoch, even the top one, is not above it
         rotate = pack_new_epoch(host.keys, epoch)
@@ -444,10 +444,10 @@ def test_counter_persists_across_reboot_through_core(
     loop = MainLoop(FirmwareCore(hal, KEY), hal, link)
     loop.boot(ResetCause.POWER_ON)
     host = HostFrames(KEY)
-    pulse = pack_relay_pulse(host.keys, 0, 200, 7)
-    replay = send(loop, link, MsgType.RELAY_PULSE, pulse, seq=9)
-    assert replay == Result.REJECTED_BAD  # no session yet
+    early = pack_relay_pulse(host.keys, 0, 200, 7, session=bytes(8), n=1)
+    assert send(loop, link, MsgType.RELAY_PULSE, early, seq=9) == Result.REJECTED_BAD  # no session
     assert hello(loop, link, host) == Result.OK
+    pulse = host.relay_pulse(200, 7)
     assert send(loop, link, MsgType.RELAY_PULSE, pulse, seq=2) == Result.OK
     assert CounterStore(str(tmp_path)).load() == (0, 7)
     assert send(loop, link, MsgType.NEW_EPOCH, host.new_epoch(), seq=3) == Result.OK
@@ -536,7 +536,7 @@ def test_main_loop_drives_hardware(machine: FakeMachine, clock: Clock) -> None:
     assert machine.pwms[0].duty == 32768
     assert send(loop, link, MsgType.RELAY_PULSE, host.relay_pulse(300, 1), seq=4) == 0
     assert relay.level == 1
-    forged = pack_relay_pulse(ATTACKER, 0, 300, 2)
+    forged = pack_relay_pulse(ATTACKER, 0, 300, 2, session=host.session, n=host.n + 1)
     assert send(loop, link, MsgType.RELAY_PULSE, forged, seq=5) == Result.REJECTED_AUTH
 
     for i in range(30):  # 300 ms of 10 ms loop iterations, host heartbeating

@@ -17,6 +17,7 @@ from firmware_bridge.protocol import (
     MAX_FRAME,
     MAX_PAYLOAD,
     MCU_TO_HOST_LABEL,
+    VERSION,
     BadCobs,
     BadCrc,
     BadLength,
@@ -127,10 +128,10 @@ def _spec_tag(key: bytes, msg: bytes) -> bytes:
 def test_direction_keys_match_spec() -> None:
     """PROTOCOL.md: down = HMAC(key, host->mcu label), up = HMAC(key, mcu->host label)."""
     keys = LinkKeys(KEY)
-    down = hmac.new(KEY, b"gate-link/2 host->mcu", hashlib.sha256).digest()
-    up = hmac.new(KEY, b"gate-link/2 mcu->host", hashlib.sha256).digest()
-    assert HOST_TO_MCU_LABEL == b"gate-link/2 host->mcu"
-    assert MCU_TO_HOST_LABEL == b"gate-link/2 mcu->host"
+    down = hmac.new(KEY, b"gate-link/3 host->mcu", hashlib.sha256).digest()
+    up = hmac.new(KEY, b"gate-link/3 mcu->host", hashlib.sha256).digest()
+    assert HOST_TO_MCU_LABEL == b"gate-link/3 host->mcu"
+    assert MCU_TO_HOST_LABEL == b"gate-link/3 mcu->host"
     assert keys.down.digest(b"x") == hmac.new(down, b"x", hashlib.sha256).digest()
     assert keys.up.digest(b"x") == hmac.new(up, b"x", hashlib.sha256).digest()
     with pytest.raises(ValueError, match="at least 16 bytes"):
@@ -141,10 +142,13 @@ def test_tags_match_spec() -> None:
     keys = LinkKeys(KEY)
     down = hmac.new(KEY, HOST_TO_MCU_LABEL, hashlib.sha256).digest()
     up = hmac.new(KEY, MCU_TO_HOST_LABEL, hashlib.sha256).digest()
-    pulse = b"relay\x03" + struct.pack(">IHI", 7, 750, 42)
-    assert relay_tag(keys, 7, 750, 42) == _spec_tag(down, pulse)
-    assert relay_tag(keys, 7, 750, 43) != relay_tag(keys, 7, 750, 42)
-    assert relay_tag(keys, 8, 750, 42) != relay_tag(keys, 7, 750, 42)
+    s1, s2 = bytes(range(8)), bytes(range(1, 9))
+    pulse = b"relay\x03" + struct.pack(">I", 7) + s1 + struct.pack(">IHI", 3, 750, 42)
+    assert relay_tag(keys, 7, s1, 3, 750, 42) == _spec_tag(down, pulse)
+    assert relay_tag(keys, 7, s1, 3, 750, 43) != relay_tag(keys, 7, s1, 3, 750, 42)
+    assert relay_tag(keys, 8, s1, 3, 750, 42) != relay_tag(keys, 7, s1, 3, 750, 42)
+    assert relay_tag(keys, 7, s2, 3, 750, 42) != relay_tag(keys, 7, s1, 3, 750, 42)
+    assert relay_tag(keys, 7, s1, 4, 750, 42) != relay_tag(keys, 7, s1, 3, 750, 42)
     assert epoch_tag(keys, 9) == _spec_tag(down, b"epoch\x08" + struct.pack(">I", 9))
     session = bytes(range(8))
     cmd = b"cmd\x05" + session + struct.pack(">I", 3) + b"\x03"
@@ -172,7 +176,7 @@ frames = st.builds(
 def test_frame_round_trip(frame: Frame) -> None:
     raw = frame.to_bytes()
     assert len(raw) <= MAX_FRAME
-    assert raw[0] == 2 and raw[3] == len(frame.payload)
+    assert raw[0] == VERSION == 3 and raw[3] == len(frame.payload)
     assert Frame.parse(raw) == frame
     assert decode_wire(frame.encode()) == frame
 
@@ -201,12 +205,13 @@ def test_parse_errors_are_specific() -> None:
         Frame.parse(bytes(MAX_FRAME + 1))
     with pytest.raises(BadCrc, match="CRC mismatch"):
         Frame.parse(good[:-1] + bytes([good[-1] ^ 1]))
-    with pytest.raises(UnknownVersion, match="version 1, expected 2"):
-        Frame.parse(raw_frame(1, MsgType.HEARTBEAT, 7, b""))  # a version 1 peer
+    for old in (1, 2):  # a version 1 or 2 peer
+        with pytest.raises(UnknownVersion, match=f"version {old}, expected 3"):
+            Frame.parse(raw_frame(old, MsgType.HEARTBEAT, 7, b""))
     with pytest.raises(BadLength, match="payload_len says 3"):
-        Frame.parse(raw_frame(2, MsgType.HEARTBEAT, 7, b"\x01", plen=3))
+        Frame.parse(raw_frame(3, MsgType.HEARTBEAT, 7, b"\x01", plen=3))
     with pytest.raises(UnknownType, match="0x55"):
-        Frame.parse(raw_frame(2, 0x55, 7, b""))
+        Frame.parse(raw_frame(3, 0x55, 7, b""))
     with pytest.raises(BadLength):
         Frame(MsgType.HELLO, 0, bytes(MAX_PAYLOAD + 1))
     with pytest.raises(ValueError):
@@ -320,8 +325,9 @@ def test_payload_helpers_validate() -> None:
         pack_indicator(99)
     assert unpack_boot(b"\x02ab\x01") == ("ab", 1)
     keys = LinkKeys(KEY)
-    d, c, t = unpack_relay_pulse(pack_relay_pulse(keys, 4, 300, 9))
-    assert (d, c, t) == (300, 9, relay_tag(keys, 4, 300, 9))
+    session = bytes(range(8))
+    d, c, n, t = unpack_relay_pulse(pack_relay_pulse(keys, 4, 300, 9, session=session, n=2))
+    assert (d, c, n, t) == (300, 9, 2, relay_tag(keys, 4, session, 2, 300, 9))
     assert unpack_new_epoch(pack_new_epoch(keys, 5)) == (5, epoch_tag(keys, 5))
     with pytest.raises(BadPayload):
         unpack_new_epoch(bytes(19))
