@@ -337,7 +337,9 @@ def check_greeting(port: str, key: bytes, epoch: int, timeout_s: float) -> dict[
             time.sleep(0.5)
     try:
         status = link.request_status()
-        stale = pack_relay_pulse(LinkKeys(key), status.epoch, 1, status.last_counter)
+        stale = pack_relay_pulse(
+            LinkKeys(key), status.epoch, 1, status.last_counter, session=status.session, n=1
+        )
         probe = link.send_command(MsgType.RELAY_PULSE, stale)
     except (LinkError, CommandRejected) as exc:
         raise FirmwareDeployError(f"the board stopped answering on {port}: {exc}") from exc

@@ -214,7 +214,8 @@ def test_rotate_recovers_a_poisoned_relay_counter(enrollment_kit, tmp_path):
         a.serial_port = mcu.port
         link = GateLink(mcu.port, key).open()
         try:
-            poison = pack_relay_pulse(LinkKeys(key), 0, 100, 0xFFFFFFFE)
+            session = link.request_status().session
+            poison = pack_relay_pulse(LinkKeys(key), 0, 100, 0xFFFFFFFE, session=session, n=1 << 30)
             assert link.send_command(MsgType.RELAY_PULSE, poison) == Result.OK
         finally:
             link.close()
