@@ -41,7 +41,7 @@ from appliance.vision.camera import place_in_canvas
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from testbed.bench.mjpeg_camera import MjpegCamera
 from testbed.bench.tcp_proxy import TcpProxy
-from testbed.native_writes import TraceUnavailable, read_trace, strace_argv
+from testbed.native_writes import read_trace, strace_argv
 from testbed.runs import wait_for
 from testbed.testing import FLIGHT
 
@@ -90,7 +90,7 @@ class FaultRow:
 # --- the rig --------------------------------------------------------------------------------
 
 
-class Simulator:
+class SimulatorProcess:
     """``python -m firmware_bridge.simulator`` in its own process; its relay lines kept."""
 
     def __init__(self, key_hex: str, link: Path) -> None:
@@ -147,7 +147,7 @@ class Rig:
         )
         self.key_hex = os.urandom(32).hex()
         self.mcu_link = work / "mcu-tty"
-        self.simulator: Simulator | None = None
+        self.simulator: SimulatorProcess | None = None
         self.appliance: subprocess.Popen | None = None
         self.traces: list[Path] = []
         self.ledger = work / "state" / "purge-ledger.jsonl"
@@ -176,7 +176,7 @@ class Rig:
         return False
 
     def start_simulator(self) -> None:
-        self.simulator = Simulator(self.key_hex, self.mcu_link)
+        self.simulator = SimulatorProcess(self.key_hex, self.mcu_link)
 
     def ledger_on_tmpfs(self) -> str:
         """Put the ledger's folder on a small tmpfs of its own; '' or why it cannot be."""
@@ -355,7 +355,7 @@ def _wait_verifying(rig: Rig, timeout: float = 20.0) -> bool:
     return wait_for(lambda: rig.gate_state() == "verifying", timeout, 0.02)
 
 
-def fault_matcher_sigstop(rig: Rig, row: FaultRow) -> Callable[[], None]:
+def _fault_matcher_sigstop(rig: Rig, row: FaultRow) -> Callable[[], None]:
     assert rig.matcher is not None
     rig.matcher.send_signal(signal.SIGSTOP)
     rig.present("biden")
@@ -363,7 +363,7 @@ def fault_matcher_sigstop(rig: Rig, row: FaultRow) -> Callable[[], None]:
     return lambda: rig.matcher.send_signal(signal.SIGCONT)
 
 
-def fault_matcher_sigkill_mid_verify(rig: Rig, row: FaultRow) -> Callable[[], None]:
+def _fault_matcher_sigkill_mid_verify(rig: Rig, row: FaultRow) -> Callable[[], None]:
     assert rig.matcher is not None
     rig.matcher.send_signal(signal.SIGSTOP)  # holds the verify in flight
     rig.present("biden")
@@ -375,14 +375,14 @@ def fault_matcher_sigkill_mid_verify(rig: Rig, row: FaultRow) -> Callable[[], No
     return rig.start_matcher
 
 
-def fault_partition(rig: Rig, row: FaultRow) -> Callable[[], None]:
+def _fault_partition(rig: Rig, row: FaultRow) -> Callable[[], None]:
     rig.proxy.partition()
     rig.present("biden")
     _during(rig, PARTITION_S, row)
     return rig.proxy.heal
 
 
-def fault_matcher_absent_at_start(rig: Rig, row: FaultRow) -> Callable[[], None]:
+def _fault_matcher_absent_at_start(rig: Rig, row: FaultRow) -> Callable[[], None]:
     rig.present("biden")
     _during(rig, 8.0, row)
 
@@ -416,7 +416,7 @@ def _kill_appliance_mid_verify(signum: int):
     return fault
 
 
-def fault_ledger_full(rig: Rig, row: FaultRow) -> Callable[[], None]:
+def _fault_ledger_full(rig: Rig, row: FaultRow) -> Callable[[], None]:
     assert rig.mount is not None
     filler = rig.mount / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -429,7 +429,7 @@ def fault_ledger_full(rig: Rig, row: FaultRow) -> Callable[[], None]:
     return filler.unlink
 
 
-def fault_simulator_restart(rig: Rig, row: FaultRow) -> Callable[[], None]:
+def _fault_simulator_restart(rig: Rig, row: FaultRow) -> Callable[[], None]:
     assert rig.simulator is not None
     old = rig.simulator
     old.kill()
@@ -456,17 +456,17 @@ def _camera(mode: str):
 
 
 FAULTS: dict[str, Callable[[Rig, FaultRow], Callable[[], None]]] = {
-    "matcher_absent_at_start": fault_matcher_absent_at_start,
-    "matcher_sigkill_mid_verify": fault_matcher_sigkill_mid_verify,
-    "matcher_sigstop_past_deadline": fault_matcher_sigstop,
-    "partition_20s": fault_partition,
-    "simulator_killed_restarted": fault_simulator_restart,
+    "matcher_absent_at_start": _fault_matcher_absent_at_start,
+    "matcher_sigkill_mid_verify": _fault_matcher_sigkill_mid_verify,
+    "matcher_sigstop_past_deadline": _fault_matcher_sigstop,
+    "partition_20s": _fault_partition,
+    "simulator_killed_restarted": _fault_simulator_restart,
     "camera_refusing": _camera("refuse"),
     "camera_hanging": _camera("hang"),
     "camera_garbage": _camera("garbage"),
     "appliance_sigterm_mid_verify": _kill_appliance_mid_verify(signal.SIGTERM),
     "appliance_sigkill_mid_verify": _kill_appliance_mid_verify(signal.SIGKILL),
-    "ledger_full_filesystem": fault_ledger_full,
+    "ledger_full_filesystem": _fault_ledger_full,
 }
 
 
@@ -609,4 +609,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-__all__ = ["FAULTS", "FaultRow", "Rig", "TraceUnavailable", "bench_faults", "run_fault"]
+__all__ = [
+    "DEADLINE_S",
+    "FAULTS",
+    "GRANT_TIMEOUT_S",
+    "LANE_CLEAR_S",
+    "PARTITION_S",
+    "START_TIMEOUT_S",
+    "TMPFS_BYTES",
+    "FaultRow",
+    "Rig",
+    "SimulatorProcess",
+    "bench_faults",
+    "run_fault",
+]

@@ -95,4 +95,4 @@ class TcpProxy:
                     sock.close()
 
 
-__all__ = ["TcpProxy"]
+__all__ = ["POLL_S", "TcpProxy"]
