@@ -227,6 +227,28 @@ def _bench_flood(args: argparse.Namespace) -> int:
     return 0 if result["gate_verify_failures"] == 0 and result["gate_health_failed"] == 0 else 1
 
 
+def _bench_faults(args: argparse.Namespace) -> int:
+    from testbed.bench.faults import FAULTS, bench_faults
+    from testbed.native_writes import TraceUnavailable
+
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    if args.list:
+        print("\n".join(FAULTS))
+        return 0
+
+    def progress(row) -> None:
+        if not args.json:
+            print(json.dumps(row.as_dict()), flush=True)
+
+    try:
+        result = bench_faults(names, keep=args.keep, progress=progress)
+    except (ValueError, FileNotFoundError, TraceUnavailable) as exc:
+        print(f"gatectl bench faults: {exc}", file=sys.stderr)
+        return 2
+    print_figures(result, args.json)
+    return 0 if result["failed"] == 0 else 1
+
+
 def _bench_screens(args: argparse.Namespace) -> int:
     from testbed.bench.screens import bench_screens
 
@@ -377,6 +399,14 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     )
     flood.add_argument("--json", action="store_true", help="one JSON object on the last line")
     flood.set_defaults(handler=_bench_flood)
+    faults = benches.add_parser(
+        "faults", help="the fault matrix through real processes (root for the full-disk row)"
+    )
+    faults.add_argument("--only", metavar="A,B", help="these faults only (see --list)")
+    faults.add_argument("--list", action="store_true", help="name every fault and stop")
+    faults.add_argument("--keep", type=Path, metavar="DIR", help="keep each row's files here")
+    faults.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    faults.set_defaults(handler=_bench_faults)
     screens = benches.add_parser(
         "screens", help="vision time per frame with the screens closed, served, open"
     )

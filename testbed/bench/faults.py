@@ -554,19 +554,24 @@ def run_fault(name: str, root: Path, db: Path, pki: Path, photos: dict) -> Fault
     return row
 
 
-def bench_faults(
-    faults: list[str] | None = None,
-    photos_dir: Path | None = None,
-    keep: Path | None = None,
-    progress: Callable[[FaultRow], object] | None = None,
-) -> dict:
-    """Run ``faults`` (default: all) and summarise; ``keep`` keeps the rows' folders."""
+@dataclass
+class BenchInputs:
+    """What every row shares: the development PKI, the enrolled gallery, the photos."""
+
+    root: Path
+    pki: Path
+    db: Path
+    photos: dict
+
+    def run(self, name: str) -> FaultRow:
+        return run_fault(name, self.root, self.db, self.pki, self.photos)
+
+
+def prepare(root: Path, photos_dir: Path | None = None) -> BenchInputs:
+    """Enrol the flight (two demo travellers) once; raises ``TraceUnavailable`` when the
+    process tree cannot be traced here (every row needs it)."""
     from gate_contract.paths import data_dir
 
-    names = faults or list(FAULTS)
-    unknown = [n for n in names if n not in FAULTS]
-    if unknown:
-        raise ValueError(f"unknown faults: {', '.join(unknown)} (known: {', '.join(FAULTS)})")
     photos_dir = photos_dir or data_dir() / "demo"
     photos = {
         "obama": cv2.imread(str(photos_dir / "obama2.jpg")),
@@ -574,20 +579,12 @@ def bench_faults(
     }
     if any(p is None for p in photos.values()):
         raise FileNotFoundError(f"demo photos missing in {photos_dir} (run make setup)")
-    root = Path(tempfile.mkdtemp(prefix="gate-faults-", dir=keep))
-    rows: list[FaultRow] = []
-    try:
-        pki = create_dev_pki(root / "pki").root
-        db = _enroll(root, photos_dir)
-        strace_argv(["true"], root / "probe.log")  # TraceUnavailable before any row
-        for name in names:
-            row = run_fault(name, root, db, pki, photos)
-            rows.append(row)
-            if progress is not None:
-                progress(row)
-    finally:
-        if keep is None:
-            shutil.rmtree(root, ignore_errors=True)
+    strace_argv(["true"], root / "probe.log")
+    pki = create_dev_pki(root / "pki").root
+    return BenchInputs(root, pki, _enroll(root, photos_dir), photos)
+
+
+def summarise(rows: list[FaultRow]) -> dict:
     ran = [r for r in rows if not r.skipped]
     recoveries = [r.recovery_s for r in ran if r.recovery_s is not None]
     return {
@@ -599,6 +596,31 @@ def bench_faults(
         "max_recovery_s": max(recoveries) if recoveries else None,
         "rows": [r.as_dict() for r in rows],
     }
+
+
+def bench_faults(
+    faults: list[str] | None = None,
+    photos_dir: Path | None = None,
+    keep: Path | None = None,
+    progress: Callable[[FaultRow], object] | None = None,
+) -> dict:
+    """Run ``faults`` (default: all) and summarise; ``keep`` keeps the rows' folders."""
+    names = faults or list(FAULTS)
+    unknown = [n for n in names if n not in FAULTS]
+    if unknown:
+        raise ValueError(f"unknown faults: {', '.join(unknown)} (known: {', '.join(FAULTS)})")
+    root = Path(tempfile.mkdtemp(prefix="gate-faults-", dir=keep))
+    rows: list[FaultRow] = []
+    try:
+        inputs = prepare(root, photos_dir)
+        for name in names:
+            rows.append(inputs.run(name))
+            if progress is not None:
+                progress(rows[-1])
+    finally:
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    return summarise(rows)
 
 
 def _free_port() -> int:
@@ -617,9 +639,12 @@ __all__ = [
     "PARTITION_S",
     "START_TIMEOUT_S",
     "TMPFS_BYTES",
+    "BenchInputs",
     "FaultRow",
     "Rig",
     "SimulatorProcess",
     "bench_faults",
+    "prepare",
     "run_fault",
+    "summarise",
 ]
