@@ -51,6 +51,9 @@ DEADLINE_S = 2.0  # the appliance's per-call deadline in the rig
 PARTITION_S = 20.0
 LANE_CLEAR_S = 1.5  # an empty lane this long lets the unattended gate take the next one
 TMPFS_BYTES = 64 * 1024
+CLOCK_JUMP_S = 3600
+# Debian's libfaketime: the wall clock of the appliance's tree, read from a file each time
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 _GATE_MATCHER = [
     sys.executable,
     "-c",
@@ -153,6 +156,8 @@ class Rig:
         self.ledger = work / "state" / "purge-ledger.jsonl"
         self.status = work / "status.json"
         self.mount: Path | None = None
+        self.clock_file: Path | None = None  # set: the appliance runs under libfaketime
+        self.exits: list[int] = []  # exit codes of appliance runs that ended by themselves
         (work / "state").mkdir(parents=True, exist_ok=True)
 
     # processes
@@ -239,10 +244,32 @@ stall_s = 30.0
             stderr=(self.work / "appliance.log").open("ab"),
             stdin=subprocess.DEVNULL,
             cwd=self.work,
-            env={**os.environ, "TMPDIR": str(self.work / "tmp")},
+            env={**os.environ, "TMPDIR": str(self.work / "tmp"), **self._clock_env()},
         )
         (self.work / "tmp").mkdir(exist_ok=True)
         self.traces.append(trace)
+
+    def fake_clock(self) -> str:
+        """Run the appliance under libfaketime; '' or why it cannot be."""
+        if not LIBFAKETIME.exists():
+            return f"libfaketime missing ({LIBFAKETIME}; apt-get install faketime)"
+        self.clock_file = self.work / "clock-offset"
+        self.shift_clock(0)
+        return ""
+
+    def shift_clock(self, seconds: int) -> None:
+        assert self.clock_file is not None
+        self.clock_file.write_text(f"{seconds:+d}\n")
+
+    def _clock_env(self) -> dict[str, str]:
+        if self.clock_file is None:
+            return {}
+        return {
+            "LD_PRELOAD": str(LIBFAKETIME),
+            "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
+            "FAKETIME_NO_CACHE": "1",
+            "DONT_FAKE_MONOTONIC": "1",  # only the wall clock jumps
+        }
 
     def appliance_pid(self) -> int | None:
         """The traced Python process (strace's child)."""
@@ -286,6 +313,7 @@ stall_s = 30.0
         assert self.simulator is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.restart_if_exited()
             self.present("nobody")
             time.sleep(LANE_CLEAR_S)
             self.present(traveller)
@@ -294,6 +322,12 @@ stall_s = 30.0
                 return round(self.simulator.opened_since(since) - since, 2)
         self.present("nobody")
         return None
+
+    def restart_if_exited(self) -> None:
+        """What systemd's ``Restart=on-failure`` does for a service that exited."""
+        if self.appliance is not None and self.appliance.poll() is not None:
+            self.exits.append(self.appliance.returncode)
+            self.start_appliance()
 
     def stop(self) -> None:
         if self.appliance is not None and self.appliance.poll() is None:
@@ -386,14 +420,7 @@ def _fault_matcher_absent_at_start(rig: Rig, row: FaultRow) -> Callable[[], None
     rig.present("biden")
     _during(rig, 8.0, row)
 
-    def clear() -> None:
-        rig.start_matcher()
-        if rig.appliance is not None and rig.appliance.poll() is not None:
-            row.service_survived = False
-            row.note = f"gatectl run exited ({rig.appliance.returncode}); restarted"
-            rig.start_appliance()
-
-    return clear
+    return rig.start_matcher
 
 
 def _kill_appliance_mid_verify(signum: int):
@@ -443,6 +470,21 @@ def _fault_simulator_restart(rig: Rig, row: FaultRow) -> Callable[[], None]:
     return clear
 
 
+def _clock_jump(seconds: int):
+    def fault(rig: Rig, row: FaultRow) -> Callable[[], None]:
+        assert rig.matcher is not None
+        rig.matcher.send_signal(signal.SIGSTOP)  # a verify in flight when the clock jumps
+        rig.present("biden")
+        if not _wait_verifying(rig):
+            row.note = "no verify was seen in flight"
+        rig.shift_clock(seconds)
+        rig.matcher.send_signal(signal.SIGCONT)
+        _during(rig, 4.0, row)
+        return lambda: rig.shift_clock(0)
+
+    return fault
+
+
 def _camera(mode: str):
     def fault(rig: Rig, row: FaultRow) -> Callable[[], None]:
         if mode == "refuse":
@@ -467,6 +509,8 @@ FAULTS: dict[str, Callable[[Rig, FaultRow], Callable[[], None]]] = {
     "appliance_sigterm_mid_verify": _kill_appliance_mid_verify(signal.SIGTERM),
     "appliance_sigkill_mid_verify": _kill_appliance_mid_verify(signal.SIGKILL),
     "ledger_full_filesystem": _fault_ledger_full,
+    "clock_jump_forward_mid_verify": _clock_jump(CLOCK_JUMP_S),
+    "clock_jump_back_mid_verify": _clock_jump(-CLOCK_JUMP_S),
 }
 
 
@@ -504,10 +548,11 @@ def run_fault(name: str, root: Path, db: Path, pki: Path, photos: dict) -> Fault
     rig = Rig(work, db, pki, photos)
     try:
         if name == "ledger_full_filesystem":
-            why = rig.ledger_on_tmpfs()
-            if why:
-                row.skipped = why
-                return row
+            row.skipped = rig.ledger_on_tmpfs()
+        if name.startswith("clock_jump"):
+            row.skipped = rig.fake_clock()
+        if row.skipped:
+            return row
         if name != "matcher_absent_at_start":
             rig.start_matcher()
             if not wait_for(rig.matcher_listening, START_TIMEOUT_S, 0.2):
@@ -531,13 +576,13 @@ def run_fault(name: str, root: Path, db: Path, pki: Path, photos: dict) -> Fault
         )
         cleared = time.monotonic()
         clear()
-        if rig.appliance is not None and rig.appliance.poll() is not None:
-            row.service_survived = False
-            row.note = (row.note + "; " if row.note else "") + "gatectl run exited; restarted"
-            rig.start_appliance()
         row.recovery_s = rig.next_grant(cleared, "obama")
-        if rig.appliance is not None and rig.appliance.poll() is not None:
+        if rig.exits:
             row.service_survived = False
+            codes = ", ".join(str(code) for code in rig.exits)
+            row.note = (row.note + "; " if row.note else "") + (
+                f"gatectl run exited by itself (exit {codes}); restarted as systemd would"
+            )
         if name == "appliance_sigkill_mid_verify" and "purged by process exit" not in (
             rig.ledger_reasons()
         ):
@@ -632,10 +677,12 @@ def _free_port() -> int:
 
 
 __all__ = [
+    "CLOCK_JUMP_S",
     "DEADLINE_S",
     "FAULTS",
     "GRANT_TIMEOUT_S",
     "LANE_CLEAR_S",
+    "LIBFAKETIME",
     "PARTITION_S",
     "START_TIMEOUT_S",
     "TMPFS_BYTES",

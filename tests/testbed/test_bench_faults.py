@@ -4,7 +4,8 @@ Each row runs real processes (``gate-matcher serve``, the simulator, ``gatectl r
 under strace, a camera over HTTP) through ``testbed.bench.faults``: during the fault the
 relay never opens, the service survives (or, for the rows that kill it, is restarted as
 systemd would and picks up), no image reaches a file, the ledger verifies afterwards and
-a grant comes back. The full-disk row needs root to mount a tmpfs and skips otherwise.
+a grant comes back. The full-disk row needs root to mount a tmpfs and the clock row
+Debian's libfaketime; each skips with the reason otherwise.
 The slow rows (a 20 s partition, the camera's 5 s stream timeouts) are in
 ``gatectl bench faults``, not here.
 """
@@ -27,6 +28,7 @@ CI_ROWS = [
     "appliance_sigterm_mid_verify",
     "matcher_sigstop_past_deadline",
     "matcher_sigkill_mid_verify",
+    "clock_jump_back_mid_verify",
 ]
 
 
