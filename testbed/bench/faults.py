@@ -67,6 +67,7 @@ class FaultRow:
     relay_opened_during: bool = False
     indicator_during: list[str] = field(default_factory=list)
     gate_states_during: list[str] = field(default_factory=list)
+    ledger_failure_during: str = ""  # what the status file said about the ledger, if not durable
     service_survived: bool = True
     recovery_s: float | None = None
     images_written: int = 0
@@ -234,12 +235,12 @@ stall_s = 30.0
         )
         return config
 
-    def start_appliance(self) -> None:
-        """``gatectl run`` under strace (each start its own trace)."""
+    def start_appliance(self, *, traced: bool = True) -> None:
+        """``gatectl run`` (under strace unless ``traced`` is False; each start its own trace)."""
         trace = self.work / f"strace-{len(self.traces)}.log"
         argv = [sys.executable, "-m", "appliance", "run", "--config", str(self.write_config())]
         self.appliance = subprocess.Popen(
-            strace_argv(argv, trace),
+            strace_argv(argv, trace) if traced else argv,
             stdout=subprocess.DEVNULL,
             stderr=(self.work / "appliance.log").open("ab"),
             stdin=subprocess.DEVNULL,
@@ -247,7 +248,8 @@ stall_s = 30.0
             env={**os.environ, "TMPDIR": str(self.work / "tmp"), **self._clock_env()},
         )
         (self.work / "tmp").mkdir(exist_ok=True)
-        self.traces.append(trace)
+        if traced:
+            self.traces.append(trace)
 
     def fake_clock(self) -> str:
         """Run the appliance under libfaketime; '' or why it cannot be."""
@@ -272,9 +274,11 @@ stall_s = 30.0
         }
 
     def appliance_pid(self) -> int | None:
-        """The traced Python process (strace's child)."""
+        """The appliance's Python process (strace's child when traced)."""
         if self.appliance is None or self.appliance.poll() is not None:
             return None
+        if not self.traces or self.appliance.args[0] == sys.executable:
+            return self.appliance.pid
         children = Path(f"/proc/{self.appliance.pid}/task/{self.appliance.pid}/children")
         with contextlib.suppress(OSError):
             pids = children.read_text().split()
@@ -379,9 +383,13 @@ def _during(rig: Rig, seconds: float, row: FaultRow) -> None:
     """Hold the fault ``seconds`` with the first traveller at the gate; note the states."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        state = rig.gate_state()
+        status = rig.read_status()
+        state = str(status.get("state", ""))
         if state and state not in row.gate_states_during:
             row.gate_states_during.append(state)
+        ledger = status.get("ledger") or {}
+        if ledger.get("durable") is False and not row.ledger_failure_during:
+            row.ledger_failure_during = str(ledger.get("failure") or "not durable")
         time.sleep(0.1)
 
 
@@ -612,9 +620,9 @@ class BenchInputs:
         return run_fault(name, self.root, self.db, self.pki, self.photos)
 
 
-def prepare(root: Path, photos_dir: Path | None = None) -> BenchInputs:
-    """Enrol the flight (two demo travellers) once; raises ``TraceUnavailable`` when the
-    process tree cannot be traced here (every row needs it)."""
+def prepare(root: Path, photos_dir: Path | None = None, *, traced: bool = True) -> BenchInputs:
+    """Enrol the flight (two demo travellers) once; with ``traced`` raises
+    ``TraceUnavailable`` when the process tree cannot be traced here (every row needs it)."""
     from gate_contract.paths import data_dir
 
     photos_dir = photos_dir or data_dir() / "demo"
@@ -624,7 +632,8 @@ def prepare(root: Path, photos_dir: Path | None = None) -> BenchInputs:
     }
     if any(p is None for p in photos.values()):
         raise FileNotFoundError(f"demo photos missing in {photos_dir} (run make setup)")
-    strace_argv(["true"], root / "probe.log")
+    if traced:
+        strace_argv(["true"], root / "probe.log")
     pki = create_dev_pki(root / "pki").root
     return BenchInputs(root, pki, _enroll(root, photos_dir), photos)
 

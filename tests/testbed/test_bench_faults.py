@@ -57,3 +57,18 @@ def test_the_gate_stays_safe_and_recovers(inputs, name: str) -> None:
     assert row.ledger_verified, row
     assert row.recovery_s is not None, row
     assert not row.failed
+    if name == "ledger_full_filesystem":  # out of service, and the status file says why
+        assert "out_of_service" in row.gate_states_during, row
+        assert "ENOSPC" in row.ledger_failure_during, row
+
+
+def test_a_short_soak_leaks_no_files_or_threads(inputs) -> None:
+    """A minute of travellers through the real service (CI's short soak): open files and
+    threads end where they were after start-up, and the service is still up."""
+    from testbed.bench.soak import bench_soak
+
+    result = bench_soak(60.0, inputs=inputs)
+    assert result["service_survived"], result
+    assert result["served"] and result["served"] >= 5, result
+    assert result["open_files_end"] - result["open_files_start"] <= 2, result
+    assert result["threads_end"] - result["threads_start"] <= 2, result
