@@ -318,8 +318,9 @@ stall_s = 30.0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.restart_if_exited()
-            self.present("nobody")
+            self.present("nobody")  # the lane clears; the gate says when it is ready again
             time.sleep(LANE_CLEAR_S)
+            wait_for(lambda: self.gate_state() == "ready", LANE_CLEAR_S * 4, 0.05)
             self.present(traveller)
             if wait_for(lambda: self.simulator.opened_since(since) is not None, 8.0, 0.05):
                 self.present("nobody")
