@@ -53,6 +53,7 @@ LANE_CLEAR_S = 1.5  # an empty lane this long lets the unattended gate take the 
 TMPFS_BYTES = 64 * 1024
 CLOCK_JUMP_S = 3600
 # Debian's libfaketime: the wall clock of the appliance's tree, read from a file each time
+_TAKING = ("READY", "CAPTURING")  # indicators of a gate that takes the next traveller
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 _GATE_MATCHER = [
     sys.executable,
@@ -122,6 +123,9 @@ class SimulatorProcess:
             parts = dict(p.split("=", 1) for p in line.split() if "=" in p)
             if "relay" in parts:
                 self.events.append((time.monotonic(), parts["relay"], parts.get("indicator", "")))
+
+    def indicator(self) -> str:
+        return self.events[-1][2] if self.events else ""
 
     def opened_since(self, at: float) -> float | None:
         return next((t for t, relay, _ in self.events if t >= at and relay == "OPEN"), None)
@@ -318,9 +322,9 @@ stall_s = 30.0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.restart_if_exited()
-            self.present("nobody")  # the lane clears; the gate says when it is ready again
+            self.present("nobody")  # the lane clears: the indicator leaves "see agent"
             time.sleep(LANE_CLEAR_S)
-            wait_for(lambda: self.gate_state() == "ready", LANE_CLEAR_S * 4, 0.05)
+            wait_for(lambda: self.simulator.indicator() in _TAKING, LANE_CLEAR_S * 4, 0.05)
             self.present(traveller)
             if wait_for(lambda: self.simulator.opened_since(since) is not None, 8.0, 0.05):
                 self.present("nobody")
