@@ -20,6 +20,7 @@ from pathlib import Path
 
 from appliance.custody.ledger import list_segments
 from testbed.bench.faults import LANE_CLEAR_S, BenchInputs, Rig, prepare
+from testbed.runs import wait_for
 
 SAMPLE_S = 2.0
 VISIT_S = 3.0
@@ -62,6 +63,8 @@ def bench_soak(
         work.mkdir()
         rig = Rig(work, inputs.db, inputs.pki, inputs.photos)
         rig.start_matcher()
+        if not wait_for(rig.matcher_listening, 120.0, 0.2):
+            raise RuntimeError("gate-matcher serve never listened")
         rig.start_simulator()
         rig.start_appliance(traced=False)
         if not rig.wait_serving():
