@@ -227,6 +227,54 @@ def _bench_flood(args: argparse.Namespace) -> int:
     return 0 if result["gate_verify_failures"] == 0 and result["gate_health_failed"] == 0 else 1
 
 
+def _bench_faults(args: argparse.Namespace) -> int:
+    from testbed.bench.faults import FAULTS, bench_faults
+    from testbed.native_writes import TraceUnavailable
+
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    if args.list:
+        print("\n".join(FAULTS))
+        return 0
+
+    def progress(row) -> None:
+        if not args.json:
+            print(json.dumps(row.as_dict()), flush=True)
+
+    try:
+        result = bench_faults(names, keep=args.keep, progress=progress)
+    except (ValueError, FileNotFoundError, TraceUnavailable) as exc:
+        print(f"gatectl bench faults: {exc}", file=sys.stderr)
+        return 2
+    print_figures(result, args.json)
+    return 0 if result["failed"] == 0 else 1
+
+
+def _bench_load(args: argparse.Namespace) -> int:
+    from testbed.bench.load import bench_load
+
+    try:
+        gates = [int(k) for k in args.gates.split(",") if k.strip()]
+    except ValueError:
+        gates = []
+    if not gates or any(k < 1 for k in gates) or args.duration <= 0:
+        print("gatectl bench load: --gates K[,K...] (each >= 1), --duration > 0", file=sys.stderr)
+        return 2
+    result = bench_load(gates, args.duration)
+    print_figures(result, args.json)
+    return 0 if result["errors"] == 0 else 1
+
+
+def _bench_soak(args: argparse.Namespace) -> int:
+    from testbed.bench.soak import bench_soak
+
+    if args.duration <= 0:
+        print("gatectl bench soak: --duration must be positive", file=sys.stderr)
+        return 2
+    result = bench_soak(args.duration)
+    print_figures(result, args.json)
+    return 0 if result["service_survived"] else 1
+
+
 def _bench_screens(args: argparse.Namespace) -> int:
     from testbed.bench.screens import bench_screens
 
@@ -377,6 +425,27 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     )
     flood.add_argument("--json", action="store_true", help="one JSON object on the last line")
     flood.set_defaults(handler=_bench_flood)
+    faults = benches.add_parser(
+        "faults", help="the fault matrix through real processes (root for the full-disk row)"
+    )
+    faults.add_argument("--only", metavar="A,B", help="these faults only (see --list)")
+    faults.add_argument("--list", action="store_true", help="name every fault and stop")
+    faults.add_argument("--keep", type=Path, metavar="DIR", help="keep each row's files here")
+    faults.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    faults.set_defaults(handler=_bench_faults)
+    load = benches.add_parser(
+        "load", help="K gates against one matching service: verifies/s, p50/p99, the knee"
+    )
+    load.add_argument("--gates", default="1,2,4", metavar="K[,K...]", help="default 1,2,4")
+    load.add_argument("--duration", type=float, default=30.0, help="seconds per K (default 30)")
+    load.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    load.set_defaults(handler=_bench_load)
+    soak = benches.add_parser(
+        "soak", help="travellers through the real service; memory, files, threads over time"
+    )
+    soak.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
+    soak.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    soak.set_defaults(handler=_bench_soak)
     screens = benches.add_parser(
         "screens", help="vision time per frame with the screens closed, served, open"
     )

@@ -280,6 +280,7 @@ def run_demo(
                     wait_for_agent(gate, screens.agent_wait_s)
                 time.sleep(screens.hold_s if result.outcome != "no_face" else 0.0)
             gate.ready()
+        wait_for(lambda: boarding.receipts.owed == 0, 10.0)  # sent in the background
         audit.stop()
         image_files = audit.image_files()
         relay_pulses = len(simulator.relay_pulses)

@@ -105,15 +105,10 @@ def _parse(log: str, result: NativeWrites) -> None:
                 result.paths.add(_path(names[-1]))
 
 
-def traced_run(
-    argv: Sequence[str],
-    log_path: Path,
-    *,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    timeout_s: float = 600.0,
-) -> NativeWrites:
-    """Run ``argv`` under strace; raises :class:`TraceUnavailable` if it cannot trace."""
+def strace_argv(argv: Sequence[str], log_path: Path) -> list[str]:
+    """``argv`` run under strace, tracing its whole tree into ``log_path``; raises
+    :class:`TraceUnavailable` if it cannot trace here. For a process started with
+    ``subprocess.Popen``: read the trace with :func:`read_trace` once it has ended."""
     strace = shutil.which("strace")
     if strace is None:
         raise TraceUnavailable("strace is not installed (apt-get install strace)")
@@ -128,7 +123,7 @@ def traced_run(
             break
     else:
         raise TraceUnavailable(f"strace cannot trace here: {probe.stderr.strip()}")
-    command = [
+    return [
         strace,
         "-f",
         *options,
@@ -143,8 +138,28 @@ def traced_run(
         str(log_path),
         *argv,
     ]
+
+
+def read_trace(
+    log_path: Path, returncode: int = 0, stdout: str = "", stderr: str = ""
+) -> NativeWrites:
+    """What the traced tree wrote, from the trace ``strace_argv`` made."""
+    result = NativeWrites(returncode, stdout, stderr)
+    _parse(log_path.read_text(errors="replace"), result)
+    return result
+
+
+def traced_run(
+    argv: Sequence[str],
+    log_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout_s: float = 600.0,
+) -> NativeWrites:
+    """Run ``argv`` under strace; raises :class:`TraceUnavailable` if it cannot trace."""
     done = subprocess.run(
-        command,
+        strace_argv(argv, log_path),
         env=dict(env) if env is not None else None,
         cwd=cwd,
         capture_output=True,
@@ -152,9 +167,14 @@ def traced_run(
         timeout=timeout_s,
         stdin=subprocess.DEVNULL,
     )
-    result = NativeWrites(done.returncode, done.stdout, done.stderr)
-    _parse(log_path.read_text(errors="replace"), result)
-    return result
+    return read_trace(log_path, done.returncode, done.stdout, done.stderr)
 
 
-__all__ = ["HEAD_BYTES", "NativeWrites", "TraceUnavailable", "traced_run"]
+__all__ = [
+    "HEAD_BYTES",
+    "NativeWrites",
+    "TraceUnavailable",
+    "read_trace",
+    "strace_argv",
+    "traced_run",
+]

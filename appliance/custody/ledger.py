@@ -12,23 +12,41 @@ Segments: the ledger rotates by size. Segment 1 is ``path`` itself, later ones a
 ``<stem>.000002<suffix>``, ``<stem>.000003<suffix>``...; the chain runs on across
 segments and ``verify`` walks them in order.
 
-Power loss: a line is written with one ``write`` and fsynced before the head is
-replaced. A cut can leave (a) a torn last line, without its end of line, which
-``verify`` reports as torn while every record before it still verifies; opening the
-ledger to append then cuts the torn bytes off and appends a signed
-``torn_record_discarded`` event naming their hash, so the loss stays on the record; or
-(b) a complete last line the head does not count yet, which verify accepts (the head
-may lag by exactly the newest record) and the next append brings the head up to date.
+Whole or not at all: a line is written at the end of the last good record (every
+short write is continued, a partial tail of an earlier failed write is cut off first),
+fsynced, and only then is the head replaced; if any step fails (disk full, I/O error,
+file size limit) the line is cut off again, the head keeps its old, consistent value
+and the record waits in memory (``pending``) while ``durable`` is False. Each later
+append, and :meth:`PurgeLedger.retry`, writes the waiting records first, in order, so
+once space returns the chain goes on unbroken.
+
+Intent records: before a sealed capture leaves the unit, ``open_intent`` makes a
+``capture_sent`` event durable (capture id, sealed hash, times); the capture's purge
+record closes it. A capture whose record never came (the process was killed, or the
+record could not be written before it died) is closed when the ledger is next opened:
+a record with reason ``purged by process exit`` (``closed_at_open``), so the auditor
+sees every capture that ever left the unit.
+
+Power loss: a line is fsynced before the head is replaced. A cut can leave (a) a torn
+last line, without its end of line, which ``verify`` reports as torn while every
+record before it still verifies; opening the ledger to append then cuts the torn bytes
+off and appends a signed ``torn_record_discarded`` event naming their hash, so the
+loss stays on the record; or (b) a complete last line the head does not count yet,
+which verify accepts (the head may lag by exactly the newest record) and the next
+append brings the head up to date.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +68,10 @@ DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
 _RECORD_DOMAIN = b"gate.v1 purge-ledger record\n"
 _HEAD_DOMAIN = b"gate.v1 purge-ledger head\n"
 TORN_EVENT = "torn_record_discarded"
+INTENT_EVENT = "capture_sent"
+EXIT_REASON = "purged by process exit"
+EXIT_OUTCOME = "interrupted"
+_INTENT_MARK = b'"event":"' + INTENT_EVENT.encode() + b'"'
 
 
 # --- keys -----------------------------------------------------------------------------------
@@ -157,9 +179,14 @@ class PurgeLedger:
         self._lock = threading.Lock()
         self.recovered: str | None = None
         self.failure: str | None = None  # why the newest append failed, if it did
+        self._pending: deque[dict] = deque()  # records not yet durable, oldest first
+        self._open_intents: dict[str, dict] = {}  # capture id -> its capture_sent entry
+        self.closed_at_open: list[PurgeRecord] = []  # captures a crash left without a record
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self._open_tail()
+            self._close_open_intents()
+            self._write_pending_logged()
 
     @property
     def signed(self) -> bool:
@@ -180,6 +207,7 @@ class PurgeLedger:
             self._count += data.count(b"\n")
             if complete or data.startswith(b"\n"):
                 self._last = _line_hash(complete.rsplit(b"\n", 1)[-1])
+                self._note_intents(complete)
             if index == len(segments) - 1:
                 torn = tail
                 self._segment_size = len(data) - len(tail)
@@ -187,6 +215,50 @@ class PurgeLedger:
             self._segment_size = 0
         if torn:
             self._discard_torn_tail(torn)
+
+    def _note_intents(self, lines: bytes) -> None:
+        """Follow which captures were sent and not yet closed (lines of one segment)."""
+        for raw in lines.split(b"\n"):
+            if _INTENT_MARK in raw:
+                entry = _json_object(raw)
+                if entry is not None and isinstance(entry.get("capture_id"), str):
+                    self._open_intents[entry["capture_id"]] = entry
+            elif self._open_intents and b'"capture_id"' in raw:
+                entry = _json_object(raw)
+                if entry is not None:
+                    self._open_intents.pop(entry.get("capture_id"), None)
+
+    def _close_open_intents(self) -> None:
+        """Every capture sent before the last exit and never closed gets its record now."""
+        for intent in self._open_intents.values():
+            record = PurgeRecord(
+                capture_id=str(intent["capture_id"]),
+                device_id=str(intent.get("device_id", "")),
+                sealed_sha256=str(intent.get("sealed_sha256", "")),
+                captured_at_ms=int(intent.get("captured_at_ms", 0)),
+                sent_at_ms=int(intent.get("at_ms", 0)),
+                verdict_at_ms=0,
+                purged_at_ms=now_ms(),
+                outcome=EXIT_OUTCOME,
+                reason=EXIT_REASON,
+                buffers_zeroized=0,
+                bytes_zeroized=0,
+            )
+            log.warning(
+                "purge ledger: capture %s was sent before the last exit and never closed;"
+                " recorded as %s",
+                record.capture_id,
+                EXIT_REASON,
+            )
+            self._pending.append(record.to_dict())
+            self.closed_at_open.append(record)
+        self._open_intents.clear()
+
+    def _write_pending_logged(self) -> None:
+        try:
+            self._write_pending()
+        except OSError as exc:
+            log.error("purge ledger not durable: %s", self.failure or exc)
 
     def _discard_torn_tail(self, torn: bytes) -> None:
         """Cut a torn last line off and put its loss on the record (signed, chained)."""
@@ -201,9 +273,8 @@ class PurgeLedger:
             f"(sha256 {digest}) left by an interrupted append"
         )
         log.warning("purge ledger %s", self.recovered)
-        self._append_entry(
+        self._pending.append(
             {
-                "prev": self._last,
                 "event": TORN_EVENT,
                 "torn_bytes": len(torn),
                 "torn_sha256": digest,
@@ -214,38 +285,102 @@ class PurgeLedger:
 
     @property
     def durable(self) -> bool:
-        """False while the newest append failed (disk full, I/O error) until one succeeds."""
-        return self.failure is None
+        """False from a failed append (disk full, I/O error) until every waiting record
+        has been written."""
+        return self.failure is None and not self._pending
+
+    @property
+    def pending(self) -> int:
+        """Records waiting in memory for the disk (they are written, in order, first)."""
+        return len(self._pending)
 
     def append(self, record: PurgeRecord) -> None:
+        """Make ``record`` durable after every record still waiting; whole or not at all.
+
+        Raises ``OSError`` when it cannot be written now: it then waits in memory, in
+        order, for the next append or :meth:`retry`.
+        """
+        with self._lock, deferred_shutdown():
+            self._pending.append(record.to_dict())
+            self._write_pending()
+
+    def retry(self) -> bool:
+        """Write the records still waiting; True once the ledger is durable again."""
         with self._lock, deferred_shutdown():
             try:
-                self._append_entry({"prev": self._last, **record.to_dict()})
+                self._write_pending()
+            except OSError:
+                return False
+            return True
+
+    def open_intent(
+        self, capture_id: str, device_id: str, sealed_sha256: str, captured_at_ms: int
+    ) -> None:
+        """Record, durably, that this sealed capture is about to leave the unit.
+
+        Raises ``OSError`` (and nothing of the intent is kept) when it cannot be made
+        durable, or when earlier records are still waiting: the capture must not be sent.
+        """
+        with self._lock, deferred_shutdown():
+            self._write_pending()
+            entry = {
+                "event": INTENT_EVENT,
+                "capture_id": capture_id,
+                "device_id": device_id,
+                "sealed_sha256": sealed_sha256,
+                "captured_at_ms": captured_at_ms,
+                "at_ms": now_ms(),
+            }
+            try:
+                self._append_entry({"prev": self._last, **entry})
             except OSError as exc:
-                self.failure = f"{type(exc).__name__}: {exc.strerror or exc}"
+                self.failure = _why(exc)
                 raise
-            self.failure = None
+
+    def _write_pending(self) -> None:
+        while self._pending:
+            try:
+                self._append_entry({"prev": self._last, **self._pending[0]})
+            except OSError as exc:
+                self.failure = _why(exc)
+                raise
+            self._pending.popleft()
+        self.failure = None
 
     def _append_entry(self, entry: dict) -> None:
+        """Write one line whole, then the head; on any failure leave both as they were."""
         line = _canonical(_signed(entry, self._key, _RECORD_DOMAIN)) + b"\n"
-        if self._segment_size and self._segment_size + len(line) > self.max_segment_bytes:
-            self._segment += 1
-            self._segment_size = 0
-        segment = segment_path(self.path, self._segment)
+        number, size = self._segment, self._segment_size
+        if size and size + len(line) > self.max_segment_bytes:
+            number, size = number + 1, 0
+        segment = segment_path(self.path, number)
         created = not segment.exists()
-        fd = os.open(segment, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(segment, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line)
-            os.fsync(fd)
+            try:
+                if os.fstat(fd).st_size != size:
+                    os.ftruncate(fd, size)  # the partial tail of an earlier failed write
+                _write_whole(fd, line, size)
+                os.fsync(fd)
+                if created:
+                    fsync_dir(segment.parent)
+                last, count = _line_hash(line[:-1]), self._count + 1
+                head = {"count": count, "last": last, "segment": number}
+                write_private(self.head_path, _canonical(_signed(head, self._key, _HEAD_DOMAIN)))
+            except OSError:
+                _cut_back(fd, size)
+                if created:
+                    with contextlib.suppress(OSError):
+                        os.unlink(segment)
+                raise
         finally:
             os.close(fd)
-        if created:
-            fsync_dir(segment.parent)
-        self._segment_size += len(line)
-        self._last = _line_hash(line[:-1])
-        self._count += 1
-        head = {"count": self._count, "last": self._last, "segment": self._segment}
-        write_private(self.head_path, _canonical(_signed(head, self._key, _HEAD_DOMAIN)))
+        self._segment, self._segment_size = number, size + len(line)
+        self._last, self._count = last, count
+        if entry.get("event") == INTENT_EVENT:
+            self._open_intents[entry["capture_id"]] = entry
+        else:
+            self._open_intents.pop(entry.get("capture_id"), None)
 
     def check(self, public_key: Ed25519PublicKey | None = None) -> VerifyReport:
         """Walk the whole ledger (``public_key`` defaults to this ledger's own key)."""
@@ -258,6 +393,37 @@ class PurgeLedger:
         if the only fault is a torn newest record.
         """
         return self.check(public_key).raise_for_problems()
+
+
+def _write_whole(fd: int, line: bytes, offset: int) -> None:
+    """Write all of ``line`` at ``offset``, going on after short writes (a file size limit,
+    a nearly full disk); an error from any write is raised."""
+    view = memoryview(line)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "no byte written")
+        view, offset = view[written:], offset + written
+
+
+def _cut_back(fd: int, size: int) -> None:
+    """Cut a failed write off; if even that fails, the next append cuts it first."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+
+
+def _why(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    return f"{name}: {exc.strerror or exc}"
+
+
+def _json_object(raw: bytes) -> dict | None:
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None
 
 
 # --- reading and verifying --------------------------------------------------------------
@@ -420,7 +586,10 @@ def _check_head(
 
 __all__ = [
     "DEFAULT_SEGMENT_BYTES",
+    "EXIT_OUTCOME",
+    "EXIT_REASON",
     "GENESIS",
+    "INTENT_EVENT",
     "TORN_EVENT",
     "LedgerLine",
     "PurgeLedger",

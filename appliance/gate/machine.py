@@ -87,6 +87,8 @@ class Event(Enum):
     LINK_LOST = "link_lost"
     LINK_RESTORED = "link_restored"
     FAULT = "fault"
+    LEDGER_FAILED = "ledger_failed"  # purge records cannot be made durable: stop granting
+    LEDGER_RESTORED = "ledger_restored"  # they can again (only ends a ledger outage)
 
 
 class Relay(Enum):
@@ -119,6 +121,7 @@ TRANSITIONS: dict[tuple[State, Event], Rule] = {
     (S.OUT_OF_SERVICE, E.STARTED): _READY,
     (S.READY, E.STARTED): _READY,
     (S.OUT_OF_SERVICE, E.LINK_RESTORED): _READY,
+    (S.OUT_OF_SERVICE, E.LEDGER_RESTORED): _READY,  # guarded: only after LEDGER_FAILED
     # biometric-first: the camera starts the transaction
     (S.READY, E.CAPTURE_STARTED): _CAPTURE,
     (S.CAPTURING, E.CAPTURE_STARTED): _CAPTURE,
@@ -176,6 +179,7 @@ for _state in (
     TRANSITIONS[(_state, E.ERROR)] = _REFER
     TRANSITIONS[(_state, E.LINK_LOST)] = _LOST
     TRANSITIONS[(_state, E.FAULT)] = _OUT
+    TRANSITIONS[(_state, E.LEDGER_FAILED)] = _OUT
     if _state is not S.READY:
         TRANSITIONS[(_state, E.AGENT_CANCEL)] = _READY
 TRANSITIONS[(S.OUT_OF_SERVICE, E.ERROR)] = _OUT
@@ -237,6 +241,7 @@ class GateController:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._phase = State.OUT_OF_SERVICE
+        self._out_cause: Event | None = None  # the event that took the gate out of service
         self._door_open = False
         self._door_opened = False  # since the current grant began
         self._timer: threading.Timer | None = None
@@ -250,6 +255,11 @@ class GateController:
     @property
     def phase(self) -> State:
         return self._phase
+
+    @property
+    def out_of_service_cause(self) -> Event | None:
+        """The event that last took the gate out of service (None before it ever was)."""
+        return self._out_cause
 
     @property
     def door_open(self) -> bool:
@@ -314,6 +324,8 @@ class GateController:
             return not self._door_opened
         if event is E.DOOR_HELD_OPEN:
             return self._door_opened and self._door_open
+        if event is E.LEDGER_RESTORED:
+            return self._out_cause is E.LEDGER_FAILED  # never ends a link or MCU outage
         return True
 
     def _apply(self, rule: Rule) -> State:
@@ -346,6 +358,8 @@ class GateController:
 
     def _enter(self, source: State, event: Event, target: State) -> None:
         self._phase = target
+        if target is S.OUT_OF_SERVICE:
+            self._out_cause = event
         if event in _RESOLVING:
             self._opt_out.clear()  # the agent dealt with it: the next traveller starts afresh
         if target in PASSAGE_STATES and source is not target:

@@ -1,8 +1,17 @@
 """One traveller at the gate, from the first frame to the gate's answer and the purge.
 
 Order matters for privacy and speed: the verdict is checked, then every buffer of the
-capture is purged, then the relay is driven. Whatever goes wrong, the transaction is
-purged, a ledger record is written and the gate is left shut. A shutdown signal
+capture is purged, then the relay is driven (or the traveller referred), then the
+ledger record is written and the purge receipt handed to a background sender
+(``appliance.matching.receipt_sender``): on a fault the traveller is referred before
+anything else, and never waits on the disk or on a receipt to a dead matcher. Whatever
+goes wrong, the transaction is purged, a ledger record is written and the gate is left
+shut.
+
+Every capture that leaves the unit is in the ledger: before the sealed frame is sent an
+intent record is made durable (``PurgeLedger.open_intent``). If the ledger cannot make
+records durable (disk full, I/O error) nothing is captured or sent and the traveller is
+referred, until it can again. A shutdown signal
 (``appliance.shutdown.ShutdownRequested``), KeyboardInterrupt or SystemExit in the
 middle of a traveller purges and records the transaction (reason "shutdown" or
 "interrupted: ...") and is then re-raised.
@@ -34,6 +43,7 @@ from collections.abc import Callable
 
 from appliance.custody.ledger import PurgeLedger
 from appliance.custody.payload import seal_capture
+from appliance.custody.receipts import ReceiptQueue
 from appliance.custody.transaction import CaptureTransaction, PurgeRecord
 from appliance.errors import (
     EncodeError,
@@ -48,6 +58,7 @@ from appliance.gate.outcome import Outcome, TravellerOutcome
 from appliance.log_context import capture_context
 from appliance.matching.answers import Decision
 from appliance.matching.client import MatchingClient
+from appliance.matching.receipt_sender import ReceiptSender
 from appliance.shutdown import ShutdownRequested, deferred_shutdown
 from appliance.vision.camera import FrameSource
 from appliance.vision.detectors import Detector
@@ -91,9 +102,12 @@ class TravellerPipeline:
         rules: SelectionRules | None = None,
         verdict_timeout_s: float | None = None,
         boarded: BoardedTravellers | None = None,
+        receipts: ReceiptSender | None = None,
     ) -> None:
         """``boarded`` is the flight's register of who boarded (a grant claims the
-        traveller's token once); by default one of this pipeline's own."""
+        traveller's token once); by default one of this pipeline's own. ``receipts``
+        sends the purge receipts (the service gives it a durable queue); by default
+        they are owed from memory."""
         self.client = client
         self.gate = gate
         self.ledger = ledger
@@ -102,6 +116,7 @@ class TravellerPipeline:
         )
         self.verdict_timeout_s = verdict_timeout_s
         self.boarded = boarded or BoardedTravellers("")
+        self.receipts = receipts or ReceiptSender(client.report_purge, ReceiptQueue(None))
         self._cancelled = gate.cancelled
 
     def on_capture_progress(self, callback: Callable[[CaptureProgress], object]) -> None:
@@ -122,6 +137,11 @@ class TravellerPipeline:
             if phase is State.MANUAL_CHECK or self.gate.opt_out_pending():
                 return TravellerOutcome(Outcome.MANUAL_CHECK, "awaiting the agent (opt-out)")
             return TravellerOutcome(Outcome.REFERRED, f"gate {phase.value}")
+        if not self.ledger.durable and not self.ledger.retry():
+            # No capture may leave while its record could not be kept.
+            log.error("purge ledger not durable (%s): no capture", self.ledger.failure)
+            self._refer(Event.ERROR, "purge ledger not durable")
+            return TravellerOutcome(Outcome.REFERRED, "purge ledger not durable", event="error")
         transaction = CaptureTransaction(self.client.device_id)
         try:
             watched = _Watched(source, transaction)
@@ -177,13 +197,27 @@ class TravellerPipeline:
                 gamma=selection.gamma,
             )
         except EncodeError as exc:
-            self._finish(tx, Outcome.REFERRED, f"encode failed: {exc}")
+            tx.purge(Outcome.REFERRED, f"encode failed: {exc}")
             self._refer(Event.ERROR, "encode failed")
+            self._finish(tx, Outcome.REFERRED, f"encode failed: {exc}")
             return TravellerOutcome(Outcome.REFERRED, str(exc), tx.capture_id, purge=tx.record)
         capture_ms = (time.perf_counter() - started) * 1000
-        if self._cancelled() or not self.gate.fire(
-            Event.FRAME_SENT, "frame sealed and sent", capture_id=tx.capture_id
-        ):
+        if self._cancelled():
+            return self._stopped_during_capture(tx, frames)
+        try:
+            self.ledger.open_intent(
+                tx.capture_id, tx.device_id, tx.sealed_sha256, tx.captured_at_ms
+            )
+        except OSError as exc:
+            log.error("purge ledger not durable (%s): capture %s not sent", exc, tx.capture_id)
+            tx.purge(Outcome.REFERRED, "purge ledger not durable")
+            self._refer(Event.ERROR, "purge ledger not durable")
+            record = self._finish(tx, Outcome.REFERRED, "purge ledger not durable")
+            return TravellerOutcome(
+                Outcome.REFERRED, "purge ledger not durable", tx.capture_id, purge=record,
+                frames_seen=frames, event=Event.ERROR.value,
+            )  # fmt: skip
+        if not self.gate.fire(Event.FRAME_SENT, "frame sealed and sent", capture_id=tx.capture_id):
             return self._stopped_during_capture(tx, frames)
         tx.sent_at_ms = now_ms()
         sent = time.perf_counter()
@@ -206,8 +240,9 @@ class TravellerPipeline:
         except VerifyCancelled:
             verify_ms = (time.perf_counter() - sent) * 1000
             if timed_out and not self._cancelled():
-                record = self._finish(tx, Outcome.REFERRED, "verdict timeout")
+                tx.purge(Outcome.REFERRED, "verdict timeout")
                 self._refer(Event.VERDICT_TIMEOUT, "no verdict within the deadline")
+                record = self._finish(tx, Outcome.REFERRED, "verdict timeout")
                 return TravellerOutcome(
                     Outcome.REFERRED, "verdict timeout", tx.capture_id, True, record,
                     frames_seen=frames, capture_ms=capture_ms, verify_ms=verify_ms,
@@ -216,7 +251,7 @@ class TravellerPipeline:
             return self._stopped_during_capture(tx, frames, sent=True)
         except (MatchingUnavailable, VerdictRejected) as exc:
             verify_ms = (time.perf_counter() - sent) * 1000
-            record = self._finish(tx, Outcome.REFERRED, f"error: {exc}")
+            tx.purge(Outcome.REFERRED, f"error: {exc}")
             if isinstance(exc, VerdictRejected):
                 event = Event.ERROR
             elif exc.failure is MatchingFailure.TIMED_OUT:
@@ -224,6 +259,7 @@ class TravellerPipeline:
             else:
                 event = Event.MATCHER_UNAVAILABLE
             self._refer(event, f"{event.value.replace('_', ' ')}")
+            record = self._finish(tx, Outcome.REFERRED, f"error: {exc}")
             return TravellerOutcome(
                 Outcome.REFERRED, str(exc), tx.capture_id, True, record, frames_seen=frames,
                 capture_ms=capture_ms, verify_ms=verify_ms, event=event.value,
@@ -326,8 +362,9 @@ class TravellerPipeline:
             self.gate.fire(Event.NOBODY, why)
             return TravellerOutcome(Outcome.NO_FACE, why, frames_seen=selection.frames_seen)
         advice = selection.last_feedback.text if selection.last_feedback else "look at the camera"
-        record = self._finish(tx, Outcome.REFERRED, "no usable face")
+        tx.purge(Outcome.REFERRED, "no usable face")
         self._refer(Event.NO_USABLE_FACE, f"no usable face ({advice})")
+        record = self._finish(tx, Outcome.REFERRED, "no usable face")
         return TravellerOutcome(
             Outcome.REFERRED,
             f"no usable face ({advice})",
@@ -340,42 +377,44 @@ class TravellerPipeline:
     def _finish(
         self, tx: CaptureTransaction, outcome: str, reason: str, *, report: bool = True
     ) -> PurgeRecord:
-        """Purge (if not yet), write the ledger record (once) and tell the service."""
+        """Purge (if not yet), write the ledger record (once) and owe the service a receipt
+        (sent in the background: nobody waits on it)."""
         record = tx.purge(outcome, reason)
         if not tx.recorded:
-            try:
-                # A shutdown signal waits until "recorded" is set: one record per capture.
-                with deferred_shutdown():
+            # A shutdown signal waits until "recorded" is set: one record per capture.
+            with deferred_shutdown():
+                tx.recorded = True  # written, or waiting in the ledger for the disk
+                try:
                     self.ledger.append(record)
-                    tx.recorded = True
-            except (OSError, LedgerError) as exc:
-                # The purge itself is done; the traveller's outcome stands (the relay may
-                # already have pulsed). The missing record is an operations alarm.
-                log.error("purge ledger write failed for %s: %s", tx.capture_id, exc)
-                return record
-            if report and tx.sent_at_ms and not self.client.report_purge(record):
-                log.warning(
-                    "purge receipt for %s not delivered; the ledger holds it", tx.capture_id
-                )
+                except (OSError, LedgerError) as exc:
+                    # The purge itself is done; the traveller's outcome stands (the relay
+                    # may already have pulsed). No capture leaves until it is written.
+                    log.error(
+                        "purge ledger not durable: the record of %s waits for the disk (%s)",
+                        tx.capture_id,
+                        exc,
+                    )
+            if report and tx.sent_at_ms:
+                self.receipts.submit(record)
         return record
 
     def _finish_after_fault(
         self, tx: CaptureTransaction, outcome: str, reason: str, *, report: bool = True
     ) -> PurgeRecord | None:
-        """The fault path: purge first whatever else fails, then record, then refer."""
+        """The fault path: purge first whatever else fails, then refer, then record."""
         try:
             tx.purge(outcome, reason)
         except Exception as exc:  # the record is made even so; it is written below
             log.error("transaction %s: a buffer failed to zeroize: %s", tx.capture_id, exc)
         record = tx.record
         try:
-            record = self._finish(tx, outcome, reason, report=report)
-        except Exception as exc:
-            log.error("transaction %s: purge record not written: %s", tx.capture_id, exc)
-        try:
             self.gate.refer()
         except Exception as exc:
             log.error("transaction %s: gate did not take 'see agent': %s", tx.capture_id, exc)
+        try:
+            record = self._finish(tx, outcome, reason, report=report)
+        except Exception as exc:
+            log.error("transaction %s: purge record not written: %s", tx.capture_id, exc)
         return record
 
 

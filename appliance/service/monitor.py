@@ -127,8 +127,23 @@ class ServiceMonitor:
                 "last_frame_age_s": round(self.heartbeat.age(), 1),
                 "stall_s": self.config.stall_s,
             },
+            "ledger": self._ledger(),
             "last_errors": self.errors.items(),
             "screens": self.screens_url,
+        }
+
+    def _ledger(self) -> dict[str, Any]:
+        """Whether purge records are being made durable, and why not (no gate grants then)."""
+        if self.parts is None:
+            return {"durable": None}
+        ledger = self.parts.pipeline.ledger
+        owed = self.parts.receipts.owed if self.parts.receipts is not None else 0
+        return {
+            "durable": ledger.durable,
+            "records": ledger.count,
+            "waiting": ledger.pending,
+            "failure": ledger.failure,
+            "receipts_owed": owed,
         }
 
     def on_tick(self, healthy: bool) -> None:

@@ -18,6 +18,7 @@ import serial
 
 from appliance.custody.audit import default_key_path
 from appliance.custody.ledger import PurgeLedger
+from appliance.custody.receipts import ReceiptQueue, receipt_queue_path
 from appliance.errors import (
     CameraError,
     GateMcuError,
@@ -34,6 +35,7 @@ from appliance.gate.outcome import TravellerOutcome
 from appliance.gate.scanner import DEFAULT_AGENT_PREFIX, ScanParser
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.client import MatchingClient
+from appliance.matching.receipt_sender import ReceiptSender
 from appliance.pipeline.traveller import TravellerPipeline
 from appliance.service.config import GateConfig, ScannerConfig, VisionConfig
 from appliance.service.scanner_feed import ScannerFeed
@@ -73,6 +75,7 @@ class ServiceParts:
     agents: AgentRegistry  # signed actions at the scanner, PINs at the agent station
     scanner: ScannerFeed | None = None
     screens: Screens | None = None
+    receipts: ReceiptSender | None = None
 
 
 def vision_parts(vision: VisionConfig) -> tuple[Detector, SelectionRules]:
@@ -137,6 +140,8 @@ def build_parts(
     except MatchingUnavailable as exc:
         raise MatcherSetupError(f"matcher {config.matcher.target}: {exc}") from exc
     log.info("session %s: gallery of %d", session.session_id, session.gallery_size)
+    receipts = _receipt_sender(config, client, ledger)
+    closers.insert(closers.index(client), receipts)  # stops before the client closes
 
     try:
         source = open_camera(config.camera)
@@ -151,6 +156,7 @@ def build_parts(
         limits=config.quality,
         capture_window_frames=vision.capture_window_frames,
         rules=rules,
+        receipts=receipts,
     )
     try:
         boarding_log = BoardingLog(config.boarding_log_path)
@@ -169,7 +175,26 @@ def build_parts(
             agents=agents,
         ),
     )
-    return ServiceParts(link, gate, client, detector, source, pipeline, workflow, agents)
+    return ServiceParts(
+        link, gate, client, detector, source, pipeline, workflow, agents, receipts=receipts
+    )
+
+
+def _receipt_sender(
+    config: GateConfig, client: MatchingClient, ledger: PurgeLedger
+) -> ReceiptSender:
+    """Receipts owed from before this start are sent again, and so are those of the
+    captures the last exit left open (closed now by the ledger)."""
+    path = receipt_queue_path(config.ledger_path)
+    try:
+        queue = ReceiptQueue(path)
+    except OSError as exc:
+        raise StartupError(f"purge receipt queue {path}: {exc}") from exc
+    sender = ReceiptSender(client.report_purge, queue)
+    for record in ledger.closed_at_open:
+        sender.submit(record)
+    sender.start()
+    return sender
 
 
 def load_agents(config: GateConfig) -> AgentRegistry:

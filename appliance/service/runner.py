@@ -36,6 +36,12 @@ are served from a thread of this process (``appliance.service.screen_feed``); ag
 sign in there with the credentials of ``[agents]``, and their releases and cancels go
 through the same workflow as badges at the scanner.
 
+When purge records cannot be made durable (disk full, I/O error) the gate stops
+granting: it goes out of service (relay closed, indicator "out of service"), the
+journal and the status file say why, and the loop retries the waiting records every
+``LEDGER_RETRY_S`` while the watchdog is still fed (a restart would not free the disk).
+Once they are written the gate is ready again by itself.
+
 A start-up failure (configuration, model, serial port, matcher, camera, scanner) logs
 one line and returns its exit code (``appliance.errors.StartupError.exit_code``) so
 ``Restart=on-failure`` retries; so does a serial scanner that fails while serving. A
@@ -48,13 +54,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from appliance.errors import CameraError, ConfigError, ScannerError, StartupError
 from appliance.gate.agents import AgentAction
-from appliance.gate.machine import State, Transition
+from appliance.gate.machine import PASSAGE_STATES, Event, GateController, State, Transition
 from appliance.gate.outcome import Outcome
 from appliance.gate.passes import PassCheck
 from appliance.gate.workflow import GateWorkflow, Mode
@@ -77,6 +84,7 @@ EXIT_OK = 0
 # A live camera that gives no frame this many windows in a row: exit and let systemd restart.
 MAX_CAMERA_FAILURES = 20
 IDLE_POLL_S = 0.2  # a waiting serve loop looks at stop / the heartbeat this often
+LEDGER_RETRY_S = 1.0  # a ledger that is not durable is retried this often
 
 
 def run_service(
@@ -240,10 +248,24 @@ def _serve(
     def scanner_failed() -> bool:
         return scanner is not None and scanner.failed is not None
 
+    ledger_down = False
     while not stop.is_set():
         if scanner is not None and scanner.failed:
             raise ScannerError(f"scanner on {scanner.spec.port} failed ({scanner.failed})")
         wake.clear()  # before reading the phase: a change from here on wakes the wait
+        if _ledger_hold(parts, monitor, ledger_down):
+            ledger_down = True
+            if gate.out_of_service_cause is Event.LEDGER_FAILED:
+                # Alive meanwhile: the watchdog must not restart a unit whose disk is full.
+                retry_at = time.monotonic() + LEDGER_RETRY_S
+                _wait(
+                    wake, stop, source, monitor.heartbeat, alive=True,
+                    interrupt=lambda at=retry_at: scanner_failed() or time.monotonic() >= at,
+                )  # fmt: skip
+                continue
+        elif ledger_down:
+            ledger_down = False
+            _ledger_back(gate, monitor)
         phase = gate.phase
         if phase is State.OUT_OF_SERVICE:
             if not out_of_service:
@@ -308,6 +330,38 @@ def _serve(
             stop.wait(result_hold_s)  # the traveller sees the outcome, then the next one
 
 
+def _ledger_hold(parts: ServiceParts, monitor: ServiceMonitor, down_before: bool) -> bool:
+    """Is the ledger not durable (after one more try)? Then the gate stops granting.
+
+    A passage in progress is left to end (its capture's intent record is durable); a gate
+    out of service for another reason stays so, and comes back here once that ends.
+    """
+    ledger, gate = parts.pipeline.ledger, parts.gate
+    if ledger.durable or ledger.retry():
+        return False
+    why = ledger.failure or "records waiting for the disk"
+    if not down_before:
+        log.error(
+            "purge ledger not durable (%s): %d records waiting; the gate is out of service"
+            " and grants nobody until they are written",
+            why,
+            ledger.pending,
+        )
+        sd_notify.notify(f"STATUS=out of service: purge ledger not durable ({why})")
+        monitor.mark_dirty()
+    if gate.phase is not State.OUT_OF_SERVICE and gate.phase not in PASSAGE_STATES:
+        gate.fire(Event.LEDGER_FAILED, f"purge ledger not durable ({why})")
+    return True
+
+
+def _ledger_back(gate: GateController, monitor: ServiceMonitor) -> None:
+    log.info("purge ledger durable again: every waiting record is written; back in service")
+    if gate.out_of_service_cause is Event.LEDGER_FAILED and gate.phase is State.OUT_OF_SERVICE:
+        gate.fire(Event.LEDGER_RESTORED, "purge ledger durable again")
+    sd_notify.notify(f"STATUS={monitor.status_line()}")
+    monitor.mark_dirty()
+
+
 def _wait(
     wake: threading.Event,
     stop: threading.Event,
@@ -354,4 +408,11 @@ def main(config_path: Path) -> int:
     return run_service(config, log_fields=fields)
 
 
-__all__ = ["EXIT_OK", "IDLE_POLL_S", "MAX_CAMERA_FAILURES", "main", "run_service"]
+__all__ = [
+    "EXIT_OK",
+    "IDLE_POLL_S",
+    "LEDGER_RETRY_S",
+    "MAX_CAMERA_FAILURES",
+    "main",
+    "run_service",
+]

@@ -182,9 +182,13 @@ def test_no_subprocess_is_started(demo_run: DemoRun) -> None:
 def test_the_ledger_of_the_run_verifies_and_holds_no_pixels(demo_run: DemoRun) -> None:
     path = demo_run.ledger
     report = check_ledger(path)
-    # One record per capture: the traveller who opted out before capture has none.
-    assert report.ok and report.records == demo_run.summary["frames_sent"] == 3, report
-    entries = [json.loads(line) for line in path.read_bytes().splitlines()]
+    # One intent and one record per capture sent: the traveller who opted out before
+    # capture has none.
+    assert report.ok and report.records == 2 * demo_run.summary["frames_sent"] == 6, report
+    lines = [json.loads(line) for line in path.read_bytes().splitlines()]
+    intents = [e for e in lines if e.get("event") == "capture_sent"]
+    entries = [e for e in lines if "event" not in e]
+    assert [e["capture_id"] for e in intents] == [e["capture_id"] for e in entries]
     assert [e["outcome"] for e in entries] == ["granted", "referred", "referred"]
     assert all(e["bytes_zeroized"] > 1280 * 720 * 3 for e in entries)
     assert all(len(line) < 1024 for line in path.read_bytes().splitlines())

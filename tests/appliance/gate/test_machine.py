@@ -32,11 +32,19 @@ def gate(link):
     gate.close()
 
 
-def put(gate: GateController, state: State, *, door_opened=False, door_open=False) -> None:
+def put(
+    gate: GateController,
+    state: State,
+    *,
+    door_opened=False,
+    door_open=False,
+    out_cause: Event | None = None,
+) -> None:
     """Place the machine in ``state`` (white-box: to test each table row on its own)."""
     gate._phase = state
     gate._door_opened = door_opened
     gate._door_open = door_open
+    gate._out_cause = out_cause
 
 
 @pytest.mark.parametrize(
@@ -50,6 +58,7 @@ def test_every_transition_in_the_table(link, source, event, caplog):
         source,
         door_opened=event in (Event.DOOR_CLOSED, Event.DOOR_HELD_OPEN),
         door_open=event is Event.DOOR_HELD_OPEN,
+        out_cause=Event.LEDGER_FAILED if event is Event.LEDGER_RESTORED else None,
     )
     link.calls.clear()
     with caplog.at_level(logging.INFO, logger="gate.state"):
@@ -348,3 +357,21 @@ def test_a_match_arriving_after_the_opt_out_button_does_not_open_the_relay(gate,
     assert gate.phase is State.VERIFYING  # refused; the opt-out event then takes over
     gate.fire(Event.OPT_OUT, "opt-out button")
     assert gate.phase is State.MANUAL_CHECK and link.pulses == []
+
+
+@pytest.mark.parametrize("cause", [Event.LINK_LOST, Event.FAULT])
+def test_a_ledger_back_in_order_never_ends_a_link_or_mcu_outage(gate, link, cause) -> None:
+    gate.fire(Event.LEDGER_FAILED, "purge ledger not durable (ENOSPC)")
+    assert gate.phase is State.OUT_OF_SERVICE and link.indicator == Indicator.OUT_OF_SERVICE
+    assert gate.out_of_service_cause is Event.LEDGER_FAILED
+    gate.fire(cause, "the MCU went away meanwhile")
+    assert gate.fire(Event.LEDGER_RESTORED, "purge ledger durable again") is False
+    assert gate.phase is State.OUT_OF_SERVICE
+
+
+def test_a_ledger_outage_ends_by_itself_once_records_are_durable(gate, link) -> None:
+    link.calls.clear()
+    gate.fire(Event.LEDGER_FAILED, "purge ledger not durable (ENOSPC)")
+    assert [c[0] for c in link.calls][:1] == ["close"] and link.pulses == []
+    assert gate.fire(Event.LEDGER_RESTORED, "purge ledger durable again") is True
+    assert gate.phase is State.READY and link.indicator == Indicator.READY

@@ -382,7 +382,7 @@ def test_a_traveller_lingering_after_a_grant_is_granted_once(
         assert not thread.is_alive() and results == [EXIT_OK]
         assert simulator.relay_pulses == [1000]  # one grant, however long they stood
         ledger = PurgeLedger(tmp_path / "ledger" / "purge-ledger.jsonl")
-        assert ledger.verify() == 1  # and one capture: they were never captured again
+        assert ledger.verify() == 2  # one capture (intent, record): never captured again
     finally:
         simulator.stop()
 
