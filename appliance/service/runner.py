@@ -408,11 +408,4 @@ def main(config_path: Path) -> int:
     return run_service(config, log_fields=fields)
 
 
-__all__ = [
-    "EXIT_OK",
-    "IDLE_POLL_S",
-    "LEDGER_RETRY_S",
-    "MAX_CAMERA_FAILURES",
-    "main",
-    "run_service",
-]
+__all__ = ["EXIT_OK", "IDLE_POLL_S", "LEDGER_RETRY_S", "MAX_CAMERA_FAILURES", "main", "run_service"]

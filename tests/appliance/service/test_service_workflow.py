@@ -433,7 +433,7 @@ def test_wrong_flight_pass_refers_with_nothing_captured(
         _walk_through(simulator)
         records = service.wait_log(2)
         # the grant's receipt only, sent in the background
-        assert _wait_for(lambda: len(pass_matcher.service.purge_receipts) == receipts + 1)
+        assert wait_for(lambda: len(pass_matcher.service.purge_receipts) == receipts + 1, TIMEOUT)
         assert service.finish() == EXIT_OK
     assert refused["outcome"] == "referred" and refused["pass_check"] == "wrong_flight"
     assert refused["flight"] == "BA999 2026-11-25"
