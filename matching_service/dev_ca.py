@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 from pathlib import Path
 
 from cryptography import x509
@@ -29,6 +30,8 @@ from gate_contract.keys import (
     write_private_key,
     write_public_key,
 )
+
+log = logging.getLogger("gate.matcher")
 
 DEV_DEVICE_ID = "gate-dev-0001"
 
@@ -77,6 +80,14 @@ def _certificate(
 DEV_AIRPORT = "LAX"  # where the development device may board (the demo flight departs there)
 
 
+def _device_has_a_scope(layout: PkiLayout) -> bool:
+    try:
+        cert = x509.load_pem_x509_certificate(layout.device_cert.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return DeviceScope.of(cert) is not None
+
+
 def create_dev_pki(
     root: Path, device_id: str = DEV_DEVICE_ID, scope: DeviceScope | None = None
 ) -> PkiLayout:
@@ -87,7 +98,12 @@ def create_dev_pki(
     """
     layout = PkiLayout(root)
     if layout.signing_public.is_file():
-        return layout
+        if _device_has_a_scope(layout):
+            return layout
+        log.warning(
+            "development PKI %s predates device scopes (its device may open no session): made anew",
+            root,
+        )
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Gate development CA")])
     ca_cert = _certificate("Gate development CA", ca_key.public_key(), ca_name, ca_key, ca=True)
