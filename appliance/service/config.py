@@ -3,15 +3,19 @@
 Every section and key is known; a typo, a wrong type or an out-of-range value raises
 :class:`ConfigError` naming the key, so a misconfigured gate refuses to start instead of
 running with a silently ignored setting. Relative paths are taken from the folder of the
-configuration file; optional paths default to folders under ``appliance.paths.data_dir()``.
-For development, ``GATE_CFG__<SECTION>__<KEY>`` environment variables replace single
-keys before the checks (see :func:`apply_env_overrides`).
+configuration file; optional paths default to folders under the unit's state directory,
+``[service] data_dir`` (default: ``gate_contract.paths.data_dir()``, i.e. ``$GATE_DATA_DIR``),
+so every command given the file (``gatectl run``, ``selftest``, ``status``, ``audit``) finds
+the same keys, models and ledger whoever runs it. A misspelt key is named with the key it
+most likely means. For development, ``GATE_CFG__<SECTION>__<KEY>`` environment variables
+replace single keys before the checks (see :func:`apply_env_overrides`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import ipaddress
 import math
 import os
@@ -44,6 +48,8 @@ SCANNER_STDIN = "stdin"  # [scanner] port: a keyboard-wedge scanner typing into 
 SCANNER_TERMINATORS = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n"}
 SCANNER_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 DEFAULT_STALL_S = 10.0  # watchdog fed only while a frame came this recently
+DEFAULT_SESSION_REFRESH_S = 60.0
+SESSION_REFRESH_S_RANGE = (5.0, 3600.0)
 MAX_AGENT_PREFIX_CHARS = 16
 _HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 _ORIGIN = re.compile(r"^(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
@@ -54,6 +60,8 @@ class MatcherConfig:
     target: str
     pki_dir: Path
     deadline_s: float = 3.0
+    # The enrollment service (host:port, server TLS) `gatectl provision --rotate` uses.
+    enroll_target: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ class VisionConfig:
     tracking: bool = True  # follow the face with the short-range model on a region
     exposure_correction: bool = True  # a tone curve for under-exposed faces
     steady_frames: int = 2  # consecutive passing frames before one is sent
+    models_dir: Path | None = None  # None: ``models`` in the state directory
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,9 @@ class ServiceConfig:
     status_path: Path
     # The watchdog is fed only while the capture pipeline delivered a frame this recently.
     stall_s: float = DEFAULT_STALL_S
+    # How often the service reopens its flight session (gallery changes, a restarted
+    # matcher); seconds.
+    session_refresh_s: float = DEFAULT_SESSION_REFRESH_S
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,17 @@ class GateConfig:
     boarding_log_file: Path | None = None  # None: beside the purge ledger
     screens: ScreenSettings | None = None  # None: no web pages, no /metrics
     source_path: Path | None = None
+    data_dir: Path = field(default_factory=data_dir)  # the unit's state directory
+
+    @property
+    def models_dir(self) -> Path:
+        """Where set-up put the detection models (``[vision] models_dir``)."""
+        return self.vision.models_dir or self.data_dir / "models"
+
+    @property
+    def lock_path(self) -> Path:
+        """The service's instance lock (``appliance.service.instance``)."""
+        return self.data_dir / "gate-service.lock"
 
     @property
     def boarding_log_path(self) -> Path:
@@ -159,6 +182,10 @@ class GateConfig:
     @property
     def stall_s(self) -> float:
         return self.service.stall_s if self.service else DEFAULT_STALL_S
+
+    @property
+    def session_refresh_s(self) -> float:
+        return self.service.session_refresh_s if self.service else DEFAULT_SESSION_REFRESH_S
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -237,8 +264,18 @@ class _Section:
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self.known)
         if unknown:
-            names = ", ".join(self.key(k) for k in unknown)
+            names = ", ".join(
+                f"{k!r} in [{self.name}]{_did_you_mean(k, self.known)}" for k in unknown
+            )
             raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {names}")
+
+
+def _did_you_mean(name: str, known: set[str] | tuple[str, ...], brackets: bool = False) -> str:
+    """`` (did you mean 'source'?)`` for a misspelt name, or nothing."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean [{close[0]}]?)" if brackets else f" (did you mean {close[0]!r}?)"
 
 
 def _type(value: Any) -> str:
@@ -460,7 +497,12 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     """Check a parsed TOML document; ``base`` is the folder relative paths start from."""
     unknown = sorted(set(document) - set(SECTIONS))
     if unknown:
-        raise ConfigError(f"unknown section{'s' if len(unknown) > 1 else ''} {unknown}")
+        names = ", ".join(f"[{n}]{_did_you_mean(n, SECTIONS, brackets=True)}" for n in unknown)
+        raise ConfigError(f"unknown section{'s' if len(unknown) > 1 else ''} {names}")
+
+    # The state directory first: every other default path is in it.
+    service = _section(document, "service", required=False)
+    state = service.path("data_dir", base, data_dir())
 
     device = _section(document, "device")
     device_id = device.string("id")
@@ -479,13 +521,18 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
 
     matcher = _section(document, "matcher")
     target_text = matcher.string("target")
-    host, sep, port = target_text.rpartition(":")
-    if not sep or not host or not port.isdecimal() or not 1 <= int(port) <= 65535:
+    if not _is_host_port(target_text):
         raise ConfigError(f"matcher.target = {target_text!r} must be host:port (port 1..65535)")
+    enroll_target = matcher.string("enroll_target", "")
+    if enroll_target and not _is_host_port(enroll_target):
+        raise ConfigError(
+            f"matcher.enroll_target = {enroll_target!r} must be host:port (port 1..65535)"
+        )
     matcher_config = MatcherConfig(
         target_text,
-        matcher.path("pki_dir", base, data_dir() / "pki"),
+        matcher.path("pki_dir", base, state / "pki"),
         matcher.number("deadline_s", 3.0, DEADLINE_S_RANGE),
+        enroll_target,
     )
     matcher.finish()
 
@@ -542,6 +589,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         vision.boolean("tracking", True),
         vision.boolean("exposure_correction", True),
         vision.integer("steady_frames", 2, (1, 30)),
+        vision.path("models_dir", base) if "models_dir" in vision.table else None,
     )
     if vision_config.steady_frames > vision_config.capture_window_frames:
         raise ConfigError(
@@ -551,7 +599,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     vision.finish()
 
     ledger = _section(document, "ledger", required=False)
-    ledger_path = ledger.path("path", base, data_dir() / "purge-ledger.jsonl")
+    ledger_path = ledger.path("path", base, state / "purge-ledger.jsonl")
     ledger.finish()
 
     capture = _section(document, "capture", required=False)
@@ -575,10 +623,10 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     if boarding_log_path == ledger_path:
         raise ConfigError("boarding_log.path must not be the purge ledger's file (ledger.path)")
 
-    service = _section(document, "service", required=False)
     service_config = ServiceConfig(
         service.path("status_path", base, ledger_path.parent / "status.json"),
         service.number("stall_s", DEFAULT_STALL_S, STALL_S_RANGE),
+        service.number("session_refresh_s", DEFAULT_SESSION_REFRESH_S, SESSION_REFRESH_S_RANGE),
     )
     service.finish()
 
@@ -599,7 +647,13 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         agents=agents_config,
         boarding_log_file=boarding_log_path,
         screens=screens_settings,
+        data_dir=state,
     )
+
+
+def _is_host_port(text: str) -> bool:
+    host, sep, port = text.rpartition(":")
+    return bool(sep and host and port.isdecimal() and 1 <= int(port) <= 65535)
 
 
 def load_config(path: Path | str) -> GateConfig:
@@ -620,6 +674,15 @@ def load_config(path: Path | str) -> GateConfig:
     apply_env_overrides(document, os.environ)
     config = parse_config(document, path.resolve().parent)
     return dataclasses.replace(config, source_path=path)
+
+
+def load_service_config(path: Path | str) -> GateConfig:
+    """The configuration exactly as ``gatectl run`` checks it: the file (:func:`load_config`)
+    and what the service needs beyond it (:func:`check_service_config`). ``gatectl
+    selftest`` uses this too, so a unit that passes its self-test starts."""
+    config = load_config(path)
+    check_service_config(config)
+    return config
 
 
 ENV_PREFIX = "GATE_CFG__"
@@ -649,6 +712,7 @@ def apply_env_overrides(document: dict[str, Any], environ: Mapping[str, str]) ->
 
 __all__ = [
     "DEADLINE_S_RANGE",
+    "DEFAULT_SESSION_REFRESH_S",
     "DEFAULT_STALL_S",
     "ENV_PREFIX",
     "FRAME_HEIGHT_RANGE",
@@ -661,6 +725,7 @@ __all__ = [
     "SCANNER_STDIN",
     "SCANNER_TERMINATORS",
     "SECTIONS",
+    "SESSION_REFRESH_S_RANGE",
     "STALL_S_RANGE",
     "AgentsConfig",
     "GateConfig",
@@ -672,6 +737,7 @@ __all__ = [
     "apply_env_overrides",
     "check_service_config",
     "load_config",
+    "load_service_config",
     "parse_camera_source",
     "parse_config",
     "read_relay_key",

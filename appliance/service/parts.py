@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import serial
@@ -75,13 +76,17 @@ class ServiceParts:
     screens: Screens | None = None
 
 
-def vision_parts(vision: VisionConfig) -> tuple[Detector, SelectionRules]:
+def vision_parts(
+    vision: VisionConfig, models_dir: Path | None = None
+) -> tuple[Detector, SelectionRules]:
     """The detector and the selection rules ``[vision]`` asks for (``gatectl bench capture``
-    builds them here too, so it measures what the service runs); raises ``ModelError``."""
+    builds them here too, so it measures what the service runs); raises ``ModelError``.
+    ``models_dir``: where set-up put the models (default: ``appliance.paths.models_dir()``)."""
     try:
         detector = create_detector(
             vision.runtime,
             vision.model,
+            models_dir=models_dir,
             zone_width=vision.zone_width,
             min_score=vision.min_score,
             tracking=vision.tracking,
@@ -102,7 +107,7 @@ def build_parts(
 ) -> ServiceParts:
     """Every part but the scanner; ``closers`` collects what to close, in shutdown order."""
     vision = config.vision
-    detector, rules = vision_parts(vision)
+    detector, rules = vision_parts(vision, config.models_dir)
     try:
         ledger = PurgeLedger(config.ledger_path, default_key_path(config.ledger_path))
     except OSError as exc:
