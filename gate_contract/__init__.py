@@ -3,8 +3,8 @@
 ``wire`` (the generated ``gate.v1`` stubs and service names), ``verdicts`` (what a verdict
 signature covers and how the appliance checks it), ``sealing`` (payload encryption),
 ``bcbp`` (the IATA boarding-pass parser), ``keys`` (key and certificate layout and
-loaders), ``files`` (atomic owner-only writes), ``paths`` (the data directory) and
-``clock``.
+loaders), ``files`` (atomic owner-only writes), ``paths`` (the data directory), ``clock`` and
+``onnx`` (onnxruntime loaded with its telemetry off).
 """
 
 __all__: list[str] = []

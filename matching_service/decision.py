@@ -19,6 +19,7 @@ import numpy as np
 from gate_contract.wire import pb
 from matching_service.encoder_pool import EncoderPool
 from matching_service.errors import (
+    CallerGone,
     NoFaceFound,
     RecognizerUnavailable,
     TemplateMismatch,
@@ -71,9 +72,18 @@ class FlightMatcher:
         self._clock = clock_ms
 
     def decide(
-        self, flight: str, plain: bytearray, boarding_pass: str
+        self,
+        flight: str,
+        plain: bytearray,
+        boarding_pass: str,
+        still_wanted: Callable[[], bool] = lambda: True,
     ) -> tuple[int, str, Match | None]:
-        """(decision, traveller token, nearest gallery entry) for the JPEG ``plain``."""
+        """(decision, traveller token, nearest gallery entry) for the JPEG ``plain``.
+
+        ``still_wanted`` is asked once the capture is encoded (the slow part): a caller
+        gone by then (an opt-out, its deadline) gets no decision (:class:`CallerGone`)
+        and nothing is recorded of the traveller (no verification, no retention clock).
+        """
         gallery = self.gallery
         if gallery.size(flight) == 0:
             return pb.GALLERY_NOT_READY, "", None
@@ -81,6 +91,9 @@ class FlightMatcher:
             template = self._encode(plain)
         except (NoFaceFound, UndecodableImage):
             return pb.IMAGE_UNUSABLE, "", None
+        if not still_wanted():
+            template.fill(0)
+            raise CallerGone("the caller cancelled before the match")
         try:
             nearest = gallery.nearest(flight, template)
             holder = None

@@ -10,6 +10,7 @@
     ├── TemplateMismatch     templates made by another recognizer than the one serving
     ├── UndecodableImage     bytes that are not an image
     ├── EncoderPoolError     the encoder processes could not encode
+    ├── CallerGone           the caller left before the match (opt-out, deadline)
     ├── TokenRefused         an enrollment token that is unknown, used, expired or not this device's
     ├── RevocationError      an unreadable revocation list
     └── BenchError           a dataset a bench cannot use
@@ -68,6 +69,10 @@ class EncoderPoolError(MatcherError):
     """The pool could not encode (closed, a worker died, or it took too long)."""
 
 
+class CallerGone(MatcherError):
+    """The caller cancelled while its capture was encoded: no decision is made."""
+
+
 class TokenRefused(MatcherError):
     """Why a token cannot be used: ``reason`` is unknown, used, expired or wrong_device."""
 
@@ -86,6 +91,7 @@ class BenchError(MatcherError):
 
 __all__ = [
     "BenchError",
+    "CallerGone",
     "EncoderPoolError",
     "GalleryError",
     "MatcherError",

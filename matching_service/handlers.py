@@ -155,7 +155,8 @@ def guarded(method: str, *, stream: bool = False) -> Callable[[Callable], Callab
                     )
                 return fn(self, request, context)
             except Rejected as exc:
-                audit_refusal(self, method, exc, context)
+                gone = exc.event == "client_cancelled"  # normal: one INFO line per burst
+                audit_refusal(self, method, exc, context, self.cancellations if gone else None)
                 context.abort(exc.code, exc.message)
             except Exception as exc:
                 if not context.is_active():  # the caller went away: nothing to answer

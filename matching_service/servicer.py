@@ -53,7 +53,7 @@ from gate_contract.wire import pb, pb_grpc
 from matching_service.audit import AuditLog, VerifyRecord
 from matching_service.decision import FlightMatcher
 from matching_service.encoder_pool import EncoderPool
-from matching_service.errors import Rejected
+from matching_service.errors import CallerGone, Rejected
 from matching_service.gallery import Gallery, flight_key
 from matching_service.handlers import guarded
 from matching_service.limits import BurstLog, ConcurrencyLimit
@@ -177,7 +177,7 @@ class MatchingService(pb_grpc.MatchingServicer):
                 )
             header, session, sealed = self._receive_in_time(peer, request_iterator, context)
             try:
-                return self._decide(header, session, sealed, started)
+                return self._decide(header, session, sealed, started, context.is_active)
             finally:
                 sealed[:] = bytes(len(sealed))
 
@@ -334,7 +334,12 @@ class MatchingService(pb_grpc.MatchingServicer):
         return sealed
 
     def _decide(
-        self, header: pb.CaptureHeader, session: Session, sealed: bytearray, started: float
+        self,
+        header: pb.CaptureHeader,
+        session: Session,
+        sealed: bytearray,
+        started: float,
+        still_wanted: Callable[[], bool],
     ) -> pb.Verdict:
         try:
             binding = SealBinding(
@@ -355,8 +360,16 @@ class MatchingService(pb_grpc.MatchingServicer):
             ) from exc
         try:
             decision, token, nearest = self.matcher.decide(
-                session.flight, plain, header.boarding_pass
+                session.flight, plain, header.boarding_pass, still_wanted
             )
+        except CallerGone as exc:
+            raise Rejected(
+                grpc.StatusCode.CANCELLED,
+                "client_cancelled",
+                str(exc),
+                device_id=header.device_id,
+                capture_id=header.capture_id,
+            ) from exc
         finally:
             plain[:] = bytes(len(plain))
         verdict = pb.Verdict(

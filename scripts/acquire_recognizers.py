@@ -133,8 +133,9 @@ def convert(tflite: bytes, workdir: Path) -> bytes:
 
 
 def _runner(onnx_bytes: bytes):
-    import onnxruntime as ort
+    from gate_contract.onnx import load_onnxruntime
 
+    ort = load_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3

@@ -33,7 +33,7 @@ def fresh_run_dir(kind: str, keep: int = KEEP_RUNS) -> Path:
     return work
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:
     """Poll ``predicate`` until it holds or ``timeout`` seconds pass; its final value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
+from gate_contract.onnx import load_onnxruntime
 from matching_service.errors import RecognizerUnavailable
 from matching_service.recognizers import model_store
+
+_ort = load_onnxruntime()
 
 INPUT = 192
 STRIDE = 4  # the full-range model: one anchor per cell of a 48 x 48 grid
@@ -46,14 +48,14 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
-def session(path: Path) -> ort.InferenceSession:
+def session(path: Path) -> _ort.InferenceSession:
     """One single-threaded CPU session: the service scales with worker processes."""
-    options = ort.SessionOptions()
+    options = _ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return _ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise RecognizerUnavailable(f"onnxruntime could not load {path}: {exc}") from exc
 

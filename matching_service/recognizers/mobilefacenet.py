@@ -26,13 +26,15 @@ from pathlib import Path
 import cv2
 import dlib
 import numpy as np
-import onnxruntime as ort
 
+from gate_contract.onnx import load_onnxruntime
 from matching_service.errors import NoFaceFound, RecognizerUnavailable
 from matching_service.recognizers import model_store
 from matching_service.recognizers.base import RecognizerInfo
 from matching_service.recognizers.dlib_resnet import dlib_models_folder
 from matching_service.recognizers.face_finder import FaceFinder
+
+_ort = load_onnxruntime()
 
 SIZE = model_store.MOBILEFACENET_INPUT
 INFO = RecognizerInfo(
@@ -73,13 +75,13 @@ class MobileFaceNetRecognizer:
 
     def __init__(self, models_dir: Path | None = None) -> None:
         path = model_store.verified(model_store.MOBILEFACENET, models_dir)
-        options = ort.SessionOptions()
+        options = _ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = False
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(
+            self._session = _ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors

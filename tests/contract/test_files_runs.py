@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -67,9 +66,15 @@ def test_fresh_run_dir_keeps_the_newest_runs(tmp_path, monkeypatch) -> None:
 
 
 def test_wait_for_returns_as_soon_as_the_predicate_holds() -> None:
-    started = time.monotonic()
-    due = started + 0.05
-    assert wait_for(lambda: time.monotonic() >= due, timeout=5.0)
-    assert time.monotonic() - started < 4.0
-    assert wait_for(lambda: False, timeout=0.05) is False
+    calls: list[int] = []
+
+    def third_time_lucky() -> bool:
+        calls.append(1)
+        return len(calls) >= 3
+
+    assert wait_for(third_time_lucky, timeout=60.0)
+    assert len(calls) == 3  # asked no more once it held: it did not wait out the timeout
+    calls.clear()
+    assert wait_for(lambda: bool(calls.append(1)), timeout=0.05) is False
+    assert len(calls) >= 2  # polled, then asked once more at the deadline
     assert runs.KEEP_RUNS == 5

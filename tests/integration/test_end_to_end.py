@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -27,19 +26,11 @@ from gate_contract.errors import VerdictRejected
 from gate_contract.wire import pb
 from matching_service.dev_ca import create_dev_pki
 from matching_service.sessions import SessionTable
+from testbed.runs import wait_for
 from testbed.testing import FLIGHT
 from tests.support import copy_layout
 
 CANVAS = (1280, 720)
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class CountingSource(ReplaySource):

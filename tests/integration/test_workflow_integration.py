@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +26,12 @@ from firmware_bridge.simulator import Simulator
 from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
+from testbed.runs import wait_for
 from testbed.testing import FLIGHT, Person, TestAgent, bcbp
 
 CANVAS = (1280, 720)
 OBAMA = Person("obama", "OBAMA/BARACK", "ABC123", Path("obama.jpg"), (), True)
 BIDEN = Person("biden", "BIDEN/JOSEPH", "XYZ789", Path("biden.jpg"), (), True)
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class KeptSource(ReplaySource):
@@ -129,6 +120,16 @@ def test_opt_out_pressed_mid_verify_against_the_real_service(
         return real_encode(image)
 
     monkeypatch.setattr(encoder, "encode", slow_encode)
+    decided = threading.Event()  # the service's handler is through (verdict or refusal)
+    real_decide = matcher.service._decide
+
+    def watched_decide(*args, **kwargs):
+        try:
+            return real_decide(*args, **kwargs)
+        finally:
+            decided.set()
+
+    monkeypatch.setattr(matcher.service, "_decide", watched_decide)
     kept: list = []
     real_track = CaptureTransaction.track
     monkeypatch.setattr(
@@ -147,6 +148,8 @@ def test_opt_out_pressed_mid_verify_against_the_real_service(
     try:
         source = KeptSource(demo_photos / "obama2.jpg")
         result = wf.board(source)
+        # The traveller is on their way to the agent while the service is still encoding.
+        assert in_service.is_set() and not let_go.is_set()
     finally:
         let_go.set()
         presser.join()
@@ -155,7 +158,9 @@ def test_opt_out_pressed_mid_verify_against_the_real_service(
     assert len(kept) == 4 and all(not np.asarray(b).any() for b in kept + source.frames)
     assert gate.phase is State.MANUAL_CHECK
     assert wait_for(lambda: simulator.indicator == Indicator.OPT_OUT_ACK)
-    time.sleep(0.2)  # the service finishes its (cancelled) call
+    assert decided.wait(15), "the service finished its (cancelled) call"
+    verified = [r.capture_id for r in matcher.service.audit.verify_log()]
+    assert result.capture_id not in verified, "no verification recorded after the opt-out"
     assert len(matcher.service.purge_receipts) == receipts, "nothing more sent"
     assert simulator.relay_pulses == []
     wf.scan(AGENT.action("RELEASE"))

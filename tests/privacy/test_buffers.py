@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,18 +30,10 @@ from appliance.pipeline.traveller import TravellerPipeline
 from appliance.shutdown import ShutdownRequested
 from appliance.vision.camera import ReplaySource
 from matching_service.dev_ca import DEV_DEVICE_ID
+from testbed.runs import wait_for
 from tests.support import REPO
 
 CANVAS = (1280, 720)
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class KeptSource(ReplaySource):

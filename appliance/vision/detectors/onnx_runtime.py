@@ -15,12 +15,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from appliance.errors import ModelError
 from appliance.vision.detectors.base import Face, shift_faces, zone_view
 from appliance.vision.models import verified_model
 from appliance.vision.tone import apply_gamma
+from gate_contract.onnx import load_onnxruntime
+
+_ort = load_onnxruntime()
 
 # MediaPipe's anchor layouts: (stride, anchors per cell) for each output grid.
 _ANCHOR_LAYOUT = {
@@ -84,12 +86,12 @@ class FaceDetector:
     ) -> None:
         path, pin = verified_model(variant, models_dir, "onnxruntime")
         self.zone_width = zone_width
-        options = ort.SessionOptions()
+        options = _ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(
+            self._session = _ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors

@@ -20,15 +20,6 @@ from firmware_bridge.protocol import FaultCode, Indicator
 from testbed.testing import FakeLink
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
-
-
 @pytest.fixture
 def link() -> FakeLink:
     return FakeLink()
