@@ -112,27 +112,37 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    import dataclasses
     import os
 
     from appliance.errors import ProvisionError
-    from appliance.ops.provision import QUESTIONS, Answers, ask, confirm, load_answers, provision
+    from appliance.ops.provision import (
+        QUESTIONS,
+        Answers,
+        answers_from_config,
+        ask,
+        confirm,
+        load_answers,
+        provision,
+    )
 
-    answers = Answers(data_dir=str(_default_data_dir()), config=str(_default_config()))
     try:
-        if args.answers:
-            for name, value in load_answers(args.answers).items():
-                setattr(answers, name, value)
+        given: dict[str, str] = load_answers(args.answers) if args.answers else {}
         for name in QUESTIONS:
             value = getattr(args, name, None)
             if value is not None:
-                setattr(answers, name, str(value))
+                given[name] = str(value)
+        config_path = Path(given.get("config") or _default_config())
+        # On a provisioned unit every answer starts as the file says: only what is given
+        # changes.
+        answers = Answers(data_dir=str(_default_data_dir()), config=str(config_path))
+        for name, value in {**answers_from_config(config_path), **given}.items():
+            setattr(answers, name, value)
         if args.token_file:
             answers.token = args.token_file.read_text().strip()
         elif not answers.token and os.environ.get("GATE_ENROLL_TOKEN"):
             answers.token = os.environ["GATE_ENROLL_TOKEN"]
         required = ("device_id", "airport", "gate", "carrier", "flight", "date", "matcher")
-        missing = [n for n in (*required, "enroll", "ca_file") if not getattr(answers, n)]
+        missing = [n for n in (*required, "ca_file") if not getattr(answers, n)]
         guided = args.guided or (not args.non_interactive and bool(missing) and sys.stdin.isatty())
         if guided:
             ask(answers)
@@ -140,7 +150,7 @@ def _provision(args: argparse.Namespace) -> int:
                 print("provisioning cancelled; nothing was changed")
                 return 1
         provision(
-            dataclasses.replace(answers),
+            answers,
             dry_run=args.dry_run,
             rotate=args.rotate,
             owner=args.owner,

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from appliance.errors import ConfigError
-from appliance.service.config import GateConfig, load_config
+from appliance.service.config import GateConfig, load_service_config
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 CERT_WARN_DAYS = 30
@@ -439,12 +439,13 @@ def run_selftest(
 ) -> Report:
     report = Report(str(config_path))
     try:
-        config = load_config(config_path)
+        config = load_service_config(config_path)  # exactly what `gatectl run` checks
     except ConfigError as exc:
         report.add("config", FAIL, str(exc), "fix the named key, or re-run `gatectl provision`")
         return report
     report.device_id = config.device_id
-    report.add("config", PASS, f"{config_path} loads")
+    report.add("config", PASS, f"{config_path} loads as `gatectl run` reads it")
+    models_dir = models_dir or config.models_dir
     if check_models(report, config, models_dir):
         check_detector(report, config, models_dir)
     else:

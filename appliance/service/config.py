@@ -21,6 +21,7 @@ import math
 import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from appliance.gate.agents import ACTION_TTL_S
 from appliance.gate.flight import Flight
 from appliance.gate.scanner import DEFAULT_AGENT_PREFIX
 from appliance.gate.workflow import Mode
+from appliance.paths import models_dir
 from appliance.screens.settings import ScreenSettings, is_loopback
 from appliance.vision.camera import CameraSpec
 from appliance.vision.models import MODELS, Runtime
@@ -51,6 +53,7 @@ DEFAULT_STALL_S = 10.0  # watchdog fed only while a frame came this recently
 DEFAULT_SESSION_REFRESH_S = 60.0
 SESSION_REFRESH_S_RANGE = (5.0, 3600.0)
 MAX_AGENT_PREFIX_CHARS = 16
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # also the certificate's name
 _HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 _ORIGIN = re.compile(r"^(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
 
@@ -85,7 +88,7 @@ class VisionConfig:
     tracking: bool = True  # follow the face with the short-range model on a region
     exposure_correction: bool = True  # a tone curve for under-exposed faces
     steady_frames: int = 2  # consecutive passing frames before one is sent
-    models_dir: Path | None = None  # None: ``models`` in the state directory
+    models_dir: Path | None = None  # None: ``appliance.paths.models_dir()``
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,10 @@ class GateConfig:
 
     @property
     def models_dir(self) -> Path:
-        """Where set-up put the detection models (``[vision] models_dir``)."""
-        return self.vision.models_dir or self.data_dir / "models"
+        """Where set-up put the detection models: ``[vision] models_dir`` (``gatectl
+        provision`` writes it, so a service user with another home finds them), else
+        ``appliance.paths.models_dir()``."""
+        return self.vision.models_dir or models_dir()
 
     @property
     def lock_path(self) -> Path:
@@ -218,6 +223,7 @@ class _Section:
             raise ConfigError(f"{self.key(key)} must be a string, not {_type(value)}")
         if default is None and not value.strip():
             raise ConfigError(f"{self.key(key)} must not be empty")
+        _refuse_control_characters(self.key(key), value)
         return value
 
     def strings(self, key: str) -> list[str] | None:
@@ -227,6 +233,8 @@ class _Section:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ConfigError(f"{self.key(key)} must be a list of non-empty strings")
+        for item in value:
+            _refuse_control_characters(self.key(key), item)
         return value
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -257,8 +265,6 @@ class _Section:
         if not value:
             assert default is not None
             return default
-        if "\x00" in value:
-            raise ConfigError(f"{self.key(key)} must not contain NUL characters")
         return _resolve(value, base)
 
     def finish(self) -> None:
@@ -268,6 +274,25 @@ class _Section:
                 f"{k!r} in [{self.name}]{_did_you_mean(k, self.known)}" for k in unknown
             )
             raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {names}")
+
+
+def control_character(value: str) -> str | None:
+    """The first control or invisible formatting character in ``value`` (NUL, a newline,
+    a tab, DEL, a bidirectional override...), as ``U+000A``; None when there is none.
+
+    No configured value has a use for one, and each is a way to make a value that looks
+    right and is not (a port that is not the one shown, a device id that does not match
+    its certificate) or that breaks the file it is written into."""
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def _refuse_control_characters(name: str, value: str) -> None:
+    bad = control_character(value)
+    if bad:
+        raise ConfigError(f"{name} contains a control character ({bad}); type it again")
 
 
 def _did_you_mean(name: str, known: set[str] | tuple[str, ...], brackets: bool = False) -> str:
@@ -506,6 +531,11 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
 
     device = _section(document, "device")
     device_id = device.string("id")
+    if not DEVICE_ID.fullmatch(device_id):
+        raise ConfigError(
+            f"device.id = {device_id!r} must be 1..64 letters, digits, '.', '_' or '-'"
+            " (the name on the device certificate)"
+        )
     device.finish()
 
     camera = _section(document, "camera")
@@ -714,6 +744,7 @@ __all__ = [
     "DEADLINE_S_RANGE",
     "DEFAULT_SESSION_REFRESH_S",
     "DEFAULT_STALL_S",
+    "DEVICE_ID",
     "ENV_PREFIX",
     "FRAME_HEIGHT_RANGE",
     "FRAME_WIDTH_RANGE",
@@ -736,6 +767,7 @@ __all__ = [
     "VisionConfig",
     "apply_env_overrides",
     "check_service_config",
+    "control_character",
     "load_config",
     "load_service_config",
     "parse_camera_source",

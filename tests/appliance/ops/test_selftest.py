@@ -138,6 +138,17 @@ def test_healthy_unit_passes_every_check(unit: Unit):
     assert unit.simulator.relay_pulses == []
 
 
+def test_selftest_refuses_what_run_refuses(unit: Unit):
+    """A unit that passes selftest starts: pass_then_face without [scanner] fails both."""
+    from appliance.service.runner import main as run_main
+
+    unit.edit('mode = "biometric_first"', 'mode = "pass_then_face"')
+    report = run_selftest(unit.config)
+    assert _status(report, "config") == FAIL
+    assert "pass_then_face needs [scanner]" in report.get("config").detail
+    assert run_main(unit.config) != 0  # and the service refuses it the same way
+
+
 def test_relay_flag_pulses_the_relay(unit: Unit):
     report = run_selftest(unit.config, relay=True)
     assert _status(report, "serial") == PASS, report.get("serial")

@@ -116,8 +116,16 @@ def test_defaults_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         ('relay_key_file = "relay.key"', 'relay_key_file = "nope.key"', "serial.relay_key_file"),
         ('path = "/var/lib/gate-appliance/purge-ledger.jsonl"', "path = 1", "ledger.path"),
         ("[ledger]", 'ledger = "x"\n[ledger2]', "ledger"),
+        # control characters: none has a use in any value (issue 11 item 11)
+        ('id = "gate-dev-0001"', r'id = "gate-dev-0001\u0000"', "device.id"),
+        ('id = "gate-dev-0001"', r'id = "gate dev"', "device.id"),
+        ('port = "/dev/ttyACM0"', r'port = "/dev/ttyACM0\n"', "serial.port"),
+        ('gate = "B42"', r'gate = "B4\u202e2"', "flight.gate"),
+        ('source = "opencv:0"', r'source = "replay:/x\u0000"', "camera.source"),
+        ('path = "/var/lib/gate-appliance/purge-ledger.jsonl"', r'path = "/var/\u0007x"',
+         "ledger.path"),
     ],
-)
+)  # fmt: skip
 def test_bad_values_name_the_key(example: Path, old: str, new: str, named: str) -> None:
     _edit(example, old, new)
     with pytest.raises(ConfigError, match=re.escape(named)):
