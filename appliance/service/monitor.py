@@ -19,7 +19,7 @@ from appliance.service import sd_notify
 from appliance.service.config import GateConfig
 from appliance.service.heartbeat import PipelineHeartbeat
 from appliance.service.log_filter import ImageDataFilter
-from appliance.service.status import ErrorTail, StatusWriter
+from appliance.service.status import ErrorTail, StatusWriter, iso_time
 from appliance.vision.frame_pump import FramePump
 
 if TYPE_CHECKING:
@@ -99,8 +99,8 @@ class ServiceMonitor:
         links: dict[str, str] = {"serial": "down", "matcher": "unknown", "camera": "unknown"}
         if self.parts is not None:
             links["serial"] = "up" if self.parts.link.link_up else "down"
-            state = self.parts.client.breaker.state
-            links["matcher"] = {"closed": "up", "open": "down (circuit open)"}.get(state, state)
+            session = self.parts.session.state
+            links["matcher"] = "up" if session.open else f"down ({session.detail})"
             links["camera"] = "ok" if self.healthy else "stalled"
         return {
             "device_id": self.config.device_id,
@@ -127,8 +127,21 @@ class ServiceMonitor:
                 "last_frame_age_s": round(self.heartbeat.age(), 1),
                 "stall_s": self.config.stall_s,
             },
+            "session": self._session(),
             "last_errors": self.errors.items(),
             "screens": self.screens_url,
+        }
+
+    def _session(self) -> dict[str, Any]:
+        """The flight session: open or not, since when, the gallery's size."""
+        if self.parts is None:
+            return {"open": False, "gallery_size": None, "detail": "not started"}
+        state = self.parts.session.state
+        return {
+            "open": state.open,
+            "gallery_size": state.gallery_size,
+            "detail": state.detail,
+            "since": iso_time(state.since),
         }
 
     def on_tick(self, healthy: bool) -> None:

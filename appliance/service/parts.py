@@ -23,7 +23,6 @@ from appliance.errors import (
     CameraError,
     GateMcuError,
     MatcherSetupError,
-    MatchingUnavailable,
     ModelError,
     ScannerError,
     StartupError,
@@ -38,6 +37,7 @@ from appliance.matching.client import MatchingClient
 from appliance.pipeline.traveller import TravellerPipeline
 from appliance.service.config import GateConfig, ScannerConfig, VisionConfig
 from appliance.service.scanner_feed import ScannerFeed
+from appliance.service.session import SessionKeeper
 from appliance.vision.camera import CameraSpec, FrameSource
 from appliance.vision.detectors import Detector, create_detector
 from appliance.vision.selection import SelectionRules
@@ -72,6 +72,7 @@ class ServiceParts:
     pipeline: TravellerPipeline
     workflow: GateWorkflow
     agents: AgentRegistry  # signed actions at the scanner, PINs at the agent station
+    session: SessionKeeper  # the flight session, reopened as needed
     scanner: ScannerFeed | None = None
     screens: Screens | None = None
 
@@ -137,11 +138,11 @@ def build_parts(
     except (OSError, ValueError) as exc:
         raise MatcherSetupError(f"device PKI in {pki_dir}: {exc}") from exc
     closers.append(client)
-    try:
-        session = client.open_session(config.flight)
-    except MatchingUnavailable as exc:
-        raise MatcherSetupError(f"matcher {config.matcher.target}: {exc}") from exc
-    log.info("session %s: gallery of %d", session.session_id, session.gallery_size)
+    # An unreachable matcher does not stop the start: the keeper retries, and the gate
+    # stays out of service until the session is open (appliance.service.session).
+    session = SessionKeeper(client, config.flight, refresh_s=config.session_refresh_s)
+    session.open_now()
+    closers.insert(0, session.start())
 
     try:
         source = open_camera(config.camera)
@@ -174,7 +175,7 @@ def build_parts(
             agents=agents,
         ),
     )
-    return ServiceParts(link, gate, client, detector, source, pipeline, workflow, agents)
+    return ServiceParts(link, gate, client, detector, source, pipeline, workflow, agents, session)
 
 
 def load_agents(config: GateConfig) -> AgentRegistry:

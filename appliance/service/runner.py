@@ -36,11 +36,15 @@ are served from a thread of this process (``appliance.service.screen_feed``); ag
 sign in there with the credentials of ``[agents]``, and their releases and cancels go
 through the same workflow as badges at the scanner.
 
-A start-up failure (configuration, model, serial port, matcher, camera, scanner) logs
-one line and returns its exit code (``appliance.errors.StartupError.exit_code``) so
-``Restart=on-failure`` retries; so does a serial scanner that fails while serving. A
-fault with one traveller never stops the loop (``TravellerPipeline`` refers that
-traveller).
+An unreachable matching service is not a start-up failure: the service starts with the
+gate out of service (relay shut, "see agent") while ``appliance.service.session`` retries
+the flight session with backoff, and serves as soon as it opens, without a restart; it
+also reopens the session when the connection drops (a restarted matcher), before the
+next traveller. A start-up failure (configuration, model, serial port, device PKI,
+camera, scanner) logs one line and returns its exit code
+(``appliance.errors.StartupError.exit_code``) so ``Restart=on-failure`` retries; so
+does a serial scanner that fails while serving. A fault with one traveller never stops
+the loop (``TravellerPipeline`` refers that traveller).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from pathlib import Path
 
 from appliance.errors import CameraError, ConfigError, ScannerError, StartupError
 from appliance.gate.agents import AgentAction
-from appliance.gate.machine import State, Transition
+from appliance.gate.machine import PASSAGE_STATES, State, Transition
 from appliance.gate.outcome import Outcome
 from appliance.gate.passes import PassCheck
 from appliance.gate.workflow import GateWorkflow, Mode
@@ -168,6 +172,7 @@ def _start(
         raise ConfigError(f"configuration: {exc}") from exc
     parts = build_parts(config, closers, open_camera)
     monitor.parts = parts
+    parts.session.on_change(monitor.mark_dirty)
     parts.gate.on_transition(monitor.mark_dirty)
     parts.gate.on_transition(partial(_wake_on_change, wake))
     if config.screens is not None:
@@ -256,6 +261,9 @@ def _serve(
             _wait(wake, stop, source, monitor.heartbeat, alive=False, interrupt=scanner_failed)
             continue
         out_of_service = False
+        if not parts.session.ready:
+            _stand_by_for_matcher(parts, stop, source, monitor)
+            continue
         if lane_must_clear and phase is State.READY:
             # Nobody is captured again until the lane has been clear: a traveller who
             # lingers after a grant (or comes back after an MCU reboot) is not re-served.
@@ -306,6 +314,39 @@ def _serve(
         if not attended:
             lane_must_clear = True
             stop.wait(result_hold_s)  # the traveller sees the outcome, then the next one
+
+
+def _stand_by_for_matcher(
+    parts: ServiceParts, stop: threading.Event, source: BeatingSource, monitor: ServiceMonitor
+) -> None:
+    """No flight session (the matching service is unreachable, at boot or since): the gate
+    is out of service, relay shut and "see agent", until the session keeper opens it.
+
+    The service itself is healthy, so the watchdog is still fed while frames flow (a
+    restart would not bring the matcher back); an agent may still release by hand after a
+    manual check. Once the session is open the gate is ready again, without a restart.
+    """
+    gate = parts.gate
+    monitor.mark_dirty()
+    sd_notify.notify("STATUS=out of service: matching service unreachable; retrying")
+    while not stop.is_set() and not parts.session.ready:
+        phase = gate.phase
+        if phase is State.OUT_OF_SERVICE:
+            return  # the MCU link went: that wait comes first
+        if phase is not State.REFER_TO_AGENT and phase not in PASSAGE_STATES:
+            gate.refer("matching service unreachable: see agent")  # a passage runs out
+        _wait(
+            threading.Event(),
+            stop,
+            source,
+            monitor.heartbeat,
+            alive=True,
+            interrupt=lambda was=phase: parts.session.ready or gate.phase is not was,
+        )
+    if parts.session.ready and gate.phase is State.REFER_TO_AGENT:
+        gate.ready("matching service back")
+        log.info("matching service reachable again: the gate serves")
+    monitor.mark_dirty()
 
 
 def _wait(
