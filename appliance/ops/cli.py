@@ -34,9 +34,35 @@ def _serial_test(args: argparse.Namespace) -> int:
         with Simulator(key) as simulator:
             print(f"simulated gate MCU on {simulator.port}")
             return 0 if run_serial_test(simulator.port, key, pulse=args.pulse) else 1
-    if not (args.port and args.key_file):
-        raise SystemExit("gatectl serial test: give --port and --key-file, or --simulate")
-    return 0 if run_serial_test(args.port, _read_key(args.key_file), pulse=args.pulse) else 1
+    port, key = args.port, _read_key(args.key_file) if args.key_file else None
+    held_by = None
+    if args.config.is_file():
+        from appliance.errors import ConfigError
+        from appliance.service.config import load_config
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            if not (port and key):
+                print(f"gatectl serial test: {exc}", file=sys.stderr)
+                return 2
+        else:
+            port, key = port or config.serial.port, key or config.serial.relay_key
+            held_by = config.lock_path
+    if not (port and key):
+        print(
+            "gatectl serial test: give --port and --key-file, a --config, or --simulate",
+            file=sys.stderr,
+        )
+        return 2
+    if held_by is not None:
+        from appliance.service.instance import port_in_use_message
+
+        held = port_in_use_message(held_by, port)
+        if held:
+            print(f"gatectl serial test: {held}", file=sys.stderr)
+            return 1
+    return 0 if run_serial_test(port, key, pulse=args.pulse) else 1
 
 
 def _firmware_deploy(args: argparse.Namespace) -> int:
@@ -311,8 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
     serial = commands.add_parser("serial", help="check the serial link to the gate MCU")
     serial_commands = serial.add_subparsers(dest="serial", required=True)
     check = serial_commands.add_parser("test", help="hello, status, indicator cycle, buzzer")
-    check.add_argument("--port", help="serial device, e.g. /dev/serial/by-id/...")
-    check.add_argument("--key-file", type=Path, help="file holding the relay HMAC key in hex")
+    check.add_argument(
+        "--port", help="serial device, e.g. /dev/serial/by-id/... (default: from --config)"
+    )
+    check.add_argument(
+        "--key-file", type=Path, help="file holding the relay HMAC key in hex (default: --config's)"
+    )
+    check.add_argument(
+        "--config",
+        type=Path,
+        default=_default_config(),
+        help="gate configuration: its port and key, and whether the service holds the port"
+        " (default: %(default)s)",
+    )
     check.add_argument("--pulse", action="store_true", help="also pulse the relay (opens the gate)")
     check.add_argument("--simulate", action="store_true", help="test against the MCU simulator")
     check.set_defaults(handler=_serial_test)

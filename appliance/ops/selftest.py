@@ -194,8 +194,13 @@ def _camera_hint(config: GateConfig) -> str:
 
 
 def check_serial(report: Report, config: GateConfig, relay: bool) -> None:
+    from appliance.service.instance import port_in_use_message
     from firmware_bridge.tools.serial_check import run_serial_test
 
+    held = port_in_use_message(config.lock_path, config.serial.port)
+    if held:  # opening the port would steal it from the gate that serves
+        report.add("serial", FAIL, held, "`systemctl stop gate-appliance`, then run selftest")
+        return
     lines: list[str] = []
     ok = run_serial_test(
         config.serial.port, config.serial.relay_key, pulse=relay, out=lines.append, dwell=0

@@ -163,8 +163,9 @@ class GateConfig:
 
     @property
     def lock_path(self) -> Path:
-        """The service's instance lock (``appliance.service.instance``)."""
-        return self.data_dir / "gate-service.lock"
+        """The service's instance lock (``appliance.service.instance``), beside the status
+        file it protects."""
+        return self.status_path.parent / "gate-service.lock"
 
     @property
     def boarding_log_path(self) -> Path:

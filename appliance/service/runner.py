@@ -56,7 +56,13 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from appliance.errors import CameraError, ConfigError, ScannerError, StartupError
+from appliance.errors import (
+    CameraError,
+    ConfigError,
+    InstanceLocked,
+    ScannerError,
+    StartupError,
+)
 from appliance.gate.agents import AgentAction
 from appliance.gate.machine import PASSAGE_STATES, State, Transition
 from appliance.gate.outcome import Outcome
@@ -67,6 +73,7 @@ from appliance.service import sd_notify
 from appliance.service.config import GateConfig, check_service_config, load_config
 from appliance.service.hardening import harden_process
 from appliance.service.heartbeat import BeatingSource, PipelineHeartbeat, WatchdogFeeder
+from appliance.service.instance import InstanceLock
 from appliance.service.journal import GateFieldsFilter
 from appliance.service.monitor import ErrorLog, ServiceMonitor, ServiceState
 from appliance.service.parts import Closeable, ServiceParts, build_parts, shut_down, start_scanner
@@ -84,6 +91,34 @@ IDLE_POLL_S = 0.2  # a waiting serve loop looks at stop / the heartbeat this oft
 
 
 def run_service(
+    config: GateConfig,
+    stop: threading.Event | None = None,
+    *,
+    result_hold_s: float = 1.0,
+    open_camera: Callable[[CameraSpec], FrameSource] = open_source,
+    log_fields: GateFieldsFilter | None = None,
+) -> int:
+    """:func:`serve_unit` under the unit's instance lock (``appliance.service.instance``):
+    a second instance exits before it opens the port or writes the status file."""
+    try:
+        instance = InstanceLock(config.lock_path, config.serial.port)
+    except InstanceLocked as exc:
+        log.error("start-up failed: %s", exc)
+        sd_notify.notify(f"STATUS=start-up failed: {exc}")
+        return exc.exit_code
+    try:
+        return serve_unit(
+            config,
+            stop,
+            result_hold_s=result_hold_s,
+            open_camera=open_camera,
+            log_fields=log_fields,
+        )
+    finally:
+        instance.close()
+
+
+def serve_unit(
     config: GateConfig,
     stop: threading.Event | None = None,
     *,
@@ -395,4 +430,4 @@ def main(config_path: Path) -> int:
     return run_service(config, log_fields=fields)
 
 
-__all__ = ["EXIT_OK", "IDLE_POLL_S", "MAX_CAMERA_FAILURES", "main", "run_service"]
+__all__ = ["EXIT_OK", "IDLE_POLL_S", "MAX_CAMERA_FAILURES", "main", "run_service", "serve_unit"]
