@@ -206,18 +206,25 @@ def _selftest(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from appliance.errors import ConfigError
-    from appliance.service.config import load_config
-    from appliance.service.status import show_status
+    import json
 
+    from appliance.errors import ConfigError
+    from appliance.ops.status import EXIT_NO_STATUS, show
+    from appliance.service.config import load_config
+
+    config = None
     path = args.status_file
     if path is None:
         try:
-            path = load_config(args.config).status_path
+            config = load_config(args.config)
         except ConfigError as exc:
-            print(f"gatectl status: {exc}", file=sys.stderr)
-            return 2
-    return show_status(path, as_json=args.json)
+            if args.json:
+                print(json.dumps({"checked": {"verdict": "no status", "why": str(exc)}}))
+            else:
+                print(f"gatectl status: {exc}", file=sys.stderr)
+            return EXIT_NO_STATUS
+        path = config.status_path
+    return show(path, config, as_json=args.json, watch_s=args.watch)
 
 
 def _default_config() -> Path:
@@ -262,10 +269,27 @@ def _add_field_commands(commands) -> None:
     selftest.add_argument("--min-free-mb", type=float, default=200.0, metavar="MB")
     selftest.set_defaults(handler=_selftest)
 
-    status = commands.add_parser("status", help="state, flight, counters, links, last errors")
-    status.add_argument("--config", type=Path, default=_default_config())
-    status.add_argument("--status-file", type=Path, help="read this file instead")
-    status.add_argument("--json", action="store_true", help="the status as one JSON object")
+    status = commands.add_parser(
+        "status",
+        help="is the service serving? state, flight, session, counters, links, last errors",
+        description="Exit 0 serving; 3 not serving (stopped, failed, process gone, status"
+        " stale); 4 no readable status. With --config the matcher is probed live.",
+    )
+    status.add_argument(
+        "--config", type=Path, default=_default_config(), help="gate configuration (%(default)s)"
+    )
+    status.add_argument(
+        "--status-file", type=Path, help="read this status file instead (no live checks)"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object, always")
+    status.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        metavar="S",
+        help="redraw every S seconds (default 2) until Ctrl-C",
+    )
     status.set_defaults(handler=_status)
 
 
@@ -375,6 +399,16 @@ def main(argv: list[str] | None = None) -> int:
     except AgentsCommandError as exc:
         print(f"gatectl agents: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"gatectl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `gatectl status | head`: the reader has gone, which is not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush does not complain.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

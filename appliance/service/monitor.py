@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from appliance.gate.outcome import Outcome
@@ -25,6 +26,10 @@ from appliance.vision.frame_pump import FramePump
 if TYPE_CHECKING:
     from appliance.service.parts import ServiceParts
 
+try:
+    VERSION = version("gate-appliance")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    VERSION = "unknown"
 STATUS_REFRESH_S = 30.0  # the status file is rewritten at least this often (freshness)
 
 
@@ -70,6 +75,8 @@ class ServiceMonitor:
         self._last_state = ""
         self._dirty = threading.Event()
         self._written_at = 0.0
+        self.started_at = time.time()
+        self.last_traveller: dict[str, str] | None = None  # outcome and time, nothing else
 
     def gate_state(self) -> str:
         return self.parts.gate.phase.value if self.parts else "out_of_service"
@@ -81,6 +88,7 @@ class ServiceMonitor:
         """One traveller served (the serve loop and the scanner thread both count)."""
         with self._count_lock:
             self.counts[outcome] += 1
+            self.last_traveller = {"outcome": str(outcome), "at": iso_time(time.time())}
 
     def dropped(self) -> int:
         source = self.parts.source if self.parts else None
@@ -128,6 +136,10 @@ class ServiceMonitor:
                 "stall_s": self.config.stall_s,
             },
             "session": self._session(),
+            "last_traveller": self.last_traveller,
+            "started_at": iso_time(self.started_at),
+            "started_at_s": round(self.started_at, 3),
+            "version": VERSION,
             "last_errors": self.errors.items(),
             "screens": self.screens_url,
         }
@@ -166,4 +178,4 @@ class ServiceMonitor:
         return self.writer.write(**overrides)
 
 
-__all__ = ["STATUS_REFRESH_S", "ErrorLog", "ServiceMonitor", "ServiceState"]
+__all__ = ["STATUS_REFRESH_S", "VERSION", "ErrorLog", "ServiceMonitor", "ServiceState"]
