@@ -26,10 +26,15 @@ from appliance.vision.frame_pump import FramePump
 if TYPE_CHECKING:
     from appliance.service.parts import ServiceParts
 
-try:
-    VERSION = version("gate-appliance")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    VERSION = "unknown"
+
+def _installed_version() -> str:
+    try:
+        return version("gate-appliance")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+VERSION = _installed_version()
 STATUS_REFRESH_S = 30.0  # the status file is rewritten at least this often (freshness)
 
 
