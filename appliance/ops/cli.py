@@ -384,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    # gRPC's C core logs to stderr on its own ("Handshake failed ..."); every failure it
+    # reports reaches the technician as one line of ours instead. GRPC_VERBOSITY=ERROR
+    # (or DEBUG) in the environment brings it back for a developer.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
