@@ -49,6 +49,15 @@ class BoardedTravellers:
         with self._lock:
             return set(self._sequences)
 
+    def start_flight(self, flight: str, records: Iterable[dict]) -> int:
+        """Board another flight (the flight of the day changed): forget this one's
+        travellers and take in the boarding log's records of that one."""
+        with self._lock:
+            self.flight = flight
+            self._tokens.clear()
+            self._sequences.clear()
+        return self.restore(records)
+
     def restore(self, records: Iterable[dict]) -> int:
         """Take in the boarding log's records of this flight (after a restart)."""
         restored = 0

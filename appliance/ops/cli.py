@@ -227,6 +227,23 @@ def _status(args: argparse.Namespace) -> int:
     return show(path, config, as_json=args.json, watch_s=args.watch)
 
 
+def _flight(args: argparse.Namespace) -> int:
+    from appliance.errors import ConfigError, ProvisionError
+    from appliance.ops.flight import FLIGHT_KEYS, set_flight, show_flight
+
+    try:
+        if args.flight == "show":
+            return show_flight(args.config)
+        changes = {k: getattr(args, k) for k in FLIGHT_KEYS if getattr(args, k) is not None}
+        if not changes:
+            print("gatectl flight set: give at least one of --number, --date ...", file=sys.stderr)
+            return 2
+        return set_flight(args.config, changes, dry_run=args.dry_run, reload=not args.no_reload)
+    except (ConfigError, ProvisionError, OSError) as exc:
+        print(f"gatectl flight: {exc}", file=sys.stderr)
+        return 2
+
+
 def _default_config() -> Path:
     import os
 
@@ -268,6 +285,30 @@ def _add_field_commands(commands) -> None:
     selftest.add_argument("--json", action="store_true", help="one JSON object")
     selftest.add_argument("--min-free-mb", type=float, default=200.0, metavar="MB")
     selftest.set_defaults(handler=_selftest)
+
+    flight = commands.add_parser(
+        "flight", help="show or change the flight of the day (the running service reloads)"
+    )
+    flights = flight.add_subparsers(dest="flight", required=True)
+    for name, text in (("show", "the flight in the configuration"), ("set", "change it")):
+        command = flights.add_parser(name, help=text)
+        command.add_argument(
+            "--config",
+            type=Path,
+            default=_default_config(),
+            help="gate configuration (%(default)s)",
+        )
+        command.set_defaults(handler=_flight)
+    change = flights.choices["set"]
+    change.add_argument("--number", help="flight number, e.g. 0117")
+    change.add_argument("--date", help="flight date, YYYY-MM-DD")
+    change.add_argument("--carrier", help="IATA airline code, e.g. BA")
+    change.add_argument("--airport", help="departure airport, IATA, e.g. LAX")
+    change.add_argument("--gate", help="gate, e.g. B42")
+    change.add_argument("--dry-run", action="store_true", help="show the diff, write nothing")
+    change.add_argument(
+        "--no-reload", action="store_true", help="only write the file; do not signal the service"
+    )
 
     status = commands.add_parser(
         "status",

@@ -8,7 +8,6 @@ referring with the relay closed), then the link, the matcher client and the came
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -171,7 +170,7 @@ def build_parts(
         boarding_log=boarding_log,
         scanner=ScanParser(
             agent_prefix=scanner.agent_prefix if scanner else DEFAULT_AGENT_PREFIX,
-            reference_date=dt.date.fromisoformat(config.flight.date),
+            reference_date=lambda: workflow.flight_date,  # follows a flight change
             agents=agents,
         ),
     )

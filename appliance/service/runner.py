@@ -77,6 +77,7 @@ from appliance.service.instance import InstanceLock
 from appliance.service.journal import GateFieldsFilter
 from appliance.service.monitor import ErrorLog, ServiceMonitor, ServiceState
 from appliance.service.parts import Closeable, ServiceParts, build_parts, shut_down, start_scanner
+from appliance.service.reload import Reloader, install_reload_signal
 from appliance.service.screen_feed import start_screens
 from appliance.shutdown import ShutdownRequested, install_shutdown_handler
 from appliance.vision.camera import CameraSpec, FrameSource
@@ -106,6 +107,8 @@ def run_service(
         log.error("start-up failed: %s", exc)
         sd_notify.notify(f"STATUS=start-up failed: {exc}")
         return exc.exit_code
+    reload_requested = threading.Event()  # SIGHUP: apply the file's [flight] (reload)
+    restore_reload = install_reload_signal(reload_requested)
     try:
         return serve_unit(
             config,
@@ -113,8 +116,10 @@ def run_service(
             result_hold_s=result_hold_s,
             open_camera=open_camera,
             log_fields=log_fields,
+            reload_requested=reload_requested,
         )
     finally:
+        restore_reload()
         instance.close()
 
 
@@ -125,6 +130,7 @@ def serve_unit(
     result_hold_s: float = 1.0,
     open_camera: Callable[[CameraSpec], FrameSource] = open_source,
     log_fields: GateFieldsFilter | None = None,
+    reload_requested: threading.Event | None = None,
 ) -> int:
     """Serve travellers until ``stop``, SIGTERM/SIGINT, or the end of a replay source.
 
@@ -149,6 +155,8 @@ def serve_unit(
         monitor.write()
         try:
             parts = _start(config, closers, open_camera, monitor, wake)
+            if reload_requested is not None:
+                closers.insert(0, Reloader(config, parts, monitor, reload_requested).start())
         except StartupError as exc:
             log.error("start-up failed: %s", exc)
             sd_notify.notify(f"STATUS=start-up failed: {exc}")

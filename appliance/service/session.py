@@ -64,6 +64,7 @@ class SessionKeeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
+        self._outage_logged = False
         client.on_disconnect(self.reopen_soon)
 
     def on_change(self, callback: Callable[[], None]) -> None:
@@ -102,8 +103,13 @@ class SessionKeeper:
         self._wake.set()
 
     def set_flight(self, flight: Flight) -> None:
-        """The flight of the day changed (``gatectl flight set``): open its session now."""
+        """The flight of the day changed (``gatectl flight set``): nobody is verified in
+        the old flight's session from now on; the new one opens at once."""
         self._flight = flight
+        with self._lock:
+            self._state = SessionState(False, None, f"opening {flight.name}", time.time())
+        self._ready.clear()
+        self._changed()
         self._wake.set()
 
     def start(self) -> SessionKeeper:
@@ -140,6 +146,7 @@ class SessionKeeper:
 
     def _opened(self, session: Session) -> None:
         with self._lock:
+            self._outage_logged = False
             before = self._state
             changed = not before.open or before.gallery_size != session.gallery_size
             self._state = SessionState(
@@ -173,11 +180,10 @@ class SessionKeeper:
 
     def _lost(self, why: str) -> None:
         with self._lock:
-            was_open = self._state.open
-            first = was_open or self._state.detail == "not opened yet"
-            self._state = SessionState(
-                False, self._state.gallery_size, why, time.time() if first else self._state.since
-            )
+            first = not self._outage_logged  # one ERROR line per outage, not per retry
+            self._outage_logged = True
+            since = time.time() if self._state.open else self._state.since
+            self._state = SessionState(False, self._state.gallery_size, why, since)
         self._ready.clear()
         self._changed()
         if first:
