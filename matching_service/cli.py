@@ -12,8 +12,10 @@ a gallery enrolled with one is never served by another.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -38,10 +40,38 @@ from matching_service.recognizers import (
 
 # Commands other packages add (e.g. testbed's bench over real gates).
 PLUGIN_GROUP = "gate_matcher.commands"
+DEFAULT_DB = data_dir() / "matcher" / "gallery.sqlite"
+
+
+_CARRIER = re.compile(r"[A-Z0-9]{2,3}")
+_NUMBER = re.compile(r"[0-9]{1,4}[A-Z]?")
+_AIRPORT = re.compile(r"[A-Z]{3}")
+
+
+def flight_problem(carrier: str, number: str, date: str, airport: str) -> str | None:
+    """What is wrong with a flight named on the command line (None: nothing), so a bad
+    value is refused instead of stored as a gallery no gate ever opens."""
+    if not _CARRIER.fullmatch(carrier):
+        return f"carrier {carrier!r} must be an IATA airline code (2-3 letters or digits)"
+    if not _NUMBER.fullmatch(number):
+        return f"flight number {number!r} must be 1..4 digits and an optional letter"
+    try:
+        parsed = dt.date.fromisoformat(date)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.isoformat() != date:
+        return f"date {date!r} must be an ISO date, YYYY-MM-DD"
+    if not _AIRPORT.fullmatch(airport):
+        return f"airport {airport!r} must be an IATA airport code (3 letters)"
+    return None
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    carrier, number, date, airport = args.flight
+    carrier, number, date, airport = (value.strip().upper() for value in args.flight)
+    problem = flight_problem(carrier, number, date, airport)
+    if problem:
+        print(f"gate-matcher enroll: {problem}; nothing was enrolled", file=sys.stderr)
+        return 2
     try:
         recognizer = open_recognizer(args.recognizer)
         report = Gallery(args.db, recognizer.info).enroll_manifest(
@@ -153,6 +183,34 @@ def _issue_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from matching_service.enrollment import EnrollmentTokens
+
+    tokens = EnrollmentTokens(args.db)
+    if args.token == "revoke":
+        count = tokens.revoke(args.device_id)
+        print(f"revoked {count} unused token(s) of {args.device_id}")
+        return 0
+    listed = tokens.list()
+    if args.json:
+        print(json.dumps(listed))
+        return 0
+    for t in listed:
+        gates = f" gates {' '.join(t['gates'])}" if t["gates"] else ""
+        print(
+            f"{t['id']}  {t['device_id']:<24} {t['state']:<8} {t['airport']}{gates}"
+            f"  expires {_iso_ms(t['expires_at_ms'])}"
+            + (f"  certificate {t['certificate_serial']}" if t["certificate_serial"] else "")
+        )
+    if not listed:
+        print("no tokens issued")
+    return 0
+
+
+def _iso_ms(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
 def _retention(args: argparse.Namespace) -> int:
     from matching_service.retention import RetentionScheduler
 
@@ -200,7 +258,12 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gate-matcher", description=__doc__)
-    parser.add_argument("--db", type=Path, default=data_dir() / "matcher" / "gallery.sqlite")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=DEFAULT_DB,
+        help="the gallery database; its folder must exist (default: %(default)s)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the gRPC API with mutual TLS")
     serve.add_argument("--pki", type=Path, default=data_dir() / "pki")
@@ -230,6 +293,14 @@ def main(argv: list[str] | None = None) -> int:
         "--gates", nargs="*", default=[], metavar="GATE", help="limit it to these gates"
     )
     token.set_defaults(handler=_issue_token)
+    tokens = commands.add_parser("token", help="list or revoke enrollment tokens")
+    token_commands = tokens.add_subparsers(dest="token", required=True)
+    listing = token_commands.add_parser("list", help="every token: device, scope, state")
+    listing.add_argument("--json", action="store_true", help="one JSON list")
+    listing.set_defaults(handler=_token)
+    revoke = token_commands.add_parser("revoke", help="expire a device's unused tokens now")
+    revoke.add_argument("--device-id", required=True)
+    revoke.set_defaults(handler=_token)
     enroll = commands.add_parser("enroll", help="build a flight gallery from document photos")
     enroll.add_argument(
         "--flight", nargs=4, required=True, metavar=("CARRIER", "NUMBER", "DATE", "AIRPORT")
@@ -268,7 +339,13 @@ def main(argv: list[str] | None = None) -> int:
     for plugin in entry_points(group=PLUGIN_GROUP):
         plugin.load()(commands)
     args = parser.parse_args(argv)
-    args.db.parent.mkdir(parents=True, exist_ok=True)
+    if args.db == DEFAULT_DB:
+        args.db.parent.mkdir(parents=True, exist_ok=True)
+    elif not args.db.parent.is_dir():
+        # A typo'd --db must not silently become a fresh, empty gallery.
+        print(f"gate-matcher: --db {args.db}: the folder {args.db.parent} does not exist",
+              file=sys.stderr)  # fmt: skip
+        return 2
     logging.basicConfig(
         level=logging.WARNING if getattr(args, "json", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -280,4 +357,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["PLUGIN_GROUP", "main"]
+__all__ = ["DEFAULT_DB", "PLUGIN_GROUP", "flight_problem", "main"]

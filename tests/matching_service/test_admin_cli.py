@@ -1,0 +1,89 @@
+"""`gate-matcher` administration as an operator runs it: bad values are refused, not
+stored; a --db in a missing folder is an error; tokens are listed and revoked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from appliance.errors import EnrollmentFailed
+from appliance.matching.enrollment import enroll
+from matching_service.enrollment import EnrollmentTokens
+from tests.support import REPO
+
+
+def gate_matcher(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "matching_service.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_a_db_in_a_missing_folder_is_an_error(tmp_path):
+    missing = tmp_path / "no-such-folder" / "gallery.sqlite"
+    result = gate_matcher("--db", str(missing), "token", "list")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert not missing.parent.exists()
+
+
+def test_bad_device_ids_and_flights_are_refused_and_nothing_is_stored(tmp_path):
+    db = tmp_path / "gallery.sqlite"
+    for device in ("gate 1", "gate-1\n", "-gate", "x" * 65):
+        result = gate_matcher(
+            "--db", str(db), "issue-token", f"--device-id={device}", "--airport", "LAX"
+        )
+        assert result.returncode == 2 and "device id" in result.stderr, (device, result.stderr)
+        assert "Traceback" not in result.stderr
+    listed = gate_matcher("--db", str(db), "token", "list", "--json")
+    assert json.loads(listed.stdout) == []
+
+    manifest = tmp_path / "m.json"
+    manifest.write_text("[]")
+    for flight, named in (
+        (("BA", "0283", "2026-02-30", "LAX"), "date"),
+        (("BA", "0283", "25/11/2026", "LAX"), "date"),
+        (("BA", "02834", "2026-11-25", "LAX"), "flight number"),
+        (("BA", "0283", "2026-11-25", "LA"), "airport"),
+    ):
+        result = gate_matcher(
+            "--db", str(db), "enroll", "--flight", *flight, "--manifest", str(manifest)
+        )
+        assert result.returncode == 2 and named in result.stderr, (flight, result.stderr)
+        assert "nothing was enrolled" in result.stderr
+
+
+def test_tokens_are_listed_and_a_revoked_one_no_longer_enrols(tmp_path, pki):
+    from matching_service.enrollment import EnrollmentService, start_enrollment_server
+
+    db = tmp_path / "gallery.sqlite"
+    issued = gate_matcher(
+        "--db", str(db), "issue-token", "--device-id", "gate-a1", "--airport", "lax"
+    )
+    assert issued.returncode == 0, issued.stderr
+    token = issued.stdout.strip()
+    listed = json.loads(gate_matcher("--db", str(db), "token", "list", "--json").stdout)
+    assert [(t["device_id"], t["state"], t["airport"]) for t in listed] == [
+        ("gate-a1", "open", "LAX")
+    ]
+    assert token not in json.dumps(listed)  # only a hash prefix identifies it
+
+    revoked = gate_matcher("--db", str(db), "token", "revoke", "--device-id", "gate-a1")
+    assert revoked.returncode == 0 and "revoked 1" in revoked.stdout
+    assert "expired" in gate_matcher("--db", str(db), "token", "list").stdout
+
+    server, port = start_enrollment_server(EnrollmentService(pki, EnrollmentTokens(db)), pki)
+    try:
+        try:
+            enroll(f"localhost:{port}", pki.ca_cert.read_bytes(), token, "gate-a1", tmp_path / "p")
+        except EnrollmentFailed as exc:
+            assert "expired" in str(exc)
+        else:
+            raise AssertionError("a revoked token enrolled a device")
+    finally:
+        server.stop(grace=None)
