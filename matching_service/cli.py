@@ -249,6 +249,15 @@ def _recognizer_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gate-appliance")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -258,6 +267,7 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gate-matcher", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gate-matcher {_version()}")
     parser.add_argument(
         "--db",
         type=Path,

@@ -377,9 +377,16 @@ def _add_firmware_commands(commands) -> None:
     deploy.set_defaults(handler=_firmware_deploy)
 
 
+def _version() -> str:
+    from appliance.service.monitor import VERSION
+
+    return VERSION
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatectl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    parser.add_argument("--version", action="version", version=f"gatectl {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the gate service (what systemd starts)")
     run.add_argument("--config", type=Path, required=True, help="TOML configuration file")

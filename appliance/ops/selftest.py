@@ -246,11 +246,12 @@ def check_matcher(report: Report, config: GateConfig) -> bool:
         return False
     try:
         serving = client.health()
+        if serving:
+            report.add("matcher", PASS, f"{config.matcher.target} SERVING over mutual TLS")
+            check_gallery(report, config, client)
+            return True
     finally:
         client.close()
-    if serving:
-        report.add("matcher", PASS, f"{config.matcher.target} SERVING over mutual TLS")
-        return True
     report.add(
         "matcher",
         FAIL,
@@ -258,6 +259,29 @@ def check_matcher(report: Report, config: GateConfig) -> bool:
         "check the network and [matcher] target; an expired certificate also ends here",
     )
     return False
+
+
+def check_gallery(report: Report, config: GateConfig, client) -> None:
+    """The flight of the day's gallery, through a session as the service opens it: an
+    empty one means nobody can be matched at this gate (a WARN, not a FAIL: the airline
+    may enrol it later, and the service picks it up by itself)."""
+    from appliance.errors import MatchingUnavailable
+
+    try:
+        session = client.open_session(config.flight)
+    except MatchingUnavailable as exc:
+        report.add("gallery", FAIL, f"no session for {config.flight.name}: {exc}",
+                   "check [flight] and the certificate's airport")  # fmt: skip
+        return
+    if session.gallery_size == 0:
+        report.add(
+            "gallery",
+            WARN,
+            f"the gallery of {config.flight.name} is EMPTY: nobody can be matched",
+            "enrol the flight on the matching service, or check [flight] (`gatectl flight set`)",
+        )
+    else:
+        report.add("gallery", PASS, f"{session.gallery_size} travellers for {config.flight.name}")
 
 
 def check_certificate(report: Report, config: GateConfig, now: dt.datetime | None = None):
@@ -516,6 +540,7 @@ __all__ = [
     "check_clock",
     "check_detector",
     "check_disk",
+    "check_gallery",
     "check_key_permissions",
     "check_ledger",
     "check_matcher",

@@ -87,3 +87,16 @@ def test_tokens_are_listed_and_a_revoked_one_no_longer_enrols(tmp_path, pki):
             raise AssertionError("a revoked token enrolled a device")
     finally:
         server.stop(grace=None)
+
+
+def test_both_clis_say_their_version():
+    matcher = gate_matcher("--version")
+    gatectl = subprocess.run(
+        [sys.executable, "-m", "appliance", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert matcher.returncode == 0 and matcher.stdout.startswith("gate-matcher ")
+    assert gatectl.returncode == 0 and gatectl.stdout.startswith("gatectl ")
+    assert matcher.stdout.split()[1] == gatectl.stdout.split()[1] != "unknown"
