@@ -207,6 +207,21 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revoke(args: argparse.Namespace) -> int:
+    from matching_service.errors import RevocationError
+    from matching_service.revocation import add_to_file, parse_serial
+
+    try:
+        serial = parse_serial(args.serial) if args.serial else None
+        add_to_file(args.revocations, serial=serial, device_id=args.device_id)
+    except (RevocationError, OSError) as exc:
+        print(f"gate-matcher revoke: {exc}", file=sys.stderr)
+        return 2
+    what = f"certificate {hex(serial)}" if serial is not None else f"device {args.device_id}"
+    print(f"revoked {what} in {args.revocations} (a serving matcher re-reads it)")
+    return 0
+
+
 def _iso_ms(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
 
@@ -311,6 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     revoke = token_commands.add_parser("revoke", help="expire a device's unused tokens now")
     revoke.add_argument("--device-id", required=True)
     revoke.set_defaults(handler=_token)
+    revoke_cert = commands.add_parser(
+        "revoke",
+        help="revoke a device certificate (e.g. the old one after `gatectl provision --rotate`)",
+        description="Adds to the JSON revocation list `serve --revocations FILE` reads; the"
+        " serving matcher re-reads it without a restart.",
+    )
+    revoke_cert.add_argument("--revocations", type=Path, required=True, help="the list file")
+    which = revoke_cert.add_mutually_exclusive_group(required=True)
+    which.add_argument("--serial", help="certificate serial, 0x... hex or decimal")
+    which.add_argument("--device-id", help="every certificate of this device")
+    revoke_cert.set_defaults(handler=_revoke)
     enroll = commands.add_parser("enroll", help="build a flight gallery from document photos")
     enroll.add_argument(
         "--flight", nargs=4, required=True, metavar=("CARRIER", "NUMBER", "DATE", "AIRPORT")

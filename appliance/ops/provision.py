@@ -445,6 +445,18 @@ def _ensure_dir(path: Path, dry_run: bool, created: list[str]) -> None:
         os.chmod(path, 0o700)
 
 
+def _certificate_serial(pki_root: Path) -> int | None:
+    from cryptography import x509
+
+    from gate_contract.keys import PkiLayout
+
+    try:
+        pem = PkiLayout(pki_root).device_cert.read_bytes()
+        return x509.load_pem_x509_certificates(pem)[0].serial_number
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def enrollment_state(pki_root: Path, device_id: str, ca_pem: bytes) -> tuple[bool, str]:
     """(usable, why) for an existing device PKI folder."""
     from cryptography import x509
@@ -547,6 +559,7 @@ def provision(
                 raise ProvisionError(
                     "--enroll (enroll): the enrollment service's host:port is needed to enrol"
                 )
+            old_serial = _certificate_serial(pki_root) if usable else None
             aside = pki_root.with_name(f"pki.old-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}")
             action = f"enrol at {a.enroll} (new key + CSR)"
             if usable or any(pki_root.glob("*")):
@@ -568,6 +581,11 @@ def provision(
                     if staging.exists():
                         shutil.rmtree(staging, ignore_errors=True)
             run.step(title, action, changed=True)
+            if old_serial is not None and not dry_run:
+                out(
+                    f"revoke the old certificate (serial {old_serial:#x}) on the matching"
+                    f" service: `gate-matcher revoke --revocations FILE --serial {old_serial:#x}`"
+                )
 
         if relay.exists():
             try:

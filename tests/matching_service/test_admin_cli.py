@@ -100,3 +100,38 @@ def test_both_clis_say_their_version():
     assert matcher.returncode == 0 and matcher.stdout.startswith("gate-matcher ")
     assert gatectl.returncode == 0 and gatectl.stdout.startswith("gatectl ")
     assert matcher.stdout.split()[1] == gatectl.stdout.split()[1] != "unknown"
+
+
+def test_a_revoked_certificate_is_refused_by_the_serving_matcher(tmp_path, pki, encoder):
+    """`gate-matcher revoke --serial` on the list a serving matcher reads: that device
+    certificate can no longer open a session (no restart)."""
+    from cryptography import x509
+
+    from appliance.errors import MatchingUnavailable
+    from appliance.matching.client import MatchingClient
+    from matching_service.gallery import Gallery
+    from matching_service.revocation import RevocationList
+    from matching_service.server import service_from_pki, start_server
+    from testbed.testing import FLIGHT
+
+    listing = tmp_path / "revoked.json"
+    listing.write_text('{"serials": [], "devices": []}')
+    service = service_from_pki(
+        pki, Gallery(tmp_path / "g.sqlite"), encoder, revocations=RevocationList(listing)
+    )
+    server, port = start_server(service, pki)
+    client = MatchingClient(f"localhost:{port}", pki, "gate-dev-0001", deadline_s=5)
+    try:
+        assert client.open_session(FLIGHT).session_id
+        serial = x509.load_pem_x509_certificates(pki.device_cert.read_bytes())[0].serial_number
+        result = gate_matcher("revoke", "--revocations", str(listing), "--serial", hex(serial))
+        assert result.returncode == 0 and hex(serial) in result.stdout, result.stderr
+        try:
+            client.open_session(FLIGHT)
+        except MatchingUnavailable as exc:
+            assert "PERMISSION_DENIED" in str(exc) or "UNAUTHENTICATED" in str(exc), exc
+        else:
+            raise AssertionError("a revoked certificate still opens sessions")
+    finally:
+        client.close()
+        server.stop(grace=None)

@@ -176,10 +176,14 @@ def test_rotate_makes_a_new_key_and_certificate_and_moves_the_old_aside(enrollme
     relay = (tmp_path / "state" / "relay.key").read_bytes()
     config_before = Path(a.config).read_bytes()
 
+    old_serial = x509.load_pem_x509_certificate(old_cert).serial_number
     a.token = enrollment_kit.tokens.issue(a.device_id, ttl_s=600, scope=DeviceScope("LAX"))
     lines: list[str] = []
     changes = provision(a, rotate=True, out=lines.append)
     assert changes == ["device key and certificate"], lines
+    # the technician is told how to revoke the old certificate on the matching service
+    assert any(f"gate-matcher revoke --revocations FILE --serial {old_serial:#x}" in line
+               for line in lines), lines  # fmt: skip
     assert layout.device_key.read_bytes() != old_key
     assert layout.device_cert.read_bytes() != old_cert
     aside = list((tmp_path / "state").glob("pki.old-*"))
