@@ -523,3 +523,31 @@ def test_guided_provision_on_a_pseudo_terminal(enrollment_kit, tmp_path):
     assert config.serial.port == "/dev/ttyUSB0"
     assert config.capture_mode == "biometric_first"
     _assert_owner_only(tmp_path / "state")
+
+
+def test_guided_on_a_provisioned_unit_prefills_every_answer_from_its_config(
+    enrollment_kit, tmp_path
+):
+    from appliance.ops.provision import answers_from_config, ask
+
+    a = _answers(enrollment_kit, tmp_path)
+    provision(a, out=lambda _: None, check_matcher=False)
+    _hand_edit(Path(a.config))
+    found = answers_from_config(Path(a.config))
+    again = Answers(config=a.config)
+    for name, value in found.items():
+        setattr(again, name, value)
+    asked: list[str] = []
+    ask(again, prompt=lambda q: asked.append(q) or "", out=lambda _: None, secret=lambda q: "")
+    # Enter everywhere keeps what the unit has, hand-set values included
+    assert again.serial_port == "/dev/serial/by-id/usb-gate-mcu"
+    assert (again.device_id, again.flight, again.mode, again.scanner) == (
+        a.device_id,
+        a.flight,
+        a.mode,
+        a.scanner,
+    )
+    assert again.data_dir == a.data_dir and again.enroll == a.enroll
+    assert again.ca_file == str(Path(a.data_dir) / "pki" / "ca.pem")
+    assert any("[/dev/serial/by-id/usb-gate-mcu]" in q for q in asked)
+    assert provision(again, out=lambda _: None, check_matcher=False) == []  # nothing changes
