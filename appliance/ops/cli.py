@@ -119,16 +119,32 @@ def _timestamp(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time") from exc
 
 
+def _ledger(args: argparse.Namespace) -> Path:
+    """--ledger, else the configuration's ledger (what the service writes), else the
+    default state directory's."""
+    if args.ledger is not None:
+        return args.ledger
+    if args.config.is_file():
+        from appliance.errors import ConfigError
+        from appliance.service.config import load_config
+
+        try:
+            return load_config(args.config).ledger_path
+        except ConfigError as exc:
+            raise SystemExit(f"gatectl audit: {exc}") from exc
+    return _default_ledger()
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     from appliance.custody.audit import audit_verify
 
-    return audit_verify(args.ledger, args.public_key)
+    return audit_verify(_ledger(args), args.public_key)
 
 
 def _audit_export(args: argparse.Namespace) -> int:
     from appliance.custody.audit import audit_export
 
-    return audit_export(args.ledger, args.since, args.until)
+    return audit_export(_ledger(args), args.since, args.until)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -397,11 +413,23 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="check or export the purge ledger for auditors")
     audits = audit.add_subparsers(dest="audit", required=True)
     verify = audits.add_parser("verify", help="check the hash chain and signatures")
-    verify.add_argument("--ledger", type=Path, default=_default_ledger())
+    verify.add_argument("--ledger", type=Path, help="default: the --config file's ledger")
+    verify.add_argument(
+        "--config",
+        type=Path,
+        default=_default_config(),
+        help="gate configuration whose ledger to read (%(default)s)",
+    )
     verify.add_argument("--public-key", type=Path, help="ledger public key (default: beside it)")
     verify.set_defaults(handler=_audit_verify)
     export = audits.add_parser("export", help="records as JSON lines, e.g. for a regulator")
-    export.add_argument("--ledger", type=Path, default=_default_ledger())
+    export.add_argument("--ledger", type=Path, help="default: the --config file's ledger")
+    export.add_argument(
+        "--config",
+        type=Path,
+        default=_default_config(),
+        help="gate configuration whose ledger to read (%(default)s)",
+    )
     export.add_argument("--since", type=_timestamp, help="ISO time, inclusive (UTC if naive)")
     export.add_argument("--until", type=_timestamp, help="ISO time, exclusive (UTC if naive)")
     export.set_defaults(handler=_audit_export)

@@ -139,6 +139,19 @@ def test_healthy_unit_passes_every_check(unit: Unit):
     assert unit.simulator.relay_pulses == []
 
 
+def test_audit_verify_reads_the_ledger_the_config_names(unit: Unit):
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "audit", "verify", "--config", str(unit.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3" in result.stdout and str(unit.state) in result.stdout + result.stderr
+
+
 def test_an_empty_flight_gallery_is_a_warning(unit: Unit):
     unit.edit('number = "0283"', 'number = "0999"')  # a flight nobody enrolled
     report = run_selftest(unit.config)
