@@ -248,6 +248,9 @@ class Gallery:
         self._db.commit()
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[list[tuple[str, str]], np.ndarray, np.ndarray]] = {}
+        # Another process (`gate-matcher enroll` while `serve` runs) changed the file when
+        # SQLite's data_version moves: the cached templates are read again.
+        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.thresholds = self._load_thresholds()
 
@@ -410,6 +413,10 @@ class Gallery:
 
     def _templates(self, flight: str) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
         with self._lock:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._cache.clear()
+                self._data_version = version
             if flight not in self._cache:
                 rows = self._db.execute(
                     "SELECT token, traveller_id, photos, template FROM travellers"
