@@ -207,6 +207,43 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gallery(args: argparse.Namespace) -> int:
+    gallery = Gallery(args.db)
+    if args.gallery == "list":
+        flights = gallery.flights()
+        if args.json:
+            print(json.dumps(flights))
+        for f in [] if args.json else flights:
+            print(f"{f['flight']:<28} {f['travellers']:>5} travellers  {f['recognizer']}")
+        if not flights and not args.json:
+            print("no galleries")
+        return 0
+    carrier, number, date, airport = (value.strip().upper() for value in args.flight)
+    problem = flight_problem(carrier, number, date, airport)
+    if problem:
+        print(f"gate-matcher gallery: {problem}", file=sys.stderr)
+        return 2
+    key = flight_key(carrier, number, date, airport)
+    if args.gallery == "show":
+        travellers = gallery.travellers(key)
+        if args.json:
+            print(json.dumps(travellers))
+            return 0
+        for t in travellers:
+            verified = _iso_ms(t["verified_at_ms"]) if t["verified_at_ms"] else "never"
+            print(f"{t['traveller_id']:<20} {t['category']:<12} {t['photos']} photo(s),"
+                  f" verified {verified}")  # fmt: skip
+        print(f"{key}: {len(travellers)} travellers")
+        return 0 if travellers else 1
+    deleted = gallery.delete(key, args.traveller)
+    what = f"traveller {args.traveller} of {key}" if args.traveller else f"the gallery of {key}"
+    if not deleted:
+        print(f"gate-matcher gallery delete: no {what}", file=sys.stderr)
+        return 1
+    print(f"deleted {what} ({deleted} record(s)); gates see it at their next session refresh")
+    return 0
+
+
 def _revoke(args: argparse.Namespace) -> int:
     from matching_service.errors import RevocationError
     from matching_service.revocation import add_to_file, parse_serial
@@ -326,6 +363,24 @@ def main(argv: list[str] | None = None) -> int:
     revoke = token_commands.add_parser("revoke", help="expire a device's unused tokens now")
     revoke.add_argument("--device-id", required=True)
     revoke.set_defaults(handler=_token)
+    galleries = commands.add_parser("gallery", help="list, show or delete flight galleries")
+    gallery_commands = galleries.add_subparsers(dest="gallery", required=True)
+    listing = gallery_commands.add_parser("list", help="every flight held, with its size")
+    listing.add_argument("--json", action="store_true", help="one JSON list")
+    listing.set_defaults(handler=_gallery)
+    flight_args = {
+        "nargs": 4,
+        "required": True,
+        "metavar": ("CARRIER", "NUMBER", "DATE", "AIRPORT"),
+    }
+    show = gallery_commands.add_parser("show", help="a flight's travellers (no templates)")
+    show.add_argument("--flight", **flight_args)
+    show.add_argument("--json", action="store_true", help="one JSON list")
+    show.set_defaults(handler=_gallery)
+    delete = gallery_commands.add_parser("delete", help="a flight's gallery, or one traveller")
+    delete.add_argument("--flight", **flight_args)
+    delete.add_argument("--traveller", help="only this traveller id")
+    delete.set_defaults(handler=_gallery)
     revoke_cert = commands.add_parser(
         "revoke",
         help="revoke a device certificate (e.g. the old one after `gatectl provision --rotate`)",

@@ -135,3 +135,46 @@ def test_a_revoked_certificate_is_refused_by_the_serving_matcher(tmp_path, pki, 
     finally:
         client.close()
         server.stop(grace=None)
+
+
+def test_gallery_list_show_and_delete(tmp_path, demo_photos):
+    db = tmp_path / "gallery.sqlite"
+    manifest = tmp_path / "m.json"
+    manifest.write_text(
+        json.dumps(
+            [
+                {
+                    "traveller_id": "P1",
+                    "category": "us_citizen",
+                    "photo": str(demo_photos / "obama.jpg"),
+                },
+                {
+                    "traveller_id": "P2",
+                    "category": "in_scope",
+                    "photo": str(demo_photos / "biden.jpg"),
+                },
+            ]
+        )
+    )
+    flight = ("ba", "283", "2026-11-25", "lax")  # case and zero padding as typed
+    enrolled = gate_matcher("--db", str(db), "enroll", "--flight", *flight, "--manifest",
+                            str(manifest), "--photos-root", str(demo_photos))  # fmt: skip
+    assert enrolled.returncode == 0, enrolled.stderr
+    listed = json.loads(gate_matcher("--db", str(db), "gallery", "list", "--json").stdout)
+    assert [(f["flight"], f["travellers"]) for f in listed] == [("BA0283/2026-11-25/LAX", 2)]
+    shown = gate_matcher("--db", str(db), "gallery", "show", "--flight", *flight, "--json")
+    travellers = json.loads(shown.stdout)
+    assert [t["traveller_id"] for t in travellers] == ["P1", "P2"]
+    assert "template" not in shown.stdout and "token" not in shown.stdout
+
+    one = gate_matcher(
+        "--db", str(db), "gallery", "delete", "--flight", *flight, "--traveller", "P1"
+    )
+    assert one.returncode == 0 and "deleted traveller P1" in one.stdout
+    everyone = gate_matcher("--db", str(db), "gallery", "delete", "--flight", *flight)
+    assert everyone.returncode == 0 and "1 record" in everyone.stdout
+    assert gate_matcher("--db", str(db), "gallery", "show", "--flight", *flight).returncode == 1
+    bad = gate_matcher(
+        "--db", str(db), "gallery", "show", "--flight", "BA", "1", "2026-13-01", "LAX"
+    )
+    assert bad.returncode == 2 and "date" in bad.stderr
