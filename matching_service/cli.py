@@ -101,6 +101,14 @@ def _serve(args: argparse.Namespace) -> int:
     from matching_service.revocation import RevocationList
 
     pki = create_dev_pki(args.pki) if args.dev_pki else PkiLayout(args.pki)
+    missing = [p for p in (pki.ca_cert, pki.server_cert, pki.server_key) if not p.is_file()]
+    if missing:
+        print(
+            f"gate-matcher serve: --pki {args.pki} is not a service PKI ({missing[0]} is"
+            " missing); give the folder made for this service, or --dev-pki for development",
+            file=sys.stderr,
+        )
+        return 2
     try:
         revocations = RevocationList(args.revocations) if args.revocations else None
     except RevocationError as exc:
@@ -118,6 +126,9 @@ def _serve(args: argparse.Namespace) -> int:
         return _run_servers(args, pki, gallery, audit, revocations, pool, recognizer)
     except (TemplateMismatch, RecognizerUnavailable) as exc:
         print(f"gate-matcher: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # a key file unreadable, an address in use
+        print(f"gate-matcher serve: {exc}", file=sys.stderr)
         return 2
     finally:
         pool.close()
@@ -318,6 +329,11 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    # gRPC's C core would print its own copy of errors this command reports in one line;
+    # GRPC_VERBOSITY=ERROR (or DEBUG) in the environment brings it back.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     parser = argparse.ArgumentParser(prog="gate-matcher", description=__doc__)
     parser.add_argument("--version", action="version", version=f"gate-matcher {_version()}")
     parser.add_argument(

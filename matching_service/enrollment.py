@@ -311,9 +311,15 @@ def start_enrollment_server(
     )
     register(server, service, "Enrollment")
     service.health = add_health(server, (ENROLLMENT_SERVICE,))
-    port = server.add_secure_port(address, credentials)
+    try:
+        port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpc's "Failed to bind": in use, or not an address of this host
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind the enrollment service to {address}")
+        raise OSError(
+            f"could not bind the enrollment service to {address} (in use by another program,"
+            " or not an address of this host)"
+        )
     server.start()
     return server, port
 

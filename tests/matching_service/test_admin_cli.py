@@ -178,3 +178,21 @@ def test_gallery_list_show_and_delete(tmp_path, demo_photos):
         "--db", str(db), "gallery", "show", "--flight", "BA", "1", "2026-13-01", "LAX"
     )
     assert bad.returncode == 2 and "date" in bad.stderr
+
+
+def test_serve_with_a_missing_pki_or_a_port_in_use_is_one_line(tmp_path, pki):
+    import socket
+
+    missing = gate_matcher(
+        "--db", str(tmp_path / "g.sqlite"), "serve", "--pki", str(tmp_path / "no")
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "is not a service PKI" in missing.stderr and "--dev-pki" in missing.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        in_use = gate_matcher("--db", str(tmp_path / "g.sqlite"), "serve", "--pki", str(pki.root),
+                              "--address", f"127.0.0.1:{port}")  # fmt: skip
+    assert in_use.returncode == 2 and "Traceback" not in in_use.stderr
+    assert f"could not bind the matching service to 127.0.0.1:{port}" in in_use.stderr
