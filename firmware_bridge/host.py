@@ -8,6 +8,14 @@ callbacks so they may call back into the link without deadlocking the reader).
 Commands are stop-and-wait: one outstanding command at a time, retransmitted
 with the same seq until ACKed, so the MCU's duplicate filter (same seq and
 bytes as the last executed command) makes retransmission idempotent.
+
+Authentication (``PROTOCOL.md``): the greeting (HELLO) and every STATUS request carry a
+fresh random nonce, and only a STATUS whose tag verifies for it is read; anything else
+is dropped and counted (:attr:`GateLink.forged_status`). The session id the MCU returns
+with HELLO keys the heartbeat, relay close, indicator and buzzer commands. The relay
+counter is the host's own (:class:`~firmware_bridge.relay_counter.RelayCounter`): an
+authenticated counter that is implausible puts the link out of service
+(:class:`CounterImplausible`, one journal line) and is never written to the MCU.
 """
 
 import contextlib
@@ -21,38 +29,33 @@ from types import TracebackType
 
 import serial
 
+from firmware_bridge.errors import CommandRejected, CounterImplausible, LinkError, NotAuthentic
 from firmware_bridge.protocol import (
-    MIN_KEY_LEN,
+    EPOCH_LOCKED,
+    NONCE_LEN,
+    SESSION_LEN,
     BadPayload,
-    BridgeError,
     FaultCode,
     Frame,
     FrameDecoder,
+    Indicator,
+    LinkKeys,
     MsgType,
     Result,
     pack_buzzer,
     pack_indicator,
+    pack_new_epoch,
     pack_relay_pulse,
+    pack_session_command,
+    status_authentic,
     unpack_ack,
     unpack_boot,
     unpack_status,
     unpack_u8,
 )
+from firmware_bridge.relay_counter import REDEPLOY_HINT, RelayCounter
 
 log = logging.getLogger(__name__)
-
-
-class LinkError(BridgeError):
-    """The MCU could not be reached (port closed/vanished, no ACK after retries)."""
-
-
-class CommandRejected(BridgeError):
-    """The MCU ACKed a command with a non-OK result; ``result`` holds the code."""
-
-    def __init__(self, command: str, result: int) -> None:
-        super().__init__(f"MCU rejected {command}: {Result.name(result)}")
-        self.command = command
-        self.result = result
 
 
 # ------------------------------------------------------------------------ events
@@ -95,10 +98,14 @@ Event = OptOutPressed | DoorChanged | Boot | Fault | LinkState
 
 @dataclass(frozen=True)
 class Status:
+    """An authenticated STATUS: it answered this host's nonce."""
+
     relay_open: bool
     indicator: int
     last_counter: int
     heartbeat_ok: bool
+    epoch: int  # the relay counter's epoch
+    session: bytes  # the MCU's session id (new at every HELLO)
 
 
 _SERIAL_ERRORS = (serial.SerialException, OSError, TypeError, AttributeError)
@@ -119,26 +126,25 @@ class GateLink:
         baudrate: int = 115200,
         reconnect_max_backoff: float = 2.0,
     ) -> None:
-        if len(hmac_key) < MIN_KEY_LEN:
-            raise ValueError(f"HMAC key must be at least {MIN_KEY_LEN} bytes")
-        if not 0 <= counter_start <= 0xFFFFFFFF:
-            raise ValueError("counter_start must fit in u32")
+        self._keys = LinkKeys(hmac_key)  # ValueError for a short key
+        self._relay = RelayCounter(counter_start)  # ValueError for an unusable start
         self.port = port
-        self._key = bytes(hmac_key)
         self.heartbeat_interval = heartbeat_interval
         self.ack_timeout = ack_timeout
         self.retries = retries
         self.baudrate = baudrate
         self.reconnect_max_backoff = reconnect_max_backoff
-        self._counter = counter_start
         self._seq = os.urandom(1)[0]  # random start: no confusion with a previous session
+        self._session = bytes(SESSION_LEN)  # the MCU's, from the last greeting
+        self._cmd_n = 0  # last session command number used in it
         self._ser: serial.Serial | None = None
         self._ser_lock = threading.Lock()  # guards _ser and writes
         self._cmd_lock = threading.RLock()  # one outstanding command (stop-and-wait)
         self._cond = threading.Condition()  # guards _acks / _status
         self._acks: dict[int, int] = {}
+        self._status_nonce: bytes | None = None  # the STATUS being waited for answers it
         self._status: Status | None = None
-        self._status_gen = 0
+        self._logged_fault: str | None = None
         self._decoder = FrameDecoder()
         self._need_hello = True
         self._link_up = False
@@ -147,11 +153,17 @@ class GateLink:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.retransmissions = 0
+        self.forged_status = 0  # STATUS frames dropped: they did not verify
 
     # --------------------------------------------------------------- lifecycle
 
     def open(self) -> "GateLink":
-        """Open the port, start the threads and say HELLO (raises LinkError)."""
+        """Open the port, start the threads and greet the MCU (raises LinkError).
+
+        An implausible relay counter does not stop it (the link can still show
+        OUT_OF_SERVICE, and :meth:`start_new_epoch` repairs the counter), but the link is
+        not up then, and :meth:`hello` and :meth:`pulse_relay` raise CounterImplausible.
+        """
         if self._threads:
             raise RuntimeError("GateLink already open")
         self._ser = self._open_serial()
@@ -167,7 +179,7 @@ class GateLink:
             self._threads.append(t)
             t.start()
         try:
-            self.hello()
+            self._establish()
         except BaseException:
             self.close()
             raise
@@ -202,13 +214,23 @@ class GateLink:
 
     @property
     def link_up(self) -> bool:
-        """True while the MCU answers and a session is established."""
+        """True while the MCU answers, a session is established and the counter is sound."""
         return self._link_up
 
     @property
     def counter(self) -> int:
-        """Last relay counter used (the next pulse uses a larger one)."""
-        return self._counter
+        """Last relay counter used or seen (the next pulse uses a larger one)."""
+        return self._relay.value
+
+    @property
+    def epoch(self) -> int | None:
+        """The relay counter's epoch, as the MCU last proved it (None before that)."""
+        return self._relay.epoch
+
+    @property
+    def counter_fault(self) -> str | None:
+        """Why the relay counter cannot be used (the gate is out of service), or None."""
+        return self._relay.fault
 
     def on_event(self, callback: Callable[[Event], None]) -> None:
         """Register ``callback(event)``; called on a dedicated event thread."""
@@ -217,17 +239,52 @@ class GateLink:
     # ---------------------------------------------------------------- commands
 
     def hello(self) -> None:
-        """Establish the session and resync the relay counter from STATUS."""
+        """Greet again: a new session, the counter resynced from the authenticated STATUS.
+
+        Raises CounterImplausible if that counter cannot be used (see ``relay_counter``).
+        """
+        self._establish()
+        fault = self._relay.fault
+        if fault is not None:
+            raise CounterImplausible(fault)
+
+    def _establish(self) -> Status:
+        """HELLO with a fresh nonce, then adopt the counter of its authenticated STATUS."""
         with self._cmd_lock:
             self._need_hello = False  # a BOOT arriving from now on sets it again
             try:
-                self._check("HELLO", self.send_command(MsgType.HELLO))
-                status = self.request_status()
+                status = self._greet()
             except BaseException:
                 self._need_hello = True
                 raise
-            self._counter = max(self._counter, status.last_counter)
+            try:
+                self._relay.adopt(status.epoch, status.last_counter)
+            except CounterImplausible as exc:
+                self._out_of_service(exc)
+                return status
+            self._logged_fault = None
             self._set_link(True)
+            return status
+
+    def _greet(self) -> Status:
+        nonce = os.urandom(NONCE_LEN)
+        result, status = self._transact(MsgType.HELLO, nonce, nonce=nonce)
+        self._check("HELLO", result)
+        assert status is not None
+        self._session = status.session
+        self._cmd_n = 0
+        return status
+
+    def _out_of_service(self, fault: CounterImplausible) -> None:
+        """The counter cannot be used: link down, the MCU shut and red, one journal line."""
+        if str(fault) != self._logged_fault:
+            log.error("gate out of service: %s", fault)
+            self._logged_fault = str(fault)
+        self._set_link(False)
+        with contextlib.suppress(LinkError, CommandRejected):
+            self._session_command("RELAY_CLOSE", MsgType.RELAY_CLOSE, regreet=False)
+            body = pack_indicator(Indicator.OUT_OF_SERVICE)
+            self._session_command("INDICATOR", MsgType.INDICATOR, body, regreet=False)
 
     def pulse_relay(self, ms: int) -> None:
         """Open the gate relay for ``ms`` (the MCU caps it); authenticated, fresh counter."""
@@ -236,78 +293,166 @@ class GateLink:
         with self._cmd_lock:
             result = self._send_pulse(ms)
             if result == Result.REJECTED_STALE:
-                # The MCU saw a larger counter (e.g. another host run): resync once.
-                self._counter = max(self._counter, self.request_status().last_counter)
+                # The MCU saw a larger counter (e.g. another host run): resync once, from
+                # its authenticated STATUS and within the counter's rules.
+                self._adopt(self.request_status())
                 result = self._send_pulse(ms)
             self._check("RELAY_PULSE", result)
 
+    def _adopt(self, status: Status) -> None:
+        try:
+            self._relay.adopt(status.epoch, status.last_counter)
+        except CounterImplausible as exc:
+            self._out_of_service(exc)
+            raise
+
     def _send_pulse(self, ms: int) -> int:
-        if self._counter >= 0xFFFFFFFF:
-            raise LinkError("relay counter exhausted; re-key the gate")
-        self._counter += 1
-        payload = pack_relay_pulse(self._key, ms, self._counter)
+        try:
+            epoch, counter = self._relay.next_pulse()
+        except CounterImplausible as exc:
+            self._out_of_service(exc)
+            raise
+        payload = pack_relay_pulse(self._keys, epoch, ms, counter)
         return self.send_command(MsgType.RELAY_PULSE, payload)
 
+    def start_new_epoch(self) -> tuple[Status, Status]:
+        """Recover the relay counter: the MCU moves to epoch + 1 with counter 0.
+
+        The technician's repair of a used-up or poisoned counter (``gatectl provision
+        --rotate``): NEW_EPOCH is tagged with the relay key, so nobody on the line can
+        send it, and it depends on no value from the line but the MCU's authenticated
+        epoch. Pulses signed in older epochs never verify again. -> (before, after).
+        """
+        with self._cmd_lock:
+            if self._need_hello:
+                self._establish()
+            before = self.request_status()
+            if before.epoch + 1 >= EPOCH_LOCKED:
+                raise CounterImplausible(
+                    f"the MCU's relay counter store is locked or out of epochs: {REDEPLOY_HINT}"
+                )
+            new_epoch = before.epoch + 1
+            payload = pack_new_epoch(self._keys, new_epoch)
+            self._check("NEW_EPOCH", self.send_command(MsgType.NEW_EPOCH, payload))
+            after = self.request_status()
+            if (after.epoch, after.last_counter) != (new_epoch, 0):
+                raise CounterImplausible(
+                    f"the MCU reports epoch {after.epoch}, counter {after.last_counter} "
+                    f"after starting epoch {new_epoch}"
+                )
+            self._relay.adopt(after.epoch, after.last_counter)
+            log.warning(
+                "relay counter: new epoch %d started (was epoch %d at counter %d)",
+                after.epoch,
+                before.epoch,
+                before.last_counter,
+            )
+            self._logged_fault = None
+            self._set_link(True)
+            return before, after
+
     def close_relay(self) -> None:
-        """Close the relay now (never needs authentication)."""
-        self._check("RELAY_CLOSE", self.send_command(MsgType.RELAY_CLOSE))
+        """Close the relay now. An authenticated session command, so nobody on the line
+        can cut a pulse short; the MCU also closes it by itself at the pulse's end and
+        when the link is lost."""
+        self._session_command("RELAY_CLOSE", MsgType.RELAY_CLOSE)
 
     def set_indicator(self, pattern: int) -> None:
-        """Show an :class:`Indicator` pattern."""
-        self._check("INDICATOR", self.send_command(MsgType.INDICATOR, pack_indicator(pattern)))
+        """Show an :class:`Indicator` pattern (authenticated, like every output)."""
+        self._session_command("INDICATOR", MsgType.INDICATOR, pack_indicator(pattern))
 
     def buzzer(self, ms: int) -> None:
         """Sound the buzzer for ``ms``."""
         if not 0 <= ms <= 0xFFFF:
             raise ValueError("buzzer duration must be 0-65535 ms")
-        self._check("BUZZER", self.send_command(MsgType.BUZZER, pack_buzzer(ms)))
+        self._session_command("BUZZER", MsgType.BUZZER, pack_buzzer(ms))
+
+    def _session_command(
+        self, name: str, msg_type: int, body: bytes = b"", *, regreet: bool = True
+    ) -> None:
+        """Send a command of the current session. If the MCU refuses it because somebody
+        greeted it meanwhile (another session id), greet again and send it once more; after
+        a BOOT or a lost link the refusal stands (the link is down: the heartbeat greets
+        at its next tick, and the gate shows it was out of service meanwhile)."""
+        with self._cmd_lock:
+            result = self._send_session(msg_type, body)
+            if result != Result.OK and regreet and not self._need_hello:
+                self._establish()
+                result = self._send_session(msg_type, body)
+            self._check(name, result)
+
+    def _send_session(self, msg_type: int, body: bytes) -> int:
+        self._cmd_n += 1
+        payload = pack_session_command(self._keys, msg_type, self._session, self._cmd_n, body)
+        return self.send_command(msg_type, payload)
 
     def request_status(self) -> Status:
-        """Ask the MCU for its STATUS (sent right after the ACK)."""
+        """Ask the MCU for its STATUS (sent right after the ACK, for a fresh nonce)."""
         with self._cmd_lock:
-            result, status = self._transact(MsgType.STATUS_REQUEST, b"", want_status=True)
+            nonce = os.urandom(NONCE_LEN)
+            result, status = self._transact(MsgType.STATUS_REQUEST, nonce, nonce=nonce)
             self._check("STATUS_REQUEST", result)
             assert status is not None
+            if status.session != self._session:
+                self._need_hello = True  # the MCU is in another session: greet again
             return status
 
     def send_command(self, msg_type: int, payload: bytes = b"") -> int:
         """Low-level: send one command, wait for its ACK, return the result code."""
         with self._cmd_lock:
-            return self._transact(msg_type, payload, want_status=False)[0]
+            return self._transact(msg_type, payload)[0]
 
     @staticmethod
     def _check(command: str, result: int) -> None:
         if result != Result.OK:
             raise CommandRejected(command, result)
 
-    def _transact(self, msg_type: int, payload: bytes, want_status: bool) -> tuple:
+    def _transact(
+        self, msg_type: int, payload: bytes, nonce: bytes | None = None
+    ) -> tuple[int, Status | None]:
+        """Send, retransmit until ACKed; with ``nonce``, also wait for its authentic STATUS."""
         seq = self._seq
         self._seq = (self._seq + 1) & 0xFF
         wire = Frame(msg_type, seq, payload).encode()
         attempts = self.retries + 1
         with self._cond:
             self._acks.pop(seq, None)
-        for attempt in range(attempts):
-            if attempt:
-                self.retransmissions += 1
+            self._status_nonce = nonce
+            self._status = None
+            forged_before = self.forged_status
+
+        def answered() -> bool:
+            if seq not in self._acks:
+                return False
+            return nonce is None or self._acks[seq] != Result.OK or self._status is not None
+
+        acked = False
+        try:
+            for attempt in range(attempts):
+                if attempt:
+                    self.retransmissions += 1
+                self._write(wire)
+                with self._cond:
+                    if self._cond.wait_for(answered, timeout=self.ack_timeout):
+                        return self._acks.pop(seq), self._status
+                    acked = acked or seq in self._acks
+        finally:
             with self._cond:
-                gen = self._status_gen
-            self._write(wire)
-            with self._cond:
-                ok = self._cond.wait_for(
-                    lambda gen=gen: (
-                        seq in self._acks and (not want_status or self._status_gen != gen)
-                    ),
-                    timeout=self.ack_timeout,
-                )
-                if ok:
-                    result = self._acks.pop(seq)
-                    return result, self._status
+                self._status_nonce = None
         self._need_hello = True
         self._set_link(False)
+        name = MsgType.name(msg_type)
+        forged = self.forged_status - forged_before
+        if acked and forged:
+            raise NotAuthentic(
+                f"the MCU on {self.port} ACKed {name} but none of the {forged} STATUS frames "
+                "that came back verified: it holds another relay key, or frames are being "
+                "forged on the line"
+            )
+        if acked:
+            raise LinkError(f"no STATUS from MCU on {self.port} for {name} seq={seq}")
         raise LinkError(
-            f"no ACK from MCU on {self.port} for {MsgType.name(msg_type)} seq={seq} "
-            f"after {attempts} attempts"
+            f"no ACK from MCU on {self.port} for {name} seq={seq} after {attempts} attempts"
         )
 
     # ------------------------------------------------------------------ serial
@@ -385,11 +530,7 @@ class GateLink:
                     self._acks[seq] = result
                     self._cond.notify_all()
             elif t == MsgType.STATUS:
-                relay, ind, counter, hb = unpack_status(frame.payload)
-                with self._cond:
-                    self._status = Status(relay, ind, counter, hb)
-                    self._status_gen += 1
-                    self._cond.notify_all()
+                self._on_status(frame)
             elif t == MsgType.BOOT:
                 ver, cause = unpack_boot(frame.payload)
                 self._need_hello = True
@@ -408,20 +549,48 @@ class GateLink:
         except BadPayload as e:
             log.warning("ignoring malformed %s from MCU: %s", MsgType.name(t), e)
 
+    def _on_status(self, frame: Frame) -> None:
+        """Keep a STATUS only if it answers the nonce being waited for, under our key."""
+        with self._cond:
+            nonce = self._status_nonce
+            if nonce is not None and status_authentic(self._keys, frame.seq, frame.payload, nonce):
+                relay, ind, hb, epoch, counter, session, _ = unpack_status(frame.payload)
+                self._status = Status(relay, ind, counter, hb, epoch, session)
+                self._cond.notify_all()
+                return
+            self.forged_status += 1
+            first = self.forged_status == 1
+        # Forged, replayed, unasked for, or under another key: never read. Logged on the
+        # first one and then every 100th, so a flood cannot fill the journal.
+        if first or self.forged_status % 100 == 0:
+            log.warning(
+                "dropped a STATUS from %s that does not verify (%d so far): forged, replayed "
+                "or another relay key",
+                self.port,
+                self.forged_status,
+            )
+
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.heartbeat_interval):
             if self._ser is None:
                 continue
             try:
                 if self._need_hello:
-                    self.hello()
-                elif self.send_command(MsgType.HEARTBEAT) != Result.OK:
-                    self._need_hello = True  # MCU lost our session
-                    self._set_link(False)
-            except (LinkError, CommandRejected) as e:
+                    self._establish()
+                else:
+                    # Refused (the MCU rebooted or another greeting replaced our session):
+                    # the link is down until the next tick greets again, so the gate
+                    # shows that it lost the MCU instead of carrying on as if nothing was.
+                    self._session_command("HEARTBEAT", MsgType.HEARTBEAT, regreet=False)
+            except CommandRejected as e:
+                self._need_hello = True
+                self._set_link(False)
+                log.debug("heartbeat failed: %s", e)
+            except LinkError as e:
                 log.debug("heartbeat failed: %s", e)
 
     def _set_link(self, up: bool) -> None:
+        up = up and self._relay.fault is None
         with self._cond:
             changed = up != self._link_up
             self._link_up = up
@@ -443,12 +612,14 @@ class GateLink:
 __all__ = [
     "Boot",
     "CommandRejected",
+    "CounterImplausible",
     "DoorChanged",
     "Event",
     "Fault",
     "GateLink",
     "LinkError",
     "LinkState",
+    "NotAuthentic",
     "OptOutPressed",
     "Status",
 ]

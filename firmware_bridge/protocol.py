@@ -6,10 +6,16 @@ no dataclasses, enums or runtime typing.  See ``PROTOCOL.md`` for the spec.
 
 Frame (before COBS)::
 
-    version u8 (=1) | msg_type u8 | seq u8 | payload_len u8 | payload | crc16 u16 BE
+    version u8 (=2) | msg_type u8 | seq u8 | payload_len u8 | payload | crc16 u16 BE
 
 The CRC is CRC-16/CCITT-FALSE over every byte before it.  On the wire each frame
 is COBS-encoded and terminated by a single 0x00 byte.
+
+The CRC only finds line noise. What an attacker on the line must not forge is
+authenticated with HMAC-SHA256 under two keys derived from the gate's relay key, one
+per direction (:class:`LinkKeys`): every host command that changes something (the
+relay pulse and new counter epoch, and the session commands: heartbeat, relay close,
+indicator, buzzer) and the MCU's STATUS, which answers the host's fresh nonce.
 """
 
 # MicroPython compatibility: %-formatting, plain dict class attributes and
@@ -23,7 +29,7 @@ try:  # CPython and recent MicroPython
 except ImportError:  # pragma: no cover - old MicroPython ports
     import uhashlib as hashlib  # type: ignore[no-redef]
 
-VERSION = 1
+VERSION = 2
 MAX_FRAME = 128  # max decoded frame size: header + payload + crc
 HEADER_LEN = 4
 CRC_LEN = 2
@@ -32,6 +38,12 @@ MAX_PAYLOAD = MAX_FRAME - HEADER_LEN - CRC_LEN  # 122
 MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 1
 TAG_LEN = 16
 MIN_KEY_LEN = 16
+NONCE_LEN = 8  # the host's challenge in HELLO and STATUS_REQUEST
+SESSION_LEN = 8  # the MCU's random session id, chosen at HELLO
+U32_MAX = 0xFFFFFFFF
+# Both halves of the relay state at U32_MAX: the MCU's counter store is unreadable.
+# Every pulse is then stale and no new epoch is above it: only a deploy recovers.
+EPOCH_LOCKED = U32_MAX
 
 
 # --------------------------------------------------------------------------- errors
@@ -86,6 +98,7 @@ class MsgType:
     INDICATOR = 0x05
     BUZZER = 0x06
     STATUS_REQUEST = 0x07
+    NEW_EPOCH = 0x08
 
     ACK = 0x81
     BOOT = 0x82
@@ -94,8 +107,11 @@ class MsgType:
     FAULT = 0x85
     STATUS = 0x86
 
-    HOST_TO_MCU = (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07)
+    HOST_TO_MCU = (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08)
     MCU_TO_HOST = (0x81, 0x82, 0x83, 0x84, 0x85, 0x86)
+    # Commands authenticated under the session (payload: body, n u32, tag):
+    # HEARTBEAT, RELAY_CLOSE, INDICATOR, BUZZER.
+    SESSION_COMMANDS = (0x02, 0x04, 0x05, 0x06)
 
     NAMES = {
         0x01: "HELLO",
@@ -105,6 +121,7 @@ class MsgType:
         0x05: "INDICATOR",
         0x06: "BUZZER",
         0x07: "STATUS_REQUEST",
+        0x08: "NEW_EPOCH",
         0x81: "ACK",
         0x82: "BOOT",
         0x83: "OPT_OUT_PRESSED",
@@ -258,16 +275,34 @@ def crc16_ccitt_false(data: bytes, crc: int = 0xFFFF) -> int:
 # ---------------------------------------------------------------------------- HMAC
 
 
+class HmacKey:
+    """An HMAC-SHA256 key (RFC 2104) with its two padded blocks computed once.
+
+    Built on bare ``hashlib.sha256`` because MicroPython's ``hmac`` is not on every
+    port. Precomputing the pads matters there: the per-byte XOR loops cost about
+    twenty times the hashing, so a tag costs two C-level sha256 calls per frame.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        block = 64
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = bytes(key) + b"\x00" * (block - len(key))
+        self._inner = bytes([b ^ 0x36 for b in key])
+        self._outer = bytes([b ^ 0x5C for b in key])
+
+    def digest(self, msg: bytes) -> bytes:
+        inner = hashlib.sha256(self._inner + bytes(msg)).digest()
+        return hashlib.sha256(self._outer + inner).digest()
+
+    def tag(self, msg: bytes) -> bytes:
+        """The first TAG_LEN bytes of the HMAC: what frames carry."""
+        return self.digest(msg)[:TAG_LEN]
+
+
 def hmac_sha256(key: bytes, msg: bytes) -> bytes:
-    """RFC 2104 HMAC-SHA256 from bare sha256 (MicroPython has no ``hmac``)."""
-    block = 64
-    if len(key) > block:
-        key = hashlib.sha256(key).digest()
-    key = bytes(key) + b"\x00" * (block - len(key))
-    ikey = bytes([b ^ 0x36 for b in key])
-    okey = bytes([b ^ 0x5C for b in key])
-    inner = hashlib.sha256(ikey + bytes(msg)).digest()
-    return hashlib.sha256(okey + inner).digest()
+    """RFC 2104 HMAC-SHA256 of ``msg`` under ``key`` (one-off; see :class:`HmacKey`)."""
+    return HmacKey(key).digest(msg)
 
 
 def ct_equal(a: bytes, b: bytes) -> bool:
@@ -280,10 +315,46 @@ def ct_equal(a: bytes, b: bytes) -> bool:
     return acc == 0
 
 
-def relay_tag(key: bytes, duration_ms: int, counter: int) -> bytes:
-    """First 16 bytes of HMAC-SHA256(key, b"relay" + type + duration + counter)."""
-    msg = b"relay" + bytes([MsgType.RELAY_PULSE]) + struct.pack(">HI", duration_ms, counter)
-    return hmac_sha256(key, msg)[:TAG_LEN]
+HOST_TO_MCU_LABEL = b"gate-link/2 host->mcu"
+MCU_TO_HOST_LABEL = b"gate-link/2 mcu->host"
+
+
+class LinkKeys:
+    """The two directions' keys, derived from the gate's relay key.
+
+    ``down = HMAC(relay_key, HOST_TO_MCU_LABEL)`` tags host commands and ``up =
+    HMAC(relay_key, MCU_TO_HOST_LABEL)`` tags the MCU's STATUS, so no tag made in one
+    direction is ever valid in the other.
+    """
+
+    def __init__(self, relay_key: bytes) -> None:
+        if len(relay_key) < MIN_KEY_LEN:
+            raise ValueError("HMAC key must be at least %d bytes" % MIN_KEY_LEN)
+        root = HmacKey(relay_key)
+        self.down = HmacKey(root.digest(HOST_TO_MCU_LABEL))
+        self.up = HmacKey(root.digest(MCU_TO_HOST_LABEL))
+
+
+def relay_tag(keys: LinkKeys, epoch: int, duration_ms: int, counter: int) -> bytes:
+    """Tag of a RELAY_PULSE: ``down`` over b"relay", type, epoch, duration, counter."""
+    msg = b"relay" + bytes([MsgType.RELAY_PULSE]) + struct.pack(">IHI", epoch, duration_ms, counter)
+    return keys.down.tag(msg)
+
+
+def epoch_tag(keys: LinkKeys, new_epoch: int) -> bytes:
+    """Tag of a NEW_EPOCH: ``down`` over b"epoch", type, the new epoch."""
+    return keys.down.tag(b"epoch" + bytes([MsgType.NEW_EPOCH]) + struct.pack(">I", new_epoch))
+
+
+def command_tag(keys: LinkKeys, msg_type: int, session: bytes, n: int, body: bytes) -> bytes:
+    """Tag of a session command: ``down`` over b"cmd", type, session id, n, body."""
+    msg = b"cmd" + bytes([msg_type]) + bytes(session) + struct.pack(">I", n) + bytes(body)
+    return keys.down.tag(msg)
+
+
+def status_tag(keys: LinkKeys, seq: int, body: bytes, nonce: bytes) -> bytes:
+    """Tag of a STATUS: ``up`` over b"status", type, the frame's seq, body, the host's nonce."""
+    return keys.up.tag(b"status" + bytes([MsgType.STATUS, seq]) + bytes(body) + bytes(nonce))
 
 
 # --------------------------------------------------------------------------- frames
@@ -429,8 +500,29 @@ def expect_empty(payload: bytes, what: str) -> None:
     _expect_len(payload, 0, what)
 
 
-def pack_relay_pulse(key: bytes, duration_ms: int, counter: int) -> bytes:
-    return struct.pack(">HI", duration_ms, counter) + relay_tag(key, duration_ms, counter)
+def unpack_nonce(payload: bytes, what: str) -> bytes:
+    """HELLO and STATUS_REQUEST carry the host's nonce and nothing else."""
+    _expect_len(payload, NONCE_LEN, what)
+    return bytes(payload)
+
+
+def pack_session_command(
+    keys: LinkKeys, msg_type: int, session: bytes, n: int, body: bytes = b""
+) -> bytes:
+    """body | n u32 | tag: a command the MCU executes only in session ``session``, once."""
+    return bytes(body) + struct.pack(">I", n) + command_tag(keys, msg_type, session, n, body)
+
+
+def unpack_session_command(payload: bytes, body_len: int, what: str) -> tuple:
+    """-> (body, n, tag)."""
+    _expect_len(payload, body_len + 4 + TAG_LEN, what)
+    n = struct.unpack(">I", payload[body_len : body_len + 4])[0]
+    return bytes(payload[:body_len]), n, bytes(payload[body_len + 4 :])
+
+
+def pack_relay_pulse(keys: LinkKeys, epoch: int, duration_ms: int, counter: int) -> bytes:
+    tag = relay_tag(keys, epoch, duration_ms, counter)
+    return struct.pack(">HI", duration_ms, counter) + tag
 
 
 def unpack_relay_pulse(payload: bytes) -> tuple:
@@ -440,26 +532,38 @@ def unpack_relay_pulse(payload: bytes) -> tuple:
     return duration, counter, bytes(payload[6:])
 
 
+def pack_new_epoch(keys: LinkKeys, new_epoch: int) -> bytes:
+    return struct.pack(">I", new_epoch) + epoch_tag(keys, new_epoch)
+
+
+def unpack_new_epoch(payload: bytes) -> tuple:
+    """-> (new_epoch, tag)."""
+    _expect_len(payload, 4 + TAG_LEN, "NEW_EPOCH")
+    return struct.unpack(">I", payload[:4])[0], bytes(payload[4:])
+
+
 def pack_indicator(pattern: int) -> bytes:
+    """The body of an INDICATOR session command."""
     if pattern not in Indicator.ALL:
         raise ValueError("unknown indicator pattern %r" % pattern)
     return bytes([pattern])
 
 
-def unpack_indicator(payload: bytes) -> int:
-    _expect_len(payload, 1, "INDICATOR")
-    if payload[0] not in Indicator.ALL:
-        raise BadPayload("unknown indicator pattern %d" % payload[0])
-    return payload[0]
+def unpack_indicator(body: bytes) -> int:
+    _expect_len(body, 1, "INDICATOR")
+    if body[0] not in Indicator.ALL:
+        raise BadPayload("unknown indicator pattern %d" % body[0])
+    return body[0]
 
 
 def pack_buzzer(ms: int) -> bytes:
+    """The body of a BUZZER session command."""
     return struct.pack(">H", ms)
 
 
-def unpack_buzzer(payload: bytes) -> int:
-    _expect_len(payload, 2, "BUZZER")
-    return struct.unpack(">H", payload)[0]
+def unpack_buzzer(body: bytes) -> int:
+    _expect_len(body, 2, "BUZZER")
+    return struct.unpack(">H", body)[0]
 
 
 def pack_ack(acked_seq: int, result: int) -> bytes:
@@ -497,27 +601,62 @@ def unpack_u8(payload: bytes, what: str) -> int:
     return payload[0]
 
 
-def pack_status(relay_open: bool, indicator: int, last_counter: int, heartbeat_ok: bool) -> bytes:
-    return struct.pack(
-        ">BBIB", 1 if relay_open else 0, indicator, last_counter, 1 if heartbeat_ok else 0
+STATUS_BODY_LEN = 3 + 4 + 4 + SESSION_LEN  # 19; the tag follows
+
+
+def pack_status(
+    keys: LinkKeys,
+    seq: int,
+    nonce: bytes,
+    relay_open: bool,
+    indicator: int,
+    heartbeat_ok: bool,
+    epoch: int,
+    last_counter: int,
+    session: bytes,
+) -> bytes:
+    """STATUS body and its tag, for the frame ``seq`` answering the host's ``nonce``."""
+    body = struct.pack(
+        ">BBBII", 1 if relay_open else 0, indicator, 1 if heartbeat_ok else 0, epoch, last_counter
     )
+    body += bytes(session)
+    return body + status_tag(keys, seq, body, nonce)
 
 
 def unpack_status(payload: bytes) -> tuple:
-    """-> (relay_open, indicator, last_counter, heartbeat_ok)."""
-    _expect_len(payload, 7, "STATUS")
-    relay, ind, counter, hb = struct.unpack(">BBIB", payload)
-    return bool(relay), ind, counter, bool(hb)
+    """-> (relay_open, indicator, heartbeat_ok, epoch, last_counter, session, tag).
+
+    Parsing only: :func:`status_authentic` says whether the MCU sent it for this nonce.
+    """
+    _expect_len(payload, STATUS_BODY_LEN + TAG_LEN, "STATUS")
+    relay, ind, hb, epoch, counter = struct.unpack(">BBBII", payload[:11])
+    session = bytes(payload[11:STATUS_BODY_LEN])
+    return bool(relay), ind, bool(hb), epoch, counter, session, bytes(payload[STATUS_BODY_LEN:])
+
+
+def status_authentic(keys: LinkKeys, seq: int, payload: bytes, nonce: bytes) -> bool:
+    """True if ``payload`` (a STATUS of frame ``seq``) was made by the MCU for ``nonce``."""
+    if len(payload) != STATUS_BODY_LEN + TAG_LEN:
+        return False
+    body = bytes(payload[:STATUS_BODY_LEN])
+    return ct_equal(bytes(payload[STATUS_BODY_LEN:]), status_tag(keys, seq, body, nonce))
 
 
 __all__ = [
     "CRC_LEN",
+    "EPOCH_LOCKED",
     "HEADER_LEN",
+    "HOST_TO_MCU_LABEL",
     "MAX_ENCODED",
     "MAX_FRAME",
     "MAX_PAYLOAD",
+    "MCU_TO_HOST_LABEL",
     "MIN_KEY_LEN",
+    "NONCE_LEN",
+    "SESSION_LEN",
+    "STATUS_BODY_LEN",
     "TAG_LEN",
+    "U32_MAX",
     "VERSION",
     "BadCobs",
     "BadCrc",
@@ -528,7 +667,9 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "FrameTooLong",
+    "HmacKey",
     "Indicator",
+    "LinkKeys",
     "MsgType",
     "ProtocolError",
     "ResetCause",
@@ -537,24 +678,33 @@ __all__ = [
     "UnknownVersion",
     "cobs_decode",
     "cobs_encode",
+    "command_tag",
     "crc16_ccitt_false",
     "ct_equal",
     "decode_wire",
+    "epoch_tag",
     "expect_empty",
     "hmac_sha256",
     "pack_ack",
     "pack_boot",
     "pack_buzzer",
     "pack_indicator",
+    "pack_new_epoch",
     "pack_relay_pulse",
+    "pack_session_command",
     "pack_status",
     "pack_u8",
     "relay_tag",
+    "status_authentic",
+    "status_tag",
     "unpack_ack",
     "unpack_boot",
     "unpack_buzzer",
     "unpack_indicator",
+    "unpack_new_epoch",
+    "unpack_nonce",
     "unpack_relay_pulse",
+    "unpack_session_command",
     "unpack_status",
     "unpack_u8",
 ]

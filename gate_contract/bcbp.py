@@ -233,7 +233,7 @@ class _Cursor:
         start = self.pos
         raw = self.take(field, 2, limit)
         if not _HEX2_RE.fullmatch(raw):
-            raise BoardingPassError(field, start, f"{raw!r} is not a 2-digit hexadecimal size")
+            raise BoardingPassError(field, start, "not a 2-digit hexadecimal size")
         return int(raw, 16)
 
     def section_end(self, field: str, size: int, limit: int | None = None) -> int:
@@ -263,24 +263,22 @@ def _parse_mandatory_leg(cur: _Cursor, prefix: str, reference: datetime.date) ->
     for name in ("from_airport", "to_airport"):
         raw, start = take(name, 3)
         if not _AIRPORT_RE.fullmatch(raw):
-            raise BoardingPassError(f"{prefix}.{name}", start, f"{raw!r} is not a 3-letter code")
+            raise BoardingPassError(f"{prefix}.{name}", start, "not a 3-letter code")
         out[name] = raw.upper()
     raw, start = take("carrier", 3)
     if not _CARRIER_RE.fullmatch(raw.rstrip(" ")):
-        raise BoardingPassError(f"{prefix}.carrier", start, f"{raw!r} is not an airline code")
+        raise BoardingPassError(f"{prefix}.carrier", start, "not an airline code")
     out["carrier"] = raw.rstrip(" ").upper()
     raw, start = take("flight_number", 5)
     try:
         out["flight_number"] = normalize_flight_number(raw)
     except ValueError:
         raise BoardingPassError(
-            f"{prefix}.flight_number", start, f"{raw!r} is not 1-4 digits and an optional letter"
+            f"{prefix}.flight_number", start, "not 1-4 digits and an optional letter"
         ) from None
     raw, start = take("julian_day", 3)
     if not raw.isdigit() or not 1 <= int(raw) <= 366:
-        raise BoardingPassError(
-            f"{prefix}.julian_day", start, f"{raw!r} is not a day of the year 001-366"
-        )
+        raise BoardingPassError(f"{prefix}.julian_day", start, "not a day of the year 001-366")
     out["julian_day"] = int(raw)
     try:
         out["flight_date"] = resolve_julian_date(int(raw), reference)
@@ -330,10 +328,10 @@ def parse_bcbp(text: str, *, reference_date: datetime.date | None = None) -> Boa
 
     code = cur.take("format_code", 1)
     if code != FORMAT_CODE:
-        raise BoardingPassError("format_code", 0, f"{code!r} is not the format code 'M'")
+        raise BoardingPassError("format_code", 0, "not the format code 'M'")
     raw = cur.take("legs", 1)
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LEGS:
-        raise BoardingPassError("legs", 1, f"{raw!r} is not a number of legs 1-{MAX_LEGS}")
+        raise BoardingPassError("legs", 1, f"not a number of legs 1-{MAX_LEGS}")
     n_legs = int(raw)
     name = cur.take("name", NAME_WIDTH).strip()
     if not name:
@@ -354,13 +352,13 @@ def parse_bcbp(text: str, *, reference_date: datetime.date | None = None) -> Boa
             marker = cur.take("conditional_marker", 1, end)
             if marker != ">":
                 raise BoardingPassError(
-                    "conditional_marker", start, f"{marker!r} where '>' opens the conditional part"
+                    "conditional_marker", start, "no '>' where the conditional part opens"
                 )
             if cur.pos < end:
                 start = cur.pos
                 raw = cur.take("version", 1, end)
                 if not raw.isdigit():
-                    raise BoardingPassError("version", start, f"{raw!r} is not a version digit")
+                    raise BoardingPassError("version", start, "not a version digit")
                 version = int(raw)
             if cur.pos < end:
                 usize = cur.hex_size("unique_conditional_size", end)

@@ -554,6 +554,8 @@ class Gallery:
                     (now_ms, flight, token, category, enrolled, verified, deadline, rule),
                 )
                 self._cache.pop(flight, None)
+        with self._lock:  # the deleted rows' old pages leave the WAL as well
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return [Deletion(d[0], d[2], d[3], d[6], d[7]) for d in due]
 
     def retention_log(self) -> list[tuple]:

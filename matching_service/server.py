@@ -48,6 +48,11 @@ def server_threads(service: MatchingService, workers: int | None = None) -> int:
     return max(threads, pool.workers) if pool is not None else threads
 
 
+def concurrent_rpcs(threads: int) -> int:
+    """Calls the server takes at once, running or queued, before refusing more."""
+    return 2 * threads
+
+
 def add_health(server: grpc.Server, services: tuple[str, ...]) -> health.HealthServicer:
     """Standard ``grpc.health.v1`` on ``server``: overall ("") and per service, SERVING."""
     servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -67,7 +72,8 @@ def start_server(
 
     The server also answers ``grpc.health.v1`` (kept at ``service.health``). Its thread
     pool has ``workers`` threads (default: ``default_workers()``), and never fewer than
-    the service's encoder processes, so every worker can be busy at once.
+    the service's encoder processes, so every worker can be busy at once; it takes
+    :func:`concurrent_rpcs` calls at a time and refuses more at once.
     """
     credentials = grpc.ssl_server_credentials(
         [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())],
@@ -78,6 +84,9 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads),
         options=server_options(),
+        # Beyond a queue as deep as the pool, calls are refused at once
+        # (RESOURCE_EXHAUSTED) rather than left waiting behind many devices' streams.
+        maximum_concurrent_rpcs=concurrent_rpcs(threads),
     )
     register(server, service, "Matching")
     service.health = add_health(server, (MATCHING_SERVICE,))
@@ -118,6 +127,7 @@ def service_from_pki(
 
 __all__ = [
     "add_health",
+    "concurrent_rpcs",
     "default_workers",
     "server_options",
     "server_threads",

@@ -15,12 +15,18 @@ no device name in certificate    UNAUTHENTICATED        unknown_device
 certificate expired / not yet    UNAUTHENTICATED        certificate_expired
 certificate revoked              UNAUTHENTICATED        certificate_revoked
 ids speak for another device     PERMISSION_DENIED      device_mismatch
+flight outside device's scope    PERMISSION_DENIED      flight_not_authorised
 unknown session                  NOT_FOUND              unknown_session
 session of another device        PERMISSION_DENIED      session_of_other_device
 stream without header first      INVALID_ARGUMENT       header_missing
 sealed to an unknown key id      FAILED_PRECONDITION    unknown_sealing_key
 capture time outside window      OUT_OF_RANGE           capture_time_outside_window
 capture id seen before           ALREADY_EXISTS         replayed_capture
+replay memory full               RESOURCE_EXHAUSTED     replay_memory_full
+more streams than a device may   RESOURCE_EXHAUSTED     too_many_streams
+header or chunks too late        DEADLINE_EXCEEDED      capture_too_slow
+caller gone (deadline, opt-out)  CANCELLED              client_cancelled (INFO)
+malformed message / request      INVALID_ARGUMENT       malformed_message, bad_request
 declared size / chunk count      RESOURCE_EXHAUSTED     oversize_capture, too_many_chunks
 more or fewer bytes than said    INVALID_ARGUMENT       size_mismatch
 payload fails authentication     INVALID_ARGUMENT       tampered_payload

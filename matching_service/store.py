@@ -1,7 +1,8 @@
 """The service's SQLite database: opened owner-only, because it holds templates, names and
 booking references (galleries), tokens and the security audit.
 
-The database file is created 0600 before SQLite opens it, and SQLite gives its WAL and
+Deleted rows are overwritten (``secure_delete``). The database file is created 0600
+before SQLite opens it, and SQLite gives its WAL and
 shared-memory files the database's permissions; an existing file with looser permissions
 is tightened (and said so in the log).
 """
@@ -34,6 +35,8 @@ def open_db(path: Path | str) -> sqlite3.Connection:
     path = Path(path)
     _owner_only(path)
     db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+    # Deleted rows (retention) are overwritten, not left in free pages for a forensic read.
+    db.execute("PRAGMA secure_delete=ON")
     db.execute("PRAGMA journal_mode=WAL")
     for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if companion.exists() and companion.stat().st_mode & 0o077:

@@ -35,6 +35,8 @@ from firmware_bridge.host import CommandRejected, LinkError
 from gate_contract.sealing import SealBinding
 from matching_service.dev_ca import DEV_DEVICE_ID
 
+TEST_DEVICE = DEV_DEVICE_ID  # the gate the test agents work at
+
 FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
 
 
@@ -170,9 +172,12 @@ class TestAgent:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, agent_id: str = "A1", scope: str = "LAX", pin: str = "") -> None:
+    def __init__(
+        self, agent_id: str = "A1", scope: str = "LAX", pin: str = "", device: str = TEST_DEVICE
+    ) -> None:
         self.agent_id = agent_id
-        self.scope = scope
+        self.scope = scope  # the airport an opt-out names
+        self.device = device  # the gate a release or cancel names
         self.key = Ed25519PrivateKey.generate()
         self.pin_hash = hash_pin(pin) if pin else ""
 
@@ -180,21 +185,29 @@ class TestAgent:
     def entry(self) -> AgentEntry:
         return AgentEntry(self.agent_id, self.key.public_key(), self.pin_hash)
 
-    def action(self, command: str, *, issued_s: int | None = None, prefix: str = "AGT:") -> str:
-        """The barcode of a signed ``command`` (RELEASE, CANCEL, OPTOUT), made now."""
+    def action(
+        self,
+        command: str,
+        *,
+        issued_s: int | None = None,
+        prefix: str = "AGT:",
+        scope: str | None = None,
+    ) -> str:
+        """The barcode of a signed ``command`` (RELEASE, CANCEL, OPTOUT), made now, for this
+        agent's gate (a release or cancel) or airport (an opt-out) unless ``scope`` says."""
+        command_kind = AgentCommand(command)
+        if scope is None:
+            scope = self.scope if command_kind is AgentCommand.OPTOUT else self.device
         return sign_action(
-            self.key,
-            self.agent_id,
-            AgentCommand(command),
-            self.scope,
-            issued_s=issued_s,
-            prefix=prefix,
+            self.key, self.agent_id, command_kind, scope, issued_s=issued_s, prefix=prefix
         )
 
-    def registry(self, *others: TestAgent, scopes: tuple[str, ...] = ("LAX",)) -> AgentRegistry:
-        """A registry that knows this agent (and ``others``) at a gate in ``scopes``."""
+    def registry(
+        self, *others: TestAgent, airport: str = "LAX", device: str = TEST_DEVICE
+    ) -> AgentRegistry:
+        """A registry that knows this agent (and ``others``) at gate ``device``."""
         agents = {a.agent_id: a.entry for a in (self, *others)}
-        return AgentRegistry(agents, scopes=frozenset(scopes))
+        return AgentRegistry(agents, device=device, airport=airport)
 
 
 def make_bcbp(
@@ -295,6 +308,7 @@ def capture_progress(
 
 __all__ = [
     "FLIGHT",
+    "TEST_DEVICE",
     "FakeClock",
     "FakeLink",
     "FakeMatcher",

@@ -6,9 +6,11 @@ when others can read it), managed with ``gatectl agents``. Each entry may hold:
 * a **public key** (Ed25519): the agent acts at the barcode scanner with a *signed
   action* their handheld shows, ``<prefix><agent>:<COMMAND>:<issued_s>:<scope>:<nonce>:
   <signature>``: COMMAND is RELEASE, CANCEL or OPTOUT; ``issued_s`` is when it was made
-  and it is good for ``action_ttl_s`` (60 s) and once only; ``scope`` is the airport this
-  gate boards at, or this gate's device id; ``nonce`` keeps two actions in one second
-  apart; the signature covers all of it (:meth:`AgentRegistry.verify_action`);
+  and it is good for ``action_ttl_s`` (60 s) and once only, across restarts; ``scope`` is
+  this gate's device id (RELEASE and CANCEL must name the gate, so that a photographed
+  action cannot open the next gate along), or for OPTOUT also the airport it boards at;
+  ``nonce`` keeps two actions in one second apart; the signature covers all of it
+  (:meth:`AgentRegistry.verify_action`);
 * a **PIN** (salted scrypt): the agent logs in at the agent station
   (:class:`PinAuthenticator`); after ``MAX_FAILURES`` wrong PINs in a row an id is locked
   for ``LOCKOUT_S``, unknown ids the same way and at the same cost, so neither the answer
@@ -30,6 +32,8 @@ import enum
 import hashlib
 import hmac
 import json
+import logging
+import os
 import re
 import secrets
 import threading
@@ -46,6 +50,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from appliance.errors import ConfigError
 from gate_contract.files import write_private
+
+log = logging.getLogger(__name__)
 
 AGENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 PIN_RE = re.compile(r"[0-9]{4,12}")  # what a PIN entry can be; badge tokens are longer text
@@ -266,27 +272,32 @@ class AgentRegistry:
     """The agents of this unit, and the check of each action scanned at its gate.
 
     :meth:`verify_action` remembers each accepted action until it would have expired, so
-    an action is taken once; actions made before the registry was loaded are refused too
-    (a restart forgets nothing an attacker could use).
+    an action is taken once. With ``used_path`` the memory is durable (one fsynced line per
+    action, a hash of its signature, before it is taken; an action that cannot be recorded
+    is refused), so a restart forgets nothing an attacker could replay.
     """
 
     def __init__(
         self,
         agents: Mapping[str, AgentEntry] | None = None,
         *,
-        scopes: frozenset[str] = frozenset(),
+        device: str = "",
+        airport: str = "",
         ttl_s: float = ACTION_TTL_S,
         clock: Callable[[], float] = time.time,
         path: Path | None = None,
+        used_path: Path | None = None,
     ) -> None:
         self.agents = dict(agents or {})
-        self.scopes = scopes
+        self.device = device
+        self.airport = airport
         self.ttl_s = ttl_s
         self.path = path
+        self.used_path = used_path
         self._clock = clock
-        self._loaded_at = clock()
         self._used: dict[bytes, float] = {}
         self._lock = threading.Lock()
+        self._load_used()
 
     @classmethod
     def load(cls, path: Path, **options) -> AgentRegistry:
@@ -364,7 +375,10 @@ class AgentRegistry:
         now = self._clock()
         if not entry.valid_on(dt.datetime.fromtimestamp(now, dt.UTC).date()):
             raise AgentRefused("agent's registration has expired", agent_id)
-        if scope not in self.scopes:
+        if command in (AgentCommand.RELEASE, AgentCommand.CANCEL):
+            if not self.device or scope != self.device:
+                raise AgentRefused("a release or cancel must name this gate's device id", agent_id)
+        elif scope not in {self.device, self.airport} - {""}:
             raise AgentRefused("agent action is for another gate or airport", agent_id)
         issued = int(issued_text)
         try:
@@ -376,16 +390,57 @@ class AgentRegistry:
             raise AgentRefused("agent action signature does not verify", agent_id) from None
         if issued > now + 5 or now - issued > self.ttl_s:
             raise AgentRefused("agent action has expired (or comes from the future)", agent_id)
-        if issued < self._loaded_at - 5:
-            raise AgentRefused("agent action was made before this service started", agent_id)
+        digest = hashlib.sha256(signature).digest()
         with self._lock:
             for used, at in list(self._used.items()):
                 if now - at > self.ttl_s + 10:
                     del self._used[used]
-            if signature in self._used:
+            if digest in self._used:
                 raise AgentRefused("agent action was already used", agent_id)
-            self._used[signature] = now
+            if not self._record_used(digest, now):
+                raise AgentRefused("agent action cannot be recorded as used: refused", agent_id)
+            self._used[digest] = now
         return AgentAction(agent_id, command)
+
+    def _record_used(self, digest: bytes, now: float) -> bool:
+        if self.used_path is None:
+            return True
+        line = json.dumps({"used": digest.hex(), "at_s": round(now, 3)}).encode() + b"\n"
+        try:
+            fd = os.open(self.used_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError("short write")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.error("used agent actions %s not written: %s", self.used_path, exc)
+            return False
+        return True
+
+    def _load_used(self) -> None:
+        """Take in the actions used within their lifetime; rewrite the file without the rest."""
+        if self.used_path is None or not self.used_path.exists():
+            return
+        now = self._clock()
+        try:
+            lines = self.used_path.read_bytes().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read used agent actions {self.used_path}: {exc}") from exc
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                digest, at = bytes.fromhex(entry["used"]), float(entry["at_s"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line (a crash mid-append)
+            if now - at <= self.ttl_s + 10:
+                self._used[digest] = at
+        kept = b"".join(
+            json.dumps({"used": d.hex(), "at_s": round(at, 3)}).encode() + b"\n"
+            for d, at in self._used.items()
+        )
+        write_private(self.used_path, kept)
 
 
 # --- editing the registry file (gatectl agents) ---------------------------------------
@@ -439,21 +494,21 @@ class _Lockout:
         self._lock = threading.Lock()
         self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
-    def locked_for(self, agent_id: str) -> float:
+    def attempt(self, agent_id: str) -> float:
+        """Count one attempt *before* it is checked (so concurrent guesses are counted
+        too); seconds to wait if the id is locked, else 0 and the attempt is reserved."""
         with self._lock:
-            _, until = self._failures.get(agent_id, (0, 0.0))
-            return max(0.0, until - self._clock())
-
-    def failed(self, agent_id: str) -> None:
-        with self._lock:
-            count, _ = self._failures.pop(agent_id, (0, 0.0))
+            count, until = self._failures.pop(agent_id, (0, 0.0))
+            wait = until - self._clock()
+            if wait > 0:
+                self._failures[agent_id] = (count, until)
+                return wait
             count += 1
-            until = 0.0
-            if count >= MAX_FAILURES:
-                count, until = 0, self._clock() + LOCKOUT_S
-            self._failures[agent_id] = (count, until)
+            until = self._clock() + LOCKOUT_S if count >= MAX_FAILURES else 0.0
+            self._failures[agent_id] = (0 if until else count, until)
             while len(self._failures) > TRACKED_IDS:
                 self._failures.popitem(last=False)
+            return 0.0
 
     def succeeded(self, agent_id: str) -> None:
         with self._lock:
@@ -464,9 +519,16 @@ class PinAuthenticator:
     """Checks agent PINs against salted scrypt hashes, with a lockout."""
 
     def __init__(
-        self, hashes: Mapping[str, str], *, clock: Callable[[], float] = time.monotonic
+        self,
+        hashes: Mapping[str, str],
+        *,
+        valid_until: Mapping[str, dt.date] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
     ) -> None:
         self._hashes = {agent: _PinHash.parse(entry) for agent, entry in hashes.items()}
+        self._valid_until = dict(valid_until or {})
+        self._today = today
         self._lockout = _Lockout(clock)
 
     @classmethod
@@ -478,15 +540,17 @@ class PinAuthenticator:
             return Refusal(RefusalReason.MALFORMED, "not an agent id")
         if not isinstance(credential, str) or not PIN_RE.fullmatch(credential):
             return Refusal(RefusalReason.MALFORMED, "a PIN is 4 to 12 digits")
-        wait = self._lockout.locked_for(agent_id)
+        wait = self._lockout.attempt(agent_id)
         if wait > 0:
             return Refusal(RefusalReason.LOCKED, "too many wrong PINs: try again later", wait)
         known = self._hashes.get(agent_id)
         ok = (known or _DUMMY).matches(credential) and known is not None
         if not ok:
-            self._lockout.failed(agent_id)
             return Refusal(RefusalReason.WRONG_CREDENTIAL, "wrong agent id or PIN")
         self._lockout.succeeded(agent_id)
+        last_day = self._valid_until.get(agent_id)
+        if last_day is not None and self._today() > last_day:
+            return Refusal(RefusalReason.EXPIRED, "this agent's registration has expired")
         return Agent(agent_id, AuthMethod.PIN)
 
 
@@ -520,7 +584,9 @@ def load_agent_credentials(
 ) -> AgentCredentials:
     """The station's credentials: the PINs of ``registry`` (none: no PIN login)."""
     hashes = registry.pin_hashes()
-    return AgentCredentials(PinAuthenticator(hashes) if hashes else None, badges)
+    last_days = {a.agent_id: a.valid_until for a in registry.agents.values() if a.valid_until}
+    pins = PinAuthenticator(hashes, valid_until=last_days) if hashes else None
+    return AgentCredentials(pins, badges)
 
 
 __all__ = [

@@ -91,6 +91,13 @@ class BoardingLog:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.close(fd)
 
+    @property
+    def register_path(self) -> Path | None:
+        """Where the register of who boarded is kept, beside the log (none in memory)."""
+        if self.path is None:
+            return None
+        return self.path.with_name(f"{self.path.stem}-boarded.jsonl")
+
     def append(self, record: dict) -> dict:
         clean = check_record(record)
         line = json.dumps(clean, sort_keys=True, ensure_ascii=True) + "\n"
@@ -98,6 +105,8 @@ class BoardingLog:
             if self.path is not None:
                 with open(self.path, "a", encoding="ascii") as out:
                     out.write(line)
+                    out.flush()
+                    os.fsync(out.fileno())
             self.records.append(clean)
         return clean
 

@@ -152,7 +152,6 @@ TRANSITIONS: dict[tuple[State, Event], Rule] = {
     (S.AGENT_RELEASED, E.PASSAGE_TIMEOUT): Rule(S.READY, Indicator.READY),
     (S.AGENT_RELEASED, E.DOOR_HELD_OPEN): _REFER,
     # the agent
-    (S.READY, E.AGENT_RELEASE): _RELEASE,
     (S.REFER_TO_AGENT, E.AGENT_RELEASE): _RELEASE,
     (S.MANUAL_CHECK, E.AGENT_RELEASE): _RELEASE,
     # the unattended loop's "next traveller": a pulse in progress is left to run out

@@ -1,6 +1,6 @@
 """Scanner input at the gate: one parser for every reader.
 
-:class:`ScanParser` turns one scanned line into a :class:`~appliance.boarding_pass.BoardingPass`,
+:class:`ScanParser` turns one scanned line into a :class:`~gate_contract.bcbp.BoardingPass`,
 an :class:`~appliance.gate.agents.AgentAction` (a signed agent action, checked by the
 unit's :class:`~appliance.gate.agents.AgentRegistry`) or a :class:`ScanRefused`; it never
 raises for bad input. The readers feed it:

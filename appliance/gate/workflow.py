@@ -65,6 +65,7 @@ class TravellerRun(Protocol):
 
 
 _ENDS = frozenset({State.READY, State.OUT_OF_SERVICE})
+_WITH_THE_AGENT = frozenset({State.REFER_TO_AGENT, State.MANUAL_CHECK})
 
 
 def _iso(at: float) -> str:
@@ -127,8 +128,7 @@ class GateWorkflow:
         self.scanner = scanner or ScanParser(reference_date=self.flight_date)
         # Who boarded: shared with the pipeline, rebuilt from this flight's log records.
         self.boarded = boarding.boarded
-        self.boarded.flight = flight.key
-        restored = self.boarded.restore(self.log.read())
+        restored = self.boarded.open(flight.key, self.log.register_path, self.log.read())
         if restored:
             log.info("%d travellers of %s boarded before this start", restored, flight.name)
         self._lock = threading.RLock()
@@ -147,7 +147,7 @@ class GateWorkflow:
                 return False
             self.flight = flight
             self.flight_date = datetime.date.fromisoformat(flight.date)
-            restored = self.boarded.start_flight(flight.key, self.log.read())
+            restored = self.boarded.open(flight.key, self.log.register_path, self.log.read())
             if also is not None:
                 also()
         log.info("now boarding %s (%d boarded before)", flight.name, restored)
@@ -282,21 +282,26 @@ class GateWorkflow:
             raise ValueError(f"{reason!r} is not a reason to cancel")
         if command not in (AgentCommand.RELEASE, AgentCommand.CANCEL):
             raise ValueError(f"{command} is not an agent station command")
-        with self._lock:
-            if self._current is not None:
-                self._current.agent_id = agent_id
-                self._current.agent_reason = reason.value
+        self._note_agent(agent_id, command, reason.value)
         who = f"agent {agent_id}"
         if command is AgentCommand.RELEASE:
             return self.gate.agent_release(f"{who} released the gate ({reason.value})")
         return self.gate.agent_cancel(f"{who} cancelled ({reason.value})")
 
+    def _note_agent(self, agent_id: str, command: AgentCommand, reason: str | None) -> None:
+        """Put the agent on the traveller's record; a release with nobody open (a referral
+        the gate made by itself) opens a record, so that every opening is logged."""
+        with self._lock:
+            if command is AgentCommand.RELEASE and self.gate.phase in _WITH_THE_AGENT:
+                self._open()
+            if self._current is not None:
+                self._current.agent_id = agent_id
+                self._current.agent_reason = reason
+
     def _agent(self, action: AgentAction) -> None:
         who = f"agent {action.agent_id}"
         if action.command in (AgentCommand.RELEASE, AgentCommand.CANCEL):
-            with self._lock:
-                if self._current is not None:
-                    self._current.agent_id = action.agent_id
+            self._note_agent(action.agent_id, action.command, None)
         if action.command is AgentCommand.RELEASE:
             self.gate.agent_release(f"{who} released the gate")
         elif action.command is AgentCommand.CANCEL:

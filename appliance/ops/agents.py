@@ -7,7 +7,7 @@
 * ``set-pin --agent-id A1 [--pin-stdin]``: add an agent or change their station PIN
   (asked twice, never echoed; ``--pin-stdin`` reads one line, for provisioning scripts);
 * ``list`` and ``remove --agent-id A1``;
-* ``sign --key A1.key --agent-id A1 --command RELEASE --scope LAX``: print one signed
+* ``sign --key A1.key --agent-id A1 --command RELEASE --scope gate-lax-b42``: print one signed
   action, as the handheld app would show it (field checks and training).
 
 The registry is ``[agents] file`` of the configuration (default: ``agents.json`` beside
@@ -216,7 +216,11 @@ def add_agents_commands(commands: argparse._SubParsersAction, default_config: Pa
     sign.add_argument("--key", type=Path, required=True, help="the agent's <id>.key")
     agent_option(sign)
     sign.add_argument("--command", choices=[c.value for c in AgentCommand], required=True)
-    sign.add_argument("--scope", required=True, help="the gate's airport (e.g. LAX) or device id")
+    sign.add_argument(
+        "--scope",
+        required=True,
+        help="the gate's device id (RELEASE, CANCEL; e.g. gate-lax-b42), or for OPTOUT its airport",
+    )
     sign.set_defaults(handler=_sign)
 
 

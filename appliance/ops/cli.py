@@ -281,7 +281,10 @@ def _add_field_commands(commands) -> None:
     prov.add_argument("--token-file", type=Path, help="read the enrollment token from a file")
     prov.add_argument("--dry-run", action="store_true", help="show each step, change nothing")
     prov.add_argument(
-        "--rotate", action="store_true", help="new device key + certificate (old moved aside)"
+        "--rotate",
+        action="store_true",
+        help="new device key + certificate (old moved aside) and a new relay counter epoch on "
+        "the gate MCU (stop the gate service first)",
     )
     prov.add_argument("--owner", help="when run as root: give the files to this user")
     prov.add_argument("--guided", action="store_true", help="always ask, even with answers")

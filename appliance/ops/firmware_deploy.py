@@ -8,16 +8,17 @@ One ``mpremote`` session (MicroPython's own board tool) does, in this order:
 3. copy the relay key from a 0600 file in a private staging folder (in memory, under
    ``/dev/shm``, where there is one; overwritten before it is deleted): the key is
    never on a command line and never printed;
-4. set the relay counter store with the board's own ``CounterStore``: the new value is
-   the larger of the counter the board holds and the host's wall-clock second (see
-   :func:`counter_floor`), so a deploy never lowers the counter and re-opens the replay
-   window, even on a board whose flash was wiped;
+4. set the relay counter store with the board's own ``CounterStore`` to a new counter
+   epoch, counter 0: the epoch is one above the board's, and at least the host's
+   wall-clock second (see :func:`epoch_floor`), so no pulse signed before (every tag
+   names its epoch) is ever valid again, even on a board whose flash was wiped; this is
+   also how a used-up, poisoned or unreadable counter store is recovered;
 5. write ``/main.py`` and reset the board.
 
-Then the board must answer the protocol's greeting (HELLO, STATUS) on its host link,
-report the counter just set, and reject a correctly signed pulse with that (stale)
-counter as REJECTED_STALE: a board holding another key answers REJECTED_AUTH instead,
-and nothing in the check can open the relay. Every step has a timeout, so a wedged
+Then the board must answer the protocol's greeting (HELLO, and a STATUS that verifies
+under the key: a board holding another key fails here), report the epoch just set, and
+reject a correctly signed pulse with its (stale) counter as REJECTED_STALE; nothing in
+the check can open the relay. Every step has a timeout, so a wedged
 board (for instance one whose firmware owns the USB port and ignores Ctrl-C) gives a
 clear error instead of a hung technician. ``--dry-run`` builds and stages everything
 and prints the plan without touching the port.
@@ -46,9 +47,9 @@ TRANSPORTS = ("usb", "uart")
 MPREMOTE_TIMEOUT_S = 120.0
 VERIFY_TIMEOUT_S = 20.0
 # A host clock before this is not set (a Pi without a real-time clock before NTP): its
-# second would be a useless counter floor.
+# second would be a useless epoch floor.
 EARLIEST_PLAUSIBLE_CLOCK = 1_735_689_600  # 2025-01-01T00:00:00Z
-COUNTER_MAX = 0xFFFFFFFE  # 0xFFFFFFFF marks a locked store on the board
+EPOCH_MAX = 0xFFFFFFFE  # 0xFFFFFFFF marks a locked store on the board
 COUNTER_MARK = "GATE-COUNTER"
 
 MAIN_PY = """\
@@ -77,24 +78,29 @@ for _dir in ('/firmware_bridge', '/firmware_bridge/mcu'):
             _rm(_dir + '/' + _name)  # a stale .py would shadow the new .mpy
 """
 
-# Runs on the board after the firmware is copied, with the board's own counter code.
+# Runs on the board after the firmware is copied, with the board's own counter code: a
+# new epoch above the board's (and at least the floor), counter 0, in both slots.
 COUNTER_PY = """\
 from firmware_bridge.mcu.pico_main import COUNTER_LOCKED, CounterStore
 _store = CounterStore('/')
-_held = _store.load()  # fresh flash: both slots written as 0
-_new = max(0 if _held == COUNTER_LOCKED else _held, {floor})
-_store.store(_new)
-_store.store(_new)  # both slots
-print('{mark}', _new, 'locked' if _held == COUNTER_LOCKED else _held)
+_held = _store.load()  # fresh flash: both slots written as (0, 0)
+_locked = _held == COUNTER_LOCKED
+_epoch = {floor} if _locked else max(_held[0] + 1, {floor})
+if _epoch > {epoch_max}:
+    raise ValueError('relay counter epochs used up')
+_store.store(_epoch, 0)
+_store.store(_epoch, 0)
+print('{mark}', _epoch, 'locked' if _locked else '%d/%d' % _held)
 """
 
 
-def counter_floor(now: float | None = None) -> int:
-    """The host's wall-clock second: the lowest counter a deploy leaves on a board.
+def epoch_floor(now: float | None = None) -> int:
+    """The host's wall-clock second: the lowest counter epoch a deploy leaves on a board.
 
-    The host adds one to the counter per relay pulse, so a board set to the deploy's
-    second can only fall below a pulse it accepted before if the gate averaged more
-    than one pulse per second since the previous deploy, which no gate does.
+    Epochs move on by one per ``gatectl provision --rotate`` and to at least the clock's
+    second per deploy, so a board whose flash was wiped still gets an epoch above every
+    one it had, unless the gate was rotated more than once a second since the previous
+    deploy, which no technician does.
     """
     second = int(time.time() if now is None else now)
     if second < EARLIEST_PLAUSIBLE_CLOCK:
@@ -102,7 +108,7 @@ def counter_floor(now: float | None = None) -> int:
             f"the host clock says {time.strftime('%Y-%m-%d', time.gmtime(second))}: set "
             "the time (NTP) before deploying, the relay counter is based on it"
         )
-    return min(second, COUNTER_MAX)
+    return min(second, EPOCH_MAX)
 
 
 @dataclass
@@ -113,8 +119,8 @@ class DeployResult:
     transport: str
     dry_run: bool
     files: dict[str, int] = field(default_factory=dict)  # board path -> bytes
-    counter: int | None = None
-    counter_before: str | None = None
+    epoch: int | None = None  # the relay counter epoch set (its counter is 0)
+    counter_before: str | None = None  # "epoch/counter" the board held, or "locked"
     greeting: dict[str, object] | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -161,7 +167,7 @@ class Deployer:
         from firmware_bridge.tools.firmware_build import FirmwareBuildError, compile_firmware
 
         result = DeployResult(self.port, self.transport, dry_run)
-        floor = counter_floor()
+        floor = epoch_floor()
         with tempfile.TemporaryDirectory(prefix="gate-firmware-", dir=_memory_tmp()) as tmp:
             stage = Path(tmp)
             os.chmod(stage, 0o700)
@@ -181,14 +187,14 @@ class Deployer:
                 key_file.write_bytes(bytes(len(key_text)))  # overwritten before it is deleted
         if dry_run:
             return result
-        result.counter, result.counter_before = _counter_from(output)
-        if result.counter is None:
+        result.epoch, result.counter_before = _counter_from(output)
+        if result.epoch is None:
             raise FirmwareDeployError(
                 "the board did not confirm its relay counter; mpremote said: "
                 + " | ".join(output.strip().splitlines()[-3:])
             )
-        self.out(f"relay counter set to {result.counter} (was {result.counter_before})")
-        result.greeting = self._verify(result.counter)
+        self.out(f"relay counter: epoch {result.epoch}, counter 0 (was {result.counter_before})")
+        result.greeting = self._verify(result.epoch)
         return result
 
     # ------------------------------------------------------------------ mpremote
@@ -228,8 +234,9 @@ class Deployer:
             steps.append((f"copy {inside} ({size} bytes, mpy-cross armv6m)", _cp(local, inside)))
         key_step = "copy the relay key to /gate_key.hex (from a 0600 file)"
         steps.append((key_step, _cp(key_file, "/gate_key.hex")))
-        counter = COUNTER_PY.format(floor=floor, mark=COUNTER_MARK)
-        steps.append((f"relay counter = max(what the board holds, {floor})", ["exec", counter]))
+        counter = COUNTER_PY.format(floor=floor, epoch_max=EPOCH_MAX, mark=COUNTER_MARK)
+        step = f"relay counter: new epoch max(the board's + 1, {floor}), counter 0"
+        steps.append((step, ["exec", counter]))
         steps.append((f"write /main.py (transport {self.transport})", _cp(main_py, "/main.py")))
         steps.append(("reset the board", ["reset"]))
         return steps
@@ -270,27 +277,35 @@ class Deployer:
 
     # -------------------------------------------------------------------- verify
 
-    def _verify(self, counter: int) -> dict[str, object]:
+    def _verify(self, epoch: int) -> dict[str, object]:
         port = self.link_port or self.port
-        greeting = check_greeting(port, self.key, counter, self.verify_timeout_s)
+        greeting = check_greeting(port, self.key, epoch, self.verify_timeout_s)
         self.out(
             f"greeting on {port}: session up, relay "
-            f"{'OPEN' if greeting['relay_open'] else 'closed'}, counter "
-            f"{greeting['last_counter']}, key probe {greeting['key_probe']} (the board "
-            "holds this key)"
+            f"{'OPEN' if greeting['relay_open'] else 'closed'}, epoch {greeting['epoch']} "
+            f"counter {greeting['last_counter']}, key probe {greeting['key_probe']} (the "
+            "board holds this key)"
         )
         return greeting
 
 
-def check_greeting(port: str, key: bytes, counter: int, timeout_s: float) -> dict[str, object]:
-    """The firmware on ``port`` greets (HELLO, STATUS), holds ``counter`` and ``key``.
+def check_greeting(port: str, key: bytes, epoch: int, timeout_s: float) -> dict[str, object]:
+    """The firmware on ``port`` greets, holds ``key`` and the relay state (``epoch``, 0).
 
-    The key probe is a correctly signed pulse with the board's own last counter: the
-    firmware checks the tag before the counter, so it answers REJECTED_STALE when it holds
-    ``key`` and REJECTED_AUTH when it holds another; it can never open the relay.
+    Its STATUS must verify under ``key`` (another key: NotAuthentic). The key probe is
+    then a correctly signed pulse with the board's own last counter: the firmware checks
+    the tag before the counter, so it answers REJECTED_STALE when it holds ``key``; it
+    can never open the relay.
     """
-    from firmware_bridge.host import Boot, CommandRejected, Event, GateLink, LinkError
-    from firmware_bridge.protocol import MsgType, Result, pack_relay_pulse
+    from firmware_bridge.host import (
+        Boot,
+        CommandRejected,
+        Event,
+        GateLink,
+        LinkError,
+        NotAuthentic,
+    )
+    from firmware_bridge.protocol import LinkKeys, MsgType, Result, pack_relay_pulse
 
     deadline = time.monotonic() + timeout_s
     boots: list[Boot] = []
@@ -305,6 +320,11 @@ def check_greeting(port: str, key: bytes, counter: int, timeout_s: float) -> dic
         try:
             link.open()
             break
+        except NotAuthentic as exc:
+            link.close()
+            raise FirmwareDeployError(
+                f"the board holds a different relay key than the one deployed ({exc})"
+            ) from exc
         except (LinkError, CommandRejected) as exc:
             link.close()
             if time.monotonic() >= deadline:
@@ -317,7 +337,7 @@ def check_greeting(port: str, key: bytes, counter: int, timeout_s: float) -> dic
             time.sleep(0.5)
     try:
         status = link.request_status()
-        stale = pack_relay_pulse(key, 1, status.last_counter)
+        stale = pack_relay_pulse(LinkKeys(key), status.epoch, 1, status.last_counter)
         probe = link.send_command(MsgType.RELAY_PULSE, stale)
     except (LinkError, CommandRejected) as exc:
         raise FirmwareDeployError(f"the board stopped answering on {port}: {exc}") from exc
@@ -329,14 +349,15 @@ def check_greeting(port: str, key: bytes, counter: int, timeout_s: float) -> dic
         raise FirmwareDeployError(
             f"the key probe was answered {Result.name(probe)}, not REJECTED_STALE"
         )
-    if status.last_counter != counter:
+    if (status.epoch, status.last_counter) != (epoch, 0):
         raise FirmwareDeployError(
-            f"the board reports relay counter {status.last_counter}, not the {counter} "
-            "just set: its counter store was not read"
+            f"the board reports relay counter epoch {status.epoch} at {status.last_counter}, "
+            f"not the epoch {epoch} at 0 just set: its counter store was not read"
         )
     return {
         "port": port,
         "relay_open": status.relay_open,
+        "epoch": status.epoch,
         "last_counter": status.last_counter,
         "key_probe": Result.name(probe),
         "boot": boots[0].fw_version if boots else None,
@@ -357,15 +378,16 @@ def _counter_from(output: str) -> tuple[int | None, str | None]:
     for line in output.splitlines():
         words = line.split()
         if len(words) == 3 and words[0] == COUNTER_MARK and words[1].isdecimal():
+            # the epoch set, and what the board held before
             return int(words[1]), words[2]
     return None, None
 
 
 __all__ = [
     "COUNTER_MARK",
-    "COUNTER_MAX",
     "COUNTER_PY",
     "EARLIEST_PLAUSIBLE_CLOCK",
+    "EPOCH_MAX",
     "MAIN_PY",
     "MPREMOTE_TIMEOUT_S",
     "PREPARE_PY",
@@ -375,6 +397,6 @@ __all__ = [
     "Deployer",
     "FirmwareDeployError",
     "check_greeting",
-    "counter_floor",
     "default_mpremote",
+    "epoch_floor",
 ]

@@ -16,7 +16,9 @@ each with one progress line:
    the service's sealing and verdict-signing public keys are stored in the
    ``gate_contract.keys.PkiLayout`` shape the service reads (files 0600, folders 0700);
 4. relay key: the HMAC key the gate MCU shares, created once (0600) and never rotated
-   here, since the MCU holds the same key;
+   here, since the MCU holds the same key; with ``--rotate`` the MCU's relay counter
+   then starts a new epoch (``firmware_bridge.tools.counter_epoch``: the recovery of a
+   used-up or poisoned counter; the gate service must be stopped, the port free);
 5. the configuration file (TOML, 0600): a new file is written whole; an existing one is
    merged (:func:`merge_config`: only the keys provisioning owns are set, and only where
    the answer differs; comments, hand-set keys and hand-added sections stay). The unified
@@ -510,7 +512,7 @@ def provision(
     from appliance.errors import EnrollmentFailed
     from appliance.matching.enrollment import enroll
 
-    run = _Run(out, dry_run, total=6)
+    run = _Run(out, dry_run, total=7 if rotate else 6)
     old_umask = os.umask(0o077)
     try:
         check_answers(a)
@@ -605,6 +607,8 @@ def provision(
             if not dry_run:
                 write_private(relay, (secrets.token_bytes(RELAY_KEY_BYTES).hex() + "\n").encode())
             run.step("relay key", f"create {relay} (0600)", changed=True)
+        if rotate:
+            _new_counter_epoch(run, a.serial_port, relay, dry_run)
 
         if current == text:
             if config_path.stat().st_mode & 0o077 and not dry_run:
@@ -643,6 +647,30 @@ def provision(
     else:
         out(f"nothing changed: {a.device_id} is already provisioned as asked")
     return run.changes
+
+
+def _new_counter_epoch(run: _Run, port: str, relay: Path, dry_run: bool) -> None:
+    """--rotate: the MCU's relay counter starts a new epoch (skipped if no MCU answers)."""
+    from firmware_bridge.errors import (
+        CommandRejected,
+        CounterImplausible,
+        LinkError,
+        NotAuthentic,
+    )
+    from firmware_bridge.tools.counter_epoch import start_new_counter_epoch
+
+    title = "relay counter epoch"
+    if dry_run:
+        run.step(title, f"start a new epoch on the gate MCU at {port}", changed=True)
+        return
+    try:
+        done = start_new_counter_epoch(port, read_relay_key(relay))
+    except (NotAuthentic, CounterImplausible, CommandRejected) as exc:
+        raise ProvisionError(f"gate MCU on {port}: {exc}") from exc
+    except LinkError as exc:  # nothing answered: the counter is as it was
+        run.step(title, f"skipped: {exc} (stop the gate service, connect the MCU, rerun)")
+        return
+    run.step(title, done, changed=True)
 
 
 def _check_config(text: str, config_path: Path, state: Path, dry_run: bool):
@@ -767,10 +795,11 @@ def read_secret(prompt: str) -> str:
     saved = termios.tcgetattr(fd)
     quiet = termios.tcgetattr(fd)
     quiet[3] &= ~termios.ECHO
-    sys.stdout.write(prompt)
-    sys.stdout.flush()
     try:
+        # Echo off before the prompt shows: a token pasted at once is not echoed either.
         termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
         line = sys.stdin.readline()
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)

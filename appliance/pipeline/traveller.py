@@ -42,7 +42,7 @@ from appliance.errors import (
     MatchingUnavailable,
     VerifyCancelled,
 )
-from appliance.gate.boarded import BoardedTravellers
+from appliance.gate.boarded import BoardedTravellers, Claim
 from appliance.gate.machine import Event, GateController, State
 from appliance.gate.outcome import Outcome, TravellerOutcome
 from appliance.log_context import capture_context
@@ -232,9 +232,10 @@ class TravellerPipeline:
         verify_ms = (time.perf_counter() - sent) * 1000
         decision = verdict.decision.label
         token = ""
-        if verdict.decision is Decision.MATCH and not self.boarded.claim_token(
-            verdict.traveller_token
-        ):
+        claim = None
+        if verdict.decision is Decision.MATCH:
+            claim = self.boarded.claim_token(verdict.traveller_token)
+        if claim is Claim.ALREADY_BOARDED:
             # One traveller, one boarding: a lingering or returning traveller (or a
             # replayed verdict for one) never opens the gate twice.
             tx.purge(Outcome.REFERRED, "verdict")
@@ -242,7 +243,13 @@ class TravellerPipeline:
             decision = "already boarded, see agent"
             self._refer(event, decision)
             outcome = Outcome.REFERRED
-        elif verdict.decision is Decision.MATCH:
+        elif claim is Claim.NOT_DURABLE:
+            tx.purge(Outcome.REFERRED, "verdict")
+            event = Event.ERROR
+            decision = "match, but who boarded cannot be recorded"
+            self._refer(event, decision)
+            outcome = Outcome.REFERRED
+        elif claim is Claim.CLAIMED:
             tx.purge(Outcome.GRANTED, "verdict")
             if self.gate.grant("match", capture_id=tx.capture_id) is False:
                 self.boarded.release_token(verdict.traveller_token)

@@ -348,9 +348,7 @@ def parse_camera_source(text: str, base: Path, key: str = "camera.source") -> tu
     try:
         kind, target = parse_camera_spec(text)
     except CameraError as exc:
-        raise ConfigError(
-            f"{key}: not one of replay:<path>, opencv:<index|path|url>, picamera2 ({exc})"
-        ) from exc
+        raise ConfigError(f"{key}: {exc}") from exc
     if kind == "replay":
         return kind, _resolve(str(target), base)
     return kind, target
@@ -360,8 +358,10 @@ def read_relay_key(path: Path, key: str = "serial.relay_key_file") -> bytes:
     """The relay HMAC key: one hex string (whitespace ignored), at least 16 bytes."""
     try:
         text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {path} is not a hex key file") from exc
     try:
         secret = bytes.fromhex("".join(text.split()))
     except ValueError as exc:

@@ -178,13 +178,19 @@ def build_parts(
 
 
 def load_agents(config: GateConfig) -> AgentRegistry:
-    """The unit's agent registry; its actions must name this airport or this device.
+    """The unit's agent registry: releases and cancels must name this device, an opt-out
+    this device or its airport; the actions used are kept beside the boarding log.
 
     A damaged registry, or one others can read, stops the start (:class:`ConfigError`).
     """
     ttl = config.agents.action_ttl_s if config.agents else ACTION_TTL_S
-    scopes = frozenset({config.flight.departure_airport, config.device_id})
-    registry = AgentRegistry.load(config.agents_path, scopes=scopes, ttl_s=ttl)
+    registry = AgentRegistry.load(
+        config.agents_path,
+        device=config.device_id,
+        airport=config.flight.departure_airport,
+        ttl_s=ttl,
+        used_path=config.boarding_log_path.with_name("agent-actions-used.jsonl"),
+    )
     if not registry.agents:
         log.warning(
             "no agents are registered (%s): no agent action can release or cancel at this"

@@ -28,8 +28,8 @@ class RawLines:
 class ScannerFeed:
     """The configured barcode scanner feeding ``on_line`` (one call per scan, in its thread).
 
-    A serial scanner runs :class:`appliance.scanner.SerialScanner` (its thread, its
-    terminator); ``port = "stdin"`` runs :class:`appliance.scanner.StreamScanner` over
+    A serial scanner runs :class:`appliance.gate.scanner.SerialScanner` (its thread, its
+    terminator); ``port = "stdin"`` runs :class:`appliance.gate.scanner.StreamScanner` over
     ``sys.stdin`` on a daemon thread. :meth:`close` returns only when no ``on_line`` call is
     in progress and none will start; a read blocked on stdin is left to the process exit.
     ``failed`` says why a serial scanner stopped (the service exits so systemd reopens it).

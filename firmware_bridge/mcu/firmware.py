@@ -5,28 +5,35 @@ tests) and MicroPython (Raspberry Pi Pico).  The board code owns the UART and
 calls :meth:`FirmwareCore.feed` with received bytes, :meth:`FirmwareCore.tick`
 every ~10 ms, and writes whatever bytes those return.
 
-``hal`` must provide ``relay(open)``, ``indicator(pattern)``, ``buzzer(ms)`` and
-``now_ms()`` (monotonic, non-wrapping milliseconds).  Optional hooks:
-``load_counter() -> int`` / ``store_counter(n)`` persist the last accepted relay
-counter across reboots (otherwise a reboot re-opens the replay window), and
-``on_pulse(duration_ms)`` is told about each accepted pulse.
+``hal`` must provide ``relay(open)``, ``indicator(pattern)``, ``buzzer(ms)``,
+``now_ms()`` (monotonic, non-wrapping milliseconds) and ``random_bytes(n)`` (the
+board's random source: each HELLO gets a session id from it).  Optional hooks:
+``load_counter() -> (epoch, counter)`` / ``store_counter(epoch, counter)`` persist the
+relay counter and its epoch across reboots (otherwise a reboot re-opens the replay
+window), and ``on_pulse(duration_ms)`` is told about each accepted pulse.
 
 Fail secure: the relay is closed at boot, at the end of every pulse, on
 RELAY_CLOSE and whenever the host link is lost; it is only opened by an
-authenticated, fresh RELAY_PULSE inside an established session.
+authenticated, fresh RELAY_PULSE inside an established session.  Only commands
+that pass their tag and are fresh keep the link alive: a replayed or forged frame
+can neither drive an output nor hold off the link-loss timeout.
 """
 
 from firmware_bridge.protocol import (
+    EPOCH_LOCKED,
+    SESSION_LEN,
     BadPayload,
     FaultCode,
     Frame,
     FrameDecoder,
     Indicator,
+    LinkKeys,
     MsgType,
     ResetCause,
     Result,
+    command_tag,
     ct_equal,
-    expect_empty,
+    epoch_tag,
     pack_ack,
     pack_boot,
     pack_status,
@@ -34,10 +41,21 @@ from firmware_bridge.protocol import (
     relay_tag,
     unpack_buzzer,
     unpack_indicator,
+    unpack_new_epoch,
+    unpack_nonce,
     unpack_relay_pulse,
+    unpack_session_command,
 )
 
-FW_VERSION = "gatefw-ref 1.0"
+FW_VERSION = "gatefw-ref 2.0"
+
+# Body length of each session command (before its n u32 and tag).
+SESSION_BODY_LEN = {
+    MsgType.HEARTBEAT: 0,
+    MsgType.RELAY_CLOSE: 0,
+    MsgType.INDICATOR: 1,
+    MsgType.BUZZER: 2,
+}
 
 # MicroPython has no ``typing``: the HAL's shape exists for the type checker only.
 TYPE_CHECKING = False
@@ -49,6 +67,7 @@ if TYPE_CHECKING:
         def indicator(self, pattern: int) -> None: ...
         def buzzer(self, ms: int) -> None: ...
         def now_ms(self) -> int: ...
+        def random_bytes(self, n: int) -> bytes: ...
 
 
 class FirmwareCore:
@@ -61,15 +80,14 @@ class FirmwareCore:
         heartbeat_timeout_ms: int = 1000,
         max_pulse_ms: int = 5000,
     ) -> None:
-        if len(hmac_key) < 16:
-            raise ValueError("HMAC key must be at least 16 bytes")
+        self._keys = LinkKeys(hmac_key)  # ValueError for a short key
         self.hal = hal
-        self._key = bytes(hmac_key)
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.max_pulse_ms = max_pulse_ms
         self.decoder = FrameDecoder()
         self._tx_seq = 0
         self.duplicates = 0
+        self.epoch = 0
         self.last_counter = 0
         self._reset_state()
 
@@ -79,10 +97,12 @@ class FirmwareCore:
         self.relay_open = False
         self.indicator = Indicator.OUT_OF_SERVICE
         self.session = False  # True between HELLO and link loss / reboot
+        self._session_id = bytes(SESSION_LEN)
+        self._session_n = 0  # last session command number accepted
         self.link_ok = False
         self.door_open = False
         self._pulse_end: int | None = None
-        self._last_rx: int | None = None
+        self._last_rx: int | None = None  # last fresh, authenticated command
         self._last_cmd: tuple | None = None  # (type, seq, payload) of the last command
         self._last_reply = b""
         self.decoder.reset()
@@ -106,13 +126,33 @@ class FirmwareCore:
         self._tx_seq = (self._tx_seq + 1) & 0xFF
         return Frame(msg_type, seq, payload).encode()
 
+    def _emit_status(self, nonce: bytes) -> bytes:
+        """STATUS for the host's ``nonce``, tagged with the seq it goes out with."""
+        payload = pack_status(
+            self._keys,
+            self._tx_seq,
+            nonce,
+            self.relay_open,
+            self.indicator,
+            self.link_ok,
+            self.epoch,
+            self.last_counter,
+            self._session_id,
+        )
+        return self._emit(MsgType.STATUS, payload)
+
+    def _fed(self) -> None:
+        """A fresh, authenticated command arrived: the host is there."""
+        self._last_rx = self.hal.now_ms()
+        self.link_ok = True
+
     # ------------------------------------------------------------ public API
 
     def boot(self, reset_cause: int = ResetCause.POWER_ON) -> bytes:
         """Power-up / reset: relay closed, OUT_OF_SERVICE, announce BOOT."""
         self._reset_state()
         stored = self._hook("load_counter")
-        self.last_counter = stored if isinstance(stored, int) else 0
+        self.epoch, self.last_counter = stored if isinstance(stored, tuple) else (0, 0)
         self._set_relay(False)
         self._set_indicator(Indicator.OUT_OF_SERVICE)
         return self._emit(MsgType.BOOT, pack_boot(FW_VERSION, reset_cause))
@@ -150,20 +190,16 @@ class FirmwareCore:
         self.door_open = bool(open_)
         return self._emit(MsgType.DOOR, pack_u8(1 if open_ else 0))
 
-    def status_payload(self) -> bytes:
-        return pack_status(self.relay_open, self.indicator, self.last_counter, self.link_ok)
-
     # ------------------------------------------------------------- commands
 
     def _handle(self, frame: Frame) -> bytes:
         if frame.msg_type not in MsgType.HOST_TO_MCU:
             return b""  # MCU->host types are never commands; ignore
-        self._last_rx = self.hal.now_ms()
-        if self.session:
-            self.link_ok = True
         key = (frame.msg_type, frame.seq, frame.payload)
         if key == self._last_cmd and frame.msg_type != MsgType.HELLO:
-            # Retransmission of the command just executed: its ACK was lost.
+            # Retransmission of the command just executed: its ACK was lost. Answered
+            # from the cache; it does not count as the host being there (a copy of an
+            # old frame is no proof of that).
             self.duplicates += 1
             return self._last_reply
         reply = self._execute(frame)
@@ -174,57 +210,92 @@ class FirmwareCore:
     def _execute(self, frame: Frame) -> bytes:
         t = frame.msg_type
         p = frame.payload
-        send_status = False
+        nonce = None  # set for the commands answered with a STATUS
         try:
             if t == MsgType.HELLO:
-                expect_empty(p, "HELLO")
-                self.session = True
-                self.link_ok = True
-                if self.indicator == Indicator.OUT_OF_SERVICE:
-                    self._set_indicator(Indicator.OFF)
-                result = Result.OK
-            elif t == MsgType.RELAY_CLOSE:  # closing is always allowed
-                expect_empty(p, "RELAY_CLOSE")
-                self._set_relay(False)
-                result = Result.OK
-            elif t == MsgType.INDICATOR:
-                self._set_indicator(unpack_indicator(p))
-                result = Result.OK
-            elif t == MsgType.BUZZER:
-                self.hal.buzzer(unpack_buzzer(p))
+                nonce = unpack_nonce(p, "HELLO")
+                self._start_session()
                 result = Result.OK
             elif t == MsgType.STATUS_REQUEST:
-                expect_empty(p, "STATUS_REQUEST")
+                nonce = unpack_nonce(p, "STATUS_REQUEST")
                 result = Result.OK
-                send_status = True
             elif not self.session:
-                # HEARTBEAT / RELAY_PULSE need a session: tells the host to HELLO.
+                # Everything else needs a session: REJECTED_BAD tells the host to HELLO.
                 result = Result.REJECTED_BAD
-            elif t == MsgType.HEARTBEAT:
-                expect_empty(p, "HEARTBEAT")
-                result = Result.OK
-            else:  # RELAY_PULSE
+            elif t == MsgType.RELAY_PULSE:
                 result = self._relay_pulse(p)
+            elif t == MsgType.NEW_EPOCH:
+                result = self._new_epoch(p)
+            else:
+                result = self._session_command(t, p)
         except BadPayload:
             result = Result.REJECTED_BAD
-            send_status = False
+            nonce = None
         out = self._emit(MsgType.ACK, pack_ack(frame.seq, result))
-        if send_status:
-            out += self._emit(MsgType.STATUS, self.status_payload())
+        if nonce is not None:
+            out += self._emit_status(nonce)
         return out
+
+    def _start_session(self) -> None:
+        """HELLO: a new session id, command numbers from 1. It does not feed the link
+        timer of a session already running (anyone can send HELLO)."""
+        if not self.session:
+            self._last_rx = self.hal.now_ms()
+        self.session = True
+        self.link_ok = True
+        self._session_id = bytes(self.hal.random_bytes(SESSION_LEN))
+        self._session_n = 0
+        if self.indicator == Indicator.OUT_OF_SERVICE:
+            self._set_indicator(Indicator.OFF)
+
+    def _session_command(self, t: int, payload: bytes) -> int:
+        body, n, tag = unpack_session_command(payload, SESSION_BODY_LEN[t], MsgType.name(t))
+        if not ct_equal(tag, command_tag(self._keys, t, self._session_id, n, body)):
+            return Result.REJECTED_AUTH
+        if n <= self._session_n:
+            return Result.REJECTED_STALE
+        self._session_n = n
+        self._fed()
+        if t == MsgType.RELAY_CLOSE:
+            self._set_relay(False)
+        elif t == MsgType.INDICATOR:
+            self._set_indicator(unpack_indicator(body))
+        elif t == MsgType.BUZZER:
+            self.hal.buzzer(unpack_buzzer(body))
+        return Result.OK
 
     def _relay_pulse(self, payload: bytes) -> int:
         duration, counter, tag = unpack_relay_pulse(payload)
         if duration == 0:
             return Result.REJECTED_BAD
-        if not ct_equal(tag, relay_tag(self._key, duration, counter)):
+        if not ct_equal(tag, relay_tag(self._keys, self.epoch, duration, counter)):
             return Result.REJECTED_AUTH
         if counter <= self.last_counter:
             return Result.REJECTED_STALE
+        self._fed()
+        self._hook("store_counter", self.epoch, counter)  # before the relay opens
         self.last_counter = counter
-        self._hook("store_counter", counter)
         duration = min(duration, self.max_pulse_ms)
         self._set_relay(True)
         self._pulse_end = self.hal.now_ms() + duration
         self._hook("on_pulse", duration)
+        return Result.OK
+
+    def _new_epoch(self, payload: bytes) -> int:
+        """The host's recovery of a used-up or poisoned counter: epoch + 1, counter 0.
+
+        Old pulses carry the old epoch in their tags, so none becomes valid again; a
+        replayed NEW_EPOCH names an epoch already reached and is stale.
+        """
+        new_epoch, tag = unpack_new_epoch(payload)
+        if not ct_equal(tag, epoch_tag(self._keys, new_epoch)):
+            return Result.REJECTED_AUTH
+        if new_epoch <= self.epoch:
+            return Result.REJECTED_STALE  # also every epoch of a locked store
+        if new_epoch != self.epoch + 1 or new_epoch == EPOCH_LOCKED:
+            return Result.REJECTED_BAD
+        self._fed()
+        self._hook("store_counter", new_epoch, 0)
+        self.epoch = new_epoch
+        self.last_counter = 0
         return Result.OK

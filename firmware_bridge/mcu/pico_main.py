@@ -29,7 +29,7 @@ it); the SERVICE jumper is the way back in (see ``mcu/README.md``).
 Flash layout (LittleFS)::
 
     /gate_key.hex                 per-gate relay HMAC key, hex, >= 16 bytes
-    /gate_ctr.a, /gate_ctr.b      last accepted relay counter (two slots)
+    /gate_ctr.a, /gate_ctr.b      relay counter epoch and last accepted counter (two slots)
     /main.py                      ``main(transport=...)``, written by ``gatectl firmware deploy``
     /firmware_bridge/             __init__, protocol, mcu/{__init__,firmware,pico_main}
                                   (.mpy from ``gatectl firmware deploy``, or .py)
@@ -90,9 +90,12 @@ INDICATOR_COLOURS = {
 }
 _OUT_OF_SERVICE = 5
 
-# Counter stored as magic + counter + bitwise complement (detects torn writes).
-COUNTER_MAGIC = b"GC1"
-COUNTER_LOCKED = 0xFFFFFFFF  # both slots corrupt: refuse every pulse until re-provisioned
+# The relay state (epoch, counter) stored as magic + both + their bitwise complements
+# (detects torn writes).
+COUNTER_MAGIC = b"GC2"
+# Both slots corrupt: epoch and counter at their ends, so every pulse is stale and no new
+# epoch is above it (protocol.EPOCH_LOCKED) until a deploy sets the store again.
+COUNTER_LOCKED = (0xFFFFFFFF, 0xFFFFFFFF)
 
 
 # --------------------------------------------------------------------- clock
@@ -173,13 +176,13 @@ def _path_join(folder: str, name: str) -> str:
 
 
 class CounterStore:
-    """Last accepted relay counter in two alternating slot files on flash.
+    """The relay counter and its epoch, in two alternating slot files on flash.
 
     A power cut while writing can only damage the slot being written; the other
     still holds the previous value.  Fresh flash (no slot file) initialises both
-    slots to 0.  If both slots exist but neither is valid the store reports
+    slots to (0, 0).  If both slots exist but neither is valid the store reports
     ``COUNTER_LOCKED`` so every pulse is rejected as stale (fail secure) until
-    the gate is re-provisioned.  A failing write raises, which aborts the pulse
+    the firmware is deployed again.  A failing write raises, which aborts the pulse
     before the relay opens (FirmwareCore stores the counter first).
     """
 
@@ -188,25 +191,30 @@ class CounterStore:
         self._next = 0  # slot index to write next
 
     @staticmethod
-    def _encode(counter: int) -> bytes:
-        return COUNTER_MAGIC + struct.pack(">II", counter, counter ^ 0xFFFFFFFF)
+    def _encode(epoch: int, counter: int) -> bytes:
+        return COUNTER_MAGIC + struct.pack(
+            ">IIII", epoch, counter, epoch ^ 0xFFFFFFFF, counter ^ 0xFFFFFFFF
+        )
 
     def _read(self, path: str):
-        """-> counter, None if the slot is corrupt; raises OSError if missing."""
+        """-> (epoch, counter), None if the slot is corrupt; raises OSError if missing."""
         with open(path, "rb") as f:
             data = f.read()
-        if len(data) != len(COUNTER_MAGIC) + 8 or data[: len(COUNTER_MAGIC)] != COUNTER_MAGIC:
+        if len(data) != len(COUNTER_MAGIC) + 16 or data[: len(COUNTER_MAGIC)] != COUNTER_MAGIC:
             return None
-        value, check = struct.unpack(">II", data[len(COUNTER_MAGIC) :])
-        if value ^ check != 0xFFFFFFFF:
+        epoch, counter, epoch_check, counter_check = struct.unpack(
+            ">IIII", data[len(COUNTER_MAGIC) :]
+        )
+        if epoch ^ epoch_check != 0xFFFFFFFF or counter ^ counter_check != 0xFFFFFFFF:
             return None
-        return value
+        return epoch, counter
 
-    def _write(self, slot: int, counter: int) -> None:
+    def _write(self, slot: int, epoch: int, counter: int) -> None:
         with open(self.paths[slot], "wb") as f:
-            f.write(self._encode(counter))
+            f.write(self._encode(epoch, counter))
 
-    def load(self) -> int:
+    def load(self) -> tuple:
+        """-> (epoch, counter): the newest valid slot, or ``COUNTER_LOCKED``."""
         values = []
         missing = 0
         for slot, path in enumerate(self.paths):
@@ -219,17 +227,17 @@ class CounterStore:
                 values.append((value, slot))
         if missing == len(self.paths):
             for slot in range(len(self.paths)):
-                self._write(slot, 0)
+                self._write(slot, 0, 0)
             self._next = 0
-            return 0
+            return (0, 0)
         if not values:
             return COUNTER_LOCKED
         value, slot = max(values)
         self._next = 1 - slot  # never overwrite the newest good slot
         return value
 
-    def store(self, counter: int) -> None:
-        self._write(self._next, counter)
+    def store(self, epoch: int, counter: int) -> None:
+        self._write(self._next, epoch, counter)
         self._next = 1 - self._next
 
 
@@ -348,12 +356,20 @@ class PicoHal:
 
     # ------------------------------------------------------ counter hooks
 
-    def load_counter(self) -> int:
-        return self._store.load() if self._store is not None else 0
+    def load_counter(self) -> tuple:
+        return self._store.load() if self._store is not None else (0, 0)
 
-    def store_counter(self, counter: int) -> None:
+    def store_counter(self, epoch: int, counter: int) -> None:
         if self._store is not None:
-            self._store.store(counter)
+            self._store.store(epoch, counter)
+
+    # ------------------------------------------------------ randomness
+
+    def random_bytes(self, n: int) -> bytes:
+        """Session ids: the RP2040's ring-oscillator random source, via ``os.urandom``."""
+        import os
+
+        return os.urandom(n)
 
 
 # ----------------------------------------------------------------- transports

@@ -13,17 +13,30 @@ record whichever interpreter ran the firmware:
   the same unchanged modules inside MicroPython's webassembly port under ``node``.
 
 With ``manual_clock=True`` time stands still until ``tick(advance_ms)`` moves it, for
-deterministic tests and fuzzing; otherwise the board's own clock runs.
+deterministic tests and fuzzing, and the board's random source (the session ids it draws
+at HELLO) is a fixed sequence, the same on both interpreters; otherwise the board's own
+clock runs and its randomness is random.
 """
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from firmware_bridge.protocol import Indicator
 
 INTERPRETERS = ("cpython", "micropython")
+
+# With the manual clock the random source is deterministic too, so a seeded fuzz run
+# replays byte for byte (and the MicroPython board, micropython_glue, draws the same).
+DETERMINISTIC_SEED = b"simulated-board-rng"
+
+
+def seeded_random_bytes(seed: bytes, draw: int, n: int) -> bytes:
+    """The ``draw``-th output of the simulated boards' random source (n <= 32)."""
+    return hashlib.sha256(seed + struct.pack(">I", draw)).digest()[:n]
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ class FirmwareState:
     indicator: int = Indicator.OUT_OF_SERVICE
     session: bool = False
     last_counter: int = 0
+    epoch: int = 0  # the relay counter's epoch
     rx_errors: int = 0  # frames the decoder rejected, over every boot
     duplicates: int = 0  # retransmissions re-ACKed without executing (this boot)
     door_open: bool = False
@@ -74,4 +88,11 @@ class SimulatedFirmware(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["INTERPRETERS", "FirmwareOutputs", "FirmwareState", "SimulatedFirmware"]
+__all__ = [
+    "DETERMINISTIC_SEED",
+    "INTERPRETERS",
+    "FirmwareOutputs",
+    "FirmwareState",
+    "SimulatedFirmware",
+    "seeded_random_bytes",
+]

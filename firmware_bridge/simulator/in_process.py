@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from firmware_bridge.mcu.firmware import FirmwareCore
 from firmware_bridge.protocol import Indicator
-from firmware_bridge.simulator.backends import FirmwareOutputs, FirmwareState
+from firmware_bridge.simulator.backends import (
+    DETERMINISTIC_SEED,
+    FirmwareOutputs,
+    FirmwareState,
+    seeded_random_bytes,
+)
 
 
 class SimHal:
-    """In-memory hardware: relay, indicator and buzzer into ``outputs``; the counter
-    in a field that survives a reboot, like flash."""
+    """In-memory hardware: relay, indicator and buzzer into ``outputs``; the relay state
+    (epoch, counter) in a field that survives a reboot, like flash."""
 
     def __init__(self, outputs: FirmwareOutputs, manual_clock: bool) -> None:
         self.outputs = outputs
         self.relay_open = False
         self.indicator_pattern = Indicator.OUT_OF_SERVICE
-        self.stored_counter = 0
+        self.stored_counter = (0, 0)  # (epoch, counter)
         self.manual_ms: int | None = 1_000_000 if manual_clock else None
+        self._draws = 0
 
     def relay(self, open_: bool) -> None:
         if bool(open_) != self.relay_open:
@@ -36,11 +43,17 @@ class SimHal:
             return self.manual_ms
         return int(time.monotonic() * 1000)
 
-    def load_counter(self) -> int:
+    def random_bytes(self, n: int) -> bytes:
+        if self.manual_ms is None:
+            return os.urandom(n)
+        self._draws += 1
+        return seeded_random_bytes(DETERMINISTIC_SEED, self._draws, n)
+
+    def load_counter(self) -> tuple[int, int]:
         return self.stored_counter
 
-    def store_counter(self, counter: int) -> None:
-        self.stored_counter = counter
+    def store_counter(self, epoch: int, counter: int) -> None:
+        self.stored_counter = (epoch, counter)
 
     def on_pulse(self, duration_ms: int) -> None:
         self.outputs.relay_pulses.append(duration_ms)
@@ -83,6 +96,7 @@ class InProcessFirmware:
             indicator=self._hal.indicator_pattern,
             session=core.session,
             last_counter=core.last_counter,
+            epoch=core.epoch,
             rx_errors=self._rx_errors_before_reset + core.decoder.dropped,
             duplicates=core.duplicates,
             door_open=core.door_open,

@@ -7,22 +7,28 @@ firmware sees and every byte it answers goes through this one function, :func:`h
 
 Requests::
 
-    init <json {key, heartbeat_timeout_ms, max_pulse_ms, manual_clock}>
+    init <json {key, heartbeat_timeout_ms, max_pulse_ms, manual_clock, entropy}>
     boot <reset cause>        power-up or reset: new FirmwareCore, RAM state lost
     feed <hex>                bytes received on the UART
     tick <ms>                 housekeeping; with the manual clock, first advance it by ms
     opt_out | door <0|1>      the physical inputs
 
 Answer: ``{"tx": hex to transmit, "st": [relay_open, indicator, session, last_counter,
-rx_errors, duplicates, door_open], "ev": [[kind, value], ...]}`` or ``{"error": text}``.
+rx_errors, duplicates, door_open, epoch], "ev": [[kind, value], ...]}`` or
+``{"error": text}``.
 
-The relay counter is kept by the board code's own ``CounterStore`` in the interpreter's
-file system (``/flash``), and time comes from ``TicksClock`` over ``time.ticks_ms``, so
-both run on MicroPython exactly as on the Pico. No type hints here: MicroPython has no
-``typing`` module.
+The relay counter and its epoch are kept by the board code's own ``CounterStore`` in the
+interpreter's file system (``/flash``), and time comes from ``TicksClock`` over
+``time.ticks_ms``, so both run on MicroPython exactly as on the Pico. The webassembly
+port has no ``os.urandom``: the board's random source is SHA-256 over ``entropy`` (hex,
+from the host at ``init``) and a draw number, the same as the CPython board's
+(``backends.seeded_random_bytes``), so a manual-clock run draws the same session ids
+on both interpreters. No type hints here: MicroPython has no ``typing`` module.
 """
 
+import hashlib
 import json
+import struct
 
 from firmware_bridge.mcu.firmware import FirmwareCore
 from firmware_bridge.mcu.pico_main import CounterStore, TicksClock
@@ -43,8 +49,10 @@ class ManualClock:
 class BoardHal:
     """Relay, indicator and buzzer as recorded events; the counter on the file system."""
 
-    def __init__(self, clock):
+    def __init__(self, clock, entropy):
         self.now_ms = clock
+        self.entropy = entropy
+        self.draws = 0
         self.relay_open = False
         self.pattern = 5  # OUT_OF_SERVICE until the core says otherwise
         self.events = []
@@ -71,11 +79,15 @@ class BoardHal:
     def on_pulse(self, duration_ms):
         self.events.append(["pulse", duration_ms])
 
+    def random_bytes(self, n):
+        self.draws += 1
+        return hashlib.sha256(self.entropy + struct.pack(">I", self.draws)).digest()[:n]
+
     def load_counter(self):
         return self.store.load()
 
-    def store_counter(self, counter):
-        self.store.store(counter)
+    def store_counter(self, epoch, counter):
+        self.store.store(epoch, counter)
 
 
 class Board:
@@ -87,7 +99,7 @@ class Board:
         self.max_pulse_ms = options["max_pulse_ms"]
         self.clock = ManualClock() if options["manual_clock"] else TicksClock()
         self.manual = bool(options["manual_clock"])
-        self.hal = BoardHal(self.clock)
+        self.hal = BoardHal(self.clock, bytes.fromhex(options["entropy"]))
         self.core = self.new_core()  # checks the key now, as the board does at start
         self.rx_errors_before_reset = 0
 
@@ -123,6 +135,7 @@ class Board:
             self.rx_errors_before_reset + core.decoder.dropped,
             core.duplicates,
             core.door_open,
+            core.epoch,
         ]
         return json.dumps({"tx": tx.hex(), "st": state, "ev": events})
 

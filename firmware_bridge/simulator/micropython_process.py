@@ -21,7 +21,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from firmware_bridge.simulator.backends import FirmwareOutputs, FirmwareState
+from firmware_bridge.simulator.backends import (
+    DETERMINISTIC_SEED,
+    FirmwareOutputs,
+    FirmwareState,
+)
 from firmware_bridge.simulator.micropython_runtime import (
     SimulatorError,
     firmware_files,
@@ -130,6 +134,8 @@ class MicroPythonFirmware:
             "heartbeat_timeout_ms": heartbeat_timeout_ms,
             "max_pulse_ms": max_pulse_ms,
             "manual_clock": manual_clock,
+            # the board's random source (see micropython_glue): fixed with the manual clock
+            "entropy": (DETERMINISTIC_SEED if manual_clock else os.urandom(32)).hex(),
         }
         try:
             self._call("init " + json.dumps(options))
@@ -146,7 +152,7 @@ class MicroPythonFirmware:
                 raise ValueError(message)
             raise SimulatorError(f"firmware failed on MicroPython: {error}")
         if "st" in answer:
-            relay, indicator, session, counter, rx_errors, duplicates, door = answer["st"]
+            relay, indicator, session, counter, rx_errors, duplicates, door, epoch = answer["st"]
             self.state = FirmwareState(
                 relay_open=bool(relay),
                 indicator=int(indicator),
@@ -155,6 +161,7 @@ class MicroPythonFirmware:
                 rx_errors=int(rx_errors),
                 duplicates=int(duplicates),
                 door_open=bool(door),
+                epoch=int(epoch),
             )
             for kind, value in answer["ev"]:
                 if kind == "relay":

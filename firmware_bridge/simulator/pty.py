@@ -198,7 +198,7 @@ class Simulator:
                         # Byte 1 is the first data byte (the version): flipping a
                         # bit there is a single-bit error the CRC always detects.
                         flipped = bytearray(piece)
-                        flipped[1] ^= 0x02
+                        flipped[1] ^= 0x01  # 2 -> 3: never a zero byte
                         piece = bytes(flipped)
                 reply = self.firmware.feed(piece)
                 if reply and self._drop_out > 0:
@@ -295,6 +295,12 @@ class Simulator:
     def last_counter(self) -> int:
         with self._lock:
             return self.firmware.state.last_counter
+
+    @property
+    def epoch(self) -> int:
+        """The relay counter's epoch (NEW_EPOCH moves it on, the counter back to 0)."""
+        with self._lock:
+            return self.firmware.state.epoch
 
     @property
     def session(self) -> bool:

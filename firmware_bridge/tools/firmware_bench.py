@@ -43,6 +43,16 @@ HEARTBEAT_PERIOD_MS = 250  # host heartbeat interval (PROTOCOL.md)
 ACK_TIMEOUT_MS = 200  # host retransmits after this (PROTOCOL.md)
 UART_RXBUF = 512  # pico_main.UartTransport's receive buffer
 UART_BYTES_PER_MS = 115200 / 10 / 1000  # 8N1
+# What firmware_cost measures, per frame or tick (us), scaled to the RP2040.
+FIGURES = (
+    "heartbeat_frame_us",
+    "indicator_frame_us",
+    "status_request_frame_us",
+    "relay_pulse_frame_us",
+    "bad_crc_frame_us",
+    "tag_check_us",
+    "tick_us",
+)
 
 
 def _on_micropython(frames: int) -> dict:
@@ -59,10 +69,7 @@ def _on_micropython(frames: int) -> dict:
 
 def _rp2040(micropython: dict) -> dict:
     scale = RP2040_REFERENCE_US / micropython["reference_us"]["median"]
-    figures = {
-        key: round(micropython[key]["median"] * scale, 1)
-        for key in ("heartbeat_frame_us", "relay_pulse_frame_us", "bad_crc_frame_us", "tick_us")
-    }
+    figures = {key: round(micropython[key]["median"] * scale, 1) for key in FIGURES}
     pulse_ms = figures["relay_pulse_frame_us"] / 1000
     return {
         "scale_vs_micropython_here": round(scale, 1),
@@ -89,6 +96,7 @@ def bench_firmware(frames: int = 2000) -> dict:
 
 __all__ = [
     "ACK_TIMEOUT_MS",
+    "FIGURES",
     "HEARTBEAT_PERIOD_MS",
     "RP2040_BASIS",
     "RP2040_REFERENCE_US",

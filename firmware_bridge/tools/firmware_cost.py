@@ -4,6 +4,9 @@ Runs unchanged on CPython, inside MicroPython's webassembly port (``gatectl benc
 firmware`` loads it there next to the firmware) and on a board (``mpremote run`` it once
 the firmware is deployed). No serial line, no host: a null HAL and a manual clock, so
 only the firmware's own work is timed (COBS, CRC-16, parsing, HMAC-SHA256, state).
+``tag_check_us`` is the authentication alone (one session command's HMAC and the
+constant-time compare): what protocol version 2 adds to every heartbeat, relay close,
+indicator and buzzer command, and to every STATUS the MCU sends.
 
 Timing: means over batches with ``time.ticks_us`` where it exists. Pitfall: in the
 webassembly port ``ticks_us`` advances in 1 ms steps (it is built on a millisecond
@@ -19,7 +22,18 @@ import json
 import sys
 
 from firmware_bridge.mcu.firmware import FirmwareCore
-from firmware_bridge.protocol import Frame, MsgType, pack_relay_pulse
+from firmware_bridge.protocol import (
+    Frame,
+    FrameDecoder,
+    LinkKeys,
+    MsgType,
+    command_tag,
+    ct_equal,
+    pack_indicator,
+    pack_relay_pulse,
+    pack_session_command,
+    unpack_status,
+)
 
 try:
     from time import ticks_diff, ticks_us
@@ -42,7 +56,8 @@ class NullHal:
 
     def __init__(self):
         self.t = 1_000_000
-        self.counter = 0
+        self.state = (0, 0)
+        self.draws = 0
 
     def relay(self, open_):
         pass
@@ -56,19 +71,24 @@ class NullHal:
     def now_ms(self):
         return self.t
 
-    def load_counter(self):
-        return self.counter
+    def random_bytes(self, n):
+        self.draws += 1
+        return bytes([self.draws & 0xFF]) * n
 
-    def store_counter(self, counter):
-        self.counter = counter
+    def load_counter(self):
+        return self.state
+
+    def store_counter(self, epoch, counter):
+        self.state = (epoch, counter)
 
 
 def _session():
+    """-> (hal, core, session id): a core in a session that never times out."""
     hal = NullHal()
     core = FirmwareCore(hal, KEY, heartbeat_timeout_ms=1 << 30)
     core.boot()
-    core.feed(Frame(MsgType.HELLO, 0).encode())
-    return hal, core
+    replies = FrameDecoder().feed(core.feed(Frame(MsgType.HELLO, 0, bytes(8)).encode()))
+    return hal, core, unpack_status(replies[1].payload)[5]
 
 
 def _batch_mean_us(call, items):
@@ -97,38 +117,68 @@ def reference_work(iterations):
     return acc
 
 
+def _commands(keys, session, msg_type, body, frames):
+    return [
+        Frame(
+            msg_type, 1 + i % 250, pack_session_command(keys, msg_type, session, i + 1, body)
+        ).encode()
+        for i in range(frames)
+    ]
+
+
 def measure(frames=2000):
     """-> dict of batch means in microseconds (median, min and max over BATCHES)."""
-    heartbeat, pulse, garbage, tick, reference = [], [], [], [], []
-    hb_frames = [Frame(MsgType.HEARTBEAT, 1 + i % 250).encode() for i in range(frames)]
-    bad = bytearray(hb_frames[0])
+    keys = LinkKeys(KEY)
+    names = ("heartbeat", "indicator", "status", "pulse", "garbage", "tag", "tick", "reference")
+    times = {name: [] for name in names}
+    bad = bytearray(Frame(MsgType.HEARTBEAT, 1, bytes(20)).encode())
     bad[2] ^= 0x01  # CRC no longer matches: decoded, checked, dropped
     bad_frames = [bytes(bad)] * frames
+    requests = [
+        Frame(MsgType.STATUS_REQUEST, 1 + i % 250, bytes(8)).encode() for i in range(frames)
+    ]
     counter = 0
     for _ in range(BATCHES):
-        hal, core = _session()
-        heartbeat.append(_batch_mean_us(core.feed, hb_frames))
+        hal, core, session = _session()
+        heartbeats = _commands(keys, session, MsgType.HEARTBEAT, b"", frames)
+        times["heartbeat"].append(_batch_mean_us(core.feed, heartbeats))
+        hal, core, session = _session()
+        lights = _commands(keys, session, MsgType.INDICATOR, pack_indicator(1), frames)
+        times["indicator"].append(_batch_mean_us(core.feed, lights))
+        times["status"].append(_batch_mean_us(core.feed, requests))
         pulses = []
-        for i in range(frames // 4):  # HMAC per frame: fewer, so a batch stays short
+        for i in range(frames // 4):  # a flash-free NullHal, but fewer: batches stay short
             counter += 1
-            payload = pack_relay_pulse(KEY, 300, counter)
+            payload = pack_relay_pulse(keys, 0, 300, counter)
             pulses.append(Frame(MsgType.RELAY_PULSE, 1 + i % 250, payload).encode())
-        pulse.append(_batch_mean_us(core.feed, pulses))
-        garbage.append(_batch_mean_us(core.feed, bad_frames))
+        hal, core, session = _session()
+        hal.state = (0, counter - len(pulses))
+        core.last_counter = counter - len(pulses)
+        times["pulse"].append(_batch_mean_us(core.feed, pulses))
+        times["garbage"].append(_batch_mean_us(core.feed, bad_frames))
+        tag = command_tag(keys, MsgType.HEARTBEAT, session, 1, b"")
+
+        def check(_, keys=keys, session=session, tag=tag):
+            ct_equal(tag, command_tag(keys, MsgType.HEARTBEAT, session, 1, b""))
+
+        times["tag"].append(_batch_mean_us(check, range(frames)))
 
         def one_tick(_, hal=hal, core=core):
             hal.t += 10  # the link never times out (heartbeat_timeout_ms above)
             core.tick()
 
-        tick.append(_batch_mean_us(one_tick, range(frames)))
-        reference.append(_batch_mean_us(reference_work, [50] * 20) / 50)
+        times["tick"].append(_batch_mean_us(one_tick, range(frames)))
+        times["reference"].append(_batch_mean_us(reference_work, [50] * 20) / 50)
     return {
         "interpreter": sys.implementation.name,
-        "heartbeat_frame_us": _summary(heartbeat),
-        "relay_pulse_frame_us": _summary(pulse),
-        "bad_crc_frame_us": _summary(garbage),
-        "tick_us": _summary(tick),
-        "reference_us": _summary(reference),
+        "heartbeat_frame_us": _summary(times["heartbeat"]),
+        "indicator_frame_us": _summary(times["indicator"]),
+        "status_request_frame_us": _summary(times["status"]),
+        "relay_pulse_frame_us": _summary(times["pulse"]),
+        "bad_crc_frame_us": _summary(times["garbage"]),
+        "tag_check_us": _summary(times["tag"]),
+        "tick_us": _summary(times["tick"]),
+        "reference_us": _summary(times["reference"]),
         "frames_per_batch": frames,
         "batches": BATCHES,
     }

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import serial
 
-from firmware_bridge.host import CommandRejected, GateLink, LinkError, Status
+from firmware_bridge.host import CommandRejected, GateLink, LinkError, NotAuthentic, Status
 from firmware_bridge.protocol import Indicator, Result
 
 TEST_PULSE_MS = 500
@@ -24,13 +24,15 @@ def _describe(status: Status) -> str:
     return (
         f"relay {'OPEN' if status.relay_open else 'closed'}, "
         f"indicator {Indicator.name(status.indicator)}, "
-        f"counter {status.last_counter}, "
+        f"counter epoch {status.epoch} at {status.last_counter}, "
         f"heartbeat {'ok' if status.heartbeat_ok else 'NOT ok'}"
     )
 
 
 def _reason(err: BaseException) -> str:
     if isinstance(err, CommandRejected) and err.result == Result.REJECTED_AUTH:
+        return f"{err} (wrong relay key for this gate?)"
+    if isinstance(err, NotAuthentic):
         return f"{err} (wrong relay key for this gate?)"
     if isinstance(err, LinkError):
         return f"link error: {err}"
@@ -78,6 +80,8 @@ def run_serial_test(
     step = "HELLO"
     try:
         report(True, "HELLO", f"session established on {port}")
+        if link.counter_fault is not None:
+            report(False, "relay counter", link.counter_fault)
 
         step = "status"
         status = link.request_status()

@@ -73,7 +73,7 @@ class ReferenceGallery:
                 {
                     "traveller_id": identity,
                     "category": "in_scope",
-                    "photo": str(document),
+                    "photo": str(document.absolute()),
                     "pnr": pnr,
                     "name": _pass_name(number),
                 }

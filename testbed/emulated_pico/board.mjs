@@ -17,6 +17,7 @@
 // One synchronous loop: read the pty (non-blocking), feed the REPL, sleep 1 ms when idle.
 // Exits when the host ends the process (a power cut: flash keeps what was written).
 
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -100,6 +101,7 @@ const board = {
   resetCause: 0,
   levels: new Map(), // GPIO -> output level
   inputLevel(pin) {
+    fs.appendFileSync(`${flashDir}.reads`, `${pin}\n`); // every input set up, for tests
     try {
       const levels = JSON.parse(fs.readFileSync(`${flashDir}.inputs`, "utf8"));
       return pin in levels ? levels[pin] : null;
@@ -136,6 +138,7 @@ const board = {
   },
   reset: () => (board.resetRequest = 0),
   flashWritten: () => saveFlash(),
+  randomHex: (n) => crypto.randomBytes(n).toString("hex"), // os.urandom (board_init.py)
 };
 globalThis.board = board;
 

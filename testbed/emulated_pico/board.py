@@ -47,6 +47,23 @@ class EmulatedPico:
         inputs.parent.mkdir(parents=True, exist_ok=True)
         inputs.write_text(json.dumps({str(gpio): level for gpio, level in levels.items()}))
 
+    def input_reads(self, gpio: int) -> int:
+        """How often the firmware has set ``gpio`` up as an input (read its level)."""
+        reads = self.flash_dir.with_name(self.flash_dir.name + ".reads")
+        if not reads.exists():
+            return 0
+        return sum(1 for line in reads.read_text().split() if int(line) == gpio)
+
+    def wait_for_input_read(self, gpio: int, after: int, timeout: float = 20.0) -> bool:
+        """Wait until the firmware has read ``gpio`` more than ``after`` times: a jumper
+        read only at power-up may come off once this is True (a busy machine boots slowly)."""
+        deadline = time.monotonic() + timeout
+        while self.input_reads(gpio) <= after:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     @property
     def gpio_log(self) -> Path:
         """Every change of an output pin, one ``"<gpio> <level>"`` line each."""

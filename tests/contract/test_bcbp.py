@@ -775,3 +775,17 @@ def test_normalize_flight_number_rejects_garbage() -> None:
     assert normalize_flight_number(72) == "72"
     with pytest.raises(ValueError):
         normalize_flight_number("AC834")
+
+
+@pytest.mark.parametrize("shift", range(1, 13))
+def test_a_refusal_never_echoes_the_scanned_text(shift: int) -> None:
+    """The attack: extra characters in the name moved the booking reference (then the
+    name) into the airport field, and its refusal printed them into the journal."""
+    text = KL_HOME[:2] + KL_HOME[2:22] + "QZXWV"[: min(shift, 5)] + "J" * max(0, shift - 5)
+    text += KL_HOME[22:]
+    with pytest.raises(BoardingPassError) as raised:
+        parse(text)
+    message = str(raised.value)
+    secrets_ = ["E24Z5RN", "TEST/PETER", "QZXWV", "AMSBRU", "2497067621"]
+    pieces = {s[i : i + 3] for s in secrets_ for i in range(len(s) - 2)}
+    assert not [p for p in pieces if p in message], message

@@ -6,9 +6,7 @@ import json
 import pytest
 
 from firmware_bridge.tools import firmware_cost
-from firmware_bridge.tools.firmware_bench import RP2040_REFERENCE_US, bench_firmware
-
-FIGURES = ("heartbeat_frame_us", "relay_pulse_frame_us", "bad_crc_frame_us", "tick_us")
+from firmware_bridge.tools.firmware_bench import FIGURES, RP2040_REFERENCE_US, bench_firmware
 
 
 @pytest.mark.micropython
@@ -20,8 +18,9 @@ def test_bench_runs_the_firmware_on_both_interpreters() -> None:
         figures = result[side]
         for name in (*FIGURES, "reference_us"):
             assert figures[name]["min"] <= figures[name]["median"] <= figures[name]["max"]
-        # A pulse costs an HMAC-SHA256 on top of what a heartbeat costs.
-        assert figures["relay_pulse_frame_us"]["median"] > figures["heartbeat_frame_us"]["min"]
+        # Every authenticated frame costs at least its tag check.
+        for name in ("heartbeat_frame_us", "indicator_frame_us", "relay_pulse_frame_us"):
+            assert figures[name]["median"] > figures["tag_check_us"]["min"]
     rp2040 = result["rp2040_estimate"]
     scale = RP2040_REFERENCE_US / result["micropython"]["reference_us"]["median"]
     assert rp2040["scale_vs_micropython_here"] == round(scale, 1)

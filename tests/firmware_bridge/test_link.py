@@ -6,39 +6,31 @@ wait on conditions by polling with a generous deadline; they never assert how lo
 something took.
 """
 
+import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from firmware_bridge.host import (
     Boot,
-    CommandRejected,
+    CounterImplausible,
     DoorChanged,
     Event,
     GateLink,
     LinkError,
     LinkState,
+    NotAuthentic,
     OptOutPressed,
 )
-from firmware_bridge.protocol import Indicator, MsgType, Result, pack_relay_pulse
+from firmware_bridge.protocol import Indicator, LinkKeys, MsgType, Result, pack_relay_pulse
 from firmware_bridge.simulator import Simulator
+from testbed.runs import wait_for
 
 KEY = b"link-test-key-0123456789abcdef!!"
 LONG_PULSE = 20_000  # far longer than any wait below: closing it early proves fail-secure
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``pred`` until true or ``timeout``; returns the final value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 class Recorder:
@@ -100,7 +92,7 @@ def test_hello_establishes_session(sim: Simulator, link: tuple[GateLink, Recorde
     assert sim.indicator == Indicator.OFF  # OUT_OF_SERVICE left on HELLO
     lk.hello()  # idempotent
     assert wait_for(lambda: LinkState(True) in rec.events)
-    assert lk.send_command(MsgType.HEARTBEAT) == Result.OK
+    assert lk.epoch == 0 and lk.counter == 0 and lk.counter_fault is None
 
 
 def test_every_command(sim: Simulator, link: tuple[GateLink, Recorder]) -> None:
@@ -141,13 +133,15 @@ def test_relay_pulse_opens_then_closes(sim: Simulator, link: tuple[GateLink, Rec
     assert not sim.relay_open
 
 
-def test_forged_tag_rejected(sim: Simulator) -> None:
-    """A host with the wrong key can talk to the MCU but never open the gate."""
-    lk, _ = open_link(sim, key=b"not-the-gate-key-000000000000000")
+def test_a_host_with_another_key_gets_nowhere(sim: Simulator) -> None:
+    """The MCU's answers do not verify under another key, so that host never has a
+    session to use; and its pulses are refused all the same."""
+    with pytest.raises(NotAuthentic, match="another relay key"):
+        open_link(sim, key=b"not-the-gate-key-000000000000000")
+    lk, _ = open_link(sim)
     try:
-        with pytest.raises(CommandRejected) as exc:
-            lk.pulse_relay(500)
-        assert exc.value.result == Result.REJECTED_AUTH
+        forged = pack_relay_pulse(LinkKeys(b"not-the-gate-key-000000000000000"), 0, 500, 1)
+        assert lk.send_command(MsgType.RELAY_PULSE, forged) == Result.REJECTED_AUTH
     finally:
         lk.close()
     assert sim.relay_history == [] and sim.relay_pulses == []
@@ -157,10 +151,10 @@ def test_replayed_pulse_rejected(sim: Simulator, link: tuple[GateLink, Recorder]
     """Re-sending a captured, validly signed pulse (new seq) must not reopen the gate."""
     lk, _ = link
     lk.pulse_relay(200)
-    captured = pack_relay_pulse(KEY, 200, lk.counter)
+    captured = pack_relay_pulse(LinkKeys(KEY), 0, 200, lk.counter)
     assert wait_for(lambda: not sim.relay_open)
     assert lk.send_command(MsgType.RELAY_PULSE, captured) == Result.REJECTED_STALE
-    older = pack_relay_pulse(KEY, 200, lk.counter - 1)
+    older = pack_relay_pulse(LinkKeys(KEY), 0, 200, lk.counter - 1)
     assert lk.send_command(MsgType.RELAY_PULSE, older) == Result.REJECTED_STALE
     assert sim.relay_pulses == [200]
     assert sim.relay_history == [True, False]
@@ -283,5 +277,50 @@ def test_reconnects_when_port_comes_back(tmp_path: Path, interpreter: str) -> No
             assert second.relay_pulses == [100]
             expected = [LinkState(True), LinkState(False), LinkState(True)]
             assert wait_for(lambda: rec.of(LinkState) == expected)
+    finally:
+        lk.close()
+
+
+def poison(sim: Simulator, counter: int) -> None:
+    """Leave the MCU's counter at ``counter`` with a genuinely signed pulse, as a version
+    1 host did after a forged STATUS (or a host with the key that misbehaves)."""
+    lk, _ = open_link(sim)
+    try:
+        pulse = pack_relay_pulse(LinkKeys(KEY), lk.epoch or 0, 100, counter)
+        assert lk.send_command(MsgType.RELAY_PULSE, pulse) == Result.OK
+    finally:
+        lk.close()
+    assert wait_for(lambda: not sim.relay_open)
+
+
+def test_a_poisoned_counter_puts_the_gate_out_of_service_until_a_new_epoch(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A counter near its end, even an authentic one, is never used: the link stays down,
+    the MCU shut and red, one journal line says what to do, and no pulse is written to
+    the MCU. Starting a new epoch (what `gatectl provision --rotate` runs) gets the
+    gate back without any value from the line, and the next grant pulses."""
+    poison(sim, 0xFFFFFFFE)
+    pulses_before = sim.relay_pulses
+    caplog.set_level(logging.ERROR, logger="firmware_bridge.host")
+    lk, rec = open_link(sim)
+    try:
+        assert not lk.link_up and "gatectl provision --rotate" in (lk.counter_fault or "")
+        assert wait_for(lambda: sim.indicator == Indicator.OUT_OF_SERVICE)
+        with pytest.raises(CounterImplausible, match="at its end"):
+            lk.hello()
+        with pytest.raises(CounterImplausible):
+            lk.pulse_relay(100)
+        assert sim.relay_pulses == pulses_before and sim.last_counter == 0xFFFFFFFE
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1 and "gate out of service" in errors[0].getMessage()
+        before, after = lk.start_new_epoch()
+        assert (before.epoch, before.last_counter) == (0, 0xFFFFFFFE)
+        assert (after.epoch, after.last_counter) == (1, 0)
+        assert lk.link_up and lk.counter_fault is None
+        lk.pulse_relay(100)
+        assert sim.relay_pulses == [*pulses_before, 100]
+        assert (sim.epoch, sim.last_counter) == (1, 1)
+        assert wait_for(lambda: rec.of(LinkState)[-1:] == [LinkState(True)])  # event thread
     finally:
         lk.close()

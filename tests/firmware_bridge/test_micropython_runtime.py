@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,10 @@ from firmware_bridge.simulator.micropython_runtime import (
     runtime_dir,
     verified_runtime,
 )
+from testbed.runs import wait_for
 
 KEY = b"runtime-test-key-0123456789abcd!"
 HERE = Path(__file__).parent
-
-
-def wait_for(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def test_missing_or_altered_runtime_is_refused(tmp_path: Path) -> None:
@@ -74,9 +65,9 @@ def test_a_dead_interpreter_is_a_dead_mcu_to_the_host() -> None:
         link.open()
         try:
             sim.firmware._process._proc.kill()  # type: ignore[attr-defined]
-            assert wait_for(lambda: sim.failure is not None)
+            assert wait_for(lambda: sim.failure is not None, timeout=10)
             assert "exited" in str(sim.failure)
-            assert wait_for(lambda: LinkState(False) in events)
+            assert wait_for(lambda: LinkState(False) in events, timeout=10)
             assert not link.link_up
         finally:
             link.close()

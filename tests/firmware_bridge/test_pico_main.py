@@ -24,21 +24,26 @@ from firmware_bridge.mcu.pico_main import (
     UsbCdcTransport,
 )
 from firmware_bridge.protocol import (
+    EPOCH_LOCKED,
     Frame,
     FrameDecoder,
     Indicator,
+    LinkKeys,
     MsgType,
     ResetCause,
     Result,
     pack_buzzer,
     pack_indicator,
+    pack_new_epoch,
     pack_relay_pulse,
     unpack_ack,
     unpack_boot,
     unpack_u8,
 )
+from firmware_bridge.tools.host_frames import HostFrames
 
 KEY = b"pico-test-key-0123456789abcdef!!"
+ATTACKER = LinkKeys(b"attacker-key-000000000000000000!")
 
 
 # ------------------------------------------------------------ fake machine
@@ -374,26 +379,26 @@ def test_door_contact_debounced(machine: FakeMachine, clock: Clock) -> None:
 
 def test_counter_round_trip(tmp_path: Path) -> None:
     store = CounterStore(str(tmp_path))
-    assert store.load() == 0  # fresh flash: both slots initialised
+    assert store.load() == (0, 0)  # fresh flash: both slots initialised
     assert all(os.path.exists(p) for p in store.paths)
-    for n in (1, 2, 70000, 0xFFFFFFFE):
-        store.store(n)
-        assert CounterStore(str(tmp_path)).load() == n
+    for state in ((0, 1), (0, 2), (0, 70000), (0, 0xFFFFFFFE), (1, 0), (1_767_225_600, 5)):
+        store.store(*state)
+        assert CounterStore(str(tmp_path)).load() == state
 
 
 def test_counter_survives_torn_write(tmp_path: Path) -> None:
     store = CounterStore(str(tmp_path))
     store.load()
-    store.store(41)
-    store.store(42)
+    store.store(0, 41)
+    store.store(0, 42)
     again = CounterStore(str(tmp_path))
-    assert again.load() == 42
-    newest = next(p for p in again.paths if again._read(p) == 42)
-    Path(newest).write_bytes(b"GC1\x00")  # power cut while writing 42's slot
+    assert again.load() == (0, 42)
+    newest = next(p for p in again.paths if again._read(p) == (0, 42))
+    Path(newest).write_bytes(b"GC2\x00")  # power cut while writing 42's slot
     third = CounterStore(str(tmp_path))
-    assert third.load() == 41
-    third.store(43)  # overwrites the damaged slot, not the good one
-    assert CounterStore(str(tmp_path)).load() == 43
+    assert third.load() == (0, 41)
+    third.store(1, 0)  # overwrites the damaged slot, not the good one
+    assert CounterStore(str(tmp_path)).load() == (1, 0)
 
 
 def test_counter_both_slots_corrupt_locks_relay(tmp_path: Path) -> None:
@@ -402,6 +407,32 @@ def test_counter_both_slots_corrupt_locks_relay(tmp_path: Path) -> None:
     for p in store.paths:
         Path(p).write_bytes(b"garbage!")
     assert CounterStore(str(tmp_path)).load() == COUNTER_LOCKED
+    assert COUNTER_LOCKED[0] == EPOCH_LOCKED
+
+
+def test_a_locked_store_refuses_every_pulse_and_every_new_epoch(
+    machine: FakeMachine, clock: Clock, tmp_path: Path
+) -> None:
+    """Both slots torn: no pulse is fresh and no epoch is above the store's, so only a
+    deploy (which writes the store again) gets the gate back."""
+    store = CounterStore(str(tmp_path))
+    store.load()
+    for p in store.paths:
+        Path(p).write_bytes(b"GC2torn")
+    hal = make_hal(machine, clock, tmp_path)
+    link = BufferTransport()
+    loop = MainLoop(FirmwareCore(hal, KEY), hal, link)
+    loop.boot(ResetCause.POWER_ON)
+    host = HostFrames(KEY)
+    assert hello(loop, link, host) == Result.OK
+    assert (host.epoch, host.last_counter) == COUNTER_LOCKED
+    for counter in (1, 0xFFFFFFFF):
+        pulse = pack_relay_pulse(host.keys, host.epoch, 200, counter)
+        assert send(loop, link, MsgType.RELAY_PULSE, pulse, seq=2 + counter % 7) != Result.OK
+    for epoch in (1, EPOCH_LOCKED):  # any epoch, even the top one, is not above it
+        rotate = pack_new_epoch(host.keys, epoch)
+        assert send(loop, link, MsgType.NEW_EPOCH, rotate, seq=9 + epoch % 3) != Result.OK
+    assert machine.pins[pico_main.PIN_RELAY].history == [0, 0]  # never driven high
 
 
 def test_counter_persists_across_reboot_through_core(
@@ -412,11 +443,15 @@ def test_counter_persists_across_reboot_through_core(
     link = BufferTransport()
     loop = MainLoop(FirmwareCore(hal, KEY), hal, link)
     loop.boot(ResetCause.POWER_ON)
-    replay = send(loop, link, MsgType.RELAY_PULSE, pack_relay_pulse(KEY, 200, 7), seq=9)
+    host = HostFrames(KEY)
+    pulse = pack_relay_pulse(host.keys, 0, 200, 7)
+    replay = send(loop, link, MsgType.RELAY_PULSE, pulse, seq=9)
     assert replay == Result.REJECTED_BAD  # no session yet
-    assert send(loop, link, MsgType.HELLO, seq=1) == Result.OK
-    assert send(loop, link, MsgType.RELAY_PULSE, pack_relay_pulse(KEY, 200, 7), seq=2) == 0
-    assert CounterStore(str(tmp_path)).load() == 7
+    assert hello(loop, link, host) == Result.OK
+    assert send(loop, link, MsgType.RELAY_PULSE, pulse, seq=2) == Result.OK
+    assert CounterStore(str(tmp_path)).load() == (0, 7)
+    assert send(loop, link, MsgType.NEW_EPOCH, host.new_epoch(), seq=3) == Result.OK
+    assert CounterStore(str(tmp_path)).load() == (1, 0)
 
     machine2 = FakeMachine()
     monkeypatch.setitem(sys.modules, "machine", machine2)
@@ -424,23 +459,59 @@ def test_counter_persists_across_reboot_through_core(
     link2 = BufferTransport()
     loop2 = MainLoop(FirmwareCore(hal2, KEY), hal2, link2)
     loop2.boot(ResetCause.WATCHDOG)
-    assert loop2.core.last_counter == 7
-    assert send(loop2, link2, MsgType.HELLO, seq=1) == Result.OK
-    stale = send(loop2, link2, MsgType.RELAY_PULSE, pack_relay_pulse(KEY, 200, 7), seq=3)
-    assert stale == Result.REJECTED_STALE
+    assert (loop2.core.epoch, loop2.core.last_counter) == (1, 0)
+    assert hello(loop2, link2, host) == Result.OK
+    stale = send(loop2, link2, MsgType.RELAY_PULSE, pulse, seq=3)
+    assert stale == Result.REJECTED_AUTH  # signed in epoch 0
     assert machine2.pins[pico_main.PIN_RELAY].history == [0, 0]  # never driven high
+
+
+def test_session_ids_come_from_the_boards_random_source(
+    machine: FakeMachine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hal = make_hal(machine, clock)
+    drawn: list[int] = []
+
+    def urandom(n: int) -> bytes:
+        drawn.append(n)
+        return bytes(range(n))
+
+    monkeypatch.setattr(os, "urandom", urandom)
+    core = FirmwareCore(hal, KEY)
+    core.boot()
+    host = HostFrames(KEY, nonces=b"seeded")  # the host's nonces not from os.urandom here
+    replies = FrameDecoder().feed(core.feed(host.frame(MsgType.HELLO, host.fresh_nonce())))
+    assert host.read_status(replies[1], greeting=True) is not None
+    assert drawn == [8] and host.session == bytes(range(8))
 
 
 # ------------------------------------------------------------------ main loop
 
 
 def send(loop: MainLoop, link: BufferTransport, msg_type: int, payload: bytes = b"", *, seq: int):
+    return exchange(loop, link, msg_type, payload, seq=seq)[0]
+
+
+def exchange(
+    loop: MainLoop, link: BufferTransport, msg_type: int, payload: bytes = b"", *, seq: int
+) -> tuple[int, list[Frame]]:
+    """-> (the ACK's result, every frame the firmware sent)."""
     link.rx += Frame(msg_type, seq, payload).encode()
     loop.step()
-    acks = [f for f in link.frames() if f.msg_type == MsgType.ACK]
+    frames = link.frames()
+    acks = [f for f in frames if f.msg_type == MsgType.ACK]
     assert acks, "no ACK"
     acked, result = unpack_ack(acks[0].payload)
     assert acked == seq
+    return result, frames
+
+
+def hello(loop: MainLoop, link: BufferTransport, host: HostFrames, seq: int = 1) -> int:
+    """Greet the firmware; its STATUS must verify and gives ``host`` the session."""
+    result, frames = exchange(loop, link, MsgType.HELLO, host.fresh_nonce(), seq=seq)
+    statuses = [f for f in frames if f.msg_type == MsgType.STATUS]
+    if result == Result.OK:
+        assert host.read_status(statuses[0], greeting=True) is not None
     return result
 
 
@@ -455,19 +526,22 @@ def test_main_loop_drives_hardware(machine: FakeMachine, clock: Clock) -> None:
     relay = machine.pins[pico_main.PIN_RELAY]
     rgb = [machine.pins[p] for p in (16, 17, 18)]
 
-    assert send(loop, link, MsgType.HELLO, seq=1) == Result.OK
-    assert send(loop, link, MsgType.INDICATOR, pack_indicator(Indicator.READY), seq=2) == 0
+    host = HostFrames(KEY)
+    assert hello(loop, link, host) == Result.OK
+    ready = host.session_command(MsgType.INDICATOR, pack_indicator(Indicator.READY))
+    assert send(loop, link, MsgType.INDICATOR, ready, seq=2) == Result.OK
     assert [p.level for p in rgb] == [0, 0, 1]
-    assert send(loop, link, MsgType.BUZZER, pack_buzzer(50), seq=3) == Result.OK
+    chirp = host.session_command(MsgType.BUZZER, pack_buzzer(50))
+    assert send(loop, link, MsgType.BUZZER, chirp, seq=3) == Result.OK
     assert machine.pwms[0].duty == 32768
-    assert send(loop, link, MsgType.RELAY_PULSE, pack_relay_pulse(KEY, 300, 1), seq=4) == 0
+    assert send(loop, link, MsgType.RELAY_PULSE, host.relay_pulse(300, 1), seq=4) == 0
     assert relay.level == 1
-    forged = pack_relay_pulse(b"attacker-key-000000000000000000!", 300, 2)
+    forged = pack_relay_pulse(ATTACKER, 0, 300, 2)
     assert send(loop, link, MsgType.RELAY_PULSE, forged, seq=5) == Result.REJECTED_AUTH
 
     for i in range(30):  # 300 ms of 10 ms loop iterations, host heartbeating
         clock.t += 10
-        link.rx += Frame(MsgType.HEARTBEAT, 6 + i % 2).encode()
+        link.rx += Frame(MsgType.HEARTBEAT, 6 + i % 2, host.session_command(2)).encode()
         loop.step()
     assert relay.level == 0
     assert machine.pwms[0].duty == 0
@@ -606,7 +680,7 @@ def test_usb_cdc_transport_reads_available_bytes(monkeypatch: pytest.MonkeyPatch
         cdc = UsbCdcTransport(stdin=rin, stdout=out)
         assert kbd == [-1]
         assert cdc.read() == b""
-        wire = Frame(MsgType.HELLO, 3).encode() + b"\x03"
+        wire = Frame(MsgType.HELLO, 3, bytes(8)).encode() + b"\x03"
         win.write(wire)
         assert cdc.read() == wire
         cdc.write(b"abc")

@@ -13,29 +13,42 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge.protocol import (
+    HOST_TO_MCU_LABEL,
     MAX_FRAME,
     MAX_PAYLOAD,
+    MCU_TO_HOST_LABEL,
     BadCobs,
     BadCrc,
     BadLength,
     BadPayload,
     Frame,
     FrameDecoder,
+    HmacKey,
     Indicator,
+    LinkKeys,
     MsgType,
     ProtocolError,
     UnknownType,
     UnknownVersion,
     cobs_decode,
     cobs_encode,
+    command_tag,
     crc16_ccitt_false,
     decode_wire,
+    epoch_tag,
     hmac_sha256,
     pack_indicator,
+    pack_new_epoch,
     pack_relay_pulse,
+    pack_session_command,
+    pack_status,
     relay_tag,
+    status_authentic,
     unpack_boot,
+    unpack_new_epoch,
     unpack_relay_pulse,
+    unpack_session_command,
+    unpack_status,
 )
 
 KEY = b"unit-test-key-0123456789abcdef!!"
@@ -98,13 +111,51 @@ def test_handwritten_hmac_matches_stdlib(key: bytes, msg: bytes) -> None:
     assert hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
 
 
-def test_relay_tag_matches_spec() -> None:
-    expected = hmac.new(
-        KEY, b"relay" + bytes([MsgType.RELAY_PULSE]) + struct.pack(">HI", 750, 42), hashlib.sha256
-    ).digest()[:16]
-    assert relay_tag(KEY, 750, 42) == expected
-    assert relay_tag(KEY, 750, 43) != expected
-    assert relay_tag(KEY, 751, 42) != expected
+@given(st.binary(max_size=200), st.lists(st.binary(max_size=300), max_size=3))
+def test_precomputed_hmac_key_matches_stdlib(key: bytes, msgs: list[bytes]) -> None:
+    """One HmacKey, many messages: the pads are reused, the answers stay HMAC's."""
+    hk = HmacKey(key)
+    for msg in msgs:
+        assert hk.digest(msg) == hmac.new(key, msg, hashlib.sha256).digest()
+        assert hk.tag(msg) == hk.digest(msg)[:16]
+
+
+def _spec_tag(key: bytes, msg: bytes) -> bytes:
+    return hmac.new(key, msg, hashlib.sha256).digest()[:16]
+
+
+def test_direction_keys_match_spec() -> None:
+    """PROTOCOL.md: down = HMAC(key, host->mcu label), up = HMAC(key, mcu->host label)."""
+    keys = LinkKeys(KEY)
+    down = hmac.new(KEY, b"gate-link/2 host->mcu", hashlib.sha256).digest()
+    up = hmac.new(KEY, b"gate-link/2 mcu->host", hashlib.sha256).digest()
+    assert HOST_TO_MCU_LABEL == b"gate-link/2 host->mcu"
+    assert MCU_TO_HOST_LABEL == b"gate-link/2 mcu->host"
+    assert keys.down.digest(b"x") == hmac.new(down, b"x", hashlib.sha256).digest()
+    assert keys.up.digest(b"x") == hmac.new(up, b"x", hashlib.sha256).digest()
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        LinkKeys(b"short")
+
+
+def test_tags_match_spec() -> None:
+    keys = LinkKeys(KEY)
+    down = hmac.new(KEY, HOST_TO_MCU_LABEL, hashlib.sha256).digest()
+    up = hmac.new(KEY, MCU_TO_HOST_LABEL, hashlib.sha256).digest()
+    pulse = b"relay\x03" + struct.pack(">IHI", 7, 750, 42)
+    assert relay_tag(keys, 7, 750, 42) == _spec_tag(down, pulse)
+    assert relay_tag(keys, 7, 750, 43) != relay_tag(keys, 7, 750, 42)
+    assert relay_tag(keys, 8, 750, 42) != relay_tag(keys, 7, 750, 42)
+    assert epoch_tag(keys, 9) == _spec_tag(down, b"epoch\x08" + struct.pack(">I", 9))
+    session = bytes(range(8))
+    cmd = b"cmd\x05" + session + struct.pack(">I", 3) + b"\x03"
+    assert command_tag(keys, MsgType.INDICATOR, session, 3, b"\x03") == _spec_tag(down, cmd)
+    body = bytes(range(19))
+    nonce = b"N" * 8
+    status = b"status\x86\x2a" + body + nonce
+    payload = body + _spec_tag(up, status)
+    assert status_authentic(keys, 0x2A, payload, nonce)
+    # A tag made for the host->MCU direction never passes as the MCU's.
+    assert not status_authentic(keys, 0x2A, body + _spec_tag(down, status), nonce)
 
 
 # ---------------------------------------------------------------------- frames
@@ -121,7 +172,7 @@ frames = st.builds(
 def test_frame_round_trip(frame: Frame) -> None:
     raw = frame.to_bytes()
     assert len(raw) <= MAX_FRAME
-    assert raw[0] == 1 and raw[3] == len(frame.payload)
+    assert raw[0] == 2 and raw[3] == len(frame.payload)
     assert Frame.parse(raw) == frame
     assert decode_wire(frame.encode()) == frame
 
@@ -150,12 +201,12 @@ def test_parse_errors_are_specific() -> None:
         Frame.parse(bytes(MAX_FRAME + 1))
     with pytest.raises(BadCrc, match="CRC mismatch"):
         Frame.parse(good[:-1] + bytes([good[-1] ^ 1]))
-    with pytest.raises(UnknownVersion, match="version 2"):
-        Frame.parse(raw_frame(2, MsgType.HEARTBEAT, 7, b""))
+    with pytest.raises(UnknownVersion, match="version 1, expected 2"):
+        Frame.parse(raw_frame(1, MsgType.HEARTBEAT, 7, b""))  # a version 1 peer
     with pytest.raises(BadLength, match="payload_len says 3"):
-        Frame.parse(raw_frame(1, MsgType.HEARTBEAT, 7, b"\x01", plen=3))
+        Frame.parse(raw_frame(2, MsgType.HEARTBEAT, 7, b"\x01", plen=3))
     with pytest.raises(UnknownType, match="0x55"):
-        Frame.parse(raw_frame(1, 0x55, 7, b""))
+        Frame.parse(raw_frame(2, 0x55, 7, b""))
     with pytest.raises(BadLength):
         Frame(MsgType.HELLO, 0, bytes(MAX_PAYLOAD + 1))
     with pytest.raises(ValueError):
@@ -254,9 +305,9 @@ def test_truncated_frame_without_delimiter_costs_at_most_the_next_frame(
 
 def test_oversize_frame_is_dropped_and_counted() -> None:
     dec = FrameDecoder()
-    good = Frame(MsgType.HELLO, 1).encode()
+    good = Frame(MsgType.HELLO, 1, bytes(8)).encode()
     assert dec.feed(b"\x07" * 300) == []
-    assert dec.feed(b"\x07" * 300 + b"\x00" + good) == [Frame(MsgType.HELLO, 1)]
+    assert dec.feed(b"\x07" * 300 + b"\x00" + good) == [Frame(MsgType.HELLO, 1, bytes(8))]
     assert dec.dropped == 1
 
 
@@ -268,8 +319,27 @@ def test_payload_helpers_validate() -> None:
     with pytest.raises(ValueError):
         pack_indicator(99)
     assert unpack_boot(b"\x02ab\x01") == ("ab", 1)
-    d, c, t = unpack_relay_pulse(pack_relay_pulse(KEY, 300, 9))
-    assert (d, c, t) == (300, 9, relay_tag(KEY, 300, 9))
+    keys = LinkKeys(KEY)
+    d, c, t = unpack_relay_pulse(pack_relay_pulse(keys, 4, 300, 9))
+    assert (d, c, t) == (300, 9, relay_tag(keys, 4, 300, 9))
+    assert unpack_new_epoch(pack_new_epoch(keys, 5)) == (5, epoch_tag(keys, 5))
+    with pytest.raises(BadPayload):
+        unpack_new_epoch(bytes(19))
+    session = bytes(8)
+    payload = pack_session_command(keys, MsgType.BUZZER, session, 6, b"\x00\x50")
+    assert unpack_session_command(payload, 2, "BUZZER") == (
+        b"\x00\x50",
+        6,
+        command_tag(keys, MsgType.BUZZER, session, 6, b"\x00\x50"),
+    )
+    with pytest.raises(BadPayload, match="BUZZER payload must be 22 bytes"):
+        unpack_session_command(payload[:-1], 2, "BUZZER")
+    status = pack_status(keys, 3, b"n" * 8, True, Indicator.READY, False, 1, 2, b"s" * 8)
+    assert unpack_status(status)[:6] == (True, Indicator.READY, False, 1, 2, b"s" * 8)
+    assert status_authentic(keys, 3, status, b"n" * 8)
+    assert not status_authentic(keys, 3, status[:-1], b"n" * 8)
+    with pytest.raises(BadPayload):
+        unpack_status(status[:-1])
 
 
 def test_indicator_constants_are_distinct() -> None:

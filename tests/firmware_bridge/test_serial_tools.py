@@ -57,11 +57,13 @@ def test_serial_check_with_pulse(sim: Simulator) -> None:
     assert lines[-1].endswith("PASSED (12/12 steps passed)")
 
 
-def test_serial_check_wrong_key_fails_pulse_cleanly(sim: Simulator) -> None:
+def test_serial_check_wrong_key_fails_at_the_greeting(sim: Simulator) -> None:
+    """Under another key the MCU's STATUS never verifies: the check stops at HELLO,
+    names the likely cause and never gets as far as a pulse."""
     ok, lines = run(sim.port, key=b"wrong-key-000000000000000000000!", pulse=True)
     assert not ok
     (fail,) = [line for line in lines if line.startswith("[FAIL]")]
-    assert "relay pulse" in fail and "REJECTED_AUTH" in fail and "wrong relay key" in fail
+    assert "HELLO" in fail and "verified" in fail and "wrong relay key" in fail
     assert sim.relay_history == []
     assert "FAILED" in lines[-1]
 

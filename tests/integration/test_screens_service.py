@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from appliance.vision.camera import ReplaySource, place_in_canvas
 from firmware_bridge.simulator import Simulator
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
+from testbed.runs import wait_for
 from testbed.testing import FLIGHT, make_bcbp
 
 pytestmark = pytest.mark.browser
@@ -51,15 +51,6 @@ document.addEventListener("DOMContentLoaded", () => {
     .observe(el, {childList: true, characterData: true, subtree: true});
 });
 """
-
-
-def _wait_for(predicate, timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +168,7 @@ def test_the_screens_of_a_running_gate(tmp_path, holders, pki, walk_up, page) ->
         def status() -> dict:
             return read_status(config.status_path) if config.status_path.exists() else {}
 
-        assert _wait_for(lambda: status().get("service") == "serving"), status()
+        assert wait_for(lambda: status().get("service") == "serving", TIMEOUT), status()
         url = status()["screens"]
         assert url.startswith("http://127.0.0.1:")
 
@@ -194,7 +185,7 @@ def test_the_screens_of_a_running_gate(tmp_path, holders, pki, walk_up, page) ->
         wanted = ["look_at_camera", "come_closer", "look_straight", "hold_still", "proceed"]
         it = iter(shown)
         assert all(step in it for step in wanted), shown  # in this order
-        assert _wait_for(lambda: len(simulator.relay_pulses) == 1)
+        assert wait_for(lambda: len(simulator.relay_pulses) == 1, TIMEOUT)
         simulator.set_door(True)
         simulator.set_door(False)
         expect(instruction).to_have_text("Please scan your boarding pass")
@@ -222,7 +213,7 @@ def test_the_screens_of_a_running_gate(tmp_path, holders, pki, walk_up, page) ->
         )
         agent.select_option("#release-reason", "documents_checked")
         agent.click("#release")
-        assert _wait_for(lambda: len(simulator.relay_pulses) == 2)
+        assert wait_for(lambda: len(simulator.relay_pulses) == 2, TIMEOUT)
         expect(instruction).to_have_text("Please proceed")
         simulator.set_door(True)
         simulator.set_door(False)
@@ -230,7 +221,9 @@ def test_the_screens_of_a_running_gate(tmp_path, holders, pki, walk_up, page) ->
         expect(agent.locator("#count-manual_checks")).to_have_text("1")
 
         log_path = config.boarding_log_path
-        assert _wait_for(lambda: log_path.exists() and len(log_path.read_text().splitlines()) >= 3)
+        assert wait_for(
+            lambda: log_path.exists() and len(log_path.read_text().splitlines()) >= 3, TIMEOUT
+        )
         records = [json.loads(line) for line in log_path.read_text().splitlines()]
         assert [r["outcome"] for r in records] == ["granted", "referred", "manual_check"]
         assert [(r["agent_id"], r["agent_reason"]) for r in records] == [

@@ -14,7 +14,7 @@ import pytest
 from appliance.custody.ledger import PurgeLedger
 from appliance.custody.transaction import CaptureTransaction
 from appliance.gate.boarding_log import BoardingLog
-from appliance.gate.machine import GateController, State
+from appliance.gate.machine import Event, GateController, State
 from appliance.gate.scanner import ScanParser
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.client import MatchingClient
@@ -181,7 +181,8 @@ def test_link_lost_goes_out_of_service_and_comes_back(rig):
 
 def test_mcu_reboot_mid_grant_goes_out_of_service_then_ready(rig):
     simulator, _, gate = rig
-    gate.agent_release()
+    assert gate.fire(Event.PASS_REFUSED, "a traveller for the agent")
+    assert gate.agent_release()
     assert wait_for(lambda: simulator.relay_open)
     simulator.reboot()
     assert gate.wait_for(State.OUT_OF_SERVICE, timeout=5)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import grpc
 import pytest
@@ -21,6 +20,7 @@ from matching_service.dev_ca import DEV_DEVICE_ID
 from matching_service.gallery import Gallery
 from matching_service.server import start_server
 from matching_service.servicer import MatchingService
+from testbed.runs import wait_for
 from testbed.testing import FLIGHT
 
 
@@ -28,16 +28,6 @@ class Sealed(bytearray):
     """A sealed test capture that remembers the capture time it is bound to."""
 
     at_ms = 0
-
-
-def poll(predicate, timeout: float = 15.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 class Clock:
@@ -128,7 +118,7 @@ def test_stopped_server_fails_fast_and_restart_recovers_on_its_own(pki, tmp_path
                 return False
             return True
 
-        assert poll(recovered), "the client did not recover after the service came back"
+        assert wait_for(recovered, 15.0), "the client did not recover after the service came back"
         assert breaker.state == "closed"
         capture_id, sealed = sealed_capture(client)
         assert client.verify(capture_id, sealed.at_ms, sealed).decision == pb.GALLERY_NOT_READY

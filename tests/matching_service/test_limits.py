@@ -22,7 +22,7 @@ from gate_contract.wire import pb, pb_grpc
 from matching_service.audit import AuditLog
 from matching_service.dev_ca import issue_device
 from matching_service.gallery import Gallery
-from matching_service.server import service_from_pki, start_server
+from matching_service.server import concurrent_rpcs, service_from_pki, start_server
 from matching_service.servicer import MAX_STREAMS_PER_DEVICE
 from testbed.runs import wait_for
 from testbed.testing import FLIGHT
@@ -83,7 +83,7 @@ def test_idle_streams_of_one_device_do_not_stop_the_other_gates(served, pki, tmp
     other = MatchingClient(target, other_layout, "gate-lax-0002", deadline_s=5, retries=0)
     idle = IdleStreams(attacker, 32)
     try:
-        time.sleep(0.5)  # let the streams reach the server
+        assert wait_for(lambda: service.streams.active("gate-dev-0001") == MAX_STREAMS_PER_DEVICE)
         assert other.health()
         other.open_session(FLIGHT)
         assert _verify(other).decision == pb.GALLERY_NOT_READY
@@ -102,6 +102,35 @@ def test_idle_streams_of_one_device_do_not_stop_the_other_gates(served, pki, tmp
     }
     assert grpc.StatusCode.RESOURCE_EXHAUSTED in idle.codes
     assert service.audit.events("too_many_streams")
+
+
+def test_many_devices_together_are_refused_fast_not_queued(pki, tmp_path):
+    """Each device within its own stream limit, together past the server's: the surplus is
+    refused at once (RESOURCE_EXHAUSTED), and the server serves again once they go."""
+    service = service_from_pki(pki, Gallery(tmp_path / "g.sqlite"), None, audit=AuditLog())
+    server, port = start_server(service, pki, workers=2)  # takes 4 calls at once
+    target = f"localhost:{port}"
+    devices = [
+        MatchingClient(target, issue_device(pki, tmp_path / f"d{n}", f"gate-lax-{n:04}"),
+                       f"gate-lax-{n:04}", deadline_s=5, retries=0)
+        for n in range(3)
+    ]  # fmt: skip
+    idle = [IdleStreams(device, MAX_STREAMS_PER_DEVICE) for device in devices]
+    try:
+        assert wait_for(
+            lambda: sum(len(streams.codes) for streams in idle) >= 12 - concurrent_rpcs(2), 10.0
+        )
+        refused = [code for streams in idle for code in streams.codes]
+        assert set(refused) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    finally:
+        for streams in idle:
+            streams.stop()
+    try:
+        assert wait_for(devices[0].health, 15.0)  # served again once the idle ones went
+    finally:
+        for device in devices:
+            device.close()
+        server.stop(grace=None)
 
 
 def test_a_stream_that_sends_nothing_is_cut_off_and_audited(served, pki):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import uuid
 
 import cv2
@@ -21,6 +20,7 @@ from matching_service.errors import GalleryError
 from matching_service.gallery import HOUR_MS, Gallery, ManifestEntry, flight_key, read_manifest
 from matching_service.retention import RetentionScheduler
 from matching_service.server import service_from_pki, start_server
+from testbed.runs import wait_for
 from testbed.testing import FLIGHT
 
 FLIGHT_KEY = flight_key(FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date, FLIGHT.departure_airport)
@@ -33,15 +33,6 @@ class Clock:
 
     def __call__(self) -> int:
         return self.now
-
-
-def poll(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 def entry(traveller: str, category: str) -> ManifestEntry:
@@ -111,10 +102,12 @@ def test_scheduler_runs_by_itself(tmp_path):
     gallery.record_verification(FLIGHT_KEY, "US-4", clock.now)
     scheduler = RetentionScheduler(gallery, interval_s=0.01, clock_ms=clock).start()
     try:
-        assert poll(lambda: scheduler.runs >= 3)
+        assert wait_for(lambda: scheduler.runs >= 3, 10.0)
         assert gallery.size(FLIGHT_KEY) == 1
         clock.now += 12 * HOUR_MS
-        assert poll(lambda: gallery.size(FLIGHT_KEY) == 0), "scheduled retention did not run"
+        assert wait_for(lambda: gallery.size(FLIGHT_KEY) == 0, 10.0), (
+            "scheduled retention did not run"
+        )
     finally:
         scheduler.stop()
     assert len(gallery.retention_log()) == 1
@@ -221,3 +214,17 @@ def test_real_match_starts_the_clock_and_the_verify_log_holds_no_biometrics(
     dumped = "\n".join(db.iterdump())
     assert "PAX-US" not in dumped, "a deleted traveller leaves no id behind"
     assert "PAX-VIS" in dumped  # (still enrolled: the check above can fail)
+
+
+def test_a_deleted_record_leaves_nothing_readable_in_the_files(tmp_path):
+    """Retention is deletion a forensic read of the database and its WAL cannot undo."""
+    clock = Clock()
+    gallery = Gallery(tmp_path / "g.sqlite", clock_ms=clock)
+    secret = ManifestEntry("US-9", "us_citizen", (), pnr="QZ7XK2", name="ZEBULON/QUENTIN")
+    template = np.full(128, 0.123456, np.float32)
+    gallery.enroll_templates(FLIGHT_KEY, [(secret, template)])
+    gallery.record_verification(FLIGHT_KEY, "US-9", clock.now)
+    assert gallery.apply_retention(clock.now + 12 * HOUR_MS)
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    for trace in (b"ZEBULON/QUENTIN", b"QZ7XK2", template.tobytes()[:64]):
+        assert trace not in on_disk

@@ -20,7 +20,6 @@ import re
 import shutil
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -31,19 +30,11 @@ from appliance.service.log_filter import looks_like_image_text
 from appliance.service.runner import run_service
 from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
+from testbed.runs import wait_for
 from testbed.write_audit import contains_image_data
 
 TIMEOUT = 90.0
 MAX_WORD = 80  # the longest string a stream may carry (flight names, reason keys)
-
-
-def _wait_for(predicate, timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 class Follower(threading.Thread):
@@ -136,7 +127,7 @@ file = "agents.json"
         def status() -> dict:
             return read_status(config.status_path) if config.status_path.exists() else {}
 
-        assert _wait_for(lambda: bool(status().get("screens")))
+        assert wait_for(lambda: bool(status().get("screens")), TIMEOUT)
         url = status()["screens"]
         public = httpx.Client(base_url=url)
         station = httpx.Client(base_url=url)
@@ -153,10 +144,10 @@ file = "agents.json"
             follower.start()
             followers.append(follower)
             assert follower.opened.wait(10)
-        assert _wait_for(lambda: len(simulator.relay_pulses) >= 1)  # the traveller matched
+        assert wait_for(lambda: len(simulator.relay_pulses) >= 1, TIMEOUT)  # the traveller matched
         simulator.set_door(True)
         simulator.set_door(False)
-        assert _wait_for(lambda: status().get("counters", {}).get("granted", 0) >= 1)
+        assert wait_for(lambda: status().get("counters", {}).get("granted", 0) >= 1)
         for path in (
             "/",
             "/privacy",

@@ -4,6 +4,9 @@
   while its ``errno`` module has MicroPython's (ENOENT = 2), so code that compares
   ``e.errno == errno.ENOENT``, mpremote's file commands among it, misreads them.
   Re-raise with the numbers a Pico uses.
+* os.urandom: the webassembly port has none (a Pico's comes from the RP2040's ring
+  oscillator); the firmware draws its session ids from it, so it comes from node's
+  ``crypto.randomBytes`` here.
 * write-through: a file written and closed is on the host's flash folder at once, so a
   power cut (the host ending the emulator) keeps it, as flash does.
 """
@@ -42,6 +45,13 @@ def _with_pico_errno(fn):
 
     return call
 
+
+if not hasattr(os, "urandom"):
+
+    def _urandom(n):
+        return bytes.fromhex(js.board.randomHex(n))
+
+    os.urandom = _urandom
 
 for _name in ("stat", "mkdir", "rmdir", "remove", "rename", "listdir", "ilistdir", "chdir"):
     if hasattr(os, _name):

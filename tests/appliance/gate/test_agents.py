@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from appliance.errors import ConfigError
 from appliance.gate import agents
 from appliance.gate.agents import (
+    MAX_FAILURES,
     Agent,
     AgentAction,
     AgentCommand,
@@ -34,7 +36,7 @@ from appliance.gate.agents import (
     set_pin,
     sign_action,
 )
-from testbed.testing import FakeClock, TestAgent
+from testbed.testing import TEST_DEVICE, FakeClock, TestAgent
 
 NOW = 1_800_000_000.0
 
@@ -43,7 +45,8 @@ def registry(*agents: TestAgent, clock=None, **options) -> AgentRegistry:
     clock = clock or FakeClock(NOW)
     return AgentRegistry(
         {a.agent_id: a.entry for a in agents},
-        scopes=frozenset({"LAX", "gate-lax-b42"}),
+        device=TEST_DEVICE,
+        airport="LAX",
         clock=clock,
         **options,
     )
@@ -92,18 +95,62 @@ def test_a_changed_command_breaks_the_signature() -> None:
         registry(agent).verify_action(token.replace(":CANCEL:", ":RELEASE:"))
 
 
-def test_an_action_for_another_airport_is_refused() -> None:
-    agent = TestAgent("A1", scope="JFK")
-    with pytest.raises(AgentRefused, match="another gate or airport"):
-        registry(agent).verify_action(body(agent.action("RELEASE", issued_s=int(NOW))))
-
-
-def test_an_action_made_before_the_service_started_is_refused() -> None:
-    """A restart forgets which actions were used: older ones are never taken after it."""
+@pytest.mark.parametrize(
+    ("command", "scope", "reason"),
+    [
+        ("OPTOUT", "JFK", "another gate or airport"),
+        ("OPTOUT", "gate-lax-b43", "another gate or airport"),
+        # a release or cancel names its gate: a photographed action for the airport, or
+        # for the gate next door, opens nothing here
+        ("RELEASE", "LAX", "must name this gate"),
+        ("RELEASE", "gate-lax-b43", "must name this gate"),
+        ("CANCEL", "LAX", "must name this gate"),
+    ],
+)
+def test_an_action_for_another_gate_or_airport_is_refused(command, scope, reason) -> None:
     agent = TestAgent("A1")
-    token = body(agent.action("RELEASE", issued_s=int(NOW) - 30))
-    with pytest.raises(AgentRefused, match="before this service started"):
+    token = body(agent.action(command, issued_s=int(NOW), scope=scope))
+    with pytest.raises(AgentRefused, match=reason):
         registry(agent).verify_action(token)
+
+
+def test_an_opt_out_may_name_the_airport() -> None:
+    agent = TestAgent("A1")
+    action = registry(agent).verify_action(body(agent.action("OPTOUT", issued_s=int(NOW))))
+    assert action.command is AgentCommand.OPTOUT
+
+
+def test_a_used_action_stays_used_after_a_restart(tmp_path) -> None:
+    """The attack: an action used just before a restart was taken again after it."""
+    agent = TestAgent("A1")
+    used = tmp_path / "used.jsonl"
+    token = body(agent.action("RELEASE", issued_s=int(NOW)))
+    assert registry(agent, used_path=used).verify_action(token).command is AgentCommand.RELEASE
+    assert stat.S_IMODE(os.stat(used).st_mode) == 0o600
+    with used.open("ab") as out:
+        out.write(b'{"used": "ab')  # a crash mid-append leaves a torn line
+    restarted = registry(agent, clock=FakeClock(NOW + 20), used_path=used)
+    with pytest.raises(AgentRefused, match="already used"):
+        restarted.verify_action(token)
+    other = body(agent.action("CANCEL", issued_s=int(NOW) + 20))
+    assert restarted.verify_action(other).command is AgentCommand.CANCEL
+
+
+def test_used_actions_are_forgotten_once_they_expired(tmp_path) -> None:
+    agent = TestAgent("A1")
+    used = tmp_path / "used.jsonl"
+    registry(agent, used_path=used).verify_action(body(agent.action("OPTOUT", issued_s=int(NOW))))
+    registry(agent, clock=FakeClock(NOW + 3600), used_path=used)
+    assert used.read_bytes() == b""  # rewritten without what can no longer be replayed
+
+
+def test_an_action_that_cannot_be_recorded_is_refused(tmp_path) -> None:
+    agent = TestAgent("A1")
+    used = tmp_path / "used.jsonl"
+    units = registry(agent, used_path=used)
+    used.mkdir()
+    with pytest.raises(AgentRefused, match="cannot be recorded"):
+        units.verify_action(body(agent.action("RELEASE", issued_s=int(NOW))))
 
 
 def test_an_expired_registration_acts_no_more() -> None:
@@ -112,7 +159,7 @@ def test_an_expired_registration_acts_no_more() -> None:
     yesterday = dt.datetime.fromtimestamp(NOW, dt.UTC).date() - dt.timedelta(days=1)
     units = AgentRegistry(
         {"A1": AgentEntry("A1", agent.key.public_key(), valid_until=yesterday)},
-        scopes=frozenset({"LAX"}),
+        device=TEST_DEVICE,
         clock=clock,
     )
     with pytest.raises(AgentRefused, match="registration has expired"):
@@ -143,7 +190,7 @@ def test_the_registry_file_is_owner_only_and_round_trips(tmp_path) -> None:
     AgentRegistry({"A1": agent.entry}).save(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert "135790" not in path.read_text()
-    loaded = AgentRegistry.load(path, scopes=frozenset({"LAX"}))
+    loaded = AgentRegistry.load(path, airport="LAX")
     assert PinAuthenticator(loaded.pin_hashes()).verify("A1", "135790").agent_id == "A1"
     token = sign_action(agent.key, "A1", AgentCommand.OPTOUT, "LAX")
     assert loaded.verify_action(body(token)).command is AgentCommand.OPTOUT
@@ -312,7 +359,41 @@ def test_a_pin_and_a_key_live_in_one_entry(pin_file: Path) -> None:
     agent = TestAgent("A123")
     set_key(pin_file, "A123", agent.key.public_key())
     set_pin(pin_file, "A123", "246813")
-    loaded = AgentRegistry.load(pin_file, scopes=frozenset({"LAX"}))
+    loaded = AgentRegistry.load(pin_file, device=TEST_DEVICE)
     assert loaded.agents["A123"].public_key is not None
     assert PinAuthenticator(loaded.pin_hashes()).verify("A123", "246813").agent_id == "A123"
     assert loaded.verify_action(body(agent.action("CANCEL"))).command is AgentCommand.CANCEL
+
+
+def test_concurrent_wrong_pins_are_counted_before_they_are_checked(pin_file: Path) -> None:
+    """The attack: 40 wrong PINs at once were all checked, past the lockout of 5."""
+    auth = PinAuthenticator.from_file(pin_file)
+    start = threading.Barrier(40)
+    answers: list[Agent | Refusal] = []
+
+    def guess(n: int) -> None:
+        start.wait()
+        answers.append(auth.verify("A123", f"{100000 + n}"))
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    checked = [a for a in answers if getattr(a, "reason", None) is RefusalReason.WRONG_CREDENTIAL]
+    assert len(checked) == MAX_FAILURES
+    assert all(isinstance(a, Refusal) for a in answers)
+
+
+def test_a_registration_that_expires_while_running_cannot_sign_in() -> None:
+    """The registration ends at midnight: a service started the day before checks it at
+    each sign-in, not only when it loaded the registry."""
+    last_day = dt.date(2026, 12, 1)
+    today = [last_day]
+    auth = PinAuthenticator(
+        {"A1": hash_pin("246810")}, valid_until={"A1": last_day}, today=lambda: today[0]
+    )
+    assert auth.verify("A1", "246810") == Agent("A1", AuthMethod.PIN)
+    today[0] = last_day + dt.timedelta(days=1)
+    refused = auth.verify("A1", "246810")
+    assert isinstance(refused, Refusal) and refused.reason is RefusalReason.EXPIRED

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 
@@ -173,7 +172,15 @@ def test_door_held_open_refers(link):
     assert link.indicator == Indicator.SEE_AGENT
 
 
-def test_passage_timer_is_disarmed_once_the_door_closed(link):
+def test_passage_timer_is_disarmed_once_the_door_closed(link, monkeypatch):
+    timers: list[threading.Timer] = []
+
+    class RecordedTimer(threading.Timer):
+        def start(self) -> None:
+            timers.append(self)
+            super().start()
+
+    monkeypatch.setattr(threading, "Timer", RecordedTimer)
     gate = GateController(link, passage_window_s=0.1)
     gate.start()
     put(gate, State.VERIFYING)
@@ -181,7 +188,10 @@ def test_passage_timer_is_disarmed_once_the_door_closed(link):
     link.emit(DoorChanged(True))
     link.emit(DoorChanged(False))
     assert gate.phase is State.READY
-    time.sleep(0.3)
+    assert timers, "the grant armed no passage timer"
+    for timer in timers:  # each has run out (or been cancelled) once joined
+        timer.join(timeout=10)
+        assert not timer.is_alive()
     assert gate.phase is State.READY
     assert [s.event for s in gate.history][-1] is Event.DOOR_CLOSED
 
@@ -271,6 +281,24 @@ def test_agent_cancel_during_capture_cancels_it(gate):
     assert not gate.cancelled()
     gate.agent_cancel("agent: wrong queue")
     assert gate.phase is State.READY and gate.cancelled()
+
+
+@pytest.mark.parametrize("state", [State.READY, State.CAPTURING, State.VERIFYING])
+def test_an_agent_releases_only_a_traveller_who_is_with_the_agent(link, state):
+    """The attack: a release racing a cancel (or a signed RELEASE scanned at an idle gate)
+    pulsed the relay from READY, for nobody, with no traveller's record to log it in."""
+    gate = GateController(link)
+    gate.start()
+    put(gate, state)
+    assert gate.agent_release() is False
+    assert link.pulses == [] and gate.phase is state
+
+
+def test_a_cancel_that_wins_the_race_leaves_the_release_nothing_to_open(gate, link):
+    gate.fire(Event.PASS_REFUSED, "wrong flight")
+    assert gate.agent_cancel("not boarding")
+    assert gate.agent_release() is False
+    assert link.pulses == [] and gate.phase is State.READY
 
 
 def test_events_from_many_threads_keep_one_consistent_state(link):

@@ -4,7 +4,7 @@ It appends one JSON line to ``$FAKE_MPREMOTE_LOG``: its pid, its argv, and for e
 ``fs cp LOCAL :REMOTE`` the local file's bytes (hex) and permission bits *at copy time*
 (the deploy deletes its staging folder afterwards). ``$FAKE_MPREMOTE_MODE``:
 
-* ``ok`` (default): answer the counter step as a board would (``GATE-COUNTER n 0``);
+* ``ok`` (default): answer the counter step as a board would (``GATE-COUNTER epoch 0/0``);
 * ``hang``: never finish, like a board whose firmware ignores Ctrl-C;
 * ``fail``: exit 1 the way mpremote does when it cannot get a raw REPL.
 """
@@ -35,6 +35,6 @@ if mode == "fail":
     print("mpremote: could not enter raw repl", file=sys.stderr)
     sys.exit(1)
 for word in args:
-    floor = re.search(r"_held, (\d+)\)", word)
+    floor = re.search(r"_held\[0\] \+ 1, (\d+)\)", word)
     if floor:
-        print(f"GATE-COUNTER {floor.group(1)} 0")
+        print(f"GATE-COUNTER {floor.group(1)} 0/0")

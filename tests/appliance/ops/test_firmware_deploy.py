@@ -18,7 +18,7 @@ from appliance.ops.firmware_deploy import (
     Deployer,
     FirmwareDeployError,
     check_greeting,
-    counter_floor,
+    epoch_floor,
 )
 from firmware_bridge.mcu.pico_main import COUNTER_LOCKED, PIN_RELAY, PIN_SERVICE, CounterStore
 from firmware_bridge.simulator import Simulator
@@ -61,7 +61,7 @@ def test_dry_run_builds_and_shows_but_touches_nothing(
 ) -> None:
     assert deploy_cli(key_file, "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "pico_main.mpy" in out and "relay counter = max(what the board holds" in out
+    assert "pico_main.mpy" in out and "relay counter: new epoch max(the board's + 1" in out
     assert "dry run: nothing was sent to the board" in out
     assert KEY.hex() not in out
     assert calls(fake) == []
@@ -78,7 +78,7 @@ def test_one_session_in_a_safe_order_and_the_key_never_on_a_command_line(
     argv = call["argv"]
     assert argv[:2] == ["connect", "/dev/ttyNOPE"]
     assert all(KEY.hex() not in word for word in argv)
-    steps = " ".join(argv).split(" + ")
+    steps = " ".join(w if w != "+" else "\x00" for w in argv).split(" \x00 ")  # at mpremote's +
     assert steps[0].startswith("connect /dev/ttyNOPE exec") and "_rm('/main.py')" in steps[0]
     assert steps[-1] == "reset"
     assert steps[-2].endswith(":/main.py")  # the entry point only once all else is there
@@ -87,7 +87,7 @@ def test_one_session_in_a_safe_order_and_the_key_never_on_a_command_line(
     module_steps = [i for i, s in enumerate(steps) if s.endswith(".mpy")]
     assert len(module_steps) == 5 and max(module_steps) < counter_step < len(steps) - 2
     assert key_step < counter_step
-    floor = int(steps[counter_step].split("_held, ")[1].split(")")[0])
+    floor = int(steps[counter_step].split("_held[0] + 1, ")[1].split(")")[0])  # the epoch
     assert before <= floor <= int(time.time())
     copied_key = call["copies"][":/gate_key.hex"]
     assert bytes.fromhex(copied_key["hex"]).decode().strip() == KEY.hex()
@@ -144,10 +144,10 @@ def test_bad_inputs_get_one_clear_error(tmp_path: Path, fake: Path, capsys) -> N
     assert calls(fake) == []
 
 
-def test_counter_floor_needs_a_set_clock() -> None:
-    assert counter_floor(EARLIEST_PLAUSIBLE_CLOCK + 5.7) == EARLIEST_PLAUSIBLE_CLOCK + 5
+def test_epoch_floor_needs_a_set_clock() -> None:
+    assert epoch_floor(EARLIEST_PLAUSIBLE_CLOCK + 5.7) == EARLIEST_PLAUSIBLE_CLOCK + 5
     with pytest.raises(FirmwareDeployError, match="set the time"):
-        counter_floor(86_400.0)  # 1970-01-02: a Pi that has not synced its clock
+        epoch_floor(86_400.0)  # 1970-01-02: a Pi that has not synced its clock
 
 
 def test_greeting_check_tells_a_wrong_key_and_a_wrong_counter() -> None:
@@ -156,7 +156,7 @@ def test_greeting_check_tells_a_wrong_key_and_a_wrong_counter() -> None:
         assert greeting["key_probe"] == "REJECTED_STALE" and not greeting["relay_open"]
         with pytest.raises(FirmwareDeployError, match="different relay key"):
             check_greeting(board.port, bytes(32), 0, timeout_s=5)
-        with pytest.raises(FirmwareDeployError, match="counter 0, not the 7"):
+        with pytest.raises(FirmwareDeployError, match="epoch 0 at 0, not the epoch 7"):
             check_greeting(board.port, KEY, 7, timeout_s=5)
         assert board.relay_history == []  # no probe opened the relay
 
@@ -176,27 +176,33 @@ def deploy(board: EmulatedPico, **kw: float) -> dict:
 
 
 @pytest.mark.micropython
-@pytest.mark.parametrize("held", [4_000_000_000, "locked"])
-def test_deploy_never_lowers_the_counter(tmp_path: Path, held: int | str) -> None:
+@pytest.mark.parametrize("held", [(4_000_000_000, 0xFFFFFFFE), "locked"])
+def test_a_deploy_starts_a_new_epoch_above_the_boards(
+    tmp_path: Path, held: tuple[int, int] | str
+) -> None:
+    """Whatever the board held (an epoch ahead of the clock with its counter at the end,
+    or a store too torn to read) it gets a new epoch above it, counter 0: no earlier
+    pulse verifies again, and the used-up or locked counter is recovered."""
     flash = tmp_path / "flash"
     flash.mkdir()
     store = CounterStore(str(flash) + "/")
     if held == "locked":  # both slots torn: the board refuses every pulse
         for slot in store.paths:
-            Path(slot).write_bytes(b"GC1torn")
+            Path(slot).write_bytes(b"GC2torn")
         assert store.load() == COUNTER_LOCKED
     else:
         store.load()
-        store.store(held)
-        store.store(held)
+        store.store(*held)
+        store.store(*held)
     with EmulatedPico(flash) as board:
         result = deploy(board)
     if held == "locked":
-        assert result["counter_before"] == "locked" and result["counter"] <= int(time.time())
-        assert result["counter"] >= int(time.time()) - 60
+        assert result["counter_before"] == "locked" and result["epoch"] <= int(time.time())
+        assert result["epoch"] >= int(time.time()) - 60
     else:
-        assert result["counter"] == held and result["counter_before"] == str(held)
-    assert CounterStore(str(flash) + "/").load() == result["counter"]
+        assert result["epoch"] == held[0] + 1 and result["counter_before"] == f"{held[0]}/{held[1]}"
+    assert CounterStore(str(flash) + "/").load() == (result["epoch"], 0)
+    assert result["greeting"]["epoch"] == result["epoch"]
 
 
 @pytest.mark.micropython
@@ -220,19 +226,22 @@ def test_deploy_then_redeploy_through_the_service_jumper(pico: EmulatedPico) -> 
         "main.py",
     ]
     assert (flash / "gate_key.hex").read_text().strip() == KEY.hex()
-    assert first["counter_before"] == "0" and first["counter"] >= before
-    assert CounterStore(str(flash) + "/").load() == first["counter"]
+    assert first["counter_before"] == "0/0" and first["epoch"] >= before
+    assert CounterStore(str(flash) + "/").load() == (first["epoch"], 0)
     greeting = first["greeting"]
     assert greeting["key_probe"] == "REJECTED_STALE"
-    assert greeting["last_counter"] == first["counter"] and not greeting["relay_open"]
+    assert greeting["epoch"] == first["epoch"] and greeting["last_counter"] == 0
+    assert not greeting["relay_open"]
 
     with pytest.raises(FirmwareDeployError, match="SERVICE jumper"):
         deploy(pico, mpremote_timeout_s=3.0)
     pico.set_inputs({PIN_SERVICE: 0})
+    reads = pico.input_reads(PIN_SERVICE)
     pico.power_cycle()  # the jumper is read at power-up ...
+    assert pico.wait_for_input_read(PIN_SERVICE, after=reads)
     pico.set_inputs({})  # ... so it can come off before the deploy resets the board
     second = deploy(pico)
-    assert second["counter_before"] == str(first["counter"])
-    assert second["counter"] >= first["counter"]
+    assert second["counter_before"] == f"{first['epoch']}/0"
+    assert second["epoch"] > first["epoch"]
     assert second["greeting"]["key_probe"] == "REJECTED_STALE"
     assert set(pico.output_history(PIN_RELAY)) == {0}  # the relay was never driven high

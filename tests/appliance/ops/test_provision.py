@@ -15,7 +15,10 @@ from cryptography import x509
 from appliance.errors import ProvisionError
 from appliance.matching.client import MatchingClient
 from appliance.ops.provision import Answers, provision
-from appliance.service.config import load_config
+from appliance.service.config import load_config, read_relay_key
+from firmware_bridge.host import GateLink
+from firmware_bridge.protocol import LinkKeys, MsgType, Result, pack_relay_pulse
+from firmware_bridge.simulator import Simulator
 from gate_contract.keys import DeviceScope, PkiLayout
 from tests.support import REPO, EnrollmentKit
 
@@ -184,6 +187,8 @@ def test_rotate_makes_a_new_key_and_certificate_and_moves_the_old_aside(enrollme
     # the technician is told how to revoke the old certificate on the matching service
     assert any(f"gate-matcher revoke --revocations FILE --serial {old_serial:#x}" in line
                for line in lines), lines  # fmt: skip
+    # no gate MCU on /dev/ttyACM0 here: its counter epoch is left as it was, and said so
+    assert any("relay counter epoch" in line and "skipped" in line for line in lines)
     assert layout.device_key.read_bytes() != old_key
     assert layout.device_cert.read_bytes() != old_cert
     aside = list((tmp_path / "state").glob("pki.old-*"))
@@ -200,6 +205,45 @@ def test_rotate_makes_a_new_key_and_certificate_and_moves_the_old_aside(enrollme
     finally:
         client.close()
     assert any("SERVING" in line for line in lines)
+
+
+def test_rotate_recovers_a_poisoned_relay_counter(enrollment_kit, tmp_path):
+    """The MCU's counter pushed to its end (issue 11: by a forged STATUS to a version 1
+    host) leaves the gate out of service; `provision --rotate` starts a new counter epoch
+    over the serial line, with nothing taken from the line but the MCU's authenticated
+    epoch, and the next grant pulses."""
+    a = _answers(enrollment_kit, tmp_path)
+    provision(a, out=lambda _: None, check_matcher=False)
+    key = read_relay_key(tmp_path / "state" / "relay.key")
+    with Simulator(key) as mcu:
+        a.serial_port = mcu.port
+        link = GateLink(mcu.port, key).open()
+        try:
+            poison = pack_relay_pulse(LinkKeys(key), 0, 100, 0xFFFFFFFE)
+            assert link.send_command(MsgType.RELAY_PULSE, poison) == Result.OK
+        finally:
+            link.close()
+        link = GateLink(mcu.port, key).open()
+        assert not link.link_up and "--rotate" in (link.counter_fault or "")
+        link.close()
+
+        a.token = enrollment_kit.tokens.issue(a.device_id, ttl_s=600, scope=DeviceScope("LAX"))
+        lines: list[str] = []
+        changes = provision(a, rotate=True, out=lines.append, check_matcher=False)
+        assert "relay counter epoch" in changes, lines
+        assert any(
+            "new epoch 1, counter 0 (was epoch 0 at counter 4294967294)" in line for line in lines
+        )
+        assert (mcu.epoch, mcu.last_counter) == (1, 0)
+
+        link = GateLink(mcu.port, key).open()
+        try:
+            assert link.link_up and link.counter_fault is None
+            link.pulse_relay(100)
+        finally:
+            link.close()
+        assert mcu.relay_pulses == [100, 100]  # the poisoning one, then the grant
+        assert (mcu.epoch, mcu.last_counter) == (1, 1)
 
 
 def test_changed_answers_update_the_config_only(enrollment_kit, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -285,6 +286,18 @@ def workflow(detector, gate, ledger, tmp_path):
     return make
 
 
+def test_a_release_after_the_gate_referred_by_itself_is_logged(workflow, gate, link):
+    """Every opening has a boarding-log line, even with no traveller's record open."""
+    wf = workflow(FakeMatcher(), Mode.BIOMETRIC_FIRST)
+    gate.fire(Event.ERROR, "camera stalled")  # no traveller at the gate
+    wf.scan(AGENT.action("RELEASE"))
+    assert len(link.pulses) == 1
+    gate.agent_cancel("passage over")
+    assert wf.wait_idle(5)
+    (record,) = wf.log.read()
+    assert record["released_by_agent"] is True and record["agent_id"] == "A7"
+
+
 class NeverRead:
     def read(self):
         raise AssertionError("nothing may be captured for a refused pass")
@@ -464,6 +477,49 @@ def test_who_boarded_survives_a_restart_through_the_boarding_log(
     )
     again = restarted.board(KeptSource(demo_photos / "obama2.jpg"))
     assert again.reason == "already boarded, see agent" and len(link.pulses) == 1
+
+
+def test_who_boarded_survives_a_crash_before_the_passage_ended(
+    detector, gate, link, ledger, demo_photos, tmp_path
+):
+    """Killed between the pulse and the end of the passage, no boarding-log record was
+    written; the claim made before the pulse is still there after the restart."""
+    first = GateWorkflow(
+        boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger),
+        FLIGHT,
+        boarding_log=BoardingLog(tmp_path / "boarding.jsonl"),
+    )
+    assert first.board(KeptSource(demo_photos / "obama2.jpg")).outcome == "granted"
+    # The power goes now: what is on disk is what the next start finds.
+    on_disk = tmp_path / "after-the-cut"
+    shutil.copytree(tmp_path, on_disk, ignore=shutil.ignore_patterns("after-the-cut"))
+    assert (on_disk / "boarding.jsonl").read_text() == ""  # the passage had not ended
+    gate.agent_cancel("the gate of the next start is ready again")
+    restarted = GateWorkflow(
+        boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger),
+        FLIGHT,
+        boarding_log=BoardingLog(on_disk / "boarding.jsonl"),
+    )
+    again = restarted.board(KeptSource(demo_photos / "obama2.jpg"))
+    assert again.reason == "already boarded, see agent" and len(link.pulses) == 1
+
+
+def test_a_grant_that_cannot_be_recorded_is_not_granted(
+    detector, gate, link, ledger, demo_photos, tmp_path
+):
+    log = BoardingLog(tmp_path / "boarding.jsonl")
+    workflow = GateWorkflow(
+        boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger),
+        FLIGHT,
+        boarding_log=log,
+    )
+    log.register_path.mkdir()  # the register cannot be appended to
+    result = workflow.board(KeptSource(demo_photos / "obama2.jpg"))
+    assert (result.outcome, result.reason) == (
+        "referred",
+        "match, but who boarded cannot be recorded",
+    )
+    assert link.pulses == [] and gate.phase is State.REFER_TO_AGENT
 
 
 def test_agent_station_release_and_cancel_carry_agent_and_reason(workflow, gate, link):

@@ -18,8 +18,7 @@ import shutil
 import socket
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
+from testbed.runs import wait_for
 from testbed.testing import FLIGHT, TestAgent, make_bcbp
 
 TIMEOUT = 90.0  # generous: model load, mTLS and the first inference on a slow CI runner
@@ -41,15 +41,6 @@ OBAMA_NAME, OBAMA_PNR = "OBAMA/BARACK", "ABC123"
 AGENT = TestAgent("A7")
 VALID_PASS = make_bcbp(OBAMA_NAME, OBAMA_PNR)  # BA0283 from LAX, day 329 = 2026-11-25
 WRONG_FLIGHT_PASS = make_bcbp(OBAMA_NAME, OBAMA_PNR, flight="0999")
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -253,10 +244,10 @@ class Service:
         return self.status().get("state")
 
     def wait_serving(self) -> None:
-        assert _wait_for(lambda: self.status().get("service") == "serving"), self.status()
+        assert wait_for(lambda: self.status().get("service") == "serving", TIMEOUT), self.status()
 
     def wait_state(self, state: str) -> None:
-        assert _wait_for(lambda: self.state() == state), (state, self.status())
+        assert wait_for(lambda: self.state() == state, TIMEOUT), (state, self.status())
 
     def log(self) -> list[dict]:
         path = self.config.boarding_log_path
@@ -265,7 +256,7 @@ class Service:
         return [json.loads(line) for line in path.read_text("ascii").splitlines() if line]
 
     def wait_log(self, count: int) -> list[dict]:
-        assert _wait_for(lambda: len(self.log()) >= count), self.log()
+        assert wait_for(lambda: len(self.log()) >= count, TIMEOUT), self.log()
         return self.log()
 
     def ledger_lines(self) -> int:
@@ -294,7 +285,7 @@ def running(config: GateConfig) -> Iterator[Service]:
 
 def _walk_through(simulator: Simulator) -> None:
     """The traveller walks through the open barrier: the door sensor opens, then closes."""
-    assert _wait_for(lambda: simulator.relay_open, timeout=10)
+    assert wait_for(lambda: simulator.relay_open, timeout=10)
     simulator.set_door(True)
     simulator.set_door(False)
 
@@ -333,7 +324,7 @@ def test_biometric_first_boards_a_traveller(tmp_path, matcher, frames, mcu) -> N
     assert config.scanner is None
     assert config.boarding_log_path == tmp_path / "state" / "boarding-log.jsonl"
     with running(config) as service:
-        assert _wait_for(lambda: len(simulator.relay_pulses) == 1)
+        assert wait_for(lambda: len(simulator.relay_pulses) == 1, TIMEOUT)
         _walk_through(simulator)
         (record,) = service.wait_log(1)
         service.thread.join(timeout=TIMEOUT)  # the replay's end ends the loop by itself
@@ -385,7 +376,7 @@ def test_pass_then_face_waits_for_the_pass_then_grants(
         assert simulator.relay_pulses == [] and service.thread.is_alive()
 
         pty_scanner.scan(VALID_PASS)
-        assert _wait_for(lambda: len(simulator.relay_pulses) == 1)
+        assert wait_for(lambda: len(simulator.relay_pulses) == 1, TIMEOUT)
         _walk_through(simulator)
         (record,) = service.wait_log(1)
         service.wait_state("ready")
@@ -431,7 +422,7 @@ def test_wrong_flight_pass_refers_with_nothing_captured(
 
         stdin_scanner.scan("AGT:A42:CANCEL")  # a printed badge: refused, nothing changes
         stdin_scanner.scan("AGT:NOBODY:RELEASE")
-        assert _wait_for(lambda: service.status()["last_errors"])
+        assert wait_for(lambda: service.status()["last_errors"], TIMEOUT)
         assert service.state() == "refer_to_agent" and simulator.relay_pulses == []
         stdin_scanner.scan(AGENT.action("CANCEL"))
         (refused,) = service.wait_log(1)
@@ -439,7 +430,7 @@ def test_wrong_flight_pass_refers_with_nothing_captured(
         assert service.status()["counters"]["frames"] == 0
 
         stdin_scanner.scan(VALID_PASS)  # the next traveller: the one frame is still there
-        assert _wait_for(lambda: len(simulator.relay_pulses) == 1)
+        assert wait_for(lambda: len(simulator.relay_pulses) == 1, TIMEOUT)
         _walk_through(simulator)
         records = service.wait_log(2)
         assert service.finish() == EXIT_OK
@@ -479,12 +470,12 @@ def test_agent_release_after_an_opt_out_opens_the_gate(
         else:
             pty_scanner.scan(AGENT.action("OPTOUT"))
         service.wait_state("manual_check")
-        assert _wait_for(lambda: service.status().get("counters", {}).get("manual_check") == 1)
+        assert wait_for(lambda: service.status().get("counters", {}).get("manual_check") == 1)
         assert simulator.relay_pulses == []
 
         release = AGENT.action("RELEASE")
         pty_scanner.scan(release)
-        assert _wait_for(lambda: len(simulator.relay_pulses) == 1)
+        assert wait_for(lambda: len(simulator.relay_pulses) == 1, TIMEOUT)
         _walk_through(simulator)
         (record,) = service.wait_log(1)
         service.wait_state("ready")
@@ -517,7 +508,7 @@ def test_a_scanner_that_cannot_be_opened_is_a_clear_start_up_failure(
     errors = [r.getMessage() for r in caplog.records if r.name == "gate.service"]
     assert len(errors) == 1 and "scanner on" in errors[0]
     assert read_status(tmp_path / "state" / "status.json")["service"] == "start-up failed"
-    assert _wait_for(lambda: not simulator.relay_open, timeout=10)
+    assert wait_for(lambda: not simulator.relay_open, timeout=10)
     assert simulator.relay_pulses == []
 
 
