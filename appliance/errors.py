@@ -86,6 +86,12 @@ class ScreensError(StartupError):
     exit_code = 8
 
 
+class InstanceLocked(StartupError):
+    """Another gate service already serves this unit (its lock names its pid and port)."""
+
+    exit_code = 9
+
+
 class LedgerError(ApplianceError):
     """The ledger's chain is broken at a named record."""
 
@@ -161,6 +167,7 @@ __all__ = [
     "EnrollmentFailed",
     "FirmwareDeployError",
     "GateMcuError",
+    "InstanceLocked",
     "LedgerError",
     "MatcherSetupError",
     "MatchingError",

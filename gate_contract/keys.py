@@ -110,6 +110,8 @@ def load_signing_public(path: Path) -> Ed25519PublicKey:
 # --- Device certificates from a CSR (enrollment) and device folders -------------------
 
 
+# A device id is its certificate's common name, a config value and a log field: plain.
+DEVICE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _AIRPORT_RE = re.compile(r"[A-Z]{3}")
 _GATE_RE = re.compile(r"[A-Z0-9-]{1,8}")
 
@@ -194,6 +196,7 @@ def write_device_layout(
 
 
 __all__ = [
+    "DEVICE_ID_RE",
     "DeviceScope",
     "PkiLayout",
     "load_private",

@@ -12,8 +12,10 @@ a gallery enrolled with one is never served by another.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -38,10 +40,38 @@ from matching_service.recognizers import (
 
 # Commands other packages add (e.g. testbed's bench over real gates).
 PLUGIN_GROUP = "gate_matcher.commands"
+DEFAULT_DB = data_dir() / "matcher" / "gallery.sqlite"
+
+
+_CARRIER = re.compile(r"[A-Z0-9]{2,3}")
+_NUMBER = re.compile(r"[0-9]{1,4}[A-Z]?")
+_AIRPORT = re.compile(r"[A-Z]{3}")
+
+
+def flight_problem(carrier: str, number: str, date: str, airport: str) -> str | None:
+    """What is wrong with a flight named on the command line (None: nothing), so a bad
+    value is refused instead of stored as a gallery no gate ever opens."""
+    if not _CARRIER.fullmatch(carrier):
+        return f"carrier {carrier!r} must be an IATA airline code (2-3 letters or digits)"
+    if not _NUMBER.fullmatch(number):
+        return f"flight number {number!r} must be 1..4 digits and an optional letter"
+    try:
+        parsed = dt.date.fromisoformat(date)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.isoformat() != date:
+        return f"date {date!r} must be an ISO date, YYYY-MM-DD"
+    if not _AIRPORT.fullmatch(airport):
+        return f"airport {airport!r} must be an IATA airport code (3 letters)"
+    return None
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    carrier, number, date, airport = args.flight
+    carrier, number, date, airport = (value.strip().upper() for value in args.flight)
+    problem = flight_problem(carrier, number, date, airport)
+    if problem:
+        print(f"gate-matcher enroll: {problem}; nothing was enrolled", file=sys.stderr)
+        return 2
     try:
         recognizer = open_recognizer(args.recognizer)
         report = Gallery(args.db, recognizer.info).enroll_manifest(
@@ -71,6 +101,14 @@ def _serve(args: argparse.Namespace) -> int:
     from matching_service.revocation import RevocationList
 
     pki = create_dev_pki(args.pki) if args.dev_pki else PkiLayout(args.pki)
+    missing = [p for p in (pki.ca_cert, pki.server_cert, pki.server_key) if not p.is_file()]
+    if missing:
+        print(
+            f"gate-matcher serve: --pki {args.pki} is not a service PKI ({missing[0]} is"
+            " missing); give the folder made for this service, or --dev-pki for development",
+            file=sys.stderr,
+        )
+        return 2
     try:
         revocations = RevocationList(args.revocations) if args.revocations else None
     except RevocationError as exc:
@@ -88,6 +126,9 @@ def _serve(args: argparse.Namespace) -> int:
         return _run_servers(args, pki, gallery, audit, revocations, pool, recognizer)
     except (TemplateMismatch, RecognizerUnavailable) as exc:
         print(f"gate-matcher: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # a key file unreadable, an address in use
+        print(f"gate-matcher serve: {exc}", file=sys.stderr)
         return 2
     finally:
         pool.close()
@@ -153,6 +194,86 @@ def _issue_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from matching_service.enrollment import EnrollmentTokens
+
+    tokens = EnrollmentTokens(args.db)
+    if args.token == "revoke":
+        count = tokens.revoke(args.device_id)
+        print(f"revoked {count} unused token(s) of {args.device_id}")
+        return 0
+    listed = tokens.list()
+    if args.json:
+        print(json.dumps(listed))
+        return 0
+    for t in listed:
+        gates = f" gates {' '.join(t['gates'])}" if t["gates"] else ""
+        print(
+            f"{t['id']}  {t['device_id']:<24} {t['state']:<8} {t['airport']}{gates}"
+            f"  expires {_iso_ms(t['expires_at_ms'])}"
+            + (f"  certificate {t['certificate_serial']}" if t["certificate_serial"] else "")
+        )
+    if not listed:
+        print("no tokens issued")
+    return 0
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    gallery = Gallery(args.db)
+    if args.gallery == "list":
+        flights = gallery.flights()
+        if args.json:
+            print(json.dumps(flights))
+        for f in [] if args.json else flights:
+            print(f"{f['flight']:<28} {f['travellers']:>5} travellers  {f['recognizer']}")
+        if not flights and not args.json:
+            print("no galleries")
+        return 0
+    carrier, number, date, airport = (value.strip().upper() for value in args.flight)
+    problem = flight_problem(carrier, number, date, airport)
+    if problem:
+        print(f"gate-matcher gallery: {problem}", file=sys.stderr)
+        return 2
+    key = flight_key(carrier, number, date, airport)
+    if args.gallery == "show":
+        travellers = gallery.travellers(key)
+        if args.json:
+            print(json.dumps(travellers))
+            return 0
+        for t in travellers:
+            verified = _iso_ms(t["verified_at_ms"]) if t["verified_at_ms"] else "never"
+            print(f"{t['traveller_id']:<20} {t['category']:<12} {t['photos']} photo(s),"
+                  f" verified {verified}")  # fmt: skip
+        print(f"{key}: {len(travellers)} travellers")
+        return 0 if travellers else 1
+    deleted = gallery.delete(key, args.traveller)
+    what = f"traveller {args.traveller} of {key}" if args.traveller else f"the gallery of {key}"
+    if not deleted:
+        print(f"gate-matcher gallery delete: no {what}", file=sys.stderr)
+        return 1
+    print(f"deleted {what} ({deleted} record(s)); gates see it at their next session refresh")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from matching_service.errors import RevocationError
+    from matching_service.revocation import add_to_file, parse_serial
+
+    try:
+        serial = parse_serial(args.serial) if args.serial else None
+        add_to_file(args.revocations, serial=serial, device_id=args.device_id)
+    except (RevocationError, OSError) as exc:
+        print(f"gate-matcher revoke: {exc}", file=sys.stderr)
+        return 2
+    what = f"certificate {hex(serial)}" if serial is not None else f"device {args.device_id}"
+    print(f"revoked {what} in {args.revocations} (a serving matcher re-reads it)")
+    return 0
+
+
+def _iso_ms(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
 def _retention(args: argparse.Namespace) -> int:
     from matching_service.retention import RetentionScheduler
 
@@ -191,6 +312,15 @@ def _recognizer_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gate-appliance")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -199,8 +329,19 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    # gRPC's C core would print its own copy of errors this command reports in one line;
+    # GRPC_VERBOSITY=ERROR (or DEBUG) in the environment brings it back.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     parser = argparse.ArgumentParser(prog="gate-matcher", description=__doc__)
-    parser.add_argument("--db", type=Path, default=data_dir() / "matcher" / "gallery.sqlite")
+    parser.add_argument("--version", action="version", version=f"gate-matcher {_version()}")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=DEFAULT_DB,
+        help="the gallery database; its folder must exist (default: %(default)s)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the gRPC API with mutual TLS")
     serve.add_argument("--pki", type=Path, default=data_dir() / "pki")
@@ -230,6 +371,43 @@ def main(argv: list[str] | None = None) -> int:
         "--gates", nargs="*", default=[], metavar="GATE", help="limit it to these gates"
     )
     token.set_defaults(handler=_issue_token)
+    tokens = commands.add_parser("token", help="list or revoke enrollment tokens")
+    token_commands = tokens.add_subparsers(dest="token", required=True)
+    listing = token_commands.add_parser("list", help="every token: device, scope, state")
+    listing.add_argument("--json", action="store_true", help="one JSON list")
+    listing.set_defaults(handler=_token)
+    revoke = token_commands.add_parser("revoke", help="expire a device's unused tokens now")
+    revoke.add_argument("--device-id", required=True)
+    revoke.set_defaults(handler=_token)
+    galleries = commands.add_parser("gallery", help="list, show or delete flight galleries")
+    gallery_commands = galleries.add_subparsers(dest="gallery", required=True)
+    listing = gallery_commands.add_parser("list", help="every flight held, with its size")
+    listing.add_argument("--json", action="store_true", help="one JSON list")
+    listing.set_defaults(handler=_gallery)
+    flight_args = {
+        "nargs": 4,
+        "required": True,
+        "metavar": ("CARRIER", "NUMBER", "DATE", "AIRPORT"),
+    }
+    show = gallery_commands.add_parser("show", help="a flight's travellers (no templates)")
+    show.add_argument("--flight", **flight_args)
+    show.add_argument("--json", action="store_true", help="one JSON list")
+    show.set_defaults(handler=_gallery)
+    delete = gallery_commands.add_parser("delete", help="a flight's gallery, or one traveller")
+    delete.add_argument("--flight", **flight_args)
+    delete.add_argument("--traveller", help="only this traveller id")
+    delete.set_defaults(handler=_gallery)
+    revoke_cert = commands.add_parser(
+        "revoke",
+        help="revoke a device certificate (e.g. the old one after `gatectl provision --rotate`)",
+        description="Adds to the JSON revocation list `serve --revocations FILE` reads; the"
+        " serving matcher re-reads it without a restart.",
+    )
+    revoke_cert.add_argument("--revocations", type=Path, required=True, help="the list file")
+    which = revoke_cert.add_mutually_exclusive_group(required=True)
+    which.add_argument("--serial", help="certificate serial, 0x... hex or decimal")
+    which.add_argument("--device-id", help="every certificate of this device")
+    revoke_cert.set_defaults(handler=_revoke)
     enroll = commands.add_parser("enroll", help="build a flight gallery from document photos")
     enroll.add_argument(
         "--flight", nargs=4, required=True, metavar=("CARRIER", "NUMBER", "DATE", "AIRPORT")
@@ -268,7 +446,13 @@ def main(argv: list[str] | None = None) -> int:
     for plugin in entry_points(group=PLUGIN_GROUP):
         plugin.load()(commands)
     args = parser.parse_args(argv)
-    args.db.parent.mkdir(parents=True, exist_ok=True)
+    if args.db == DEFAULT_DB:
+        args.db.parent.mkdir(parents=True, exist_ok=True)
+    elif not args.db.parent.is_dir():
+        # A typo'd --db must not silently become a fresh, empty gallery.
+        print(f"gate-matcher: --db {args.db}: the folder {args.db.parent} does not exist",
+              file=sys.stderr)  # fmt: skip
+        return 2
     logging.basicConfig(
         level=logging.WARNING if getattr(args, "json", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -280,4 +464,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["PLUGIN_GROUP", "main"]
+__all__ = ["DEFAULT_DB", "PLUGIN_GROUP", "flight_problem", "main"]

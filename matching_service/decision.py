@@ -26,6 +26,7 @@ from matching_service.errors import (
     UndecodableImage,
 )
 from matching_service.gallery import Gallery, Match
+from matching_service.image_size import check_decoded_size
 from matching_service.passes import passenger_from_bcbp
 from matching_service.recognizers import Recognizer
 
@@ -124,6 +125,7 @@ class FlightMatcher:
             return self.pool.encode_jpeg(plain)
         if self.encoder is None:
             raise RuntimeError("a matcher needs an encoder or an encoder pool")
+        check_decoded_size(plain)  # before the decoder allocates: no decompression bomb
         image = cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise UndecodableImage("capture is not a decodable image")

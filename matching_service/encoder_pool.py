@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 
 from matching_service.errors import EncoderPoolError, UndecodableImage
+from matching_service.image_size import check_decoded_size
 from matching_service.recognizers import (
     DEFAULT_RECOGNIZER,
     Recognizer,
@@ -96,6 +97,8 @@ def _encode_jpeg(data: bytes | bytearray) -> np.ndarray:
     raw = np.frombuffer(buffer, np.uint8)  # a writable view: filling it zeroizes ``buffer``
     image = None
     try:
+        if raw.size:
+            check_decoded_size(buffer)  # before the decoder allocates: no decompression bomb
         image = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
         if image is None:
             raise UndecodableImage(f"capture is not a decodable image ({raw.size} bytes)")

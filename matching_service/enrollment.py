@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gate_contract.clock import now_ms
-from gate_contract.keys import DeviceScope, PkiLayout, load_private
+from gate_contract.keys import DEVICE_ID_RE, DeviceScope, PkiLayout, load_private
 from gate_contract.sealing import key_id
 from gate_contract.verdicts import signing_key_id
 from gate_contract.wire import ENROLLMENT_SERVICE, pb, pb_grpc
@@ -80,8 +80,11 @@ class EnrollmentTokens:
         self, device_id: str, *, scope: DeviceScope, ttl_s: float = DEFAULT_TOKEN_TTL_S
     ) -> str:
         """A one-time token for ``device_id``; its certificate will board only ``scope``."""
-        if not device_id or len(device_id) > 64:
-            raise ValueError("device id must be 1..64 characters")
+        if not DEVICE_ID_RE.fullmatch(device_id):
+            raise ValueError(
+                f"device id {device_id!r} must be 1..64 letters, digits, '.', '_' or '-'"
+                " (it becomes the certificate's name and the unit's [device] id)"
+            )
         if ttl_s <= 0:
             raise ValueError("ttl must be positive")
         # Hex, so a token typed or pasted on a command line never starts with "-".
@@ -129,6 +132,44 @@ class EnrollmentTokens:
             return DeviceScope(airport, tuple(gates.split()))
         except ValueError as exc:  # a token from before scopes existed
             raise TokenRefused("no_scope") from exc
+
+    def list(self) -> list[dict]:
+        """Every token issued, newest first: device, scope, times and state; never the
+        token itself (only its hash is stored), its hash's first 12 digits as an id."""
+        now = self._clock()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT token_sha256, device_id, issued_at_ms, expires_at_ms, used_at_ms,"
+                " certificate_serial, airport, gates FROM enrollment_tokens"
+                " ORDER BY issued_at_ms DESC"
+            ).fetchall()
+        tokens = []
+        for digest, device, issued, expires, used, serial, airport, gates in rows:
+            state = "used" if used is not None else ("expired" if now > expires else "open")
+            tokens.append(
+                {
+                    "id": digest[:12],
+                    "device_id": device,
+                    "airport": airport,
+                    "gates": gates.split(),
+                    "issued_at_ms": issued,
+                    "expires_at_ms": expires,
+                    "state": state,
+                    "certificate_serial": serial,
+                }
+            )
+        return tokens
+
+    def revoke(self, device_id: str) -> int:
+        """Expire every unused token of ``device_id`` now; how many there were."""
+        now = self._clock()
+        with self._lock, self._db:
+            cursor = self._db.execute(
+                "UPDATE enrollment_tokens SET expires_at_ms = ? WHERE device_id = ?"
+                " AND used_at_ms IS NULL AND expires_at_ms >= ?",
+                (now - 1, device_id, now),
+            )
+        return cursor.rowcount
 
     def record_serial(self, token: str, serial: int) -> None:
         with self._lock, self._db:
@@ -192,7 +233,7 @@ class EnrollmentService(pb_grpc.EnrollmentServicer):
                 device,
                 "too many enrollment attempts; wait and retry",
             )
-        if not request.device_id or len(request.device_id) > 64:
+        if not DEVICE_ID_RE.fullmatch(request.device_id):
             raise self._refuse(
                 grpc.StatusCode.INVALID_ARGUMENT, "bad_request", device, "bad device id"
             )
@@ -270,9 +311,15 @@ def start_enrollment_server(
     )
     register(server, service, "Enrollment")
     service.health = add_health(server, (ENROLLMENT_SERVICE,))
-    port = server.add_secure_port(address, credentials)
+    try:
+        port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpc's "Failed to bind": in use, or not an address of this host
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind the enrollment service to {address}")
+        raise OSError(
+            f"could not bind the enrollment service to {address} (in use by another program,"
+            " or not an address of this host)"
+        )
     server.start()
     return server, port
 

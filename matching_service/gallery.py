@@ -248,6 +248,9 @@ class Gallery:
         self._db.commit()
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[list[tuple[str, str]], np.ndarray, np.ndarray]] = {}
+        # Another process (`gate-matcher enroll` while `serve` runs) changed the file when
+        # SQLite's data_version moves: the cached templates are read again.
+        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.thresholds = self._load_thresholds()
 
@@ -402,6 +405,45 @@ class Gallery:
             ).fetchall()
         return {flight: recognizer or "(no recognizer recorded)" for flight, recognizer in rows}
 
+    # --- administration (gate-matcher gallery list / show / delete) -------------------
+
+    def flights(self) -> list[dict]:
+        """Every flight held: its travellers, by recognizer; never a template."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT flight, recognizer, COUNT(*), MIN(enrolled_at_ms) FROM travellers"
+                " GROUP BY flight, recognizer ORDER BY flight"
+            ).fetchall()
+        return [
+            {"flight": f, "recognizer": r or "?", "travellers": n, "enrolled_at_ms": at}
+            for f, r, n, at in rows
+        ]
+
+    def travellers(self, flight: str) -> list[dict]:
+        """One flight's travellers: id, category, photo count, when enrolled and last
+        verified; never a template, a name or a booking reference."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT traveller_id, category, photos, enrolled_at_ms, verified_at_ms,"
+                " recognizer FROM travellers WHERE flight = ? ORDER BY traveller_id",
+                (flight,),
+            ).fetchall()
+        keys = ("traveller_id", "category", "photos", "enrolled_at_ms", "verified_at_ms")
+        return [dict(zip((*keys, "recognizer"), row, strict=True)) for row in rows]
+
+    def delete(self, flight: str, traveller_id: str | None = None) -> int:
+        """Delete a flight's gallery (or one traveller of it); how many were deleted."""
+        with self._lock, self._db:
+            if traveller_id is None:
+                cursor = self._db.execute("DELETE FROM travellers WHERE flight = ?", (flight,))
+            else:
+                cursor = self._db.execute(
+                    "DELETE FROM travellers WHERE flight = ? AND traveller_id = ?",
+                    (flight, traveller_id),
+                )
+            self._cache.pop(flight, None)
+        return cursor.rowcount
+
     # --- search ---------------------------------------------------------------------
 
     def size(self, flight: str) -> int:
@@ -410,6 +452,10 @@ class Gallery:
 
     def _templates(self, flight: str) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
         with self._lock:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._cache.clear()
+                self._data_version = version
             if flight not in self._cache:
                 rows = self._db.execute(
                     "SELECT token, traveller_id, photos, template FROM travellers"

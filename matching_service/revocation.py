@@ -8,6 +8,7 @@ cannot be parsed keeps the last good list and is reported, never silently emptie
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -18,7 +19,7 @@ from matching_service.errors import RevocationError
 log = logging.getLogger("gate.matcher.revocation")
 
 
-def _parse_serial(value: object) -> int:
+def parse_serial(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -42,7 +43,33 @@ def parse_revocations(text: str) -> tuple[frozenset[int], frozenset[str]]:
         raise RevocationError("serials and devices must be lists")
     if not all(isinstance(d, str) and d for d in devices):
         raise RevocationError("devices must be non-empty strings")
-    return frozenset(_parse_serial(s) for s in serials), frozenset(devices)
+    return frozenset(parse_serial(s) for s in serials), frozenset(devices)
+
+
+def add_to_file(path: Path, *, serial: int | None = None, device_id: str | None = None) -> None:
+    """Add a serial and/or a device to the revocation list file (created if absent),
+    atomically: a serving matcher re-reads it and never sees half a file."""
+    import os
+    import tempfile
+
+    serials: frozenset[int] = frozenset()
+    devices: frozenset[str] = frozenset()
+    if path.exists():
+        serials, devices = parse_revocations(path.read_text())
+    if serial is not None:
+        serials = serials | {serial}
+    if device_id is not None:
+        devices = devices | {device_id}
+    text = json.dumps({"serials": [hex(s) for s in sorted(serials)], "devices": sorted(devices)})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class RevocationList:
@@ -98,4 +125,4 @@ class RevocationList:
         return None
 
 
-__all__ = ["RevocationList", "parse_revocations"]
+__all__ = ["RevocationList", "add_to_file", "parse_revocations", "parse_serial"]

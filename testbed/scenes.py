@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from appliance.vision.camera import place_in_canvas
+from appliance.vision.detectors.base import Face
 from appliance.vision.detectors.onnx_runtime import FaceDetector
 
 FRAME_SIZE = (1280, 720)
@@ -55,9 +56,14 @@ def _portrait_detector() -> FaceDetector:
     return FaceDetector("short")  # portraits fill the image: the short-range model fits
 
 
+def portrait_faces(portrait: np.ndarray) -> list[Face]:
+    """The faces in a still photo, most confident first."""
+    return sorted(_portrait_detector().detect(portrait), key=lambda f: -f.score)
+
+
 def face_width(portrait: np.ndarray, name: str = "portrait") -> float:
     """Width in pixels of the face in a still photo (to scale it as a traveller's)."""
-    faces = _portrait_detector().detect(portrait)
+    faces = portrait_faces(portrait)
     if not faces:
         raise RuntimeError(f"no face found in {name}; re-run `make setup`")
     return faces[0].width
@@ -84,6 +90,7 @@ __all__ = [
     "empty_lane",
     "empty_scene",
     "face_width",
+    "portrait_faces",
     "traveller_scene",
     "write_video",
 ]

@@ -64,7 +64,7 @@ from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.client import MatchingClient
 from appliance.paths import demo_assets_dir
 from appliance.pipeline.traveller import TravellerPipeline
-from appliance.vision.camera import ReplaySource, place_in_canvas
+from appliance.vision.camera import ReplaySource
 from appliance.vision.detectors import create_detector
 from firmware_bridge.host import GateLink
 from firmware_bridge.simulator import Simulator, SimulatorError
@@ -73,7 +73,7 @@ from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizers import DEFAULT_RECOGNIZER, open_recognizer
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import fresh_run_dir, wait_for
-from testbed.scenes import face_width
+from testbed.scenes import portrait_faces as _portrait_faces
 from testbed.testing import Person, TestAgent, bcbp, damaged
 
 FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
@@ -161,6 +161,31 @@ def people_from_demo_assets() -> list[Person]:
 SIDE_BY_SIDE_FACE_PX = 110  # each face's width when two people stand at the gate together
 
 
+SIDE_BY_SIDE_FACE_TOP = 0.3  # where the faces' centres stand, as a share of the height
+
+
+def _face_slot(image: np.ndarray, name: str, size: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled so its face is ``SIDE_BY_SIDE_FACE_PX`` wide, cut to ``size``
+    (w, h) around the face (grey where the photo ends)."""
+    faces = _portrait_faces(image)
+    if not faces:
+        raise RuntimeError(f"no face found in {name}")
+    face = faces[0]
+    scale = SIDE_BY_SIDE_FACE_PX / face.width
+    scaled = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    width, height = size
+    centre_x = (face.box[0] + face.box[2]) / 2 * scale
+    centre_y = (face.box[1] + face.box[3]) / 2 * scale
+    x0, y0 = round(centre_x - width / 2), round(centre_y - height * SIDE_BY_SIDE_FACE_TOP)
+    slot = np.full((height, width, 3), 118, np.uint8)
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + width, scaled.shape[1]), min(y0 + height, scaled.shape[0])
+    if sx1 > sx0 and sy1 > sy0:
+        slot[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = scaled[sy0:sy1, sx0:sx1]
+    scaled.fill(0)
+    return slot
+
+
 class TwoFacesSource:
     """Two people side by side in front of the camera (1280x720, ``frames`` frames)."""
 
@@ -174,7 +199,12 @@ class TwoFacesSource:
 
     def _compose(self) -> np.ndarray:
         """Shoulder to shoulder in the middle of the frame (inside the capture zone), both
-        faces the same size: two people side by side stand as near to the camera."""
+        faces the same size: two people side by side stand as near to the camera.
+
+        Each photo is scaled so that its face is ``SIDE_BY_SIDE_FACE_PX`` wide and then cut
+        to its half of the scene around the face (a whole photo shrunk to fit its half
+        would leave that face smaller: someone queueing behind, not a companion).
+        """
         width, height = CANVAS
         slot_width = height // 2
         left = width // 2 - slot_width
@@ -183,9 +213,10 @@ class TwoFacesSource:
             image = cv2.imread(str(path))
             if image is None:
                 raise RuntimeError(f"cannot read {path}")
-            scale = SIDE_BY_SIDE_FACE_PX / face_width(image, path.name)
-            part = place_in_canvas(image, (slot_width, height), scale)
-            image.fill(0)
+            try:
+                part = _face_slot(image, path.name, (slot_width, height))
+            finally:
+                image.fill(0)
             x = left + slot * slot_width
             scene[:, x : x + slot_width] = part
             part.fill(0)
@@ -547,6 +578,7 @@ __all__ = [
     "MATCHING_KINDS",
     "PHOTOS_PER_TRAVELLER",
     "SIDE_BY_SIDE_FACE_PX",
+    "SIDE_BY_SIDE_FACE_TOP",
     "TRAVELLER_TIMEOUT_S",
     "WALK_S",
     "TwoFacesSource",

@@ -30,6 +30,7 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -135,6 +136,22 @@ class GateWorkflow:
         self._current: _Traveller | None = None
         self._count = 0
         self.gate.on_transition(self._on_transition)
+
+    def change_flight(self, flight: Flight, also: Callable[[], object] | None = None) -> bool:
+        """Board ``flight`` from the next traveller on (``gatectl flight set``, applied
+        by the service on a reload); False, and nothing changed, while a traveller is at
+        the gate. ``also`` runs under the same lock (no traveller can start meanwhile):
+        the service closes the old flight's session there."""
+        with self._lock:
+            if self._current is not None:
+                return False
+            self.flight = flight
+            self.flight_date = datetime.date.fromisoformat(flight.date)
+            restored = self.boarded.open(flight.key, self.log.register_path, self.log.read())
+            if also is not None:
+                also()
+        log.info("now boarding %s (%d boarded before)", flight.name, restored)
+        return True
 
     # --- who is at the gate -------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -41,6 +42,7 @@ from gate_contract.verdicts import check_verdict
 from gate_contract.wire import MATCHING_SERVICE, pb, pb_grpc
 
 CHUNK_BYTES = 64 * 1024
+MAX_PENDING_BINDINGS = 64  # sealed captures not yet verified (one at a time in practice)
 CANCEL_POLL_S = 0.01  # how often a cancellable verify looks at its ``cancelled`` callback
 
 # Statuses that say the service (or the path to it) is in trouble, not the request.
@@ -121,6 +123,10 @@ class MatchingClient:
         self._sleep = sleep
         self.session_id = ""
         self._flight: Flight | None = None
+        # capture id -> the session its payload was sealed to (a session reopened between
+        # the sealing and the verify must not make the header name another one)
+        self._sealed_to: dict[str, str] = {}
+        self._sealed_lock = threading.Lock()
 
     # --- call plumbing --------------------------------------------------------------
 
@@ -220,9 +226,27 @@ class MatchingClient:
 
     def binding(self, capture_id: str, captured_at_ms: int, boarding_pass: str = "") -> SealBinding:
         """What a capture must be sealed to for :meth:`verify` (this device and session)."""
-        return SealBinding(
-            capture_id, self.device_id, self.session_id, captured_at_ms, boarding_pass
-        )
+        session_id = self.session_id
+        with self._sealed_lock:
+            if len(self._sealed_to) >= MAX_PENDING_BINDINGS:  # bindings never verified
+                self._sealed_to.clear()
+            self._sealed_to[capture_id] = session_id
+        return SealBinding(capture_id, self.device_id, session_id, captured_at_ms, boarding_pass)
+
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on a gRPC thread) whenever an established connection to the
+        service is lost: a restarted service has forgotten this unit's session, so the
+        session keeper reopens it before the next traveller rather than after."""
+        connected = threading.Event()
+
+        def watch(state: grpc.ChannelConnectivity) -> None:
+            if state is grpc.ChannelConnectivity.READY:
+                connected.set()
+            elif connected.is_set():
+                connected.clear()
+                callback()
+
+        self._channel.subscribe(watch, try_to_connect=False)
 
     def _chunks(self, header: pb.CaptureHeader, sealed: bytearray) -> Iterator[pb.VerifyChunk]:
         yield pb.VerifyChunk(header=header)
@@ -250,8 +274,10 @@ class MatchingClient:
         ``VerifyCancelled`` is raised. A cancellation says nothing about the service,
         so it does not count against the circuit breaker.
         """
+        with self._sealed_lock:
+            session_id = self._sealed_to.pop(capture_id, self.session_id)
         header = pb.CaptureHeader(
-            session_id=self.session_id,
+            session_id=session_id,
             capture_id=capture_id,
             device_id=self.device_id,
             captured_at_ms=captured_at_ms,
@@ -351,6 +377,7 @@ __all__ = [
     "CHANNEL_OPTIONS",
     "CHUNK_BYTES",
     "FAILURES",
+    "MAX_PENDING_BINDINGS",
     "RETRYABLE",
     "TRANSPORT_FAILURES",
     "MatchingClient",

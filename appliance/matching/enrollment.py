@@ -46,9 +46,7 @@ def enroll(
                 timeout=deadline_s,
             )
         except grpc.RpcError as exc:
-            raise EnrollmentFailed(
-                f"enrollment refused: {status_code(exc).name}: {exc.details()}"
-            ) from exc
+            raise EnrollmentFailed(explain_refusal(target, device_id, exc, deadline_s)) from exc
     _check_enrollment(response, bootstrap_ca_pem, device_id, key)
     if airport is not None:
         leaf = x509.load_pem_x509_certificates(response.certificate_chain_pem)[0]
@@ -67,6 +65,54 @@ def enroll(
         sealing_public_pem=response.sealing_public_key_pem,
         signing_public_pem=response.signing_public_key_pem,
     )
+
+
+_TOKEN_REASONS = {
+    "unknown": "is not known to the enrollment service (mistyped, or from another service)",
+    "already used": "has already been used (each token enrols once)",
+    "expired": "has expired",
+    "wrong device": "was issued for another device id",
+}
+
+
+def explain_refusal(target: str, device_id: str, exc: grpc.RpcError, deadline_s: float) -> str:
+    """What really failed, for the technician: the address, the TLS trust, or the token.
+    Only a refusal of the token itself blames the token."""
+    code = status_code(exc)
+    details = (exc.details() if hasattr(exc, "details") else "") or ""
+    lowered = details.lower()
+    issue = f"`gate-matcher issue-token --device-id {device_id}`"
+    if code is grpc.StatusCode.UNAVAILABLE:
+        if "handshake" in lowered or "ssl" in lowered or "certificate" in lowered:
+            return (
+                f"TLS with the enrollment service at {target} failed: its certificate does"
+                " not chain to the CA in --ca-file (wrong CA file, or not the enrollment"
+                " port of that service)"
+            )
+        if "resolv" in lowered or "lookup" in lowered or "dns" in lowered:
+            return (
+                f"cannot reach the enrollment service at {target}: the host name does not"
+                " resolve; check --enroll"
+            )
+        return (
+            f"cannot reach the enrollment service at {target} (nothing answers there:"
+            " connection refused or no route); check --enroll, the port and the network"
+        )
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return (
+            f"the enrollment service at {target} did not answer within {deadline_s:.0f} s;"
+            " check --enroll and the network"
+        )
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        reason = lowered.removeprefix("enrollment token ").strip()
+        if reason in _TOKEN_REASONS:
+            what = _TOKEN_REASONS[reason]
+            return f"enrollment refused: the token {what}; issue a new one with {issue}"
+        if "revoked" in lowered:
+            return f"enrollment refused: device {device_id} is revoked on the matching service"
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return f"enrollment refused: too many attempts at {target}; wait a minute and retry"
+    return f"enrollment refused by {target}: {code.name}: {details}"
 
 
 def _check_enrollment(response: pb.EnrollResponse, bootstrap_ca_pem: bytes, device_id, key) -> None:
@@ -111,4 +157,4 @@ def _check_enrollment(response: pb.EnrollResponse, bootstrap_ca_pem: bytes, devi
         raise EnrollmentFailed("verdict-signing key does not match its key id")
 
 
-__all__ = ["enroll"]
+__all__ = ["enroll", "explain_refusal"]

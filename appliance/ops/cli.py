@@ -34,9 +34,35 @@ def _serial_test(args: argparse.Namespace) -> int:
         with Simulator(key) as simulator:
             print(f"simulated gate MCU on {simulator.port}")
             return 0 if run_serial_test(simulator.port, key, pulse=args.pulse) else 1
-    if not (args.port and args.key_file):
-        raise SystemExit("gatectl serial test: give --port and --key-file, or --simulate")
-    return 0 if run_serial_test(args.port, _read_key(args.key_file), pulse=args.pulse) else 1
+    port, key = args.port, _read_key(args.key_file) if args.key_file else None
+    held_by = None
+    if args.config.is_file():
+        from appliance.errors import ConfigError
+        from appliance.service.config import load_config
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            if not (port and key):
+                print(f"gatectl serial test: {exc}", file=sys.stderr)
+                return 2
+        else:
+            port, key = port or config.serial.port, key or config.serial.relay_key
+            held_by = config.lock_path
+    if not (port and key):
+        print(
+            "gatectl serial test: give --port and --key-file, a --config, or --simulate",
+            file=sys.stderr,
+        )
+        return 2
+    if held_by is not None:
+        from appliance.service.instance import port_in_use_message
+
+        held = port_in_use_message(held_by, port)
+        if held:
+            print(f"gatectl serial test: {held}", file=sys.stderr)
+            return 1
+    return 0 if run_serial_test(port, key, pulse=args.pulse) else 1
 
 
 def _firmware_deploy(args: argparse.Namespace) -> int:
@@ -93,16 +119,32 @@ def _timestamp(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time") from exc
 
 
+def _ledger(args: argparse.Namespace) -> Path:
+    """--ledger, else the configuration's ledger (what the service writes), else the
+    default state directory's."""
+    if args.ledger is not None:
+        return args.ledger
+    if args.config.is_file():
+        from appliance.errors import ConfigError
+        from appliance.service.config import load_config
+
+        try:
+            return load_config(args.config).ledger_path
+        except ConfigError as exc:
+            raise SystemExit(f"gatectl audit: {exc}") from exc
+    return _default_ledger()
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     from appliance.custody.audit import audit_verify
 
-    return audit_verify(args.ledger, args.public_key)
+    return audit_verify(_ledger(args), args.public_key)
 
 
 def _audit_export(args: argparse.Namespace) -> int:
     from appliance.custody.audit import audit_export
 
-    return audit_export(args.ledger, args.since, args.until)
+    return audit_export(_ledger(args), args.since, args.until)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -112,27 +154,37 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    import dataclasses
     import os
 
     from appliance.errors import ProvisionError
-    from appliance.ops.provision import QUESTIONS, Answers, ask, confirm, load_answers, provision
+    from appliance.ops.provision import (
+        QUESTIONS,
+        Answers,
+        answers_from_config,
+        ask,
+        confirm,
+        load_answers,
+        provision,
+    )
 
-    answers = Answers(data_dir=str(_default_data_dir()), config=str(_default_config()))
     try:
-        if args.answers:
-            for name, value in load_answers(args.answers).items():
-                setattr(answers, name, value)
+        given: dict[str, str] = load_answers(args.answers) if args.answers else {}
         for name in QUESTIONS:
             value = getattr(args, name, None)
             if value is not None:
-                setattr(answers, name, str(value))
+                given[name] = str(value)
+        config_path = Path(given.get("config") or _default_config())
+        # On a provisioned unit every answer starts as the file says: only what is given
+        # changes.
+        answers = Answers(data_dir=str(_default_data_dir()), config=str(config_path))
+        for name, value in {**answers_from_config(config_path), **given}.items():
+            setattr(answers, name, value)
         if args.token_file:
             answers.token = args.token_file.read_text().strip()
         elif not answers.token and os.environ.get("GATE_ENROLL_TOKEN"):
             answers.token = os.environ["GATE_ENROLL_TOKEN"]
         required = ("device_id", "airport", "gate", "carrier", "flight", "date", "matcher")
-        missing = [n for n in (*required, "enroll", "ca_file") if not getattr(answers, n)]
+        missing = [n for n in (*required, "ca_file") if not getattr(answers, n)]
         guided = args.guided or (not args.non_interactive and bool(missing) and sys.stdin.isatty())
         if guided:
             ask(answers)
@@ -140,7 +192,7 @@ def _provision(args: argparse.Namespace) -> int:
                 print("provisioning cancelled; nothing was changed")
                 return 1
         provision(
-            dataclasses.replace(answers),
+            answers,
             dry_run=args.dry_run,
             rotate=args.rotate,
             owner=args.owner,
@@ -170,18 +222,42 @@ def _selftest(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from appliance.errors import ConfigError
-    from appliance.service.config import load_config
-    from appliance.service.status import show_status
+    import json
 
+    from appliance.errors import ConfigError
+    from appliance.ops.status import EXIT_NO_STATUS, show
+    from appliance.service.config import load_config
+
+    config = None
     path = args.status_file
     if path is None:
         try:
-            path = load_config(args.config).status_path
+            config = load_config(args.config)
         except ConfigError as exc:
-            print(f"gatectl status: {exc}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"checked": {"verdict": "no status", "why": str(exc)}}))
+            else:
+                print(f"gatectl status: {exc}", file=sys.stderr)
+            return EXIT_NO_STATUS
+        path = config.status_path
+    return show(path, config, as_json=args.json, watch_s=args.watch)
+
+
+def _flight(args: argparse.Namespace) -> int:
+    from appliance.errors import ConfigError, ProvisionError
+    from appliance.ops.flight import FLIGHT_KEYS, set_flight, show_flight
+
+    try:
+        if args.flight == "show":
+            return show_flight(args.config)
+        changes = {k: getattr(args, k) for k in FLIGHT_KEYS if getattr(args, k) is not None}
+        if not changes:
+            print("gatectl flight set: give at least one of --number, --date ...", file=sys.stderr)
             return 2
-    return show_status(path, as_json=args.json)
+        return set_flight(args.config, changes, dry_run=args.dry_run, reload=not args.no_reload)
+    except (ConfigError, ProvisionError, OSError) as exc:
+        print(f"gatectl flight: {exc}", file=sys.stderr)
+        return 2
 
 
 def _default_config() -> Path:
@@ -229,10 +305,51 @@ def _add_field_commands(commands) -> None:
     selftest.add_argument("--min-free-mb", type=float, default=200.0, metavar="MB")
     selftest.set_defaults(handler=_selftest)
 
-    status = commands.add_parser("status", help="state, flight, counters, links, last errors")
-    status.add_argument("--config", type=Path, default=_default_config())
-    status.add_argument("--status-file", type=Path, help="read this file instead")
-    status.add_argument("--json", action="store_true", help="the status as one JSON object")
+    flight = commands.add_parser(
+        "flight", help="show or change the flight of the day (the running service reloads)"
+    )
+    flights = flight.add_subparsers(dest="flight", required=True)
+    for name, text in (("show", "the flight in the configuration"), ("set", "change it")):
+        command = flights.add_parser(name, help=text)
+        command.add_argument(
+            "--config",
+            type=Path,
+            default=_default_config(),
+            help="gate configuration (%(default)s)",
+        )
+        command.set_defaults(handler=_flight)
+    change = flights.choices["set"]
+    change.add_argument("--number", help="flight number, e.g. 0117")
+    change.add_argument("--date", help="flight date, YYYY-MM-DD")
+    change.add_argument("--carrier", help="IATA airline code, e.g. BA")
+    change.add_argument("--airport", help="departure airport, IATA, e.g. LAX")
+    change.add_argument("--gate", help="gate, e.g. B42")
+    change.add_argument("--dry-run", action="store_true", help="show the diff, write nothing")
+    change.add_argument(
+        "--no-reload", action="store_true", help="only write the file; do not signal the service"
+    )
+
+    status = commands.add_parser(
+        "status",
+        help="is the service serving? state, flight, session, counters, links, last errors",
+        description="Exit 0 serving; 3 not serving (stopped, failed, process gone, status"
+        " stale); 4 no readable status. With --config the matcher is probed live.",
+    )
+    status.add_argument(
+        "--config", type=Path, default=_default_config(), help="gate configuration (%(default)s)"
+    )
+    status.add_argument(
+        "--status-file", type=Path, help="read this status file instead (no live checks)"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object, always")
+    status.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        metavar="S",
+        help="redraw every S seconds (default 2) until Ctrl-C",
+    )
     status.set_defaults(handler=_status)
 
 
@@ -279,9 +396,16 @@ def _add_firmware_commands(commands) -> None:
     deploy.set_defaults(handler=_firmware_deploy)
 
 
+def _version() -> str:
+    from appliance.service.monitor import VERSION
+
+    return VERSION
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatectl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    parser.add_argument("--version", action="version", version=f"gatectl {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the gate service (what systemd starts)")
     run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
@@ -292,11 +416,23 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="check or export the purge ledger for auditors")
     audits = audit.add_subparsers(dest="audit", required=True)
     verify = audits.add_parser("verify", help="check the hash chain and signatures")
-    verify.add_argument("--ledger", type=Path, default=_default_ledger())
+    verify.add_argument("--ledger", type=Path, help="default: the --config file's ledger")
+    verify.add_argument(
+        "--config",
+        type=Path,
+        default=_default_config(),
+        help="gate configuration whose ledger to read (%(default)s)",
+    )
     verify.add_argument("--public-key", type=Path, help="ledger public key (default: beside it)")
     verify.set_defaults(handler=_audit_verify)
     export = audits.add_parser("export", help="records as JSON lines, e.g. for a regulator")
-    export.add_argument("--ledger", type=Path, default=_default_ledger())
+    export.add_argument("--ledger", type=Path, help="default: the --config file's ledger")
+    export.add_argument(
+        "--config",
+        type=Path,
+        default=_default_config(),
+        help="gate configuration whose ledger to read (%(default)s)",
+    )
     export.add_argument("--since", type=_timestamp, help="ISO time, inclusive (UTC if naive)")
     export.add_argument("--until", type=_timestamp, help="ISO time, exclusive (UTC if naive)")
     export.set_defaults(handler=_audit_export)
@@ -304,8 +440,19 @@ def build_parser() -> argparse.ArgumentParser:
     serial = commands.add_parser("serial", help="check the serial link to the gate MCU")
     serial_commands = serial.add_subparsers(dest="serial", required=True)
     check = serial_commands.add_parser("test", help="hello, status, indicator cycle, buzzer")
-    check.add_argument("--port", help="serial device, e.g. /dev/serial/by-id/...")
-    check.add_argument("--key-file", type=Path, help="file holding the relay HMAC key in hex")
+    check.add_argument(
+        "--port", help="serial device, e.g. /dev/serial/by-id/... (default: from --config)"
+    )
+    check.add_argument(
+        "--key-file", type=Path, help="file holding the relay HMAC key in hex (default: --config's)"
+    )
+    check.add_argument(
+        "--config",
+        type=Path,
+        default=_default_config(),
+        help="gate configuration: its port and key, and whether the service holds the port"
+        " (default: %(default)s)",
+    )
     check.add_argument("--pulse", action="store_true", help="also pulse the relay (opens the gate)")
     check.add_argument("--simulate", action="store_true", help="test against the MCU simulator")
     check.set_defaults(handler=_serial_test)
@@ -316,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    # gRPC's C core logs to stderr on its own ("Handshake failed ..."); every failure it
+    # reports reaches the technician as one line of ours instead. GRPC_VERBOSITY=ERROR
+    # (or DEBUG) in the environment brings it back for a developer.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -331,6 +484,16 @@ def main(argv: list[str] | None = None) -> int:
     except AgentsCommandError as exc:
         print(f"gatectl agents: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"gatectl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `gatectl status | head`: the reader has gone, which is not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush does not complain.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,20 +1,29 @@
-"""``gatectl provision``: one command that turns a freshly installed unit into a gate.
+"""``gatectl provision``: one command that turns a freshly installed unit into a gate,
+and the documented way to change one.
 
-Guided (prompts with defaults, on a terminal) or non-interactive (flags and/or a TOML
-answers file; flags win). The steps, each with one progress line:
+Guided (prompts with defaults, on a terminal: each answer checked as it is typed, the
+token never echoed) or non-interactive (flags and/or a TOML answers file; flags win;
+every bad answer reported at once). On a unit that has a configuration, every answer
+defaults to what the file says, so only what the technician changes changes. The steps,
+each with one progress line:
 
-1. check the answers (every value, before anything is written; errors name the answer);
+1. check the answers (every value, before anything is written; errors name the answer;
+   no control characters anywhere, since each value ends up in a file or a certificate);
 2. directories: the state directory and its ``pki`` folder, owner-only (0700);
-3. relay key: the HMAC key the gate MCU shares, created once (0600) and never rotated
+3. device key and certificate: a new P-256 key and CSR made on the unit, enrolled with a
+   one-time token against the matching service's enrollment port
+   (``appliance.matching.enrollment.enroll``); the certificate chain, the pinned CA and
+   the service's sealing and verdict-signing public keys are stored in the
+   ``gate_contract.keys.PkiLayout`` shape the service reads (files 0600, folders 0700);
+4. relay key: the HMAC key the gate MCU shares, created once (0600) and never rotated
    here, since the MCU holds the same key; with ``--rotate`` the MCU's relay counter
    then starts a new epoch (``firmware_bridge.tools.counter_epoch``: the recovery of a
    used-up or poisoned counter; the gate service must be stopped, the port free);
-4. device key and certificate: a new P-256 key and CSR made on the unit, enrolled with a
-   one-time token against the matching service's enrollment port
-   (``appliance.matching_client.enroll``); the certificate chain, the pinned CA and the
-   service's sealing and verdict-signing public keys are stored in the
-   ``appliance.pki.PkiLayout`` shape the service reads (files 0600, folders 0700);
-5. the configuration file (TOML, 0600), checked with ``appliance.config.load_config``;
+5. the configuration file (TOML, 0600): a new file is written whole; an existing one is
+   merged (:func:`merge_config`: only the keys provisioning owns are set, and only where
+   the answer differs; comments, hand-set keys and hand-added sections stay). The unified
+   diff is shown first (under ``--dry-run`` too), the old file is kept as
+   ``<name>.bak-<UTC time>``, and the result must pass the checks ``gatectl run`` makes;
 6. a mutual-TLS health check against the matching service with the new certificate.
 
 Idempotent: a second identical run finds every step done and says "nothing changed"
@@ -29,10 +38,12 @@ nothing half-written.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
 import re
 import secrets
 import shutil
+import sys
 import tempfile
 import tomllib
 from collections.abc import Callable
@@ -41,7 +52,12 @@ from pathlib import Path
 
 from appliance.errors import ConfigError, ProvisionError
 from appliance.gate.workflow import Mode
+from appliance.paths import models_dir
 from appliance.service.config import (
+    DEVICE_ID,
+    SCANNER_STDIN,
+    check_service_config,
+    control_character,
     load_config,
     parse_camera_source,
     parse_config,
@@ -66,6 +82,7 @@ class Answers:
     camera: str = "picamera2"
     serial_port: str = "/dev/ttyACM0"
     mode: str = Mode.BIOMETRIC_FIRST
+    scanner: str = ""  # the boarding-pass scanner's port, "stdin", or "" for none
     matcher: str = ""
     enroll: str = ""
     ca_file: str = ""
@@ -85,6 +102,11 @@ QUESTIONS: dict[str, tuple[str, str]] = {
     "camera": ("Camera source (picamera2 | opencv:<index|path|url> | replay:<path>)", "--camera"),
     "serial_port": ("Serial port of the gate MCU", "--serial-port"),
     "mode": (f"Capture mode ({' | '.join(Mode)})", "--mode"),
+    "scanner": (
+        f"Boarding-pass scanner (serial device, or {SCANNER_STDIN!r} for a keyboard wedge;"
+        " agents are added with `gatectl agents add`)",
+        "--scanner",
+    ),
     "matcher": ("Matching service (host:port, mutual TLS)", "--matcher"),
     "enroll": ("Enrollment service (host:port, server TLS)", "--enroll"),
     "ca_file": ("CA certificate file from the provisioning kit", "--ca-file"),
@@ -93,11 +115,10 @@ QUESTIONS: dict[str, tuple[str, str]] = {
     "data_dir": ("State directory (keys, ledger, status)", "--data-dir"),
 }
 
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_AIRPORT = re.compile(r"^[A-Z]{3}$")
-_CARRIER = re.compile(r"^[A-Z0-9]{2,3}$")
-_FLIGHT = re.compile(r"^[0-9]{1,4}[A-Z]?$")
-_GATE = re.compile(r"^[A-Za-z0-9-]{1,8}$")
+_AIRPORT = re.compile(r"[A-Z]{3}")
+_CARRIER = re.compile(r"[A-Z0-9]{2,3}")
+_FLIGHT = re.compile(r"[0-9]{1,4}[A-Z]?")
+_GATE = re.compile(r"[A-Za-z0-9-]{1,8}")
 
 
 def load_answers(path: Path) -> dict[str, str]:
@@ -120,67 +141,179 @@ def load_answers(path: Path) -> dict[str, str]:
     return values
 
 
+# ------------------------------------------------------------------------ current answers
+
+
+def answers_from_config(path: Path) -> dict[str, str]:
+    """The answers an existing configuration file gives (empty when there is none), so
+    that re-provisioning changes only what the technician changes."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProvisionError(
+            f"the configuration {path} is not readable TOML ({exc}); fix it or move it aside"
+        ) from exc
+
+    def get(section: str, key: str) -> str | None:
+        table = document.get(section)
+        value = table.get(key) if isinstance(table, dict) else None
+        return value if isinstance(value, str) else None
+
+    found = {
+        "device_id": get("device", "id"),
+        "airport": get("flight", "airport"),
+        "gate": get("flight", "gate"),
+        "carrier": get("flight", "carrier"),
+        "flight": get("flight", "number"),
+        "date": get("flight", "date"),
+        "camera": get("camera", "source"),
+        "serial_port": get("serial", "port"),
+        "mode": get("capture", "mode") or Mode.BIOMETRIC_FIRST,
+        "scanner": get("scanner", "port"),
+        "matcher": get("matcher", "target"),
+        "enroll": get("matcher", "enroll_target"),
+    }
+    state = get("service", "data_dir")
+    pki = get("matcher", "pki_dir")
+    if state:
+        found["data_dir"] = str(_resolve(state, path.parent))
+    elif pki:
+        found["data_dir"] = str(_resolve(pki, path.parent).parent)
+    pki_dir = _resolve(pki, path.parent) if pki else None
+    if pki_dir is None and "data_dir" in found:
+        pki_dir = Path(found["data_dir"]) / "pki"
+    if pki_dir is not None and (pki_dir / "ca.pem").is_file():
+        found["ca_file"] = str(pki_dir / "ca.pem")
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def _resolve(text: str, base: Path) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+# --------------------------------------------------------------------------- the checks
+
+
 def _host_port(value: str) -> bool:
     host, sep, port = value.rpartition(":")
     return bool(sep and host and port.isdecimal() and 1 <= int(port) <= 65535)
 
 
-def check_answers(a: Answers) -> None:
-    """Raise ``ProvisionError`` naming the first bad answer and what it may be."""
-
-    def bad(name: str, why: str) -> ProvisionError:
-        return ProvisionError(f"{QUESTIONS[name][1]} ({name}) = {getattr(a, name)!r}: {why}")
-
-    if not _DEVICE_ID.match(a.device_id):
-        raise bad("device_id", "1..64 letters, digits, '.', '_' or '-'")
-    if not _AIRPORT.match(a.airport):
-        raise bad("airport", "three capital letters (IATA airport code)")
-    if not _GATE.match(a.gate):
-        raise bad("gate", "1..8 letters, digits or '-'")
-    if not _CARRIER.match(a.carrier):
-        raise bad("carrier", "two or three capital letters or digits (IATA airline code)")
-    if not _FLIGHT.match(a.flight):
-        raise bad("flight", "1..4 digits and an optional letter")
-    try:
-        dt.date.fromisoformat(a.date)
-    except ValueError:
-        raise bad("date", "an ISO date, YYYY-MM-DD") from None
-    try:
-        parse_camera_source(a.camera, Path.cwd(), key="camera")
-    except ConfigError as exc:
-        raise ProvisionError(f"--camera (camera): {exc}") from None
-    if not a.serial_port.strip() or "\x00" in a.serial_port:
-        raise bad("serial_port", "a serial device path, e.g. /dev/ttyACM0")
-    if a.mode not in tuple(Mode):
-        raise bad("mode", f"one of {', '.join(Mode)}")
-    for name in ("matcher", "enroll"):
-        if not _host_port(getattr(a, name)):
-            raise bad(name, "host:port with a port in 1..65535")
-    if not a.ca_file:
-        raise bad("ca_file", "the CA certificate (PEM) from the provisioning kit is needed")
-    try:
+def check_answer(name: str, value: str) -> str:
+    """The answer as it will be written (case normalised where the format is fixed);
+    raises ``ValueError`` saying what it may be."""
+    bad = control_character(value)
+    if bad:
+        raise ValueError(f"contains a control character ({bad}); type it again")
+    if name == "device_id" and not DEVICE_ID.fullmatch(value):
+        raise ValueError("1..64 letters, digits, '.', '_' or '-'")
+    if name in ("airport", "carrier", "flight"):
+        value = value.strip().upper()
+    if name == "airport" and not _AIRPORT.fullmatch(value):
+        raise ValueError("three letters (IATA airport code)")
+    if name == "gate" and not _GATE.fullmatch(value):
+        raise ValueError("1..8 letters, digits or '-'")
+    if name == "carrier" and not _CARRIER.fullmatch(value):
+        raise ValueError("two or three letters or digits (IATA airline code)")
+    if name == "flight" and not _FLIGHT.fullmatch(value):
+        raise ValueError("1..4 digits and an optional letter")
+    if name == "date":
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("an ISO date, YYYY-MM-DD") from None
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError("an ISO date, YYYY-MM-DD")
+    if name == "camera":
+        try:
+            parse_camera_source(value, Path.cwd(), key="camera")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    if name == "serial_port" and not value.strip():
+        raise ValueError("a serial device path, e.g. /dev/ttyACM0")
+    if name == "scanner" and value and value != SCANNER_STDIN and not value.startswith("/"):
+        raise ValueError(f"a serial device path, e.g. /dev/ttyACM1, or {SCANNER_STDIN!r}")
+    if name == "mode" and value not in tuple(Mode):
+        raise ValueError(f"one of {', '.join(Mode)}")
+    if name in ("matcher", "enroll") and not _host_port(value):
+        raise ValueError("host:port with a port in 1..65535")
+    if name == "ca_file":
+        if not value:
+            raise ValueError("the CA certificate (PEM) from the provisioning kit is needed")
         from cryptography import x509
 
-        x509.load_pem_x509_certificate(Path(a.ca_file).read_bytes())
-    except (OSError, ValueError) as exc:
-        raise bad("ca_file", f"not a readable PEM certificate ({exc})") from None
-    if not a.config:
-        raise bad("config", "a path for the configuration file")
+        try:
+            x509.load_pem_x509_certificate(Path(value).expanduser().read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"not a readable PEM certificate ({exc})") from None
+    if name == "config" and not value:
+        raise ValueError("a path for the configuration file")
+    return value
 
 
-# ------------------------------------------------------------------------------ rendering
+def answer_errors(a: Answers) -> list[str]:
+    """Every bad answer, one line each (normalising the good ones in place)."""
+    errors: list[str] = []
+    for name, (_question, flag) in QUESTIONS.items():
+        value = getattr(a, name)
+        try:
+            setattr(a, name, check_answer(name, value))
+        except ValueError as exc:
+            shown = "(hidden)" if name == "token" else repr(value)
+            errors.append(f"{flag} ({name}) = {shown}: {exc}")
+    if a.mode == Mode.PASS_THEN_FACE and not a.scanner:
+        errors.append(
+            "--scanner (scanner): pass_then_face starts each traveller with a scanned"
+            f" boarding pass: give the scanner's serial device or {SCANNER_STDIN!r}"
+        )
+    if a.scanner and a.scanner == a.serial_port:
+        errors.append(f"--scanner (scanner) = {a.scanner!r} is the gate MCU's port")
+    return errors
+
+
+def check_answers(a: Answers) -> None:
+    """Raise ``ProvisionError`` naming every bad answer and what it may be."""
+    errors = answer_errors(a)
+    if errors:
+        raise ProvisionError(
+            "\n  ".join(["bad answers:", *errors]) if len(errors) > 1 else errors[0]
+        )
+
+
+def past_date_warning(a: Answers, today: dt.date | None = None) -> str | None:
+    """A warning when the flight of the day is already over (a stale answers file)."""
+    try:
+        date = dt.date.fromisoformat(a.date)
+    except ValueError:
+        return None
+    today = today or dt.datetime.now(dt.UTC).date()
+    if date < today:
+        return (
+            f"WARNING: the flight date {a.date} is in the past; the gate will refer every"
+            " boarding pass for today (change it with `gatectl flight set`)"
+        )
+    return None
+
+
+# ----------------------------------------------------------------------- the config file
 
 
 def _toml_string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    import tomlkit
+
+    return tomlkit.string(value).as_string()
 
 
 def render_config(a: Answers, state: Path) -> str:
-    """The configuration file for these answers (paths absolute, in the state dir)."""
+    """A new configuration file for these answers (paths absolute, in the state dir)."""
     q = _toml_string
-    return f"""# Written by `gatectl provision` for {a.device_id}. Re-run provision to change it;
-# check it with `gatectl selftest --config {a.config}`.
+    enroll = f"enroll_target = {q(a.enroll)}\n" if a.enroll else ""
+    scanner = f"\n[scanner]\nport = {q(a.scanner)}\n" if a.scanner else ""
+    return f"""# Written by `gatectl provision` for {a.device_id}. Re-run provision to change it
+# (it merges: keys set by hand stay); check it with `gatectl selftest --config {a.config}`.
 
 [device]
 id = {q(a.device_id)}
@@ -190,11 +323,14 @@ source = {q(a.camera)}
 
 [matcher]
 target = {q(a.matcher)}
-pki_dir = {q(str(state / "pki"))}
+{enroll}pki_dir = {q(str(state / "pki"))}
 
 [serial]
 port = {q(a.serial_port)}
 relay_key_file = {q(str(state / "relay.key"))}
+
+[vision]
+models_dir = {q(str(models_dir().resolve()))}
 
 [flight]
 carrier = {q(a.carrier)}
@@ -205,13 +341,73 @@ gate = {q(a.gate)}
 
 [capture]
 mode = {q(a.mode)}
-
+{scanner}
 [ledger]
 path = {q(str(state / "purge-ledger.jsonl"))}
 
 [service]
+data_dir = {q(str(state))}
 status_path = {q(str(state / "status.json"))}
 """
+
+
+def _owned_keys(a: Answers) -> dict[tuple[str, str], str]:
+    """(section, key) -> value for every key provisioning owns (see :func:`merge_config`)."""
+    owned = {
+        ("device", "id"): a.device_id,
+        ("camera", "source"): a.camera,
+        ("matcher", "target"): a.matcher,
+        ("serial", "port"): a.serial_port,
+        ("flight", "carrier"): a.carrier,
+        ("flight", "number"): a.flight,
+        ("flight", "date"): a.date,
+        ("flight", "airport"): a.airport,
+        ("flight", "gate"): a.gate,
+        ("capture", "mode"): a.mode,
+    }
+    if a.enroll:
+        owned[("matcher", "enroll_target")] = a.enroll
+    if a.scanner:
+        owned[("scanner", "port")] = a.scanner
+    return owned
+
+
+def merge_config(current: str, a: Answers) -> str:
+    """``current`` with the answers merged in: a key provisioning owns is set only where
+    its answer differs; every other key, comment and section stays as it is."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    try:
+        document = tomlkit.parse(current)
+    except TOMLKitError as exc:
+        raise ProvisionError(f"the configuration is not readable TOML: {exc}") from exc
+    for (section, key), value in _owned_keys(a).items():
+        table = document.get(section)
+        if table is None:
+            table = tomlkit.table()
+            document[section] = table
+        if table.get(key) != value:
+            table[key] = value
+    return tomlkit.dumps(document)
+
+
+def config_diff(path: Path, old: str, new: str) -> list[str]:
+    """The unified diff of the configuration file, as the technician reads it."""
+    return list(
+        difflib.unified_diff(
+            old.splitlines(),
+            new.splitlines(),
+            fromfile=f"{path} (now)",
+            tofile=f"{path} (to be written)",
+            lineterm="",
+        )
+    )
+
+
+def backup_path(path: Path, now: dt.datetime | None = None) -> Path:
+    now = now or dt.datetime.now(dt.UTC)
+    return path.with_name(f"{path.name}.bak-{now:%Y%m%dT%H%M%S%fZ}")
 
 
 # ------------------------------------------------------------------------------ the steps
@@ -249,6 +445,18 @@ def _ensure_dir(path: Path, dry_run: bool, created: list[str]) -> None:
     if not dry_run:
         path.mkdir(parents=True, mode=0o700, exist_ok=True)
         os.chmod(path, 0o700)
+
+
+def _certificate_serial(pki_root: Path) -> int | None:
+    from cryptography import x509
+
+    from gate_contract.keys import PkiLayout
+
+    try:
+        pem = PkiLayout(pki_root).device_cert.read_bytes()
+        return x509.load_pem_x509_certificates(pem)[0].serial_number
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def enrollment_state(pki_root: Path, device_id: str, ca_pem: bytes) -> tuple[bool, str]:
@@ -304,21 +512,29 @@ def provision(
     from appliance.errors import EnrollmentFailed
     from appliance.matching.enrollment import enroll
 
-    state = Path(a.data_dir).expanduser().resolve() if a.data_dir else data_dir()
-    a.data_dir = str(state)
-    config_path = Path(a.config).expanduser().absolute()
-    a.config = str(config_path)
     run = _Run(out, dry_run, total=7 if rotate else 6)
     old_umask = os.umask(0o077)
     try:
         check_answers(a)
+        state = Path(a.data_dir).expanduser().resolve() if a.data_dir else data_dir()
+        a.data_dir = str(state)
+        config_path = Path(a.config).expanduser().absolute()
+        a.config = str(config_path)
+        current = config_path.read_text(encoding="utf-8") if config_path.is_file() else None
+        text = render_config(a, state) if current is None else merge_config(current, a)
+        config = _check_config(text, config_path, state, dry_run)
         run.step("check answers", f"ok ({a.device_id}, {a.carrier}{a.flight} {a.date})")
+        warning = past_date_warning(a)
+        if warning:
+            out(warning)
 
+        pki_root = config.matcher.pki_dir
+        relay = config.serial.relay_key_file
         created: list[str] = []
-        for folder in (state, state / "pki", config_path.parent):
+        for folder in (state, pki_root, config_path.parent):
             _ensure_dir(folder, dry_run, created)
         if not dry_run:
-            for folder in (state, state / "pki"):
+            for folder in (state, pki_root):
                 if folder.is_dir() and folder.stat().st_mode & 0o077:
                     os.chmod(folder, 0o700)
         if created:
@@ -326,8 +542,7 @@ def provision(
         else:
             run.step("directories", "unchanged")
 
-        pki_root = state / "pki"
-        ca_pem = Path(a.ca_file).read_bytes()
+        ca_pem = Path(a.ca_file).expanduser().read_bytes()
         usable, why = enrollment_state(pki_root, a.device_id, ca_pem)
         title = "device key and certificate"
         if usable and not rotate:
@@ -342,6 +557,11 @@ def provision(
                     "--token (token): a one-time enrollment token is needed; issue one with"
                     f" `gate-matcher issue-token --device-id {a.device_id}`"
                 )
+            if not a.enroll:
+                raise ProvisionError(
+                    "--enroll (enroll): the enrollment service's host:port is needed to enrol"
+                )
+            old_serial = _certificate_serial(pki_root) if usable else None
             aside = pki_root.with_name(f"pki.old-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}")
             action = f"enrol at {a.enroll} (new key + CSR)"
             if usable or any(pki_root.glob("*")):
@@ -358,16 +578,17 @@ def provision(
                         pki_root.rmdir()
                     staging.rename(pki_root)
                 except EnrollmentFailed as exc:
-                    raise ProvisionError(
-                        f"{exc}. Check the token: it is single use, expires, and is bound to"
-                        f" device id {a.device_id!r} (issue a new one if in doubt)"
-                    ) from exc
+                    raise ProvisionError(str(exc)) from exc
                 finally:
                     if staging.exists():
                         shutil.rmtree(staging, ignore_errors=True)
             run.step(title, action, changed=True)
+            if old_serial is not None and not dry_run:
+                out(
+                    f"revoke the old certificate (serial {old_serial:#x}) on the matching"
+                    f" service: `gate-matcher revoke --revocations FILE --serial {old_serial:#x}`"
+                )
 
-        relay = state / "relay.key"
         if relay.exists():
             try:
                 read_relay_key(relay)
@@ -389,18 +610,25 @@ def provision(
         if rotate:
             _new_counter_epoch(run, a.serial_port, relay, dry_run)
 
-        text = render_config(a, state)
-        _check_rendered(text, state, dry_run)
-        if config_path.is_file() and config_path.read_text(encoding="utf-8") == text:
+        if current == text:
             if config_path.stat().st_mode & 0o077 and not dry_run:
                 os.chmod(config_path, 0o600)
             run.step("configuration file", f"unchanged ({config_path})")
         else:
-            verb = "update" if config_path.exists() else "write"
+            if current is not None or dry_run:  # a new file is not a change to read
+                for line in config_diff(config_path, current or "", text):
+                    out(line)
+            if current is None:
+                result = f"write {config_path} (0600)"
+            else:
+                backup = backup_path(config_path)
+                result = f"update {config_path} (0600; the old one kept as {backup.name})"
+                if not dry_run:
+                    write_private(backup, current.encode())
             if not dry_run:
                 write_private(config_path, text.encode())
-                load_config(config_path)  # must load exactly as the service will
-            run.step("configuration file", f"{verb} {config_path} (0600)", changed=True)
+                check_service_config(load_config(config_path))  # exactly as the service
+            run.step("configuration file", result, changed=True)
 
         if owner and not dry_run and run.changes:
             _chown(owner, [state, config_path])
@@ -445,17 +673,35 @@ def _new_counter_epoch(run: _Run, port: str, relay: Path, dry_run: bool) -> None
     run.step(title, done, changed=True)
 
 
-def _check_rendered(text: str, state: Path, dry_run: bool) -> None:
-    """Parse the rendered file exactly as the service will (a dry run lends a relay key)."""
+def _check_config(text: str, config_path: Path, state: Path, dry_run: bool):
+    """Parse the file to be written exactly as ``gatectl run`` will (a unit that is
+    provisioned must start); before the relay key exists, a stand-in is lent."""
+    from appliance.service.config import GateConfig
+
     document = tomllib.loads(text)
-    if dry_run and not (state / "relay.key").is_file():
+    base = config_path.parent
+    serial = document.get("serial", {})
+    named = serial.get("relay_key_file") if isinstance(serial, dict) else None
+    relay = _resolve(named, base) if isinstance(named, str) else state / "relay.key"
+    if relay.is_file():
+        config: GateConfig = parse_config(document, base)
+    else:
         with tempfile.TemporaryDirectory() as tmp:
-            key = Path(tmp) / "relay.key"
-            key.write_text("00" * RELAY_KEY_BYTES)
-            document["serial"]["relay_key_file"] = str(key)
-            parse_config(document, state)
-        return
-    parse_config(document, state)
+            stand_in = Path(tmp) / "relay.key"
+            stand_in.write_text("00" * RELAY_KEY_BYTES)
+            document["serial"]["relay_key_file"] = str(stand_in)
+            config = parse_config(document, base)
+            config = _replace_relay_path(config, relay)
+    check_service_config(config)
+    return config
+
+
+def _replace_relay_path(config, relay: Path):
+    import dataclasses
+
+    return dataclasses.replace(
+        config, serial=dataclasses.replace(config.serial, relay_key_file=relay)
+    )
 
 
 def _matcher_health(config_path: Path) -> str:
@@ -495,16 +741,72 @@ def _chown(owner: str, roots: list[Path]) -> None:
 # --------------------------------------------------------------------------- guided form
 
 
-def ask(a: Answers, prompt: Callable[[str], str] = input, out: Callable[[str], object] = print):
-    """Ask every question with the current value as default; Enter keeps it."""
+def ask(
+    a: Answers,
+    prompt: Callable[[str], str] = input,
+    out: Callable[[str], object] = print,
+    secret: Callable[[str], str] | None = None,
+) -> Answers:
+    """Ask every question with the current value as default (Enter keeps it), check each
+    answer as it is typed and ask again until it is good. The token is read with
+    ``secret`` (no echo on a terminal) and never shown. The scanner is asked for only
+    when the capture mode needs one."""
+    secret = secret or read_secret
     out("Gate provisioning. Press Enter to keep the value in [brackets].")
     for name, (question, _flag) in QUESTIONS.items():
-        current = getattr(a, name)
-        shown = "(hidden)" if name == "token" and current else current
-        answer = prompt(f"{question} [{shown}]: ").strip()
-        if answer:
-            setattr(a, name, answer)
+        if name == "scanner" and a.mode != Mode.PASS_THEN_FACE and not a.scanner:
+            continue
+        while True:
+            current = getattr(a, name)
+            if name == "token":
+                shown = "(hidden)" if current else ""
+                answer = secret(f"{question} [{shown}]: ").strip()
+            else:
+                answer = prompt(f"{question} [{current}]: ").strip()
+            value = answer or current
+            if name == "token" and not value:
+                break  # not needed on an enrolled unit; provision says when it is
+            try:
+                setattr(a, name, check_answer(name, value))
+            except ValueError as exc:
+                out(f"  {exc}; try again")
+                continue
+            if name == "mode" and a.mode == Mode.PASS_THEN_FACE and not a.scanner:
+                out("  pass_then_face needs a boarding-pass scanner: asked next")
+            if name == "scanner" and a.mode == Mode.PASS_THEN_FACE and not a.scanner:
+                out("  pass_then_face needs a scanner; try again")
+                continue
+            if name == "date":
+                warning = past_date_warning(a)
+                if warning:
+                    out(f"  {warning}")
+            break
     return a
+
+
+def read_secret(prompt: str) -> str:
+    """A line from standard input, not echoed when it is a terminal (the enrollment
+    token must not stay on the screen or in a terminal's scroll-back)."""
+    if not sys.stdin.isatty():
+        return input(prompt)
+    import termios
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    quiet = termios.tcgetattr(fd)
+    quiet[3] &= ~termios.ECHO
+    try:
+        # Echo off before the prompt shows: a token pasted at once is not echoed either.
+        termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        line = sys.stdin.readline()
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        sys.stdout.write("\n")
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
 
 
 def confirm(prompt: Callable[[str], str] = input) -> bool:
@@ -517,11 +819,19 @@ __all__ = [
     "RELAY_KEY_BYTES",
     "RENEW_BEFORE_DAYS",
     "Answers",
+    "answer_errors",
+    "answers_from_config",
     "ask",
+    "backup_path",
+    "check_answer",
     "check_answers",
+    "config_diff",
     "confirm",
     "enrollment_state",
     "load_answers",
+    "merge_config",
+    "past_date_warning",
     "provision",
+    "read_secret",
     "render_config",
 ]

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from appliance.errors import ConfigError
-from appliance.service.config import GateConfig, load_config
+from appliance.service.config import GateConfig, load_service_config
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 CERT_WARN_DAYS = 30
@@ -194,8 +194,13 @@ def _camera_hint(config: GateConfig) -> str:
 
 
 def check_serial(report: Report, config: GateConfig, relay: bool) -> None:
+    from appliance.service.instance import port_in_use_message
     from firmware_bridge.tools.serial_check import run_serial_test
 
+    held = port_in_use_message(config.lock_path, config.serial.port)
+    if held:  # opening the port would steal it from the gate that serves
+        report.add("serial", FAIL, held, "`systemctl stop gate-appliance`, then run selftest")
+        return
     lines: list[str] = []
     ok = run_serial_test(
         config.serial.port, config.serial.relay_key, pulse=relay, out=lines.append, dwell=0
@@ -241,11 +246,12 @@ def check_matcher(report: Report, config: GateConfig) -> bool:
         return False
     try:
         serving = client.health()
+        if serving:
+            report.add("matcher", PASS, f"{config.matcher.target} SERVING over mutual TLS")
+            check_gallery(report, config, client)
+            return True
     finally:
         client.close()
-    if serving:
-        report.add("matcher", PASS, f"{config.matcher.target} SERVING over mutual TLS")
-        return True
     report.add(
         "matcher",
         FAIL,
@@ -253,6 +259,29 @@ def check_matcher(report: Report, config: GateConfig) -> bool:
         "check the network and [matcher] target; an expired certificate also ends here",
     )
     return False
+
+
+def check_gallery(report: Report, config: GateConfig, client) -> None:
+    """The flight of the day's gallery, through a session as the service opens it: an
+    empty one means nobody can be matched at this gate (a WARN, not a FAIL: the airline
+    may enrol it later, and the service picks it up by itself)."""
+    from appliance.errors import MatchingUnavailable
+
+    try:
+        session = client.open_session(config.flight)
+    except MatchingUnavailable as exc:
+        report.add("gallery", FAIL, f"no session for {config.flight.name}: {exc}",
+                   "check [flight] and the certificate's airport")  # fmt: skip
+        return
+    if session.gallery_size == 0:
+        report.add(
+            "gallery",
+            WARN,
+            f"the gallery of {config.flight.name} is EMPTY: nobody can be matched",
+            "enrol the flight on the matching service, or check [flight] (`gatectl flight set`)",
+        )
+    else:
+        report.add("gallery", PASS, f"{session.gallery_size} travellers for {config.flight.name}")
 
 
 def check_certificate(report: Report, config: GateConfig, now: dt.datetime | None = None):
@@ -439,12 +468,13 @@ def run_selftest(
 ) -> Report:
     report = Report(str(config_path))
     try:
-        config = load_config(config_path)
+        config = load_service_config(config_path)  # exactly what `gatectl run` checks
     except ConfigError as exc:
         report.add("config", FAIL, str(exc), "fix the named key, or re-run `gatectl provision`")
         return report
     report.device_id = config.device_id
-    report.add("config", PASS, f"{config_path} loads")
+    report.add("config", PASS, f"{config_path} loads as `gatectl run` reads it")
+    models_dir = models_dir or config.models_dir
     if check_models(report, config, models_dir):
         check_detector(report, config, models_dir)
     else:
@@ -510,6 +540,7 @@ __all__ = [
     "check_clock",
     "check_detector",
     "check_disk",
+    "check_gallery",
     "check_key_permissions",
     "check_ledger",
     "check_matcher",

@@ -3,20 +3,25 @@
 Every section and key is known; a typo, a wrong type or an out-of-range value raises
 :class:`ConfigError` naming the key, so a misconfigured gate refuses to start instead of
 running with a silently ignored setting. Relative paths are taken from the folder of the
-configuration file; optional paths default to folders under ``appliance.paths.data_dir()``.
-For development, ``GATE_CFG__<SECTION>__<KEY>`` environment variables replace single
-keys before the checks (see :func:`apply_env_overrides`).
+configuration file; optional paths default to folders under the unit's state directory,
+``[service] data_dir`` (default: ``gate_contract.paths.data_dir()``, i.e. ``$GATE_DATA_DIR``),
+so every command given the file (``gatectl run``, ``selftest``, ``status``, ``audit``) finds
+the same keys, models and ledger whoever runs it. A misspelt key is named with the key it
+most likely means. For development, ``GATE_CFG__<SECTION>__<KEY>`` environment variables
+replace single keys before the checks (see :func:`apply_env_overrides`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import ipaddress
 import math
 import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +32,7 @@ from appliance.gate.agents import ACTION_TTL_S
 from appliance.gate.flight import Flight
 from appliance.gate.scanner import DEFAULT_AGENT_PREFIX
 from appliance.gate.workflow import Mode
+from appliance.paths import models_dir
 from appliance.screens.settings import ScreenSettings, is_loopback
 from appliance.vision.camera import CameraSpec
 from appliance.vision.models import MODELS, Runtime
@@ -44,7 +50,10 @@ SCANNER_STDIN = "stdin"  # [scanner] port: a keyboard-wedge scanner typing into 
 SCANNER_TERMINATORS = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n"}
 SCANNER_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 DEFAULT_STALL_S = 10.0  # watchdog fed only while a frame came this recently
+DEFAULT_SESSION_REFRESH_S = 60.0
+SESSION_REFRESH_S_RANGE = (5.0, 3600.0)
 MAX_AGENT_PREFIX_CHARS = 16
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # also the certificate's name
 _HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 _ORIGIN = re.compile(r"^(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
 
@@ -54,6 +63,8 @@ class MatcherConfig:
     target: str
     pki_dir: Path
     deadline_s: float = 3.0
+    # The enrollment service (host:port, server TLS) `gatectl provision --rotate` uses.
+    enroll_target: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,7 @@ class VisionConfig:
     tracking: bool = True  # follow the face with the short-range model on a region
     exposure_correction: bool = True  # a tone curve for under-exposed faces
     steady_frames: int = 2  # consecutive passing frames before one is sent
+    models_dir: Path | None = None  # None: ``appliance.paths.models_dir()``
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,9 @@ class ServiceConfig:
     status_path: Path
     # The watchdog is fed only while the capture pipeline delivered a frame this recently.
     stall_s: float = DEFAULT_STALL_S
+    # How often the service reopens its flight session (gallery changes, a restarted
+    # matcher); seconds.
+    session_refresh_s: float = DEFAULT_SESSION_REFRESH_S
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,20 @@ class GateConfig:
     boarding_log_file: Path | None = None  # None: beside the purge ledger
     screens: ScreenSettings | None = None  # None: no web pages, no /metrics
     source_path: Path | None = None
+    data_dir: Path = field(default_factory=data_dir)  # the unit's state directory
+
+    @property
+    def models_dir(self) -> Path:
+        """Where set-up put the detection models: ``[vision] models_dir`` (``gatectl
+        provision`` writes it, so a service user with another home finds them), else
+        ``appliance.paths.models_dir()``."""
+        return self.vision.models_dir or models_dir()
+
+    @property
+    def lock_path(self) -> Path:
+        """The service's instance lock (``appliance.service.instance``), beside the status
+        file it protects."""
+        return self.status_path.parent / "gate-service.lock"
 
     @property
     def boarding_log_path(self) -> Path:
@@ -159,6 +188,10 @@ class GateConfig:
     @property
     def stall_s(self) -> float:
         return self.service.stall_s if self.service else DEFAULT_STALL_S
+
+    @property
+    def session_refresh_s(self) -> float:
+        return self.service.session_refresh_s if self.service else DEFAULT_SESSION_REFRESH_S
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -191,6 +224,7 @@ class _Section:
             raise ConfigError(f"{self.key(key)} must be a string, not {_type(value)}")
         if default is None and not value.strip():
             raise ConfigError(f"{self.key(key)} must not be empty")
+        _refuse_control_characters(self.key(key), value)
         return value
 
     def strings(self, key: str) -> list[str] | None:
@@ -200,6 +234,8 @@ class _Section:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ConfigError(f"{self.key(key)} must be a list of non-empty strings")
+        for item in value:
+            _refuse_control_characters(self.key(key), item)
         return value
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -230,15 +266,42 @@ class _Section:
         if not value:
             assert default is not None
             return default
-        if "\x00" in value:
-            raise ConfigError(f"{self.key(key)} must not contain NUL characters")
         return _resolve(value, base)
 
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self.known)
         if unknown:
-            names = ", ".join(self.key(k) for k in unknown)
+            names = ", ".join(
+                f"{k!r} in [{self.name}]{_did_you_mean(k, self.known)}" for k in unknown
+            )
             raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {names}")
+
+
+def control_character(value: str) -> str | None:
+    """The first control or invisible formatting character in ``value`` (NUL, a newline,
+    a tab, DEL, a bidirectional override...), as ``U+000A``; None when there is none.
+
+    No configured value has a use for one, and each is a way to make a value that looks
+    right and is not (a port that is not the one shown, a device id that does not match
+    its certificate) or that breaks the file it is written into."""
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def _refuse_control_characters(name: str, value: str) -> None:
+    bad = control_character(value)
+    if bad:
+        raise ConfigError(f"{name} contains a control character ({bad}); type it again")
+
+
+def _did_you_mean(name: str, known: set[str] | tuple[str, ...], brackets: bool = False) -> str:
+    """`` (did you mean 'source'?)`` for a misspelt name, or nothing."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean [{close[0]}]?)" if brackets else f" (did you mean {close[0]!r}?)"
 
 
 def _type(value: Any) -> str:
@@ -460,10 +523,20 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     """Check a parsed TOML document; ``base`` is the folder relative paths start from."""
     unknown = sorted(set(document) - set(SECTIONS))
     if unknown:
-        raise ConfigError(f"unknown section{'s' if len(unknown) > 1 else ''} {unknown}")
+        names = ", ".join(f"[{n}]{_did_you_mean(n, SECTIONS, brackets=True)}" for n in unknown)
+        raise ConfigError(f"unknown section{'s' if len(unknown) > 1 else ''} {names}")
+
+    # The state directory first: every other default path is in it.
+    service = _section(document, "service", required=False)
+    state = service.path("data_dir", base, data_dir())
 
     device = _section(document, "device")
     device_id = device.string("id")
+    if not DEVICE_ID.fullmatch(device_id):
+        raise ConfigError(
+            f"device.id = {device_id!r} must be 1..64 letters, digits, '.', '_' or '-'"
+            " (the name on the device certificate)"
+        )
     device.finish()
 
     camera = _section(document, "camera")
@@ -479,13 +552,18 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
 
     matcher = _section(document, "matcher")
     target_text = matcher.string("target")
-    host, sep, port = target_text.rpartition(":")
-    if not sep or not host or not port.isdecimal() or not 1 <= int(port) <= 65535:
+    if not _is_host_port(target_text):
         raise ConfigError(f"matcher.target = {target_text!r} must be host:port (port 1..65535)")
+    enroll_target = matcher.string("enroll_target", "")
+    if enroll_target and not _is_host_port(enroll_target):
+        raise ConfigError(
+            f"matcher.enroll_target = {enroll_target!r} must be host:port (port 1..65535)"
+        )
     matcher_config = MatcherConfig(
         target_text,
-        matcher.path("pki_dir", base, data_dir() / "pki"),
+        matcher.path("pki_dir", base, state / "pki"),
         matcher.number("deadline_s", 3.0, DEADLINE_S_RANGE),
+        enroll_target,
     )
     matcher.finish()
 
@@ -542,6 +620,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         vision.boolean("tracking", True),
         vision.boolean("exposure_correction", True),
         vision.integer("steady_frames", 2, (1, 30)),
+        vision.path("models_dir", base) if "models_dir" in vision.table else None,
     )
     if vision_config.steady_frames > vision_config.capture_window_frames:
         raise ConfigError(
@@ -551,7 +630,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     vision.finish()
 
     ledger = _section(document, "ledger", required=False)
-    ledger_path = ledger.path("path", base, data_dir() / "purge-ledger.jsonl")
+    ledger_path = ledger.path("path", base, state / "purge-ledger.jsonl")
     ledger.finish()
 
     capture = _section(document, "capture", required=False)
@@ -575,10 +654,10 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     if boarding_log_path == ledger_path:
         raise ConfigError("boarding_log.path must not be the purge ledger's file (ledger.path)")
 
-    service = _section(document, "service", required=False)
     service_config = ServiceConfig(
         service.path("status_path", base, ledger_path.parent / "status.json"),
         service.number("stall_s", DEFAULT_STALL_S, STALL_S_RANGE),
+        service.number("session_refresh_s", DEFAULT_SESSION_REFRESH_S, SESSION_REFRESH_S_RANGE),
     )
     service.finish()
 
@@ -599,7 +678,13 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         agents=agents_config,
         boarding_log_file=boarding_log_path,
         screens=screens_settings,
+        data_dir=state,
     )
+
+
+def _is_host_port(text: str) -> bool:
+    host, sep, port = text.rpartition(":")
+    return bool(sep and host and port.isdecimal() and 1 <= int(port) <= 65535)
 
 
 def load_config(path: Path | str) -> GateConfig:
@@ -620,6 +705,15 @@ def load_config(path: Path | str) -> GateConfig:
     apply_env_overrides(document, os.environ)
     config = parse_config(document, path.resolve().parent)
     return dataclasses.replace(config, source_path=path)
+
+
+def load_service_config(path: Path | str) -> GateConfig:
+    """The configuration exactly as ``gatectl run`` checks it: the file (:func:`load_config`)
+    and what the service needs beyond it (:func:`check_service_config`). ``gatectl
+    selftest`` uses this too, so a unit that passes its self-test starts."""
+    config = load_config(path)
+    check_service_config(config)
+    return config
 
 
 ENV_PREFIX = "GATE_CFG__"
@@ -649,7 +743,9 @@ def apply_env_overrides(document: dict[str, Any], environ: Mapping[str, str]) ->
 
 __all__ = [
     "DEADLINE_S_RANGE",
+    "DEFAULT_SESSION_REFRESH_S",
     "DEFAULT_STALL_S",
+    "DEVICE_ID",
     "ENV_PREFIX",
     "FRAME_HEIGHT_RANGE",
     "FRAME_WIDTH_RANGE",
@@ -661,6 +757,7 @@ __all__ = [
     "SCANNER_STDIN",
     "SCANNER_TERMINATORS",
     "SECTIONS",
+    "SESSION_REFRESH_S_RANGE",
     "STALL_S_RANGE",
     "AgentsConfig",
     "GateConfig",
@@ -671,7 +768,9 @@ __all__ = [
     "VisionConfig",
     "apply_env_overrides",
     "check_service_config",
+    "control_character",
     "load_config",
+    "load_service_config",
     "parse_camera_source",
     "parse_config",
     "read_relay_key",

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from appliance.gate.outcome import Outcome
@@ -19,12 +20,21 @@ from appliance.service import sd_notify
 from appliance.service.config import GateConfig
 from appliance.service.heartbeat import PipelineHeartbeat
 from appliance.service.log_filter import ImageDataFilter
-from appliance.service.status import ErrorTail, StatusWriter
+from appliance.service.status import ErrorTail, StatusWriter, iso_time
 from appliance.vision.frame_pump import FramePump
 
 if TYPE_CHECKING:
     from appliance.service.parts import ServiceParts
 
+
+def _installed_version() -> str:
+    try:
+        return version("gate-appliance")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+VERSION = _installed_version()
 STATUS_REFRESH_S = 30.0  # the status file is rewritten at least this often (freshness)
 
 
@@ -70,6 +80,8 @@ class ServiceMonitor:
         self._last_state = ""
         self._dirty = threading.Event()
         self._written_at = 0.0
+        self.started_at = time.time()
+        self.last_traveller: dict[str, str] | None = None  # outcome and time, nothing else
 
     def gate_state(self) -> str:
         return self.parts.gate.phase.value if self.parts else "out_of_service"
@@ -81,6 +93,7 @@ class ServiceMonitor:
         """One traveller served (the serve loop and the scanner thread both count)."""
         with self._count_lock:
             self.counts[outcome] += 1
+            self.last_traveller = {"outcome": str(outcome), "at": iso_time(time.time())}
 
     def dropped(self) -> int:
         source = self.parts.source if self.parts else None
@@ -99,8 +112,8 @@ class ServiceMonitor:
         links: dict[str, str] = {"serial": "down", "matcher": "unknown", "camera": "unknown"}
         if self.parts is not None:
             links["serial"] = "up" if self.parts.link.link_up else "down"
-            state = self.parts.client.breaker.state
-            links["matcher"] = {"closed": "up", "open": "down (circuit open)"}.get(state, state)
+            session = self.parts.session.state
+            links["matcher"] = "up" if session.open else f"down ({session.detail})"
             links["camera"] = "ok" if self.healthy else "stalled"
         return {
             "device_id": self.config.device_id,
@@ -128,6 +141,11 @@ class ServiceMonitor:
                 "stall_s": self.config.stall_s,
             },
             "ledger": self._ledger(),
+            "session": self._session(),
+            "last_traveller": self.last_traveller,
+            "started_at": iso_time(self.started_at),
+            "started_at_s": round(self.started_at, 3),
+            "version": VERSION,
             "last_errors": self.errors.items(),
             "screens": self.screens_url,
         }
@@ -144,6 +162,18 @@ class ServiceMonitor:
             "waiting": ledger.pending,
             "failure": ledger.failure,
             "receipts_owed": owed,
+        }
+
+    def _session(self) -> dict[str, Any]:
+        """The flight session: open or not, since when, the gallery's size."""
+        if self.parts is None:
+            return {"open": False, "gallery_size": None, "detail": "not started"}
+        state = self.parts.session.state
+        return {
+            "open": state.open,
+            "gallery_size": state.gallery_size,
+            "detail": state.detail,
+            "since": iso_time(state.since),
         }
 
     def on_tick(self, healthy: bool) -> None:
@@ -168,4 +198,4 @@ class ServiceMonitor:
         return self.writer.write(**overrides)
 
 
-__all__ = ["STATUS_REFRESH_S", "ErrorLog", "ServiceMonitor", "ServiceState"]
+__all__ = ["STATUS_REFRESH_S", "VERSION", "ErrorLog", "ServiceMonitor", "ServiceState"]

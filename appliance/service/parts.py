@@ -8,10 +8,10 @@ referring with the relay closed), then the link, the matcher client and the came
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import serial
@@ -23,7 +23,6 @@ from appliance.errors import (
     CameraError,
     GateMcuError,
     MatcherSetupError,
-    MatchingUnavailable,
     ModelError,
     ScannerError,
     StartupError,
@@ -39,6 +38,7 @@ from appliance.matching.receipt_sender import ReceiptSender
 from appliance.pipeline.traveller import TravellerPipeline
 from appliance.service.config import GateConfig, ScannerConfig, VisionConfig
 from appliance.service.scanner_feed import ScannerFeed
+from appliance.service.session import SessionKeeper
 from appliance.vision.camera import CameraSpec, FrameSource
 from appliance.vision.detectors import Detector, create_detector
 from appliance.vision.selection import SelectionRules
@@ -73,18 +73,23 @@ class ServiceParts:
     pipeline: TravellerPipeline
     workflow: GateWorkflow
     agents: AgentRegistry  # signed actions at the scanner, PINs at the agent station
+    session: SessionKeeper  # the flight session, reopened as needed
     scanner: ScannerFeed | None = None
     screens: Screens | None = None
     receipts: ReceiptSender | None = None
 
 
-def vision_parts(vision: VisionConfig) -> tuple[Detector, SelectionRules]:
+def vision_parts(
+    vision: VisionConfig, models_dir: Path | None = None
+) -> tuple[Detector, SelectionRules]:
     """The detector and the selection rules ``[vision]`` asks for (``gatectl bench capture``
-    builds them here too, so it measures what the service runs); raises ``ModelError``."""
+    builds them here too, so it measures what the service runs); raises ``ModelError``.
+    ``models_dir``: where set-up put the models (default: ``appliance.paths.models_dir()``)."""
     try:
         detector = create_detector(
             vision.runtime,
             vision.model,
+            models_dir=models_dir,
             zone_width=vision.zone_width,
             min_score=vision.min_score,
             tracking=vision.tracking,
@@ -105,7 +110,7 @@ def build_parts(
 ) -> ServiceParts:
     """Every part but the scanner; ``closers`` collects what to close, in shutdown order."""
     vision = config.vision
-    detector, rules = vision_parts(vision)
+    detector, rules = vision_parts(vision, config.models_dir)
     try:
         ledger = PurgeLedger(config.ledger_path, default_key_path(config.ledger_path))
     except OSError as exc:
@@ -135,11 +140,11 @@ def build_parts(
     except (OSError, ValueError) as exc:
         raise MatcherSetupError(f"device PKI in {pki_dir}: {exc}") from exc
     closers.append(client)
-    try:
-        session = client.open_session(config.flight)
-    except MatchingUnavailable as exc:
-        raise MatcherSetupError(f"matcher {config.matcher.target}: {exc}") from exc
-    log.info("session %s: gallery of %d", session.session_id, session.gallery_size)
+    # An unreachable matcher does not stop the start: the keeper retries, and the gate
+    # stays out of service until the session is open (appliance.service.session).
+    session = SessionKeeper(client, config.flight, refresh_s=config.session_refresh_s)
+    session.open_now()
+    closers.insert(0, session.start())
     receipts = _receipt_sender(config, client, ledger)
     closers.insert(closers.index(client), receipts)  # stops before the client closes
 
@@ -171,13 +176,14 @@ def build_parts(
         boarding_log=boarding_log,
         scanner=ScanParser(
             agent_prefix=scanner.agent_prefix if scanner else DEFAULT_AGENT_PREFIX,
-            reference_date=dt.date.fromisoformat(config.flight.date),
+            reference_date=lambda: workflow.flight_date,  # follows a flight change
             agents=agents,
         ),
     )
     return ServiceParts(
-        link, gate, client, detector, source, pipeline, workflow, agents, receipts=receipts
-    )
+        link, gate, client, detector, source, pipeline, workflow, agents, session,
+        receipts=receipts,
+    )  # fmt: skip
 
 
 def _receipt_sender(

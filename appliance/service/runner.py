@@ -42,11 +42,15 @@ journal and the status file say why, and the loop retries the waiting records ev
 ``LEDGER_RETRY_S`` while the watchdog is still fed (a restart would not free the disk).
 Once they are written the gate is ready again by itself.
 
-A start-up failure (configuration, model, serial port, matcher, camera, scanner) logs
-one line and returns its exit code (``appliance.errors.StartupError.exit_code``) so
-``Restart=on-failure`` retries; so does a serial scanner that fails while serving. A
-fault with one traveller never stops the loop (``TravellerPipeline`` refers that
-traveller).
+An unreachable matching service is not a start-up failure: the service starts with the
+gate out of service (relay shut, "see agent") while ``appliance.service.session`` retries
+the flight session with backoff, and serves as soon as it opens, without a restart; it
+also reopens the session when the connection drops (a restarted matcher), before the
+next traveller. A start-up failure (configuration, model, serial port, device PKI,
+camera, scanner) logs one line and returns its exit code
+(``appliance.errors.StartupError.exit_code``) so ``Restart=on-failure`` retries; so
+does a serial scanner that fails while serving. A fault with one traveller never stops
+the loop (``TravellerPipeline`` refers that traveller).
 """
 
 from __future__ import annotations
@@ -59,7 +63,13 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from appliance.errors import CameraError, ConfigError, ScannerError, StartupError
+from appliance.errors import (
+    CameraError,
+    ConfigError,
+    InstanceLocked,
+    ScannerError,
+    StartupError,
+)
 from appliance.gate.agents import AgentAction
 from appliance.gate.machine import PASSAGE_STATES, Event, GateController, State, Transition
 from appliance.gate.outcome import Outcome
@@ -70,9 +80,11 @@ from appliance.service import sd_notify
 from appliance.service.config import GateConfig, check_service_config, load_config
 from appliance.service.hardening import harden_process
 from appliance.service.heartbeat import BeatingSource, PipelineHeartbeat, WatchdogFeeder
+from appliance.service.instance import InstanceLock
 from appliance.service.journal import GateFieldsFilter
 from appliance.service.monitor import ErrorLog, ServiceMonitor, ServiceState
 from appliance.service.parts import Closeable, ServiceParts, build_parts, shut_down, start_scanner
+from appliance.service.reload import Reloader, install_reload_signal
 from appliance.service.screen_feed import start_screens
 from appliance.shutdown import ShutdownRequested, install_shutdown_handler
 from appliance.vision.camera import CameraSpec, FrameSource
@@ -94,6 +106,39 @@ def run_service(
     result_hold_s: float = 1.0,
     open_camera: Callable[[CameraSpec], FrameSource] = open_source,
     log_fields: GateFieldsFilter | None = None,
+) -> int:
+    """:func:`serve_unit` under the unit's instance lock (``appliance.service.instance``):
+    a second instance exits before it opens the port or writes the status file."""
+    try:
+        instance = InstanceLock(config.lock_path, config.serial.port)
+    except InstanceLocked as exc:
+        log.error("start-up failed: %s", exc)
+        sd_notify.notify(f"STATUS=start-up failed: {exc}")
+        return exc.exit_code
+    reload_requested = threading.Event()  # SIGHUP: apply the file's [flight] (reload)
+    restore_reload = install_reload_signal(reload_requested)
+    try:
+        return serve_unit(
+            config,
+            stop,
+            result_hold_s=result_hold_s,
+            open_camera=open_camera,
+            log_fields=log_fields,
+            reload_requested=reload_requested,
+        )
+    finally:
+        restore_reload()
+        instance.close()
+
+
+def serve_unit(
+    config: GateConfig,
+    stop: threading.Event | None = None,
+    *,
+    result_hold_s: float = 1.0,
+    open_camera: Callable[[CameraSpec], FrameSource] = open_source,
+    log_fields: GateFieldsFilter | None = None,
+    reload_requested: threading.Event | None = None,
 ) -> int:
     """Serve travellers until ``stop``, SIGTERM/SIGINT, or the end of a replay source.
 
@@ -118,6 +163,8 @@ def run_service(
         monitor.write()
         try:
             parts = _start(config, closers, open_camera, monitor, wake)
+            if reload_requested is not None:
+                closers.insert(0, Reloader(config, parts, monitor, reload_requested).start())
         except StartupError as exc:
             log.error("start-up failed: %s", exc)
             sd_notify.notify(f"STATUS=start-up failed: {exc}")
@@ -176,6 +223,7 @@ def _start(
         raise ConfigError(f"configuration: {exc}") from exc
     parts = build_parts(config, closers, open_camera)
     monitor.parts = parts
+    parts.session.on_change(monitor.mark_dirty)
     parts.gate.on_transition(monitor.mark_dirty)
     parts.gate.on_transition(partial(_wake_on_change, wake))
     if config.screens is not None:
@@ -278,6 +326,9 @@ def _serve(
             _wait(wake, stop, source, monitor.heartbeat, alive=False, interrupt=scanner_failed)
             continue
         out_of_service = False
+        if not parts.session.ready:
+            _stand_by_for_matcher(parts, stop, source, monitor)
+            continue
         if lane_must_clear and phase is State.READY:
             # Nobody is captured again until the lane has been clear: a traveller who
             # lingers after a grant (or comes back after an MCU reboot) is not re-served.
@@ -362,6 +413,39 @@ def _ledger_back(gate: GateController, monitor: ServiceMonitor) -> None:
     monitor.mark_dirty()
 
 
+def _stand_by_for_matcher(
+    parts: ServiceParts, stop: threading.Event, source: BeatingSource, monitor: ServiceMonitor
+) -> None:
+    """No flight session (the matching service is unreachable, at boot or since): the gate
+    is out of service, relay shut and "see agent", until the session keeper opens it.
+
+    The service itself is healthy, so the watchdog is still fed while frames flow (a
+    restart would not bring the matcher back); an agent may still release by hand after a
+    manual check. Once the session is open the gate is ready again, without a restart.
+    """
+    gate = parts.gate
+    monitor.mark_dirty()
+    sd_notify.notify("STATUS=out of service: matching service unreachable; retrying")
+    while not stop.is_set() and not parts.session.ready:
+        phase = gate.phase
+        if phase is State.OUT_OF_SERVICE:
+            return  # the MCU link went: that wait comes first
+        if phase is not State.REFER_TO_AGENT and phase not in PASSAGE_STATES:
+            gate.refer("matching service unreachable: see agent")  # a passage runs out
+        _wait(
+            threading.Event(),
+            stop,
+            source,
+            monitor.heartbeat,
+            alive=True,
+            interrupt=lambda was=phase: parts.session.ready or gate.phase is not was,
+        )
+    if parts.session.ready and gate.phase is State.REFER_TO_AGENT:
+        gate.ready("matching service back")
+        log.info("matching service reachable again: the gate serves")
+    monitor.mark_dirty()
+
+
 def _wait(
     wake: threading.Event,
     stop: threading.Event,
@@ -408,4 +492,12 @@ def main(config_path: Path) -> int:
     return run_service(config, log_fields=fields)
 
 
-__all__ = ["EXIT_OK", "IDLE_POLL_S", "LEDGER_RETRY_S", "MAX_CAMERA_FAILURES", "main", "run_service"]
+__all__ = [
+    "EXIT_OK",
+    "IDLE_POLL_S",
+    "LEDGER_RETRY_S",
+    "MAX_CAMERA_FAILURES",
+    "main",
+    "run_service",
+    "serve_unit",
+]

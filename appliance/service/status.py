@@ -49,13 +49,14 @@ class ErrorTail:
 
     def add(self, message: str) -> None:
         text = " ".join(message.split())[:MAX_ERROR_CHARS]
-        self._items.append({"at": _iso(time.time()), "message": text})
+        self._items.append({"at": iso_time(time.time()), "message": text})
 
     def items(self) -> list[dict[str, str]]:
         return list(self._items)
 
 
-def _iso(seconds: float) -> str:
+def iso_time(seconds: float) -> str:
+    """UTC, to the second, as the status file writes times."""
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
 
 
@@ -71,7 +72,7 @@ class StatusWriter:
         try:
             status = self._collect()
             status.update(overrides)
-            status["updated_at"] = _iso(time.time())
+            status["updated_at"] = iso_time(time.time())
             status["updated_at_s"] = round(time.time(), 3)
             status["pid"] = os.getpid()
             write_status(self.path, status)
@@ -150,6 +151,7 @@ __all__ = [
     "ErrorTail",
     "StatusWriter",
     "format_status",
+    "iso_time",
     "read_status",
     "show_status",
     "write_status",

@@ -41,7 +41,8 @@ class Service:
             clock_ms=lambda: now_ms() + self.offset_ms,
         )
         self.server, port = start_server(self.service, pki)
-        self.client = MatchingClient(f"localhost:{port}", pki, DEV_DEVICE_ID, deadline_s=10)
+        self.client_target = f"localhost:{port}"
+        self.client = MatchingClient(self.client_target, pki, DEV_DEVICE_ID, deadline_s=10)
         self.client.open_session(FLIGHT)
 
     def stop(self) -> None:
@@ -111,10 +112,16 @@ def test_a_payload_replayed_into_another_session_does_not_open(
 ) -> None:
     service = Service(pki, db, encoder)
     try:
-        client = service.client
-        capture_id, at, sealed = sealed_capture(client, demo_photos / "obama2.jpg")
-        client.open_session(FLIGHT)  # a new session: the capture was sealed to the old one
-        with pytest.raises(MatchingUnavailable, match="INVALID_ARGUMENT"):
-            client.verify(capture_id, at, sealed)
+        capture_id, at, sealed = sealed_capture(service.client, demo_photos / "obama2.jpg")
+        # Someone with the unit's credentials sends it in a session of their own: the
+        # capture was sealed to the old one. (The unit's own client always names the
+        # session a capture was sealed to.)
+        other = MatchingClient(service.client_target, pki, DEV_DEVICE_ID, deadline_s=10)
+        try:
+            other.open_session(FLIGHT)
+            with pytest.raises(MatchingUnavailable, match="INVALID_ARGUMENT"):
+                other.verify(capture_id, at, sealed)
+        finally:
+            other.close()
     finally:
         service.stop()

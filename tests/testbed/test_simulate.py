@@ -127,3 +127,34 @@ def test_a_flight_boards_with_the_firmware_on_micropython(tmp_path, demo_photos)
         "opt_out": {"manual_check": 1},
     }
     assert summary["relay_pulses"] == summary["granted"] + summary["released_by_agent"] == 3
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("biden.jpg", "astronaut.png"), ("astronaut.png", "obama2.jpg"), ("obama3.jpg", "biden.jpg")],
+)
+def test_two_people_side_by_side_are_companions_not_someone_behind(demo_photos, first, second):
+    """The cause of a two-faces traveller granted (seed 0 of 50): the second photo was
+    shrunk to fit its half of the frame, so its face was 0.42 of the first one's area,
+    which the gate rightly takes for someone queueing behind. Side by side, both faces
+    must be the same size: a companion, "one at a time"."""
+    from appliance.vision.detectors import create_detector
+    from appliance.vision.quality import QualityThresholds
+
+    source = simulate.TwoFacesSource(demo_photos / first, demo_photos / second)
+    frame = source.read()
+    try:
+        faces = create_detector().detect(frame)
+    finally:
+        source.close()
+        frame.fill(0)
+    assert len(faces) == 2
+    small, large = sorted(face.area for face in faces)
+    assert small / large >= QualityThresholds().second_face_area_ratio
+    assert min(f.width for f in faces) >= 0.8 * simulate.SIDE_BY_SIDE_FACE_PX
+
+
+def test_two_faces_in_the_frame_are_never_granted(tmp_path, demo_photos):
+    summary = run_simulation(6, None, mix={"two_faces": 1.0}, seed=0, work=tmp_path)
+    assert summary["outcomes_by_kind"] == {"two_faces": {"referred": 6}}
+    assert summary["frames_sent"] == 0

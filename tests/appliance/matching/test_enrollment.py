@@ -97,7 +97,7 @@ def test_new_device_enrolls_and_then_opens_a_session_over_mtls(stack, tmp_path):
 def test_token_is_single_use(stack, tmp_path):
     token = stack.tokens.issue("gate-new-0101", scope=DeviceScope("LAX"))
     enroll(stack.enroll_target, stack.ca_pem, token, "gate-new-0101", tmp_path / "a")
-    with pytest.raises(EnrollmentFailed, match="UNAUTHENTICATED"):
+    with pytest.raises(EnrollmentFailed, match="token has already been used"):
         enroll(stack.enroll_target, stack.ca_pem, token, "gate-new-0101", tmp_path / "b")
     assert stack.audit.events("token_already_used")[-1].device_id == "gate-new-0101"
     assert not (tmp_path / "b").exists()
@@ -107,7 +107,7 @@ def test_token_expires(stack, tmp_path):
     token = stack.tokens.issue("gate-new-0102", ttl_s=60, scope=DeviceScope("LAX"))
     stack.clock.now += 61_000
     try:
-        with pytest.raises(EnrollmentFailed, match="UNAUTHENTICATED"):
+        with pytest.raises(EnrollmentFailed, match="token has expired"):
             enroll(stack.enroll_target, stack.ca_pem, token, "gate-new-0102", tmp_path / "a")
     finally:
         stack.clock.now -= 61_000
@@ -116,10 +116,10 @@ def test_token_expires(stack, tmp_path):
 
 def test_token_is_bound_to_its_device(stack, tmp_path):
     token = stack.tokens.issue("gate-new-0103", scope=DeviceScope("LAX"))
-    with pytest.raises(EnrollmentFailed, match="PERMISSION_DENIED"):
+    with pytest.raises(EnrollmentFailed, match="token was issued for another device"):
         enroll(stack.enroll_target, stack.ca_pem, token, "gate-thief-0001", tmp_path / "a")
     assert stack.audit.events("token_wrong_device")
-    with pytest.raises(EnrollmentFailed, match="UNAUTHENTICATED"):
+    with pytest.raises(EnrollmentFailed, match="token is not known"):
         enroll(stack.enroll_target, stack.ca_pem, "made-up-token", "gate-x", tmp_path / "b")
     assert stack.audit.events("token_unknown")
 

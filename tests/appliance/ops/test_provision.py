@@ -37,6 +37,7 @@ def _answers(env: EnrollmentKit, tmp_path: Path, **changes: str) -> Answers:
         camera=f"replay:{tmp_path / 'frames'}",
         serial_port="/dev/ttyACM0",
         mode="pass_then_face",
+        scanner="/dev/ttyACM1",
         matcher=env.matcher_target,
         enroll=env.enroll_target,
         ca_file=str(env.ca_file),
@@ -95,7 +96,7 @@ def test_non_interactive_provision_enrols_and_writes_a_valid_config(
     a = _answers(enrollment_kit, tmp_path)
     result = gatectl("provision", "--non-interactive", *_flags(a))
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
+    lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
     assert [line.split("]")[0] for line in lines[:6]] == [f"[{i}/6" for i in range(1, 7)]
     assert "SERVING" in lines[5]
 
@@ -178,10 +179,14 @@ def test_rotate_makes_a_new_key_and_certificate_and_moves_the_old_aside(enrollme
     relay = (tmp_path / "state" / "relay.key").read_bytes()
     config_before = Path(a.config).read_bytes()
 
+    old_serial = x509.load_pem_x509_certificate(old_cert).serial_number
     a.token = enrollment_kit.tokens.issue(a.device_id, ttl_s=600, scope=DeviceScope("LAX"))
     lines: list[str] = []
     changes = provision(a, rotate=True, out=lines.append)
     assert changes == ["device key and certificate"], lines
+    # the technician is told how to revoke the old certificate on the matching service
+    assert any(f"gate-matcher revoke --revocations FILE --serial {old_serial:#x}" in line
+               for line in lines), lines  # fmt: skip
     # no gate MCU on /dev/ttyACM0 here: its counter epoch is left as it was, and said so
     assert any("relay counter epoch" in line and "skipped" in line for line in lines)
     assert layout.device_key.read_bytes() != old_key
@@ -352,6 +357,126 @@ def test_answers_file_with_unknown_key(tmp_path):
     assert "unknown answer 'flavour'" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("field", "toml_value"),
+    [
+        ("serial_port", r'"/dev/ttyACM0\nport = \"/dev/evil\""'),  # once a TOMLDecodeError
+        ("device_id", r'"gate-1\u0000"'),  # NUL
+        ("device_id", r'"gate-1\n"'),  # a trailing newline
+        ("gate", r'"B4\u202e2"'),  # a right-to-left override: looks like another gate
+        ("camera", r'"replay:/tmp/x\u0007"'),
+        ("matcher", r'"localhost:1\t"'),
+        ("data_dir", r'"/tmp/state\u0000x"'),
+        ("config", r'"/tmp/gate\r.toml"'),
+    ],
+)
+def test_a_control_character_in_any_answer_is_refused_and_nothing_is_written(
+    enrollment_kit, tmp_path, field, toml_value
+):
+    a = _answers(enrollment_kit, tmp_path)
+    answers_file = tmp_path / "answers.toml"
+    lines = [f'{k} = "{v}"' for k, v in vars(a).items() if k not in (field, "token")]
+    answers_file.write_text("\n".join([*lines, f"{field} = {toml_value}"]) + "\n")
+    result = gatectl("provision", "-y", "--answers", str(answers_file), f"--token={a.token}")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"({field})" in result.stderr and "control character" in result.stderr
+    assert not (tmp_path / "state").exists() and not (tmp_path / "etc").exists()
+
+
+def test_every_bad_answer_is_reported_at_once(enrollment_kit, tmp_path):
+    a = _answers(enrollment_kit, tmp_path, airport="Los Angeles", carrier="british")
+    a.date, a.scanner = "2026-02-30", ""
+    result = gatectl("provision", "-y", *_flags(a))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    for named in ("--airport", "--carrier", "--date", "--scanner"):
+        assert named in result.stderr, result.stderr
+    assert a.token not in result.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_airport_carrier_and_flight_are_upper_cased(enrollment_kit, tmp_path):
+    a = _answers(enrollment_kit, tmp_path, airport="lax", carrier="ba", flight="283a")
+    provision(a, out=lambda _: None, check_matcher=False)
+    flight = load_config(a.config).flight
+    assert (flight.departure_airport, flight.carrier, flight.flight_number) == (
+        "LAX",
+        "BA",
+        "283A",
+    )
+
+
+# ------------------------------------------------------------------ re-provisioning merges
+
+
+def _hand_edit(config: Path) -> None:
+    """What a technician does by hand on a provisioned unit."""
+    text = config.read_text()
+    for old, new in [
+        ('port = "/dev/ttyACM0"', 'port = "/dev/serial/by-id/usb-gate-mcu"  # the MCU'),
+        ("[camera]\n", "[camera]\n# the lane camera, moved on 12 Nov\n"),
+        ('[scanner]\nport = "/dev/ttyACM1"', '[scanner]\nport = "/dev/ttyACM1"\nbaudrate = 19200'),
+    ]:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    text += '\n[boarding_log]\npath = "boarding.jsonl"   # hand-added\n'
+    config.write_text(text)
+
+
+def test_reprovision_changes_only_what_was_asked_with_a_diff_and_a_backup(enrollment_kit, tmp_path):
+    a = _answers(enrollment_kit, tmp_path)
+    provision(a, out=lambda _: None, check_matcher=False)
+    config = Path(a.config)
+    _hand_edit(config)
+    hand_made = config.read_text()
+
+    # Only the flight is given: every other answer comes from the file as it is now.
+    result = gatectl("provision", "-y", "--config", a.config, "--flight", "0117")
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = config.read_text()
+    assert text == hand_made.replace('number = "0283"', 'number = "0117"')
+    loaded = load_config(config)
+    assert loaded.serial.port == "/dev/serial/by-id/usb-gate-mcu"
+    assert loaded.scanner is not None and loaded.scanner.baudrate == 19200
+    assert loaded.boarding_log_path == config.parent / "boarding.jsonl"
+    # the diff before writing, and the old file kept, owner-only
+    assert f"--- {config} (now)" in result.stdout
+    assert '-number = "0283"' in result.stdout and '+number = "0117"' in result.stdout
+    changed = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))
+    ]
+    assert changed == ['-number = "0283"', '+number = "0117"']
+    backups = list(config.parent.glob("gate.toml.bak-*"))
+    assert len(backups) == 1 and backups[0].read_text() == hand_made
+    assert backups[0].stat().st_mode & 0o777 == 0o600
+    assert backups[0].name in result.stdout
+
+
+def test_reprovision_dry_run_shows_the_diff_and_writes_nothing(enrollment_kit, tmp_path):
+    a = _answers(enrollment_kit, tmp_path)
+    provision(a, out=lambda _: None, check_matcher=False)
+    config = Path(a.config)
+    _hand_edit(config)
+    before = _tree(tmp_path / "etc"), _tree(tmp_path / "state")
+    result = gatectl("provision", "-y", "--dry-run", "--config", a.config, "--gate", "C7")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '-gate = "B42"' in result.stdout and '+gate = "C7"' in result.stdout
+    assert "would update" in result.stdout
+    assert (_tree(tmp_path / "etc"), _tree(tmp_path / "state")) == before
+
+
+def test_reprovision_refuses_a_change_the_service_would_refuse(enrollment_kit, tmp_path):
+    """provision checks what `gatectl run` checks: no pass_then_face without a scanner."""
+    a = _answers(enrollment_kit, tmp_path, mode="biometric_first", scanner="")
+    provision(a, out=lambda _: None, check_matcher=False)
+    before = Path(a.config).read_text()
+    result = gatectl("provision", "-y", "--config", a.config, "--mode", "pass_then_face")
+    assert result.returncode == 2 and "--scanner" in result.stderr
+    assert Path(a.config).read_text() == before
+
+
 # ------------------------------------------------------------------------- guided, on a pty
 
 
@@ -398,28 +523,33 @@ def test_guided_provision_on_a_pseudo_terminal(enrollment_kit, tmp_path):
         close_fds=True,
     )
     os.close(slave)
-    replies = {
-        "Device id": a.device_id,
-        "Departure airport": a.airport,
-        "Gate (": a.gate,
-        "Carrier": a.carrier,
-        "Flight number": a.flight,
-        "Flight date": a.date,
-        "Camera source": a.camera,
-        "Serial port": "",  # keep [/dev/ttyUSB0]
-        "Capture mode": "",  # keep [biometric_first]
-        "Matching service": a.matcher,
-        "Enrollment service": a.enroll,
-        "CA certificate": a.ca_file,
-        "enrollment token": a.token,
-        "Configuration file": "",
-        "State directory": "",
-        "Proceed?": "y",
-    }
+    replies = [
+        ("Device id", a.device_id),
+        ("Departure airport", "Los Angeles"),  # refused: asked again
+        ("try again", "lax"),  # normalised to LAX
+        ("Gate (", a.gate),
+        ("Carrier", "ba"),
+        ("Flight number", a.flight),
+        ("Flight date", "2026-13-01"),  # no such month: asked again
+        ("try again", a.date),
+        ("Camera source", a.camera),
+        ("Serial port", "/dev/ttyUSB0\x01"),  # a control character: asked again
+        ("try again", ""),  # keep [/dev/ttyUSB0]
+        ("Capture mode", ""),  # keep [biometric_first]: no scanner asked for
+        ("Matching service", a.matcher),
+        ("Enrollment service", a.enroll),
+        ("CA certificate", a.ca_file),
+        ("enrollment token", a.token),
+        ("Configuration file", ""),
+        ("State directory", ""),
+        ("Proceed?", "y"),
+    ]
     buffer: list[str] = []
+    seen: list[str] = []
     try:
-        for prompt, reply in replies.items():
+        for prompt, reply in replies:
             text = _read_until(master, prompt, buffer)
+            seen.append(text)
             buffer[:] = [text[text.index(prompt) + len(prompt) :]]
             os.write(master, reply.encode() + b"\n")
         text = _read_until(master, "provisioned", buffer)
@@ -429,8 +559,40 @@ def test_guided_provision_on_a_pseudo_terminal(enrollment_kit, tmp_path):
             process.kill()
         os.close(master)
     assert "[6/6]" in text
+    everything = "".join(seen) + text
+    assert a.token not in everything  # the token is never echoed
+    assert "Boarding-pass scanner" not in everything
     config = load_config(a.config)
     assert config.device_id == a.device_id
+    assert (config.flight.departure_airport, config.flight.carrier) == ("LAX", "BA")
     assert config.serial.port == "/dev/ttyUSB0"
     assert config.capture_mode == "biometric_first"
     _assert_owner_only(tmp_path / "state")
+
+
+def test_guided_on_a_provisioned_unit_prefills_every_answer_from_its_config(
+    enrollment_kit, tmp_path
+):
+    from appliance.ops.provision import answers_from_config, ask
+
+    a = _answers(enrollment_kit, tmp_path)
+    provision(a, out=lambda _: None, check_matcher=False)
+    _hand_edit(Path(a.config))
+    found = answers_from_config(Path(a.config))
+    again = Answers(config=a.config)
+    for name, value in found.items():
+        setattr(again, name, value)
+    asked: list[str] = []
+    ask(again, prompt=lambda q: asked.append(q) or "", out=lambda _: None, secret=lambda q: "")
+    # Enter everywhere keeps what the unit has, hand-set values included
+    assert again.serial_port == "/dev/serial/by-id/usb-gate-mcu"
+    assert (again.device_id, again.flight, again.mode, again.scanner) == (
+        a.device_id,
+        a.flight,
+        a.mode,
+        a.scanner,
+    )
+    assert again.data_dir == a.data_dir and again.enroll == a.enroll
+    assert again.ca_file == str(Path(a.data_dir) / "pki" / "ca.pem")
+    assert any("[/dev/serial/by-id/usb-gate-mcu]" in q for q in asked)
+    assert provision(again, out=lambda _: None, check_matcher=False) == []  # nothing changes

@@ -123,6 +123,7 @@ def test_healthy_unit_passes_every_check(unit: Unit):
         "camera",
         "serial",
         "matcher",
+        "gallery",
         "certificate",
         "clock",
         "key permissions",
@@ -136,6 +137,38 @@ def test_healthy_unit_passes_every_check(unit: Unit):
     assert "3 records" in report.get("ledger").detail
     assert "relay not pulsed" in report.get("serial").detail
     assert unit.simulator.relay_pulses == []
+
+
+def test_audit_verify_reads_the_ledger_the_config_names(unit: Unit):
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "audit", "verify", "--config", str(unit.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3" in result.stdout and str(unit.state) in result.stdout + result.stderr
+
+
+def test_an_empty_flight_gallery_is_a_warning(unit: Unit):
+    unit.edit('number = "0283"', 'number = "0999"')  # a flight nobody enrolled
+    report = run_selftest(unit.config)
+    assert _status(report, "gallery") == WARN, "\n".join(format_report(report))
+    assert "EMPTY" in report.get("gallery").detail
+    assert report.ok  # a warning: the airline may enrol it later
+
+
+def test_selftest_refuses_what_run_refuses(unit: Unit):
+    """A unit that passes selftest starts: pass_then_face without [scanner] fails both."""
+    from appliance.service.runner import main as run_main
+
+    unit.edit('mode = "biometric_first"', 'mode = "pass_then_face"')
+    report = run_selftest(unit.config)
+    assert _status(report, "config") == FAIL
+    assert "pass_then_face needs [scanner]" in report.get("config").detail
+    assert run_main(unit.config) != 0  # and the service refuses it the same way
 
 
 def test_relay_flag_pulses_the_relay(unit: Unit):
@@ -165,13 +198,13 @@ def test_command_line_checklist_and_json(unit: Unit):
 
     human = gatectl()
     assert human.returncode == 0, human.stdout + human.stderr
-    assert human.stdout.count("[PASS]") == 11
+    assert human.stdout.count("[PASS]") == 12
     assert "selftest PASSED" in human.stdout
     data = gatectl("--json")
     assert data.returncode == 0, data.stderr
     result = json.loads(data.stdout.strip().splitlines()[-1])
     assert result["ok"] is True and result["failed"] == []
-    assert len(result["checks"]) == 11
+    assert len(result["checks"]) == 12
     failing = gatectl("--json", "--min-free-mb", "1e12")
     assert failing.returncode == 1
     assert json.loads(failing.stdout.strip().splitlines()[-1])["failed"] == ["disk"]

@@ -282,7 +282,7 @@ def _config(tmp_path: Path, screens: str) -> Path:
         ('server_names = ["bad name"]\n', "not a host name"),
         ("port = 70000\n", "out of range"),
         ('metrics = "yes"\n', "true or false"),
-        ('colour = "red"\n', "unknown key screens.colour"),
+        ('colour = "red"\n', "unknown key 'colour' in \\[screens\\]"),
     ],
 )
 def test_screens_config_errors_name_the_key(tmp_path, screens: str, message: str) -> None:

@@ -195,8 +195,9 @@ path = "state/purge-ledger.jsonl"
         cwd=REPO,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # stopped: not serving, like is-active
     assert "granted 1" in result.stdout and "BA0283 2026-11-25 from LAX gate B42" in result.stdout
+    assert "STOPPED" in result.stdout and "last     granted at" in result.stdout
     as_json = subprocess.run(
         [
             sys.executable,
@@ -225,7 +226,7 @@ def test_status_without_a_file(tmp_path):
         cwd=REPO,
         check=False,
     )
-    assert result.returncode == 1 and "no status" in result.stdout
+    assert result.returncode == 4 and "no status" in result.stdout
 
 
 def test_startup_failure_is_in_the_status(tmp_path, matcher):

@@ -80,6 +80,7 @@ def test_defaults_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert config.flight.gate == ""
 
 
+CONTROL = "{} contains a control character (U+{}); type it again"
 SPEC = (
     "camera.source: unknown camera spec {!r}: expected 'replay:<path>', "
     "'opencv:<index|path|url>' or 'picamera2'"
@@ -90,8 +91,16 @@ SPEC = (
     ("old", "new", "message"),
     [
         ('[device]\nid = "gate-dev-0001"', "[device]", "missing key device.id"),
-        ("[flight]", "[flighty]", "unknown section ['flighty']"),  # and [flight] missing
-        ('gate = "B42"', 'gate = "B42"\ngat = "B43"', "unknown key flight.gat"),  # a typo
+        (
+            "[flight]",
+            "[flighty]",
+            "unknown section [flighty] (did you mean [flight]?)",
+        ),  # and [flight] missing
+        (
+            'gate = "B42"',
+            'gate = "B42"\ngat = "B43"',
+            "unknown key 'gat' in [flight] (did you mean 'gate'?)",
+        ),  # a typo
         ("pulse_ms = 3000", "pulse_ms = 50", "serial.pulse_ms = 50 is out of range (100..5000)"),
         (
             "pulse_ms = 3000",
@@ -132,7 +141,11 @@ SPEC = (
             "min_sharpness = -1.0",
             "quality.min_sharpness = -1.0 is out of range (0.0..1000000.0)",
         ),
-        ("min_sharpness = 20.0", "sharpness = 20.0", "unknown key quality.sharpness"),
+        (
+            "min_sharpness = 20.0",
+            "sharpness = 20.0",
+            "unknown key 'sharpness' in [quality] (did you mean 'min_sharpness'?)",
+        ),
         (
             "min_luminance = 50.0",
             "min_luminance = 220.0",
@@ -151,8 +164,36 @@ SPEC = (
         (
             "[ledger]",
             'ledger = "x"\n[ledger2]',
-            "unknown section ['ledger2']",
+            "unknown section [ledger2] (did you mean [ledger]?)",
         ),  # not taken for [ledger]
+        # control characters: none has a use in any value (issue 11 item 11)
+        (
+            'id = "gate-dev-0001"',
+            r'id = "gate-dev-0001\u0000"',
+            CONTROL.format("device.id", "0000"),
+        ),
+        (
+            'id = "gate-dev-0001"',
+            'id = "gate dev"',
+            "device.id = 'gate dev' must be 1..64"
+            " letters, digits, '.', '_' or '-' (the name on the device certificate)",
+        ),
+        (
+            'port = "/dev/ttyACM0"',
+            r'port = "/dev/ttyACM0\n"',
+            CONTROL.format("serial.port", "000A"),
+        ),
+        ('gate = "B42"', r'gate = "B4\u202e2"', CONTROL.format("flight.gate", "202E")),
+        (
+            'source = "opencv:0"',
+            r'source = "replay:/x\u0000"',
+            CONTROL.format("camera.source", "0000"),
+        ),
+        (
+            'path = "/var/lib/gate-appliance/purge-ledger.jsonl"',
+            r'path = "/var/\u0007x"',
+            CONTROL.format("ledger.path", "0007"),
+        ),
     ],
 )
 def test_bad_values_name_the_key(example: Path, old: str, new: str, message: str) -> None:

@@ -3,6 +3,7 @@ service's detector and selection rules."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def _edit(path: Path, old: str, new: str) -> Path:
 def test_the_example_documents_every_vision_key_with_its_default(example: Path) -> None:
     text = EXAMPLE.read_text()
     for key in VisionConfig.__dataclass_fields__:
-        assert f"\n{key} = " in text, f"[vision] {key} is not in the example"
+        assert re.search(rf"\n(# )?{key} = ", text), f"[vision] {key} is not in the example"
     assert load_config(example).vision == VisionConfig()
 
 
@@ -50,14 +51,14 @@ def test_the_example_documents_every_vision_key_with_its_default(example: Path) 
         ("steady_frames = 2", "steady_frames = 31", "vision.steady_frames"),
         ("capture_window_frames = 45", "capture_window_frames = 3\nsteady_frames = 4",
          "vision.steady_frames"),
-        ("tracking = true", "tracking = true\ntracker = true", "vision.tracker"),
+        ("tracking = true", "tracking = true\ntracker = true", "'tracker' in [vision]"),
     ],
 )  # fmt: skip
 def test_bad_vision_values_name_the_key(example: Path, old: str, new: str, named: str) -> None:
     if "\nsteady_frames = 4" in new:
         _edit(example, "steady_frames = 2", "")
     _edit(example, old, new)
-    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(named)):
         load_config(example)
 
 
