@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from appliance.errors import ConfigError
-from appliance.service.config import GateConfig, load_service_config
+from appliance.service.config import GateConfig, key_file_modes, load_service_config
+from gate_contract.keys import PkiLayout
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 CERT_WARN_DAYS = 30
@@ -390,29 +391,17 @@ def check_clock(report: Report, config: GateConfig) -> None:
 
 
 def check_key_permissions(report: Report, config: GateConfig) -> None:
-    from appliance.custody.audit import default_key_path
-    from gate_contract.keys import PkiLayout
-
-    keys = [PkiLayout(config.matcher.pki_dir).device_key, config.serial.relay_key_file]
-    ledger_key = default_key_path(config.ledger_path)
-    if ledger_key.exists():
-        keys.append(ledger_key)
-    loose, missing = [], []
-    for path in keys:
-        try:
-            mode = path.stat().st_mode & 0o777
-        except OSError:
-            missing.append(str(path))
-            continue
-        if mode & 0o077:
-            loose.append(f"{path} is {mode:04o}")
+    required = [PkiLayout(config.matcher.pki_dir).device_key, config.serial.relay_key_file]
+    modes = dict(key_file_modes(config))
+    missing = [str(path) for path in required if path not in modes]
+    loose = [f"{path} is {mode:04o}" for path, mode in modes.items() if mode & 0o077]
     if missing:
         report.add("key permissions", FAIL, "missing: " + ", ".join(missing), "re-provision")
     elif loose:
         files = " ".join(item.split(" is ")[0] for item in loose)
         report.add("key permissions", FAIL, "; ".join(loose), f"chmod 600 {files}")
     else:
-        report.add("key permissions", PASS, f"{len(keys)} key files are 0600 (owner only)")
+        report.add("key permissions", PASS, f"{len(modes)} key files are 0600 (owner only)")
 
 
 def check_ledger(report: Report, config: GateConfig) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.custody.audit import default_key_path
 from appliance.errors import ConfigError
 from appliance.gate.agents import ACTION_TTL_S
 from appliance.gate.flight import Flight
@@ -37,6 +38,7 @@ from appliance.screens.settings import ScreenSettings, is_loopback
 from appliance.vision.camera import CameraSpec
 from appliance.vision.models import MODELS, Runtime
 from appliance.vision.quality import QualityThresholds
+from gate_contract.keys import PkiLayout
 from gate_contract.paths import data_dir
 
 MIN_RELAY_KEY_BYTES = 16  # firmware_bridge.protocol.MIN_KEY_LEN
@@ -519,6 +521,35 @@ def check_service_config(config: GateConfig) -> None:
         )
 
 
+def check_key_files(config: GateConfig) -> None:
+    """The service starts only with private keys nobody else can read (``gatectl
+    selftest`` reports the same rule as its "key permissions" check)."""
+    loose = [f"{path} ({mode:04o})" for path, mode in key_file_modes(config) if mode & 0o077]
+    if loose:
+        raise ConfigError(
+            f"private key files readable by others: {', '.join(loose)}; chmod 600 them"
+        )
+
+
+def key_file_modes(config: GateConfig) -> list[tuple[Path, int]]:
+    """The unit's private key files that exist, with their permission bits: the device's
+    TLS key, the relay key, the ledger's signing key and the screens' HTTPS key."""
+    paths = [
+        PkiLayout(config.matcher.pki_dir).device_key,
+        config.serial.relay_key_file,
+        default_key_path(config.ledger_path),
+    ]
+    if config.screens is not None and config.screens.key is not None:
+        paths.append(config.screens.key)
+    found = []
+    for path in paths:
+        try:
+            found.append((path, path.stat().st_mode & 0o777))
+        except OSError:
+            continue  # a missing key is reported where it is used
+    return found
+
+
 def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
     """Check a parsed TOML document; ``base`` is the folder relative paths start from."""
     unknown = sorted(set(document) - set(SECTIONS))
@@ -767,8 +798,10 @@ __all__ = [
     "ServiceConfig",
     "VisionConfig",
     "apply_env_overrides",
+    "check_key_files",
     "check_service_config",
     "control_character",
+    "key_file_modes",
     "load_config",
     "load_service_config",
     "parse_camera_source",

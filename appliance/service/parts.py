@@ -36,7 +36,7 @@ from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.client import MatchingClient
 from appliance.matching.receipt_sender import ReceiptSender
 from appliance.pipeline.traveller import TravellerPipeline
-from appliance.service.config import GateConfig, ScannerConfig, VisionConfig
+from appliance.service.config import GateConfig, ScannerConfig, VisionConfig, check_key_files
 from appliance.service.scanner_feed import ScannerFeed
 from appliance.service.session import SessionKeeper
 from appliance.vision.camera import CameraSpec, FrameSource
@@ -109,6 +109,7 @@ def build_parts(
     open_camera: Callable[[CameraSpec], FrameSource],
 ) -> ServiceParts:
     """Every part but the scanner; ``closers`` collects what to close, in shutdown order."""
+    check_key_files(config)
     vision = config.vision
     detector, rules = vision_parts(vision, config.models_dir)
     try:

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from appliance.vision.camera import place_in_canvas
+from gate_contract.files import write_private
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from testbed.bench.mjpeg_camera import MjpegCamera
 from testbed.bench.tcp_proxy import TcpProxy
@@ -201,7 +202,7 @@ class Rig:
         return ""
 
     def write_config(self) -> Path:
-        (self.work / "relay.key").write_text(self.key_hex)
+        write_private(self.work / "relay.key", (self.key_hex).encode())
         os.chmod(self.work / "relay.key", 0o600)
         config = self.work / "gate.toml"
         config.write_text(

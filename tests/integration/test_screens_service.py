@@ -32,6 +32,7 @@ from appliance.service.runner import EXIT_OK, run_service
 from appliance.service.status import read_status
 from appliance.vision.camera import ReplaySource, place_in_canvas
 from firmware_bridge.simulator import Simulator
+from gate_contract.files import write_private
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import wait_for
@@ -106,7 +107,7 @@ class Scanner:
 def _config(
     tmp_path: Path, target: str, pki_root: Path, mcu: Simulator, key: bytes, scanner
 ) -> Path:
-    (tmp_path / "relay.key").write_text(key.hex())
+    write_private(tmp_path / "relay.key", (key.hex()).encode())
     set_pin(tmp_path / "agents.json", AGENT, PIN)
     path = tmp_path / "gate.toml"
     path.write_text(

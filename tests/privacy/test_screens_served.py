@@ -30,6 +30,7 @@ from appliance.service.log_filter import looks_like_image_text
 from appliance.service.runner import run_service
 from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
+from gate_contract.files import write_private
 from testbed.runs import wait_for
 from testbed.write_audit import contains_image_data
 
@@ -82,7 +83,7 @@ def test_nothing_served_carries_pixels(tmp_path: Path, matcher, demo_photos) -> 
     frames = tmp_path / "frames"
     frames.mkdir()
     shutil.copy(demo_photos / "obama2.jpg", frames)
-    (tmp_path / "relay.key").write_text(key.hex())
+    write_private(tmp_path / "relay.key", (key.hex()).encode())
     set_pin(tmp_path / "agents.json", "A123", "482913")
     (tmp_path / "gate.toml").write_text(
         f"""

@@ -28,6 +28,7 @@ from appliance.service.config import load_config
 from appliance.vision.models import model_path
 from firmware_bridge.simulator import Simulator
 from gate_contract.clock import now_ms
+from gate_contract.files import write_private
 from gate_contract.keys import DeviceScope, PkiLayout, load_private
 from matching_service.dev_ca import issue_device
 from matching_service.gallery import Gallery
@@ -245,7 +246,7 @@ def test_serial_port_missing(unit: Unit):
 
 def test_wrong_relay_key_fails_the_relay_pulse(unit: Unit):
     """Only relay commands are authenticated, so a wrong key shows with --relay."""
-    (unit.state / "relay.key").write_text(os.urandom(32).hex())
+    write_private(unit.state / "relay.key", (os.urandom(32).hex()).encode())
     report = run_selftest(unit.config, relay=True)
     assert _only_failures(report) == {"serial"}
     assert "wrong relay key" in report.get("serial").detail

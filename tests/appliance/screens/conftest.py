@@ -37,6 +37,7 @@ from appliance.screens.metrics import GateMetrics
 from appliance.screens.pages import ScreenParts, build_app
 from appliance.screens.server import ScreenServer
 from appliance.screens.settings import ScreenSettings
+from gate_contract.files import write_private
 from testbed.testing import FakeLink, capture_progress
 
 AGENT, PIN = "A123", "482913"
@@ -213,7 +214,8 @@ def tls(tmp_path_factory) -> Tls:
             .sign(ca_key, hashes.SHA256())
         )
         (folder / f"{name}.pem").write_bytes(leaf.public_bytes(pem))
-        (folder / f"{name}.key").write_bytes(
-            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        write_private(
+            folder / f"{name}.key",
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
         )
     return Tls(folder)

@@ -20,6 +20,7 @@ from appliance.screens.server import ScreenServer
 from appliance.screens.settings import ScreenSettings
 from appliance.service.config import load_config
 from firmware_bridge.host import OptOutPressed
+from gate_contract.files import write_private
 from tests.appliance.screens.conftest import AGENT, PIN
 from tests.support import REPO
 
@@ -265,7 +266,7 @@ def test_plain_http_beyond_loopback_is_refused(unit) -> None:
 def _config(tmp_path: Path, screens: str) -> Path:
     text = (REPO / "systemd" / "gate-appliance.toml.example").read_text()
     head = text[: text.index("[screens]")]
-    (tmp_path / "relay.key").write_text("00" * 32)
+    write_private(tmp_path / "relay.key", ("00" * 32).encode())
     path = tmp_path / "gate.toml"
     path.write_text(head + "[screens]\n" + screens)
     return path

@@ -23,6 +23,7 @@ from appliance.service.config import load_config
 from appliance.service.runner import EXIT_OK, run_service
 from appliance.service.status import format_status, read_status
 from firmware_bridge.simulator import Simulator
+from gate_contract.files import write_private
 from tests.support import REPO
 
 
@@ -132,7 +133,7 @@ def test_service_writes_status_that_gatectl_status_reads(tmp_path, matcher, demo
     frames.mkdir()
     shutil.copy(demo_photos / "obama2.jpg", frames)
     key = os.urandom(32)
-    (tmp_path / "relay.key").write_text(key.hex())
+    write_private(tmp_path / "relay.key", (key.hex()).encode())
     simulator = Simulator(key).start()
     try:
         path = tmp_path / "gate.toml"
@@ -230,7 +231,7 @@ def test_status_without_a_file(tmp_path):
 
 
 def test_startup_failure_is_in_the_status(tmp_path, matcher):
-    (tmp_path / "relay.key").write_text("00" * 32)
+    write_private(tmp_path / "relay.key", ("00" * 32).encode())
     path = tmp_path / "gate.toml"
     path.write_text(
         f"""

@@ -22,6 +22,7 @@ from appliance.service.config import load_config
 from appliance.service.runner import EXIT_OK, run_service
 from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
+from gate_contract.files import write_private
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import wait_for
 
@@ -59,7 +60,7 @@ def _frames(tmp_path: Path, demo_photos: Path) -> Path:
 
 
 def _config(tmp_path: Path, port: int, pki_root: Path, simulator: Simulator, key: bytes, frames):
-    (tmp_path / "relay.key").write_text(key.hex())
+    write_private(tmp_path / "relay.key", (key.hex()).encode())
     path = tmp_path / "gate.toml"
     path.write_text(
         f"""

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from appliance.custody.ledger import PurgeLedger
 from appliance.errors import ConfigError, GateMcuError
 from appliance.service import sd_notify
-from appliance.service.config import load_config
+from appliance.service.config import check_key_files, load_config
 from appliance.service.runner import EXIT_OK, main, run_service
 from appliance.vision.frame_pump import open_source
 from firmware_bridge.simulator import Simulator
+from gate_contract.files import write_private
 from testbed.runs import wait_for
 from tests.support import REPO
 
@@ -34,7 +35,7 @@ def example(tmp_path: Path) -> Path:
     """The shipped example with its relay key file next to it."""
     path = tmp_path / "gate.toml"
     shutil.copy(EXAMPLE, path)
-    (tmp_path / "relay.key").write_text(KEY_HEX + "\n")
+    write_private(tmp_path / "relay.key", (KEY_HEX + "\n").encode())
     return path
 
 
@@ -206,7 +207,7 @@ def test_bad_values_name_the_key(example: Path, old: str, new: str, message: str
 
 @pytest.mark.parametrize(("key_text", "why"), [("zz" * 20, "hex"), ("00" * 8, "16"), ("", "16")])
 def test_bad_relay_key(example: Path, key_text: str, why: str) -> None:
-    (example.parent / "relay.key").write_text(key_text)
+    write_private(example.parent / "relay.key", (key_text).encode())
     with pytest.raises(ConfigError, match=r"serial\.relay_key_file.*" + why):
         load_config(example)
 
@@ -243,7 +244,7 @@ def _example_lines() -> list[str]:
     )
 )
 def test_arbitrary_text_gives_config_error_or_config(tmp_path: Path, text: str) -> None:
-    (tmp_path / "relay.key").write_text(KEY_HEX)
+    write_private(tmp_path / "relay.key", (KEY_HEX).encode())
     path = tmp_path / "fuzz.toml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     with contextlib.suppress(ConfigError):
@@ -321,7 +322,7 @@ def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _service_config(tmp_path: Path, matcher, port: str, key: bytes, frames: Path) -> Path:
-    (tmp_path / "relay.key").write_text(key.hex())
+    write_private(tmp_path / "relay.key", (key.hex()).encode())
     path = tmp_path / "gate.toml"
     path.write_text(
         f"""
@@ -581,3 +582,13 @@ def test_environment_overrides_replace_single_keys_and_are_checked(
     monkeypatch.setenv("GATE_CFG__SERIAL", "x")
     with pytest.raises(ConfigError, match="GATE_CFG__SERIAL"):
         load_config(example)
+
+
+def test_a_private_key_others_can_read_stops_the_start(example: Path) -> None:
+    """`gatectl run` refuses a loose key (selftest fails its "key permissions" check)."""
+    config = load_config(example)
+    check_key_files(config)
+    os.chmod(example.parent / "relay.key", 0o644)
+    with pytest.raises(ConfigError) as refused:
+        check_key_files(config)
+    assert "relay.key (0644)" in str(refused.value) and "chmod 600" in str(refused.value)

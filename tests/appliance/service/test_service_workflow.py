@@ -31,6 +31,7 @@ from appliance.service.config import GateConfig, check_service_config, load_conf
 from appliance.service.runner import EXIT_OK, main, run_service
 from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
+from gate_contract.files import write_private
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import wait_for
@@ -184,7 +185,7 @@ def _write_config(
     mode: str = "biometric_first",
     scanner: str | None = None,
 ) -> Path:
-    (tmp_path / "relay.key").write_text(relay_key.hex())
+    write_private(tmp_path / "relay.key", (relay_key.hex()).encode())
     AGENT.registry().save(tmp_path / "state" / "agents.json")  # the unit's registered agent
     scanner_section = f'[scanner]\nport = "{scanner}"\n' if scanner else ""
     path = tmp_path / "gate.toml"

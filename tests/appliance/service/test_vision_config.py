@@ -13,6 +13,7 @@ from appliance.errors import ConfigError
 from appliance.service.config import VisionConfig, load_config
 from appliance.service.parts import vision_parts
 from appliance.vision.detectors.tracking import TrackingDetector
+from gate_contract.files import write_private
 from tests.support import REPO
 
 EXAMPLE = REPO / "systemd" / "gate-appliance.toml.example"
@@ -22,7 +23,7 @@ EXAMPLE = REPO / "systemd" / "gate-appliance.toml.example"
 def example(tmp_path: Path) -> Path:
     path = tmp_path / "gate.toml"
     shutil.copy(EXAMPLE, path)
-    (tmp_path / "relay.key").write_text("00" * 24 + "\n")
+    write_private(tmp_path / "relay.key", ("00" * 24 + "\n").encode())
     return path
 
 

@@ -21,6 +21,7 @@ from appliance.service.heartbeat import PipelineHeartbeat, WatchdogFeeder
 from appliance.service.runner import EXIT_OK, run_service
 from appliance.vision.frame_pump import FramePump
 from firmware_bridge.simulator import Simulator
+from gate_contract.files import write_private
 from testbed.testing import FakeClock
 from tests.support import REPO
 
@@ -120,7 +121,7 @@ def _until(sock: socket.socket, predicate, seen: list[str], timeout: float = 60.
 
 
 def _config(tmp_path: Path, matcher, port: str, key: bytes) -> Path:
-    (tmp_path / "relay.key").write_text(key.hex())
+    write_private(tmp_path / "relay.key", (key.hex()).encode())
     path = tmp_path / "gate.toml"
     path.write_text(
         f"""
