@@ -158,6 +158,14 @@ def format_report(report: dict[str, Any], now: float | None = None) -> list[str]
         lines.append(f"matcher  {checked['matcher_probe']} (probed now)")
     if "certificate" in checked:
         lines.append(f"cert     {checked['certificate']}")
+    ledger = report.get("ledger") or {}
+    if ledger.get("durable") is not None:
+        durable = "durable" if ledger["durable"] else f"NOT durable ({ledger.get('failure')})"
+        lines.append(
+            f"ledger   {durable}; {ledger.get('records', 0)} records,"
+            f" {ledger.get('waiting', 0)} waiting; purge receipts owed"
+            f" {ledger.get('receipts_owed', 0)}"
+        )
     last = report.get("last_traveller")
     lines.append(
         f"last     {last['outcome']} at {last['at']}" if last else "last     no traveller yet"

@@ -55,6 +55,7 @@ def test_a_serving_unit_is_probed_live_then_reported_stopped(
         assert "matcher  UNREACHABLE" in result.stdout
         assert "cert     valid until" in result.stdout
         assert "session  not open" in result.stdout
+        assert "ledger   durable;" in result.stdout and "purge receipts owed 0" in result.stdout
         report = json.loads(_gatectl("status", "--config", config_file, "--json").stdout)
         assert report["checked"]["verdict"] == "serving" and report["checked"]["uptime_s"] >= 0
         assert report["version"] and report["pid"] == os.getpid()
