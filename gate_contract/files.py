@@ -4,7 +4,8 @@
 old content or the new one, never half a file, and so that the data is never readable
 by anyone but the owner, not even for an instant: the temporary file is created with
 the final mode in the same folder, written, fsynced, renamed over the target, and the
-folder is fsynced so the rename itself survives a power cut.
+folder is fsynced so the rename itself survives a power cut. :func:`append_line` adds one
+line to an owner-only journal and returns only once it is on disk.
 """
 
 from __future__ import annotations
@@ -52,4 +53,17 @@ def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     fsync_dir(path.parent)
 
 
-__all__ = ["fsync_dir", "write_private"]
+def append_line(path: Path, line: bytes) -> None:
+    """Append ``line`` to ``path`` (created 0600) in one write and fsync it; ``OSError``
+    if it is not all on disk (a short write is an error: the caller decides what then)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"short write to {path} ({written} of {len(line)} bytes)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["append_line", "fsync_dir", "write_private"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,3 +50,30 @@ class EnrollmentKit:
     enroll_target: str
     matcher_target: str
     ca_file: Path
+
+
+def run_module(
+    module: str, *args: str, timeout: float = 120, **options
+) -> subprocess.CompletedProcess:
+    """``python -m module args`` from the repository, no stdin, output captured as text."""
+    if "input" not in options:
+        options.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=options.pop("cwd", REPO),
+        **options,
+    )
+
+
+def gatectl(*args: str, **options) -> subprocess.CompletedProcess:
+    """The appliance's CLI in its own process."""
+    return run_module("appliance", *args, **options)
+
+
+def gate_matcher(*args: str, **options) -> subprocess.CompletedProcess:
+    """The matching service's CLI in its own process."""
+    return run_module("matching_service.cli", *args, **options)

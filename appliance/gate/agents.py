@@ -33,7 +33,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -49,7 +48,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.errors import ConfigError
-from gate_contract.files import write_private
+from gate_contract.files import append_line, write_private
 
 log = logging.getLogger(__name__)
 
@@ -407,13 +406,7 @@ class AgentRegistry:
             return True
         line = json.dumps({"used": digest.hex(), "at_s": round(now, 3)}).encode() + b"\n"
         try:
-            fd = os.open(self.used_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                if os.write(fd, line) != len(line):
-                    raise OSError("short write")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_line(self.used_path, line)
         except OSError as exc:
             log.error("used agent actions %s not written: %s", self.used_path, exc)
             return False

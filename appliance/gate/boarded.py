@@ -18,13 +18,13 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from appliance.gate.outcome import Outcome
+from gate_contract.files import append_line
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +96,7 @@ class BoardedTravellers:
         entry = {"flight_key": self.flight, "at_s": round(time.time(), 3), **entry}
         line = (json.dumps(entry, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                written = os.write(fd, line)
-                if written != len(line):
-                    raise OSError(f"short write ({written} of {len(line)} bytes)")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_line(self.path, line)
         except OSError as exc:
             log.error("boarded register %s not written: %s", self.path, exc)
             return False

@@ -10,19 +10,7 @@ import sys
 from appliance.errors import EnrollmentFailed
 from appliance.matching.enrollment import enroll
 from matching_service.enrollment import EnrollmentTokens
-from tests.support import REPO
-
-
-def gate_matcher(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "matching_service.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-    )
+from tests.support import gate_matcher
 
 
 def test_a_db_in_a_missing_folder_is_an_error(tmp_path):

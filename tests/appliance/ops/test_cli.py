@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-
-def gatectl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.support import gatectl
 
 
 def test_serial_test_against_the_simulator_passes_without_pulsing():
@@ -90,15 +80,8 @@ def test_agents_set_pin_list_remove(tmp_path):
 
     pins = tmp_path / "agents.json"
 
-    def agents(*args: str, pin: str = "") -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "appliance", "agents", *args, "--file", str(pins)],
-            input=pin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    def agents(*args: str, pin: str = ""):
+        return gatectl("agents", *args, "--file", str(pins), input=pin, timeout=60)
 
     assert agents("set-pin", "--agent", "A123", "--pin-stdin", pin="482913\n").returncode == 0
     weak = agents("set-pin", "--agent", "B7", "--pin-stdin", pin="1111\n")

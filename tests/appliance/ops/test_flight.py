@@ -17,19 +17,7 @@ from tests.appliance.service.test_matcher_outage import (
     _status,
     mcu,  # noqa: F401 (fixture)
 )
-from tests.support import REPO
-
-
-def _gatectl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-    )
+from tests.support import REPO, gatectl
 
 
 def test_flight_set_is_applied_by_the_running_service(
@@ -60,10 +48,10 @@ def test_flight_set_is_applied_by_the_running_service(
         pid = service.pid
         assert _status(config)["pid"] == pid
 
-        bad = _gatectl("flight", "set", "--config", str(config_file), "--date", "2026-02-30")
+        bad = gatectl("flight", "set", "--config", str(config_file), "--date", "2026-02-30")
         assert bad.returncode == 2 and "--date" in bad.stderr and "Traceback" not in bad.stderr
 
-        result = _gatectl(
+        result = gatectl(
             "flight", "set", "--config", str(config_file), "--number", "117", "--date", "2026-11-26"
         )
         assert result.returncode == 0, result.stdout + result.stderr
@@ -77,7 +65,7 @@ def test_flight_set_is_applied_by_the_running_service(
         with _matcher_on(port, matcher, encoder):
             assert wait_for(lambda: _status(config)["session"]["open"], TIMEOUT), _status(config)
             assert _status(config)["session"]["gallery_size"] == 0
-        assert _gatectl("flight", "show", "--config", str(config_file)).stdout.startswith(
+        assert gatectl("flight", "show", "--config", str(config_file)).stdout.startswith(
             "BA117 2026-11-26 from LAX"
         )
     finally:

@@ -20,7 +20,7 @@ from firmware_bridge.host import GateLink
 from firmware_bridge.protocol import LinkKeys, MsgType, Result, pack_relay_pulse
 from firmware_bridge.simulator import Simulator
 from gate_contract.keys import DeviceScope, PkiLayout
-from tests.support import REPO, EnrollmentKit
+from tests.support import REPO, EnrollmentKit, gatectl
 
 _counter = iter(range(1000))
 
@@ -65,19 +65,6 @@ def _assert_owner_only(root: Path) -> None:
     for path in [root, *root.rglob("*")]:
         mode = path.stat().st_mode & 0o777
         assert mode == (0o700 if path.is_dir() else 0o600), f"{path} is {mode:04o}"
-
-
-def gatectl(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        **kwargs,
-    )
 
 
 def _flags(a: Answers) -> list[str]:

@@ -20,19 +20,7 @@ from tests.appliance.service.test_matcher_outage import (
     _status,
     mcu,  # noqa: F401 (fixture)
 )
-from tests.support import REPO
-
-
-def _gatectl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-    )
+from tests.support import REPO, gatectl
 
 
 def test_a_serving_unit_is_probed_live_then_reported_stopped(
@@ -48,7 +36,7 @@ def test_a_serving_unit_is_probed_live_then_reported_stopped(
     config_file = str(tmp_path / "gate.toml")
     with _serving(config):
         assert wait_for(lambda: _status(config).get("service") == "serving", TIMEOUT)
-        result = _gatectl("status", "--config", config_file)
+        result = gatectl("status", "--config", config_file)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "now      SERVING for" in result.stdout
         # the matcher is down: the live probe says so (not the breaker's last opinion)
@@ -56,10 +44,10 @@ def test_a_serving_unit_is_probed_live_then_reported_stopped(
         assert "cert     valid until" in result.stdout
         assert "session  not open" in result.stdout
         assert "ledger   durable;" in result.stdout and "purge receipts owed 0" in result.stdout
-        report = json.loads(_gatectl("status", "--config", config_file, "--json").stdout)
+        report = json.loads(gatectl("status", "--config", config_file, "--json").stdout)
         assert report["checked"]["verdict"] == "serving" and report["checked"]["uptime_s"] >= 0
         assert report["version"] and report["pid"] == os.getpid()
-    result = _gatectl("status", "--config", config_file)
+    result = gatectl("status", "--config", config_file)
     assert result.returncode == 3 and "STOPPED" in result.stdout
 
 
@@ -81,22 +69,22 @@ def test_a_dead_service_or_a_stale_file_is_not_serving(tmp_path):
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
                           capture_output=True, text=True)  # fmt: skip
     _write(path, pid=int(gone.stdout))  # a service killed with SIGKILL leaves this
-    result = _gatectl("status", "--status-file", str(path))
+    result = gatectl("status", "--status-file", str(path))
     assert result.returncode == 3 and "DEAD" in result.stdout and "not running" in result.stdout
 
     _write(path, updated_at_s=time.time() - 3600)  # alive (this pid) but silent for an hour
-    result = _gatectl("status", "--status-file", str(path), "--json")
+    result = gatectl("status", "--status-file", str(path), "--json")
     assert result.returncode == 3
     assert json.loads(result.stdout)["checked"]["verdict"] == "stale"
 
     _write(path)
-    assert _gatectl("status", "--status-file", str(path)).returncode == 0
+    assert gatectl("status", "--status-file", str(path)).returncode == 0
 
 
 def test_json_is_printed_even_for_a_bad_config(tmp_path):
     bad = tmp_path / "gate.toml"
     bad.write_text("[device]\nid = 1\n")
-    result = _gatectl("status", "--config", str(bad), "--json")
+    result = gatectl("status", "--config", str(bad), "--json")
     assert result.returncode == 4 and "Traceback" not in result.stderr
     assert "device.id" in json.loads(result.stdout)["checked"]["why"]
 

@@ -8,8 +8,6 @@ using up its replay camera); the others are real `gatectl` processes.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 from appliance.ops.selftest import FAIL, check_serial
 from appliance.service.instance import lock_holder
@@ -23,19 +21,7 @@ from tests.appliance.service.test_matcher_outage import (
     _status,
     mcu,  # noqa: F401 (fixture)
 )
-from tests.support import REPO
-
-
-def _gatectl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-    )
+from tests.support import gatectl
 
 
 def test_a_second_instance_selftest_and_serial_test_name_the_serving_service(
@@ -55,7 +41,7 @@ def test_a_second_instance_selftest_and_serial_test_name_the_serving_service(
         assert wait_for(lambda: _status(config).get("service") == "serving", TIMEOUT)
         assert lock_holder(config.lock_path) == {"pid": os.getpid(), "serial_port": simulator.port}
 
-        second = _gatectl("run", "--config", str(config_file))
+        second = gatectl("run", "--config", str(config_file))
         held = f"the gate service (pid {os.getpid()}) holds {simulator.port}; stop it first"
         assert second.returncode == 9, second.stderr
         assert held in second.stderr and "Traceback" not in second.stderr
@@ -63,7 +49,7 @@ def test_a_second_instance_selftest_and_serial_test_name_the_serving_service(
         status = _status(config)
         assert status["service"] == "serving" and status["pid"] == os.getpid()
 
-        serial = _gatectl("serial", "test", "--config", str(config_file))
+        serial = gatectl("serial", "test", "--config", str(config_file))
         assert serial.returncode == 1 and held in serial.stderr, serial.stderr
 
         report = Report(str(config_file))
