@@ -69,7 +69,7 @@ LANE_CLEAR_S = 1.5  # an empty lane this long lets the unattended gate take the 
 TMPFS_BYTES = 64 * 1024
 CLOCK_JUMP_S = 3600
 PULSE_S = 0.5  # the rig's [serial] pulse_ms
-PULSE_SLACK_S = 0.2  # the simulator reports its relay every 50 ms; our reader adds a little
+PULSE_SLACK_S = 0.2  # the simulator reports its relay every 10 ms; our reader adds a little
 # Debian's libfaketime: the wall clock of the appliance's tree, read from a file each time
 _TAKING = ("READY", "CAPTURING")  # indicators of a gate that takes the next traveller
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
