@@ -14,11 +14,17 @@ row it opens and every call fails at once with ``MatchingUnavailable`` so the ga
 says "see agent" without making the traveller wait. After ``cooldown_s`` it half-opens:
 the next call first probes ``grpc.health.v1`` and, if the service is serving, closes
 the breaker and goes ahead; otherwise the breaker opens for another cool-down.
+
+The keys pinned at enrollment (the service's sealing and verdict-signing public keys)
+can stop matching the service's (it was re-keyed): every traveller is then referred,
+and the journal says so once at ERROR with the fix (re-enrol), since only a technician
+can end it; a verdict that checks out again ends it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import threading
 import time
@@ -32,13 +38,14 @@ from appliance.gate.flight import Flight
 from appliance.matching.answers import Decision, Session, Verdict
 from appliance.matching.breaker import CircuitBreaker
 from gate_contract.clock import now_ms
+from gate_contract.errors import VerdictRejected
 from gate_contract.keys import (
     PkiLayout,
     load_sealing_public,
     load_signing_public,
 )
 from gate_contract.sealing import SealBinding, key_id
-from gate_contract.verdicts import check_verdict
+from gate_contract.verdicts import check_verdict, signing_key_id
 from gate_contract.wire import MATCHING_SERVICE, pb, pb_grpc
 
 CHUNK_BYTES = 64 * 1024
@@ -91,6 +98,9 @@ def unavailable(message: str, code: grpc.StatusCode) -> MatchingUnavailable:
     return MatchingUnavailable(message, FAILURES.get(code, MatchingFailure.REFUSED), code.name)
 
 
+log = logging.getLogger("gate.matching")
+
+
 class MatchingClient:
     def __init__(
         self,
@@ -116,6 +126,8 @@ class MatchingClient:
         self.sealing_key = load_sealing_public(pki.sealing_public)
         self._sealing_kid = key_id(self.sealing_key)
         self._signing_key = load_signing_public(pki.signing_public)
+        self._signing_kid = signing_key_id(self._signing_key)
+        self._keys_mismatch = ""  # why the pinned keys no longer fit the service, if so
         self._deadline = deadline_s
         self.breaker = breaker or CircuitBreaker()
         self._retries = retries
@@ -313,20 +325,41 @@ class MatchingClient:
                 # (never re-sent), but the next traveller gets a fresh session.
                 with contextlib.suppress(MatchingUnavailable):
                     self.open_session(self._flight)
+            if exc.status == "FAILED_PRECONDITION":  # the one refusal: unknown sealing key
+                self._pinned_keys_stale("it cannot open captures sealed to the pinned key")
             raise
-        check_verdict(
-            verdict,
-            self._signing_key,
-            capture_id=capture_id,
-            device_id=self.device_id,
-            now_ms=now_ms() if clock_window else verdict.issued_at_ms,
-        )
+        try:
+            check_verdict(
+                verdict,
+                self._signing_key,
+                capture_id=capture_id,
+                device_id=self.device_id,
+                now_ms=now_ms() if clock_window else verdict.issued_at_ms,
+            )
+        except VerdictRejected:
+            if verdict.signing_key_id != self._signing_kid:
+                self._pinned_keys_stale("it signs verdicts with a key this unit did not pin")
+            raise
+        if self._keys_mismatch:
+            log.info("the matching service's keys match the pinned ones again")
+            self._keys_mismatch = ""
         return Verdict(
             verdict.capture_id,
             verdict.device_id,
             _decision(verdict.decision),
             verdict.traveller_token,
             verdict.issued_at_ms,
+        )
+
+    def _pinned_keys_stale(self, why: str) -> None:
+        """Say once (at ERROR, so the status shows it) that only a re-enrolment helps."""
+        if self._keys_mismatch == why:
+            return
+        self._keys_mismatch = why
+        log.error(
+            "the matching service was re-keyed: %s; every traveller is referred until this"
+            " unit is re-enrolled (`gatectl provision --rotate` with a new token)",
+            why,
         )
 
     def report_purge(self, record: PurgeRecord) -> bool:

@@ -13,14 +13,23 @@ service is stopped, every file its process tree wrote is checked for image bytes
 
 A row holds when the relay never opened during the fault, the service survived (a row
 that kills the appliance restarts it as systemd would, and says so), no image reached
-a file, the ledger verifies and a grant came back. ``bench_faults`` returns the rows and
-a summary (``faults``, ``failed``, ``images_written``, ``ledger_verified``,
-``max_recovery_s``).
+a file, the ledger verifies and a grant came back. The mid-pulse rows (MCU reboot,
+appliance SIGTERM or SIGKILL while the relay is open) hold when the relay is closed
+again within the pulse and the traveller of the pulse, stepping up again at the
+recovered gate, is not let through twice. The key-change rows restart the matcher with
+a new server certificate (same CA: the unit must come back by itself), a new sealing
+key or a new signing key (the unit's pinned keys no longer fit: every traveller is
+referred, the journal says to re-enrol, and recovery is timed from the technician's
+step: stop the service, ``gatectl provision --rotate`` with a new token, start it).
+``bench_faults`` returns the rows and a summary (``faults``, ``failed``,
+``images_written``, ``ledger_verified``, ``max_recovery_s``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import ipaddress
 import json
 import os
 import shutil
@@ -36,9 +45,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.vision.camera import place_in_canvas
 from gate_contract.files import write_private
+from gate_contract.keys import PkiLayout, load_private, write_private_key, write_public_key
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from testbed.bench.mjpeg_camera import MjpegCamera
 from testbed.bench.tcp_proxy import TcpProxy
@@ -53,9 +69,30 @@ PARTITION_S = 20.0
 LANE_CLEAR_S = 1.5  # an empty lane this long lets the unattended gate take the next one
 TMPFS_BYTES = 64 * 1024
 CLOCK_JUMP_S = 3600
+PULSE_S = 0.5  # the rig's [serial] pulse_ms
+PULSE_SLACK_S = 0.2  # the simulator reports its relay every 10 ms; our reader adds a little
 # Debian's libfaketime: the wall clock of the appliance's tree, read from a file each time
 _TAKING = ("READY", "CAPTURING")  # indicators of a gate that takes the next traveller
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+# ``python -m firmware_bridge.simulator``'s loop (the port, then one line per relay or
+# indicator change), and SIGUSR1 reboots the MCU (RAM lost, relay closed, a new BOOT)
+_SIMULATOR = """
+import os, signal, sys, time
+from firmware_bridge.protocol import Indicator, ResetCause
+from firmware_bridge.simulator.pty import Simulator
+sim = Simulator(bytes.fromhex(os.environ["GATE_RELAY_KEY"])).start()
+signal.signal(signal.SIGUSR1, lambda *_: sim.reboot(ResetCause.WATCHDOG))
+print(sim.port, flush=True)
+last = None
+while sim.failure is None:
+    state = (sim.relay_open, sim.indicator)
+    if state != last:
+        relay = "OPEN" if state[0] else "closed"
+        print(f"relay={relay} indicator={Indicator.name(state[1])}", flush=True)
+        last = state
+    time.sleep(0.01)
+sys.exit(1)
+"""
 _GATE_MATCHER = [
     sys.executable,
     "-c",
@@ -70,6 +107,10 @@ class FaultRow:
     indicator_during: list[str] = field(default_factory=list)
     gate_states_during: list[str] = field(default_factory=list)
     ledger_failure_during: str = ""  # what the status file said about the ledger, if not durable
+    said_during: list[str] = field(default_factory=list)  # the journal's ERROR/WARNING lines
+    pulse_s: float | None = None  # mid-pulse rows: how long the relay was open
+    pulses: int = 0  # mid-pulse rows: relay openings from the fault to the recovery
+    says_why: bool | None = None  # rows whose journal must say why (``MUST_SAY``): did it?
     service_survived: bool = True
     recovery_s: float | None = None
     images_written: int = 0
@@ -83,6 +124,9 @@ class FaultRow:
             return False
         return (
             self.relay_opened_during
+            or (self.pulse_s is not None and (self.pulse_s > PULSE_S + PULSE_SLACK_S))
+            or self.pulses > 1
+            or self.says_why is False
             or not self.service_survived
             or self.images_written > 0
             or not self.ledger_verified
@@ -102,7 +146,7 @@ class SimulatorProcess:
     def __init__(self, key_hex: str, link: Path) -> None:
         self.events: list[tuple[float, str, str]] = []  # (time, relay, indicator)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "firmware_bridge.simulator"],
+            [sys.executable, "-c", _SIMULATOR],
             env={**os.environ, "GATE_RELAY_KEY": key_hex},
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -131,6 +175,15 @@ class SimulatorProcess:
     def opened_since(self, at: float) -> float | None:
         return next((t for t, relay, _ in self.events if t >= at and relay == "OPEN"), None)
 
+    def closed_since(self, at: float) -> float | None:
+        return next((t for t, relay, _ in self.events if t >= at and relay != "OPEN"), None)
+
+    def openings(self, start: float, end: float) -> int:
+        return sum(1 for t, relay, _ in self.events if start <= t < end and relay == "OPEN")
+
+    def reboot(self) -> None:
+        self.process.send_signal(signal.SIGUSR1)
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -143,7 +196,15 @@ class Rig:
     def __init__(self, work: Path, gallery_db: Path, pki_root: Path, photos: dict) -> None:
         self.work = work
         self.db = gallery_db
-        self.pki = pki_root
+        # each row its own copies: a key-change row changes the service's keys, and its
+        # technician re-enrols the unit (``gatectl provision --rotate``)
+        self.pki = work / "service-pki"
+        shutil.copytree(pki_root, self.pki)
+        self.unit_pki = work / "unit-pki"
+        self.unit_pki.mkdir(mode=0o700)
+        shutil.copy2(pki_root / "ca.pem", self.unit_pki / "ca.pem")
+        shutil.copytree(pki_root / "device", self.unit_pki / "device")
+        self.enroll_port = _free_port()
         self.matcher: subprocess.Popen | None = None
         self.matcher_port = _free_port()
         self.proxy = TcpProxy(("127.0.0.1", self.matcher_port))
@@ -171,10 +232,20 @@ class Rig:
         self.matcher = subprocess.Popen(
             [*_GATE_MATCHER, "--db", str(self.db), "serve",
              "--pki", str(self.pki), "--address", f"127.0.0.1:{self.matcher_port}",
-             "--workers", "1"],
+             "--enroll-address", f"127.0.0.1:{self.enroll_port}", "--workers", "1"],
             stdout=subprocess.DEVNULL, stderr=(self.work / "matcher.log").open("ab"),
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
+
+    def stop_matcher(self) -> None:
+        assert self.matcher is not None
+        self.matcher.kill()
+        self.matcher.wait(10)
+
+    def restart_matcher(self) -> bool:
+        """Start the matcher again; True once it listens."""
+        self.start_matcher()
+        return wait_for(self.matcher_listening, START_TIMEOUT_S, 0.1)
 
     def matcher_listening(self) -> bool:
         import socket
@@ -202,9 +273,11 @@ class Rig:
         return ""
 
     def write_config(self) -> Path:
-        write_private(self.work / "relay.key", (self.key_hex).encode())
-        os.chmod(self.work / "relay.key", 0o600)
+        """The unit's configuration, written once (``gatectl provision`` may merge it)."""
         config = self.work / "gate.toml"
+        if config.exists():
+            return config
+        write_private(self.work / "relay.key", self.key_hex.encode())
         config.write_text(
             f"""
 [device]
@@ -215,12 +288,12 @@ source = "opencv:{self.camera.url}"
 steady_frames = 2
 [matcher]
 target = "localhost:{self.proxy.port}"
-pki_dir = "{self.pki}"
+pki_dir = "{self.unit_pki}"
 deadline_s = {DEADLINE_S}
 [serial]
 port = "{self.mcu_link}"
 relay_key_file = "relay.key"
-pulse_ms = 500
+pulse_ms = {round(PULSE_S * 1000)}
 [flight]
 carrier = "{FLIGHT.carrier}"
 number = "{FLIGHT.flight_number}"
@@ -374,12 +447,77 @@ stall_s = 30.0
         (self.work / "audit-verify.txt").write_text(done.stdout + done.stderr)
         return done.returncode == 0
 
+    def journal_size(self) -> int:
+        with contextlib.suppress(OSError):
+            return (self.work / "appliance.log").stat().st_size
+        return 0
+
+    def said_since(self, offset: int, limit: int = 4) -> list[str]:
+        """The appliance's first distinct ERROR and WARNING lines after ``offset``."""
+        said: list[str] = []
+        with contextlib.suppress(OSError), (self.work / "appliance.log").open("rb") as log:
+            log.seek(offset)
+            for raw in log:
+                line = raw.decode("utf-8", "replace").split(" [gate=")[0].strip()
+                if line.startswith(("ERROR", "WARNING")) and "no agents are registered" not in (
+                    line
+                ):
+                    if line not in said:
+                        said.append(line[:240])
+                    if len(said) >= limit:
+                        break
+        return said
+
     def ledger_reasons(self) -> list[str]:
         with contextlib.suppress(OSError):
             return [
                 json.loads(line).get("reason", "") for line in self.ledger.read_bytes().splitlines()
             ]
         return []
+
+
+# --- the service's keys, renewed ------------------------------------------------------------
+
+
+def new_server_certificate(layout: PkiLayout) -> None:
+    """A new TLS key and certificate for the service, signed by the same CA."""
+    ca_cert = x509.load_pem_x509_certificate(layout.ca_cert.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(load_private(layout.ca_key), hashes.SHA256())
+    )
+    write_private_key(layout.server_key, key)
+    layout.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def new_sealing_key(layout: PkiLayout) -> None:
+    """A new X25519 key the service opens captures with (the unit still seals to the old)."""
+    key = X25519PrivateKey.generate()
+    write_private_key(layout.sealing_key, key)
+    write_public_key(layout.sealing_public, key.public_key())
+
+
+def new_signing_key(layout: PkiLayout) -> None:
+    """A new Ed25519 key the service signs verdicts with (the unit still checks the old)."""
+    key = Ed25519PrivateKey.generate()
+    write_private_key(layout.signing_key, key)
+    write_public_key(layout.signing_public, key.public_key())
 
 
 # --- the faults -----------------------------------------------------------------------------
@@ -511,10 +649,127 @@ def _camera(mode: str):
     return fault
 
 
+def _fault_new_server_certificate(rig: Rig, row: FaultRow) -> Callable[[], None]:
+    """The matcher is restarted with a new server certificate from the same CA: the unit
+    pins the CA, not the certificate, so it must come back by itself."""
+    rig.stop_matcher()
+    new_server_certificate(PkiLayout(rig.pki))
+    rig.present("biden")
+    _during(rig, 3.0, row)
+    return rig.restart_matcher
+
+
+def _key_change(renew: Callable[[PkiLayout], None]):
+    """The matcher comes back with a new sealing or signing key: the keys the unit pinned
+    at enrollment no longer match, so every traveller must be referred (no verdict it cannot
+    verify, no capture the service cannot open) and the journal must say why, until the
+    technician re-enrols the unit (``gatectl provision --rotate`` with a new token)."""
+
+    def fault(rig: Rig, row: FaultRow) -> Callable[[], None]:
+        rig.stop_matcher()
+        renew(PkiLayout(rig.pki))
+        if not rig.restart_matcher():
+            row.note = "gate-matcher serve did not come back"
+        for traveller in ("biden", "obama"):  # two travellers step up; both are referred
+            rig.present("nobody")
+            _during(rig, LANE_CLEAR_S * 2, row)
+            rig.present(traveller)
+            _during(rig, 5.0, row)
+        rig.present("nobody")
+        return lambda: _reprovision(rig, row)
+
+    return fault
+
+
+def _reprovision(rig: Rig, row: FaultRow) -> None:
+    """The technician's step: stop the service, a new token from the matching service,
+    ``gatectl provision --rotate`` with it, start the service."""
+    rig.signal_appliance(signal.SIGTERM)  # systemctl stop gate-appliance
+    token = subprocess.run(
+        [*_GATE_MATCHER, "--db", str(rig.db), "issue-token", "--device-id", DEV_DEVICE_ID,
+         "--airport", FLIGHT.departure_airport],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    (rig.work / "token").write_text(token.stdout.strip() + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance", "provision", "-y", "--rotate",
+         "--config", str(rig.work / "gate.toml"), "--data-dir", str(rig.work / "state"),
+         "--enroll", f"localhost:{rig.enroll_port}", "--ca-file", str(rig.pki / "ca.pem"),
+         "--token-file", str(rig.work / "token")],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=rig.work,
+    )  # fmt: skip
+    (rig.work / "provision.txt").write_text(done.stdout + done.stderr)
+    step = "recovery from the technician's step (stop, provision --rotate, start)"
+    if done.returncode != 0:
+        step += f"; provision FAILED: {(done.stderr or done.stdout).strip()[-300:]}"
+    row.note = (row.note + "; " if row.note else "") + step
+    rig.start_appliance()  # systemctl start gate-appliance
+
+
+def _wait_pulse(rig: Rig, row: FaultRow, since: float) -> float | None:
+    """The time the relay opened for the traveller in view, or None (noted)."""
+    assert rig.simulator is not None
+    if not wait_for(lambda: rig.simulator.opened_since(since) is not None, 30.0, 0.002):
+        row.note = "no pulse was seen"
+        return None
+    return rig.simulator.opened_since(since)
+
+
+def _pulse_length(rig: Rig, row: FaultRow, opened: float) -> None:
+    assert rig.simulator is not None
+    wait_for(lambda: rig.simulator.closed_since(opened) is not None, 5.0, 0.01)
+    closed = rig.simulator.closed_since(opened)
+    row.pulse_s = round(closed - opened, 3) if closed is not None else float("inf")
+
+
+def _fault_mcu_reboot_mid_pulse(rig: Rig, row: FaultRow) -> Callable[[], None]:
+    """The MCU resets while the relay is open: the relay falls closed with it, and the
+    appliance, seeing a new BOOT, must not pulse again for the same traveller."""
+    assert rig.simulator is not None
+    since = time.monotonic()
+    rig.present("biden")
+    opened = _wait_pulse(rig, row, since)
+    if opened is not None:
+        rig.simulator.reboot()
+        _pulse_length(rig, row, opened)
+    _during(rig, 4.0, row)  # the traveller still in view while the link comes back
+    return lambda: None
+
+
+def _kill_appliance_mid_pulse(signum: int):
+    def fault(rig: Rig, row: FaultRow) -> Callable[[], None]:
+        since = time.monotonic()
+        rig.present("biden")
+        opened = _wait_pulse(rig, row, since)
+        if opened is not None:
+            rig.signal_appliance(signum)
+            _pulse_length(rig, row, opened)
+        _during(rig, 1.0, row)
+
+        def clear() -> None:
+            rig.start_appliance()  # as systemd's Restart= would
+            row.note = (row.note + "; " if row.note else "") + "restarted as systemd would"
+
+        return clear
+
+    return fault
+
+
+# what the journal must say (at ERROR or WARNING) during these faults
+MUST_SAY = {
+    "matcher_absent_at_start": "matching service unreachable",
+    "matcher_new_sealing_key": "re-enrolled (`gatectl provision --rotate`",
+    "matcher_new_signing_key": "re-enrolled (`gatectl provision --rotate`",
+}
+MID_PULSE = ("mcu_reboot_mid_pulse", "appliance_sigterm_mid_pulse", "appliance_sigkill_mid_pulse")
+
 FAULTS: dict[str, Callable[[Rig, FaultRow], Callable[[], None]]] = {
     "matcher_absent_at_start": _fault_matcher_absent_at_start,
     "matcher_sigkill_mid_verify": _fault_matcher_sigkill_mid_verify,
     "matcher_sigstop_past_deadline": _fault_matcher_sigstop,
+    "matcher_new_server_certificate": _fault_new_server_certificate,
+    "matcher_new_sealing_key": _key_change(new_sealing_key),
+    "matcher_new_signing_key": _key_change(new_signing_key),
     "partition_20s": _fault_partition,
     "simulator_killed_restarted": _fault_simulator_restart,
     "camera_refusing": _camera("refuse"),
@@ -522,6 +777,9 @@ FAULTS: dict[str, Callable[[Rig, FaultRow], Callable[[], None]]] = {
     "camera_garbage": _camera("garbage"),
     "appliance_sigterm_mid_verify": _kill_appliance_mid_verify(signal.SIGTERM),
     "appliance_sigkill_mid_verify": _kill_appliance_mid_verify(signal.SIGKILL),
+    "mcu_reboot_mid_pulse": _fault_mcu_reboot_mid_pulse,
+    "appliance_sigterm_mid_pulse": _kill_appliance_mid_pulse(signal.SIGTERM),
+    "appliance_sigkill_mid_pulse": _kill_appliance_mid_pulse(signal.SIGKILL),
     "ledger_full_filesystem": _fault_ledger_full,
     "clock_jump_forward_mid_verify": _clock_jump(CLOCK_JUMP_S),
     "clock_jump_back_mid_verify": _clock_jump(-CLOCK_JUMP_S),
@@ -529,6 +787,19 @@ FAULTS: dict[str, Callable[[Rig, FaultRow], Callable[[], None]]] = {
 
 
 # --- running the matrix -----------------------------------------------------------------------
+
+
+def _seen_again(rig: Rig, traveller: str) -> int:
+    """The traveller of the pulse steps up again at the recovered gate: relay openings
+    (none is right: boarded once, never pulsed twice)."""
+    assert rig.simulator is not None
+    rig.present("nobody")
+    time.sleep(LANE_CLEAR_S)
+    start = time.monotonic()
+    rig.present(traveller)
+    time.sleep(6.0)
+    rig.present("nobody")
+    return rig.simulator.openings(start, time.monotonic())
 
 
 def _enroll(root: Path, photos_dir: Path) -> Path:
@@ -582,15 +853,23 @@ def run_fault(name: str, root: Path, db: Path, pki: Path, photos: dict) -> Fault
             time.sleep(2.0)
         assert rig.simulator is not None
         fault_started = time.monotonic()
+        journal = rig.journal_size()
         clear = FAULTS[name](rig, row)
         assert rig.simulator is not None
-        row.relay_opened_during = rig.simulator.opened_since(fault_started) is not None
+        cleared = time.monotonic()
+        openings = rig.simulator.openings(fault_started, cleared)
+        # a mid-pulse row's own pulse is the fault's moment, not an opening during it
+        row.relay_opened_during = openings > (1 if row.pulse_s is not None else 0)
         row.indicator_during = sorted(
             {ind for t, _, ind in rig.simulator.events if t >= fault_started}
         )
-        cleared = time.monotonic()
+        row.said_during = rig.said_since(journal)
+        if name in MUST_SAY:
+            row.says_why = any(MUST_SAY[name] in line for line in row.said_during)
         clear()
         row.recovery_s = rig.next_grant(cleared, "obama")
+        if name in MID_PULSE:
+            row.pulses = openings + _seen_again(rig, "biden")
         if rig.exits:
             row.service_survived = False
             codes = ", ".join(str(code) for code in rig.exits)
@@ -698,7 +977,11 @@ __all__ = [
     "GRANT_TIMEOUT_S",
     "LANE_CLEAR_S",
     "LIBFAKETIME",
+    "MID_PULSE",
+    "MUST_SAY",
     "PARTITION_S",
+    "PULSE_S",
+    "PULSE_SLACK_S",
     "START_TIMEOUT_S",
     "TMPFS_BYTES",
     "BenchInputs",
@@ -706,6 +989,9 @@ __all__ = [
     "Rig",
     "SimulatorProcess",
     "bench_faults",
+    "new_sealing_key",
+    "new_server_certificate",
+    "new_signing_key",
     "prepare",
     "run_fault",
     "summarise",

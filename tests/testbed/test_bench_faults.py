@@ -6,8 +6,9 @@ relay never opens, the service survives (or, for the rows that kill it, is resta
 systemd would and picks up), no image reaches a file, the ledger verifies afterwards and
 a grant comes back. The full-disk row needs root to mount a tmpfs and the clock row
 Debian's libfaketime; each skips with the reason otherwise.
-The slow rows (a 20 s partition, the camera's 5 s stream timeouts) are in
-``gatectl bench faults``, not here.
+The slow rows (a 20 s partition, the camera's 5 s stream timeouts, the key changes and
+their re-enrolment) are in ``gatectl bench faults``, not here; the matcher absent at
+start (the service must not exit) and an MCU reboot mid-pulse are.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import shutil
 
 import pytest
 
-from testbed.bench.faults import FAULTS, prepare
+from testbed.bench.faults import FAULTS, MID_PULSE, PULSE_S, PULSE_SLACK_S, prepare
 from testbed.native_writes import TraceUnavailable
 
 pytestmark = pytest.mark.faults
 
 CI_ROWS = [
+    "matcher_absent_at_start",
+    "mcu_reboot_mid_pulse",
     "ledger_full_filesystem",
     "appliance_sigkill_mid_verify",
     "appliance_sigterm_mid_verify",
@@ -57,6 +60,12 @@ def test_the_gate_stays_safe_and_recovers(inputs, name: str) -> None:
     assert row.ledger_verified, row
     assert row.recovery_s is not None, row
     assert not row.failed
+    if name == "matcher_absent_at_start":  # no exit (issue 14): referred, and says why
+        assert row.says_why, row
+        assert "refer_to_agent" in row.gate_states_during, row
+    if name in MID_PULSE:  # the pulse ends in time, and the traveller is not let through twice
+        assert row.pulse_s is not None and row.pulse_s <= PULSE_S + PULSE_SLACK_S, row
+        assert row.pulses == 1, row
     if name == "ledger_full_filesystem":  # out of service, and the status file says why
         assert "out_of_service" in row.gate_states_during, row
         assert "ENOSPC" in row.ledger_failure_during, row
