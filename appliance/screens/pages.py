@@ -298,7 +298,8 @@ def build_app(parts: ScreenParts) -> ASGIApp:
         response.delete_cookie(form_cookie, path="/", secure=settings.https, httponly=True)
         return response
 
-    async def logout(request: Request) -> Response:
+    async def checked_post(request: Request):
+        """``(sid, session, form)`` of a POST that passes every CSRF layer, else the refusal."""
         sid, session = session_of(request)
         try:
             form = await _read_form(request)
@@ -308,6 +309,13 @@ def build_app(parts: ScreenParts) -> ASGIApp:
         reason = refusal(dict(request.headers), origin_of(request), csrf, form.get("csrf"))
         if reason:
             return refuse(reason)
+        return sid, session, form
+
+    async def logout(request: Request) -> Response:
+        checked = await checked_post(request)
+        if isinstance(checked, Response):
+            return checked
+        sid, session, _ = checked
         if session is not None:
             log.info("agent %s signed out", session.agent.agent_id)
         sessions.drop(sid)
@@ -316,16 +324,11 @@ def build_app(parts: ScreenParts) -> ASGIApp:
         return response
 
     async def action(request: Request) -> Response:
-        _, session = session_of(request)
-        try:
-            form = await _read_form(request)
-        except _BadForm as exc:
-            return refuse("bad_form", exc.status, str(exc))
-        csrf = session.csrf if session else None
-        reason = refusal(dict(request.headers), origin_of(request), csrf, form.get("csrf"))
-        if reason:
-            return refuse(reason)
-        assert session is not None
+        checked = await checked_post(request)
+        if isinstance(checked, Response):
+            return checked
+        _, session, form = checked
+        assert session is not None  # the CSRF check needs a session's token
         if parts.desk is None:
             return refuse("no_desk", 409, "this gate takes no actions from the station")
         command_text, reason_text = form.get("action", ""), form.get("reason", "")
