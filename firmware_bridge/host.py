@@ -527,10 +527,19 @@ class GateLink:
 
     def _open_serial(self) -> serial.Serial:
         try:
-            ser = serial.Serial(self.port, baudrate=self.baudrate, timeout=0.05, write_timeout=1)
+            # exclusive: an advisory lock on the port, so a second driver (another service,
+            # a serial test) is refused instead of interleaving frames with this one
+            ser = serial.Serial(
+                self.port, baudrate=self.baudrate, timeout=0.05, write_timeout=1, exclusive=True
+            )
             ser.write(b"\x00")  # flush any half frame in the MCU's decoder
             return ser
         except _SERIAL_ERRORS as e:
+            if "exclusively lock" in str(e):
+                raise LinkError(
+                    f"serial port {self.port} is held by another process (is the gate"
+                    " service running? stop it first)"
+                ) from e
             raise LinkError(f"cannot open serial port {self.port}: {e}") from e
 
     def _write(self, data: bytes) -> None:

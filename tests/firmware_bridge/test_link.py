@@ -331,3 +331,15 @@ def test_a_poisoned_counter_puts_the_gate_out_of_service_until_a_new_epoch(
         assert wait_for(lambda: rec.of(LinkState)[-1:] == [LinkState(True)])  # event thread
     finally:
         lk.close()
+
+
+def test_a_second_driver_on_the_same_port_is_refused_by_name(sim):
+    """One instance per port: a second GateLink (another service, a serial test) is told
+    who holds it instead of interleaving its frames with the first one's."""
+    first = GateLink(sim.port, KEY).open()
+    try:
+        with pytest.raises(LinkError, match="held by another process"):
+            GateLink(sim.port, KEY).open()
+        assert first.request_status() is not None  # the first driver is undisturbed
+    finally:
+        first.close()
