@@ -23,6 +23,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from firmware_bridge.protocol import Frame, ProtocolError, decode_wire
+from firmware_bridge.simulator.ptys import close_fds, open_raw_pty
 
 # What a rewrite returns for one frame: its replacement, several frames in its place (the
 # attacker inserting frames of its own at that moment), or None to drop it.
@@ -60,13 +61,8 @@ class LineTap:
     def start(self) -> LineTap:
         mcu = os.open(self.mcu_port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(mcu)
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        # The slave stays open here too, so bytes for a host that has not opened the
-        # port yet wait in the pty, as on a UART's receive buffer.
-        self._mcu, self._master, self._slave = mcu, master, slave
-        self.port = os.ttyname(slave)
+        self._master, self._slave, self.port = open_raw_pty()
+        self._mcu = mcu
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="gate-line-tap", daemon=True)
         self._thread.start()
@@ -77,10 +73,7 @@ class LineTap:
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
-        for fd in (self._mcu, self._master, self._slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        close_fds((self._mcu, self._master, self._slave))
         self._mcu = self._master = self._slave = None
 
     def __enter__(self) -> LineTap:

@@ -12,20 +12,19 @@ for manual testing.
 """
 
 import argparse
-import contextlib
 import errno
 import os
 import select
 import sys
 import threading
 import time
-import tty
 from types import TracebackType
 
 from firmware_bridge.protocol import Indicator, ResetCause
 from firmware_bridge.simulator.backends import INTERPRETERS, SimulatedFirmware
 from firmware_bridge.simulator.interpreters import open_firmware
 from firmware_bridge.simulator.micropython_runtime import SimulatorError
+from firmware_bridge.simulator.ptys import close_fds, open_raw_pty
 
 # Development key only: the simulator prints a warning when it falls back to it.
 DEV_KEY = b"gate-dev-key-NOT-FOR-PRODUCTION!"
@@ -90,11 +89,7 @@ class Simulator:
             heartbeat_timeout_ms=self._hb_timeout,
             max_pulse_ms=self._max_pulse,
         )
-        master, slave = os.openpty()
-        tty.setraw(slave)  # no echo, no line discipline: a plain 8-bit line
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self.port = os.ttyname(slave)
+        self._master, self._slave, self.port = open_raw_pty()
         self._stop.clear()
         with self._lock:
             self._firmware = firmware
@@ -110,10 +105,7 @@ class Simulator:
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        close_fds((self._master, self._slave))
         self._master = self._slave = None
         with self._lock:
             if self._firmware is not None:
