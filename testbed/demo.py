@@ -186,8 +186,15 @@ def _describe(number: int, traveller: Traveller, result: TravellerOutcome) -> st
     if result.purge:
         kib = result.purge.bytes_zeroized / 1024
         parts.append(f"purged {result.purge.buffers_zeroized} buffers ({kib:.0f} KiB)")
-    parts.append("frame sent" if result.frame_sent else "nothing sent")
+    sent = _captures_sent(result)
+    parts.append(
+        {0: "nothing sent", 1: "frame sent"}.get(sent, f"{sent} frames sent (taken again)")
+    )
     return "  ".join(parts)
+
+
+def _captures_sent(result: TravellerOutcome) -> int:
+    return len(result.earlier_capture_ids) + result.frame_sent
 
 
 def run_demo(
@@ -305,8 +312,10 @@ def run_demo(
         "referred": sum(r.outcome == "referred" for r in results),
         "manual_check": sum(r.outcome == "manual_check" for r in results),
         "no_face": sum(r.outcome == "no_face" for r in results),
-        "frames_sent": sum(r.frame_sent for r in results),
-        "frames_purged": sum(1 for r in results if r.purge and r.purge.bytes_zeroized > 0),
+        "frames_sent": sum(_captures_sent(r) for r in results),
+        "frames_purged": sum(
+            _captures_sent(r) for r in results if r.purge and r.purge.bytes_zeroized > 0
+        ),
         "purge_receipts": len(service.purge_receipts),
         "relay_pulses": relay_pulses,
         "ledger_records": ledger_records,

@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from gate_contract.keys import PkiLayout
@@ -17,6 +19,7 @@ from matching_service.recognizers import Recognizer, open_recognizer
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO.parent / "shared" / "datasets" / "faces-dev"
+CANVAS_W, CANVAS_H = 1280, 720
 
 
 def require_recognizer(name: str) -> Recognizer:
@@ -77,3 +80,28 @@ def gatectl(*args: str, **options) -> subprocess.CompletedProcess:
 def gate_matcher(*args: str, **options) -> subprocess.CompletedProcess:
     """The matching service's CLI in its own process."""
     return run_module("matching_service.cli", *args, **options)
+
+
+class WalkingUp:
+    """A traveller walking up to the camera: the photo grows from ``start`` to ``end``
+    times its size over ``frames`` frames, then stands there. Keeps every frame given."""
+
+    def __init__(self, photo: Path, frames: int = 90, start: float = 0.2, end: float = 0.5):
+        self.image = cv2.imread(str(photo))
+        self.scales = np.concatenate([np.linspace(start, end, frames), np.full(30, end)])
+        self.given: list[np.ndarray] = []
+
+    def read(self) -> np.ndarray | None:
+        if len(self.given) >= len(self.scales):
+            return None
+        scale = float(self.scales[len(self.given)])
+        face = cv2.resize(self.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        frame = np.full((CANVAS_H, CANVAS_W, 3), 118, np.uint8)
+        h, w = min(face.shape[0], CANVAS_H), min(face.shape[1], CANVAS_W)
+        y, x = (CANVAS_H - h) // 2, (CANVAS_W - w) // 2
+        frame[y : y + h, x : x + w] = face[:h, :w]
+        self.given.append(frame)
+        return frame
+
+    def close(self) -> None:
+        pass

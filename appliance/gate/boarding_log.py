@@ -3,7 +3,8 @@
 Each line says when the traveller started and ended, the mode, the outcome and its
 reason, the gate events on the way, the flight and check-in sequence from the boarding
 pass (if one was scanned; never the name or booking reference), the traveller token the
-matching service put in a MATCH verdict (a pseudonym, no biometrics), the id and reason
+matching service put in a MATCH verdict (a pseudonym, no biometrics), the captures sent
+(the last one's id, and those before it when a capture was taken again), the id and reason
 code of the agent who released or cancelled, and durations.
 
 Every record is checked before it is written: only known fields, only short printable
@@ -44,6 +45,8 @@ FIELDS = frozenset(
         "bad_scans",
         "traveller_token",
         "capture_id",
+        "earlier_capture_ids",
+        "captures_sent",
         "frame_sent",
         "frames_seen",
         "gate_ms",

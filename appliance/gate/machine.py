@@ -65,6 +65,7 @@ class Event(Enum):
     CAPTURE_STARTED = "capture_started"
     NOBODY = "nobody"  # capture window ended without any face: nobody was there
     FRAME_SENT = "frame_sent"
+    RETAKE = "retake"  # the capture was not verified: the traveller is captured once more
     MATCH = "match"
     NO_MATCH = "no_match"  # pass-then-face: not the passenger named on the pass
     NOT_ON_FLIGHT = "not_on_flight"
@@ -137,8 +138,14 @@ TRANSITIONS: dict[tuple[State, Event], Rule] = {
     (S.CAPTURING, E.NOBODY): _READY,
     (S.CAPTURING, E.NO_USABLE_FACE): _REFER,
     (S.CAPTURING, E.FRAME_SENT): Rule(S.VERIFYING, Indicator.CAPTURING),
+    # a second look that found no better face: referred for the first verdict (guarded:
+    # only after a retake)
+    (S.CAPTURING, E.NO_MATCH): _REFER,
+    (S.CAPTURING, E.NOT_ON_FLIGHT): _REFER,
+    (S.CAPTURING, E.UNUSABLE): _REFER,
     # verdicts and their failures
     (S.VERIFYING, E.MATCH): _GRANT,
+    (S.VERIFYING, E.RETAKE): _CAPTURE,
     (S.VERIFYING, E.NO_MATCH): _REFER,
     (S.VERIFYING, E.NOT_ON_FLIGHT): _REFER,
     (S.VERIFYING, E.UNUSABLE): _REFER,
@@ -244,6 +251,7 @@ class GateController:
         self._out_cause: Event | None = None  # the event that took the gate out of service
         self._door_open = False
         self._door_opened = False  # since the current grant began
+        self._retaking = False  # capturing again after a capture was not verified
         self._timer: threading.Timer | None = None
         self._timer_gen = 0
         self._listeners: list[Callable[[Transition], None]] = []
@@ -326,6 +334,8 @@ class GateController:
             return self._door_opened and self._door_open
         if event is E.LEDGER_RESTORED:
             return self._out_cause is E.LEDGER_FAILED  # never ends a link or MCU outage
+        if source is S.CAPTURING and event in (E.NO_MATCH, E.NOT_ON_FLIGHT, E.UNUSABLE):
+            return self._retaking  # a verdict while capturing: the one before a retake
         return True
 
     def _apply(self, rule: Rule) -> State:
@@ -358,6 +368,7 @@ class GateController:
 
     def _enter(self, source: State, event: Event, target: State) -> None:
         self._phase = target
+        self._retaking = event is E.RETAKE
         if target is S.OUT_OF_SERVICE:
             self._out_cause = event
         if event in _RESOLVING:

@@ -17,6 +17,7 @@ class Outcome(enum.StrEnum):
     NO_FACE = "no_face"  # nobody in view during the window: not a traveller
     CANCELLED = "cancelled"  # the agent cancelled, or the gate reset, before a decision
     AGENT_RELEASED = "agent_released"  # the agent released the gate with no capture made
+    RETAKEN = "retaken"  # a capture's end (ledger): not verified, the traveller captured again
 
 
 @dataclass
@@ -33,6 +34,7 @@ class TravellerOutcome:
     verify_ms: float | None = None  # frame sent -> verdict (or its failure)
     event: str = ""  # the gate machine event this outcome fired
     camera_ended: bool = False  # the camera gave no frame at all: nobody was served
+    earlier_capture_ids: tuple[str, ...] = ()  # captures sent before ``capture_id`` (retakes)
 
 
 __all__ = ["Outcome", "TravellerOutcome"]

@@ -406,6 +406,8 @@ class GateWorkflow:
             "bad_scans": traveller.bad_scans,
             "traveller_token": (out.traveller_token or None) if out else None,
             "capture_id": (out.capture_id or None) if out else None,
+            "earlier_capture_ids": (" ".join(out.earlier_capture_ids) or None) if out else None,
+            "captures_sent": (len(out.earlier_capture_ids) + out.frame_sent) if out else 0,
             "frame_sent": bool(out and out.frame_sent),
             "frames_seen": out.frames_seen if out else 0,
             "gate_ms": ms(traveller.started, decided),

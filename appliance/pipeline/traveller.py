@@ -30,6 +30,12 @@ the capture stops before the next frame, a verify in flight is cancelled, everyt
 purged and nothing more is sent, not even the purge receipt. A verdict that does not come
 within ``verdict_timeout_s`` refers the traveller; the gate never opens on a timeout.
 
+A capture the matcher does not verify (no match, not on the flight, unusable) is not yet
+a referral when ``SelectionRules.attempts`` allows another: its transaction ends (purged,
+recorded as ``retaken``), the gate goes back to capturing, and the same traveller is
+captured again as they come nearer (``FrameSelector.retake``), in a transaction of its
+own. If no bigger face comes, the traveller is referred for the first verdict.
+
 Listeners added with :meth:`TravellerPipeline.on_capture_progress` hear about every frame
 the capture looks at (face position and quality feedback, never pixels); one that fails
 is logged and never disturbs the capture.
@@ -40,6 +46,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from appliance.custody.ledger import PurgeLedger
 from appliance.custody.payload import seal_capture
@@ -63,12 +70,13 @@ from appliance.shutdown import ShutdownRequested, deferred_shutdown
 from appliance.vision.camera import FrameSource
 from appliance.vision.detectors import Detector
 from appliance.vision.progress import CaptureProgress
-from appliance.vision.quality import QualityThresholds
+from appliance.vision.quality import QualityReport, QualityThresholds
 from appliance.vision.selection import (
     DEFAULT_WINDOW_FRAMES,
     FrameSelector,
     NoSelection,
     NoSelectionReason,
+    Selection,
     SelectionRules,
 )
 from gate_contract.clock import now_ms
@@ -85,6 +93,18 @@ _DECISION_EVENTS = {
     Decision.NOT_ON_FLIGHT: Event.NOT_ON_FLIGHT,
     Decision.IMAGE_UNUSABLE: Event.UNUSABLE,
 }
+
+
+@dataclass(frozen=True)
+class _SecondLook:
+    """A capture the matcher did not verify, ended and recorded; another one follows."""
+
+    report: QualityReport  # the face sent (measures only): the next one must be bigger
+    event: Event  # what the traveller is referred for if no better face comes
+    decision: str
+    capture_ids: tuple[str, ...]  # every capture sent for this traveller so far
+    purge: PurgeRecord  # the last one's
+    face_in_view: float  # perf_counter() when the traveller's face was first seen
 
 
 class TravellerPipeline:
@@ -142,11 +162,30 @@ class TravellerPipeline:
             log.error("purge ledger not durable (%s): no capture", self.ledger.failure)
             self._refer(Event.ERROR, "purge ledger not durable")
             return TravellerOutcome(Outcome.REFERRED, "purge ledger not durable", event="error")
-        transaction = CaptureTransaction(self.client.device_id)
+        look: _SecondLook | None = None
+        while True:
+            transaction = CaptureTransaction(self.client.device_id)
+            result = self._transaction(transaction, source, boarding_pass, look)
+            if not isinstance(result, _SecondLook):
+                if result.outcome is not Outcome.NO_FACE:
+                    self.selector.reset()  # this traveller is decided: the next starts afresh
+                if look is not None and result.capture_id != look.capture_ids[-1]:
+                    result.earlier_capture_ids = look.capture_ids
+                return result
+            look = result
+
+    def _transaction(
+        self,
+        transaction: CaptureTransaction,
+        source: FrameSource,
+        boarding_pass: str,
+        look: _SecondLook | None,
+    ) -> TravellerOutcome | _SecondLook:
+        """One capture and its verdict; whatever happens, purged and recorded."""
         try:
             watched = _Watched(source, transaction)
             with capture_context(transaction.capture_id):
-                return self._capture_and_match(transaction, watched, boarding_pass)
+                return self._capture_and_match(transaction, watched, boarding_pass, look)
         except Exception as exc:  # the gate must survive anything one traveller brings
             self.selector.reset()
             log.error("transaction %s failed: %s", transaction.capture_id, type(exc).__name__)
@@ -172,15 +211,23 @@ class TravellerPipeline:
             raise
 
     def _capture_and_match(
-        self, tx: CaptureTransaction, source: FrameSource, boarding_pass: str
-    ) -> TravellerOutcome:
+        self,
+        tx: CaptureTransaction,
+        source: FrameSource,
+        boarding_pass: str,
+        look: _SecondLook | None,
+    ) -> TravellerOutcome | _SecondLook:
         started = time.perf_counter()
-        selection = self.selector.select(source, opted_out=self._cancelled)
-        if not (isinstance(selection, NoSelection) and selection.reason in _NOT_YET):
-            self.selector.reset()  # this traveller is decided; the next one starts afresh
+        selection: Selection | NoSelection
+        if look is None:
+            selection = self.selector.select(source, opted_out=self._cancelled)
+        else:
+            selection = self.selector.retake(source, look.report, opted_out=self._cancelled)
         if isinstance(selection, NoSelection):
+            if look is not None:
+                return self._no_second_look(tx, selection, look)
             return self._no_selection(tx, selection)
-        face_in_view = selection.first_face_at or started
+        face_in_view = look.face_in_view if look else (selection.first_face_at or started)
         frames = selection.frames_seen
         # The frame sent may be one read a moment ago (the best of a steady run); the ones
         # read after it are zeroized already: the frame in hand is now the one sent.
@@ -301,8 +348,20 @@ class TravellerPipeline:
                 outcome, token = Outcome.GRANTED, verdict.traveller_token
             event = Event.MATCH
         else:
-            tx.purge(Outcome.REFERRED, "verdict")
             event = _DECISION_EVENTS.get(verdict.decision, Event.MATCHER_UNAVAILABLE)
+            sent_so_far = (look.capture_ids if look else ()) + (tx.capture_id,)
+            retake = event is not Event.MATCHER_UNAVAILABLE and not self._cancelled()
+            if retake and len(sent_so_far) < self.selector.rules.attempts:
+                tx.purge(Outcome.RETAKEN, "verdict")
+                record = self._finish(tx, Outcome.RETAKEN, f"verdict: {decision}")
+                if not self.gate.fire(Event.RETAKE, f"{decision}: one more capture"):
+                    return self._stopped_during_capture(tx, frames, sent=True)
+                if look is not None:
+                    event, decision, face_in_view = look.event, look.decision, look.face_in_view
+                return _SecondLook(
+                    selection.report, event, decision, sent_so_far, record, face_in_view
+                )
+            tx.purge(Outcome.REFERRED, "verdict")
             self._refer(event, decision)
             outcome = Outcome.REFERRED
         e2e_ms = (time.perf_counter() - face_in_view) * 1000
@@ -345,6 +404,22 @@ class TravellerPipeline:
             frames_seen=frames_seen,
             event=Event.OPT_OUT.value,
         )
+
+    def _no_second_look(
+        self, tx: CaptureTransaction, selection: NoSelection, look: _SecondLook
+    ) -> TravellerOutcome:
+        """No bigger face came after a capture that was not verified: the traveller is
+        referred for the first verdict (or stopped, if the gate stopped the capture)."""
+        if selection.reason is NoSelectionReason.OPTED_OUT:
+            return self._stopped_during_capture(tx, selection.frames_seen, sent=True)
+        self._finish(tx, Outcome.REFERRED, f"second look: {selection.reason}", report=False)
+        self._refer(look.event, look.decision)
+        return TravellerOutcome(
+            Outcome.REFERRED, look.decision, look.capture_ids[-1], True, look.purge,
+            frames_seen=selection.frames_seen, event=look.event.value,
+            camera_ended=selection.reason is NoSelectionReason.SOURCE_ENDED,
+            earlier_capture_ids=look.capture_ids[:-1],
+        )  # fmt: skip
 
     def _no_selection(self, tx: CaptureTransaction, selection: NoSelection) -> TravellerOutcome:
         if selection.reason is NoSelectionReason.OPTED_OUT:

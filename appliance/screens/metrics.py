@@ -115,6 +115,11 @@ class GateMetrics:
             "When the matching service last answered a verify with a verdict (Unix time)",
             registry=r,
         )
+        self.retaken = Counter(
+            "gate_captures_retaken",
+            "Captures the matcher did not verify, followed by another of the same traveller",
+            registry=r,
+        )
         self.agent_actions = Counter(
             "gate_agent_actions", "Agent station actions taken", ["action"], registry=r
         )
@@ -131,6 +136,8 @@ class GateMetrics:
         ProcessCollector(registry=r)
 
     def traveller_served(self, result: TravellerOutcome, at: float | None = None) -> None:
+        if result.earlier_capture_ids:
+            self.retaken.inc(len(result.earlier_capture_ids))
         if result.capture_ms is not None:
             self.capture_seconds.observe(result.capture_ms / 1000)
         if result.verify_ms is not None:

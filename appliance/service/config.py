@@ -38,6 +38,7 @@ from appliance.screens.settings import ScreenSettings, is_loopback
 from appliance.vision.camera import CameraSpec
 from appliance.vision.models import MODELS, Runtime
 from appliance.vision.quality import QualityThresholds
+from appliance.vision.selection import MAX_ATTEMPTS
 from gate_contract.keys import PkiLayout
 from gate_contract.paths import data_dir
 
@@ -90,6 +91,9 @@ class VisionConfig:
     tracking: bool = True  # follow the face with the short-range model on a region
     exposure_correction: bool = True  # a tone curve for under-exposed faces
     steady_frames: int = 2  # consecutive passing frames before one is sent
+    # captures sent for one traveller before a referral: a capture the matcher does not
+    # verify is taken once more as the traveller comes nearer (``FrameSelector.retake``)
+    capture_attempts: int = 2
     models_dir: Path | None = None  # None: ``appliance.paths.models_dir()``
 
 
@@ -651,6 +655,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         vision.boolean("tracking", True),
         vision.boolean("exposure_correction", True),
         vision.integer("steady_frames", 2, (1, 30)),
+        vision.integer("capture_attempts", 2, (1, MAX_ATTEMPTS)),
         vision.path("models_dir", base) if "models_dir" in vision.table else None,
     )
     if vision_config.steady_frames > vision_config.capture_window_frames:

@@ -98,7 +98,9 @@ def vision_parts(
     except (ModelError, OSError) as exc:
         raise ModelError(f"face detection model: {exc}") from exc
     rules = SelectionRules(
-        steady_frames=vision.steady_frames, exposure_correction=vision.exposure_correction
+        steady_frames=vision.steady_frames,
+        exposure_correction=vision.exposure_correction,
+        attempts=vision.capture_attempts,
     )
     return detector, rules
 

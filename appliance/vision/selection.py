@@ -31,6 +31,12 @@ there is none; the caller starts the next window after ``NO_FACE`` or ``APPROACH
 * "No usable face" (``QUALITY``) is said only of a settled traveller that was at capture
   size in the window; a poster, someone far behind, a passer-by or a flicker ends the
   window as ``NO_FACE``.
+* A second look (``retake``): when the matcher did not verify the face sent, the same
+  traveller is captured once more (``attempts``) as they come nearer: the face must be
+  ``retake_growth`` times the size (between the eyes) and come within ``retake_frames``.
+  On the scene bench a face's chance to verify rises steeply with its size (noise,
+  blur and MJPEG cost a small face far more), and a traveller walks up a second or so
+  after the first capture; one who stands still is referred when the frames run out.
 
 With ``exposure_correction`` a dark face is measured, and sent, through one global tone
 curve (``appliance.vision.tone``; ``Selection.gamma``).
@@ -49,7 +55,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -63,6 +69,9 @@ from appliance.vision.quality import QualityReport, QualityThresholds, assess
 log = logging.getLogger("gate.capture")
 
 DEFAULT_WINDOW_FRAMES = 45  # 1.5 s at 30 fps
+# Each capture sent is one more chance for an impostor to pass (the matcher's false
+# accept rate per capture, times the captures): a few at most.
+MAX_ATTEMPTS = 3
 _MEASURE_ORDER = list(FEEDBACK)
 
 
@@ -79,10 +88,17 @@ class SelectionRules:
     still_frames: int = 5  # a traveller referred for "no usable face" stood still this long
     approach_growth: float = 0.06  # face width growth over settle_frames: still walking up
     same_face_overlap: float = 0.3  # box overlap (IoU) of one face in consecutive frames
+    attempts: int = 2  # captures sent for one traveller before a referral (see retake)
+    retake_growth: float = 1.4  # the second look's face, between the eyes, over the first's
+    retake_frames: int = 45  # 1.5 s at 30 fps for the traveller to come that near
 
     def __post_init__(self) -> None:
         if self.steady_frames < 1 or self.settle_frames < 1 or self.still_frames < 1:
             raise ValueError("steady_frames, settle_frames and still_frames must be >= 1")
+        if not 1 <= self.attempts <= MAX_ATTEMPTS:
+            raise ValueError(f"attempts must be 1 to {MAX_ATTEMPTS}")
+        if self.retake_growth < 1.0 or self.retake_frames < 1:
+            raise ValueError("retake_growth must be >= 1 and retake_frames >= 1")
 
 
 @dataclass
@@ -106,6 +122,10 @@ class NoSelectionReason(enum.StrEnum):
     QUALITY = "quality"  # a traveller at the gate, but no frame good enough to send
     OPTED_OUT = "opted_out"  # the capture was cancelled (opt-out, agent, link lost)
     SOURCE_ENDED = "source_ended"  # the camera gave no frame at all
+
+
+# Windows that end with nobody to decide yet: the same traveller's capture goes on.
+_NOT_YET = (NoSelectionReason.NO_FACE, NoSelectionReason.APPROACHING)
 
 
 @dataclass
@@ -234,6 +254,39 @@ class FrameSelector:
             if frame is not None:
                 frame.fill(0)
             raise
+
+    def retake(
+        self,
+        source: FrameSource,
+        sent: QualityReport,
+        *,
+        opted_out: Callable[[], bool] = lambda: False,
+    ) -> Selection | NoSelection:
+        """Capture the same traveller again after the matcher did not verify ``sent``: a
+        face ``rules.retake_growth`` times its size within ``rules.retake_frames``
+        frames, or the last window's ``NoSelection`` (the caller refers)."""
+        base = self.limits
+        needed = sent.measures["inter_eye_distance"] * self.rules.retake_growth
+        self.limits = replace(
+            base,
+            min_inter_eye_px=max(base.min_inter_eye_px, needed),
+            hard_min_inter_eye_px=max(base.hard_min_inter_eye_px, needed),
+        )
+        self._streak = 0
+        self._drop_run()
+        left = self.rules.retake_frames
+        try:
+            while True:
+                answer = self.select(
+                    source, opted_out=opted_out, max_frames=min(left, self.window_frames)
+                )
+                if isinstance(answer, Selection):
+                    return answer
+                left -= answer.frames_seen
+                if answer.reason not in _NOT_YET or left <= 0:
+                    return answer
+        finally:
+            self.limits = base
 
     def _frame(self, frame: np.ndarray) -> _Candidate | None:
         """Look at one frame; the candidate to send now, if the rules say so."""
@@ -470,6 +523,7 @@ def _fail(report: QualityReport, measure: str) -> None:
 
 __all__ = [
     "DEFAULT_WINDOW_FRAMES",
+    "MAX_ATTEMPTS",
     "FrameSelector",
     "NoSelection",
     "NoSelectionReason",

@@ -29,6 +29,7 @@ it is). A scene that cannot be read is reported with its error and the run goes 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 from collections import Counter
 from collections.abc import Callable
@@ -72,6 +73,9 @@ class SceneResult:
     time_to_capture_s: float | None = None
     whose_face: str | None = None  # truth.json's role of the captured face
     verified: bool | None = None  # the reference matcher: the right person
+    captures_sent: int = 0  # to the matcher (retakes included), with a gallery
+    time_to_verified_s: float | None = None  # the capture that verified
+    retake_whose_faces: list[str | None] = field(default_factory=list)
     photo_verified: bool | None = None  # ... for the scene's source photo
     feedback: str | None = None  # the last advice in a scene that was not captured
     windows: list[str] = field(default_factory=list)
@@ -145,12 +149,11 @@ def run_scene(
         while True:
             answer = selector.select(source)
             if isinstance(answer, Selection):
-                try:
-                    _captured(result, answer, boxes, folder, fps)
-                    if verify is not None and info.identity is not None:
-                        result.verified = verify(info.identity, answer)
-                finally:
-                    answer.frame.fill(0)
+                _captured(result, answer, boxes, folder, fps)
+                if verify is not None and info.identity is not None:
+                    whose = functools.partial(_whose_capture, boxes=boxes, truth=read_truth(folder))
+                    _verify_with_retakes(result, answer, selector, source, verify, whose, fps)
+                answer.frame.fill(0)
                 break
             result.windows.append(str(answer.reason))
             result.feedback = str(answer.last_feedback) if answer.last_feedback else None
@@ -173,10 +176,45 @@ def _captured(result: SceneResult, answer: Selection, boxes: dict, folder: Path,
     result.outcome, result.fallback = "captured", answer.fallback
     result.windows.append("fallback" if answer.fallback else "captured")
     result.time_to_capture_s = round((answer.frame_index - 1) / fps, 3)
+    result.whose_face = _whose_capture(answer, boxes, read_truth(folder))
+
+
+def _whose_capture(answer: Selection, boxes: dict, truth: dict | None) -> str | None:
     # The frame sent may be one of the last few (the best of a steady run): find it.
     box = answer.report.face.box
     chosen = next((n for n in sorted(boxes, reverse=True) if boxes[n] == box), answer.frame_index)
-    result.whose_face = _whose(box, read_truth(folder), chosen - 1)
+    return _whose(box, truth, chosen - 1)
+
+
+def _verify_with_retakes(
+    result: SceneResult,
+    first: Selection,
+    selector: FrameSelector,
+    source: ReplaySource,
+    verify: Callable[[str, Selection], bool | None],
+    whose: Callable[[Selection], str | None],
+    fps: float,
+) -> None:
+    """Verify as the service does: a capture the matcher does not verify is taken again
+    (``FrameSelector.retake``) while ``rules.attempts`` allows."""
+    assert result.identity is not None
+    answer = first
+    while True:
+        result.verified = verify(result.identity, answer)
+        result.captures_sent += 1
+        if result.verified:
+            result.time_to_verified_s = round((answer.frame_index - 1) / fps, 3)
+        if result.verified is not False or result.captures_sent >= selector.rules.attempts:
+            return
+        report = answer.report
+        answer.frame.fill(0)
+        again = selector.retake(source, report)
+        if not isinstance(again, Selection):
+            result.windows.append(f"retake:{again.reason}")
+            return
+        result.windows.append("retaken")
+        result.retake_whose_faces.append(whose(again))
+        answer = again
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -219,7 +257,8 @@ def summarise(results: list[SceneResult], *, with_gallery: bool) -> dict:
         "false_captures": sum(r.outcome == "captured" for r in negative),
         "referred": sum(r.outcome == "referred" for r in scenes),
         "fallback_captures": sum(r.fallback for r in captured),
-        "wrong_person_captures": sum(r.whose_face != "traveller" for r in truth_known),
+        "wrong_person_captures": sum(r.whose_face != "traveller" for r in truth_known)
+        + sum(who not in ("traveller", None) for r in captured for who in r.retake_whose_faces),
         "time_to_capture_s_p50": _percentile(times, 50),
         "time_to_capture_s_p90": _percentile(times, 90),
         "frames": len(ms),
@@ -242,6 +281,15 @@ def summarise(results: list[SceneResult], *, with_gallery: bool) -> dict:
         )
         summary["matcher_own_rate"] = round(sum(photos) / len(photos), 4) if photos else None
         summary["verified_scenes"] = len(asked)
+        summary["right_person_first_capture_rate"] = (
+            round(sum(bool(r.verified) and r.captures_sent == 1 for r in asked) / len(asked), 4)
+            if asked
+            else None
+        )
+        summary["retaken_scenes"] = sum(r.captures_sent > 1 for r in asked)
+        verified_at = [r.time_to_verified_s for r in asked if r.time_to_verified_s is not None]
+        summary["time_to_verified_s_p50"] = _percentile(verified_at, 50)
+        summary["time_to_verified_s_p90"] = _percentile(verified_at, 90)
     return summary
 
 

@@ -28,7 +28,7 @@ from matching_service.dev_ca import create_dev_pki
 from matching_service.sessions import SessionTable
 from testbed.runs import wait_for
 from testbed.testing import FLIGHT
-from tests.support import copy_layout
+from tests.support import WalkingUp, copy_layout
 
 CANVAS = (1280, 720)
 
@@ -75,6 +75,25 @@ def test_traveller_not_on_flight_keeps_gate_shut(boarding, gate_rig, demo_photos
     assert wait_for(lambda: gate_rig.simulator.indicator == Indicator.SEE_AGENT)
     assert gate_rig.simulator.relay_pulses == []
     assert not gate_rig.simulator.relay_open
+
+
+def test_a_traveller_not_verified_is_captured_again_nearer_then_referred(
+    boarding, gate_rig, demo_photos, matcher
+):
+    """Two captures of someone not on the flight, the second with the face nearer, both
+    verified by the real service, both purged and in the ledger; the gate stays shut."""
+    receipts_before = len(matcher.service.purge_receipts)
+    source = WalkingUp(demo_photos / "astronaut.png", start=0.5, end=1.4)
+    result = boarding.process(source)
+    assert result.outcome == "referred" and result.reason == "not_on_flight"
+    assert len(result.earlier_capture_ids) == 1 and result.frame_sent
+    assert wait_for(lambda: len(matcher.service.purge_receipts) == receipts_before + 2)
+    outcomes = [json.loads(line).get("outcome") for line in boarding.ledger.path.open()]
+    assert [o for o in outcomes if o] == ["retaken", "referred"]
+    assert boarding.ledger.verify() == 4  # two intents, two purge records
+    assert wait_for(lambda: gate_rig.simulator.indicator == Indicator.SEE_AGENT)
+    assert gate_rig.simulator.relay_pulses == [] and not gate_rig.simulator.relay_open
+    assert all(not frame.any() for frame in source.given)
 
 
 def test_opt_out_button_sends_nothing(boarding, gate_rig, demo_photos, matcher):
@@ -198,7 +217,8 @@ def test_demo_runs_end_to_end_and_writes_no_image(tmp_path):
     assert summary["travellers"] == 4
     # granted once; referred: not on the flight, and the same traveller coming back
     assert (summary["granted"], summary["referred"], summary["manual_check"]) == (1, 2, 1)
-    assert summary["frames_sent"] == summary["frames_purged"] == 3
+    # the traveller not on the flight is captured twice (the second time nearer)
+    assert summary["frames_sent"] == summary["frames_purged"] == 4
     assert summary["image_files_written"] == 0
     assert summary["relay_pulses"] == 1
     assert summary["e2e_ms_p50"] > 0

@@ -108,7 +108,12 @@ def test_not_on_flight(gate, kept, ledger, demo_photos):
     result = gate.process(source)
     assert (result.outcome, result.reason) == ("referred", "not_on_flight")
     assert_all_zero(kept + source.frames)
-    assert last_entry(ledger)["reason"] == "verdict"
+    records = [json.loads(line) for line in ledger.path.read_bytes().splitlines()]
+    sent = next(r for r in records if r["capture_id"] == result.capture_id and "outcome" in r)
+    # the capture was not verified: it ended as "retaken"; the still photo gave no bigger
+    # face, so the second look ended with the camera, and was purged and recorded too
+    assert (sent["outcome"], sent["reason"]) == ("retaken", "verdict")
+    assert last_entry(ledger)["reason"] == "second look: source_ended"
 
 
 def test_matcher_stopped(detector, gate_rig, matcher, ledger, kept, demo_photos):

@@ -39,12 +39,17 @@ def put(
     door_opened=False,
     door_open=False,
     out_cause: Event | None = None,
+    retaking=False,
 ) -> None:
     """Place the machine in ``state`` (white-box: to test each table row on its own)."""
     gate._phase = state
     gate._door_opened = door_opened
     gate._door_open = door_open
     gate._out_cause = out_cause
+    gate._retaking = retaking
+
+
+_VERDICTS = (Event.NO_MATCH, Event.NOT_ON_FLIGHT, Event.UNUSABLE)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +64,7 @@ def test_every_transition_in_the_table(link, source, event, caplog):
         door_opened=event in (Event.DOOR_CLOSED, Event.DOOR_HELD_OPEN),
         door_open=event is Event.DOOR_HELD_OPEN,
         out_cause=Event.LEDGER_FAILED if event is Event.LEDGER_RESTORED else None,
+        retaking=source is State.CAPTURING and event in _VERDICTS,
     )
     link.calls.clear()
     with caplog.at_level(logging.INFO, logger="gate.state"):
@@ -375,3 +381,18 @@ def test_a_ledger_outage_ends_by_itself_once_records_are_durable(gate, link) -> 
     assert [c[0] for c in link.calls][:1] == ["close"] and link.pulses == []
     assert gate.fire(Event.LEDGER_RESTORED, "purge ledger durable again") is True
     assert gate.phase is State.READY and link.indicator == Indicator.READY
+
+
+@pytest.mark.parametrize("event", _VERDICTS)
+def test_a_verdict_while_capturing_refers_only_after_a_retake(gate, link, event):
+    """A refusing verdict is taken while capturing only from the second look that follows
+    a capture the matcher did not verify; at any other capture it is refused."""
+    gate.fire(Event.CAPTURE_STARTED)
+    assert gate.fire(event) is False and gate.phase is State.CAPTURING
+    gate.fire(Event.FRAME_SENT)
+    assert gate.fire(Event.RETAKE) is True and gate.phase is State.CAPTURING
+    assert gate.fire(event) is True and gate.phase is State.REFER_TO_AGENT
+    assert not link.pulses and link.indicator == Indicator.SEE_AGENT
+    gate.fire(Event.RESET)
+    gate.fire(Event.CAPTURE_STARTED)  # the next traveller: no retake carried over
+    assert gate.fire(event) is False and gate.phase is State.CAPTURING

@@ -53,6 +53,8 @@ def test_the_example_documents_every_vision_key_with_its_default(example: Path) 
         ("capture_window_frames = 45", "capture_window_frames = 3\nsteady_frames = 4",
          "vision.steady_frames"),
         ("tracking = true", "tracking = true\ntracker = true", "'tracker' in [vision]"),
+        ("capture_attempts = 2", "capture_attempts = 0", "vision.capture_attempts"),
+        ("capture_attempts = 2", "capture_attempts = 4", "vision.capture_attempts"),
     ],
 )  # fmt: skip
 def test_bad_vision_values_name_the_key(example: Path, old: str, new: str, named: str) -> None:
@@ -65,6 +67,7 @@ def test_bad_vision_values_name_the_key(example: Path, old: str, new: str, named
 
 def test_values_and_environment_overrides_reach_the_capture(example, monkeypatch) -> None:
     _edit(example, "steady_frames = 2", "steady_frames = 3")
+    _edit(example, "capture_attempts = 2", "capture_attempts = 1")
     monkeypatch.setenv("GATE_CFG__VISION__TRACKING", "false")
     monkeypatch.setenv("GATE_CFG__VISION__EXPOSURE_CORRECTION", "false")
     vision = load_config(example).vision
@@ -75,7 +78,7 @@ def test_values_and_environment_overrides_reach_the_capture(example, monkeypatch
     )
     detector, rules = vision_parts(vision)
     assert not isinstance(detector, TrackingDetector)
-    assert rules.steady_frames == 3 and not rules.exposure_correction
+    assert rules.steady_frames == 3 and not rules.exposure_correction and rules.attempts == 1
     detector, rules = vision_parts(VisionConfig())
     assert isinstance(detector, TrackingDetector) and detector.shadow_gamma is not None
-    assert rules.steady_frames == 2 and rules.exposure_correction
+    assert rules.steady_frames == 2 and rules.exposure_correction and rules.attempts == 2

@@ -1,0 +1,162 @@
+"""A capture the matcher does not verify is taken once more, nearer, before a referral.
+
+The camera path is real (a photo that grows as a traveller walks up, the real detector,
+real sealing); the matcher is a fake that answers each verify in turn.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from appliance.custody.ledger import PurgeLedger
+from appliance.gate.machine import Event, GateController, State
+from appliance.matching.answers import Decision
+from appliance.pipeline.traveller import TravellerPipeline
+from appliance.vision.progress import CaptureProgress
+from appliance.vision.selection import SelectionRules
+from firmware_bridge.protocol import Indicator
+from testbed.testing import FakeLink, FakeMatcher
+from tests.support import WalkingUp
+
+
+def answers(matcher: FakeMatcher, *decisions: Decision) -> FakeMatcher:
+    """The matcher answers the n-th verify with ``decisions[n]``."""
+
+    def next_answer() -> None:
+        matcher.answer = decisions[min(len(matcher.passes), len(decisions)) - 1]
+
+    matcher.during = next_answer
+    return matcher
+
+
+def ledger_lines(ledger: PurgeLedger) -> list[dict]:
+    """The purge records (not the intents written before each capture left)."""
+    lines = [json.loads(line) for line in ledger.path.read_bytes().splitlines()]
+    return [line for line in lines if "outcome" in line]
+
+
+@pytest.fixture
+def link() -> FakeLink:
+    return FakeLink()
+
+
+@pytest.fixture
+def gate(link):
+    gate = GateController(link, passage_window_s=5.0)
+    gate.start()
+    yield gate
+    gate.close()
+
+
+@pytest.fixture
+def ledger(tmp_path) -> PurgeLedger:
+    return PurgeLedger(tmp_path / "ledger.jsonl")
+
+
+def sent_widths(pipeline: TravellerPipeline) -> list[float]:
+    """The face width of every frame the capture decided to send."""
+    widths: list[float] = []
+
+    def seen(progress: CaptureProgress) -> None:
+        if progress.captured and progress.box is not None:
+            widths.append(progress.box[2] - progress.box[0])
+
+    pipeline.on_capture_progress(seen)
+    return widths
+
+
+def test_a_capture_that_is_not_verified_is_taken_again_nearer_and_granted(
+    detector, gate, link, ledger, demo_photos
+):
+    matcher = answers(FakeMatcher(), Decision.NO_MATCH, Decision.MATCH)
+    pipeline = TravellerPipeline(detector, matcher, gate, ledger)
+    widths = sent_widths(pipeline)
+    source = WalkingUp(demo_photos / "obama2.jpg")
+
+    result = pipeline.process(source)
+
+    assert result.outcome == "granted" and len(matcher.passes) == 2
+    assert len(widths) == 2 and widths[1] >= 1.3 * widths[0]  # the second face is nearer
+    first, second = ledger_lines(ledger)
+    assert first["outcome"] == "retaken" and second["outcome"] == "granted"
+    assert result.capture_id == second["capture_id"] != first["capture_id"]
+    assert result.earlier_capture_ids == (first["capture_id"],)
+    events = [step.event for step in gate.history if step.accepted]
+    assert events[-3:] == [Event.RETAKE, Event.FRAME_SENT, Event.MATCH]
+    assert len(link.pulses) == 1
+    assert all(not frame.any() for frame in source.given)  # both transactions purged
+    assert [r.capture_id for r in matcher.receipts] == [first["capture_id"], result.capture_id]
+
+
+def test_with_one_attempt_a_capture_that_is_not_verified_refers_at_once(
+    detector, gate, link, ledger, demo_photos
+):
+    matcher = answers(FakeMatcher(), Decision.NO_MATCH, Decision.MATCH)
+    pipeline = TravellerPipeline(detector, matcher, gate, ledger, rules=SelectionRules(attempts=1))
+
+    result = pipeline.process(WalkingUp(demo_photos / "obama2.jpg"))
+
+    assert result.outcome == "referred" and result.event == "no_match"
+    assert len(matcher.passes) == 1 and not link.pulses
+    assert [line["outcome"] for line in ledger_lines(ledger)] == ["referred"]
+
+
+def test_a_traveller_who_comes_no_nearer_is_referred_for_the_first_verdict(
+    detector, gate, link, ledger, demo_photos
+):
+    """Standing still: no bigger face comes within the second look's frames."""
+    matcher = answers(FakeMatcher(), Decision.NOT_ON_FLIGHT, Decision.MATCH)
+    pipeline = TravellerPipeline(detector, matcher, gate, ledger)
+    source = WalkingUp(demo_photos / "obama2.jpg", frames=1, start=0.35, end=0.35)
+
+    result = pipeline.process(source)
+
+    assert result.outcome == "referred" and result.event == "not_on_flight"
+    assert len(matcher.passes) == 1 and not link.pulses
+    assert gate.phase is State.REFER_TO_AGENT and link.indicator == Indicator.SEE_AGENT
+    lines = ledger_lines(ledger)
+    assert lines[0]["outcome"] == "retaken" and result.capture_id == lines[0]["capture_id"]
+    assert lines[1]["outcome"] == "referred" and lines[1]["reason"].startswith("second look")
+    assert all(not frame.any() for frame in source.given)
+
+
+def test_an_opt_out_during_the_first_verify_is_not_followed_by_a_second_capture(
+    detector, gate, link, ledger, demo_photos
+):
+    matcher = answers(FakeMatcher(), Decision.NO_MATCH, Decision.MATCH)
+    first_answer = matcher.during
+
+    def press_then_answer() -> None:
+        gate.opt_out("button")
+        first_answer()
+
+    matcher.during = press_then_answer
+    pipeline = TravellerPipeline(detector, matcher, gate, ledger)
+    source = WalkingUp(demo_photos / "obama2.jpg")
+
+    result = pipeline.process(source)
+
+    assert gate.phase is State.MANUAL_CHECK and len(matcher.passes) == 1
+    assert (
+        result.outcome != "granted"
+        and not link.pulses
+        and Event.RETAKE not in [s.event for s in gate.history]
+    )
+    assert all(not frame.any() for frame in source.given)
+
+
+def test_an_unavailable_matcher_is_not_asked_twice(detector, gate, link, ledger, demo_photos):
+    matcher = answers(FakeMatcher(), Decision.GALLERY_NOT_READY, Decision.MATCH)
+    pipeline = TravellerPipeline(detector, matcher, gate, ledger)
+
+    result = pipeline.process(WalkingUp(demo_photos / "obama2.jpg"))
+
+    assert result.outcome == "referred" and len(matcher.passes) == 1
+
+
+@pytest.mark.parametrize("attempts", [0, 4])
+def test_attempts_are_bounded(attempts):
+    with pytest.raises(ValueError, match="attempts must be 1 to 3"):
+        SelectionRules(attempts=attempts)
