@@ -11,6 +11,14 @@ a gallery enrolled with one is never served by another.
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core logs to stderr on its own ("Failed to add port", "Handshake failed") and
+# reads GRPC_VERBOSITY once, when grpc is first imported: so it is set here, before any
+# import that may load grpc. Every failure it reports reaches the person at the terminal
+# as one line of ours instead. A GRPC_VERBOSITY already set (ERROR, DEBUG) is kept.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import argparse
 import datetime as dt
 import json
@@ -329,11 +337,6 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
-    # gRPC's C core would print its own copy of errors this command reports in one line;
-    # GRPC_VERBOSITY=ERROR (or DEBUG) in the environment brings it back.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     parser = argparse.ArgumentParser(prog="gate-matcher", description=__doc__)
     parser.add_argument("--version", action="version", version=f"gate-matcher {_version()}")
     parser.add_argument(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +19,20 @@ from matching_service.recognizers import Recognizer, open_recognizer
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO.parent / "shared" / "datasets" / "faces-dev"
+# A line of gRPC's C core (absl log format: "E1201 16:16:46.410670 27016 add_port.cc:83]
+# ..."), or any mention of its sources: what must never reach the person at a terminal.
+GRPC_CORE_LINE = re.compile(r"^[EWIF]\d{4} \d\d:\d\d:\d\d|\.cc:\d+\]|chttp2", re.MULTILINE)
+
+
+def console_script(name: str) -> Path:
+    """The installed console script ``name`` (``gatectl``, ``gate-matcher``) of this venv."""
+    return Path(sys.executable).with_name(name)
+
+
+def without_grpc_logging(**extra: str) -> dict[str, str]:
+    """This environment without the variables that set gRPC's own logging, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GRPC_VERBOSITY", "GRPC_TRACE")}
+    return env | extra
 
 
 def require_recognizer(name: str) -> Recognizer:
@@ -24,8 +40,6 @@ def require_recognizer(name: str) -> Recognizer:
 
     Under CI (``CI=true``) a missing recognizer fails instead: CI must acquire it.
     """
-    import os
-
     try:
         return open_recognizer(name)
     except RecognizerUnavailable as exc:

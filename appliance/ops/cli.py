@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core logs to stderr on its own ("Failed to add port", "Handshake failed") and
+# reads GRPC_VERBOSITY once, when grpc is first imported: so it is set here, before any
+# import that may load grpc. Every failure it reports reaches the person at the terminal
+# as one line of ours instead. A GRPC_VERBOSITY already set (ERROR, DEBUG) is kept.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import argparse
 import datetime as dt
 import logging
@@ -26,8 +34,6 @@ def _serial_test(args: argparse.Namespace) -> int:
     from firmware_bridge.tools.serial_check import run_serial_test
 
     if args.simulate:
-        import os
-
         from firmware_bridge.simulator import Simulator
 
         key = os.urandom(32)
@@ -154,8 +160,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    import os
-
     from appliance.errors import ProvisionError
     from appliance.ops.provision import (
         QUESTIONS,
@@ -261,8 +265,6 @@ def _flight(args: argparse.Namespace) -> int:
 
 
 def _default_config() -> Path:
-    import os
-
     return Path(os.environ.get("GATE_CONFIG", "/etc/gate-appliance/gate.toml"))
 
 
@@ -463,12 +465,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
-    # gRPC's C core logs to stderr on its own ("Handshake failed ..."); every failure it
-    # reports reaches the technician as one line of ours instead. GRPC_VERBOSITY=ERROR
-    # (or DEBUG) in the environment brings it back for a developer.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -490,8 +486,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # `gatectl status | head`: the reader has gone, which is not an error of ours.
         # Point stdout at /dev/null so the interpreter's final flush does not complain.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
