@@ -33,6 +33,7 @@ from pathlib import Path
 from gate_contract.command_line import ArgumentParser
 from gate_contract.keys import DeviceScope, PkiLayout
 from gate_contract.paths import data_dir
+from gate_contract.progress import Progress
 from matching_service.dev_ca import create_dev_pki
 from matching_service.errors import (
     GalleryError,
@@ -89,6 +90,7 @@ def _enroll(args: argparse.Namespace) -> int:
             args.manifest,
             recognizer,
             photos_root=args.photos_root,
+            progress=Progress.for_command(as_json=False),
         )
     except (GalleryError, RecognizerUnavailable) as exc:
         print(f"gate-matcher: enrollment failed: {exc}", file=sys.stderr)
@@ -299,7 +301,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     photos = tuple(range(1, args.photos_per_traveller + 1))
     try:
         recognizer = open_recognizer(args.recognizer)
-        points, report = calibrate_dataset(args.dataset, recognizer, photos)
+        points, report = calibrate_dataset(
+            args.dataset, recognizer, photos, Progress.for_command(as_json=False)
+        )
     except (MatcherError, ValueError) as exc:
         print(f"gate-matcher calibrate: {exc}", file=sys.stderr)
         return 2

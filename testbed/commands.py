@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from gate_contract.progress import Progress
+
 
 def print_figures(result: dict, as_json: bool) -> None:
     """A bench's figures: one JSON line, or one aligned line per figure."""
@@ -120,7 +122,13 @@ def _bench_vision(args: argparse.Namespace) -> int:
     from testbed.bench.vision import bench_vision, dataset_frames, packaged_frames
 
     frames = (lambda: dataset_frames(args.dataset)) if args.dataset else packaged_frames
-    result = bench_vision(frames, runtime=args.runtime, variant=args.model, peer=not args.no_peer)
+    result = bench_vision(
+        frames,
+        runtime=args.runtime,
+        variant=args.model,
+        peer=not args.no_peer,
+        progress=Progress.for_command(as_json=args.json),
+    )
     print_figures(result, args.json)
     return 0
 
@@ -141,6 +149,7 @@ def _bench_capture(args: argparse.Namespace) -> int:
         exposure_correction=not args.no_exposure_correction,
         steady_frames=args.steady_frames or defaults.steady_frames,
     )
+    progress = Progress.for_command(as_json=args.json)
     details = None
     if args.details:
         try:
@@ -160,7 +169,7 @@ def _bench_capture(args: argparse.Namespace) -> int:
                 shown += f" (face of: {result.whose_face})"
             if result.verified is not None:
                 shown += " verified" if result.verified else " NOT verified"
-            print(f"{result.scene:>24}: {shown}", flush=True)
+            progress.write(f"{result.scene:>24}: {shown}")
 
     recognizer = _recognizer(args)
     if recognizer is None:
@@ -172,6 +181,7 @@ def _bench_capture(args: argparse.Namespace) -> int:
             recognizer=recognizer,
             vision=vision,
             on_scene=on_scene,
+            progress=progress,
         )
     except (ValueError, ModelError) as exc:
         print(f"gatectl bench capture: {exc}", file=sys.stderr)
@@ -203,7 +213,7 @@ def _bench_firmware(args: argparse.Namespace) -> int:
     from firmware_bridge.tools.firmware_bench import bench_firmware
 
     try:
-        result = bench_firmware(args.frames)
+        result = bench_firmware(args.frames, Progress.for_command(as_json=args.json))
     except (SimulatorError, ValueError) as exc:
         print(f"gatectl bench firmware: {exc}", file=sys.stderr)
         return 2
@@ -222,7 +232,9 @@ def _bench_purge(args: argparse.Namespace) -> int:
 def _bench_flood(args: argparse.Namespace) -> int:
     from testbed.bench.flood import bench_flood
 
-    result = bench_flood(args.streams, args.hold_s)
+    result = bench_flood(
+        args.streams, args.hold_s, progress=Progress.for_command(as_json=args.json)
+    )
     print_figures(result, args.json)
     return 0 if result["gate_verify_failures"] == 0 and result["gate_health_failed"] == 0 else 1
 
@@ -236,12 +248,14 @@ def _bench_faults(args: argparse.Namespace) -> int:
         print("\n".join(FAULTS))
         return 0
 
-    def progress(row) -> None:
+    progress = Progress.for_command(as_json=args.json)
+
+    def on_row(row) -> None:
         if not args.json:
-            print(json.dumps(row.as_dict()), flush=True)
+            progress.write(json.dumps(row.as_dict()))
 
     try:
-        result = bench_faults(names, keep=args.keep, progress=progress)
+        result = bench_faults(names, keep=args.keep, on_row=on_row, progress=progress)
     except (ValueError, FileNotFoundError, TraceUnavailable) as exc:
         print(f"gatectl bench faults: {exc}", file=sys.stderr)
         return 2
@@ -259,7 +273,7 @@ def _bench_load(args: argparse.Namespace) -> int:
     if not gates or any(k < 1 for k in gates) or args.duration <= 0:
         print("gatectl bench load: --gates K[,K...] (each >= 1), --duration > 0", file=sys.stderr)
         return 2
-    result = bench_load(gates, args.duration)
+    result = bench_load(gates, args.duration, Progress.for_command(as_json=args.json))
     print_figures(result, args.json)
     return 0 if result["errors"] == 0 else 1
 
@@ -270,7 +284,7 @@ def _bench_soak(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         print("gatectl bench soak: --duration must be positive", file=sys.stderr)
         return 2
-    result = bench_soak(args.duration)
+    result = bench_soak(args.duration, progress=Progress.for_command(as_json=args.json))
     print_figures(result, args.json)
     return 0 if result["service_survived"] else 1
 
@@ -278,7 +292,7 @@ def _bench_soak(args: argparse.Namespace) -> int:
 def _bench_screens(args: argparse.Namespace) -> int:
     from testbed.bench.screens import bench_screens
 
-    print_figures(bench_screens(args.frames), args.json)
+    print_figures(bench_screens(args.frames, Progress.for_command(as_json=args.json)), args.json)
     return 0
 
 
@@ -546,6 +560,7 @@ def _bench_matcher(args: argparse.Namespace) -> int:
     from matching_service.errors import BenchError, RecognizerUnavailable
     from testbed.bench.matcher import bench_matcher
 
+    progress = Progress.for_command(as_json=args.json)
     try:
         result = bench_matcher(
             args.dataset,
@@ -554,7 +569,8 @@ def _bench_matcher(args: argparse.Namespace) -> int:
             recognizer=args.recognizer,
             photos_per_traveller=args.photos_per_traveller,
             workers=args.workers,
-            emit=(lambda _: None) if args.json else print,
+            emit=(lambda _: None) if args.json else progress.write,
+            progress=progress,
         )
     except (BenchError, RecognizerUnavailable) as exc:
         print(f"gate-matcher bench: {exc}", file=sys.stderr)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,3 +96,49 @@ def gatectl(*args: str, **options) -> subprocess.CompletedProcess:
 def gate_matcher(*args: str, **options) -> subprocess.CompletedProcess:
     """The matching service's CLI in its own process."""
     return run_module("matching_service.cli", *args, **options)
+
+
+@dataclass
+class TerminalRun:
+    """A command run with its stderr on a terminal: what stdout got, what the terminal
+    showed."""
+
+    returncode: int
+    stdout: str
+    terminal: str
+
+
+def run_with_stderr_on_a_terminal(args: list[str], timeout: float = 120) -> TerminalRun:
+    """Run ``args`` (a real process) as a person at a 100-column terminal would, with its
+    output piped: stderr on a pseudo-terminal, stdout on a pipe, no stdin."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    shown = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the terminal's other end has gone
+                return
+            if not data:
+                return
+            shown.extend(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, cwd=REPO
+        )
+    finally:
+        os.close(slave)
+    try:
+        stdout, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(10)
+        os.close(master)
+    return TerminalRun(process.returncode, stdout.decode(), shown.decode(errors="replace"))
