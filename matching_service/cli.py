@@ -197,7 +197,7 @@ def _issue_token(args: argparse.Namespace) -> int:
     from matching_service.enrollment import EnrollmentTokens
 
     try:
-        scope = DeviceScope(args.airport.upper(), tuple(g.upper() for g in args.gates))
+        scope = DeviceScope(args.airport.upper(), tuple(g.upper() for g in args.gates or ()))
         token = EnrollmentTokens(args.db).issue(args.device_id, scope=scope, ttl_s=args.ttl)
     except ValueError as exc:
         print(f"gate-matcher: {exc}", file=sys.stderr)
@@ -366,9 +366,8 @@ def build_parser() -> ArgumentParser:
     )
     serve.add_argument(
         "--enroll-address",
-        default="",
         metavar="HOST:PORT",
-        help="also serve device enrollment (server TLS) here; empty: not served",
+        help="also serve device enrollment (server TLS) here (default: not served)",
     )
     serve.add_argument(
         "--revocations",
@@ -411,7 +410,10 @@ def build_parser() -> ArgumentParser:
         help="code of the airport the device boards at",
     )
     token.add_argument(
-        "--gates", nargs="*", default=[], metavar="GATE", help="limit it to these gates"
+        "--gates",
+        nargs="*",
+        metavar="GATE",
+        help="limit it to these gates (default: any gate of the airport)",
     )
     token.set_defaults(handler=_issue_token)
     tokens = commands.add_parser("token", help="list or revoke enrollment tokens")
