@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gate_contract.progress import SILENT, Progress
 from matching_service.errors import BenchError, NoFaceFound
 from matching_service.recognizers import Recognizer, RecognizerInfo
 from matching_service.thresholds import (
@@ -68,24 +69,29 @@ class EncodedDataset:
         return sum(t is None for ts in self.templates for t in ts)
 
 
-def encode_dataset(identities: dict[str, list[Path]], recognizer: Recognizer) -> EncodedDataset:
+def encode_dataset(
+    identities: dict[str, list[Path]], recognizer: Recognizer, progress: Progress = SILENT
+) -> EncodedDataset:
     """Encode every photo once; the decoded images are zeroized after use."""
     templates, seconds = [], []
-    for photos in identities.values():
-        row = []
-        for photo in photos:
-            image = cv2.imread(str(photo))
-            if image is None:
-                raise BenchError(f"cannot read {photo}")
-            started = time.perf_counter()
-            try:
-                row.append(recognizer.encode(image))
-            except NoFaceFound:
-                row.append(None)
-            finally:
-                seconds.append(time.perf_counter() - started)
-                image.fill(0)
-        templates.append(row)
+    total = sum(len(photos) for photos in identities.values())
+    with progress.bar("encoding", total=total, unit="photo") as bar:
+        for photos in identities.values():
+            row = []
+            for photo in photos:
+                image = cv2.imread(str(photo))
+                if image is None:
+                    raise BenchError(f"cannot read {photo}")
+                started = time.perf_counter()
+                try:
+                    row.append(recognizer.encode(image))
+                except NoFaceFound:
+                    row.append(None)
+                finally:
+                    seconds.append(time.perf_counter() - started)
+                    image.fill(0)
+                bar.update()
+            templates.append(row)
     return EncodedDataset(
         recognizer.info, list(identities), templates, 1000 * float(np.median(seconds))
     )
@@ -197,11 +203,14 @@ def accuracy(scores: Scores, points: OperatingPoints) -> dict:
 
 
 def calibrate_dataset(
-    dataset: Path, recognizer: Recognizer, photos: tuple[int, ...] = (1, 2, 3)
+    dataset: Path,
+    recognizer: Recognizer,
+    photos: tuple[int, ...] = (1, 2, 3),
+    progress: Progress = SILENT,
 ) -> tuple[list[OperatingPoints], dict]:
     """Operating points for each K in ``photos`` and the report ``calibrate`` prints."""
     identities = load_dataset(dataset)
-    encoded = encode_dataset(identities, recognizer)
+    encoded = encode_dataset(identities, recognizer, progress)
     source = f"{dataset.name}: {len(identities)} identities, {encoded.photos} photos"
     points, rows = [], []
     for k in photos:

@@ -11,6 +11,14 @@ a gallery enrolled with one is never served by another.
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core logs to stderr on its own ("Failed to add port", "Handshake failed") and
+# reads GRPC_VERBOSITY once, when grpc is first imported: so it is set here, before any
+# import that may load grpc. Every failure it reports reaches the person at the terminal
+# as one line of ours instead. A GRPC_VERBOSITY already set (ERROR, DEBUG) is kept.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import argparse
 import datetime as dt
 import json
@@ -22,8 +30,10 @@ import threading
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from gate_contract.command_line import ArgumentParser
 from gate_contract.keys import DeviceScope, PkiLayout
 from gate_contract.paths import data_dir
+from gate_contract.progress import Progress
 from matching_service.dev_ca import create_dev_pki
 from matching_service.errors import (
     GalleryError,
@@ -41,6 +51,7 @@ from matching_service.recognizers import (
 # Commands other packages add (e.g. testbed's bench over real gates).
 PLUGIN_GROUP = "gate_matcher.commands"
 DEFAULT_DB = data_dir() / "matcher" / "gallery.sqlite"
+FLIGHT_METAVAR = ("CARRIER", "NUMBER", "DATE", "AIRPORT")
 
 
 _CARRIER = re.compile(r"[A-Z0-9]{2,3}")
@@ -79,6 +90,7 @@ def _enroll(args: argparse.Namespace) -> int:
             args.manifest,
             recognizer,
             photos_root=args.photos_root,
+            progress=Progress.for_command(as_json=False),
         )
     except (GalleryError, RecognizerUnavailable) as exc:
         print(f"gate-matcher: enrollment failed: {exc}", file=sys.stderr)
@@ -185,7 +197,7 @@ def _issue_token(args: argparse.Namespace) -> int:
     from matching_service.enrollment import EnrollmentTokens
 
     try:
-        scope = DeviceScope(args.airport.upper(), tuple(g.upper() for g in args.gates))
+        scope = DeviceScope(args.airport.upper(), tuple(g.upper() for g in args.gates or ()))
         token = EnrollmentTokens(args.db).issue(args.device_id, scope=scope, ttl_s=args.ttl)
     except ValueError as exc:
         print(f"gate-matcher: {exc}", file=sys.stderr)
@@ -289,7 +301,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     photos = tuple(range(1, args.photos_per_traveller + 1))
     try:
         recognizer = open_recognizer(args.recognizer)
-        points, report = calibrate_dataset(args.dataset, recognizer, photos)
+        points, report = calibrate_dataset(
+            args.dataset, recognizer, photos, Progress.for_command(as_json=False)
+        )
     except (MatcherError, ValueError) as exc:
         print(f"gate-matcher calibrate: {exc}", file=sys.stderr)
         return 2
@@ -308,7 +322,7 @@ def _recognizer_option(parser: argparse.ArgumentParser) -> None:
         "--recognizer",
         choices=RECOGNIZERS,
         default=DEFAULT_RECOGNIZER,
-        help="face recognizer (default: dlib; mobilefacenet is opt-in, see README licence note)",
+        help="face recognizer (mobilefacenet is opt-in: see the README's licence note)",
     )
 
 
@@ -328,47 +342,78 @@ def _positive(text: str) -> int:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    import os
-
-    # gRPC's C core would print its own copy of errors this command reports in one line;
-    # GRPC_VERBOSITY=ERROR (or DEBUG) in the environment brings it back.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    parser = argparse.ArgumentParser(prog="gate-matcher", description=__doc__)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="gate-matcher", description=__doc__)
     parser.add_argument("--version", action="version", version=f"gate-matcher {_version()}")
     parser.add_argument(
         "--db",
         type=Path,
         default=DEFAULT_DB,
-        help="the gallery database; its folder must exist (default: %(default)s)",
+        metavar="FILE",
+        help="the gallery database; its folder must exist",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the gRPC API with mutual TLS")
-    serve.add_argument("--pki", type=Path, default=data_dir() / "pki")
-    serve.add_argument("--address", default="127.0.0.1:50051")
     serve.add_argument(
-        "--enroll-address", default="", help="also serve device enrollment (server TLS) here"
+        "--pki",
+        type=Path,
+        default=data_dir() / "pki",
+        metavar="DIR",
+        help="the service's PKI: CA, server certificate and key, signing and sealing keys",
     )
-    serve.add_argument("--revocations", type=Path, help="JSON revocation list (reloaded)")
-    serve.add_argument("--retention-interval", type=float, default=300.0, metavar="SECONDS")
+    serve.add_argument(
+        "--address", default="127.0.0.1:50051", metavar="HOST:PORT", help="the matching API"
+    )
+    serve.add_argument(
+        "--enroll-address",
+        metavar="HOST:PORT",
+        help="also serve device enrollment (server TLS) here (default: not served)",
+    )
+    serve.add_argument(
+        "--revocations",
+        type=Path,
+        metavar="FILE",
+        help="JSON revocation list, re-read while serving (default: none)",
+    )
+    serve.add_argument(
+        "--retention-interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how often the retention rules run",
+    )
     serve.add_argument("--dev-pki", action="store_true", help="create a development PKI if absent")
     serve.add_argument(
         "--workers",
         type=_positive,
         default=None,
         metavar="N",
-        help="encoder processes (default: CPUs)",
+        help="encoder processes (default: one per CPU)",
     )
     _recognizer_option(serve)
     serve.set_defaults(handler=_serve)
     token = commands.add_parser("issue-token", help="one-time enrollment token for a device")
-    token.add_argument("--device-id", required=True)
-    token.add_argument("--ttl", type=float, default=24 * 3600.0, metavar="SECONDS")
     token.add_argument(
-        "--airport", required=True, help="IATA code of the airport the device boards at"
+        "--device-id", required=True, metavar="ID", help="the device the token enrols"
     )
     token.add_argument(
-        "--gates", nargs="*", default=[], metavar="GATE", help="limit it to these gates"
+        "--ttl",
+        type=float,
+        default=24 * 3600.0,
+        metavar="SECONDS",
+        help="how long the token can be used",
+    )
+    token.add_argument(
+        "--airport",
+        required=True,
+        metavar="IATA",
+        help="code of the airport the device boards at",
+    )
+    token.add_argument(
+        "--gates",
+        nargs="*",
+        metavar="GATE",
+        help="limit it to these gates (default: any gate of the airport)",
     )
     token.set_defaults(handler=_issue_token)
     tokens = commands.add_parser("token", help="list or revoke enrollment tokens")
@@ -377,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--json", action="store_true", help="one JSON list")
     listing.set_defaults(handler=_token)
     revoke = token_commands.add_parser("revoke", help="expire a device's unused tokens now")
-    revoke.add_argument("--device-id", required=True)
+    revoke.add_argument(
+        "--device-id", required=True, metavar="ID", help="the device whose tokens to expire"
+    )
     revoke.set_defaults(handler=_token)
     galleries = commands.add_parser("gallery", help="list, show or delete flight galleries")
     gallery_commands = galleries.add_subparsers(dest="gallery", required=True)
@@ -387,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     flight_args = {
         "nargs": 4,
         "required": True,
-        "metavar": ("CARRIER", "NUMBER", "DATE", "AIRPORT"),
+        "metavar": FLIGHT_METAVAR,
+        "help": "the flight, e.g. BA 0283 2026-11-25 LAX",
     }
     show = gallery_commands.add_parser("show", help="a flight's travellers (no templates)")
     show.add_argument("--flight", **flight_args)
@@ -395,7 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     show.set_defaults(handler=_gallery)
     delete = gallery_commands.add_parser("delete", help="a flight's gallery, or one traveller")
     delete.add_argument("--flight", **flight_args)
-    delete.add_argument("--traveller", help="only this traveller id")
+    delete.add_argument(
+        "--traveller", metavar="ID", help="only this traveller (default: the whole gallery)"
+    )
     delete.set_defaults(handler=_gallery)
     revoke_cert = commands.add_parser(
         "revoke",
@@ -403,49 +453,73 @@ def main(argv: list[str] | None = None) -> int:
         description="Adds to the JSON revocation list `serve --revocations FILE` reads; the"
         " serving matcher re-reads it without a restart.",
     )
-    revoke_cert.add_argument("--revocations", type=Path, required=True, help="the list file")
+    revoke_cert.add_argument(
+        "--revocations", type=Path, required=True, metavar="FILE", help="the list file"
+    )
     which = revoke_cert.add_mutually_exclusive_group(required=True)
-    which.add_argument("--serial", help="certificate serial, 0x... hex or decimal")
-    which.add_argument("--device-id", help="every certificate of this device")
+    which.add_argument(
+        "--serial", metavar="SERIAL", help="certificate serial, 0x... hex or decimal"
+    )
+    which.add_argument("--device-id", metavar="ID", help="every certificate of this device")
     revoke_cert.set_defaults(handler=_revoke)
     enroll = commands.add_parser("enroll", help="build a flight gallery from document photos")
     enroll.add_argument(
-        "--flight", nargs=4, required=True, metavar=("CARRIER", "NUMBER", "DATE", "AIRPORT")
+        "--flight",
+        nargs=4,
+        required=True,
+        metavar=FLIGHT_METAVAR,
+        help="the flight, e.g. BA 0283 2026-11-25 LAX",
     )
     enroll.add_argument(
         "--manifest",
         type=Path,
         required=True,
+        metavar="FILE",
         help="JSON list or CSV of traveller_id, category, photos (or photo)[, pnr, name]",
     )
     enroll.add_argument(
         "--photos-root",
         type=Path,
+        metavar="DIR",
         help="folder every photo must be in (default: the manifest's folder)",
     )
     _recognizer_option(enroll)
     enroll.set_defaults(handler=_enroll)
     retention = commands.add_parser("retention", help="apply the retention rules once")
-    retention.add_argument("--margin", type=float, default=300.0, metavar="SECONDS")
+    retention.add_argument(
+        "--margin",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="also delete what would expire within this time",
+    )
     retention.set_defaults(handler=_retention)
     calibrate = commands.add_parser(
         "calibrate", help="1:1 and 1:N thresholds of a recognizer on a dataset"
     )
-    calibrate.add_argument("--dataset", type=Path, required=True, help="<identity>/*.jpg")
+    calibrate.add_argument(
+        "--dataset", type=Path, required=True, metavar="DIR", help="<identity>/*.jpg"
+    )
     calibrate.add_argument(
         "--photos-per-traveller",
         type=_positive,
         default=3,
         metavar="K",
-        help="calibrate templates of 1..K photos (default 3)",
+        help="calibrate templates of 1..K photos",
     )
     calibrate.add_argument("--save", action="store_true", help="store them in the gallery db")
-    calibrate.add_argument("--output", type=Path, help="also write them to this JSON file")
+    calibrate.add_argument(
+        "--output", type=Path, metavar="FILE", help="also write them to this JSON file"
+    )
     _recognizer_option(calibrate)
     calibrate.set_defaults(handler=_calibrate)
     for plugin in entry_points(group=PLUGIN_GROUP):
         plugin.load()(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.db == DEFAULT_DB:
         args.db.parent.mkdir(parents=True, exist_ok=True)
     elif not args.db.parent.is_dir():
@@ -464,4 +538,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["DEFAULT_DB", "PLUGIN_GROUP", "flight_problem", "main"]
+__all__ = ["DEFAULT_DB", "FLIGHT_METAVAR", "PLUGIN_GROUP", "build_parser", "flight_problem", "main"]

@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gate_contract.progress import SILENT, Progress
 from matching_service.errors import GalleryError, NoFaceFound, TemplateMismatch
 from matching_service.passes import Passenger, normalise_name
 from matching_service.recognizers import (
@@ -301,6 +302,7 @@ class Gallery:
         recognizer: Recognizer,
         *,
         photos_root: Path | None = None,
+        progress: Progress = SILENT,
     ) -> EnrollmentReport:
         """Templates for every traveller in ``manifest``, each fused from their photos.
 
@@ -311,25 +313,27 @@ class Gallery:
         entries = read_manifest(manifest, photos_root)
         report = EnrollmentReport()
         templates = []
-        for number, entry in enumerate(entries, 1):
-            descriptors = []
-            for photo in entry.photos:
-                image = cv2.imread(str(photo))
-                if image is None:
-                    raise GalleryError(f"{manifest} entry {number}: cannot read photo {photo}")
-                try:
-                    descriptors.append(recognizer.encode(image))
-                except NoFaceFound as exc:
-                    report.skipped.append(f"{entry.traveller_id}: {photo.name}: {exc}")
-                finally:
-                    image.fill(0)
-            if not descriptors:
-                raise GalleryError(
-                    f"{manifest} entry {number}: no usable face in any photo of "
-                    f"{entry.traveller_id}"
-                )
-            report.photos += len(descriptors)
-            templates.append((entry, recognizer.info.fuse(descriptors), len(descriptors)))
+        with progress.bar("enrolling", total=len(entries), unit="traveller") as bar:
+            for number, entry in enumerate(entries, 1):
+                descriptors = []
+                for photo in entry.photos:
+                    image = cv2.imread(str(photo))
+                    if image is None:
+                        raise GalleryError(f"{manifest} entry {number}: cannot read photo {photo}")
+                    try:
+                        descriptors.append(recognizer.encode(image))
+                    except NoFaceFound as exc:
+                        report.skipped.append(f"{entry.traveller_id}: {photo.name}: {exc}")
+                    finally:
+                        image.fill(0)
+                if not descriptors:
+                    raise GalleryError(
+                        f"{manifest} entry {number}: no usable face in any photo of "
+                        f"{entry.traveller_id}"
+                    )
+                report.photos += len(descriptors)
+                templates.append((entry, recognizer.info.fuse(descriptors), len(descriptors)))
+                bar.update()
         report.travellers = len(templates)
         report.replaced = self._store(flight, templates)
         if report.replaced:

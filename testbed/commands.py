@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from gate_contract.progress import Progress
+
 
 def print_figures(result: dict, as_json: bool) -> None:
     """A bench's figures: one JSON line, or one aligned line per figure."""
@@ -90,7 +92,7 @@ def _matcher_options(parser: argparse.ArgumentParser, prog: str) -> None:
         type=_at_least_one,
         default=3,
         metavar="K",
-        help="document photos enrolled per traveller where the dataset has them (default 3)",
+        help="document photos enrolled per traveller where the dataset has them",
     )
     parser.set_defaults(prog_name=prog)
 
@@ -102,7 +104,7 @@ def _interpreter_option(parser: argparse.ArgumentParser) -> None:
         "--interpreter",
         choices=INTERPRETERS,
         default="cpython",
-        help="run the gate firmware on CPython (default) or on MicroPython (webassembly)",
+        help="run the gate firmware on CPython or on MicroPython (webassembly, under node)",
     )
 
 
@@ -120,7 +122,13 @@ def _bench_vision(args: argparse.Namespace) -> int:
     from testbed.bench.vision import bench_vision, dataset_frames, packaged_frames
 
     frames = (lambda: dataset_frames(args.dataset)) if args.dataset else packaged_frames
-    result = bench_vision(frames, runtime=args.runtime, variant=args.model, peer=not args.no_peer)
+    result = bench_vision(
+        frames,
+        runtime=args.runtime,
+        variant=args.model,
+        peer=not args.no_peer,
+        progress=Progress.for_command(as_json=args.json),
+    )
     print_figures(result, args.json)
     return 0
 
@@ -141,6 +149,7 @@ def _bench_capture(args: argparse.Namespace) -> int:
         exposure_correction=not args.no_exposure_correction,
         steady_frames=args.steady_frames or defaults.steady_frames,
     )
+    progress = Progress.for_command(as_json=args.json)
     details = None
     if args.details:
         try:
@@ -160,7 +169,7 @@ def _bench_capture(args: argparse.Namespace) -> int:
                 shown += f" (face of: {result.whose_face})"
             if result.verified is not None:
                 shown += " verified" if result.verified else " NOT verified"
-            print(f"{result.scene:>24}: {shown}", flush=True)
+            progress.write(f"{result.scene:>24}: {shown}")
 
     recognizer = _recognizer(args)
     if recognizer is None:
@@ -172,6 +181,7 @@ def _bench_capture(args: argparse.Namespace) -> int:
             recognizer=recognizer,
             vision=vision,
             on_scene=on_scene,
+            progress=progress,
         )
     except (ValueError, ModelError) as exc:
         print(f"gatectl bench capture: {exc}", file=sys.stderr)
@@ -203,7 +213,7 @@ def _bench_firmware(args: argparse.Namespace) -> int:
     from firmware_bridge.tools.firmware_bench import bench_firmware
 
     try:
-        result = bench_firmware(args.frames)
+        result = bench_firmware(args.frames, Progress.for_command(as_json=args.json))
     except (SimulatorError, ValueError) as exc:
         print(f"gatectl bench firmware: {exc}", file=sys.stderr)
         return 2
@@ -222,7 +232,9 @@ def _bench_purge(args: argparse.Namespace) -> int:
 def _bench_flood(args: argparse.Namespace) -> int:
     from testbed.bench.flood import bench_flood
 
-    result = bench_flood(args.streams, args.hold_s)
+    result = bench_flood(
+        args.streams, args.hold_s, progress=Progress.for_command(as_json=args.json)
+    )
     print_figures(result, args.json)
     return 0 if result["gate_verify_failures"] == 0 and result["gate_health_failed"] == 0 else 1
 
@@ -236,12 +248,14 @@ def _bench_faults(args: argparse.Namespace) -> int:
         print("\n".join(FAULTS))
         return 0
 
-    def progress(row) -> None:
+    progress = Progress.for_command(as_json=args.json)
+
+    def on_row(row) -> None:
         if not args.json:
-            print(json.dumps(row.as_dict()), flush=True)
+            progress.write(json.dumps(row.as_dict()))
 
     try:
-        result = bench_faults(names, keep=args.keep, progress=progress)
+        result = bench_faults(names, keep=args.keep, on_row=on_row, progress=progress)
     except (ValueError, FileNotFoundError, TraceUnavailable) as exc:
         print(f"gatectl bench faults: {exc}", file=sys.stderr)
         return 2
@@ -259,7 +273,7 @@ def _bench_load(args: argparse.Namespace) -> int:
     if not gates or any(k < 1 for k in gates) or args.duration <= 0:
         print("gatectl bench load: --gates K[,K...] (each >= 1), --duration > 0", file=sys.stderr)
         return 2
-    result = bench_load(gates, args.duration)
+    result = bench_load(gates, args.duration, Progress.for_command(as_json=args.json))
     print_figures(result, args.json)
     return 0 if result["errors"] == 0 else 1
 
@@ -270,7 +284,7 @@ def _bench_soak(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         print("gatectl bench soak: --duration must be positive", file=sys.stderr)
         return 2
-    result = bench_soak(args.duration)
+    result = bench_soak(args.duration, progress=Progress.for_command(as_json=args.json))
     print_figures(result, args.json)
     return 0 if result["service_survived"] else 1
 
@@ -278,7 +292,7 @@ def _bench_soak(args: argparse.Namespace) -> int:
 def _bench_screens(args: argparse.Namespace) -> int:
     from testbed.bench.screens import bench_screens
 
-    print_figures(bench_screens(args.frames), args.json)
+    print_figures(bench_screens(args.frames, Progress.for_command(as_json=args.json)), args.json)
     return 0
 
 
@@ -306,10 +320,21 @@ def _scenes_make(args: argparse.Namespace) -> int:
     return 0
 
 
+_RUNTIME_CHOICES = ("onnxruntime", "mediapipe")
+_RUNTIME_HELP = "the detector's runtime"
+_MODEL_CHOICES = ("full", "short")
+_MODEL_HELP = "the BlazeFace model that searches the frame: full range or short range"
+
+
 def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     """``gatectl demo``, ``simulate`` and the gate-side ``bench`` commands."""
     demo = commands.add_parser("demo", help="run a boarding queue end to end on embedded defaults")
-    demo.add_argument("--dataset", type=Path, help="folder of <identity>/*.jpg for a larger run")
+    demo.add_argument(
+        "--dataset",
+        type=Path,
+        metavar="DIR",
+        help="folder of <identity>/*.jpg for a larger run (default: the demo photos)",
+    )
     demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
     _matcher_options(demo, "gatectl demo")
     _interpreter_option(demo)
@@ -318,22 +343,47 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="serve the traveller display and agent station on loopback (prints the URLs)",
     )
-    demo.add_argument("--port", type=int, default=0, help="with --screens: port (0: any free)")
-    demo.add_argument("--hold", type=float, default=3.0, help="with --screens: seconds per outcome")
     demo.add_argument(
-        "--agent-wait", type=float, default=30.0, help="with --screens: seconds the opt-out waits"
+        "--port", type=int, default=0, metavar="PORT", help="with --screens: port (0: any free)"
     )
     demo.add_argument(
-        "--fps", type=float, default=30.0, help="with --screens: camera replay pace (frames/s)"
+        "--hold",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="with --screens: how long each outcome is shown",
+    )
+    demo.add_argument(
+        "--agent-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --screens: how long an opt-out waits for the agent",
+    )
+    demo.add_argument(
+        "--fps",
+        type=float,
+        default=30.0,
+        metavar="FPS",
+        help="with --screens: camera replay pace, frames per second",
     )
     demo.set_defaults(handler=_demo)
 
     simulate = commands.add_parser(
         "simulate", help="board a flight through the real parts with a mix of exceptions"
     )
-    simulate.add_argument("--travellers", type=int, default=50)
-    simulate.add_argument("--dataset", type=Path, help="<identity>/*.jpg (default: packaged)")
-    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument(
+        "--travellers", type=_at_least_one, default=50, metavar="N", help="travellers to board"
+    )
+    simulate.add_argument(
+        "--dataset",
+        type=Path,
+        metavar="DIR",
+        help="<identity>/*.jpg (default: the demo photos)",
+    )
+    simulate.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="the mix and order of travellers"
+    )
     simulate.add_argument("--json", action="store_true", help="one JSON object on the last line")
     _matcher_options(simulate, "gatectl simulate")
     _interpreter_option(simulate)
@@ -344,13 +394,25 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     make = scene_commands.add_parser(
         "make", help="write gate scenes (videos + scene.json) from a folder of face photos"
     )
-    make.add_argument("--dataset", type=Path, required=True, help="<identity>/*.jpg photos")
     make.add_argument(
-        "--out", type=Path, required=True, help="where the scenes go (never inside a repository)"
+        "--dataset", type=Path, required=True, metavar="DIR", help="<identity>/*.jpg photos"
     )
-    make.add_argument("--per-tag", type=int, default=5, help="scenes per tag (default 5)")
-    make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--tags", help="comma-separated tags (default: every tag)")
+    make.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="where the scenes go (never inside a repository)",
+    )
+    make.add_argument(
+        "--per-tag", type=_at_least_one, default=5, metavar="N", help="scenes per tag"
+    )
+    make.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="which photos, poses and lights"
+    )
+    make.add_argument(
+        "--tags", metavar="TAG[,TAG...]", help="comma-separated tags (default: every tag)"
+    )
     make.add_argument("--quiet", action="store_true", help="no line per scene")
     make.set_defaults(handler=_scenes_make)
 
@@ -360,10 +422,13 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     vision.add_argument(
         "--dataset",
         type=Path,
+        metavar="DIR",
         help="<identity>/*.jpg and _nonface/ (default: images that packages ship)",
     )
-    vision.add_argument("--model", choices=("full", "short"), default="full")
-    vision.add_argument("--runtime", choices=("onnxruntime", "mediapipe"), default="onnxruntime")
+    vision.add_argument("--model", choices=_MODEL_CHOICES, default="full", help=_MODEL_HELP)
+    vision.add_argument(
+        "--runtime", choices=_RUNTIME_CHOICES, default="onnxruntime", help=_RUNTIME_HELP
+    )
     vision.add_argument("--no-peer", action="store_true", help="skip the dlib HOG peer")
     vision.add_argument("--json", action="store_true", help="one JSON object on the last line")
     vision.set_defaults(handler=_bench_vision)
@@ -371,10 +436,13 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
         "capture", help="the capture path on gate scenes (videos + scene.json), as the gate runs it"
     )
     capture.add_argument(
-        "--scenes", type=Path, required=True, help="<scene>/video.avi + scene.json"
+        "--scenes", type=Path, required=True, metavar="DIR", help="<scene>/video.avi + scene.json"
     )
     capture.add_argument(
-        "--gallery", type=Path, help="<identity>/*.jpg: verify each capture 1:1 (reference matcher)"
+        "--gallery",
+        type=Path,
+        metavar="DIR",
+        help="<identity>/*.jpg: verify each capture 1:1 (reference matcher)",
     )
     capture.add_argument(
         "--recognizer",
@@ -383,8 +451,10 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
         help="with --gallery: the reference matcher's recognizer",
     )
     capture.set_defaults(prog_name="gatectl bench capture")
-    capture.add_argument("--runtime", choices=("onnxruntime", "mediapipe"), default="onnxruntime")
-    capture.add_argument("--model", choices=("full", "short"), default="full")
+    capture.add_argument(
+        "--runtime", choices=_RUNTIME_CHOICES, default="onnxruntime", help=_RUNTIME_HELP
+    )
+    capture.add_argument("--model", choices=_MODEL_CHOICES, default="full", help=_MODEL_HELP)
     capture.add_argument("--no-tracking", action="store_true", help="[vision] tracking = false")
     capture.add_argument(
         "--no-exposure-correction",
@@ -394,12 +464,22 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     capture.add_argument(
         "--steady-frames", type=int, metavar="N", help="[vision] steady_frames (default: its own)"
     )
-    capture.add_argument("--details", type=Path, help="write one JSON line per scene here")
+    capture.add_argument(
+        "--details", type=Path, metavar="FILE", help="write one JSON line per scene here"
+    )
     capture.add_argument("--json", action="store_true", help="one JSON object on the last line")
     capture.set_defaults(handler=_bench_capture)
     serial_bench = benches.add_parser("serial", help="command round trips and fuzzing over a pty")
-    serial_bench.add_argument("--rounds", type=int, default=200)
-    serial_bench.add_argument("--fuzz-frames", type=int, default=5000)
+    serial_bench.add_argument(
+        "--rounds", type=_at_least_one, default=200, metavar="N", help="command round trips"
+    )
+    serial_bench.add_argument(
+        "--fuzz-frames",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="random and mutated frames sent at the firmware",
+    )
     _interpreter_option(serial_bench)
     serial_bench.add_argument(
         "--json", action="store_true", help="one JSON object on the last line"
@@ -409,47 +489,69 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
         "firmware",
         help="firmware cost per frame and per tick on CPython and MicroPython, RP2040 estimate",
     )
-    firmware.add_argument("--frames", type=int, default=2000, help="frames per timed batch")
+    firmware.add_argument(
+        "--frames", type=_at_least_one, default=2000, metavar="N", help="frames per timed batch"
+    )
     firmware.add_argument("--json", action="store_true", help="one JSON object on the last line")
     firmware.set_defaults(handler=_bench_firmware)
     purge = benches.add_parser("purge", help="verdict -> every buffer zeroized, 720p capture")
-    purge.add_argument("--transactions", type=int, default=1000)
+    purge.add_argument(
+        "--transactions",
+        type=_at_least_one,
+        default=1000,
+        metavar="N",
+        help="captures made and purged",
+    )
     purge.add_argument("--json", action="store_true", help="one JSON object on the last line")
     purge.set_defaults(handler=_bench_purge)
     flood = benches.add_parser(
         "flood", help="idle Verify streams from one device vs another gate's verifies"
     )
-    flood.add_argument("--streams", type=int, default=10_000, help="idle streams (default 10000)")
     flood.add_argument(
-        "--hold-s", type=float, default=20.0, help="how long they stay open (default 20 s)"
+        "--streams", type=_at_least_one, default=10_000, metavar="N", help="idle streams"
+    )
+    flood.add_argument(
+        "--hold-s", type=float, default=20.0, metavar="SECONDS", help="how long they stay open"
     )
     flood.add_argument("--json", action="store_true", help="one JSON object on the last line")
     flood.set_defaults(handler=_bench_flood)
     faults = benches.add_parser(
         "faults", help="the fault matrix through real processes (root for the full-disk row)"
     )
-    faults.add_argument("--only", metavar="A,B", help="these faults only (see --list)")
+    faults.add_argument(
+        "--only", metavar="FAULT[,FAULT...]", help="these faults only (see --list; default: all)"
+    )
     faults.add_argument("--list", action="store_true", help="name every fault and stop")
-    faults.add_argument("--keep", type=Path, metavar="DIR", help="keep each row's files here")
+    faults.add_argument(
+        "--keep", type=Path, metavar="DIR", help="keep each row's files here (default: deleted)"
+    )
     faults.add_argument("--json", action="store_true", help="one JSON object on the last line")
     faults.set_defaults(handler=_bench_faults)
     load = benches.add_parser(
         "load", help="K gates against one matching service: verifies/s, p50/p99, the knee"
     )
-    load.add_argument("--gates", default="1,2,4", metavar="K[,K...]", help="default 1,2,4")
-    load.add_argument("--duration", type=float, default=30.0, help="seconds per K (default 30)")
+    load.add_argument(
+        "--gates", default="1,2,4", metavar="K[,K...]", help="gates at once, one run per K"
+    )
+    load.add_argument(
+        "--duration", type=float, default=30.0, metavar="SECONDS", help="how long each K runs"
+    )
     load.add_argument("--json", action="store_true", help="one JSON object on the last line")
     load.set_defaults(handler=_bench_load)
     soak = benches.add_parser(
         "soak", help="travellers through the real service; memory, files, threads over time"
     )
-    soak.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
+    soak.add_argument(
+        "--duration", type=float, default=600.0, metavar="SECONDS", help="how long it runs"
+    )
     soak.add_argument("--json", action="store_true", help="one JSON object on the last line")
     soak.set_defaults(handler=_bench_soak)
     screens = benches.add_parser(
         "screens", help="vision time per frame with the screens closed, served, open"
     )
-    screens.add_argument("--frames", type=int, default=300, help="frames per phase (30 fps)")
+    screens.add_argument(
+        "--frames", type=_at_least_one, default=300, metavar="N", help="frames per phase (30 fps)"
+    )
     screens.add_argument("--json", action="store_true", help="one JSON object on the last line")
     screens.set_defaults(handler=_bench_screens)
 
@@ -458,6 +560,7 @@ def _bench_matcher(args: argparse.Namespace) -> int:
     from matching_service.errors import BenchError, RecognizerUnavailable
     from testbed.bench.matcher import bench_matcher
 
+    progress = Progress.for_command(as_json=args.json)
     try:
         result = bench_matcher(
             args.dataset,
@@ -466,7 +569,8 @@ def _bench_matcher(args: argparse.Namespace) -> int:
             recognizer=args.recognizer,
             photos_per_traveller=args.photos_per_traveller,
             workers=args.workers,
-            emit=(lambda _: None) if args.json else print,
+            emit=(lambda _: None) if args.json else progress.write,
+            progress=progress,
         )
     except (BenchError, RecognizerUnavailable) as exc:
         print(f"gate-matcher bench: {exc}", file=sys.stderr)
@@ -478,15 +582,25 @@ def _bench_matcher(args: argparse.Namespace) -> int:
 def add_gate_matcher_commands(commands: argparse._SubParsersAction) -> None:
     """``gate-matcher bench``: accuracy and latency with real gates on the gRPC path."""
     bench = commands.add_parser("bench", help="accuracy and latency over the real gRPC path")
-    bench.add_argument("--dataset", type=Path, required=True)
-    bench.add_argument("--gates", type=int, default=4)
-    bench.add_argument("--impostor-share", type=float, default=0.2)
+    bench.add_argument(
+        "--dataset", type=Path, required=True, metavar="DIR", help="<identity>/*.jpg"
+    )
+    bench.add_argument(
+        "--gates", type=_at_least_one, default=4, metavar="N", help="gates verifying at once"
+    )
+    bench.add_argument(
+        "--impostor-share",
+        type=float,
+        default=0.2,
+        metavar="SHARE",
+        help="share of identities left out of the gallery, 0..1",
+    )
     bench.add_argument(
         "--workers",
         type=int,
         default=None,
         metavar="N",
-        help="encoder processes (default: CPUs; 0: encode in the service process)",
+        help="encoder processes (default: one per CPU; 0: encode in the service process)",
     )
     bench.add_argument("--json", action="store_true", help="last line is one JSON object")
     _matcher_options(bench, "gate-matcher bench")

@@ -68,6 +68,7 @@ from appliance.vision.camera import ReplaySource
 from appliance.vision.detectors import create_detector
 from firmware_bridge.host import GateLink
 from firmware_bridge.simulator import Simulator, SimulatorError
+from gate_contract.progress import SILENT, Progress
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.gallery import Gallery, flight_key
 from matching_service.recognizers import DEFAULT_RECOGNIZER, open_recognizer
@@ -292,6 +293,7 @@ def run_simulation(
     recognizer: str = DEFAULT_RECOGNIZER,
     photos_per_traveller: int = PHOTOS_PER_TRAVELLER,
     interpreter: str = "cpython",
+    progress: Progress = SILENT,
 ) -> dict:
     """Board ``travellers`` through the real parts; returns the summary (see module doc).
 
@@ -349,6 +351,7 @@ def run_simulation(
         boarding_log = BoardingLog(work / "boarding-log.jsonl")
         gate = GateController(link)
         detector = create_detector()
+        boarding = progress.bar("boarding", total=travellers, unit="traveller")
         try:
             gate.start()
             sim = _Run(gate, simulator, rng, mode)
@@ -370,11 +373,13 @@ def run_simulation(
                 if kind == "not_on_flight":
                     person = rng.choice(strangers or enrolled)
                 sim.traveller(number, kind, person, rng.choice(people))
+                boarding.update()
                 if emit:
                     emit(f"{number:>4}. {kind:<14} -> {boarding_log.records[-1]['outcome']}")
             elapsed = time.perf_counter() - started
             relay_pulses = len(simulator.relay_pulses)
         finally:
+            boarding.close()
             gate.close()
             link.close()
             simulator.stop()
@@ -540,17 +545,20 @@ def simulate_main(
     photos_per_traveller: int = PHOTOS_PER_TRAVELLER,
     interpreter: str = "cpython",
 ) -> int:
-    """``gatectl simulate``: print progress (or nothing) and the summary as the last line."""
+    """``gatectl simulate``: a line per traveller (or nothing, with ``as_json``), a
+    progress bar on a terminal, and the summary as the last line."""
+    progress = Progress.for_command(as_json=as_json)
     try:
         summary = run_simulation(
             travellers,
             dataset,
             mix=mix,
             seed=seed,
-            emit=None if as_json else print,
+            emit=None if as_json else progress.write,
             recognizer=recognizer,
             photos_per_traveller=photos_per_traveller,
             interpreter=interpreter,
+            progress=progress,
         )
     except SimulatorError as exc:
         print(f"gatectl simulate: {exc}", file=sys.stderr)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import re
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +29,27 @@ DATASET = REPO.parent / "shared" / "datasets" / "faces-dev"
 CANVAS_W, CANVAS_H = 1280, 720
 
 
+# A line of gRPC's C core (absl log format: "E1201 16:16:46.410670 27016 add_port.cc:83]
+# ..."), or any mention of its sources: what must never reach the person at a terminal.
+GRPC_CORE_LINE = re.compile(r"^[EWIF]\d{4} \d\d:\d\d:\d\d|\.cc:\d+\]|chttp2", re.MULTILINE)
+
+
+def console_script(name: str) -> Path:
+    """The installed console script ``name`` (``gatectl``, ``gate-matcher``) of this venv."""
+    return Path(sys.executable).with_name(name)
+
+
+def without_grpc_logging(**extra: str) -> dict[str, str]:
+    """This environment without the variables that set gRPC's own logging, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GRPC_VERBOSITY", "GRPC_TRACE")}
+    return env | extra
+
+
 def require_recognizer(name: str) -> Recognizer:
     """Recognizer ``name``, or skip with the reason when set-up could not acquire it.
 
     Under CI (``CI=true``) a missing recognizer fails instead: CI must acquire it.
     """
-    import os
-
     try:
         return open_recognizer(name)
     except RecognizerUnavailable as exc:
@@ -105,3 +126,49 @@ class WalkingUp:
 
     def close(self) -> None:
         pass
+
+
+@dataclass
+class TerminalRun:
+    """A command run with its stderr on a terminal: what stdout got, what the terminal
+    showed."""
+
+    returncode: int
+    stdout: str
+    terminal: str
+
+
+def run_with_stderr_on_a_terminal(args: list[str], timeout: float = 120) -> TerminalRun:
+    """Run ``args`` (a real process) as a person at a 100-column terminal would, with its
+    output piped: stderr on a pseudo-terminal, stdout on a pipe, no stdin."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    shown = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the terminal's other end has gone
+                return
+            if not data:
+                return
+            shown.extend(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, cwd=REPO
+        )
+    finally:
+        os.close(slave)
+    try:
+        stdout, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(10)
+        os.close(master)
+    return TerminalRun(process.returncode, stdout.decode(), shown.decode(errors="replace"))

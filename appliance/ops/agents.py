@@ -178,23 +178,45 @@ def add_agents_commands(commands: argparse._SubParsersAction, default_config: Pa
             "--config",
             type=Path,
             default=default_config,
-            help=f"configuration naming the registry (default: {default_config})",
+            metavar="FILE",
+            help="configuration naming the registry",
         )
-        parser.add_argument("--registry", "--file", type=Path, help="the registry file itself")
+        parser.add_argument(
+            "--registry",
+            "--file",
+            type=Path,
+            metavar="FILE",
+            help="the registry file itself (default: the --config's)",
+        )
 
     def agent_option(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--agent-id", "--agent", dest="agent_id", type=_agent_id, required=True)
+        parser.add_argument(
+            "--agent-id",
+            "--agent",
+            dest="agent_id",
+            type=_agent_id,
+            required=True,
+            metavar="ID",
+            help="the agent's id: 1..32 letters, digits, '_' or '-'",
+        )
 
     keygen = verbs.add_parser("keygen", help="a new key pair for an agent's handheld")
     agent_option(keygen)
-    keygen.add_argument("--out", type=Path, required=True, help="folder for <id>.key/.pub")
+    keygen.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for <id>.key/.pub"
+    )
     keygen.set_defaults(handler=_keygen)
     add = verbs.add_parser("add", help="register or update an agent")
     agent_option(add)
-    add.add_argument("--public-key", type=Path, required=True, help="the agent's <id>.pub")
+    add.add_argument(
+        "--public-key", type=Path, required=True, metavar="FILE", help="the agent's <id>.pub"
+    )
     add.add_argument("--pin", action="store_true", help="ask for the station PIN (twice)")
     add.add_argument(
-        "--valid-until", type=dt.date.fromisoformat, help="last day it is valid (YYYY-MM-DD)"
+        "--valid-until",
+        type=dt.date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="last day it is valid (default: no end)",
     )
     registry_options(add)
     add.set_defaults(handler=_add)
@@ -213,12 +235,20 @@ def add_agents_commands(commands: argparse._SubParsersAction, default_config: Pa
     registry_options(remove)
     remove.set_defaults(handler=_remove)
     sign = verbs.add_parser("sign", help="print one signed action (as the handheld would)")
-    sign.add_argument("--key", type=Path, required=True, help="the agent's <id>.key")
+    sign.add_argument(
+        "--key", type=Path, required=True, metavar="FILE", help="the agent's <id>.key"
+    )
     agent_option(sign)
-    sign.add_argument("--command", choices=[c.value for c in AgentCommand], required=True)
+    sign.add_argument(
+        "--command",
+        choices=[c.value for c in AgentCommand],
+        required=True,
+        help="the action: open the gate, cancel the current traveller, or opt the traveller out",
+    )
     sign.add_argument(
         "--scope",
         required=True,
+        metavar="DEVICE_ID|AIRPORT",
         help="the gate's device id (RELEASE, CANCEL; e.g. gate-lax-b42), or for OPTOUT its airport",
     )
     sign.set_defaults(handler=_sign)

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core logs to stderr on its own ("Failed to add port", "Handshake failed") and
+# reads GRPC_VERBOSITY once, when grpc is first imported: so it is set here, before any
+# import that may load grpc. Every failure it reports reaches the person at the terminal
+# as one line of ours instead. A GRPC_VERBOSITY already set (ERROR, DEBUG) is kept.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import argparse
 import datetime as dt
 import logging
@@ -10,6 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from appliance.ops.agents import AgentsCommandError, add_agents_commands
+from gate_contract.command_line import ArgumentParser
 
 # Commands other packages add (e.g. testbed's demo, simulate and benches).
 PLUGIN_GROUP = "gatectl.commands"
@@ -26,8 +35,6 @@ def _serial_test(args: argparse.Namespace) -> int:
     from firmware_bridge.tools.serial_check import run_serial_test
 
     if args.simulate:
-        import os
-
         from firmware_bridge.simulator import Simulator
 
         key = os.urandom(32)
@@ -154,8 +161,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    import os
-
     from appliance.errors import ProvisionError
     from appliance.ops.provision import (
         QUESTIONS,
@@ -261,24 +266,33 @@ def _flight(args: argparse.Namespace) -> int:
 
 
 def _default_config() -> Path:
-    import os
-
     return Path(os.environ.get("GATE_CONFIG", "/etc/gate-appliance/gate.toml"))
 
 
-def _add_field_commands(commands) -> None:
+_CONFIG_HELP = "gate configuration ($GATE_CONFIG sets the default)"
+_LEDGER_HELP = "the purge ledger (default: the --config's)"
+
+
+def _add_field_commands(commands: argparse._SubParsersAction) -> None:
     from appliance.ops.provision import QUESTIONS
 
     prov = commands.add_parser(
         "provision",
         help="enrol this unit and write its configuration (guided or non-interactive)",
         description="Guided on a terminal when answers are missing; otherwise from flags "
-        "and/or --answers FILE (flags win). Idempotent; --dry-run changes nothing.",
+        "and/or --answers FILE (flags win). On a provisioned unit an answer not given keeps "
+        "the configuration's value. --config defaults to $GATE_CONFIG or "
+        "/etc/gate-appliance/gate.toml, --data-dir to $GATE_DATA_DIR or "
+        "~/.local/share/gate-appliance. Idempotent; --dry-run changes nothing.",
     )
-    for name, (question, flag) in QUESTIONS.items():
-        prov.add_argument(flag, dest=name, help=question)
-    prov.add_argument("--answers", type=Path, help="TOML file of answers (device_id = ...)")
-    prov.add_argument("--token-file", type=Path, help="read the enrollment token from a file")
+    for name, question in QUESTIONS.items():
+        prov.add_argument(question.flag, dest=name, metavar=question.metavar, help=question.text)
+    prov.add_argument(
+        "--answers", type=Path, metavar="FILE", help="TOML file of answers (device_id = ...)"
+    )
+    prov.add_argument(
+        "--token-file", type=Path, metavar="FILE", help="read the enrollment token from a file"
+    )
     prov.add_argument("--dry-run", action="store_true", help="show each step, change nothing")
     prov.add_argument(
         "--rotate",
@@ -286,7 +300,9 @@ def _add_field_commands(commands) -> None:
         help="new device key + certificate (old moved aside) and a new relay counter epoch on "
         "the gate MCU (stop the gate service first)",
     )
-    prov.add_argument("--owner", help="when run as root: give the files to this user")
+    prov.add_argument(
+        "--owner", metavar="USER", help="when run as root: give the files to this user"
+    )
     prov.add_argument("--guided", action="store_true", help="always ask, even with answers")
     prov.add_argument(
         "--non-interactive", "-y", action="store_true", help="never ask; fail on missing answers"
@@ -297,12 +313,20 @@ def _add_field_commands(commands) -> None:
     prov.set_defaults(handler=_provision)
 
     selftest = commands.add_parser("selftest", help="PASS/FAIL checklist of the whole unit")
-    selftest.add_argument("--config", type=Path, default=_default_config())
+    selftest.add_argument(
+        "--config", type=Path, default=_default_config(), metavar="FILE", help=_CONFIG_HELP
+    )
     selftest.add_argument(
         "--relay", action="store_true", help="also pulse the relay (opens the gate)"
     )
     selftest.add_argument("--json", action="store_true", help="one JSON object")
-    selftest.add_argument("--min-free-mb", type=float, default=200.0, metavar="MB")
+    selftest.add_argument(
+        "--min-free-mb",
+        type=float,
+        default=200.0,
+        metavar="MB",
+        help="free space the state directory must have",
+    )
     selftest.set_defaults(handler=_selftest)
 
     flight = commands.add_parser(
@@ -312,18 +336,15 @@ def _add_field_commands(commands) -> None:
     for name, text in (("show", "the flight in the configuration"), ("set", "change it")):
         command = flights.add_parser(name, help=text)
         command.add_argument(
-            "--config",
-            type=Path,
-            default=_default_config(),
-            help="gate configuration (%(default)s)",
+            "--config", type=Path, default=_default_config(), metavar="FILE", help=_CONFIG_HELP
         )
         command.set_defaults(handler=_flight)
     change = flights.choices["set"]
-    change.add_argument("--number", help="flight number, e.g. 0117")
-    change.add_argument("--date", help="flight date, YYYY-MM-DD")
-    change.add_argument("--carrier", help="IATA airline code, e.g. BA")
-    change.add_argument("--airport", help="departure airport, IATA, e.g. LAX")
-    change.add_argument("--gate", help="gate, e.g. B42")
+    change.add_argument("--number", metavar="NUMBER", help="flight number, e.g. 0117")
+    change.add_argument("--date", metavar="YYYY-MM-DD", help="flight date")
+    change.add_argument("--carrier", metavar="IATA", help="airline code, e.g. BA")
+    change.add_argument("--airport", metavar="IATA", help="departure airport, e.g. LAX")
+    change.add_argument("--gate", metavar="GATE", help="gate, e.g. B42")
     change.add_argument("--dry-run", action="store_true", help="show the diff, write nothing")
     change.add_argument(
         "--no-reload", action="store_true", help="only write the file; do not signal the service"
@@ -336,10 +357,13 @@ def _add_field_commands(commands) -> None:
         " stale); 4 no readable status. With --config the matcher is probed live.",
     )
     status.add_argument(
-        "--config", type=Path, default=_default_config(), help="gate configuration (%(default)s)"
+        "--config", type=Path, default=_default_config(), metavar="FILE", help=_CONFIG_HELP
     )
     status.add_argument(
-        "--status-file", type=Path, help="read this status file instead (no live checks)"
+        "--status-file",
+        type=Path,
+        metavar="FILE",
+        help="read this status file instead (no live checks); default: the --config's",
     )
     status.add_argument("--json", action="store_true", help="one JSON object, always")
     status.add_argument(
@@ -347,13 +371,13 @@ def _add_field_commands(commands) -> None:
         type=float,
         nargs="?",
         const=2.0,
-        metavar="S",
-        help="redraw every S seconds (default 2) until Ctrl-C",
+        metavar="SECONDS",
+        help="redraw every SECONDS (2 when none is given) until Ctrl-C",
     )
     status.set_defaults(handler=_status)
 
 
-def _add_firmware_commands(commands) -> None:
+def _add_firmware_commands(commands: argparse._SubParsersAction) -> None:
     from appliance.ops.firmware_deploy import MPREMOTE_TIMEOUT_S, TRANSPORTS, VERIFY_TIMEOUT_S
 
     firmware = commands.add_parser("firmware", help="the gate MCU's firmware (Raspberry Pi Pico)")
@@ -365,30 +389,48 @@ def _add_firmware_commands(commands) -> None:
         "service first: the port must be free. The relay key is copied from a private "
         "file, never passed on a command line.",
     )
-    deploy.add_argument("--port", required=True, help="the Pico's USB serial port")
+    deploy.add_argument(
+        "--port", required=True, metavar="DEVICE", help="the Pico's USB serial port"
+    )
     source = deploy.add_mutually_exclusive_group()
-    source.add_argument("--key-file", type=Path, help="relay key (hex); default: from --config")
     source.add_argument(
-        "--config", type=Path, default=_default_config(), help="gate configuration (its key)"
+        "--key-file", type=Path, metavar="FILE", help="relay key (hex); default: --config's"
+    )
+    source.add_argument(
+        "--config",
+        type=Path,
+        default=_default_config(),
+        metavar="FILE",
+        help="gate configuration whose relay key to copy",
     )
     deploy.add_argument(
         "--transport",
         choices=TRANSPORTS,
         default="usb",
-        help="the firmware's host link: the USB port (default) or the UART on GP0/GP1",
+        help="the firmware's host link: the USB port or the UART on GP0/GP1",
     )
     deploy.add_argument(
-        "--link-port", help="with --transport uart: the host's UART (default: config's port)"
+        "--link-port",
+        metavar="DEVICE",
+        help="with --transport uart: the host's UART (default: the --config's serial port)",
     )
-    deploy.add_argument("--mpremote", help="mpremote command to use (default: this environment's)")
     deploy.add_argument(
-        "--timeout", type=float, default=MPREMOTE_TIMEOUT_S, metavar="S", help="for mpremote"
+        "--mpremote",
+        metavar="COMMAND",
+        help="mpremote command to use (default: this environment's)",
+    )
+    deploy.add_argument(
+        "--timeout",
+        type=float,
+        default=MPREMOTE_TIMEOUT_S,
+        metavar="SECONDS",
+        help="for each mpremote step",
     )
     deploy.add_argument(
         "--verify-timeout",
         type=float,
         default=VERIFY_TIMEOUT_S,
-        metavar="S",
+        metavar="SECONDS",
         help="for the board to answer the protocol after its reset",
     )
     deploy.add_argument("--dry-run", action="store_true", help="build and show, touch nothing")
@@ -402,13 +444,15 @@ def _version() -> str:
     return VERSION
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gatectl", description=__doc__)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="gatectl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     parser.add_argument("--version", action="version", version=f"gatectl {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the gate service (what systemd starts)")
-    run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    run.add_argument(
+        "--config", type=Path, required=True, metavar="FILE", help="TOML configuration file"
+    )
     run.set_defaults(handler=_run)
     _add_field_commands(commands)
     add_agents_commands(commands, _default_config())
@@ -416,42 +460,55 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="check or export the purge ledger for auditors")
     audits = audit.add_subparsers(dest="audit", required=True)
     verify = audits.add_parser("verify", help="check the hash chain and signatures")
-    verify.add_argument("--ledger", type=Path, help="default: the --config file's ledger")
+    verify.add_argument("--ledger", type=Path, metavar="FILE", help=_LEDGER_HELP)
     verify.add_argument(
         "--config",
         type=Path,
         default=_default_config(),
-        help="gate configuration whose ledger to read (%(default)s)",
+        metavar="FILE",
+        help="gate configuration whose ledger to read",
     )
-    verify.add_argument("--public-key", type=Path, help="ledger public key (default: beside it)")
+    verify.add_argument(
+        "--public-key", type=Path, metavar="FILE", help="ledger public key (default: beside it)"
+    )
     verify.set_defaults(handler=_audit_verify)
     export = audits.add_parser("export", help="records as JSON lines, e.g. for a regulator")
-    export.add_argument("--ledger", type=Path, help="default: the --config file's ledger")
+    export.add_argument("--ledger", type=Path, metavar="FILE", help=_LEDGER_HELP)
     export.add_argument(
         "--config",
         type=Path,
         default=_default_config(),
-        help="gate configuration whose ledger to read (%(default)s)",
+        metavar="FILE",
+        help="gate configuration whose ledger to read",
     )
-    export.add_argument("--since", type=_timestamp, help="ISO time, inclusive (UTC if naive)")
-    export.add_argument("--until", type=_timestamp, help="ISO time, exclusive (UTC if naive)")
+    export.add_argument(
+        "--since", type=_timestamp, metavar="TIME", help="ISO time, inclusive (UTC if naive)"
+    )
+    export.add_argument(
+        "--until", type=_timestamp, metavar="TIME", help="ISO time, exclusive (UTC if naive)"
+    )
     export.set_defaults(handler=_audit_export)
 
     serial = commands.add_parser("serial", help="check the serial link to the gate MCU")
     serial_commands = serial.add_subparsers(dest="serial", required=True)
     check = serial_commands.add_parser("test", help="hello, status, indicator cycle, buzzer")
     check.add_argument(
-        "--port", help="serial device, e.g. /dev/serial/by-id/... (default: from --config)"
+        "--port",
+        metavar="DEVICE",
+        help="serial device, e.g. /dev/serial/by-id/... (default: the --config's)",
     )
     check.add_argument(
-        "--key-file", type=Path, help="file holding the relay HMAC key in hex (default: --config's)"
+        "--key-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the relay HMAC key in hex (default: the --config's)",
     )
     check.add_argument(
         "--config",
         type=Path,
         default=_default_config(),
-        help="gate configuration: its port and key, and whether the service holds the port"
-        " (default: %(default)s)",
+        metavar="FILE",
+        help="gate configuration: its port and key, and whether the service holds the port",
     )
     check.add_argument("--pulse", action="store_true", help="also pulse the relay (opens the gate)")
     check.add_argument("--simulate", action="store_true", help="test against the MCU simulator")
@@ -463,12 +520,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
-    # gRPC's C core logs to stderr on its own ("Handshake failed ..."); every failure it
-    # reports reaches the technician as one line of ours instead. GRPC_VERBOSITY=ERROR
-    # (or DEBUG) in the environment brings it back for a developer.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -490,8 +541,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # `gatectl status | head`: the reader has gone, which is not an error of ours.
         # Point stdout at /dev/null so the interpreter's final flush does not complain.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 

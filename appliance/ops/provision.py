@@ -49,6 +49,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
 
 from appliance.errors import ConfigError, ProvisionError
 from appliance.gate.workflow import Mode
@@ -92,27 +93,40 @@ class Answers:
 
 
 # answer -> (prompt, command-line flag)
-QUESTIONS: dict[str, tuple[str, str]] = {
-    "device_id": ("Device id (as on the enrollment token)", "--device-id"),
-    "airport": ("Departure airport (IATA, e.g. LAX)", "--airport"),
-    "gate": ("Gate (e.g. B42)", "--gate"),
-    "carrier": ("Carrier (IATA airline code, e.g. BA)", "--carrier"),
-    "flight": ("Flight number (e.g. 0283)", "--flight"),
-    "date": ("Flight date (YYYY-MM-DD)", "--date"),
-    "camera": ("Camera source (picamera2 | opencv:<index|path|url> | replay:<path>)", "--camera"),
-    "serial_port": ("Serial port of the gate MCU", "--serial-port"),
-    "mode": (f"Capture mode ({' | '.join(Mode)})", "--mode"),
-    "scanner": (
+class Question(NamedTuple):
+    """One answer of provisioning: what is asked, its flag, and what the flag takes."""
+
+    text: str
+    flag: str
+    metavar: str
+
+
+QUESTIONS: dict[str, Question] = {
+    "device_id": Question("Device id (as on the enrollment token)", "--device-id", "ID"),
+    "airport": Question("Departure airport (IATA, e.g. LAX)", "--airport", "IATA"),
+    "gate": Question("Gate (e.g. B42)", "--gate", "GATE"),
+    "carrier": Question("Carrier (IATA airline code, e.g. BA)", "--carrier", "IATA"),
+    "flight": Question("Flight number (e.g. 0283)", "--flight", "NUMBER"),
+    "date": Question("Flight date (YYYY-MM-DD)", "--date", "YYYY-MM-DD"),
+    "camera": Question(
+        "Camera source (picamera2 | opencv:<index|path|url> | replay:<path>)", "--camera", "SOURCE"
+    ),
+    "serial_port": Question("Serial port of the gate MCU", "--serial-port", "DEVICE"),
+    "mode": Question(f"Capture mode ({' | '.join(Mode)})", "--mode", "MODE"),
+    "scanner": Question(
         f"Boarding-pass scanner (serial device, or {SCANNER_STDIN!r} for a keyboard wedge;"
         " agents are added with `gatectl agents add`)",
         "--scanner",
+        "DEVICE",
     ),
-    "matcher": ("Matching service (host:port, mutual TLS)", "--matcher"),
-    "enroll": ("Enrollment service (host:port, server TLS)", "--enroll"),
-    "ca_file": ("CA certificate file from the provisioning kit", "--ca-file"),
-    "token": ("One-time enrollment token (not needed if already enrolled)", "--token"),
-    "config": ("Configuration file to write", "--config"),
-    "data_dir": ("State directory (keys, ledger, status)", "--data-dir"),
+    "matcher": Question("Matching service (host:port, mutual TLS)", "--matcher", "HOST:PORT"),
+    "enroll": Question("Enrollment service (host:port, server TLS)", "--enroll", "HOST:PORT"),
+    "ca_file": Question("CA certificate file from the provisioning kit", "--ca-file", "FILE"),
+    "token": Question(
+        "One-time enrollment token (not needed if already enrolled)", "--token", "TOKEN"
+    ),
+    "config": Question("Configuration file to write", "--config", "FILE"),
+    "data_dir": Question("State directory (keys, ledger, status)", "--data-dir", "DIR"),
 }
 
 _AIRPORT = re.compile(r"[A-Z]{3}")
@@ -257,7 +271,7 @@ def check_answer(name: str, value: str) -> str:
 def answer_errors(a: Answers) -> list[str]:
     """Every bad answer, one line each (normalising the good ones in place)."""
     errors: list[str] = []
-    for name, (_question, flag) in QUESTIONS.items():
+    for name, (_question, flag, _metavar) in QUESTIONS.items():
         value = getattr(a, name)
         try:
             setattr(a, name, check_answer(name, value))
@@ -753,7 +767,7 @@ def ask(
     when the capture mode needs one."""
     secret = secret or read_secret
     out("Gate provisioning. Press Enter to keep the value in [brackets].")
-    for name, (question, _flag) in QUESTIONS.items():
+    for name, (question, _flag, _metavar) in QUESTIONS.items():
         if name == "scanner" and a.mode != Mode.PASS_THEN_FACE and not a.scanner:
             continue
         while True:
@@ -819,6 +833,7 @@ __all__ = [
     "RELAY_KEY_BYTES",
     "RENEW_BEFORE_DAYS",
     "Answers",
+    "Question",
     "answer_errors",
     "answers_from_config",
     "ask",

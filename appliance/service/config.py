@@ -274,6 +274,13 @@ class _Section:
             return default
         return _resolve(value, base)
 
+    def optional_path(self, key: str, base: Path) -> Path | None:
+        """A path without a default: None when the key is absent; when given, like
+        :meth:`path` (not empty, relative to ``base``)."""
+        if self._get(key, False) is None:
+            return None
+        return self.path(key, base)
+
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self.known)
         if unknown:
@@ -480,8 +487,8 @@ def _screens(document: dict[str, Any], base: Path) -> ScreenSettings | None:
                 f"screens.bind = {bind!r} must be an IP address (e.g. 127.0.0.1, 0.0.0.0)"
             ) from exc
     port = screens.integer("port", 8080, (0, 65535))
-    certificate = screens.path("certificate", base) if "certificate" in screens.table else None
-    key = screens.path("key", base) if "key" in screens.table else None
+    certificate = screens.optional_path("certificate", base)
+    key = screens.optional_path("key", base)
     if (certificate is None) != (key is None):
         raise ConfigError("screens.certificate and screens.key go together: set both or neither")
     if certificate is None and not is_loopback(bind):
@@ -656,7 +663,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         vision.boolean("exposure_correction", True),
         vision.integer("steady_frames", 2, (1, 30)),
         vision.integer("capture_attempts", 2, (1, MAX_ATTEMPTS)),
-        vision.path("models_dir", base) if "models_dir" in vision.table else None,
+        vision.optional_path("models_dir", base),
     )
     if vision_config.steady_frames > vision_config.capture_window_frames:
         raise ConfigError(

@@ -31,6 +31,7 @@ from pathlib import Path
 from firmware_bridge.simulator.micropython_process import MicroPythonProcess
 from firmware_bridge.simulator.micropython_runtime import SimulatorError
 from firmware_bridge.tools import firmware_cost
+from gate_contract.progress import SILENT, Progress
 
 RP2040_REFERENCE_US = 1128.0
 RP2040_BASIS = (
@@ -85,12 +86,17 @@ def _rp2040(micropython: dict) -> dict:
     }
 
 
-def bench_firmware(frames: int = 2000) -> dict:
+def bench_firmware(frames: int = 2000, progress: Progress = SILENT) -> dict:
     """Both interpreters' batch means (us) and the RP2040 estimate; raises SimulatorError."""
     if frames < 100:
         raise ValueError("frames must be at least 100")
-    cpython = firmware_cost.measure(frames)
-    micropython = _on_micropython(frames)
+    with progress.bar("interpreters", total=2, unit="interpreter") as bar:
+        bar.set_postfix_str("CPython")
+        cpython = firmware_cost.measure(frames)
+        bar.update()
+        bar.set_postfix_str("MicroPython (webassembly)")
+        micropython = _on_micropython(frames)
+        bar.update()
     return {"cpython": cpython, "micropython": micropython, "rp2040_estimate": _rp2040(micropython)}
 
 

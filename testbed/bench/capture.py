@@ -47,6 +47,7 @@ from appliance.vision.detectors.base import iou
 from appliance.vision.progress import CaptureProgress
 from appliance.vision.quality import QualityThresholds
 from appliance.vision.selection import FrameSelector, NoSelectionReason, Selection
+from gate_contract.progress import SILENT, Progress
 from matching_service.recognizers import DEFAULT_RECOGNIZER
 from testbed.scene_format import (
     SceneFormatError,
@@ -301,6 +302,7 @@ def bench_capture(
     vision: VisionConfig | None = None,
     limits: QualityThresholds | None = None,
     on_scene: Callable[[SceneResult], object] | None = None,
+    progress: Progress = SILENT,
 ) -> dict:
     """Run every scene of ``scenes_dir``; the summary (``gatectl bench capture --json``).
 
@@ -332,20 +334,24 @@ def bench_capture(
                 continue
             if photo:
                 live_photos.add(photo)
-        reference = ReferenceGallery(gallery, exclude=live_photos, recognizer=recognizer)
+        reference = ReferenceGallery(
+            gallery, exclude=live_photos, recognizer=recognizer, progress=progress
+        )
     results = []
     try:
-        for folder in folders:
-            selector = FrameSelector(
-                detector, limits, rules, window_frames=vision.capture_window_frames
-            )
-            verify = reference.verify_capture if reference is not None else None
-            result = run_scene(folder, selector, verify)
-            if reference is not None and result.expect == "capture":
-                _verify_source_photo(reference, result, folder)
-            results.append(result)
-            if on_scene is not None:
-                on_scene(result)
+        with progress.bar("scenes", total=len(folders), unit="scene") as bar:
+            for folder in folders:
+                selector = FrameSelector(
+                    detector, limits, rules, window_frames=vision.capture_window_frames
+                )
+                verify = reference.verify_capture if reference is not None else None
+                result = run_scene(folder, selector, verify)
+                if reference is not None and result.expect == "capture":
+                    _verify_source_photo(reference, result, folder)
+                results.append(result)
+                bar.update()
+                if on_scene is not None:
+                    on_scene(result)
     finally:
         if reference is not None:
             reference.close()

@@ -55,6 +55,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from appliance.vision.camera import place_in_canvas
 from gate_contract.files import write_private
 from gate_contract.keys import PkiLayout, load_private, write_private_key, write_public_key
+from gate_contract.progress import SILENT, Progress
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from testbed.bench.mjpeg_camera import MjpegCamera
 from testbed.bench.tcp_proxy import TcpProxy
@@ -941,9 +942,11 @@ def bench_faults(
     faults: list[str] | None = None,
     photos_dir: Path | None = None,
     keep: Path | None = None,
-    progress: Callable[[FaultRow], object] | None = None,
+    on_row: Callable[[FaultRow], object] | None = None,
+    progress: Progress = SILENT,
 ) -> dict:
-    """Run ``faults`` (default: all) and summarise; ``keep`` keeps the rows' folders."""
+    """Run ``faults`` (default: all) and summarise; ``keep`` keeps the rows' folders;
+    ``on_row`` is given each row as it is done."""
     names = faults or list(FAULTS)
     unknown = [n for n in names if n not in FAULTS]
     if unknown:
@@ -952,10 +955,13 @@ def bench_faults(
     rows: list[FaultRow] = []
     try:
         inputs = prepare(root, photos_dir)
-        for name in names:
-            rows.append(inputs.run(name))
-            if progress is not None:
-                progress(rows[-1])
+        with progress.bar("faults", total=len(names), unit="fault") as bar:
+            for name in names:
+                bar.set_postfix_str(name)
+                rows.append(inputs.run(name))
+                bar.update()
+                if on_row is not None:
+                    on_row(rows[-1])
     finally:
         if keep is None:
             shutil.rmtree(root, ignore_errors=True)

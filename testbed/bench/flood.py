@@ -22,6 +22,7 @@ import grpc
 from appliance.matching.client import MatchingClient
 from gate_contract.clock import now_ms
 from gate_contract.keys import PkiLayout
+from gate_contract.progress import SILENT, Progress
 from gate_contract.sealing import seal_into, sealed_size
 from gate_contract.wire import pb_grpc
 from matching_service.audit import AuditLog
@@ -67,7 +68,12 @@ def _flood(target: str, pki_root: str, streams: int, hold_s: float, out) -> None
         channel.close()
 
 
-def bench_flood(streams: int = 10_000, hold_s: float = 20.0, interval_s: float = 0.1) -> dict:
+def bench_flood(
+    streams: int = 10_000,
+    hold_s: float = 20.0,
+    interval_s: float = 0.1,
+    progress: Progress = SILENT,
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="gate-flood-") as work:
         root = Path(work)
         pki = create_dev_pki(root / "pki")
@@ -87,20 +93,23 @@ def bench_flood(streams: int = 10_000, hold_s: float = 20.0, interval_s: float =
         try:
             gate.open_session(FLIGHT)
             attacker.start()
-            deadline = time.monotonic() + hold_s
-            while time.monotonic() < deadline and attacker.is_alive():
-                if not gate.health():
-                    health_failed += 1
-                capture_id, at = f"legit-{time.monotonic_ns()}", now_ms()
-                sealed = bytearray(sealed_size(4))
-                seal_into(sealed, b"jpeg", gate.sealing_key, gate.binding(capture_id, at))
-                started = time.perf_counter()
-                try:
-                    gate.verify(capture_id, at, sealed)
-                    latencies.append((time.perf_counter() - started) * 1000)
-                except Exception as exc:  # counted, not raised: that is the measurement
-                    failures[type(exc).__name__ + ": " + str(exc)[:60]] += 1
-                time.sleep(interval_s)
+            opened = time.monotonic()
+            with progress.timed(f"{streams} idle streams", hold_s) as bar:
+                while time.monotonic() < opened + hold_s and attacker.is_alive():
+                    if not gate.health():
+                        health_failed += 1
+                    capture_id, at = f"legit-{time.monotonic_ns()}", now_ms()
+                    sealed = bytearray(sealed_size(4))
+                    seal_into(sealed, b"jpeg", gate.sealing_key, gate.binding(capture_id, at))
+                    started = time.perf_counter()
+                    try:
+                        gate.verify(capture_id, at, sealed)
+                        latencies.append((time.perf_counter() - started) * 1000)
+                    except Exception as exc:  # counted, not raised: that is the measurement
+                        failures[type(exc).__name__ + ": " + str(exc)[:60]] += 1
+                    bar.set_postfix(gate_verifies=len(latencies), refresh=False)
+                    bar.update(min(hold_s, time.monotonic() - opened) - bar.n)
+                    time.sleep(interval_s)
             attacker.join(hold_s + 120)
             flood = results.get(timeout=10) if not results.empty() else {}
         finally:

@@ -29,6 +29,7 @@ from appliance.vision.detectors import create_detector
 from firmware_bridge.host import GateLink
 from firmware_bridge.simulator import Simulator
 from gate_contract.paths import data_dir
+from gate_contract.progress import SILENT, Progress
 from matching_service.dev_ca import issue_device
 from testbed.bench.faults import Rig, prepare
 from testbed.runs import wait_for
@@ -72,7 +73,9 @@ def _gate(target: str, pki, work: Path, index: int, photo: Path, until: float, o
         simulator.stop()
 
 
-def _run(k: int, target: str, pki, work: Path, photo: Path, duration_s: float) -> dict:
+def _run(
+    k: int, target: str, pki, work: Path, photo: Path, duration_s: float, progress: Progress
+) -> dict:
     results: list = []
     until = time.monotonic() + duration_s
     threads = [
@@ -82,8 +85,13 @@ def _run(k: int, target: str, pki, work: Path, photo: Path, duration_s: float) -
     started = time.monotonic()
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(duration_s + 120)
+    give_up = started + duration_s + 120
+    with progress.timed(f"{k} gate(s)", duration_s) as bar:
+        for thread in threads:
+            while thread.is_alive() and time.monotonic() < give_up:
+                thread.join(0.5)
+                bar.set_postfix(verifies=len(results), refresh=False)
+                bar.update(min(duration_s, time.monotonic() - started) - bar.n)
     elapsed = time.monotonic() - started
     verdicts = [r for r in results if r.event not in FAULT_EVENTS]
     verify = [r.verify_ms for r in verdicts if r.verify_ms is not None]
@@ -100,7 +108,7 @@ def _run(k: int, target: str, pki, work: Path, photo: Path, duration_s: float) -
     }
 
 
-def bench_load(gates: list[int], duration_s: float = 30.0) -> dict:
+def bench_load(gates: list[int], duration_s: float = 30.0, progress: Progress = SILENT) -> dict:
     """Run each K in ``gates`` for ``duration_s``; one row per K and the knee."""
     root = Path(tempfile.mkdtemp(prefix="gate-load-"))
     rig: Rig | None = None
@@ -118,7 +126,8 @@ def bench_load(gates: list[int], duration_s: float = 30.0) -> dict:
         for k in gates:
             work = root / f"k{k}"
             work.mkdir()
-            rows.append(_run(k, f"localhost:{rig.matcher_port}", pki, work, photo, duration_s))
+            target = f"localhost:{rig.matcher_port}"
+            rows.append(_run(k, target, pki, work, photo, duration_s, progress))
     finally:
         if rig is not None:
             rig.stop()

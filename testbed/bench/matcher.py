@@ -37,6 +37,7 @@ from appliance.gate.flight import Flight
 from appliance.matching.breaker import CircuitBreaker
 from appliance.matching.client import MatchingClient
 from gate_contract.clock import now_ms
+from gate_contract.progress import SILENT, Progress
 from gate_contract.sealing import seal_into, sealed_size
 from gate_contract.wire import pb
 from matching_service.audit import AuditLog
@@ -63,6 +64,7 @@ def bench_matcher(
     photos_per_traveller: int = 1,
     workers: int | None = None,
     emit: Callable[[str], None] = print,
+    progress: Progress = SILENT,
 ) -> dict:
     """Run the benchmark; returns the summary (``gate-matcher bench --json`` prints it).
 
@@ -85,7 +87,7 @@ def bench_matcher(
     encoder = open_recognizer(recognizer)
     info = encoder.info
     emit(f"encoding {sum(len(p) for p in identities.values())} photos with {info.template_id}")
-    encoded = encode_dataset(identities, encoder)
+    encoded = encode_dataset(identities, encoder, progress)
     names = list(identities)
     every = max(2, round(1 / impostor_share)) if impostor_share > 0 else 0
     impostors = {n for i, n in enumerate(names) if every and i % every == every - 1}
@@ -126,6 +128,7 @@ def bench_matcher(
         errors: list[str] = []
         lock = threading.Lock()
         server = None
+        verifying = progress.bar("verifying", total=len(probes), unit="capture")
         try:
             service = service_from_pki(pki, gallery, encoder, pool, audit=audit)
             server, port = start_server(service, pki)
@@ -158,12 +161,14 @@ def bench_matcher(
                     except Exception as exc:
                         with lock:
                             errors.append(f"{type(exc).__name__}: {exc}")
+                            verifying.update()
                         continue
                     elapsed = (time.perf_counter() - started) * 1000
                     with lock:
                         results.append(
                             (name, capture_id, verdict.decision, verdict.traveller_token, elapsed)
                         )
+                        verifying.update()
 
             threads = [threading.Thread(target=gate, args=(g,)) for g in range(gates)]
             wall = time.perf_counter()
@@ -175,6 +180,7 @@ def bench_matcher(
             for client in clients:
                 client.close()
         finally:
+            verifying.close()
             if server is not None:
                 server.stop(grace=None)
             if pool is not None:

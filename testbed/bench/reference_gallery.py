@@ -27,6 +27,7 @@ from appliance.matching.answers import Decision
 from appliance.matching.client import MatchingClient
 from appliance.vision.selection import Selection
 from gate_contract.clock import now_ms
+from gate_contract.progress import SILENT, Progress
 from gate_contract.sealing import seal_into, sealed_size
 from matching_service.dev_ca import DEV_DEVICE_ID, create_dev_pki
 from matching_service.errors import NoFaceFound
@@ -47,7 +48,11 @@ class ReferenceGallery:
     """The matcher with ``gallery``'s identities enrolled; ``close()`` stops it."""
 
     def __init__(
-        self, gallery: Path, exclude: Iterable[str] = (), recognizer: str = DEFAULT_RECOGNIZER
+        self,
+        gallery: Path,
+        exclude: Iterable[str] = (),
+        recognizer: str = DEFAULT_RECOGNIZER,
+        progress: Progress = SILENT,
     ) -> None:
         gallery = Path(gallery)
         if not gallery.is_dir():
@@ -64,28 +69,31 @@ class ReferenceGallery:
                 self.photos[folder.name] = photos
         encoder = open_recognizer(recognizer)
         manifest, self.passes = [], {}
-        for number, (identity, photos) in enumerate(self.photos.items()):
-            document = self._document(encoder, [p for p in photos if p.name not in excluded])
-            if document is None:
-                continue
-            pnr = f"G{number:05d}"
-            manifest.append(
-                {
-                    "traveller_id": identity,
-                    "category": "in_scope",
-                    "photo": str(document.absolute()),
-                    "pnr": pnr,
-                    "name": _pass_name(number),
-                }
-            )
-            self.passes[identity] = make_bcbp(
-                _pass_name(number),
-                pnr,
-                origin=BENCH_FLIGHT.departure_airport,
-                carrier=BENCH_FLIGHT.carrier,
-                flight=BENCH_FLIGHT.flight_number,
-                julian_day=329,
-            )
+        documents = progress.bar("document photos", total=len(self.photos), unit="identity")
+        with documents:
+            for number, (identity, photos) in enumerate(self.photos.items()):
+                documents.update()
+                document = self._document(encoder, [p for p in photos if p.name not in excluded])
+                if document is None:
+                    continue
+                pnr = f"G{number:05d}"
+                manifest.append(
+                    {
+                        "traveller_id": identity,
+                        "category": "in_scope",
+                        "photo": str(document.absolute()),
+                        "pnr": pnr,
+                        "name": _pass_name(number),
+                    }
+                )
+                self.passes[identity] = make_bcbp(
+                    _pass_name(number),
+                    pnr,
+                    origin=BENCH_FLIGHT.departure_airport,
+                    carrier=BENCH_FLIGHT.carrier,
+                    flight=BENCH_FLIGHT.flight_number,
+                    julian_day=329,
+                )
         if not manifest:
             self._work.cleanup()
             raise ValueError(f"no photo in {gallery} could be enrolled (no face found)")
@@ -98,7 +106,9 @@ class ReferenceGallery:
             BENCH_FLIGHT.date,
             BENCH_FLIGHT.departure_airport,
         )
-        store.enroll_manifest(flight, manifest_path, encoder, photos_root=gallery.resolve())
+        store.enroll_manifest(
+            flight, manifest_path, encoder, photos_root=gallery.resolve(), progress=progress
+        )
         pki = create_dev_pki(work / "pki")
         self._server, port = start_server(service_from_pki(pki, store, encoder), pki)
         self.client = MatchingClient(f"localhost:{port}", pki, DEV_DEVICE_ID, deadline_s=60)

@@ -34,6 +34,7 @@ from appliance.vision.camera import ReplaySource
 from appliance.vision.detectors import create_detector
 from appliance.vision.quality import QualityThresholds
 from appliance.vision.selection import FrameSelector
+from gate_contract.progress import SILENT, Progress
 from testbed.testing import FakeLink
 
 FPS = 30.0
@@ -105,7 +106,10 @@ def _figures(times: list[float]) -> dict[str, float]:
     }
 
 
-def bench_screens(frames_per_phase: int = 300) -> dict:
+def bench_screens(frames_per_phase: int = 300, progress: Progress = SILENT) -> dict:
+    """The vision time of each frame in three phases: no screens, screens served, a
+    display and an agent station open in Chromium. The bar moves between phases only,
+    never on the timed thread in the middle of one."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -130,27 +134,37 @@ def bench_screens(frames_per_phase: int = 300) -> dict:
     app = build_app(ScreenParts(board, credentials, None, GateMetrics(), settings))
 
     result: dict = {"frames_per_phase": frames_per_phase, "fps": FPS}
-    result["closed_ms"] = _figures(_run(frames, detector, frames_per_phase, None))
-    server = ScreenServer(app, settings, board).start()
-    try:
-        result["served_ms"] = _figures(_run(frames, detector, frames_per_phase, board))
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            display = browser.new_context().new_page()
-            display.goto(server.url + "/")
-            station = browser.new_context().new_page()
-            station.goto(server.url + "/agent")
-            station.fill("#agent_id", "BENCH")
-            station.fill("#credential", pin)
-            station.click("#sign-in")
-            station.locator("#phase").wait_for()
-            before = board.snapshot(("seq",))[0]
-            result["open_ms"] = _figures(_run(frames, detector, frames_per_phase, board))
-            result["states_published_open"] = board.snapshot(("seq",))[0] - before
-            browser.close()
-    finally:
-        server.close()
-        gate.close()
+    phases = progress.bar("phases", total=3, unit="phase")
+    with phases:
+        phases.set_postfix_str("screens closed")
+        result["closed_ms"] = _figures(_run(frames, detector, frames_per_phase, None))
+        phases.update()
+        server = ScreenServer(app, settings, board).start()
+        try:
+            phases.set_postfix_str("screens served")
+            result["served_ms"] = _figures(_run(frames, detector, frames_per_phase, board))
+            phases.update()
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, args=["--no-sandbox"]
+                )
+                display = browser.new_context().new_page()
+                display.goto(server.url + "/")
+                station = browser.new_context().new_page()
+                station.goto(server.url + "/agent")
+                station.fill("#agent_id", "BENCH")
+                station.fill("#credential", pin)
+                station.click("#sign-in")
+                station.locator("#phase").wait_for()
+                phases.set_postfix_str("display and station open")
+                before = board.snapshot(("seq",))[0]
+                result["open_ms"] = _figures(_run(frames, detector, frames_per_phase, board))
+                result["states_published_open"] = board.snapshot(("seq",))[0] - before
+                phases.update()
+                browser.close()
+        finally:
+            server.close()
+            gate.close()
     result["open_minus_closed_p50_ms"] = round(
         result["open_ms"]["p50"] - result["closed_ms"]["p50"], 2
     )

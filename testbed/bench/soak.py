@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from appliance.custody.ledger import list_segments
+from gate_contract.progress import SILENT, Progress
 from testbed.bench.faults import LANE_CLEAR_S, BenchInputs, Rig, prepare
 from testbed.runs import wait_for
 
@@ -52,7 +53,10 @@ def _slope_per_hour(times: list[float], values: list[float]) -> float:
 
 
 def bench_soak(
-    duration_s: float = 600.0, interval_s: float = SAMPLE_S, inputs: BenchInputs | None = None
+    duration_s: float = 600.0,
+    interval_s: float = SAMPLE_S,
+    inputs: BenchInputs | None = None,
+    progress: Progress = SILENT,
 ) -> dict:
     """Soak for ``duration_s``; ``inputs`` (the fault bench's) saves a second enrolment."""
     root = Path(tempfile.mkdtemp(prefix="gate-soak-"))
@@ -82,14 +86,19 @@ def bench_soak(
         walker.start()
         samples: list[dict[str, float]] = []
         started = time.monotonic()
-        while time.monotonic() - started < duration_s:
-            pid = rig.appliance_pid()
-            if pid is None:
-                break
-            sample = {"t": time.monotonic() - started, **_proc(pid)}
-            sample["ledger_kb"] = sum(p.stat().st_size for _, p in list_segments(rig.ledger)) / 1024
-            samples.append(sample)
-            time.sleep(interval_s)
+        with progress.timed("soak", duration_s) as bar:
+            while time.monotonic() - started < duration_s:
+                pid = rig.appliance_pid()
+                if pid is None:
+                    break
+                sample = {"t": time.monotonic() - started, **_proc(pid)}
+                sample["ledger_kb"] = (
+                    sum(p.stat().st_size for _, p in list_segments(rig.ledger)) / 1024
+                )
+                samples.append(sample)
+                bar.set_postfix(rss_mb=round(sample["rss_mb"], 1), refresh=False)
+                bar.update(min(duration_s, sample["t"]) - bar.n)
+                time.sleep(interval_s)
         stop.set()
         walker.join(10)
         status = rig.read_status()

@@ -20,6 +20,7 @@ from appliance.paths import demo_assets_dir
 from appliance.vision.camera import IMAGE_SUFFIXES, place_in_canvas
 from appliance.vision.detectors import create_detector
 from appliance.vision.quality import assess
+from gate_contract.progress import SILENT, Progress
 from testbed.scenes import face_width
 
 FRAME = (1280, 720)
@@ -62,20 +63,22 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
 
-def _time_detector(frames, detect) -> tuple[list[float], int, int, int]:
+def _time_detector(frames, detect, bar) -> tuple[list[float], int, int, int]:
     """Per-frame milliseconds, face frames, face frames with a detection, false faces."""
     times: list[float] = []
     faces = found = false_faces = 0
-    for is_face, frame in frames:
-        start = time.perf_counter()
-        detections = detect(frame)
-        times.append((time.perf_counter() - start) * 1000)
-        faces += is_face
-        if is_face:
-            found += bool(detections)
-        else:
-            false_faces += len(detections)
-        frame.fill(0)
+    with bar:
+        for is_face, frame in frames:
+            start = time.perf_counter()
+            detections = detect(frame)
+            times.append((time.perf_counter() - start) * 1000)
+            faces += is_face
+            if is_face:
+                found += bool(detections)
+            else:
+                false_faces += len(detections)
+            frame.fill(0)
+            bar.update()
     return times, faces, found, false_faces
 
 
@@ -85,6 +88,7 @@ def bench_vision(
     runtime: str = "onnxruntime",
     variant: str = "full",
     peer: bool = True,
+    progress: Progress = SILENT,
 ) -> dict:
     """Two passes over the same frames (``frames()`` yields them afresh): ours, then the
     peer's, so neither evicts the other's working set from the caches between frames,
@@ -99,7 +103,9 @@ def bench_vision(
         assess(frame, detections)
         return detections
 
-    ours_ms, faces, found, false_faces = _time_detector(frames(), ours)
+    ours_ms, faces, found, false_faces = _time_detector(
+        frames(), ours, progress.bar(f"{runtime} {variant}", unit="frame")
+    )
     result = {
         "frames": len(ours_ms),
         "face_frames": faces,
@@ -115,7 +121,9 @@ def bench_vision(
 
         hog = dlib.get_frontal_face_detector()
         peer_ms, _, peer_found, peer_false = _time_detector(
-            frames(), lambda frame: hog(np.ascontiguousarray(frame[:, :, ::-1]), 1)
+            frames(),
+            lambda frame: hog(np.ascontiguousarray(frame[:, :, ::-1]), 1),
+            progress.bar("dlib HOG", total=len(ours_ms), unit="frame"),
         )
         result |= {
             "peer": "dlib HOG frontal (upsample 1)",

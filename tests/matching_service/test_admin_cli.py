@@ -4,13 +4,14 @@ stored; a --db in a missing folder is an error; tokens are listed and revoked.""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
 from appliance.errors import EnrollmentFailed
 from appliance.matching.enrollment import enroll
 from matching_service.enrollment import EnrollmentTokens
-from tests.support import gate_matcher
+from tests.support import GRPC_CORE_LINE, console_script, gate_matcher, without_grpc_logging
 
 
 def test_a_db_in_a_missing_folder_is_an_error(tmp_path):
@@ -168,19 +169,44 @@ def test_gallery_list_show_and_delete(tmp_path, demo_photos):
     assert bad.returncode == 2 and "date" in bad.stderr
 
 
-def test_serve_with_a_missing_pki_or_a_port_in_use_is_one_line(tmp_path, pki):
-    import socket
-
+def test_serve_with_a_missing_pki_is_one_line(tmp_path):
     missing = gate_matcher(
         "--db", str(tmp_path / "g.sqlite"), "serve", "--pki", str(tmp_path / "no")
     )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "is not a service PKI" in missing.stderr and "--dev-pki" in missing.stderr
+
+
+def _serve_on_a_busy_port(tmp_path, pki, env: dict[str, str]) -> tuple[int, str, int]:
+    """`gate-matcher serve` (the console script a technician runs) on a port another
+    program holds: (exit code, stderr, the port)."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        in_use = gate_matcher("--db", str(tmp_path / "g.sqlite"), "serve", "--pki", str(pki.root),
-                              "--address", f"127.0.0.1:{port}")  # fmt: skip
-    assert in_use.returncode == 2 and "Traceback" not in in_use.stderr
-    assert f"could not bind the matching service to 127.0.0.1:{port}" in in_use.stderr
+        result = subprocess.run(
+            [str(console_script("gate-matcher")), "--db", str(tmp_path / "g.sqlite"), "serve",
+             "--pki", str(pki.root), "--address", f"127.0.0.1:{port}", "--workers", "1"],
+            capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL,
+            check=False,
+        )  # fmt: skip
+    return result.returncode, result.stderr, port
+
+
+def test_serve_on_a_port_in_use_is_one_clear_line_without_grpc_core_logs(tmp_path, pki):
+    code, stderr, port = _serve_on_a_busy_port(tmp_path, pki, without_grpc_logging())
+    assert code == 2
+    assert stderr.splitlines() == [
+        f"gate-matcher serve: could not bind the matching service to 127.0.0.1:{port}"
+        " (in use by another program, or not an address of this host)"
+    ]
+    assert not GRPC_CORE_LINE.search(stderr)
+
+
+def test_a_technicians_own_grpc_verbosity_is_kept(tmp_path, pki):
+    # GRPC_VERBOSITY=ERROR asks for the C core's errors: they come back, beside ours.
+    code, stderr, _ = _serve_on_a_busy_port(
+        tmp_path, pki, without_grpc_logging(GRPC_VERBOSITY="ERROR")
+    )
+    assert code == 2 and GRPC_CORE_LINE.search(stderr), stderr
+    assert "could not bind the matching service" in stderr.splitlines()[-1]

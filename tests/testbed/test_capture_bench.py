@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import DATASET, REPO
+from tests.support import DATASET, REPO, run_with_stderr_on_a_terminal
 
 
 def gatectl(*args: str, timeout: float = 600, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -89,6 +89,19 @@ def test_the_bench_captures_the_traveller_and_nobody_else(scenes: Path, tmp_path
     assert rows["approach_00"]["outcome"] == "captured"
     assert rows["approach_00"]["whose_face"] == "traveller"
     assert rows["empty_00"]["outcome"] == "not_captured"
+
+
+def test_a_bar_on_a_terminal_and_none_with_json(scenes: Path) -> None:
+    bench = [sys.executable, "-m", "appliance", "bench", "capture", "--scenes", str(scenes)]
+    quiet = run_with_stderr_on_a_terminal([*bench, "--json"])
+    assert quiet.returncode == 0, quiet.terminal[-2000:]
+    assert json.loads(quiet.stdout.splitlines()[-1])["scenes"] == 3
+    assert "scenes:" not in quiet.terminal and "\r" not in quiet.terminal, quiet.terminal
+    shown = run_with_stderr_on_a_terminal(bench)
+    assert shown.returncode == 0, shown.terminal[-2000:]
+    assert "scenes:" in shown.terminal and "/3 [" in shown.terminal, shown.terminal
+    # stdout is the scene lines and the figures, untorn by the bar (which is on stderr)
+    assert "approach_00: captured" in shown.stdout and "\r" not in shown.stdout
 
 
 def test_without_tracking_the_same_scenes_give_the_same_captures(scenes: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -79,7 +80,16 @@ def test_simulate_main_prints_the_summary_last(monkeypatch, capsys):
     seen = {}
 
     def fake(
-        travellers, dataset, *, mix, seed, emit, recognizer, photos_per_traveller, interpreter
+        travellers,
+        dataset,
+        *,
+        mix,
+        seed,
+        emit,
+        recognizer,
+        photos_per_traveller,
+        interpreter,
+        progress,
     ):
         seen.update(
             travellers=travellers,
@@ -87,10 +97,12 @@ def test_simulate_main_prints_the_summary_last(monkeypatch, capsys):
             seed=seed,
             recognizer=recognizer,
             interpreter=interpreter,
+            progress_shown=progress.shown,
         )
         return {"travellers": travellers, "granted": travellers}
 
     monkeypatch.setattr(simulate, "run_simulation", fake)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal
     assert simulate.simulate_main(5, None, True, {"opt_out": 1.0}, 7) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["travellers"] == 5
     assert seen == {
@@ -99,6 +111,7 @@ def test_simulate_main_prints_the_summary_last(monkeypatch, capsys):
         "seed": 7,
         "recognizer": "dlib",
         "interpreter": "cpython",
+        "progress_shown": False,  # --json: no bar, even on a terminal
     }
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from appliance.errors import EnrollmentFailed
 from appliance.matching.enrollment import enroll
 from gate_contract.keys import DeviceScope
 from matching_service.dev_ca import create_dev_pki
-from tests.support import REPO
+from tests.support import GRPC_CORE_LINE, REPO, console_script, without_grpc_logging
 
 _ids = iter(range(10_000))
 
@@ -102,15 +101,17 @@ def test_token_problems_blame_the_token(enrollment_kit, tmp_path, kind):
     assert "gate-matcher issue-token" in message
 
 
-def test_no_grpc_core_lines_reach_the_technician(enrollment_kit, tmp_path):
-    other = create_dev_pki(tmp_path / "other-ca")
-    answers = tmp_path / "ca.pem"
-    answers.write_bytes(other.ca_cert.read_bytes())
+@pytest.mark.parametrize("failure", ["another CA", "nobody at the address"])
+def test_no_grpc_core_lines_reach_the_technician(enrollment_kit, tmp_path, failure):
+    ca_file, enroll_target = enrollment_kit.ca_file, enrollment_kit.enroll_target
+    if failure == "another CA":
+        ca_file = tmp_path / "ca.pem"
+        ca_file.write_bytes(create_dev_pki(tmp_path / "other-ca").ca_cert.read_bytes())
+    else:
+        enroll_target = f"127.0.0.1:{_closed_port()}"
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "appliance",
+            str(console_script("gatectl")),
             "provision",
             "-y",
             "--device-id=gate-x",
@@ -121,8 +122,8 @@ def test_no_grpc_core_lines_reach_the_technician(enrollment_kit, tmp_path):
             "--date=2030-01-01",
             "--camera=picamera2",
             f"--matcher={enrollment_kit.matcher_target}",
-            f"--enroll={enrollment_kit.enroll_target}",
-            f"--ca-file={answers}",
+            f"--enroll={enroll_target}",
+            f"--ca-file={ca_file}",
             "--token=abc",
             f"--config={tmp_path / 'gate.toml'}",
             f"--data-dir={tmp_path / 'state'}",
@@ -131,10 +132,13 @@ def test_no_grpc_core_lines_reach_the_technician(enrollment_kit, tmp_path):
         text=True,
         timeout=120,
         cwd=REPO,
-        env={k: v for k, v in os.environ.items() if not k.startswith("GRPC_")},
+        env=without_grpc_logging(),
+        stdin=subprocess.DEVNULL,
         check=False,
     )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr  # one line: what failed and what to check
-    assert "TLS" in lines[0] and ".cc:" not in result.stderr
+    assert not GRPC_CORE_LINE.search(result.stderr)
+    wanted = "TLS" if failure == "another CA" else "cannot reach the enrollment service"
+    assert wanted in lines[0]

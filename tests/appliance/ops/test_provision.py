@@ -71,7 +71,7 @@ def _flags(a: Answers) -> list[str]:
     from appliance.ops.provision import QUESTIONS
 
     # --flag=value: a token may start with "-", which argparse would take for an option
-    return [f"{flag}={getattr(a, name)}" for name, (_, flag) in QUESTIONS.items()]
+    return [f"{flag}={getattr(a, name)}" for name, (_, flag, _) in QUESTIONS.items()]
 
 
 # --------------------------------------------------------------------------- non-interactive

@@ -20,7 +20,7 @@ from tests.appliance.service.test_matcher_outage import (
     _status,
     mcu,  # noqa: F401 (fixture)
 )
-from tests.support import REPO, gatectl
+from tests.support import GRPC_CORE_LINE, REPO, gatectl
 
 
 def test_a_serving_unit_is_probed_live_then_reported_stopped(
@@ -41,6 +41,7 @@ def test_a_serving_unit_is_probed_live_then_reported_stopped(
         assert "now      SERVING for" in result.stdout
         # the matcher is down: the live probe says so (not the breaker's last opinion)
         assert "matcher  UNREACHABLE" in result.stdout
+        assert not GRPC_CORE_LINE.search(result.stderr), result.stderr
         assert "cert     valid until" in result.stdout
         assert "session  not open" in result.stdout
         assert "ledger   durable;" in result.stdout and "purge receipts owed 0" in result.stdout
