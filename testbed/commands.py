@@ -148,6 +148,7 @@ def _bench_capture(args: argparse.Namespace) -> int:
         tracking=not args.no_tracking,
         exposure_correction=not args.no_exposure_correction,
         steady_frames=args.steady_frames or defaults.steady_frames,
+        capture_attempts=args.capture_attempts or defaults.capture_attempts,
     )
     progress = Progress.for_command(as_json=args.json)
     details = None
@@ -169,6 +170,8 @@ def _bench_capture(args: argparse.Namespace) -> int:
                 shown += f" (face of: {result.whose_face})"
             if result.verified is not None:
                 shown += " verified" if result.verified else " NOT verified"
+                if result.captures_sent > 1:
+                    shown += f" ({result.captures_sent} captures sent)"
             progress.write(f"{result.scene:>24}: {shown}")
 
     recognizer = _recognizer(args)
@@ -179,6 +182,7 @@ def _bench_capture(args: argparse.Namespace) -> int:
             args.scenes,
             gallery=args.gallery,
             recognizer=recognizer,
+            photos_per_traveller=args.photos_per_traveller,
             vision=vision,
             on_scene=on_scene,
             progress=progress,
@@ -444,13 +448,7 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="<identity>/*.jpg: verify each capture 1:1 (reference matcher)",
     )
-    capture.add_argument(
-        "--recognizer",
-        choices=("dlib", "mobilefacenet"),
-        default="dlib",
-        help="with --gallery: the reference matcher's recognizer",
-    )
-    capture.set_defaults(prog_name="gatectl bench capture")
+    _matcher_options(capture, "gatectl bench capture")
     capture.add_argument(
         "--runtime", choices=_RUNTIME_CHOICES, default="onnxruntime", help=_RUNTIME_HELP
     )
@@ -463,6 +461,12 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     )
     capture.add_argument(
         "--steady-frames", type=int, metavar="N", help="[vision] steady_frames (default: its own)"
+    )
+    capture.add_argument(
+        "--capture-attempts",
+        type=_at_least_one,
+        metavar="N",
+        help="[vision] capture_attempts, 1 to 3: captures sent per traveller (default: its own)",
     )
     capture.add_argument(
         "--details", type=Path, metavar="FILE", help="write one JSON line per scene here"

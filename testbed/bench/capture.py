@@ -299,6 +299,7 @@ def bench_capture(
     *,
     gallery: Path | None = None,
     recognizer: str = DEFAULT_RECOGNIZER,
+    photos_per_traveller: int = 1,
     vision: VisionConfig | None = None,
     limits: QualityThresholds | None = None,
     on_scene: Callable[[SceneResult], object] | None = None,
@@ -335,7 +336,11 @@ def bench_capture(
             if photo:
                 live_photos.add(photo)
         reference = ReferenceGallery(
-            gallery, exclude=live_photos, recognizer=recognizer, progress=progress
+            gallery,
+            exclude=live_photos,
+            recognizer=recognizer,
+            progress=progress,
+            photos_per_traveller=photos_per_traveller,
         )
     results = []
     try:

@@ -1,9 +1,11 @@
 """The reference matching service on loopback, holding a gallery of document photos, to
 ask "is this capture the right person?" 1:1 the way a pass-then-face gate asks it.
 
-``<gallery>/<identity>/*.jpg``: each identity is enrolled with its first photo that the
-matcher can encode, leaving out the photos the scenes were made from (``exclude``), with
-a name and booking reference so that a boarding pass names them. A capture is sealed by
+``<gallery>/<identity>/*.jpg``: each identity is enrolled with its first
+``photos_per_traveller`` photos that the matcher can encode (one template of several
+document photos, as the service's galleries hold them), leaving out the photos the
+scenes were made from (``exclude``), with a name and booking reference so that a
+boarding pass names them. A capture is sealed by
 ``appliance.custody.payload.seal_capture`` exactly as the gate seals it (crop, tone
 curve, JPEG, encryption) and sent with that identity's pass over mutual TLS: the verdict
 says whether the face is the pass holder's. ``verify_photo`` sends a still photo as it
@@ -53,6 +55,7 @@ class ReferenceGallery:
         exclude: Iterable[str] = (),
         recognizer: str = DEFAULT_RECOGNIZER,
         progress: Progress = SILENT,
+        photos_per_traveller: int = 1,
     ) -> None:
         gallery = Path(gallery)
         if not gallery.is_dir():
@@ -73,15 +76,16 @@ class ReferenceGallery:
         with documents:
             for number, (identity, photos) in enumerate(self.photos.items()):
                 documents.update()
-                document = self._document(encoder, [p for p in photos if p.name not in excluded])
-                if document is None:
+                candidates = [p for p in photos if p.name not in excluded]
+                documents_found = self._documents(encoder, candidates, photos_per_traveller)
+                if not documents_found:
                     continue
                 pnr = f"G{number:05d}"
                 manifest.append(
                     {
                         "traveller_id": identity,
                         "category": "in_scope",
-                        "photo": str(document.absolute()),
+                        "photos": [str(p.absolute()) for p in documents_found],
                         "pnr": pnr,
                         "name": _pass_name(number),
                     }
@@ -115,20 +119,23 @@ class ReferenceGallery:
         self.client.open_session(BENCH_FLIGHT)
 
     @staticmethod
-    def _document(encoder: Recognizer, photos: list[Path]) -> Path | None:
-        """The first photo the matcher finds a face in (the identity's document photo)."""
+    def _documents(encoder: Recognizer, photos: list[Path], wanted: int) -> list[Path]:
+        """The first ``wanted`` photos the matcher finds a face in (the document photos)."""
+        found: list[Path] = []
         for photo in photos:
+            if len(found) == wanted:
+                break
             image = cv2.imread(str(photo))
             if image is None:
                 continue
             try:
                 encoder.encode(image)
-                return photo
+                found.append(photo)
             except NoFaceFound:
                 continue
             finally:
                 image.fill(0)
-        return None
+        return found
 
     def enrolled(self, identity: str | None) -> bool:
         return identity is not None and identity in self.passes

@@ -159,6 +159,33 @@ def test_the_gallery_verifies_the_capture_through_the_matcher(scenes: Path, phot
     assert figures["verified_scenes"] == 1  # the one traveller, enrolled from another photo
     assert figures["right_person_rate"] in (0.0, 1.0)
     assert figures["matcher_own_rate"] in (0.0, 1.0)
+    assert figures["right_person_rate"] >= figures["right_person_first_capture_rate"]
+    assert figures["retaken_scenes"] in (0, 1)
+
+
+def test_a_capture_that_is_not_verified_is_taken_again_as_the_service_does(scenes: Path):
+    """The bench's verify follows the service's second look: the matcher says no, the
+    same scene goes on to a nearer face, sent once more, and no more than that."""
+    from appliance.service.config import VisionConfig
+    from appliance.service.parts import vision_parts
+    from appliance.vision.quality import QualityThresholds
+    from appliance.vision.selection import FrameSelector
+    from testbed.bench.capture import run_scene
+
+    detector, rules = vision_parts(VisionConfig())
+    sizes: list[float] = []
+
+    def never(identity: str, selection) -> bool:
+        sizes.append(selection.report.measures["inter_eye_distance"])
+        assert selection.frame.any()  # the frame being sent, not yet purged
+        return False
+
+    selector = FrameSelector(detector, QualityThresholds(), rules)
+    result = run_scene(scenes / "approach_00", selector, never)
+    assert result.outcome == "captured" and result.verified is False
+    assert result.captures_sent == len(sizes) == rules.attempts == 2
+    assert sizes[1] >= rules.retake_growth * sizes[0]
+    assert "retaken" in result.windows and result.time_to_verified_s is None
 
 
 @pytest.mark.capture_bench
