@@ -105,22 +105,40 @@ def gate_matcher(*args: str, **options) -> subprocess.CompletedProcess:
 
 class WalkingUp:
     """A traveller walking up to the camera: the photo grows from ``start`` to ``end``
-    times its size over ``frames`` frames, then stands there. Keeps every frame given."""
+    times its size over ``frames`` frames, then stands there, filmed through a lens (a
+    slight blur); ``noise``: a sensor's noise (grey levels, new in every frame); ``light``:
+    how much of the photo's light reaches the camera (a dim hall, backlight). Keeps every
+    frame given."""
 
-    def __init__(self, photo: Path, frames: int = 90, start: float = 0.2, end: float = 0.5):
-        self.image = cv2.imread(str(photo))
+    def __init__(
+        self,
+        photo: Path,
+        frames: int = 90,
+        start: float = 0.2,
+        end: float = 0.5,
+        noise: float = 0.0,
+        light: float = 1.0,
+    ) -> None:
+        image = cv2.imread(str(photo))
+        self.image = image if light == 1.0 else cv2.convertScaleAbs(image, alpha=light)
         self.scales = np.concatenate([np.linspace(start, end, frames), np.full(30, end)])
+        self.noise = noise
+        self.rng = np.random.default_rng(11)
         self.given: list[np.ndarray] = []
 
     def read(self) -> np.ndarray | None:
         if len(self.given) >= len(self.scales):
             return None
         scale = float(self.scales[len(self.given)])
-        face = cv2.resize(self.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        face = cv2.resize(self.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        face = cv2.GaussianBlur(face, (0, 0), 1.0)  # the camera's lens
         frame = np.full((CANVAS_H, CANVAS_W, 3), 118, np.uint8)
         h, w = min(face.shape[0], CANVAS_H), min(face.shape[1], CANVAS_W)
         y, x = (CANVAS_H - h) // 2, (CANVAS_W - w) // 2
         frame[y : y + h, x : x + w] = face[:h, :w]
+        if self.noise:
+            noisy = frame + self.rng.normal(0.0, self.noise, frame.shape)
+            frame[:] = np.clip(noisy, 0, 255).astype(np.uint8)
         self.given.append(frame)
         return frame
 

@@ -36,7 +36,11 @@ there is none; the caller starts the next window after ``NO_FACE`` or ``APPROACH
   ``retake_growth`` times the size (between the eyes) and come within ``retake_frames``.
   On the scene bench a face's chance to verify rises steeply with its size (noise,
   blur and MJPEG cost a small face far more), and a traveller walks up a second or so
-  after the first capture; one who stands still is referred when the frames run out.
+  after the first capture; one who stands still is referred when the frames run out. A
+  weak face must grow more (``weak_retake_growth``): a noisy one (a dim hall, a high
+  sensor gain: the quality gate's ``noise`` measure) or a dark one that the tone curve
+  lifted hard (backlight: few grey levels were recorded). On the bench such faces
+  verify far less often at the first capture's size, most often only near the camera.
 
 With ``exposure_correction`` a dark face is measured, and sent, through one global tone
 curve (``appliance.vision.tone``; ``Selection.gamma``).
@@ -90,6 +94,12 @@ class SelectionRules:
     same_face_overlap: float = 0.3  # box overlap (IoU) of one face in consecutive frames
     attempts: int = 2  # captures sent for one traveller before a referral (see retake)
     retake_growth: float = 1.4  # the second look's face, between the eyes, over the first's
+    # ... when the face sent was weak: noisy (``noise`` of at least ``weak_face_noise``
+    # grey levels) or dark (lifted by a tone curve of ``weak_face_gamma`` or less). Such a
+    # face needs far more pixels before it verifies (see ``retake``).
+    weak_retake_growth: float = 1.8
+    weak_face_noise: float = 2.0
+    weak_face_gamma: float = 0.6
     retake_frames: int = 45  # 1.5 s at 30 fps for the traveller to come that near
 
     def __post_init__(self) -> None:
@@ -97,8 +107,8 @@ class SelectionRules:
             raise ValueError("steady_frames, settle_frames and still_frames must be >= 1")
         if not 1 <= self.attempts <= MAX_ATTEMPTS:
             raise ValueError(f"attempts must be 1 to {MAX_ATTEMPTS}")
-        if self.retake_growth < 1.0 or self.retake_frames < 1:
-            raise ValueError("retake_growth must be >= 1 and retake_frames >= 1")
+        if min(self.retake_growth, self.weak_retake_growth) < 1.0 or self.retake_frames < 1:
+            raise ValueError("retake growths must be >= 1 and retake_frames >= 1")
 
 
 @dataclass
@@ -263,10 +273,16 @@ class FrameSelector:
         opted_out: Callable[[], bool] = lambda: False,
     ) -> Selection | NoSelection:
         """Capture the same traveller again after the matcher did not verify ``sent``: a
-        face ``rules.retake_growth`` times its size within ``rules.retake_frames``
-        frames, or the last window's ``NoSelection`` (the caller refers)."""
-        base = self.limits
-        needed = sent.measures["inter_eye_distance"] * self.rules.retake_growth
+        face ``rules.retake_growth`` times its size (``weak_retake_growth`` if ``sent``
+        was noisy or dark) within ``rules.retake_frames`` frames, or the last window's
+        ``NoSelection`` (the caller refers)."""
+        rules, base = self.rules, self.limits
+        weak = (
+            sent.measures.get("noise", 0.0) >= rules.weak_face_noise
+            or sent.gamma <= rules.weak_face_gamma
+        )
+        growth = rules.weak_retake_growth if weak else rules.retake_growth
+        needed = sent.measures["inter_eye_distance"] * growth
         self.limits = replace(
             base,
             min_inter_eye_px=max(base.min_inter_eye_px, needed),
@@ -274,7 +290,7 @@ class FrameSelector:
         )
         self._streak = 0
         self._drop_run()
-        left = self.rules.retake_frames
+        left = rules.retake_frames
         try:
             while True:
                 answer = self.select(

@@ -90,6 +90,35 @@ def test_a_capture_that_is_not_verified_is_taken_again_nearer_and_granted(
     assert [r.capture_id for r in matcher.receipts] == [first["capture_id"], result.capture_id]
 
 
+@pytest.mark.parametrize(("noise", "light"), [(9.0, 1.0), (0.0, 0.25)], ids=["noisy", "dark"])
+def test_a_weak_face_is_taken_again_only_once_far_nearer(
+    detector, gate, ledger, demo_photos, noise, light
+):
+    """A noisy sensor (a dim hall at high gain) or a dark face (backlight) lifted by the
+    tone curve: the second look waits for ``weak_retake_growth`` times the size."""
+    rules = SelectionRules()
+    matcher = answers(FakeMatcher(), Decision.NO_MATCH, Decision.MATCH)
+    pipeline = TravellerPipeline(detector, matcher, gate, ledger, rules=rules)
+    widths = sent_widths(pipeline)
+    sent: list = []
+    real_retake = pipeline.selector.retake
+
+    def retake(source, report, **kwargs):
+        sent.append(report)
+        return real_retake(source, report, **kwargs)
+
+    pipeline.selector.retake = retake
+    source = WalkingUp(demo_photos / "obama2.jpg", frames=60, end=0.6, noise=noise, light=light)
+    result = pipeline.process(source)
+    assert result.outcome == "granted" and len(widths) == 2
+    if noise:
+        assert sent[0].measures["noise"] >= rules.weak_face_noise
+    else:
+        assert sent[0].gamma <= rules.weak_face_gamma
+    assert widths[1] >= 0.95 * rules.weak_retake_growth * widths[0]
+    assert all(not frame.any() for frame in source.given)
+
+
 def test_with_one_attempt_a_capture_that_is_not_verified_refers_at_once(
     detector, gate, link, ledger, demo_photos
 ):

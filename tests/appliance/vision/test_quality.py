@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.vision.feedback import FEEDBACK, Feedback
-from appliance.vision.quality import QualityThresholds, assess, face_region
+from appliance.vision.quality import QualityThresholds, assess, face_region, noise_sigma
 from tests.appliance.vision.faces import BOX, W, make_face, make_frame
 
 # --- quality.assess --------------------------------------------------------------------
@@ -39,6 +39,7 @@ def test_good_face_passes() -> None:
         "exposure",
         "contrast",
         "clipping",
+        "noise",  # measured, never a gate: it tells the second look to wait longer
     }
 
 
@@ -162,7 +163,7 @@ def test_custom_thresholds() -> None:
 
 def test_feedback_covers_every_measure() -> None:
     measures = set(assess(make_frame(), [make_face()], previous=make_face()).measures)
-    assert measures | {"no_face"} == set(FEEDBACK)
+    assert (measures - {"noise"}) | {"no_face"} == set(FEEDBACK)
     assert all(isinstance(advice.text, str) and advice.text for advice in Feedback)
 
 
@@ -225,3 +226,12 @@ def test_a_small_face_is_measured_at_its_own_size() -> None:
     assert assess(frame, [face]).measures["sharpness"] == pytest.approx(native, rel=1e-5)
     enlarged = cv2.resize(region, (96, round(96 * 72 / 60)))
     assert native > 2 * float(cv2.Laplacian(enlarged, cv2.CV_32F).var())
+
+
+@pytest.mark.parametrize("sigma", [2.0, 4.0, 8.0])
+def test_noise_is_measured_in_grey_levels(sigma: float) -> None:
+    rng = np.random.default_rng(7)
+    shading = np.tile(np.linspace(60, 180, 64, dtype=np.float32), (64, 1))  # no noise
+    noisy = np.clip(shading + rng.normal(0, sigma, shading.shape), 0, 255).astype(np.uint8)
+    assert noise_sigma(shading.astype(np.uint8)) < 0.5
+    assert noise_sigma(noisy) == pytest.approx(sigma, rel=0.15)
