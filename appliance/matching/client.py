@@ -245,20 +245,29 @@ class MatchingClient:
             self._sealed_to[capture_id] = session_id
         return SealBinding(capture_id, self.device_id, session_id, captured_at_ms, boarding_pass)
 
-    def on_disconnect(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (on a gRPC thread) whenever an established connection to the
-        service is lost: a restarted service has forgotten this unit's session, so the
-        session keeper reopens it before the next traveller rather than after."""
-        connected = threading.Event()
+    def on_connection(self, lost: Callable[[], None], restored: Callable[[], None]) -> None:
+        """Call ``lost`` (on a gRPC thread) whenever an established connection to the
+        service is lost, and ``restored`` when the service can be reached again after a
+        loss or a failed first attempt. A restarted service has forgotten this unit's
+        session: the session keeper reopens it before the next traveller rather than
+        after. A service that is back is asked at once: the breaker probes now instead of
+        after its cool-down, and the keeper does not sit out its backoff."""
+        up: list[bool | None] = [None]  # None: never connected nor failed yet
 
         def watch(state: grpc.ChannelConnectivity) -> None:
             if state is grpc.ChannelConnectivity.READY:
-                connected.set()
-            elif connected.is_set():
-                connected.clear()
-                callback()
+                was_down = up[0] is False
+                up[0] = True
+                if was_down:
+                    self.breaker.connection_restored()
+                    restored()
+            elif up[0] is True:
+                up[0] = False
+                lost()
+            elif state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                up[0] = False
 
-        self._channel.subscribe(watch, try_to_connect=False)
+        self._channel.subscribe(watch, try_to_connect=True)
 
     def _chunks(self, header: pb.CaptureHeader, sealed: bytearray) -> Iterator[pb.VerifyChunk]:
         yield pb.VerifyChunk(header=header)
