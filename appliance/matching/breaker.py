@@ -43,13 +43,6 @@ class CircuitBreaker:
                 return self.HALF_OPEN
             return self._state
 
-    def connection_restored(self) -> None:
-        """The transport reached the service again: the next call probes now rather than
-        after the rest of the cool-down (a call that fails opens it again)."""
-        with self._lock:
-            if self._state == self.OPEN:
-                self._opened_at = self._clock() - self.cooldown_s
-
     def acquire(self) -> bool:
         """May a call go ahead? Returns True if this caller must probe first.
 

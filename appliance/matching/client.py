@@ -13,7 +13,10 @@ failures (unreachable, deadline exceeded, overloaded): after ``failure_threshold
 row it opens and every call fails at once with ``MatchingUnavailable`` so the gate
 says "see agent" without making the traveller wait. After ``cooldown_s`` it half-opens:
 the next call first probes ``grpc.health.v1`` and, if the service is serving, closes
-the breaker and goes ahead; otherwise the breaker opens for another cool-down.
+the breaker and goes ahead; otherwise the breaker opens for another cool-down. The
+session keeper's background reopening (``open_session(..., behind_breaker=False)``) is
+not behind it: it has its own backoff and nobody waits on it, so it keeps trying
+through an outage and its success closes the breaker the moment the service is back.
 
 The keys pinned at enrollment (the service's sealing and verdict-signing public keys)
 can stop matching the service's (it was re-keyed): every traveller is then referred,
@@ -142,12 +145,38 @@ class MatchingClient:
 
     # --- call plumbing --------------------------------------------------------------
 
-    def _call(self, name: str, fn: Callable[[float], object], *, idempotent: bool):
-        """Run ``fn(timeout)`` behind the breaker; retry only if ``idempotent``."""
+    def _call(
+        self,
+        name: str,
+        fn: Callable[[float], object],
+        *,
+        idempotent: bool,
+        behind_breaker: bool = True,
+    ):
+        """Run ``fn(timeout)`` behind the breaker; retry only if ``idempotent``. A call
+        not ``behind_breaker`` goes ahead whatever the breaker's state; only its success
+        is told to the breaker."""
+        if not behind_breaker:
+            result = self._attempts(name, fn, idempotent=idempotent, count_failures=False)
+            self.breaker.success()
+            return result
         probe = self.breaker.acquire()
         if probe and not self._probe_health():
             self.breaker.failure()
             raise CircuitOpen(f"{name}: matching service still unavailable (health probe failed)")
+        try:
+            result = self._attempts(name, fn, idempotent=idempotent, count_failures=True)
+        except BaseException:
+            self.breaker.release()
+            raise
+        self.breaker.success()
+        return result
+
+    def _attempts(
+        self, name: str, fn: Callable[[float], object], *, idempotent: bool, count_failures: bool
+    ):
+        """``fn(timeout)`` within the deadline, retried if ``idempotent``; transport
+        failures count against the breaker if ``count_failures``."""
         deadline = time.monotonic() + self._deadline
         attempt = 0
         while True:
@@ -157,7 +186,8 @@ class MatchingClient:
                     raise _DeadlineSpent()
                 result = fn(remaining)
             except _DeadlineSpent:
-                self.breaker.failure()
+                if count_failures:
+                    self.breaker.failure()
                 raise unavailable(
                     f"{name} failed: DEADLINE_EXCEEDED", grpc.StatusCode.DEADLINE_EXCEEDED
                 ) from None
@@ -173,16 +203,12 @@ class MatchingClient:
                     attempt += 1
                     self._sleep(retry_in)
                     continue
-                if code in TRANSPORT_FAILURES:
-                    self.breaker.failure()
-                else:
+                if code not in TRANSPORT_FAILURES:
                     self.breaker.success()  # the service answered: it is up
+                elif count_failures:
+                    self.breaker.failure()
                 details = exc.details() if hasattr(exc, "details") else ""
                 raise unavailable(f"{name} failed: {code.name}: {details}", code) from exc
-            except BaseException:
-                self.breaker.release()
-                raise
-            self.breaker.success()
             return result
 
     def _probe_health(self) -> bool:
@@ -216,7 +242,9 @@ class MatchingClient:
                 self._sleep(self._backoff * (2**attempt))
         return False
 
-    def open_session(self, flight: Flight) -> Session:
+    def open_session(self, flight: Flight, *, behind_breaker: bool = True) -> Session:
+        """Open this unit's session for ``flight``. ``behind_breaker=False``: a background
+        caller with its own backoff (the session keeper), not stopped by an open breaker."""
         request = pb.OpenSessionRequest(
             device_id=self.device_id,
             flight=pb.Flight(
@@ -231,6 +259,7 @@ class MatchingClient:
             "open session",
             lambda timeout: self._stub.OpenSession(request, timeout=timeout, wait_for_ready=True),
             idempotent=True,
+            behind_breaker=behind_breaker,
         )
         self.session_id = response.session_id
         self._flight = flight
@@ -245,29 +274,20 @@ class MatchingClient:
             self._sealed_to[capture_id] = session_id
         return SealBinding(capture_id, self.device_id, session_id, captured_at_ms, boarding_pass)
 
-    def on_connection(self, lost: Callable[[], None], restored: Callable[[], None]) -> None:
-        """Call ``lost`` (on a gRPC thread) whenever an established connection to the
-        service is lost, and ``restored`` when the service can be reached again after a
-        loss or a failed first attempt. A restarted service has forgotten this unit's
-        session: the session keeper reopens it before the next traveller rather than
-        after. A service that is back is asked at once: the breaker probes now instead of
-        after its cool-down, and the keeper does not sit out its backoff."""
-        up: list[bool | None] = [None]  # None: never connected nor failed yet
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on a gRPC thread) whenever an established connection to the
+        service is lost: a restarted service has forgotten this unit's session, so the
+        session keeper reopens it before the next traveller rather than after."""
+        connected = threading.Event()
 
         def watch(state: grpc.ChannelConnectivity) -> None:
             if state is grpc.ChannelConnectivity.READY:
-                was_down = up[0] is False
-                up[0] = True
-                if was_down:
-                    self.breaker.connection_restored()
-                    restored()
-            elif up[0] is True:
-                up[0] = False
-                lost()
-            elif state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-                up[0] = False
+                connected.set()
+            elif connected.is_set():
+                connected.clear()
+                callback()
 
-        self._channel.subscribe(watch, try_to_connect=True)
+        self._channel.subscribe(watch, try_to_connect=False)
 
     def _chunks(self, header: pb.CaptureHeader, sealed: bytearray) -> Iterator[pb.VerifyChunk]:
         yield pb.VerifyChunk(header=header)

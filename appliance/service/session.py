@@ -6,10 +6,10 @@ the serve loop keeps the gate out of service (relay shut, "see agent") until it 
 (``appliance.service.runner``). Once open, the session is reopened every ``[service]
 session_refresh_s`` (a gallery enrolled or changed meanwhile shows in its new size) and at
 once when the connection to the service drops (a restarted service has forgotten it), so
-the next traveller is not referred for "unknown session". While it is not open, a
-connection that reaches the service again cuts the backoff short: the session opens as
-soon as the service is back, not at the next retry. An empty flight gallery is logged at
-WARNING: nobody can be matched at such a gate.
+the next traveller is not referred for "unknown session". Its attempts are not behind
+the client's circuit breaker (that one spares travellers a wait on a dead service): they
+go on through an outage, and the first that succeeds closes the breaker. An empty flight
+gallery is logged at WARNING: nobody can be matched at such a gate.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from appliance.matching.client import MatchingClient
 log = logging.getLogger("gate.session")
 
 RETRY_FIRST_S = 1.0
-RETRY_MAX_S = 30.0
+# Each attempt waits for the service up to the client's deadline (``wait_for_ready``), so
+# a short cap still leaves at most one open attempt per gate at any time, and the session
+# opens within seconds of the service's return.
+RETRY_MAX_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,12 @@ class SessionKeeper:
         self._lock = threading.Lock()
         self._state = SessionState(False, None, "not opened yet", time.time())
         self._ready = threading.Event()
-        self._wake = threading.Event()  # look again now (see _reopen)
-        self._reopen = threading.Event()  # an open session must be reopened (lost, flight)
+        self._wake = threading.Event()  # reopen now (connection lost, flight changed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
         self._outage_logged = False
-        client.on_connection(lost=self.reopen_soon, restored=self._wake.set)
+        client.on_disconnect(self.reopen_soon)
 
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the session opens, closes or its gallery changes."""
@@ -93,7 +95,7 @@ class SessionKeeper:
     def open_now(self) -> bool:
         """One attempt, on the caller's thread (start-up); True when the session is open."""
         try:
-            session = self._client.open_session(self._flight)
+            session = self._client.open_session(self._flight, behind_breaker=False)
         except MatchingUnavailable as exc:
             self._lost(str(exc))
             return False
@@ -103,7 +105,6 @@ class SessionKeeper:
     def reopen_soon(self) -> None:
         """Reopen as soon as possible (the connection dropped: the service may have
         restarted and forgotten the session)."""
-        self._reopen.set()
         self._wake.set()
 
     def set_flight(self, flight: Flight) -> None:
@@ -114,7 +115,6 @@ class SessionKeeper:
             self._state = SessionState(False, None, f"opening {flight.name}", time.time())
         self._ready.clear()
         self._changed()
-        self._reopen.set()
         self._wake.set()
 
     def start(self) -> SessionKeeper:
@@ -134,15 +134,12 @@ class SessionKeeper:
         delay = self._retry_first_s
         while not self._stop.is_set():
             if self._ready.is_set():
-                woken = self._wake.wait(self._refresh_s)  # the refresh, or woken
+                self._wake.wait(self._refresh_s)  # the refresh, or woken to reopen now
                 self._wake.clear()
-                if self._stop.is_set() or (woken and not self._reopen.is_set()):
-                    continue  # only "the service is reachable": the session is open
-                self._reopen.clear()
-                self.open_now()
+                if not self._stop.is_set():
+                    self.open_now()
                 delay = self._retry_first_s
                 continue
-            self._reopen.clear()
             if self.open_now():
                 delay = self._retry_first_s
                 continue

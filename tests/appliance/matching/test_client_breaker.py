@@ -80,21 +80,6 @@ def test_failed_probe_opens_for_another_cooldown():
     assert breaker.acquire() is True
 
 
-def test_a_restored_connection_lets_the_next_call_probe_at_once():
-    clock = Clock()
-    breaker = CircuitBreaker(failure_threshold=1, cooldown_s=30, clock=clock)
-    breaker.connection_restored()  # closed: nothing changes
-    assert breaker.state == "closed"
-    breaker.failure()
-    clock.now += 1
-    breaker.connection_restored()
-    assert breaker.acquire() is True  # probes now, not 29 s later
-    breaker.failure()  # the probe failed: a whole cool-down again
-    clock.now += 29.9
-    with pytest.raises(CircuitOpen):
-        breaker.acquire()
-
-
 def test_breaker_rejects_nonsense_settings():
     with pytest.raises(ValueError):
         CircuitBreaker(failure_threshold=0)
