@@ -409,7 +409,11 @@ class TravellerPipeline:
         self, tx: CaptureTransaction, selection: NoSelection, look: _SecondLook
     ) -> TravellerOutcome:
         """No bigger face came after a capture that was not verified: the traveller is
-        referred for the first verdict (or stopped, if the gate stopped the capture)."""
+        referred for the first verdict (or stopped, if the gate stopped the capture).
+
+        Even if the camera gave no frame, this is a traveller served, never a camera
+        glitch (``camera_ended``): the service would reset the referral and capture the
+        same traveller afresh, beyond ``SelectionRules.attempts``."""
         if selection.reason is NoSelectionReason.OPTED_OUT:
             return self._stopped_during_capture(tx, selection.frames_seen, sent=True)
         self._finish(tx, Outcome.REFERRED, f"second look: {selection.reason}", report=False)
@@ -417,7 +421,6 @@ class TravellerPipeline:
         return TravellerOutcome(
             Outcome.REFERRED, look.decision, look.capture_ids[-1], True, look.purge,
             frames_seen=selection.frames_seen, event=look.event.value,
-            camera_ended=selection.reason is NoSelectionReason.SOURCE_ENDED,
             earlier_capture_ids=look.capture_ids[:-1],
         )  # fmt: skip
 
