@@ -414,8 +414,8 @@ class TravellerPipeline:
         Even if the camera gave no frame, this is a traveller served, never a camera
         glitch (``camera_ended``): the service would reset the referral and capture the
         same traveller afresh, beyond ``SelectionRules.attempts``."""
-        if selection.reason is NoSelectionReason.OPTED_OUT:
-            return self._stopped_during_capture(tx, selection.frames_seen, sent=True)
+        if selection.reason is NoSelectionReason.OPTED_OUT:  # this capture sent nothing
+            return self._stopped_during_capture(tx, selection.frames_seen)
         self._finish(tx, Outcome.REFERRED, f"second look: {selection.reason}", report=False)
         self._refer(look.event, look.decision)
         return TravellerOutcome(
