@@ -3,9 +3,10 @@
 The test keeps its own references to every frame the camera handed over and to every
 buffer the transaction was given (crop, JPEG, sealed payload), runs one traveller to
 an end (verdict granted, not on the flight, not on the flight twice with a second
-look, matcher down, opt-out before or during the capture, an exception in sealing or in the detector, KeyboardInterrupt, a shutdown
-request, and a real SIGTERM delivered to a subprocess mid-transaction) and then checks
-that each of those buffers holds only zeros and that a purge record was written.
+look, matcher down, opt-out before or during the capture, an exception in sealing or
+in the detector, KeyboardInterrupt, a shutdown request, and a real SIGTERM delivered to
+a subprocess mid-transaction) and then checks that each of those buffers holds only
+zeros and that a purge record was written.
 """
 
 from __future__ import annotations
