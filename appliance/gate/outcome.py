@@ -17,7 +17,7 @@ class Outcome(enum.StrEnum):
     NO_FACE = "no_face"  # nobody in view during the window: not a traveller
     CANCELLED = "cancelled"  # the agent cancelled, or the gate reset, before a decision
     AGENT_RELEASED = "agent_released"  # the agent released the gate with no capture made
-    RETAKEN = "retaken"  # a capture's end (ledger): not verified, the traveller captured again
+    RETAKEN = "retaken"  # a capture's end (ledger only): not verified, a second look follows
 
 
 @dataclass

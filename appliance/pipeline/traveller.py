@@ -148,7 +148,10 @@ class TravellerPipeline:
         self.gate.refer(reason, event)
 
     def process(self, source: FrameSource, boarding_pass: str = "") -> TravellerOutcome:
-        """Run one capture window for the traveller in front of ``source``."""
+        """Run the traveller in front of ``source`` to the gate's answer: one capture
+        window, or nobody yet (``NO_FACE``: the caller calls again); a capture the
+        matcher does not verify is followed by a second look (``_SecondLook``), up to
+        ``SelectionRules.attempts`` captures in all."""
         if self.gate.opt_out_pending():
             self.gate.acknowledge_opt_out()
             return TravellerOutcome(Outcome.MANUAL_CHECK, "opted out before capture")
@@ -170,6 +173,8 @@ class TravellerPipeline:
                 if result.outcome is not Outcome.NO_FACE:
                     self.selector.reset()  # this traveller is decided: the next starts afresh
                 if look is not None and result.capture_id != look.capture_ids[-1]:
+                    # the second look's own capture (sent or not) ends the traveller; a
+                    # referral for the first verdict named the captures itself
                     result.earlier_capture_ids = look.capture_ids
                 return result
             look = result
@@ -352,12 +357,11 @@ class TravellerPipeline:
             sent_so_far = (look.capture_ids if look else ()) + (tx.capture_id,)
             retake = event is not Event.MATCHER_UNAVAILABLE and not self._cancelled()
             if retake and len(sent_so_far) < self.selector.rules.attempts:
-                tx.purge(Outcome.RETAKEN, "verdict")
-                record = self._finish(tx, Outcome.RETAKEN, f"verdict: {decision}")
+                record = self._finish(tx, Outcome.RETAKEN, "verdict")
                 if not self.gate.fire(Event.RETAKE, f"{decision}: one more capture"):
                     return self._stopped_during_capture(tx, frames, sent=True)
-                if look is not None:
-                    event, decision, face_in_view = look.event, look.decision, look.face_in_view
+                if look is not None:  # a referral, if it comes, is for the first verdict
+                    event, decision = look.event, look.decision
                 return _SecondLook(
                     selection.report, event, decision, sent_so_far, record, face_in_view
                 )
@@ -409,15 +413,18 @@ class TravellerPipeline:
         self, tx: CaptureTransaction, selection: NoSelection, look: _SecondLook
     ) -> TravellerOutcome:
         """No bigger face came after a capture that was not verified: the traveller is
-        referred for the first verdict (or stopped, if the gate stopped the capture)."""
-        if selection.reason is NoSelectionReason.OPTED_OUT:
-            return self._stopped_during_capture(tx, selection.frames_seen, sent=True)
+        referred for the first verdict (or stopped, if the gate stopped the capture).
+
+        Even if the camera gave no frame, this is a traveller served, never a camera
+        glitch (``camera_ended``): the service would reset the referral and capture the
+        same traveller afresh, beyond ``SelectionRules.attempts``."""
+        if selection.reason is NoSelectionReason.OPTED_OUT:  # this capture sent nothing
+            return self._stopped_during_capture(tx, selection.frames_seen)
         self._finish(tx, Outcome.REFERRED, f"second look: {selection.reason}", report=False)
         self._refer(look.event, look.decision)
         return TravellerOutcome(
             Outcome.REFERRED, look.decision, look.capture_ids[-1], True, look.purge,
             frames_seen=selection.frames_seen, event=look.event.value,
-            camera_ended=selection.reason is NoSelectionReason.SOURCE_ENDED,
             earlier_capture_ids=look.capture_ids[:-1],
         )  # fmt: skip
 

@@ -117,7 +117,8 @@ class GateMetrics:
         )
         self.retaken = Counter(
             "gate_captures_retaken",
-            "Captures the matcher did not verify, followed by another of the same traveller",
+            "Captures the matcher did not verify, followed by another one sent of the same"
+            " traveller (a second look that found no nearer face is not counted)",
             registry=r,
         )
         self.agent_actions = Counter(

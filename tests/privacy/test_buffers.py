@@ -2,10 +2,11 @@
 
 The test keeps its own references to every frame the camera handed over and to every
 buffer the transaction was given (crop, JPEG, sealed payload), runs one traveller to
-an end (verdict granted, not on the flight, matcher down, opt-out before or during the
-capture, an exception in sealing or in the detector, KeyboardInterrupt, a shutdown
-request, and a real SIGTERM delivered to a subprocess mid-transaction) and then checks
-that each of those buffers holds only zeros and that a purge record was written.
+an end (verdict granted, not on the flight, not on the flight twice with a second
+look, matcher down, opt-out before or during the capture, an exception in sealing or
+in the detector, KeyboardInterrupt, a shutdown request, and a real SIGTERM delivered to
+a subprocess mid-transaction) and then checks that each of those buffers holds only
+zeros and that a purge record was written.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from appliance.shutdown import ShutdownRequested
 from appliance.vision.camera import ReplaySource
 from matching_service.dev_ca import DEV_DEVICE_ID
 from testbed.runs import wait_for
-from tests.support import REPO
+from tests.support import REPO, WalkingUp
 
 CANVAS = (1280, 720)
 
@@ -114,6 +115,22 @@ def test_not_on_flight(gate, kept, ledger, demo_photos):
     # face, so the second look ended with the camera, and was purged and recorded too
     assert (sent["outcome"], sent["reason"]) == ("retaken", "verdict")
     assert last_entry(ledger)["reason"] == "second look: source_ended"
+
+
+def test_a_second_look_that_is_sent_too(gate, kept, ledger, demo_photos):
+    """Not on the flight, walking up: two captures sent, each with its own buffers, and
+    every buffer of both transactions is zero at the end."""
+    source = WalkingUp(demo_photos / "astronaut.png", start=0.5, end=1.4)
+    result = gate.process(source)
+    assert (result.outcome, result.reason) == ("referred", "not_on_flight")
+    assert len(result.earlier_capture_ids) == 1 and result.frame_sent
+    assert len(kept) == 8  # frame, crop, JPEG and sealed payload of each capture
+    assert_all_zero(kept + source.given)
+    records = [json.loads(line) for line in ledger.path.read_bytes().splitlines()]
+    ended = [r for r in records if "outcome" in r]
+    assert [r["outcome"] for r in ended] == ["retaken", "referred"]
+    assert [r["capture_id"] for r in ended] == [*result.earlier_capture_ids, result.capture_id]
+    assert sum(r["bytes_zeroized"] for r in ended) == sum(np.asarray(b).nbytes for b in kept)
 
 
 def test_matcher_stopped(detector, gate_rig, matcher, ledger, kept, demo_photos):

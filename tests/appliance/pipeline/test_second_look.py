@@ -11,11 +11,14 @@ import json
 import pytest
 
 from appliance.custody.ledger import PurgeLedger
+from appliance.gate.flight import Flight
 from appliance.gate.machine import Event, GateController, State
+from appliance.gate.workflow import GateWorkflow
 from appliance.matching.answers import Decision
 from appliance.pipeline.traveller import TravellerPipeline
 from appliance.vision.progress import CaptureProgress
 from appliance.vision.selection import SelectionRules
+from firmware_bridge.host import OptOutPressed
 from firmware_bridge.protocol import Indicator
 from testbed.testing import FakeLink, FakeMatcher
 from tests.support import WalkingUp
@@ -183,6 +186,49 @@ def test_an_unavailable_matcher_is_not_asked_twice(detector, gate, link, ledger,
     result = pipeline.process(WalkingUp(demo_photos / "obama2.jpg"))
 
     assert result.outcome == "referred" and len(matcher.passes) == 1
+
+
+def during_the_second_look(pipeline: TravellerPipeline, gate: GateController, act) -> None:
+    """``act()`` on the third frame the second look examines."""
+    frames = 0
+
+    def seen(progress: CaptureProgress) -> None:
+        nonlocal frames
+        if gate.phase is State.CAPTURING and Event.RETAKE in [s.event for s in gate.history]:
+            frames += 1
+            if frames == 3:
+                act()
+
+    pipeline.on_capture_progress(seen)
+
+
+@pytest.mark.parametrize("stop", ["opt_out_button", "agent_cancel"])
+def test_a_second_look_stopped_before_it_sent_anything_counts_one_capture_sent(
+    detector, gate, link, ledger, demo_photos, stop
+):
+    """The boarding log said two captures were sent (and "opted out while verifying")
+    for a traveller whose second look was stopped before it sent anything."""
+    matcher = answers(FakeMatcher(), Decision.NO_MATCH, Decision.MATCH)
+    pipeline = TravellerPipeline(detector, matcher, gate, ledger)
+    workflow = GateWorkflow(pipeline, Flight("BA", "0283", "2026-11-25", "LAX", "B42"))
+    if stop == "opt_out_button":
+        during_the_second_look(pipeline, gate, lambda: link.emit(OptOutPressed()))
+    else:
+        during_the_second_look(pipeline, gate, lambda: gate.agent_cancel("agent cancelled"))
+    source = WalkingUp(demo_photos / "obama2.jpg")
+
+    result = workflow.board(source)
+    gate.ready("the agent dealt with it")  # the traveller's boarding log line is written
+
+    assert len(matcher.passes) == 1 and not link.pulses
+    assert result.outcome == ("manual_check" if stop == "opt_out_button" else "cancelled")
+    assert not result.frame_sent and "verifying" not in result.reason
+    (record,) = workflow.log.records
+    first, second = ledger_lines(ledger)
+    assert (first["outcome"], second["sent_at_ms"]) == ("retaken", 0)
+    assert record["captures_sent"] == 1 and record["earlier_capture_ids"] == first["capture_id"]
+    assert record["capture_id"] == second["capture_id"]
+    assert all(not frame.any() for frame in source.given)
 
 
 @pytest.mark.parametrize("attempts", [0, 4])

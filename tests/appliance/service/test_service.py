@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +26,7 @@ from appliance.vision.frame_pump import open_source
 from firmware_bridge.simulator import Simulator
 from gate_contract.files import write_private
 from testbed.runs import wait_for
-from tests.support import REPO
+from tests.support import REPO, WalkingUp
 
 EXAMPLE = REPO / "systemd" / "gate-appliance.toml.example"
 KEY_HEX = "00112233445566778899aabbccddeeff0011223344556677"
@@ -592,3 +594,69 @@ def test_a_private_key_others_can_read_stops_the_start(example: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         check_key_files(config)
     assert "relay.key (0644)" in str(refused.value) and "chmod 600" in str(refused.value)
+
+
+class _GlitchInTheSecondLook:
+    """A live camera on a traveller who walks up and then stands in the lane. It drops
+    one frame as the second look begins (the first capture's ledger record is written)."""
+
+    live = True
+
+    def __init__(self, photo: Path, ledger: Path) -> None:
+        self.walk = WalkingUp(photo, start=0.5, end=1.4)
+        self.ledger = ledger
+        self.dropped = False
+        self.after_drop = 0
+
+    def read(self) -> np.ndarray | None:
+        if not self.dropped and self.ledger.exists() and b'"retaken"' in self.ledger.read_bytes():
+            self.dropped = True
+            return None
+        if self.dropped:
+            self.after_drop += 1
+        frame = self.walk.read()
+        if frame is None:  # standing there: the last frame again
+            self.walk.given.pop()
+            frame = self.walk.read()
+        return frame
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_camera_glitch_in_the_second_look_does_not_undo_the_referral(
+    tmp_path: Path, matcher, demo_photos: Path, notify_socket: socket.socket
+) -> None:
+    """The attack: a frame dropped as the second look began (a USB or RTSP hiccup, or a
+    cable pulled on purpose) was taken for "the camera gave no frame, nobody served":
+    the referral for "not on the flight" was reset to ready and the same traveller,
+    still standing there, was captured and sent again, beyond ``capture_attempts``."""
+    key = os.urandom(32)
+    simulator = Simulator(key).start()
+    try:
+        path = _service_config(tmp_path, matcher, simulator.port, key, tmp_path)
+        _edit(path, f'source = "replay:{tmp_path}"', 'source = "opencv:0"')
+        config = load_config(path)
+        ledger_path = tmp_path / "ledger" / "purge-ledger.jsonl"
+        camera = _GlitchInTheSecondLook(demo_photos / "astronaut.png", ledger_path)
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=run_service,
+            args=(config, stop),
+            kwargs={"result_hold_s": 0.1, "open_camera": lambda spec: camera},
+            daemon=True,
+        )
+        thread.start()
+        # long enough for a fresh capture and its second look, had the gate been reset
+        assert wait_for(lambda: camera.after_drop >= 200, timeout=300)
+        stop.set()
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+        entries = [json.loads(line) for line in ledger_path.read_bytes().splitlines()]
+        sent = [e for e in entries if e.get("event") == "capture_sent"]
+        assert len(sent) == 1  # the first capture; the second look sent nothing
+        assert simulator.relay_pulses == []
+        messages = _drain(notify_socket)
+        assert any(m.startswith("STATUS=served 1: granted 0, referred 1") for m in messages)
+    finally:
+        simulator.stop()
