@@ -515,7 +515,7 @@ def _summary(records, kinds, sim: _Run, elapsed, relay_pulses, work, mode, seed)
         - outcomes["manual_check"],
         "released_by_agent": sum(1 for r in records if r["released_by_agent"]),
         "bad_scans": sum(r["bad_scans"] for r in records),
-        "frames_sent": sum(1 for r in records if r["frame_sent"]),
+        "frames_sent": sum(r.get("captures_sent", 0) for r in records),
         "relay_pulses": relay_pulses,
         "capture_rate": round(sent / len(not_opted), 3) if not_opted else None,
         "genuine_referral_rate": round(genuine_referred / len(genuine), 4) if genuine else None,

@@ -951,6 +951,11 @@ def bench_faults(
     unknown = [n for n in names if n not in FAULTS]
     if unknown:
         raise ValueError(f"unknown faults: {', '.join(unknown)} (known: {', '.join(FAULTS)})")
+    if keep is not None:
+        try:
+            keep.mkdir(parents=True, exist_ok=True)  # where the technician asked for them
+        except OSError as exc:
+            raise ValueError(f"cannot keep the rows' files in {keep}: {exc.strerror}") from exc
     root = Path(tempfile.mkdtemp(prefix="gate-faults-", dir=keep))
     rows: list[FaultRow] = []
     try:
