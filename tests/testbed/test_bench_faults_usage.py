@@ -12,7 +12,7 @@ from testbed.bench.faults import bench_faults
 def test_keep_creates_its_folder_or_says_why_not(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    with pytest.raises(ValueError, match="cannot keep the rows' files in .*Not a directory"):
+    with pytest.raises(ValueError, match=r"cannot keep the rows' files in .*Not a directory"):
         bench_faults(["camera_garbage"], keep=blocker / "rows")
 
 

@@ -16,20 +16,6 @@ from firmware_bridge.host import (
     OptOutPressed,
 )
 from firmware_bridge.protocol import FaultCode, Indicator
-from testbed.testing import FakeLink
-
-
-@pytest.fixture
-def link() -> FakeLink:
-    return FakeLink()
-
-
-@pytest.fixture
-def gate(link):
-    gate = GateController(link, passage_window_s=5.0)
-    gate.start()
-    yield gate
-    gate.close()
 
 
 def put(

@@ -20,7 +20,7 @@ from appliance.vision.progress import CaptureProgress
 from appliance.vision.selection import SelectionRules
 from firmware_bridge.host import OptOutPressed
 from firmware_bridge.protocol import Indicator
-from testbed.testing import FakeLink, FakeMatcher
+from testbed.testing import FakeMatcher
 from tests.support import WalkingUp
 
 
@@ -38,24 +38,6 @@ def ledger_lines(ledger: PurgeLedger) -> list[dict]:
     """The purge records (not the intents written before each capture left)."""
     lines = [json.loads(line) for line in ledger.path.read_bytes().splitlines()]
     return [line for line in lines if "outcome" in line]
-
-
-@pytest.fixture
-def link() -> FakeLink:
-    return FakeLink()
-
-
-@pytest.fixture
-def gate(link):
-    gate = GateController(link, passage_window_s=5.0)
-    gate.start()
-    yield gate
-    gate.close()
-
-
-@pytest.fixture
-def ledger(tmp_path) -> PurgeLedger:
-    return PurgeLedger(tmp_path / "ledger.jsonl")
 
 
 def sent_widths(pipeline: TravellerPipeline) -> list[float]:

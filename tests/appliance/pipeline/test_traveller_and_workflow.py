@@ -22,7 +22,7 @@ from appliance.custody.transaction import CaptureTransaction
 from appliance.errors import MatchingFailure, MatchingUnavailable
 from appliance.gate.boarding_log import BoardingLog, check_record
 from appliance.gate.flight import Flight
-from appliance.gate.machine import Event, GateController, State
+from appliance.gate.machine import Event, State
 from appliance.gate.scanner import ScanParser
 from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.answers import Decision
@@ -31,7 +31,7 @@ from appliance.vision.camera import ReplaySource
 from firmware_bridge.host import DoorChanged, LinkState, OptOutPressed
 from firmware_bridge.protocol import Indicator
 from testbed.simulate import TwoFacesSource
-from testbed.testing import FakeLink, FakeMatcher, Person, TestAgent, bcbp, damaged
+from testbed.testing import FakeMatcher, Person, TestAgent, bcbp, damaged
 
 CANVAS = (1280, 720)
 FLIGHT = Flight("BA", "0283", "2026-11-25", "LAX", "B42")
@@ -60,24 +60,6 @@ class KeptSource(ReplaySource):
         if frame is not None:
             self.frames.append(frame)
         return frame
-
-
-@pytest.fixture
-def link() -> FakeLink:
-    return FakeLink()
-
-
-@pytest.fixture
-def gate(link):
-    gate = GateController(link, passage_window_s=5.0)
-    gate.start()
-    yield gate
-    gate.close()
-
-
-@pytest.fixture
-def ledger(tmp_path) -> PurgeLedger:
-    return PurgeLedger(tmp_path / "ledger.jsonl")
 
 
 def boarding_with(detector, client, gate, ledger, **kwargs) -> TravellerPipeline:
