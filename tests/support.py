@@ -18,7 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tomlkit
 
+from gate_contract.files import write_private
 from gate_contract.keys import PkiLayout
 from matching_service.enrollment import EnrollmentTokens
 from matching_service.errors import RecognizerUnavailable
@@ -63,6 +65,52 @@ def copy_layout(source: PkiLayout, target: Path) -> PkiLayout:
     """A copy of a PKI folder, to swap single files in tests."""
     shutil.copytree(source.root, target)
     return PkiLayout(target)
+
+
+def unit_config(
+    folder: Path,
+    *,
+    matcher_target: str,
+    pki_dir: Path | str,
+    serial_port: str,
+    relay_key: bytes,
+    camera_source: str,
+    **sections: dict[str, object],
+) -> Path:
+    """Write a gate unit's ``relay.key`` and ``gate.toml`` in ``folder``; the config's path.
+
+    The file holds what a running unit needs (device, camera, matcher with a 10 s deadline,
+    serial, flight BA 0283 at LAX gate B42, ledger under ``state/``); each of ``sections``
+    (``vision={"steady_frames": 1}``, ``screens={"port": 0}``) sets keys of that table,
+    adding the table if new; a key given as None is left out. Paths are written as text.
+    """
+    write_private(folder / "relay.key", relay_key.hex().encode())
+    tables: dict[str, dict[str, object]] = {
+        "device": {"id": "gate-dev-0001"},
+        "camera": {"source": camera_source},
+        "matcher": {"target": matcher_target, "pki_dir": pki_dir, "deadline_s": 10.0},
+        "serial": {"port": serial_port, "relay_key_file": "relay.key"},
+        "flight": {
+            "carrier": "BA",
+            "number": "0283",
+            "date": "2026-11-25",
+            "airport": "LAX",
+            "gate": "B42",
+        },
+        "ledger": {"path": "state/purge-ledger.jsonl"},
+    }
+    for name, keys in sections.items():
+        table = tables.setdefault(name, {})
+        for key, value in keys.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+    for table in tables.values():
+        table.update({k: str(v) for k, v in table.items() if isinstance(v, Path)})
+    path = folder / "gate.toml"
+    path.write_text(tomlkit.dumps(tables))
+    return path
 
 
 @dataclass

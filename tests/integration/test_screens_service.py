@@ -32,11 +32,11 @@ from appliance.service.runner import EXIT_OK, run_service
 from appliance.service.status import read_status
 from appliance.vision.camera import ReplaySource, place_in_canvas
 from firmware_bridge.simulator import Simulator
-from gate_contract.files import write_private
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import wait_for
 from testbed.testing import FLIGHT, make_bcbp
+from tests.support import unit_config
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 90.0
@@ -107,46 +107,22 @@ class Scanner:
 def _config(
     tmp_path: Path, target: str, pki_root: Path, mcu: Simulator, key: bytes, scanner
 ) -> Path:
-    write_private(tmp_path / "relay.key", (key.hex()).encode())
     set_pin(tmp_path / "agents.json", AGENT, PIN)
-    path = tmp_path / "gate.toml"
-    path.write_text(
-        f"""
-[device]
-id = "gate-dev-0001"
-[camera]
-source = "replay:{tmp_path}"
-[matcher]
-target = "{target}"
-pki_dir = "{pki_root}"
-deadline_s = 10.0
-[serial]
-port = "{mcu.port}"
-relay_key_file = "relay.key"
-pulse_ms = 1000
-[flight]
-carrier = "BA"
-number = "0283"
-date = "2026-11-25"
-airport = "LAX"
-gate = "B42"
-[vision]
-capture_window_frames = 300
-[ledger]
-path = "state/purge-ledger.jsonl"
-[capture]
-mode = "pass_then_face"
-[scanner]
-port = "{scanner.port}"
-[service]
-stall_s = 5.0
-[screens]
-port = 0
-[agents]
-file = "agents.json"
-"""
+    return unit_config(
+        tmp_path,
+        matcher_target=target,
+        pki_dir=pki_root,
+        serial_port=mcu.port,
+        relay_key=key,
+        camera_source=f"replay:{tmp_path}",
+        serial={"pulse_ms": 1000},
+        vision={"capture_window_frames": 300},
+        capture={"mode": "pass_then_face"},
+        scanner={"port": scanner.port},
+        service={"stall_s": 5.0},
+        screens={"port": 0},
+        agents={"file": "agents.json"},
     )
-    return path
 
 
 def test_the_screens_of_a_running_gate(tmp_path, holders, pki, walk_up, page) -> None:

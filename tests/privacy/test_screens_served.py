@@ -30,9 +30,9 @@ from appliance.service.log_filter import looks_like_image_text
 from appliance.service.runner import run_service
 from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
-from gate_contract.files import write_private
 from testbed.runs import wait_for
 from testbed.write_audit import contains_image_data
+from tests.support import unit_config
 
 TIMEOUT = 90.0
 MAX_WORD = 80  # the longest string a stream may carry (flight names, reason keys)
@@ -83,39 +83,21 @@ def test_nothing_served_carries_pixels(tmp_path: Path, matcher, demo_photos) -> 
     frames = tmp_path / "frames"
     frames.mkdir()
     shutil.copy(demo_photos / "obama2.jpg", frames)
-    write_private(tmp_path / "relay.key", (key.hex()).encode())
     set_pin(tmp_path / "agents.json", "A123", "482913")
-    (tmp_path / "gate.toml").write_text(
-        f"""
-[device]
-id = "gate-dev-0001"
-[camera]
-source = "replay:{frames}"
-repeat = 30
-[matcher]
-target = "{matcher.target}"
-pki_dir = "{matcher.pki.root}"
-deadline_s = 10.0
-[serial]
-port = "{simulator.port}"
-relay_key_file = "relay.key"
-[flight]
-carrier = "BA"
-number = "0283"
-date = "2026-11-25"
-airport = "LAX"
-gate = "B42"
-[ledger]
-path = "state/purge-ledger.jsonl"
-[scanner]
-port = "stdin"
-[screens]
-port = 0
-[agents]
-file = "agents.json"
-"""
+    config = load_config(
+        unit_config(
+            tmp_path,
+            matcher_target=matcher.target,
+            pki_dir=matcher.pki.root,
+            serial_port=simulator.port,
+            relay_key=key,
+            camera_source=f"replay:{frames}",
+            camera={"repeat": 30},
+            scanner={"port": "stdin"},
+            screens={"port": 0},
+            agents={"file": "agents.json"},
+        )
     )
-    config = load_config(tmp_path / "gate.toml")
     read_fd, write_fd = os.pipe()  # a keyboard-wedge scanner nobody types into
     stop = threading.Event()
     stdin, sys.stdin = sys.stdin, os.fdopen(read_fd, "r")

@@ -23,8 +23,7 @@ from appliance.service.config import load_config
 from appliance.service.runner import EXIT_OK, run_service
 from appliance.service.status import format_status, read_status
 from firmware_bridge.simulator import Simulator
-from gate_contract.files import write_private
-from tests.support import REPO
+from tests.support import REPO, unit_config
 
 
 class FakeJournalHandler(logging.Handler):
@@ -133,35 +132,18 @@ def test_service_writes_status_that_gatectl_status_reads(tmp_path, matcher, demo
     frames.mkdir()
     shutil.copy(demo_photos / "obama2.jpg", frames)
     key = os.urandom(32)
-    write_private(tmp_path / "relay.key", (key.hex()).encode())
     simulator = Simulator(key).start()
     try:
-        path = tmp_path / "gate.toml"
-        path.write_text(
-            f"""
-[device]
-id = "gate-dev-0001"
-[camera]
-source = "replay:{frames}"
-[vision]
-steady_frames = 1  # each still is shown for one frame: sent once it passes
-[matcher]
-target = "{matcher.target}"
-pki_dir = "{matcher.pki.root}"
-deadline_s = 10.0
-[serial]
-port = "{simulator.port}"
-relay_key_file = "relay.key"
-pulse_ms = 1000
-[flight]
-carrier = "BA"
-number = "0283"
-date = "2026-11-25"
-airport = "LAX"
-gate = "B42"
-[ledger]
-path = "state/purge-ledger.jsonl"
-"""
+        path = unit_config(
+            tmp_path,
+            matcher_target=matcher.target,
+            pki_dir=matcher.pki.root,
+            serial_port=simulator.port,
+            relay_key=key,
+            camera_source=f"replay:{frames}",
+            # each still is shown for one frame: sent once it passes
+            vision={"steady_frames": 1},
+            serial={"pulse_ms": 1000},
         )
         config = load_config(path)
         assert config.status_path == tmp_path / "state" / "status.json"
@@ -231,28 +213,15 @@ def test_status_without_a_file(tmp_path):
 
 
 def test_startup_failure_is_in_the_status(tmp_path, matcher):
-    write_private(tmp_path / "relay.key", ("00" * 32).encode())
-    path = tmp_path / "gate.toml"
-    path.write_text(
-        f"""
-[device]
-id = "gate-dev-0001"
-[camera]
-source = "replay:{tmp_path}"
-[matcher]
-target = "{matcher.target}"
-pki_dir = "{matcher.pki.root}"
-[serial]
-port = "{tmp_path / "no-tty"}"
-relay_key_file = "relay.key"
-[flight]
-carrier = "BA"
-number = "0283"
-date = "2026-11-25"
-airport = "LAX"
-[ledger]
-path = "state/purge-ledger.jsonl"
-"""
+    path = unit_config(
+        tmp_path,
+        matcher_target=matcher.target,
+        pki_dir=matcher.pki.root,
+        serial_port=str(tmp_path / "no-tty"),
+        relay_key=bytes(32),
+        camera_source=f"replay:{tmp_path}",
+        matcher={"deadline_s": None},
+        flight={"gate": None},
     )
     assert run_service(load_config(path)) != EXIT_OK
     status = read_status(tmp_path / "state" / "status.json")

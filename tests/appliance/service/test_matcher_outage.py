@@ -22,9 +22,9 @@ from appliance.service.config import load_config
 from appliance.service.runner import EXIT_OK, run_service
 from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
-from gate_contract.files import write_private
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import wait_for
+from tests.support import unit_config
 
 TIMEOUT = 90.0  # model load, mTLS and the first inference on a slow CI runner
 
@@ -60,38 +60,20 @@ def _frames(tmp_path: Path, demo_photos: Path) -> Path:
 
 
 def _config(tmp_path: Path, port: int, pki_root: Path, simulator: Simulator, key: bytes, frames):
-    write_private(tmp_path / "relay.key", (key.hex()).encode())
-    path = tmp_path / "gate.toml"
-    path.write_text(
-        f"""
-[device]
-id = "gate-dev-0001"
-[camera]
-source = "replay:{frames}"
-[vision]
-steady_frames = 1
-[matcher]
-target = "127.0.0.1:{port}"
-pki_dir = "{pki_root}"
-deadline_s = 5.0
-[serial]
-port = "{simulator.port}"
-relay_key_file = "relay.key"
-pulse_ms = 1000
-[flight]
-carrier = "BA"
-number = "0283"
-date = "2026-11-25"
-airport = "LAX"
-gate = "B42"
-[ledger]
-path = "state/purge-ledger.jsonl"
-[service]
-stall_s = 5.0
-session_refresh_s = 3600
-"""
+    return load_config(
+        unit_config(
+            tmp_path,
+            matcher_target=f"127.0.0.1:{port}",
+            pki_dir=pki_root,
+            serial_port=simulator.port,
+            relay_key=key,
+            camera_source=f"replay:{frames}",
+            vision={"steady_frames": 1},
+            matcher={"deadline_s": 5.0},
+            serial={"pulse_ms": 1000},
+            service={"stall_s": 5.0, "session_refresh_s": 3600},
+        )
     )
-    return load_config(path)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from appliance.vision.frame_pump import open_source
 from firmware_bridge.simulator import Simulator
 from gate_contract.files import write_private
 from testbed.runs import wait_for
-from tests.support import REPO, WalkingUp
+from tests.support import REPO, WalkingUp, unit_config
 
 EXAMPLE = REPO / "systemd" / "gate-appliance.toml.example"
 KEY_HEX = "00112233445566778899aabbccddeeff0011223344556677"
@@ -323,38 +323,23 @@ def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch) -> None:
 # ------------------------------------------------------------------------ run_service
 
 
-def _service_config(tmp_path: Path, matcher, port: str, key: bytes, frames: Path) -> Path:
-    write_private(tmp_path / "relay.key", (key.hex()).encode())
-    path = tmp_path / "gate.toml"
-    path.write_text(
-        f"""
-[device]
-id = "gate-dev-0001"
-[camera]
-source = "replay:{frames}"
-width = 1280
-height = 720
-[vision]
-steady_frames = 1  # each still is shown for one frame: sent once it passes
-[matcher]
-target = "{matcher.target}"
-pki_dir = "{matcher.pki.root}"
-deadline_s = 10.0
-[serial]
-port = "{port}"
-relay_key_file = "relay.key"
-pulse_ms = 1000
-[flight]
-carrier = "BA"
-number = "0283"
-date = "2026-11-25"
-airport = "LAX"
-gate = "B42"
-[ledger]
-path = "ledger/purge-ledger.jsonl"
-"""
+def _service_config(
+    tmp_path: Path, matcher, port: str, key: bytes, source: str, **camera: object
+) -> Path:
+    """A unit whose camera ``source`` gives 1280x720 frames; ``camera``: more camera keys."""
+    return unit_config(
+        tmp_path,
+        matcher_target=matcher.target,
+        pki_dir=matcher.pki.root,
+        serial_port=port,
+        relay_key=key,
+        camera_source=source,
+        camera={"width": 1280, "height": 720, **camera},
+        # each still is shown for one frame: sent once it passes
+        vision={"steady_frames": 1},
+        serial={"pulse_ms": 1000},
+        ledger={"path": "ledger/purge-ledger.jsonl"},
     )
-    return path
 
 
 def test_open_source_replay(tmp_path: Path, demo_photos: Path, example: Path) -> None:
@@ -380,7 +365,9 @@ def test_run_service_end_to_end(
     key = os.urandom(32)
     simulator = Simulator(key).start()
     try:
-        config = load_config(_service_config(tmp_path, matcher, simulator.port, key, frames))
+        config = load_config(
+            _service_config(tmp_path, matcher, simulator.port, key, f"replay:{frames}")
+        )
         results: list[int] = []
         thread = threading.Thread(
             target=lambda: results.append(run_service(config, result_hold_s=0.1)), daemon=True
@@ -414,8 +401,14 @@ def test_a_traveller_lingering_after_a_grant_is_granted_once(
     key = os.urandom(32)
     simulator = Simulator(key).start()
     try:
-        path = _service_config(tmp_path, matcher, simulator.port, key, frames)
-        _edit(path, "height = 720", "height = 720\nrepeat = 600")  # 20 s in view
+        path = _service_config(
+            tmp_path,
+            matcher,
+            simulator.port,
+            key,
+            f"replay:{frames}",
+            repeat=600,  # 20 s in view
+        )
         config = load_config(path)
         results: list[int] = []
         thread = threading.Thread(
@@ -437,7 +430,9 @@ def test_run_service_serial_failure_is_one_clear_exit(
     frames = tmp_path / "frames"
     frames.mkdir()
     config = load_config(
-        _service_config(tmp_path, matcher, str(tmp_path / "no-tty"), os.urandom(32), frames)
+        _service_config(
+            tmp_path, matcher, str(tmp_path / "no-tty"), os.urandom(32), f"replay:{frames}"
+        )
     )
     with caplog.at_level("ERROR", logger="gate.service"):
         assert run_service(config) == GateMcuError.exit_code
@@ -457,8 +452,9 @@ def test_stop_event_ends_service(
     key = os.urandom(32)
     simulator = Simulator(key).start()
     try:
-        path = _service_config(tmp_path, matcher, simulator.port, key, frames)
-        _edit(path, "height = 720", "height = 720\nrepeat = 10000")
+        path = _service_config(
+            tmp_path, matcher, simulator.port, key, f"replay:{frames}", repeat=10000
+        )
         config = load_config(path)
         stop = threading.Event()
         results: list[int] = []
@@ -495,8 +491,7 @@ def test_live_opencv_camera_runs_behind_the_frame_pump(
     key = os.urandom(32)
     simulator = Simulator(key).start()
     try:
-        path = _service_config(tmp_path, matcher, simulator.port, key, tmp_path)
-        _edit(path, f'source = "replay:{tmp_path}"', f'source = "opencv:{video}"')
+        path = _service_config(tmp_path, matcher, simulator.port, key, f"opencv:{video}")
         config = load_config(path)
         source = open_source(config.camera)
         assert type(source).__name__ == "FramePump"
@@ -634,8 +629,7 @@ def test_a_camera_glitch_in_the_second_look_does_not_undo_the_referral(
     key = os.urandom(32)
     simulator = Simulator(key).start()
     try:
-        path = _service_config(tmp_path, matcher, simulator.port, key, tmp_path)
-        _edit(path, f'source = "replay:{tmp_path}"', 'source = "opencv:0"')
+        path = _service_config(tmp_path, matcher, simulator.port, key, "opencv:0")
         config = load_config(path)
         ledger_path = tmp_path / "ledger" / "purge-ledger.jsonl"
         camera = _GlitchInTheSecondLook(demo_photos / "astronaut.png", ledger_path)

@@ -31,11 +31,11 @@ from appliance.service.config import GateConfig, check_service_config, load_conf
 from appliance.service.runner import EXIT_OK, main, run_service
 from appliance.service.status import read_status
 from firmware_bridge.simulator import Simulator
-from gate_contract.files import write_private
 from matching_service.gallery import Gallery, flight_key
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import wait_for
 from testbed.testing import FLIGHT, TestAgent, make_bcbp
+from tests.support import unit_config
 
 TIMEOUT = 90.0  # generous: model load, mTLS and the first inference on a slow CI runner
 OBAMA_NAME, OBAMA_PNR = "OBAMA/BARACK", "ABC123"
@@ -185,42 +185,22 @@ def _write_config(
     mode: str = "biometric_first",
     scanner: str | None = None,
 ) -> Path:
-    write_private(tmp_path / "relay.key", (relay_key.hex()).encode())
     AGENT.registry().save(tmp_path / "state" / "agents.json")  # the unit's registered agent
-    scanner_section = f'[scanner]\nport = "{scanner}"\n' if scanner else ""
-    path = tmp_path / "gate.toml"
-    path.write_text(
-        f"""
-[device]
-id = "gate-dev-0001"
-[camera]
-source = "replay:{frames}"
-[vision]
-steady_frames = 1  # each still is shown for one frame: sent once it passes
-[matcher]
-target = "{target}"
-pki_dir = "{pki_root}"
-deadline_s = 10.0
-[serial]
-port = "{mcu_port}"
-relay_key_file = "relay.key"
-pulse_ms = 1000
-[flight]
-carrier = "BA"
-number = "0283"
-date = "2026-11-25"
-airport = "LAX"
-gate = "B42"
-[ledger]
-path = "state/purge-ledger.jsonl"
-[capture]
-mode = "{mode}"
-{scanner_section}
-[service]
-stall_s = 1.0
-"""
+    scanner_section = {"scanner": {"port": scanner}} if scanner else {}
+    return unit_config(
+        tmp_path,
+        matcher_target=target,
+        pki_dir=pki_root,
+        serial_port=mcu_port,
+        relay_key=relay_key,
+        camera_source=f"replay:{frames}",
+        # each still is shown for one frame: sent once it passes
+        vision={"steady_frames": 1},
+        serial={"pulse_ms": 1000},
+        capture={"mode": mode},
+        **scanner_section,
+        service={"stall_s": 1.0},
     )
-    return path
 
 
 class Service:

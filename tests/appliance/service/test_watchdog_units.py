@@ -21,9 +21,8 @@ from appliance.service.heartbeat import PipelineHeartbeat, WatchdogFeeder
 from appliance.service.runner import EXIT_OK, run_service
 from appliance.vision.frame_pump import FramePump
 from firmware_bridge.simulator import Simulator
-from gate_contract.files import write_private
 from testbed.testing import FakeClock
-from tests.support import REPO
+from tests.support import REPO, unit_config
 
 UNITS = REPO / "systemd"
 MAX_EXPOSURE = 2.0
@@ -120,37 +119,6 @@ def _until(sock: socket.socket, predicate, seen: list[str], timeout: float = 60.
     raise AssertionError(f"no matching notify message; saw {seen[-10:]}")
 
 
-def _config(tmp_path: Path, matcher, port: str, key: bytes) -> Path:
-    write_private(tmp_path / "relay.key", (key.hex()).encode())
-    path = tmp_path / "gate.toml"
-    path.write_text(
-        f"""
-[device]
-id = "gate-dev-0001"
-[camera]
-source = "opencv:0"
-[matcher]
-target = "{matcher.target}"
-pki_dir = "{matcher.pki.root}"
-deadline_s = 10.0
-[serial]
-port = "{port}"
-relay_key_file = "relay.key"
-[flight]
-carrier = "BA"
-number = "0283"
-date = "2026-11-25"
-airport = "LAX"
-gate = "B42"
-[ledger]
-path = "state/purge-ledger.jsonl"
-[service]
-stall_s = 1.0
-"""
-    )
-    return path
-
-
 def test_watchdog_stops_when_the_pipeline_stalls_and_resumes(
     tmp_path: Path, matcher, notify_socket: socket.socket
 ):
@@ -160,7 +128,17 @@ def test_watchdog_stops_when_the_pipeline_stalls_and_resumes(
     stop = threading.Event()
     results: list[int] = []
     try:
-        config = load_config(_config(tmp_path, matcher, simulator.port, key))
+        config = load_config(
+            unit_config(
+                tmp_path,
+                matcher_target=matcher.target,
+                pki_dir=matcher.pki.root,
+                serial_port=simulator.port,
+                relay_key=key,
+                camera_source="opencv:0",
+                service={"stall_s": 1.0},
+            )
+        )
         thread = threading.Thread(
             target=lambda: results.append(
                 run_service(
