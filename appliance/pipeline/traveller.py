@@ -32,9 +32,10 @@ within ``verdict_timeout_s`` refers the traveller; the gate never opens on a tim
 
 A capture the matcher does not verify (no match, not on the flight, unusable) is not yet
 a referral when ``SelectionRules.attempts`` allows another: its transaction ends (purged,
-recorded as ``retaken``), the gate goes back to capturing, and the same traveller is
-captured again as they come nearer (``FrameSelector.retake``), in a transaction of its
-own. If no bigger face comes, the traveller is referred for the first verdict.
+recorded as ``retaken``), the gate goes back to capturing, and the traveller in front
+(by the selection rules, as for any capture) is captured again as they come nearer
+(``FrameSelector.retake``), in a transaction of its own. If no bigger face comes, the
+traveller is referred for the first verdict.
 
 Listeners added with :meth:`TravellerPipeline.on_capture_progress` hear about every frame
 the capture looks at (face position and quality feedback, never pixels); one that fails
