@@ -27,7 +27,10 @@ from matching_service.errors import RecognizerUnavailable
 from matching_service.recognizers import Recognizer, open_recognizer
 
 REPO = Path(__file__).resolve().parents[1]
-DATASET = REPO.parent / "shared" / "datasets" / "faces-dev"
+# faces-dev beside the checkout (this workplace), or wherever GATE_TEST_DATASET names
+DATASET = Path(
+    os.environ.get("GATE_TEST_DATASET", REPO.parent / "shared" / "datasets" / "faces-dev")
+)
 CANVAS_W, CANVAS_H = 1280, 720
 
 
