@@ -341,6 +341,7 @@ def _serve(
                 # once the traveller has left the lane.
                 if not lane_clears(source, parts.detector, stop):
                     continue
+                lane_must_clear = False  # just seen clear: the next traveller is served
                 with contextlib.suppress(Exception):
                     gate.ready("lane clear")
                 if gate.phase is phase:  # refused: wait for a change rather than spin

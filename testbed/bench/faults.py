@@ -176,6 +176,10 @@ class SimulatorProcess:
     def opened_since(self, at: float) -> float | None:
         return next((t for t, relay, _ in self.events if t >= at and relay == "OPEN"), None)
 
+    def referred_since(self, at: float) -> bool:
+        """Did the gate send someone to the agent (or go out of service) since ``at``?"""
+        return any(t >= at and indicator == "SEE_AGENT" for t, _, indicator in self.events)
+
     def closed_since(self, at: float) -> float | None:
         return next((t for t, relay, _ in self.events if t >= at and relay != "OPEN"), None)
 
@@ -400,12 +404,20 @@ stall_s = 30.0
             self.present("nobody")  # the lane clears: the indicator leaves "see agent"
             time.sleep(LANE_CLEAR_S)
             wait_for(lambda: self.simulator.indicator() in _TAKING, LANE_CLEAR_S * 4, 0.05)
+            presented = time.monotonic()
             self.present(traveller)
-            if wait_for(lambda: self.simulator.opened_since(since) is not None, 8.0, 0.05):
+            # Granted, or referred (the traveller goes to the agent; the next steps up).
+            wait_for(lambda at=presented: self._granted_or_referred(since, at), 8.0, 0.05)
+            if self.simulator.opened_since(since) is not None:
                 self.present("nobody")
                 return round(self.simulator.opened_since(since) - since, 2)
         self.present("nobody")
         return None
+
+    def _granted_or_referred(self, since: float, presented: float) -> bool:
+        assert self.simulator is not None
+        simulator = self.simulator
+        return simulator.opened_since(since) is not None or simulator.referred_since(presented)
 
     def restart_if_exited(self) -> None:
         """What systemd's ``Restart=on-failure`` does for a service that exited."""

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,9 +20,11 @@ from hypothesis import strategies as st
 
 from appliance.custody.ledger import PurgeLedger
 from appliance.errors import ConfigError, GateMcuError
+from appliance.pipeline.lane import CLEAR_LANE_FRAMES
 from appliance.service import sd_notify
 from appliance.service.config import check_key_files, load_config
 from appliance.service.runner import EXIT_OK, main, run_service
+from appliance.vision.camera import place_in_canvas
 from appliance.vision.frame_pump import open_source
 from firmware_bridge.simulator import Simulator
 from gate_contract.files import write_private
@@ -520,7 +523,7 @@ def test_unattended_reset_waits_until_the_lane_is_clear() -> None:
     Every frame looked at meanwhile is zeroized."""
     import numpy as np
 
-    from appliance.pipeline.lane import CLEAR_LANE_FRAMES, lane_clears
+    from appliance.pipeline.lane import lane_clears
 
     face, empty = np.full((4, 4, 3), 200, np.uint8), np.full((4, 4, 3), 118, np.uint8)
     script = [face] * 5 + [empty] * 3 + [face] + [empty] * CLEAR_LANE_FRAMES + [face]
@@ -652,5 +655,55 @@ def test_a_camera_glitch_in_the_second_look_does_not_undo_the_referral(
         assert simulator.relay_pulses == []
         messages = _drain(notify_socket)
         assert any(m.startswith("STATUS=served 1: granted 0, referred 1") for m in messages)
+    finally:
+        simulator.stop()
+
+
+class _QueueAfterAReferral:
+    """A live camera on a lane: someone not on the flight (referred), the lane empty just
+    long enough for the unattended gate to reset, then the next traveller, who stays."""
+
+    live = True
+
+    def __init__(self, stranger: Path, traveller: Path) -> None:
+        self.script = [place_in_canvas(cv2.imread(str(stranger)), (1280, 720))] * 90 + [
+            np.full((720, 1280, 3), 118, np.uint8)
+        ] * (CLEAR_LANE_FRAMES + 5)
+        self.traveller = place_in_canvas(cv2.imread(str(traveller)), (1280, 720))
+        self.read_frames = 0
+
+    def read(self) -> np.ndarray | None:
+        self.read_frames += 1
+        time.sleep(1 / 60)  # a camera's pace, roughly
+        frame = self.script.pop(0) if self.script else self.traveller
+        return frame.copy()
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_next_traveller_after_an_unattended_referral_is_served(
+    tmp_path: Path, matcher, demo_photos: Path, notify_socket: socket.socket
+) -> None:
+    """The bug: an unattended gate that referred a traveller reset once the lane was
+    clear, then asked for a clear lane a second time, so the next traveller, who stepped
+    up at once, was never captured while they stood there."""
+    key = os.urandom(32)
+    simulator = Simulator(key).start()
+    try:
+        path = _service_config(tmp_path, matcher, simulator.port, key, "opencv:0")
+        camera = _QueueAfterAReferral(demo_photos / "astronaut.png", demo_photos / "obama2.jpg")
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=run_service,
+            args=(load_config(path), stop),
+            kwargs={"result_hold_s": 0.1, "open_camera": lambda spec: camera},
+            daemon=True,
+        )
+        thread.start()
+        granted = wait_for(lambda: simulator.relay_pulses == [1000], timeout=120)
+        stop.set()
+        thread.join(timeout=60)
+        assert granted, f"the next traveller was not served ({camera.read_frames} frames read)"
     finally:
         simulator.stop()
