@@ -15,6 +15,7 @@ import argparse
 import errno
 import os
 import select
+import signal
 import sys
 import threading
 import time
@@ -333,12 +334,17 @@ def _relay_key() -> bytes | None:
     return key
 
 
+REPORT_S = 0.01  # relay and indicator changes are printed within this (pulses are timed)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print the pty path and serve it until Ctrl-C."""
+    """Print the pty path, then each relay or indicator change, until Ctrl-C; SIGUSR1
+    reboots the MCU as its watchdog would (RAM lost, relay closed, a new BOOT)."""
     parser = argparse.ArgumentParser(
         prog="python -m firmware_bridge.simulator",
-        description="A simulated gate MCU on a pseudo-terminal; prints the port. "
-        "The relay key is read from GATE_RELAY_KEY (hex).",
+        description="A simulated gate MCU on a pseudo-terminal; prints the port, then a line"
+        " per relay or indicator change. The relay key is read from GATE_RELAY_KEY (hex);"
+        " SIGUSR1 reboots the MCU (a watchdog reset).",
     )
     parser.add_argument(
         "--interpreter",
@@ -355,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     except SimulatorError as exc:
         print(f"simulator: {exc}", file=sys.stderr)
         return 1
+    signal.signal(signal.SIGUSR1, lambda *_: sim.reboot(ResetCause.WATCHDOG))
     try:
         print(sim.port, flush=True)
         last = None
@@ -364,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 relay = "OPEN" if state[0] else "closed"
                 print(f"relay={relay} indicator={Indicator.name(state[1])}", flush=True)
                 last = state
-            time.sleep(0.05)
+            time.sleep(REPORT_S)
     except KeyboardInterrupt:
         pass
     finally:
@@ -372,4 +379,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if sim.failure is None else 1
 
 
-__all__ = ["DEV_KEY", "Simulator", "main"]
+__all__ = ["DEV_KEY", "REPORT_S", "Simulator", "main"]

@@ -72,28 +72,9 @@ TMPFS_BYTES = 64 * 1024
 CLOCK_JUMP_S = 3600
 PULSE_S = 0.5  # the rig's [serial] pulse_ms
 PULSE_SLACK_S = 0.2  # the simulator reports its relay every 10 ms; our reader adds a little
-# Debian's libfaketime: the wall clock of the appliance's tree, read from a file each time
 _TAKING = ("READY", "CAPTURING")  # indicators of a gate that takes the next traveller
+# Debian's libfaketime: the wall clock of the appliance's tree, read from a file each time
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
-# ``python -m firmware_bridge.simulator``'s loop (the port, then one line per relay or
-# indicator change), and SIGUSR1 reboots the MCU (RAM lost, relay closed, a new BOOT)
-_SIMULATOR = """
-import os, signal, sys, time
-from firmware_bridge.protocol import Indicator, ResetCause
-from firmware_bridge.simulator.pty import Simulator
-sim = Simulator(bytes.fromhex(os.environ["GATE_RELAY_KEY"])).start()
-signal.signal(signal.SIGUSR1, lambda *_: sim.reboot(ResetCause.WATCHDOG))
-print(sim.port, flush=True)
-last = None
-while sim.failure is None:
-    state = (sim.relay_open, sim.indicator)
-    if state != last:
-        relay = "OPEN" if state[0] else "closed"
-        print(f"relay={relay} indicator={Indicator.name(state[1])}", flush=True)
-        last = state
-    time.sleep(0.01)
-sys.exit(1)
-"""
 _GATE_MATCHER = [
     sys.executable,
     "-c",
@@ -147,7 +128,7 @@ class SimulatorProcess:
     def __init__(self, key_hex: str, link: Path) -> None:
         self.events: list[tuple[float, str, str]] = []  # (time, relay, indicator)
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _SIMULATOR],
+            [sys.executable, "-m", "firmware_bridge.simulator"],
             env={**os.environ, "GATE_RELAY_KEY": key_hex},
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -177,7 +158,7 @@ class SimulatorProcess:
         return next((t for t, relay, _ in self.events if t >= at and relay == "OPEN"), None)
 
     def referred_since(self, at: float) -> bool:
-        """Did the gate send someone to the agent (or go out of service) since ``at``?"""
+        """Did the gate send someone to the agent since ``at``?"""
         return any(t >= at and indicator == "SEE_AGENT" for t, _, indicator in self.events)
 
     def closed_since(self, at: float) -> float | None:
