@@ -13,16 +13,14 @@ trying ``gatectl firmware deploy`` by hand.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 import time
-import tty
 from pathlib import Path
 from types import TracebackType
 
 from firmware_bridge.simulator.micropython_runtime import node_executable, verified_runtime
+from firmware_bridge.simulator.ptys import close_fds, open_raw_pty
 
 HERE = Path(__file__).resolve().parent
 BOARD = HERE / "board.mjs"
@@ -81,13 +79,8 @@ class EmulatedPico:
         return levels
 
     def start(self) -> EmulatedPico:
-        master, slave = os.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        os.set_blocking(master, False)
         # The slave stays open here, so the board's side never sees EIO between clients.
-        self._master, self._slave = master, slave
-        self.port = os.ttyname(slave)
+        self._master, self._slave, self.port = open_raw_pty()
         self._power_on()
         return self
 
@@ -117,10 +110,7 @@ class EmulatedPico:
 
     def stop(self) -> None:
         self._power_off()
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        close_fds((self._master, self._slave))
         self._master = self._slave = None
 
     def __enter__(self) -> EmulatedPico:
