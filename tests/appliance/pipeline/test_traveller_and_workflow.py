@@ -66,6 +66,15 @@ def boarding_with(detector, client, gate, ledger, **kwargs) -> TravellerPipeline
     return TravellerPipeline(detector, client, gate, ledger, **kwargs)
 
 
+def matching_workflow(detector, gate, ledger, log: BoardingLog) -> GateWorkflow:
+    """The flight's workflow over a matcher that matches everyone, keeping ``log``."""
+    return GateWorkflow(
+        boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger),
+        FLIGHT,
+        boarding_log=log,
+    )
+
+
 def all_zero(buffers) -> bool:
     return all(not np.asarray(b).any() for b in buffers)
 
@@ -443,20 +452,12 @@ def test_who_boarded_survives_a_restart_through_the_boarding_log(
     detector, gate, link, ledger, demo_photos, tmp_path
 ):
     log = BoardingLog(tmp_path / "boarding.jsonl")
-    first = GateWorkflow(
-        boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger),
-        FLIGHT,
-        boarding_log=log,
-    )
+    first = matching_workflow(detector, gate, ledger, log)
     assert first.board(KeptSource(demo_photos / "obama2.jpg")).outcome == "granted"
     gate.agent_cancel("the traveller walked through")
     assert first.wait_idle(5)
     # The service restarts: a new pipeline and workflow over the same boarding log.
-    restarted = GateWorkflow(
-        boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger),
-        FLIGHT,
-        boarding_log=BoardingLog(tmp_path / "boarding.jsonl"),
-    )
+    restarted = matching_workflow(detector, gate, ledger, BoardingLog(tmp_path / "boarding.jsonl"))
     again = restarted.board(KeptSource(demo_photos / "obama2.jpg"))
     assert again.reason == "already boarded, see agent" and len(link.pulses) == 1
 
@@ -466,22 +467,14 @@ def test_who_boarded_survives_a_crash_before_the_passage_ended(
 ):
     """Killed between the pulse and the end of the passage, no boarding-log record was
     written; the claim made before the pulse is still there after the restart."""
-    first = GateWorkflow(
-        boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger),
-        FLIGHT,
-        boarding_log=BoardingLog(tmp_path / "boarding.jsonl"),
-    )
+    first = matching_workflow(detector, gate, ledger, BoardingLog(tmp_path / "boarding.jsonl"))
     assert first.board(KeptSource(demo_photos / "obama2.jpg")).outcome == "granted"
     # The power goes now: what is on disk is what the next start finds.
     on_disk = tmp_path / "after-the-cut"
     shutil.copytree(tmp_path, on_disk, ignore=shutil.ignore_patterns("after-the-cut"))
     assert (on_disk / "boarding.jsonl").read_text() == ""  # the passage had not ended
     gate.agent_cancel("the gate of the next start is ready again")
-    restarted = GateWorkflow(
-        boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger),
-        FLIGHT,
-        boarding_log=BoardingLog(on_disk / "boarding.jsonl"),
-    )
+    restarted = matching_workflow(detector, gate, ledger, BoardingLog(on_disk / "boarding.jsonl"))
     again = restarted.board(KeptSource(demo_photos / "obama2.jpg"))
     assert again.reason == "already boarded, see agent" and len(link.pulses) == 1
 
@@ -490,11 +483,7 @@ def test_a_grant_that_cannot_be_recorded_is_not_granted(
     detector, gate, link, ledger, demo_photos, tmp_path
 ):
     log = BoardingLog(tmp_path / "boarding.jsonl")
-    workflow = GateWorkflow(
-        boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger),
-        FLIGHT,
-        boarding_log=log,
-    )
+    workflow = matching_workflow(detector, gate, ledger, log)
     log.register_path.mkdir()  # the register cannot be appended to
     result = workflow.board(KeptSource(demo_photos / "obama2.jpg"))
     assert (result.outcome, result.reason) == (
