@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -241,3 +242,13 @@ def run_with_stderr_on_a_terminal(args: list[str], timeout: float = 120) -> Term
         reader.join(10)
         os.close(master)
     return TerminalRun(process.returncode, stdout.decode(), shown.decode(errors="replace"))
+
+
+def write_two_traveller_manifest(path: Path, demo_photos: Path) -> Path:
+    """A gallery manifest of the two demo travellers: P1 (obama.jpg), P2 (biden.jpg)."""
+    entries = [
+        {"traveller_id": "P1", "category": "us_citizen", "photo": str(demo_photos / "obama.jpg")},
+        {"traveller_id": "P2", "category": "in_scope", "photo": str(demo_photos / "biden.jpg")},
+    ]
+    path.write_text(json.dumps(entries))
+    return path

@@ -11,7 +11,13 @@ import sys
 from appliance.errors import EnrollmentFailed
 from appliance.matching.enrollment import enroll
 from matching_service.enrollment import EnrollmentTokens
-from tests.support import GRPC_CORE_LINE, console_script, gate_matcher, without_grpc_logging
+from tests.support import (
+    GRPC_CORE_LINE,
+    console_script,
+    gate_matcher,
+    without_grpc_logging,
+    write_two_traveller_manifest,
+)
 
 
 def test_a_db_in_a_missing_folder_is_an_error(tmp_path):
@@ -129,22 +135,7 @@ def test_a_revoked_certificate_is_refused_by_the_serving_matcher(tmp_path, pki, 
 def test_gallery_list_show_and_delete(tmp_path, demo_photos):
     db = tmp_path / "gallery.sqlite"
     manifest = tmp_path / "m.json"
-    manifest.write_text(
-        json.dumps(
-            [
-                {
-                    "traveller_id": "P1",
-                    "category": "us_citizen",
-                    "photo": str(demo_photos / "obama.jpg"),
-                },
-                {
-                    "traveller_id": "P2",
-                    "category": "in_scope",
-                    "photo": str(demo_photos / "biden.jpg"),
-                },
-            ]
-        )
-    )
+    write_two_traveller_manifest(manifest, demo_photos)
     flight = ("ba", "283", "2026-11-25", "lax")  # case and zero padding as typed
     enrolled = gate_matcher("--db", str(db), "enroll", "--flight", *flight, "--manifest",
                             str(manifest), "--photos-root", str(demo_photos))  # fmt: skip

@@ -4,7 +4,6 @@ session keeper, refreshing, shows the new size. Real matcher over mutual TLS."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ from matching_service.gallery import Gallery
 from matching_service.server import service_from_pki, start_server
 from testbed.runs import wait_for
 from testbed.testing import FLIGHT
-from tests.support import REPO
+from tests.support import REPO, write_two_traveller_manifest
 
 
 def test_a_gallery_enrolled_while_serving_shows_in_the_session(pki, encoder, demo_photos, tmp_path):
@@ -32,22 +31,7 @@ def test_a_gallery_enrolled_while_serving_shows_in_the_session(pki, encoder, dem
         keeper.start()
 
         manifest = tmp_path / "gallery.json"
-        manifest.write_text(
-            json.dumps(
-                [
-                    {
-                        "traveller_id": "P1",
-                        "category": "us_citizen",
-                        "photo": str(demo_photos / "obama.jpg"),
-                    },
-                    {
-                        "traveller_id": "P2",
-                        "category": "in_scope",
-                        "photo": str(demo_photos / "biden.jpg"),
-                    },
-                ]
-            )
-        )
+        write_two_traveller_manifest(manifest, demo_photos)
         result = subprocess.run(
             [sys.executable, "-m", "matching_service.cli", "--db", str(db), "enroll",
              "--flight", FLIGHT.carrier, FLIGHT.flight_number, FLIGHT.date,
