@@ -86,9 +86,6 @@ from gate_contract.errors import VerdictRejected
 log = logging.getLogger("gate.boarding")
 
 
-# Windows that end with nobody to decide yet: the same traveller's capture goes on.
-_NOT_YET = (NoSelectionReason.NO_FACE, NoSelectionReason.APPROACHING)
-
 _DECISION_EVENTS = {
     Decision.NO_MATCH: Event.NO_MATCH,
     Decision.NOT_ON_FLIGHT: Event.NOT_ON_FLIGHT,
@@ -438,7 +435,7 @@ class TravellerPipeline:
             return TravellerOutcome(
                 Outcome.REFERRED, "camera delivered no frame", event="error", camera_ended=True
             )
-        if selection.reason in _NOT_YET:
+        if selection.undecided:
             why = "nobody in view"
             if selection.reason is NoSelectionReason.APPROACHING:
                 why = "traveller still approaching"

@@ -134,15 +134,17 @@ class NoSelectionReason(enum.StrEnum):
     SOURCE_ENDED = "source_ended"  # the camera gave no frame at all
 
 
-# Windows that end with nobody to decide yet: the same traveller's capture goes on.
-_NOT_YET = (NoSelectionReason.NO_FACE, NoSelectionReason.APPROACHING)
-
-
 @dataclass
 class NoSelection:
     reason: NoSelectionReason
     frames_seen: int
     last_feedback: Feedback | None = None
+
+    @property
+    def undecided(self) -> bool:
+        """Nobody to decide yet (no face, or a traveller still approaching): the same
+        traveller's capture goes on in the next window; nobody is referred."""
+        return self.reason in (NoSelectionReason.NO_FACE, NoSelectionReason.APPROACHING)
 
 
 @dataclass
@@ -299,7 +301,7 @@ class FrameSelector:
                 if isinstance(answer, Selection):
                     return answer
                 left -= answer.frames_seen
-                if answer.reason not in _NOT_YET or left <= 0:
+                if not answer.undecided or left <= 0:
                     return answer
         finally:
             self.limits = base

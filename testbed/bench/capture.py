@@ -58,7 +58,6 @@ from testbed.scene_format import (
 )
 
 DEFAULT_FPS = 30.0
-_NEXT_WINDOW = (NoSelectionReason.NO_FACE, NoSelectionReason.APPROACHING)
 
 
 @dataclass
@@ -158,7 +157,7 @@ def run_scene(
                 break
             result.windows.append(str(answer.reason))
             result.feedback = str(answer.last_feedback) if answer.last_feedback else None
-            if answer.reason in _NEXT_WINDOW:
+            if answer.undecided:
                 continue
             if answer.reason is NoSelectionReason.QUALITY:
                 result.outcome = "referred"
