@@ -79,6 +79,23 @@ MAX_STREAMS_PER_DEVICE = 4  # captures in flight from one gate (it sends one at 
 RECEIVE_DEADLINE_S = 5.0  # header and payload of one capture must arrive within this
 
 
+# A cancelled call's request stream may end a moment before the call is seen as gone.
+CANCEL_GRACE_S = 0.25
+
+
+def _ended_short(exc: BaseException) -> bool:
+    """Did the request stream end before its header or all its bytes?"""
+    return isinstance(exc, Rejected) and exc.event in ("header_missing", "size_mismatch")
+
+
+def _caller_gone(context: grpc.ServicerContext) -> bool:
+    """Has the caller cancelled, or does it within ``CANCEL_GRACE_S``?"""
+    gone = threading.Event()
+    if not context.add_callback(gone.set):  # already over
+        return True
+    return gone.wait(CANCEL_GRACE_S) or not context.is_active()
+
+
 class MatchingService(pb_grpc.MatchingServicer):
     """The ``gate.v1.Matching`` servicer: maps each request to the parts that decide it
     (``peers``, ``sessions``, ``replays``, ``matcher``) and each refusal to a status.
@@ -211,6 +228,15 @@ class MatchingService(pb_grpc.MatchingServicer):
                     grpc.StatusCode.DEADLINE_EXCEEDED,
                     "capture_too_slow",
                     f"capture not received within {RECEIVE_DEADLINE_S:g} s",
+                    device_id=peer.device_id,
+                ) from exc
+            if _ended_short(exc) and _caller_gone(context):
+                # The caller cancelled (an opt-out, its own deadline): the stream then just
+                # ends short of its bytes, which is not a malformed capture.
+                raise Rejected(
+                    grpc.StatusCode.CANCELLED,
+                    "client_cancelled",
+                    "the caller cancelled while sending",
                     device_id=peer.device_id,
                 ) from exc
             raise
@@ -426,6 +452,7 @@ class MatchingService(pb_grpc.MatchingServicer):
 
 
 __all__ = [
+    "CANCEL_GRACE_S",
     "CHUNK_LIMIT",
     "MAX_CHUNKS",
     "MAX_SEALED_BYTES",
