@@ -365,7 +365,9 @@ class MatchingClient:
                 device_id=self.device_id,
                 now_ms=now_ms() if clock_window else verdict.issued_at_ms,
             )
-        except VerdictRejected:
+        except VerdictRejected as exc:
+            # a forged or replayed verdict, or this unit's clock off by more than the window
+            log.warning("verdict for capture %s refused: %s; the gate stays shut", capture_id, exc)
             if verdict.signing_key_id != self._signing_kid:
                 self._pinned_keys_stale("it signs verdicts with a key this unit did not pin")
             raise

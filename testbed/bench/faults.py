@@ -67,6 +67,10 @@ START_TIMEOUT_S = 120.0  # model load, dlib, mTLS on a busy 2-core machine
 GRANT_TIMEOUT_S = 90.0
 DEADLINE_S = 2.0  # the appliance's per-call deadline in the rig
 PARTITION_S = 20.0
+CLOCK_CACHE_S = 1  # how often the faked appliance re-reads its clock offset
+# libfaketime re-reads once the whole-second clock is more than CLOCK_CACHE_S past its
+# last read: a step is seen up to 2 x CLOCK_CACHE_S later (measured: 0.04 to 1.97 s)
+CLOCK_STEP_SEEN_S = 2 * CLOCK_CACHE_S + 0.2
 LANE_CLEAR_S = 1.5  # an empty lane this long lets the unattended gate take the next one
 TMPFS_BYTES = 64 * 1024
 CLOCK_JUMP_S = 3600
@@ -95,6 +99,7 @@ class FaultRow:
     says_why: bool | None = None  # rows whose journal must say why (``MUST_SAY``): did it?
     service_survived: bool = True
     recovery_s: float | None = None
+    ready_s: float | None = None  # from ``gatectl run`` to serving, before the fault
     images_written: int = 0
     ledger_verified: bool = False
     skipped: str = ""
@@ -202,6 +207,7 @@ class Rig:
             }
         )
         self.key_hex = os.urandom(32).hex()
+        self.deadline_s = DEADLINE_S
         self.mcu_link = work / "mcu-tty"
         self.simulator: SimulatorProcess | None = None
         self.appliance: subprocess.Popen | None = None
@@ -275,7 +281,7 @@ steady_frames = 2
 [matcher]
 target = "localhost:{self.proxy.port}"
 pki_dir = "{self.unit_pki}"
-deadline_s = {DEADLINE_S}
+deadline_s = {self.deadline_s}
 [serial]
 port = "{self.mcu_link}"
 relay_key_file = "relay.key"
@@ -321,20 +327,29 @@ stall_s = 30.0
             return f"libfaketime missing ({LIBFAKETIME}; apt-get install faketime)"
         self.clock_file = self.work / "clock-offset"
         self.shift_clock(0)
+        # the verify in flight outlives the step and its re-read, so its verdict is checked
+        self.deadline_s = DEADLINE_S + CLOCK_STEP_SEEN_S + 1.0
         return ""
 
     def shift_clock(self, seconds: int) -> None:
+        """Step the appliance's wall clock; it sees the step within ``CLOCK_STEP_SEEN_S``.
+        Written whole and renamed, so libfaketime never reads a half-written offset."""
         assert self.clock_file is not None
-        self.clock_file.write_text(f"{seconds:+d}\n")
+        staged = self.clock_file.with_suffix(".new")
+        staged.write_text(f"{seconds:+d}\n")
+        staged.replace(self.clock_file)
 
     def _clock_env(self) -> dict[str, str]:
         if self.clock_file is None:
             return {}
+        # Re-read every CLOCK_CACHE_S, not on every call: under strace each re-read is a traced
+        # openat, and per call they made start-up slow enough to time out on CI.
         return {
             "LD_PRELOAD": str(LIBFAKETIME),
             "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
-            "FAKETIME_NO_CACHE": "1",
-            "DONT_FAKE_MONOTONIC": "1",  # only the wall clock jumps
+            "FAKETIME_CACHE_DURATION": str(CLOCK_CACHE_S),
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # only the wall clock jumps (0.9.10's name)
+            "DONT_FAKE_MONOTONIC": "1",  # the name before 0.9.8
         }
 
     def appliance_pid(self) -> int | None:
@@ -372,6 +387,20 @@ stall_s = 30.0
 
     def wait_serving(self, timeout: float = START_TIMEOUT_S) -> bool:
         return wait_for(self.serving, timeout, 0.1)
+
+    def why_not_serving(self) -> str:
+        """For a row's note: the exit code or the status, and the journal's last line."""
+        assert self.appliance is not None
+        code = self.appliance.poll()
+        status = self.read_status()
+        where = (
+            f"gatectl run exited {code}"
+            if code is not None
+            else f"status {status.get('service', 'absent')}/{status.get('state', '-')}"
+        )
+        journal = (self.work / "appliance.log").read_text(errors="replace").splitlines()
+        said = [line for line in journal if "accelerator_registry" not in line]
+        return f"{where}; last said: {said[-1] if said else 'nothing'}"
 
     def present(self, traveller: str) -> None:
         self.camera.show(traveller)
@@ -624,6 +653,7 @@ def _clock_jump(seconds: int):
         if not _wait_verifying(rig):
             row.note = "no verify was seen in flight"
         rig.shift_clock(seconds)
+        time.sleep(CLOCK_STEP_SEEN_S)  # the appliance sees the step before the verdict
         rig.matcher.send_signal(signal.SIGCONT)
         _during(rig, 4.0, row)
         return lambda: rig.shift_clock(0)
@@ -752,6 +782,8 @@ def _kill_appliance_mid_pulse(signum: int):
 # what the journal must say (at ERROR or WARNING) during these faults
 MUST_SAY = {
     "matcher_absent_at_start": "matching service unreachable",
+    "clock_jump_forward_mid_verify": "refused: verdict issued outside the clock window",
+    "clock_jump_back_mid_verify": "refused: verdict issued outside the clock window",
     "matcher_new_sealing_key": "re-enrolled (`gatectl provision --rotate`",
     "matcher_new_signing_key": "re-enrolled (`gatectl provision --rotate`",
 }
@@ -838,11 +870,14 @@ def run_fault(name: str, root: Path, db: Path, pki: Path, photos: dict) -> Fault
                 row.note = "gate-matcher serve never listened"
                 return row
         rig.start_simulator()
+        started = time.monotonic()
         rig.start_appliance()
-        if name != "matcher_absent_at_start" and not rig.wait_serving():
-            row.service_survived = False
-            row.note = "the service never became ready"
-            return row
+        if name != "matcher_absent_at_start":
+            if not rig.wait_serving():
+                row.service_survived = False
+                row.note = f"the service never became ready: {rig.why_not_serving()}"
+                return row
+            row.ready_s = round(time.monotonic() - started, 2)
         if name == "matcher_absent_at_start":
             time.sleep(2.0)
         assert rig.simulator is not None
@@ -975,7 +1010,9 @@ def _free_port() -> int:
 
 
 __all__ = [
+    "CLOCK_CACHE_S",
     "CLOCK_JUMP_S",
+    "CLOCK_STEP_SEEN_S",
     "DEADLINE_S",
     "FAULTS",
     "GRANT_TIMEOUT_S",

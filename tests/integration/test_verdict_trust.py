@@ -12,6 +12,7 @@ refusals are the checks working, not a broken rig.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -125,10 +126,12 @@ def test_the_honest_service_opens_the_gate(serve, gate_rig, detector, demo_photo
     ids=["clock-45s-ahead", "clock-45s-behind", "decision-changed", "signature-corrupted"],
 )
 def test_a_stale_or_altered_verdict_never_opens_the_gate(
-    serve, gate_rig, detector, demo_photos, tmp_path, photo, rogue, refusal
+    serve, gate_rig, detector, demo_photos, tmp_path, photo, rogue, refusal, caplog
 ) -> None:
-    result = board(serve(**rogue), gate_rig, detector, demo_photos / photo, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="gate.matching"):
+        result = board(serve(**rogue), gate_rig, detector, demo_photos / photo, tmp_path)
     assert (result.outcome, result.reason) == ("referred", refusal)
+    assert f"refused: {refusal}; the gate stays shut" in caplog.text  # a technician sees it
     assert result.frame_sent and result.purge is not None
     assert gate_rig.gate.phase is State.REFER_TO_AGENT
     assert wait_for(lambda: gate_rig.simulator.indicator == Indicator.SEE_AGENT)
