@@ -355,9 +355,11 @@ class TravellerPipeline:
             sent_so_far = (look.capture_ids if look else ()) + (tx.capture_id,)
             retake = event is not Event.MATCHER_UNAVAILABLE and not self._cancelled()
             if retake and len(sent_so_far) < self.selector.rules.attempts:
-                record = self._finish(tx, Outcome.RETAKEN, "verdict")
+                # The gate first: if it refuses (cancelled, link lost as the verdict came),
+                # the record says what became of the traveller, not a retake that never was.
                 if not self.gate.fire(Event.RETAKE, f"{decision}: one more capture"):
                     return self._stopped_during_capture(tx, frames, sent=True)
+                record = self._finish(tx, Outcome.RETAKEN, "verdict")
                 if look is not None:  # a referral, if it comes, is for the first verdict
                     event, decision = look.event, look.decision
                 return _SecondLook(

@@ -161,6 +161,32 @@ def test_an_opt_out_during_the_first_verify_is_not_followed_by_a_second_capture(
     assert all(not frame.any() for frame in source.given)
 
 
+def test_a_retake_the_gate_refuses_is_not_recorded_as_retaken(
+    detector, gate, link, ledger, demo_photos
+):
+    """The agent cancels just as the first verdict (no match) comes: the gate refuses the
+    second look, and the capture's record says cancelled, not a retake that never was."""
+    matcher = answers(FakeMatcher(), Decision.NO_MATCH, Decision.MATCH)
+    pipeline = TravellerPipeline(detector, matcher, gate, ledger)
+    fire = gate.fire
+
+    def cancel_first(event: Event, reason: str = "", **fields: object) -> bool:
+        if event is Event.RETAKE:
+            gate.agent_cancel("agent cancelled")
+        return fire(event, reason, **fields)
+
+    gate.fire = cancel_first
+    source = WalkingUp(demo_photos / "obama2.jpg")
+
+    result = pipeline.process(source)
+
+    assert len(matcher.passes) == 1 and not link.pulses
+    assert result.outcome != "granted" and result.frame_sent
+    (record,) = ledger_lines(ledger)
+    assert record["outcome"] == "referred" and record["capture_id"] == result.capture_id
+    assert all(not frame.any() for frame in source.given)
+
+
 def test_an_unavailable_matcher_is_not_asked_twice(detector, gate, link, ledger, demo_photos):
     matcher = answers(FakeMatcher(), Decision.GALLERY_NOT_READY, Decision.MATCH)
     pipeline = TravellerPipeline(detector, matcher, gate, ledger)
