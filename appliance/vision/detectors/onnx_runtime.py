@@ -134,9 +134,8 @@ class FaceDetector:
             halved.fill(0)
         if gamma is not None:
             apply_gamma(content, gamma)
-        tensor = self._canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
-        tensor *= 1 / 127.5
-        tensor -= 1.0
+        # NCHW RGB in [-1, 1] in one pass (a third of numpy's three)
+        tensor = cv2.dnn.blobFromImage(self._canvas, 1 / 127.5, mean=(127.5,) * 3, swapRB=True)
         try:
             regressors, logits = self._session.run(
                 [self._regressors, self._scores], {self._input: tensor}
