@@ -23,7 +23,11 @@ were not captured), and with a ``truth.json`` whose face was captured
 (``wrong_person_captures``). With a gallery, ``right_person_rate`` (captures verified
 1:1 as their scene's identity by the reference matcher, over ``expect=capture`` scenes
 of enrolled identities) beside ``matcher_own_rate`` (the scene's source photo, sent as
-it is). A scene that cannot be read is reported with its error and the run goes on.
+it is) and ``nearest_frame_rate`` (the frame where truth.json's traveller face is widest,
+sent as a capture: what the best-timed capture could reach in the scene's light, so a
+gap to ``right_person_rate`` is the capture's timing, and one to ``matcher_own_rate``
+the scene's light and distance). A scene that cannot be read is reported with its error
+and the run goes on.
 """
 
 from __future__ import annotations
@@ -43,10 +47,15 @@ from appliance.errors import CameraError
 from appliance.service.config import VisionConfig
 from appliance.service.parts import vision_parts
 from appliance.vision.camera import ReplaySource
-from appliance.vision.detectors.base import iou
+from appliance.vision.detectors.base import Detector, iou
 from appliance.vision.progress import CaptureProgress
-from appliance.vision.quality import QualityThresholds
-from appliance.vision.selection import FrameSelector, NoSelectionReason, Selection
+from appliance.vision.quality import QualityThresholds, assess
+from appliance.vision.selection import (
+    FrameSelector,
+    NoSelectionReason,
+    Selection,
+    SelectionRules,
+)
 from gate_contract.progress import SILENT, Progress
 from matching_service.recognizers import DEFAULT_RECOGNIZER
 from testbed.scene_format import (
@@ -77,6 +86,7 @@ class SceneResult:
     time_to_verified_s: float | None = None  # the capture that verified
     retake_whose_faces: list[str | None] = field(default_factory=list)
     photo_verified: bool | None = None  # ... for the scene's source photo
+    nearest_verified: bool | None = None  # ... for the frame of the traveller's largest face
     feedback: str | None = None  # the last advice in a scene that was not captured
     windows: list[str] = field(default_factory=list)
     vision_ms: list[float] = field(default_factory=list, repr=False)
@@ -280,6 +290,8 @@ def summarise(results: list[SceneResult], *, with_gallery: bool) -> dict:
             round(sum(bool(r.verified) for r in asked) / len(asked), 4) if asked else None
         )
         summary["matcher_own_rate"] = round(sum(photos) / len(photos), 4) if photos else None
+        nearest = [r.nearest_verified for r in positive if r.nearest_verified is not None]
+        summary["nearest_frame_rate"] = round(sum(nearest) / len(nearest), 4) if nearest else None
         summary["verified_scenes"] = len(asked)
         summary["right_person_first_capture_rate"] = (
             round(sum(bool(r.verified) and r.captures_sent == 1 for r in asked) / len(asked), 4)
@@ -352,6 +364,7 @@ def bench_capture(
                 result = run_scene(folder, selector, verify)
                 if reference is not None and result.expect == "capture":
                     _verify_source_photo(reference, result, folder)
+                    _verify_nearest_frame(reference, result, folder, detector, rules)
                 results.append(result)
                 bar.update()
                 if on_scene is not None:
@@ -365,6 +378,46 @@ def bench_capture(
     summary["exposure_correction"] = vision.exposure_correction
     summary["steady_frames"] = vision.steady_frames
     return summary
+
+
+def _nearest_index(truth: dict | None) -> tuple[int, tuple[float, ...]] | None:
+    """The frame (0-based) where truth.json's traveller face is widest, and that box."""
+    boxes = ((truth or {}).get("faces", {}).get("traveller") or {}).get("boxes") or []
+    known = [(box[2] - box[0], index, tuple(box)) for index, box in enumerate(boxes) if box]
+    if not known:
+        return None
+    _, index, box = max(known)
+    return index, box
+
+
+def _verify_nearest_frame(
+    reference, result: SceneResult, folder: Path, detector: Detector, rules: SelectionRules
+) -> None:
+    """The matcher's answer for the frame where the traveller is nearest (truth.json's
+    widest box), detected, measured, cropped and toned as a capture would be: what the
+    best-timed capture could reach in the scene's light. No face found there: False."""
+    nearest = _nearest_index(read_truth(folder))
+    if nearest is None or not reference.enrolled(result.identity):
+        return
+    index, box = nearest
+    capture = cv2.VideoCapture(str(video_of(folder)))
+    try:
+        frame = None
+        for _ in range(index + 1):
+            ok, frame = capture.read()
+            if not ok:
+                return
+    finally:
+        capture.release()
+    look = getattr(detector, "detect_zone", detector.detect)
+    faces = [face for face in look(frame) if iou(face.box, box) >= 0.3]
+    report = assess(frame, faces, exposure_correction=rules.exposure_correction)
+    if report.face is None:
+        result.nearest_verified = False
+    else:
+        chosen = Selection(frame, report, index + 1, None, frame_index=index + 1)
+        result.nearest_verified = bool(reference.verify_capture(result.identity, chosen))
+    frame.fill(0)
 
 
 def _verify_source_photo(reference, result: SceneResult, folder: Path) -> None:

@@ -159,6 +159,7 @@ def test_the_gallery_verifies_the_capture_through_the_matcher(scenes: Path, phot
     assert figures["verified_scenes"] == 1  # the one traveller, enrolled from another photo
     assert figures["right_person_rate"] in (0.0, 1.0)
     assert figures["matcher_own_rate"] in (0.0, 1.0)
+    assert figures["nearest_frame_rate"] in (0.0, 1.0)
     assert figures["right_person_rate"] >= figures["right_person_first_capture_rate"]
     assert figures["retaken_scenes"] in (0, 1)
 
@@ -186,6 +187,40 @@ def test_a_capture_that_is_not_verified_is_taken_again_as_the_service_does(scene
     assert result.captures_sent == len(sizes) == rules.attempts == 2
     assert sizes[1] >= rules.retake_growth * sizes[0]
     assert "retaken" in result.windows and result.time_to_verified_s is None
+
+
+def test_the_nearest_frame_is_the_widest_traveller_face_sent_as_a_capture(scenes: Path):
+    """``nearest_frame_rate``: the frame of truth.json's widest traveller box, found by
+    the real detector there and sent as the gate would send it, then wiped."""
+    from appliance.service.config import VisionConfig
+    from appliance.service.parts import vision_parts
+    from appliance.vision.detectors.base import iou
+    from testbed.bench.capture import SceneResult, _verify_nearest_frame
+
+    folder = scenes / "approach_00"
+    boxes = json.loads((folder / "truth.json").read_text())["faces"]["traveller"]["boxes"]
+    widest = max(range(len(boxes)), key=lambda i: boxes[i][2] - boxes[i][0] if boxes[i] else 0)
+    sent = []
+
+    class Reference:
+        def enrolled(self, identity):
+            return True
+
+        def verify_capture(self, identity, selection):
+            sent.append((identity, selection.frame_index, selection.report.face.box))
+            self.frame = selection.frame
+            assert selection.frame.any()
+            return True
+
+    reference = Reference()
+    result = SceneResult("approach_00", expect="capture", identity="someone")
+    detector, rules = vision_parts(VisionConfig())
+    _verify_nearest_frame(reference, result, folder, detector, rules)
+
+    ((identity, index, box),) = sent
+    assert identity == "someone" and index == widest + 1 and result.nearest_verified is True
+    assert iou(box, tuple(boxes[widest])) >= 0.3
+    assert not reference.frame.any()  # wiped once answered
 
 
 @pytest.mark.capture_bench
