@@ -269,6 +269,7 @@ def capture_progress(
     box: tuple[float, float, float, float] | None = (0.45, 0.3, 0.55, 0.48),
     faces: int = 1,
     frame_size: tuple[int, int] = (1280, 720),
+    min_inter_eye_px: float = 28.0,
 ) -> CaptureProgress:
     """One frame of a capture as the selection reports it; ``box`` in fractions of the
     frame (converted to pixels), eyes and the other keypoints placed inside it."""
@@ -299,6 +300,7 @@ def capture_progress(
         score=50.0,
         steady_frames=0,
         steady_needed=2,
+        min_inter_eye_px=min_inter_eye_px,
         search="zone",
         captured=False,
         vision_ms=1.0,

@@ -207,7 +207,9 @@ class LaneBoard:
                 self._from_feedback = True
                 changed = True
             zone = self._zone(*progress.frame_size)
-            self._state["target"] = target_outline(zone[2:], self._min_ied).as_dict()
+            # a second look needs a nearer face than the first: the outline grows with it
+            needed = max(self._min_ied, progress.min_inter_eye_px)
+            self._state["target"] = target_outline(zone[2:], needed).as_dict()
             self._state["aspect"] = round(zone[3] / max(zone[2], 1), 4)
             if changed or now - self._face_sent_at >= self._face_interval:
                 self._state["face"] = _face_in_zone(progress, zone)

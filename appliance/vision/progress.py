@@ -31,6 +31,9 @@ class CaptureProgress:
     score: float  # unified quality 0-100 of the traveller's face
     steady_frames: int  # consecutive frames that passed every threshold
     steady_needed: int  # ... needed before a frame is sent
+    # the smallest inter-eye distance this capture takes now: the quality floor, raised
+    # for a second look (the traveller must come nearer than the face that was sent)
+    min_inter_eye_px: float
     # "zone": the whole capture zone was searched; "track": a region around the face;
     # "idle": the zone is the empty zone searched last (nobody in view)
     search: str
@@ -53,6 +56,7 @@ class CaptureProgress:
             "score": round(self.score, 1),
             "steady_frames": self.steady_frames,
             "steady_needed": self.steady_needed,
+            "min_inter_eye_px": round(self.min_inter_eye_px, 1),
             "search": self.search,
             "captured": self.captured,
             "vision_ms": round(self.vision_ms, 3),

@@ -517,6 +517,7 @@ class FrameSelector:
             score=report.score,
             steady_frames=self._streak,
             steady_needed=self.rules.steady_frames,
+            min_inter_eye_px=self.limits.min_inter_eye_px,
             search=self.detector.search if isinstance(self.detector, TrackingDetector) else "zone",
             captured=captured,
             vision_ms=vision_ms,

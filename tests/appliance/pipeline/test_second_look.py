@@ -58,12 +58,17 @@ def test_a_capture_that_is_not_verified_is_taken_again_nearer_and_granted(
     matcher = answers(FakeMatcher(), Decision.NO_MATCH, Decision.MATCH)
     pipeline = TravellerPipeline(detector, matcher, gate, ledger)
     widths = sent_widths(pipeline)
+    floors: list[float] = []  # the size each captured frame had to reach (the display's)
+    pipeline.on_capture_progress(
+        lambda p: floors.append(p.min_inter_eye_px) if p.captured else None
+    )
     source = WalkingUp(demo_photos / "obama2.jpg")
 
     result = pipeline.process(source)
 
     assert result.outcome == "granted" and len(matcher.passes) == 2
     assert len(widths) == 2 and widths[1] >= 1.3 * widths[0]  # the second face is nearer
+    assert floors[0] == pipeline.selector.limits.min_inter_eye_px < 1.3 * floors[0] < floors[1]
     first, second = ledger_lines(ledger)
     assert first["outcome"] == "retaken" and second["outcome"] == "granted"
     assert result.capture_id == second["capture_id"] != first["capture_id"]

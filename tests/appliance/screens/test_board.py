@@ -25,8 +25,8 @@ from testbed.testing import FakeClock, FakeLink, capture_progress
 CARD = TravellerCard(1, "OBAMA/BARACK", "12A", "BA283", PassOutcome.OK, 1, 0, None)
 
 
-def progress(failure, faces=1, box=(0.45, 0.3, 0.55, 0.48)):
-    return capture_progress(failure, box, faces)
+def progress(failure, faces=1, box=(0.45, 0.3, 0.55, 0.48), min_inter_eye_px=28.0):
+    return capture_progress(failure, box, faces, min_inter_eye_px=min_inter_eye_px)
 
 
 @pytest.fixture
@@ -143,6 +143,20 @@ def test_target_outline_is_centred_and_sized_from_the_threshold() -> None:
     small, large = target_outline((720, 720), 20.0), target_outline((720, 720), 40.0)
     assert (small.cx, small.cy) == (0.5, 0.5) and small.rx < large.rx
     assert target_outline((720, 720), 1000.0).rx == 0.45  # never beyond the picture
+
+
+def test_the_outline_grows_for_a_second_look(rig) -> None:
+    """A second look needs a nearer face than the one sent: the outline on the display
+    shows that size, and the next traveller's capture the usual one again."""
+    board, gate, *_ = rig
+    gate.fire(Event.CAPTURE_STARTED)
+    board.capture_progress(progress(None))
+    usual = view(board, DISPLAY_FIELDS)["target"]["rx"]
+    board.capture_progress(progress(None, min_inter_eye_px=70.0))
+    nearer = view(board, DISPLAY_FIELDS)["target"]["rx"]
+    assert nearer > 2 * usual
+    board.capture_progress(progress(None))
+    assert view(board, DISPLAY_FIELDS)["target"]["rx"] == usual
 
 
 def test_streams_wake_on_publish_and_end_on_close(rig) -> None:
