@@ -66,6 +66,7 @@ class FakeLink:
         self.calls: list[tuple] = []
         self.down = False
         self.reject_pulse = False
+        self.reject_close = False
 
     def on_event(self, callback: Callable[[object], None]) -> None:
         self.callbacks.append(callback)
@@ -84,6 +85,8 @@ class FakeLink:
         self._do("hello")
 
     def close_relay(self) -> None:
+        if self.reject_close:
+            raise CommandRejected("RELAY_CLOSE", 2)
         self._do("close")
 
     def pulse_relay(self, ms: int) -> None:

@@ -351,9 +351,12 @@ class GateController:
                 self._link.set_indicator(rule.indicator)
             return rule.target
         except CommandRejected as exc:
-            log.error("gate: %s", exc)
             if rule.target is S.OUT_OF_SERVICE:
+                # a rebooted MCU refuses the old session's commands; no pulse outlives
+                # the MCU's own timer, and the gate takes nobody until the link is back
+                log.warning("gate: %s while going out of service", exc)
                 return S.OUT_OF_SERVICE
+            log.error("gate: %s", exc)
             try:  # the link works but refused: shut and send to the agent
                 self._link.close_relay()
                 self._link.set_indicator(Indicator.SEE_AGENT)

@@ -269,6 +269,27 @@ def test_pulse_that_cannot_be_delivered_never_shows_granted(gate, link):
     assert link.indicator == Indicator.SEE_AGENT and link.pulses == []
 
 
+def test_a_close_a_rebooted_mcu_refuses_on_the_way_out_of_service_is_a_warning(gate, link, caplog):
+    """After an MCU reboot the old session's RELAY_CLOSE is refused: the gate goes out of
+    service and says so at WARNING; a refusal while serving stays an ERROR."""
+    link.reject_close = True
+    with caplog.at_level(logging.WARNING, logger="gate.state"):
+        gate.fire(Event.FAULT, "MCU fault LINK_LOST")
+    assert gate.phase is State.OUT_OF_SERVICE
+    (refused,) = [r for r in caplog.records if "MCU rejected RELAY_CLOSE" in r.getMessage()]
+    assert refused.levelno == logging.WARNING and "going out of service" in refused.getMessage()
+    link.reject_close = False
+    link.emit(LinkState(True))
+    put(gate, State.VERIFYING)
+    link.reject_pulse = True
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gate.state"):
+        gate.grant()
+    assert [r.levelno for r in caplog.records if "MCU rejected" in r.getMessage()] == [
+        logging.ERROR
+    ]
+
+
 def test_opt_out_while_out_of_service_is_remembered(gate, link):
     link.emit(LinkState(False))
     link.emit(OptOutPressed())
