@@ -382,8 +382,13 @@ def bench_capture(
 
 def _nearest_index(truth: dict | None) -> tuple[int, tuple[float, ...]] | None:
     """The frame (0-based) where truth.json's traveller face is widest, and that box."""
-    boxes = ((truth or {}).get("faces", {}).get("traveller") or {}).get("boxes") or []
-    known = [(box[2] - box[0], index, tuple(box)) for index, box in enumerate(boxes) if box]
+    traveller = (truth or {}).get("faces", {}).get("traveller")
+    boxes = traveller.get("boxes") if isinstance(traveller, dict) else None
+    known = [
+        (box[2] - box[0], index, tuple(box))
+        for index, box in enumerate(boxes if isinstance(boxes, list) else [])
+        if isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)
+    ]
     if not known:
         return None
     _, index, box = max(known)
@@ -401,9 +406,11 @@ def _verify_nearest_frame(
         return
     index, box = nearest
     capture = cv2.VideoCapture(str(video_of(folder)))
+    frame = None
     try:
-        frame = None
         for _ in range(index + 1):
+            if frame is not None:
+                frame.fill(0)  # the frames before it are wiped as the gate wipes them
             ok, frame = capture.read()
             if not ok:
                 return

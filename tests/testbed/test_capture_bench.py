@@ -195,7 +195,7 @@ def test_the_nearest_frame_is_the_widest_traveller_face_sent_as_a_capture(scenes
     from appliance.service.config import VisionConfig
     from appliance.service.parts import vision_parts
     from appliance.vision.detectors.base import iou
-    from testbed.bench.capture import SceneResult, _verify_nearest_frame
+    from testbed.bench.capture import SceneResult, _nearest_index, _verify_nearest_frame
 
     folder = scenes / "approach_00"
     boxes = json.loads((folder / "truth.json").read_text())["faces"]["traveller"]["boxes"]
@@ -221,6 +221,8 @@ def test_the_nearest_frame_is_the_widest_traveller_face_sent_as_a_capture(scenes
     assert identity == "someone" and index == widest + 1 and result.nearest_verified is True
     assert iou(box, tuple(boxes[widest])) >= 0.3
     assert not reference.frame.any()  # wiped once answered
+    for broken in ({"faces": {"traveller": {"boxes": [[1, 2], "x", None]}}}, {"faces": {}}):
+        assert _nearest_index(broken) is None  # a bad truth.json: no figure, no traceback
 
 
 @pytest.mark.capture_bench
