@@ -349,7 +349,7 @@ stall_s = 30.0
             "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
             "FAKETIME_CACHE_DURATION": str(CLOCK_CACHE_S),
             "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # only the wall clock jumps (0.9.10's name)
-            "DONT_FAKE_MONOTONIC": "1",  # the name before 0.9.8
+            "DONT_FAKE_MONOTONIC": "1",  # older releases' name
         }
 
     def appliance_pid(self) -> int | None:
@@ -398,7 +398,9 @@ stall_s = 30.0
             if code is not None
             else f"status {status.get('service', 'absent')}/{status.get('state', '-')}"
         )
-        journal = (self.work / "appliance.log").read_text(errors="replace").splitlines()
+        journal: list[str] = []
+        with contextlib.suppress(OSError):
+            journal = (self.work / "appliance.log").read_text(errors="replace").splitlines()
         said = [line for line in journal if "accelerator_registry" not in line]
         return f"{where}; last said: {said[-1] if said else 'nothing'}"
 
