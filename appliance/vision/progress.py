@@ -37,7 +37,9 @@ class CaptureProgress:
     # "zone": the whole capture zone was searched; "track": a region around the face;
     # "idle": the zone is the empty zone searched last (nobody in view)
     search: str
-    captured: bool  # this frame completed the capture (a frame is being sent)
+    # this frame completed a capture decision: it is sent, unless a second look finds the
+    # traveller nearer within ``SelectionRules.nearer_frames`` (the nearer one is sent)
+    captured: bool
     vision_ms: float  # wall time of detection, quality and the selection rules
     vision_cpu_ms: float  # CPU time of the same, on the capture thread
 
