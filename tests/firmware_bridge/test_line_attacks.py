@@ -161,17 +161,26 @@ def test_injected_relay_close_and_indicator_change_nothing(
     lk.set_indicator(Indicator.SEE_AGENT)
     lk.pulse_relay(20_000)
     assert wait_for(lambda: sim.relay_open)
+    # Sequence numbers half the ring away from the host's (which starts at random): a
+    # host frame with the same seq would be ACKed too, or taken for a duplicate.
+    seqs = [(tap.frames_from_host()[-1].seq + 128 + i) & 0xFF for i in (0, 1)]
     if how == "unauthenticated":
-        close = Frame(MsgType.RELAY_CLOSE, 7, b"")
-        green = Frame(MsgType.INDICATOR, 8, bytes([Indicator.GRANTED]))
+        close = Frame(MsgType.RELAY_CLOSE, seqs[0], b"")
+        green = Frame(MsgType.INDICATOR, seqs[1], bytes([Indicator.GRANTED]))
     else:
-        close = Frame(MsgType.RELAY_CLOSE, 7, recorded[MsgType.RELAY_CLOSE].payload)
-        green = Frame(MsgType.INDICATOR, 8, recorded[MsgType.INDICATOR].payload)
+        close = Frame(MsgType.RELAY_CLOSE, seqs[0], recorded[MsgType.RELAY_CLOSE].payload)
+        green = Frame(MsgType.INDICATOR, seqs[1], recorded[MsgType.INDICATOR].payload)
+    before = len(tap.frames_from_mcu())
     for frame in (close, green):
         tap.inject_to_mcu(frame.encode())
-    acks = lambda: [  # noqa: E731 - read after the MCU answered
-        f for f in tap.frames_from_mcu() if f.msg_type == MsgType.ACK and f.payload[0] in (7, 8)
-    ]
+
+    def acks() -> list[Frame]:  # read after the MCU answered
+        return [
+            f
+            for f in tap.frames_from_mcu()[before:]
+            if f.msg_type == MsgType.ACK and f.payload[0] in seqs
+        ]
+
     assert wait_for(lambda: len(acks()) == 2)
     assert all(f.payload[1] != 0 for f in acks())  # none is OK
     assert sim.relay_open and sim.indicator == Indicator.SEE_AGENT
