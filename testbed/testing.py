@@ -66,7 +66,7 @@ class FakeLink:
         self.calls: list[tuple] = []
         self.down = False
         self.reject_pulse = False
-        self.reject_close = False
+        self.reject_close = 0  # the result the MCU answers RELAY_CLOSE with (0: OK)
 
     def on_event(self, callback: Callable[[object], None]) -> None:
         self.callbacks.append(callback)
@@ -86,7 +86,7 @@ class FakeLink:
 
     def close_relay(self) -> None:
         if self.reject_close:
-            raise CommandRejected("RELAY_CLOSE", 2)
+            raise CommandRejected("RELAY_CLOSE", self.reject_close)
         self._do("close")
 
     def pulse_relay(self, ms: int) -> None:

@@ -42,7 +42,7 @@ from firmware_bridge.host import (
     LinkState,
     OptOutPressed,
 )
-from firmware_bridge.protocol import Indicator
+from firmware_bridge.protocol import Indicator, Result
 
 log = logging.getLogger("gate.state")
 
@@ -352,9 +352,13 @@ class GateController:
             return rule.target
         except CommandRejected as exc:
             if rule.target is S.OUT_OF_SERVICE:
-                # a rebooted MCU refuses the old session's commands; no pulse outlives
-                # the MCU's own timer, and the gate takes nobody until the link is back
-                log.warning("gate: %s while going out of service", exc)
+                # A rebooted MCU refuses the old session's commands (stale, bad): no pulse
+                # outlives the MCU's own timer, and the gate takes nobody until the link is
+                # back. A refused authentication is a tampered line or the wrong key.
+                if exc.result == Result.REJECTED_AUTH:
+                    log.error("gate: %s while going out of service", exc)
+                else:
+                    log.warning("gate: %s while going out of service", exc)
                 return S.OUT_OF_SERVICE
             log.error("gate: %s", exc)
             try:  # the link works but refused: shut and send to the agent

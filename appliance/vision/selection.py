@@ -332,8 +332,11 @@ class FrameSelector:
     ) -> Selection | NoSelection:
         """``answer``, or a nearer face of the same traveller while one keeps coming
         (``nearer_growth`` within ``nearer_frames``). Only a frame that passed every
-        threshold replaces it; the one replaced is zeroized at once."""
+        threshold, on the same unbroken track as ``answer``, replaces it (someone nearer
+        stepping in front is not the traveller); the one replaced is zeroized at once."""
         rules, seen = self.rules, answer.frames_seen
+        track = self._track_start()
+        nearer: Selection | NoSelection | None = None
         try:
             while left > 0:
                 self._need(base, answer.report.measures["inter_eye_distance"] * rules.nearer_growth)
@@ -345,17 +348,23 @@ class FrameSelector:
                 if isinstance(nearer, NoSelection):
                     if nearer.reason is NoSelectionReason.OPTED_OUT:
                         answer.frame.fill(0)
-                        return nearer
+                        return replace(nearer, frames_seen=seen)
                     break
-                if nearer.fallback:
+                if nearer.fallback or self._track_start() != track:
                     nearer.frame.fill(0)
                     break
-                answer.frame.fill(0)
-                answer = nearer
+                replaced, answer = answer, nearer
+                replaced.frame.fill(0)
         except BaseException:
             answer.frame.fill(0)
+            if isinstance(nearer, Selection):
+                nearer.frame.fill(0)
             raise
         return replace(answer, frames_seen=seen)
+
+    def _track_start(self) -> int:
+        """The frame at which the face followed now was first seen (its track began)."""
+        return self._frames - self._track
 
     def _frame(self, frame: np.ndarray) -> _Candidate | None:
         """Look at one frame; the candidate to send now, if the rules say so."""

@@ -416,15 +416,17 @@ def _verify_nearest_frame(
                 return
     finally:
         capture.release()
-    look = getattr(detector, "detect_zone", detector.detect)
-    faces = [face for face in look(frame) if iou(face.box, box) >= 0.3]
-    report = assess(frame, faces, exposure_correction=rules.exposure_correction)
-    if report.face is None:
-        result.nearest_verified = False
-    else:
-        chosen = Selection(frame, report, index + 1, None, frame_index=index + 1)
-        result.nearest_verified = bool(reference.verify_capture(result.identity, chosen))
-    frame.fill(0)
+    try:
+        look = getattr(detector, "detect_zone", detector.detect)
+        faces = [face for face in look(frame) if iou(face.box, box) >= 0.3]
+        report = assess(frame, faces, exposure_correction=rules.exposure_correction)
+        if report.face is None:
+            result.nearest_verified = False
+        else:
+            chosen = Selection(frame, report, index + 1, None, frame_index=index + 1)
+            result.nearest_verified = bool(reference.verify_capture(result.identity, chosen))
+    finally:
+        frame.fill(0)
 
 
 def _verify_source_photo(reference, result: SceneResult, folder: Path) -> None:

@@ -15,7 +15,7 @@ from firmware_bridge.host import (
     LinkState,
     OptOutPressed,
 )
-from firmware_bridge.protocol import FaultCode, Indicator
+from firmware_bridge.protocol import FaultCode, Indicator, Result
 
 
 def put(
@@ -272,13 +272,20 @@ def test_pulse_that_cannot_be_delivered_never_shows_granted(gate, link):
 def test_a_close_a_rebooted_mcu_refuses_on_the_way_out_of_service_is_a_warning(gate, link, caplog):
     """After an MCU reboot the old session's RELAY_CLOSE is refused: the gate goes out of
     service and says so at WARNING; a refusal while serving stays an ERROR."""
-    link.reject_close = True
+    link.reject_close = Result.REJECTED_BAD  # what a rebooted MCU answers the old session
     with caplog.at_level(logging.WARNING, logger="gate.state"):
         gate.fire(Event.FAULT, "MCU fault LINK_LOST")
     assert gate.phase is State.OUT_OF_SERVICE
     (refused,) = [r for r in caplog.records if "MCU rejected RELAY_CLOSE" in r.getMessage()]
     assert refused.levelno == logging.WARNING and "going out of service" in refused.getMessage()
-    link.reject_close = False
+    link.reject_close = Result.REJECTED_AUTH
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gate.state"):
+        gate.fire(Event.FAULT, "MCU fault")  # a tampered line or the wrong key: an ERROR
+    assert [r.levelno for r in caplog.records if "REJECTED_AUTH" in r.getMessage()] == [
+        logging.ERROR
+    ]
+    link.reject_close = 0
     link.emit(LinkState(True))
     put(gate, State.VERIFYING)
     link.reject_pulse = True

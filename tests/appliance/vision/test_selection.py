@@ -442,3 +442,39 @@ def test_a_companion_the_zone_model_stops_seeing_is_looked_for_where_it_was() ->
     result = sel.select(FakeSource(frames(40)), max_frames=40)
     assert region.looked >= 3, "where the companion stood was looked at again"
     assert not isinstance(result, Selection), "the companion is still there: nothing sent"
+
+
+# --- the second look ----------------------------------------------------------------
+
+
+def textured_at(boxes: list[tuple[float, float, float, float]], seed: int) -> np.ndarray:
+    """A grey frame with a textured patch at each face box (so each face can pass)."""
+    frame = np.full((240, 320, 3), 118, np.uint8)
+    rng = np.random.default_rng(seed)
+    for box in boxes:
+        x0, y0, x1, y1 = (int(max(0.0, v)) for v in box)
+        frame[y0:y1, x0:x1] = rng.integers(60, 200, size=(y1 - y0, x1 - x0, 1), dtype=np.uint8)
+    return frame
+
+
+def test_someone_nearer_stepping_in_front_is_not_sent_by_the_second_look() -> None:
+    """The review's attack on "the nearest face": the traveller is big enough for the
+    second look, then a bigger face elsewhere (an accomplice stepping in front, hiding
+    the traveller) stays steady. It is not the traveller's track: the traveller's frame
+    is sent, and every other frame read is zeroized."""
+    first_face, near, stranger = (
+        grown(0),
+        grown(27),
+        make_face(box=(170.0, 20.0, 300.0, 200.0), right_eye=(200.0, 70.0), left_eye=(280.0, 70.0)),
+    )
+    answers = [[first_face]] * 2 + [[near]] * 3 + [[stranger]] * 4
+    shot = [textured_at([f[0].box], seed) for seed, f in enumerate(answers, start=1)]
+    sel = selector(answers)
+    source = FakeSource(list(shot))
+    first = sel.select(source)
+    assert isinstance(first, Selection) and any(first.frame is f for f in shot[:2])
+
+    again = sel.retake(source, first.report)
+
+    assert isinstance(again, Selection) and any(again.frame is f for f in shot[3:5])
+    sent_and_wiped(again, [f for f in shot[: source.reads] if f is not first.frame])
