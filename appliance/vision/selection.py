@@ -353,8 +353,9 @@ class FrameSelector:
                 if nearer.fallback or self._track_start() != track:
                     nearer.frame.fill(0)
                     break
-                replaced, answer = answer, nearer
-                replaced.frame.fill(0)
+                # wiped before it is let go: an interrupt in between finds both in hand
+                answer.frame.fill(0)
+                answer = nearer
         except BaseException:
             answer.frame.fill(0)
             if isinstance(nearer, Selection):
