@@ -35,8 +35,21 @@ def portrait_detector() -> FaceDetector:
 
 
 def main_face(photo: np.ndarray) -> Face | None:
+    """The face the photo is of: of the faces at least half as wide as the widest, the one
+    nearest the photo's centre. A dataset photo centres its subject, and LFW's crowd shots
+    can hold a bigger face cut by the edge (the largest face put the wrong person in a
+    scene labelled with the subject's name)."""
     faces = portrait_detector().detect(photo)
-    return max(faces, key=lambda f: f.area) if faces else None
+    if not faces:
+        return None
+    height, width = photo.shape[:2]
+    widest = max(face.width for face in faces)
+
+    def off_centre(face: Face) -> float:
+        x0, y0, x1, y1 = face.box
+        return math.hypot((x0 + x1 - width) / 2, (y0 + y1 - height) / 2)
+
+    return min((face for face in faces if face.width >= 0.5 * widest), key=off_centre)
 
 
 def as_portrait(photo: np.ndarray) -> np.ndarray:
@@ -183,10 +196,48 @@ class Sprite:
             level.fill(0)
 
 
-def _matte(photo: np.ndarray, box, rng) -> tuple[np.ndarray, str]:
+def _face_up_to_the_forehead(mask: np.ndarray, keypoints: np.ndarray) -> None:
+    """Mark the face from the chin to mid-forehead, along the eye line: GrabCut cut white
+    hair on a pale wall, or a headband, through the forehead, and a traveller without a
+    forehead is not one a camera sees. Measured from the eyes and mouth, not the box,
+    whose top is at the brow in one photo and the hairline in another."""
+    right_eye, left_eye, _, mouth = keypoints[:4].astype(np.float64)
+    eyes = (right_eye + left_eye) / 2
+    eye_to_mouth = float(np.linalg.norm(mouth - eyes))
+    across = float(np.linalg.norm(left_eye - right_eye))
+    if eye_to_mouth < 1 or across < 1:
+        return
+    down = (mouth - eyes) / eye_to_mouth
+    top, bottom = eyes - 0.8 * eye_to_mouth * down, mouth + 0.5 * eye_to_mouth * down
+    centre = (top + bottom) / 2
+    tilt = math.degrees(math.atan2(down[1], down[0])) - 90
+    cv2.ellipse(
+        mask,
+        (round(centre[0]), round(centre[1])),
+        (max(1, round(0.85 * across)), max(1, round(1.15 * eye_to_mouth))),
+        tilt,
+        0,
+        360,
+        255,
+        -1,
+    )
+
+
+def _funnelling_wedges(photo: np.ndarray) -> np.ndarray:
+    """The black wedges that LFW's deep funnelling leaves at a photo's edges: near-black
+    regions that touch the border. A near-black pupil, nostril or open mouth is not one
+    (cutting them out had left holes in faces)."""
+    dark = (photo.max(axis=2) < 10).astype(np.uint8)
+    _, labels = cv2.connectedComponents(dark)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, border[border > 0])
+
+
+def _matte(photo: np.ndarray, face: Face, rng) -> tuple[np.ndarray, str]:
     """Soft foreground matte of the person in a portrait, and how it was made."""
     h, w = photo.shape[:2]
-    x0, y0, x1, y1 = box
+    keypoints = face.keypoints
+    x0, y0, x1, y1 = np.array(face.box, np.float64)
     fw, fh = x1 - x0, y1 - y0
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     prior = np.zeros((h, w), np.uint8)
@@ -198,7 +249,7 @@ def _matte(photo: np.ndarray, box, rng) -> tuple[np.ndarray, str]:
         prior, (round(cx - 1.55 * fw), round(y1 + 0.75 * fh)), (round(cx + 1.55 * fw), h), 255, -1
     )
     sure = np.zeros((h, w), np.uint8)
-    ellipse(sure, (cx, cy + 0.05 * fh), (0.33 * fw, 0.42 * fh))
+    _face_up_to_the_forehead(sure, keypoints)
     throat = (round(cx - 0.15 * fw), round(y1)), (round(cx + 0.15 * fw), round(y1 + 0.3 * fh))
     cv2.rectangle(sure, *throat, 255, -1)
     cv2.rectangle(
@@ -210,7 +261,7 @@ def _matte(photo: np.ndarray, box, rng) -> tuple[np.ndarray, str]:
     mask[:3, :] = cv2.GC_BGD
     mask[:, :3] = cv2.GC_BGD
     mask[:, -3:] = cv2.GC_BGD
-    wedge = photo.max(axis=2) < 10  # the black wedges that LFW's deep funnelling leaves
+    wedge = _funnelling_wedges(photo)
     mask[wedge] = cv2.GC_BGD
     mask[sure > 127] = cv2.GC_FGD
     how = "grabcut"
@@ -259,7 +310,7 @@ def person_sprite(portrait: np.ndarray, rng, name: str = "") -> tuple[Sprite, di
     if face is None:
         raise ValueError(f"no face in {name}")
     box = np.array(face.box, np.float64)
-    matte, how = _matte(portrait, box, rng)
+    matte, how = _matte(portrait, face, rng)
     h, w = portrait.shape[:2]
     ch, cw = h + PAD_BOTTOM, w + 2 * PAD_X
     fw, fh = box[2] - box[0], box[3] - box[1]
