@@ -35,6 +35,8 @@ class TravellerOutcome:
     event: str = ""  # the gate machine event this outcome fired
     camera_ended: bool = False  # the camera gave no frame at all: nobody was served
     earlier_capture_ids: tuple[str, ...] = ()  # captures sent before ``capture_id`` (retakes)
+    # (capture_ms, verify_ms) of each of ``earlier_capture_ids``, in the same order
+    earlier_timings: tuple[tuple[float, float], ...] = ()
 
 
 __all__ = ["Outcome", "TravellerOutcome"]

@@ -103,6 +103,7 @@ class _SecondLook:
     capture_ids: tuple[str, ...]  # every capture sent for this traveller so far
     purge: PurgeRecord  # the last one's
     face_in_view: float  # perf_counter() when the traveller's face was first seen
+    timings: tuple[tuple[float, float], ...]  # (capture_ms, verify_ms) of each one sent
 
 
 class TravellerPipeline:
@@ -174,6 +175,7 @@ class TravellerPipeline:
                     # the second look's own capture (sent or not) ends the traveller; a
                     # referral for the first verdict named the captures itself
                     result.earlier_capture_ids = look.capture_ids
+                    result.earlier_timings = look.timings
                 return result
             look = result
 
@@ -362,8 +364,9 @@ class TravellerPipeline:
                 record = self._finish(tx, Outcome.RETAKEN, "verdict")
                 if look is not None:  # a referral, if it comes, is for the first verdict
                     event, decision = look.event, look.decision
+                timings = (look.timings if look else ()) + ((capture_ms, verify_ms),)
                 return _SecondLook(
-                    selection.report, event, decision, sent_so_far, record, face_in_view
+                    selection.report, event, decision, sent_so_far, record, face_in_view, timings
                 )
             tx.purge(Outcome.REFERRED, "verdict")
             self._refer(event, decision)
@@ -422,10 +425,12 @@ class TravellerPipeline:
             return self._stopped_during_capture(tx, selection.frames_seen)
         self._finish(tx, Outcome.REFERRED, f"second look: {selection.reason}", report=False)
         self._refer(look.event, look.decision)
+        capture_ms, verify_ms = look.timings[-1]
         return TravellerOutcome(
             Outcome.REFERRED, look.decision, look.capture_ids[-1], True, look.purge,
-            frames_seen=selection.frames_seen, event=look.event.value,
-            earlier_capture_ids=look.capture_ids[:-1],
+            frames_seen=selection.frames_seen, capture_ms=capture_ms, verify_ms=verify_ms,
+            event=look.event.value, earlier_capture_ids=look.capture_ids[:-1],
+            earlier_timings=look.timings[:-1],
         )  # fmt: skip
 
     def _no_selection(self, tx: CaptureTransaction, selection: NoSelection) -> TravellerOutcome:

@@ -100,13 +100,13 @@ class GateMetrics:
         r = self.registry
         self.capture_seconds = Histogram(
             "gate_capture_seconds",
-            "Capture window start to sealed frame, per traveller",
+            "Capture window start to sealed frame, per capture sent (a retake is one more)",
             buckets=CAPTURE_BUCKETS,
             registry=r,
         )
         self.verify_seconds = Histogram(
             "gate_verify_seconds",
-            "Frame sent to verdict (or its failure), per traveller",
+            "Frame sent to verdict (or its failure), per capture sent (a retake is one more)",
             buckets=VERIFY_BUCKETS,
             registry=r,
         )
@@ -139,6 +139,9 @@ class GateMetrics:
     def traveller_served(self, result: TravellerOutcome, at: float | None = None) -> None:
         if result.earlier_capture_ids:
             self.retaken.inc(len(result.earlier_capture_ids))
+        for capture_ms, verify_ms in result.earlier_timings:
+            self.capture_seconds.observe(capture_ms / 1000)
+            self.verify_seconds.observe(verify_ms / 1000)
         if result.capture_ms is not None:
             self.capture_seconds.observe(result.capture_ms / 1000)
         if result.verify_ms is not None:

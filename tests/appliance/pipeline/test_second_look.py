@@ -75,6 +75,9 @@ def test_a_capture_that_is_not_verified_is_taken_again_nearer_and_granted(
     assert first["outcome"] == "retaken" and second["outcome"] == "granted"
     assert result.capture_id == second["capture_id"] != first["capture_id"]
     assert result.earlier_capture_ids == (first["capture_id"],)
+    # both captures are timed, for /metrics: each one sent was captured and verified
+    (earlier,) = result.earlier_timings
+    assert all(ms > 0 for ms in (*earlier, result.capture_ms, result.verify_ms))
     events = [step.event for step in gate.history if step.accepted]
     assert events[-3:] == [Event.RETAKE, Event.FRAME_SENT, Event.MATCH]
     assert len(link.pulses) == 1
@@ -170,6 +173,8 @@ def test_a_traveller_who_comes_no_nearer_is_referred_for_the_first_verdict(
     assert lines[0]["outcome"] == "retaken" and result.capture_id == lines[0]["capture_id"]
     assert lines[1]["outcome"] == "referred" and lines[1]["reason"].startswith("second look")
     assert all(not frame.any() for frame in source.given)
+    # the one capture sent is the one timed (it had no timings for /metrics before)
+    assert result.capture_ms > 0 and result.verify_ms > 0 and result.earlier_timings == ()
 
 
 def test_an_opt_out_during_the_first_verify_is_not_followed_by_a_second_capture(
