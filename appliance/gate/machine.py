@@ -359,7 +359,6 @@ class GateController:
                     log.error("gate: %s while going out of service", exc)
                 else:
                     log.warning("gate: %s while going out of service", exc)
-                self._show_anyway(rule.indicator)
                 return S.OUT_OF_SERVICE
             log.error("gate: %s", exc)
             try:  # the link works but refused: shut and send to the agent
@@ -373,16 +372,6 @@ class GateController:
             # The firmware closes the relay itself once heartbeats stop.
             log.error("gate link down: %s", exc)
             return S.OUT_OF_SERVICE
-
-    def _show_anyway(self, indicator: Indicator | None) -> None:
-        """Try the indicator after a refused RELAY_CLOSE: the lamp must not go on showing
-        the last traveller's GO while the gate is out of service."""
-        if indicator is None:
-            return
-        try:
-            self._link.set_indicator(indicator)
-        except (LinkError, CommandRejected) as exc:
-            log.warning("gate: indicator not set while going out of service: %s", exc)
 
     def _enter(self, source: State, event: Event, target: State) -> None:
         self._phase = target
