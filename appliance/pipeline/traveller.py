@@ -93,6 +93,9 @@ _DECISION_EVENTS = {
 }
 
 
+_Timing = tuple[float, float]  # (capture_ms, verify_ms) of one capture sent
+
+
 @dataclass(frozen=True)
 class _SecondLook:
     """A capture the matcher did not verify, ended and recorded; another one follows."""
@@ -103,7 +106,7 @@ class _SecondLook:
     capture_ids: tuple[str, ...]  # every capture sent for this traveller so far
     purge: PurgeRecord  # the last one's
     face_in_view: float  # perf_counter() when the traveller's face was first seen
-    timings: tuple[tuple[float, float], ...]  # (capture_ms, verify_ms) of each one sent
+    timings: tuple[_Timing, ...]  # of each capture sent so far
 
 
 class TravellerPipeline:
@@ -300,7 +303,7 @@ class TravellerPipeline:
                     frames_seen=frames, capture_ms=capture_ms, verify_ms=verify_ms,
                     event=Event.VERDICT_TIMEOUT.value,
                 )  # fmt: skip
-            return self._stopped_during_capture(tx, frames, sent=True)
+            return self._stopped_during_capture(tx, frames, sent=(capture_ms, verify_ms))
         except (MatchingUnavailable, VerdictRejected) as exc:
             verify_ms = (time.perf_counter() - sent) * 1000
             tx.purge(Outcome.REFERRED, f"error: {exc}")
@@ -346,7 +349,8 @@ class TravellerPipeline:
                     self.gate.acknowledge_opt_out()
                     return TravellerOutcome(
                         Outcome.MANUAL_CHECK, "opted out while verifying", tx.capture_id, True,
-                        record, frames_seen=frames, event=Event.OPT_OUT.value,
+                        record, frames_seen=frames, capture_ms=capture_ms, verify_ms=verify_ms,
+                        event=Event.OPT_OUT.value,
                     )  # fmt: skip
                 outcome, decision = Outcome.REFERRED, f"match, but gate {self.gate.phase.value}"
             else:
@@ -360,7 +364,7 @@ class TravellerPipeline:
                 # The gate first: if it refuses (cancelled, link lost as the verdict came),
                 # the record says what became of the traveller, not a retake that never was.
                 if not self.gate.fire(Event.RETAKE, f"{decision}: one more capture"):
-                    return self._stopped_during_capture(tx, frames, sent=True)
+                    return self._stopped_during_capture(tx, frames, sent=(capture_ms, verify_ms))
                 record = self._finish(tx, Outcome.RETAKEN, "verdict")
                 if look is not None:  # a referral, if it comes, is for the first verdict
                     event, decision = look.event, look.decision
@@ -380,35 +384,42 @@ class TravellerPipeline:
         )  # fmt: skip
 
     def _stopped_during_capture(
-        self, tx: CaptureTransaction, frames_seen: int, *, sent: bool = False
+        self, tx: CaptureTransaction, frames_seen: int, *, sent: _Timing | None = None
     ) -> TravellerOutcome:
-        """The gate cancelled the transaction: opt-out, or the agent / the link stopped it."""
+        """The gate cancelled the transaction: opt-out, or the agent / the link stopped it.
+        ``sent``: the capture had left, and how long it took until it stopped."""
         if self.gate.opt_out_pending():
             return self._opted_out_during_capture(tx, frames_seen, sent=sent)
         phase = self.gate.phase
         record = self._finish(tx, Outcome.REFERRED, f"cancelled: {phase.value}", report=False)
+        capture_ms, verify_ms = sent or (None, None)
         return TravellerOutcome(
             Outcome.REFERRED if phase is not State.READY else Outcome.CANCELLED,
             f"cancelled ({phase.value})",
             tx.capture_id,
-            sent,
+            sent is not None,
             record,
             frames_seen=frames_seen,
+            capture_ms=capture_ms,
+            verify_ms=verify_ms,
         )
 
     def _opted_out_during_capture(
-        self, tx: CaptureTransaction, frames_seen: int, *, sent: bool = False
+        self, tx: CaptureTransaction, frames_seen: int, *, sent: _Timing | None = None
     ) -> TravellerOutcome:
         """The button was pressed mid-capture: purge, send nothing more, agent checks."""
         record = self._finish(tx, Outcome.MANUAL_CHECK, "opt_out", report=False)
         self.gate.acknowledge_opt_out()
+        capture_ms, verify_ms = sent or (None, None)
         return TravellerOutcome(
             Outcome.MANUAL_CHECK,
             "opted out while verifying" if sent else "opted out during capture",
             tx.capture_id,
-            sent,
+            sent is not None,
             purge=record,
             frames_seen=frames_seen,
+            capture_ms=capture_ms,
+            verify_ms=verify_ms,
             event=Event.OPT_OUT.value,
         )
 

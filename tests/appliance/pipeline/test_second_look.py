@@ -199,6 +199,7 @@ def test_an_opt_out_during_the_first_verify_is_not_followed_by_a_second_capture(
         and not link.pulses
         and Event.RETAKE not in [s.event for s in gate.history]
     )
+    assert result.frame_sent and result.capture_ms > 0 and result.verify_ms > 0  # for /metrics
     assert all(not frame.any() for frame in source.given)
 
 
@@ -223,6 +224,7 @@ def test_a_retake_the_gate_refuses_is_not_recorded_as_retaken(
 
     assert len(matcher.passes) == 1 and not link.pulses
     assert result.outcome != "granted" and result.frame_sent
+    assert result.capture_ms > 0 and result.verify_ms > 0  # the one sent is timed
     (record,) = ledger_lines(ledger)
     assert record["outcome"] == "referred" and record["capture_id"] == result.capture_id
     assert all(not frame.any() for frame in source.given)

@@ -110,6 +110,7 @@ def test_opt_out_pressed_mid_verify_cancels_and_sends_nothing_more(
     result = boarding_with(detector, client, gate, ledger).process(source)
     presser.join()
     assert result.outcome == "manual_check" and result.reason == "opted out while verifying"
+    assert result.capture_ms > 0 and result.verify_ms > 0  # sent, so /metrics times it
     assert client.cancelled_seen
     assert client.receipts == [], "nothing more is sent after an opt-out"
     assert len(kept) == 4 and all_zero(kept + source.frames)

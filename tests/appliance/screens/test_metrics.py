@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from appliance.gate.outcome import Outcome, TravellerOutcome
 from appliance.screens.metrics import GateMetrics
 
@@ -32,6 +34,6 @@ def test_every_capture_sent_is_timed_not_only_the_last() -> None:
     )
     sample = metrics.registry.get_sample_value
     assert sample("gate_capture_seconds_count") == 2.0
-    assert sample("gate_capture_seconds_sum") == 1.6
+    assert sample("gate_capture_seconds_sum") == pytest.approx(1.6)
     assert sample("gate_verify_seconds_count") == 2.0
-    assert abs(sample("gate_verify_seconds_sum") - 0.55) < 1e-9
+    assert sample("gate_verify_seconds_sum") == pytest.approx(0.55)
