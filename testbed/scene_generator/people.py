@@ -196,17 +196,18 @@ class Sprite:
             level.fill(0)
 
 
-def _face_up_to_the_forehead(mask: np.ndarray, keypoints: np.ndarray) -> None:
+def _face_up_to_the_forehead(mask: np.ndarray, keypoints: np.ndarray) -> bool:
     """Mark the face from the chin to mid-forehead, along the eye line: GrabCut cut white
     hair on a pale wall, or a headband, through the forehead, and a traveller without a
     forehead is not one a camera sees. Measured from the eyes and mouth, not the box,
-    whose top is at the brow in one photo and the hairline in another."""
+    whose top is at the brow in one photo and the hairline in another. False: the
+    keypoints are degenerate and nothing was marked."""
     right_eye, left_eye, _, mouth = keypoints[:4].astype(np.float64)
     eyes = (right_eye + left_eye) / 2
     eye_to_mouth = float(np.linalg.norm(mouth - eyes))
     across = float(np.linalg.norm(left_eye - right_eye))
     if eye_to_mouth < 1 or across < 1:
-        return
+        return False
     down = (mouth - eyes) / eye_to_mouth
     top, bottom = eyes - 0.8 * eye_to_mouth * down, mouth + 0.5 * eye_to_mouth * down
     centre = (top + bottom) / 2
@@ -221,6 +222,7 @@ def _face_up_to_the_forehead(mask: np.ndarray, keypoints: np.ndarray) -> None:
         255,
         -1,
     )
+    return True
 
 
 def _funnelling_wedges(photo: np.ndarray) -> np.ndarray:
@@ -249,7 +251,8 @@ def _matte(photo: np.ndarray, face: Face, rng) -> tuple[np.ndarray, str]:
         prior, (round(cx - 1.55 * fw), round(y1 + 0.75 * fh)), (round(cx + 1.55 * fw), h), 255, -1
     )
     sure = np.zeros((h, w), np.uint8)
-    _face_up_to_the_forehead(sure, keypoints)
+    if not _face_up_to_the_forehead(sure, keypoints):
+        ellipse(sure, (cx, cy + 0.05 * fh), (0.33 * fw, 0.42 * fh))  # the box's middle
     throat = (round(cx - 0.15 * fw), round(y1)), (round(cx + 0.15 * fw), round(y1 + 0.3 * fh))
     cv2.rectangle(sure, *throat, 255, -1)
     cv2.rectangle(

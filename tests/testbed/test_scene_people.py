@@ -81,3 +81,20 @@ def test_the_cut_out_keeps_the_whole_face_when_the_hair_is_the_wall_colour(demo_
         assert face_core.min() > 0.9, f"the cut-out lost part of the face ({face_core.min():.2f})"
     finally:
         photo.fill(0)
+
+
+def test_only_black_wedges_at_the_border_are_cut_not_dark_parts_of_the_face(demo_photos):
+    """LFW's deep funnelling leaves black wedges at a photo's corners: those are cut. A
+    near-black open mouth or pupil inside the face is the person, and had become a hole."""
+    photo = portrait(demo_photos, "biden.jpg")
+    try:
+        face = main_face(photo)
+        mouth = tuple(round(v) for v in face.keypoints[3])
+        cv2.circle(photo, mouth, 5, (3, 3, 3), -1)  # a dark open mouth
+        corner = np.array([[0, 0], [60, 0], [0, 60]], np.int32)
+        cv2.fillPoly(photo, [corner], (0, 0, 0))  # a funnelling wedge
+        matte, _ = _matte(photo, face, np.random.default_rng(7))
+        assert matte[mouth[1], mouth[0]] > 0.9, "the mouth was cut out of the face"
+        assert matte[:40, :15].max() == 0.0 and matte[:15, :40].max() == 0.0
+    finally:
+        photo.fill(0)
