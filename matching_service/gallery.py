@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gate_contract.json_text import parse_json
 from gate_contract.progress import SILENT, Progress
 from matching_service.errors import GalleryError, NoFaceFound, TemplateMismatch
 from matching_service.passes import Passenger, normalise_name
@@ -154,7 +155,7 @@ def read_manifest(manifest: Path, photos_root: Path | None = None) -> list[Manif
         raw = list(csv.DictReader(text.splitlines()))
     else:
         try:
-            raw = json.loads(text)
+            raw = parse_json(text)
         except ValueError as exc:
             raise GalleryError(f"cannot read gallery manifest {manifest}: {exc}") from exc
         if not isinstance(raw, list):
@@ -263,7 +264,7 @@ class Gallery:
             saved = self._db.execute("SELECT points FROM calibrations").fetchall()
         merged = {(p.template_id, p.photos): p for p in load_defaults()}
         for (text,) in saved:
-            p = OperatingPoints.from_json(json.loads(text))
+            p = OperatingPoints.from_json(parse_json(text))
             merged[(p.template_id, p.photos)] = p
         return ThresholdTable(list(merged.values()))
 

@@ -14,6 +14,7 @@ import logging
 import threading
 from pathlib import Path
 
+from gate_contract.json_text import parse_json
 from matching_service.errors import RevocationError
 
 log = logging.getLogger("gate.matcher.revocation")
@@ -33,7 +34,7 @@ def parse_serial(value: object) -> int:
 
 def parse_revocations(text: str) -> tuple[frozenset[int], frozenset[str]]:
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except ValueError as exc:
         raise RevocationError(f"revocation list is not JSON: {exc}") from exc
     if not isinstance(data, dict) or not set(data) <= {"serials", "devices"}:

@@ -15,9 +15,10 @@ bench uses, when present, to say whose face was captured.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from gate_contract.json_text import parse_json
 
 SCENE_FILE = "scene.json"
 TRUTH_FILE = "truth.json"
@@ -47,8 +48,8 @@ class SceneInfo:
 def parse_scene_info(text: str) -> SceneInfo:
     """``scene.json``'s text, checked; raises :class:`SceneFormatError`."""
     try:
-        document = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        document = parse_json(text)
+    except ValueError as exc:  # UnicodeDecodeError is one too
         raise SceneFormatError(f"{SCENE_FILE} is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise SceneFormatError(f"{SCENE_FILE} must hold a JSON object")
@@ -64,7 +65,7 @@ def parse_scene_info(text: str) -> SceneInfo:
     photo = document.get("photo")
     if photo is not None and (not isinstance(photo, str) or "/" in photo or "\\" in photo):
         raise SceneFormatError('"photo" must be a file name')
-    return SceneInfo(expect, identity, tuple(tags), photo)
+    return SceneInfo(expect, identity, tuple(dict.fromkeys(tags)), photo)  # a tag counts once
 
 
 def read_scene_info(folder: Path) -> SceneInfo:
@@ -88,7 +89,7 @@ def video_of(folder: Path) -> Path:
 def read_truth(folder: Path) -> dict | None:
     """``truth.json`` if there is a readable one (it is optional)."""
     try:
-        truth = json.loads((folder / TRUTH_FILE).read_text(encoding="utf-8"))
+        truth = parse_json((folder / TRUTH_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return truth if isinstance(truth, dict) and isinstance(truth.get("faces"), dict) else None

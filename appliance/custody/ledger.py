@@ -59,6 +59,7 @@ from appliance.errors import LedgerError, TornRecordError
 from appliance.shutdown import deferred_shutdown
 from gate_contract.clock import now_ms
 from gate_contract.files import fsync_dir, write_private
+from gate_contract.json_text import parse_json
 from gate_contract.keys import load_private, write_private_key, write_public_key
 
 log = logging.getLogger("gate.ledger")
@@ -420,7 +421,7 @@ def _why(exc: OSError) -> str:
 
 def _json_object(raw: bytes) -> dict | None:
     try:
-        entry = json.loads(raw)
+        entry = parse_json(raw)
     except ValueError:
         return None
     return entry if isinstance(entry, dict) else None
@@ -483,7 +484,7 @@ def read_lines(path: Path) -> Iterator[LedgerLine | tuple[str, bytes]]:
         for line_number, raw in enumerate(parts, 1):
             number += 1
             try:
-                entry = json.loads(raw)
+                entry = parse_json(raw)
             except ValueError:
                 entry = None
             yield LedgerLine(
@@ -556,7 +557,7 @@ def _check_head(
             report.problems.append(f"ledger head missing for {count} records")
         return
     try:
-        head = json.loads(head_path.read_bytes())
+        head = parse_json(head_path.read_bytes())
         head_count, head_last = int(head["count"]), str(head["last"])
     except (ValueError, KeyError, TypeError) as exc:
         report.problems.append(f"ledger head is unreadable: {exc}")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from appliance.custody.transaction import PurgeRecord
 from gate_contract.files import write_private
+from gate_contract.json_text import parse_json
 
 log = logging.getLogger("gate.receipts")
 
@@ -49,7 +50,7 @@ class ReceiptQueue:
         if path.exists():
             for raw in path.read_bytes().splitlines():
                 try:
-                    line = json.loads(raw)
+                    line = parse_json(raw)
                     if "due" in line:
                         record = PurgeRecord(**line["due"])
                         self._due[record.capture_id] = record

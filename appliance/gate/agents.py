@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from appliance.errors import ConfigError
 from gate_contract.files import append_line, write_private
+from gate_contract.json_text import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -314,8 +315,8 @@ class AgentRegistry:
         if mode & 0o077:
             raise ConfigError(f"agent registry {path} is readable by others: chmod 600 it")
         try:
-            document = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            document = parse_json(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
             raise ConfigError(f"agent registry {path} is not JSON: {exc}") from exc
         rows = document.get("agents") if isinstance(document, dict) else None
         if not isinstance(rows, dict):
@@ -423,7 +424,7 @@ class AgentRegistry:
             raise ConfigError(f"cannot read used agent actions {self.used_path}: {exc}") from exc
         for line in lines:
             try:
-                entry = json.loads(line)
+                entry = parse_json(line)
                 digest, at = bytes.fromhex(entry["used"]), float(entry["at_s"])
             except (ValueError, KeyError, TypeError):
                 continue  # a torn last line (a crash mid-append)

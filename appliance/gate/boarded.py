@@ -25,6 +25,7 @@ from pathlib import Path
 
 from appliance.gate.outcome import Outcome
 from gate_contract.files import append_line
+from gate_contract.json_text import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class BoardedTravellers:
         with self._lock:
             for line in self.path.read_bytes().splitlines():
                 try:
-                    entry = json.loads(line)
+                    entry = parse_json(line)
                 except ValueError:
                     log.warning("boarded register %s: a torn line skipped", self.path)
                     continue

@@ -20,6 +20,8 @@ import os
 import threading
 from pathlib import Path
 
+from gate_contract.json_text import parse_json
+
 MAX_TEXT = 240  # long enough for a reason, far too short for any image or template
 
 FIELDS = frozenset(
@@ -116,7 +118,7 @@ class BoardingLog:
     def read(self) -> list[dict]:
         if self.path is None:
             return list(self.records)
-        return [json.loads(line) for line in self.path.read_text("ascii").splitlines() if line]
+        return [parse_json(line) for line in self.path.read_text("ascii").splitlines() if line]
 
 
 __all__ = ["FIELDS", "MAX_TEXT", "BoardingLog", "check_record"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import InstanceLocked
+from gate_contract.json_text import parse_json
 
 
 def _describe(holder: dict[str, Any], path: Path) -> str:
@@ -55,7 +56,7 @@ class InstanceLock:
 def _read(fd: int) -> dict[str, Any]:
     try:
         data = os.pread(fd, 4096, 0)
-        holder = json.loads(data) if data else {}
+        holder = parse_json(data) if data else {}
     except (OSError, ValueError):
         return {}
     return holder if isinstance(holder, dict) else {}

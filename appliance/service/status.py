@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gate_contract.files import write_private
+from gate_contract.json_text import parse_json
 
 MAX_ERRORS = 5
 MAX_ERROR_CHARS = 200
@@ -35,7 +36,7 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
 
 def read_status(path: Path) -> dict[str, Any]:
     """The status the service last wrote; raises OSError/ValueError if unreadable."""
-    status = json.loads(path.read_text(encoding="utf-8"))
+    status = parse_json(path.read_text(encoding="utf-8"))
     if not isinstance(status, dict):
         raise ValueError(f"{path} does not hold a status object")
     return status
