@@ -745,6 +745,8 @@ def load_config(path: Path | str) -> GateConfig:
         raise ConfigError(f"{path} is not UTF-8 text: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses: arrays or tables thousands deep
+        raise ConfigError(f"{path} is not valid TOML: nested too deeply to read") from exc
     apply_env_overrides(document, os.environ)
     config = parse_config(document, path.resolve().parent)
     return dataclasses.replace(config, source_path=path)
@@ -778,6 +780,8 @@ def apply_env_overrides(document: dict[str, Any], environ: Mapping[str, str]) ->
             value = tomllib.loads(f"value = {text}")["value"]
         except tomllib.TOMLDecodeError:
             value = text
+        except RecursionError as exc:
+            raise ConfigError(f"{name}: a TOML value nested too deeply to read") from exc
         table = document.setdefault(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: [{section}] is not a table in the file")

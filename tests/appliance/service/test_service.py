@@ -227,6 +227,9 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xfe[device]")
     with pytest.raises(ConfigError, match="UTF-8"):
         load_config(bad)
+    bad.write_text("[device]\nid = " + "[" * 100_000 + "]" * 100_000)  # tomllib recurses
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(bad)
     with pytest.raises(ConfigError, match=r"missing section \[device\]"):
         bad.write_text("")
         load_config(bad)
@@ -573,6 +576,9 @@ def test_environment_overrides_replace_single_keys_and_are_checked(
 
     monkeypatch.setenv("GATE_CFG__SERIAL__PULSE_MS", "99999")
     with pytest.raises(ConfigError, match=r"serial\.pulse_ms"):
+        load_config(example)
+    monkeypatch.setenv("GATE_CFG__SERIAL__PULSE_MS", "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match=r"GATE_CFG__SERIAL__PULSE_MS: .*nested too deeply"):
         load_config(example)
     monkeypatch.setenv("GATE_CFG__SERIAL__PULSE_MS", "1500")
     monkeypatch.setenv("GATE_CFG__SERIAL__PULSEMS", "1500")  # a typo is not ignored
