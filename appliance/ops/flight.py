@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.errors import ProvisionError
+from appliance.errors import ConfigError, ProvisionError
 from appliance.ops.provision import backup_path, check_answer, config_diff
 from appliance.service.config import check_service_config, load_config, parse_config
 from appliance.service.instance import lock_holder
@@ -62,8 +62,11 @@ def set_flight(
             errors.append(f"--{key} = {value!r}: {exc}")
     if errors:
         raise ProvisionError("; ".join(errors))
-    current = config_path.read_text(encoding="utf-8")
-    document = tomlkit.parse(current)
+    try:
+        current = config_path.read_bytes().decode("utf-8")
+        document = tomlkit.parse(current)
+    except (UnicodeDecodeError, tomlkit.exceptions.ParseError, RecursionError) as exc:
+        raise ConfigError(f"{config_path} is not valid TOML: {exc}") from exc
     table = document.get("flight")
     if table is None:
         raise ProvisionError(f"{config_path} has no [flight] section; run `gatectl provision`")

@@ -141,7 +141,7 @@ def load_answers(path: Path) -> dict[str, str]:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ProvisionError(f"answers file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ProvisionError(f"answers file {path} is not readable TOML: {exc}") from exc
     known = {f.name for f in fields(Answers)}
     values: dict[str, str] = {}
@@ -165,7 +165,7 @@ def answers_from_config(path: Path) -> dict[str, str]:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ProvisionError(
             f"the configuration {path} is not readable TOML ({exc}); fix it or move it aside"
         ) from exc

@@ -73,3 +73,16 @@ def test_flight_set_is_applied_by_the_running_service(
         _, err = service.communicate(timeout=TIMEOUT)
     assert "reload: now boarding BA117" in err
     assert "flight gallery is EMPTY" in err
+
+
+def test_flight_set_on_a_damaged_configuration_is_one_line_and_changes_nothing(tmp_path):
+    """A TOML syntax error, a file that is not UTF-8, or tables thousands deep: one line
+    naming the file, exit 2, and the file as it was (tomlkit's traceback before)."""
+    config = tmp_path / "gate.toml"
+    for damaged in (b"[flight\nnumber = ", b"\xff\xfe[flight]", b"a = " + b"[" * 50_000):
+        config.write_bytes(damaged)
+        result = gatectl("flight", "set", "--config", str(config), "--number", "123")
+        assert result.returncode == 2, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"gatectl flight: {config} is not valid TOML")
+        assert config.read_bytes() == damaged
