@@ -583,3 +583,17 @@ def test_guided_on_a_provisioned_unit_prefills_every_answer_from_its_config(
     assert again.ca_file == str(Path(a.data_dir) / "pki" / "ca.pem")
     assert any("[/dev/serial/by-id/usb-gate-mcu]" in q for q in asked)
     assert provision(again, out=lambda _: None, check_matcher=False) == []  # nothing changes
+
+
+def test_an_answers_file_or_config_nested_too_deeply_is_one_provision_error(tmp_path):
+    """tomllib recurses: an answers file, or the configuration being re-provisioned,
+    holding arrays thousands deep was a RecursionError traceback."""
+    from appliance.errors import ProvisionError
+    from appliance.ops.provision import answers_from_config, load_answers
+
+    deep = tmp_path / "deep.toml"
+    deep.write_text("device_id = " + "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ProvisionError, match="not readable TOML"):
+        load_answers(deep)
+    with pytest.raises(ProvisionError):
+        answers_from_config(deep)
