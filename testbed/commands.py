@@ -307,6 +307,9 @@ def _scenes_make(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{name}: {frames} frames in {seconds:.1f} s", flush=True)
 
+    def skipped(identity: str, why: str) -> None:
+        print(f"gatectl scenes make: {identity} left out: {why}", file=sys.stderr, flush=True)
+
     tags = [t for t in (args.tags or "").split(",") if t] or None
     try:
         written = make_scenes(
@@ -316,6 +319,7 @@ def _scenes_make(args: argparse.Namespace) -> int:
             seed=args.seed,
             **({"tags": tags} if tags else {}),
             on_scene=report,
+            on_skipped=skipped,
         )
     except SceneMakingError as exc:
         print(f"gatectl scenes make: {exc}", file=sys.stderr)

@@ -27,7 +27,13 @@ import cv2
 import numpy as np
 
 from testbed.scene_generator.render import render
-from testbed.scene_generator.tags import NO_CAPTURE, TAGS, Casting, build_scene
+from testbed.scene_generator.tags import (
+    NO_CAPTURE,
+    TAGS,
+    Casting,
+    UncastableIdentity,
+    build_scene,
+)
 
 # Who stands behind or beside the traveller: people this far along the cast's order.
 OTHER_OFFSETS = (17, 29, 41)
@@ -52,6 +58,18 @@ def _inside_a_checkout(out: Path) -> Path | None:
     return Path(top.stdout.strip()) if top.returncode == 0 and top.stdout.strip() else None
 
 
+def _check_cast(people: Sequence[str], tags: Sequence[str], dataset: Path) -> None:
+    """Enough people left for ``tags``, or a :class:`SceneMakingError` that says so."""
+    if not people:
+        raise SceneMakingError(f"no identity in {dataset} has a photo with a face found")
+    needs_others = any(t in ("two_close", "queue_behind", "crossing", "poster") for t in tags)
+    if needs_others and len(people) < 2:
+        raise SceneMakingError(
+            f"{dataset} has fewer than two identities with a usable photo; queue_behind,"
+            " two_close, crossing and poster need at least two people"
+        )
+
+
 def _others(people: list[str], k: int) -> list[str]:
     """Three other identities for scene ``k``'s traveller (companion, queue, crosser)."""
     traveller = people[k % len(people)]
@@ -73,10 +91,13 @@ def make_scenes(
     seed: int = 0,
     tags: Sequence[str] = TAGS,
     on_scene: Callable[[str, int, float], object] | None = None,
+    on_skipped: Callable[[str, str], object] | None = None,
 ) -> list[Path]:
     """Write ``per_tag`` scenes of every tag in ``tags`` under ``out``; the scene folders.
 
-    ``on_scene(name, frames, seconds)`` is called after each scene. Raises
+    ``on_scene(name, frames, seconds)`` is called after each scene. An identity with no
+    photo the detector finds a face in is left out of the cast, and
+    ``on_skipped(identity, why)`` told; one such folder does not stop the run. Raises
     :class:`SceneMakingError` for an unusable dataset, tag or output folder.
     """
     unknown = [t for t in tags if t not in TAGS]
@@ -96,12 +117,7 @@ def make_scenes(
     casting = Casting(dataset)
     if not casting.identities:
         raise SceneMakingError(f"no <identity>/*.jpg folders with photos in {dataset}")
-    needs_others = any(t in ("two_close", "queue_behind", "crossing", "poster") for t in tags)
-    if needs_others and len(casting.identities) < 2:
-        raise SceneMakingError(
-            f"{dataset} has one identity; queue_behind, two_close, crossing and poster"
-            " need at least two people"
-        )
+    _check_cast(casting.identities, tags, dataset)
     cv2.setNumThreads(1)
     order = np.random.default_rng(seed).permutation(len(casting.identities))
     people = [casting.identities[i] for i in order]
@@ -109,15 +125,23 @@ def make_scenes(
     k = 0
     try:
         for tag in tags:
-            for index in range(per_tag):
+            index = 0
+            while index < per_tag:
                 identity = people[k % len(people)]
                 others = _others(people, k)
-                k += 1
                 started = time.perf_counter()
                 try:
                     scene = build_scene(casting, tag, index, seed, identity, others)
+                except UncastableIdentity as exc:
+                    people.remove(exc.identity)  # the next in the cast's order takes the part
+                    if on_skipped is not None:
+                        on_skipped(exc.identity, str(exc))
+                    _check_cast(people, tags, dataset)
+                    continue
                 except ValueError as exc:
                     raise SceneMakingError(f"{tag}_{index:02d}: {exc}") from exc
+                k += 1
+                index += 1
                 folder = out / scene.name
                 render(scene, folder)
                 written.append(folder)

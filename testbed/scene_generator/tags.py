@@ -45,6 +45,14 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 MAX_SECONDS = 3.4
 
 
+class UncastableIdentity(ValueError):
+    """No photo of ``identity`` can stand for a person: unreadable, or no face found."""
+
+    def __init__(self, identity: str) -> None:
+        super().__init__(f"no usable photo of {identity} (unreadable, or no face found)")
+        self.identity = identity
+
+
 class Casting:
     """The photos of a dataset, and which ones can stand for a traveller looking ahead."""
 
@@ -84,19 +92,18 @@ class Casting:
                     continue  # unreadable, or no face found: not castable
                 face = main_face(portrait)
                 portrait.fill(0)
-                frontal = False
-                if face is not None:
-                    roll, yaw, pitch = photo_pose(face)
-                    level = abs(roll) < 10 and abs(yaw) < 20 and abs(pitch) < 20
-                    frontal = face.score > 0.7 and level
-                entries.append((path, frontal))
+                if face is None:
+                    continue  # found in the photo, lost once brought to the portrait layout
+                roll, yaw, pitch = photo_pose(face)
+                level = abs(roll) < 10 and abs(yaw) < 20 and abs(pitch) < 20
+                entries.append((path, face.score > 0.7 and level))
             self._poses[identity] = entries
         return self._poses[identity]
 
     def pick(self, identity: str, rng, frontal: bool = True) -> Path:
         entries = self.photos(identity)
         if not entries:
-            raise ValueError(f"no usable photo of {identity} (no face found)")
+            raise UncastableIdentity(identity)
         good = [p for p, ok in entries if ok] if frontal else [p for p, _ in entries]
         pool = good or [p for p, _ in entries]
         return pool[int(rng.integers(len(pool)))]
@@ -333,4 +340,12 @@ def _add_poster(scene: Scene, casting: Casting, rng, other: str) -> None:
     scene.info["poster"] = {"image": name}
 
 
-__all__ = ["MAX_SECONDS", "NO_CAPTURE", "PHOTO_SUFFIXES", "TAGS", "Casting", "build_scene"]
+__all__ = [
+    "MAX_SECONDS",
+    "NO_CAPTURE",
+    "PHOTO_SUFFIXES",
+    "TAGS",
+    "Casting",
+    "UncastableIdentity",
+    "build_scene",
+]

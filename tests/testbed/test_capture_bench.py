@@ -149,6 +149,39 @@ def test_usage_errors_are_one_line_not_a_traceback(tmp_path: Path, photos: Path)
     assert tag.returncode == 2 and "unknown tag" in tag.stderr
 
 
+def test_a_folder_with_no_usable_photo_is_left_out_and_the_run_goes_on(
+    tmp_path: Path, photos: Path
+) -> None:
+    """A dataset as people hand it over: one folder holds no image at all, another only a
+    photo too small to find a face in once scaled. They are named on stderr, left out of
+    the cast, and the scenes are made of the others (the first such folder ended the run)."""
+    dataset = tmp_path / "dataset"
+    for identity in ("obama", "biden"):
+        (dataset / identity).mkdir(parents=True)
+        for photo in (photos / identity).iterdir():
+            (dataset / identity / photo.name).symlink_to(photo.resolve())
+    (dataset / "not_a_photo").mkdir()
+    (dataset / "not_a_photo" / "passport.jpg").write_bytes(b"not an image")
+    made = gatectl(
+        "scenes", "make", "--dataset", str(dataset), "--out", str(tmp_path / "out"),
+        "--per-tag", "3", "--tags", "approach", "--seed", "3", "--quiet",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert "not_a_photo left out: no usable photo" in made.stderr
+    assert "3 scenes in" in made.stdout
+    cast = {
+        json.loads((d / "scene.json").read_text())["identity"] for d in (tmp_path / "out").iterdir()
+    }
+    assert cast == {"obama", "biden"}
+    (dataset / "obama").rename(dataset / "gone")
+    (dataset / "gone").rename(tmp_path / "gone")
+    (dataset / "biden").rename(tmp_path / "gone_too")
+    none_left = gatectl("scenes", "make", "--dataset", str(dataset), "--out",
+                        str(tmp_path / "o2"), "--tags", "approach")  # fmt: skip
+    assert none_left.returncode == 2 and "Traceback" not in none_left.stderr
+    assert "has a photo with a face found" in none_left.stderr
+
+
 def test_the_gallery_verifies_the_capture_through_the_matcher(scenes: Path, photos) -> None:
     # a relative --gallery, as a technician types it (its photos were once taken as
     # relative to the bench's own temporary manifest, and refused)
