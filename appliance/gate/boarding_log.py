@@ -15,12 +15,15 @@ pixels, a JPEG, a template or a sealed payload) are refused with ``ValueError``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import threading
 from pathlib import Path
 
 from gate_contract.json_text import parse_json
+
+log = logging.getLogger("gate.boarding_log")
 
 MAX_TEXT = 240  # long enough for a reason, far too short for any image or template
 
@@ -116,9 +119,21 @@ class BoardingLog:
         return clean
 
     def read(self) -> list[dict]:
+        """Every record in the file; a line that is not one (a torn last line after a power
+        cut) is skipped with a warning, so the unit still starts and rebuilds who boarded."""
         if self.path is None:
             return list(self.records)
-        return [parse_json(line) for line in self.path.read_text("ascii").splitlines() if line]
+        records = []
+        for number, line in enumerate(self.path.read_bytes().splitlines(), 1):
+            try:
+                record = parse_json(line) if line else None
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            elif line:
+                log.warning("boarding log %s: line %d is not a record; skipped", self.path, number)
+        return records
 
 
 __all__ = ["FIELDS", "MAX_TEXT", "BoardingLog", "check_record"]

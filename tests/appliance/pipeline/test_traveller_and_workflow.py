@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import shutil
 import threading
 from pathlib import Path
@@ -459,6 +460,26 @@ def test_who_boarded_survives_a_restart_through_the_boarding_log(
     assert first.wait_idle(5)
     # The service restarts: a new pipeline and workflow over the same boarding log.
     restarted = matching_workflow(detector, gate, ledger, BoardingLog(tmp_path / "boarding.jsonl"))
+    again = restarted.board(KeptSource(demo_photos / "obama2.jpg"))
+    assert again.reason == "already boarded, see agent" and len(link.pulses) == 1
+
+
+def test_a_torn_boarding_log_line_does_not_stop_the_next_start(
+    detector, gate, link, ledger, demo_photos, tmp_path, caplog
+):
+    """The power goes mid-append: the last line is half written. The next start skips it
+    with a warning and still knows who boarded (reading the log raised before, so the
+    unit could not start at all)."""
+    path = tmp_path / "boarding.jsonl"
+    first = matching_workflow(detector, gate, ledger, BoardingLog(path))
+    assert first.board(KeptSource(demo_photos / "obama2.jpg")).outcome == "granted"
+    gate.agent_cancel("the traveller walked through")
+    assert first.wait_idle(5)
+    with path.open("ab") as torn:
+        torn.write(b'{"capture_id": "c-9", "outco')
+    with caplog.at_level(logging.WARNING, logger="gate.boarding_log"):
+        restarted = matching_workflow(detector, gate, ledger, BoardingLog(path))
+    assert "line 2 is not a record" in caplog.text
     again = restarted.board(KeptSource(demo_photos / "obama2.jpg"))
     assert again.reason == "already boarded, see agent" and len(link.pulses) == 1
 
