@@ -94,12 +94,14 @@ def _run(
                 bar.update(min(duration_s, time.monotonic() - started) - bar.n)
     elapsed = time.monotonic() - started
     verdicts = [r for r in results if r.event not in FAULT_EVENTS]
-    verify = [r.verify_ms for r in verdicts if r.verify_ms is not None]
+    # a traveller taken again was verified once per capture sent
+    verify = [ms for r in verdicts for _, ms in r.earlier_timings]
+    verify += [r.verify_ms for r in verdicts if r.verify_ms is not None]
     e2e = [r.e2e_ms for r in verdicts if r.e2e_ms is not None]
     return {
         "gates": k,
-        "verifies": len(verdicts),
-        "verifies_per_s": round(len(verdicts) / elapsed, 2),
+        "verifies": len(verify),
+        "verifies_per_s": round(len(verify) / elapsed, 2),
         "verify_ms_p50": _percentile(verify, 0.5),
         "verify_ms_p99": _percentile(verify, 0.99),
         "face_to_gate_ms_p50": _percentile(e2e, 0.5),
