@@ -9,6 +9,7 @@ get the same help without being told.
 from __future__ import annotations
 
 import argparse
+import math
 import textwrap
 from typing import Any
 
@@ -37,4 +38,39 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-__all__ = ["ArgumentParser", "HelpFormatter"]
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """An option type for durations, rates and sizes: finite and above zero. ``nan`` and
+    ``inf`` parse as floats, and became a bench that never ends or a deadline of NaN."""
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text!r}")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    """An option type for margins and floors that may be zero: finite and at least 0."""
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text!r}")
+    return value
+
+
+def share(text: str) -> float:
+    """An option type for a share of a whole: finite, from 0 to 1."""
+    value = _finite(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {text!r}")
+    return value
+
+
+__all__ = ["ArgumentParser", "HelpFormatter", "non_negative_number", "positive_number", "share"]

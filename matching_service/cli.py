@@ -30,7 +30,7 @@ import threading
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from gate_contract.command_line import ArgumentParser
+from gate_contract.command_line import ArgumentParser, non_negative_number, positive_number
 from gate_contract.keys import DeviceScope, PkiLayout
 from gate_contract.paths import data_dir
 from gate_contract.progress import Progress
@@ -377,7 +377,7 @@ def build_parser() -> ArgumentParser:
     )
     serve.add_argument(
         "--retention-interval",
-        type=float,
+        type=positive_number,
         default=300.0,
         metavar="SECONDS",
         help="how often the retention rules run",
@@ -398,7 +398,7 @@ def build_parser() -> ArgumentParser:
     )
     token.add_argument(
         "--ttl",
-        type=float,
+        type=positive_number,
         default=24 * 3600.0,
         metavar="SECONDS",
         help="how long the token can be used",
@@ -488,7 +488,7 @@ def build_parser() -> ArgumentParser:
     retention = commands.add_parser("retention", help="apply the retention rules once")
     retention.add_argument(
         "--margin",
-        type=float,
+        type=non_negative_number,
         default=300.0,
         metavar="SECONDS",
         help="also delete what would expire within this time",

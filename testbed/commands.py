@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from gate_contract.command_line import non_negative_number, positive_number, share
 from gate_contract.progress import Progress
 
 
@@ -356,21 +357,21 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     )
     demo.add_argument(
         "--hold",
-        type=float,
+        type=non_negative_number,
         default=3.0,
         metavar="SECONDS",
         help="with --screens: how long each outcome is shown",
     )
     demo.add_argument(
         "--agent-wait",
-        type=float,
+        type=positive_number,
         default=30.0,
         metavar="SECONDS",
         help="with --screens: how long an opt-out waits for the agent",
     )
     demo.add_argument(
         "--fps",
-        type=float,
+        type=positive_number,
         default=30.0,
         metavar="FPS",
         help="with --screens: camera replay pace, frames per second",
@@ -519,7 +520,11 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
         "--streams", type=_at_least_one, default=10_000, metavar="N", help="idle streams"
     )
     flood.add_argument(
-        "--hold-s", type=float, default=20.0, metavar="SECONDS", help="how long they stay open"
+        "--hold-s",
+        type=positive_number,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long they stay open",
     )
     flood.add_argument("--json", action="store_true", help="one JSON object on the last line")
     flood.set_defaults(handler=_bench_flood)
@@ -542,7 +547,11 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
         "--gates", default="1,2,4", metavar="K[,K...]", help="gates at once, one run per K"
     )
     load.add_argument(
-        "--duration", type=float, default=30.0, metavar="SECONDS", help="how long each K runs"
+        "--duration",
+        type=positive_number,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long each K runs",
     )
     load.add_argument("--json", action="store_true", help="one JSON object on the last line")
     load.set_defaults(handler=_bench_load)
@@ -550,7 +559,11 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
         "soak", help="travellers through the real service; memory, files, threads over time"
     )
     soak.add_argument(
-        "--duration", type=float, default=600.0, metavar="SECONDS", help="how long it runs"
+        "--duration",
+        type=positive_number,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long it runs",
     )
     soak.add_argument("--json", action="store_true", help="one JSON object on the last line")
     soak.set_defaults(handler=_bench_soak)
@@ -598,7 +611,7 @@ def add_gate_matcher_commands(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument(
         "--impostor-share",
-        type=float,
+        type=share,
         default=0.2,
         metavar="SHARE",
         help="share of identities left out of the gallery, 0..1",

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from appliance.ops.agents import AgentsCommandError, add_agents_commands
-from gate_contract.command_line import ArgumentParser
+from gate_contract.command_line import ArgumentParser, non_negative_number, positive_number
 
 # Commands other packages add (e.g. testbed's demo, simulate and benches).
 PLUGIN_GROUP = "gatectl.commands"
@@ -322,7 +322,7 @@ def _add_field_commands(commands: argparse._SubParsersAction) -> None:
     selftest.add_argument("--json", action="store_true", help="one JSON object")
     selftest.add_argument(
         "--min-free-mb",
-        type=float,
+        type=non_negative_number,
         default=200.0,
         metavar="MB",
         help="free space the state directory must have",
@@ -368,7 +368,7 @@ def _add_field_commands(commands: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="one JSON object, always")
     status.add_argument(
         "--watch",
-        type=float,
+        type=positive_number,
         nargs="?",
         const=2.0,
         metavar="SECONDS",
@@ -421,14 +421,14 @@ def _add_firmware_commands(commands: argparse._SubParsersAction) -> None:
     )
     deploy.add_argument(
         "--timeout",
-        type=float,
+        type=positive_number,
         default=MPREMOTE_TIMEOUT_S,
         metavar="SECONDS",
         help="for each mpremote step",
     )
     deploy.add_argument(
         "--verify-timeout",
-        type=float,
+        type=positive_number,
         default=VERIFY_TIMEOUT_S,
         metavar="SECONDS",
         help="for the board to answer the protocol after its reset",

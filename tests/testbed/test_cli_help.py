@@ -111,3 +111,25 @@ def test_the_real_help_of_a_few_commands(tmp_path):
     assert "{onnxruntime,mediapipe}" in capture and "(default: onnxruntime)" in capture
     enroll = helped("gate-matcher", "enroll")
     assert "--flight CARRIER NUMBER DATE AIRPORT" in enroll
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
+def test_no_option_takes_a_number_that_is_not_finite(text: str) -> None:
+    """``float("nan")`` and ``float("inf")`` parse: ``bench load --duration nan`` ended
+    in a traceback (a gRPC deadline of NaN), ``--duration inf`` in a bench that never
+    ends. Every option that takes a number refuses them in one usage line."""
+    numeric = 0
+    for path, parser in _every_command():
+        for action in parser._actions:
+            if not action.option_strings or action.type is None:
+                continue
+            assert action.type is not float, f"{path} {action.option_strings[0]}: bare float"
+            if action.type in (int, str) or isinstance(action.type, argparse.FileType):
+                continue
+            try:
+                value = action.type(text)
+            except (argparse.ArgumentTypeError, ValueError):
+                numeric += 1
+                continue
+            assert not isinstance(value, float), f"{path} {action.option_strings[0]}: {text}"
+    assert numeric >= 14, "the options that take a number were found"
