@@ -161,6 +161,7 @@ __all__ = [
     "Path",
     "SceneMakingError",
     "Sequence",
+    "UncastableIdentity",
     "build_scene",
     "make_scenes",
     "render",
