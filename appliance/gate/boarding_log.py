@@ -21,6 +21,7 @@ import os
 import threading
 from pathlib import Path
 
+from gate_contract.files import append_line
 from gate_contract.json_text import parse_json
 
 log = logging.getLogger("gate.boarding_log")
@@ -111,10 +112,7 @@ class BoardingLog:
         line = json.dumps(clean, sort_keys=True, ensure_ascii=True) + "\n"
         with self._lock:
             if self.path is not None:
-                with open(self.path, "a", encoding="ascii") as out:
-                    out.write(line)
-                    out.flush()
-                    os.fsync(out.fileno())
+                append_line(self.path, line.encode("ascii"))
             self.records.append(clean)
         return clean
 

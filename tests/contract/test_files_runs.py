@@ -7,7 +7,7 @@ import os
 import pytest
 
 from gate_contract import files
-from gate_contract.files import write_private
+from gate_contract.files import append_line, write_private
 from testbed import runs
 from testbed.runs import fresh_run_dir, wait_for
 
@@ -78,3 +78,24 @@ def test_wait_for_returns_as_soon_as_the_predicate_holds() -> None:
     assert wait_for(lambda: bool(calls.append(1)), timeout=0.05) is False
     assert len(calls) >= 2  # polled, then asked once more at the deadline
     assert runs.KEEP_RUNS == 5
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (b"", b"new\n"),
+        (b"one\n", b"one\nnew\n"),
+        (b"one\ntwo\nhalf a li", b"one\ntwo\nnew\n"),  # an append the power cut short
+        (b"no newline at all", b"new\n"),
+        (b"one\n" + b"x" * 200_000, b"one\nnew\n"),  # a fragment longer than one read
+    ],
+)
+def test_append_line_starts_a_line_of_its_own(tmp_path, caplog, before, after) -> None:
+    """A fragment left at the end is cut before the line goes on: glued to it, the new
+    line would be unreadable on every later start."""
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(before)
+    append_line(path, b"new\n")
+    assert path.read_bytes() == after
+    cut = len(before) - (len(after) - len(b"new\n"))
+    assert ("interrupted append" in caplog.text) == (cut > 0)

@@ -58,6 +58,11 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     register = reopened(path)
     assert register.claim_token("tok-1") is Claim.ALREADY_BOARDED
     assert register.claim_token("tok-2") is Claim.CLAIMED
+    # the claim written after the torn line is its own line: it holds after a restart
+    # (glued to the fragment, it was unreadable and tok-2 could have boarded twice)
+    again = reopened(path)
+    assert again.claim_token("tok-2") is Claim.ALREADY_BOARDED
+    assert again.claim_token("tok-1") is Claim.ALREADY_BOARDED
 
 
 def test_a_claim_that_cannot_be_written_is_not_granted(tmp_path: Path) -> None:

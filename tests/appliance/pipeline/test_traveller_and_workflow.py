@@ -482,6 +482,9 @@ def test_a_torn_boarding_log_line_does_not_stop_the_next_start(
     assert "line 2 is not a record" in caplog.text
     again = restarted.board(KeptSource(demo_photos / "obama2.jpg"))
     assert again.reason == "already boarded, see agent" and len(link.pulses) == 1
+    # the next record starts a line of its own instead of being glued to the fragment
+    BoardingLog(path).append({"capture_id": "c-10", "outcome": "referred"})
+    assert [r.get("capture_id") for r in BoardingLog(path).read()][-1] == "c-10"
 
 
 def test_who_boarded_survives_a_crash_before_the_passage_ended(
