@@ -364,7 +364,7 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     )
     demo.add_argument(
         "--agent-wait",
-        type=positive_number,
+        type=non_negative_number,
         default=30.0,
         metavar="SECONDS",
         help="with --screens: how long an opt-out waits for the agent",
@@ -614,7 +614,8 @@ def add_gate_matcher_commands(commands: argparse._SubParsersAction) -> None:
         type=share,
         default=0.2,
         metavar="SHARE",
-        help="share of identities left out of the gallery, 0..1",
+        help="share of identities left out of the gallery as impostors, 0..1 (at most every"
+        " second identity: above 0.5 counts as 0.5)",
     )
     bench.add_argument(
         "--workers",

@@ -49,7 +49,7 @@ def parse_scene_info(text: str) -> SceneInfo:
     """``scene.json``'s text, checked; raises :class:`SceneFormatError`."""
     try:
         document = parse_json(text)
-    except ValueError as exc:  # UnicodeDecodeError is one too
+    except ValueError as exc:
         raise SceneFormatError(f"{SCENE_FILE} is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise SceneFormatError(f"{SCENE_FILE} must hold a JSON object")

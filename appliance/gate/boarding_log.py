@@ -117,20 +117,27 @@ class BoardingLog:
         return clean
 
     def read(self) -> list[dict]:
-        """Every record in the file; a line that is not one (a torn last line after a power
-        cut) is skipped with a warning, so the unit still starts and rebuilds who boarded."""
+        """Every record in the file. A line that is not one is skipped so the unit still
+        starts and rebuilds who boarded: the last line at WARNING (half written when the
+        power went), any other at ERROR (the airline's record of a traveller is gone)."""
         if self.path is None:
             return list(self.records)
+        lines = self.path.read_bytes().splitlines()
         records = []
-        for number, line in enumerate(self.path.read_bytes().splitlines(), 1):
+        for number, line in enumerate(lines, 1):
             try:
                 record = parse_json(line) if line else None
             except ValueError:
                 record = None
             if isinstance(record, dict):
                 records.append(record)
+            elif number == len(lines) and line:
+                log.warning(
+                    "boarding log %s: the last line is not a record (half written?); skipped",
+                    self.path,
+                )
             elif line:
-                log.warning("boarding log %s: line %d is not a record; skipped", self.path, number)
+                log.error("boarding log %s: line %d is not a record; skipped", self.path, number)
         return records
 
 

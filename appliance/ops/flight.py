@@ -70,6 +70,8 @@ def set_flight(
     table = document.get("flight")
     if table is None:
         raise ProvisionError(f"{config_path} has no [flight] section; run `gatectl provision`")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{config_path}: flight must be a table ([flight]), not {table!r}")
     for key, value in changes.items():
         if table.get(key) != value:
             table[key] = value

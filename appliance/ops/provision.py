@@ -394,7 +394,7 @@ def merge_config(current: str, a: Answers) -> str:
 
     try:
         document = tomlkit.parse(current)
-    except TOMLKitError as exc:
+    except (TOMLKitError, RecursionError) as exc:
         raise ProvisionError(f"the configuration is not readable TOML: {exc}") from exc
     for (section, key), value in _owned_keys(a).items():
         table = document.get(section)

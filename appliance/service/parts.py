@@ -172,17 +172,20 @@ def build_parts(
         raise StartupError(f"boarding log {config.boarding_log_path}: {exc}") from exc
     scanner = config.scanner
     agents = load_agents(config)
-    workflow = GateWorkflow(
-        pipeline,
-        config.flight,
-        mode=Mode(config.capture_mode),
-        boarding_log=boarding_log,
-        scanner=ScanParser(
-            agent_prefix=scanner.agent_prefix if scanner else DEFAULT_AGENT_PREFIX,
-            reference_date=lambda: workflow.flight_date,  # follows a flight change
-            agents=agents,
-        ),
-    )
+    try:  # reads the boarding log and the boarded register back
+        workflow = GateWorkflow(
+            pipeline,
+            config.flight,
+            mode=Mode(config.capture_mode),
+            boarding_log=boarding_log,
+            scanner=ScanParser(
+                agent_prefix=scanner.agent_prefix if scanner else DEFAULT_AGENT_PREFIX,
+                reference_date=lambda: workflow.flight_date,  # follows a flight change
+                agents=agents,
+            ),
+        )
+    except OSError as exc:
+        raise StartupError(f"who boarded cannot be read back: {exc}") from exc
     return ServiceParts(
         link, gate, client, detector, source, pipeline, workflow, agents, session,
         receipts=receipts,

@@ -52,6 +52,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from appliance.custody.ledger import LedgerLine, read_lines
+from appliance.service.status import read_status
 from appliance.vision.camera import place_in_canvas
 from gate_contract.files import write_private
 from gate_contract.keys import PkiLayout, load_private, write_private_key, write_public_key
@@ -374,7 +376,7 @@ stall_s = 30.0
     # observation
     def read_status(self) -> dict:
         try:
-            return json.loads(self.status.read_text())
+            return read_status(self.status)
         except (OSError, ValueError):
             return {}
 
@@ -494,9 +496,13 @@ stall_s = 30.0
         return said
 
     def ledger_reasons(self) -> list[str]:
+        """The reason of every record; a torn or damaged line (this bench makes them) has
+        none."""
         with contextlib.suppress(OSError):
             return [
-                json.loads(line).get("reason", "") for line in self.ledger.read_bytes().splitlines()
+                line.entry.get("reason", "") if line.entry else ""
+                for line in read_lines(self.ledger)
+                if isinstance(line, LedgerLine)
             ]
         return []
 

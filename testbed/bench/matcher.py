@@ -89,7 +89,8 @@ def bench_matcher(
     emit(f"encoding {sum(len(p) for p in identities.values())} photos with {info.template_id}")
     encoded = encode_dataset(identities, encoder, progress)
     names = list(identities)
-    every = max(2, round(1 / impostor_share)) if impostor_share > 0 else 0
+    # every n-th identity is an impostor: at most half of them, at least one in the list
+    every = max(2, round(min(len(names), 1 / impostor_share))) if impostor_share > 0 else 0
     impostors = {n for i, n in enumerate(names) if every and i % every == every - 1}
     enrolled = [n for n in names if n not in impostors]
     flight = flight_key(

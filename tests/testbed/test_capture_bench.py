@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 
 from tests.support import DATASET, REPO, run_with_stderr_on_a_terminal
@@ -162,20 +163,23 @@ def test_a_folder_with_no_usable_photo_is_left_out_and_the_run_goes_on(
             (dataset / identity / photo.name).symlink_to(photo.resolve())
     (dataset / "not_a_photo").mkdir()
     (dataset / "not_a_photo" / "passport.jpg").write_bytes(b"not an image")
+    (dataset / "too_small").mkdir()  # its face is found, then lost once scaled up
+    small = cv2.resize(cv2.imread(str(photos / "biden" / "biden.jpg")), (40, 40))
+    cv2.imwrite(str(dataset / "too_small" / "tiny.jpg"), small)
     made = gatectl(
         "scenes", "make", "--dataset", str(dataset), "--out", str(tmp_path / "out"),
-        "--per-tag", "3", "--tags", "approach", "--seed", "3", "--quiet",
+        "--per-tag", "4", "--tags", "approach", "--seed", "3", "--quiet",
     )  # fmt: skip
     assert made.returncode == 0, made.stderr[-2000:]
     assert "not_a_photo left out: no usable photo" in made.stderr
-    assert "3 scenes in" in made.stdout
+    assert "too_small left out: no usable photo" in made.stderr
+    assert "4 scenes in" in made.stdout
     cast = {
         json.loads((d / "scene.json").read_text())["identity"] for d in (tmp_path / "out").iterdir()
     }
     assert cast == {"obama", "biden"}
-    (dataset / "obama").rename(dataset / "gone")
-    (dataset / "gone").rename(tmp_path / "gone")
-    (dataset / "biden").rename(tmp_path / "gone_too")
+    for identity in ("obama", "biden"):
+        (dataset / identity).rename(tmp_path / identity)
     none_left = gatectl("scenes", "make", "--dataset", str(dataset), "--out",
                         str(tmp_path / "o2"), "--tags", "approach")  # fmt: skip
     assert none_left.returncode == 2 and "Traceback" not in none_left.stderr

@@ -86,3 +86,15 @@ def test_flight_set_on_a_damaged_configuration_is_one_line_and_changes_nothing(t
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith(f"gatectl flight: {config} is not valid TOML")
         assert config.read_bytes() == damaged
+
+
+def test_flight_set_when_flight_is_not_a_table_is_one_line(tmp_path):
+    """``flight = 1`` instead of a ``[flight]`` table was an AttributeError traceback."""
+    config = tmp_path / "gate.toml"
+    config.write_text('flight = 1\n[device]\nid = "gate-1"\n')
+    result = gatectl("flight", "set", "--config", str(config), "--number", "123")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip()
+        == f"gatectl flight: {config}: flight must be a table ([flight]), not 1"
+    )

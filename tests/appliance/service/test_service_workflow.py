@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from appliance.custody.ledger import list_segments
-from appliance.errors import ConfigError, ScannerError
+from appliance.errors import ConfigError, ScannerError, StartupError
 from appliance.gate.boarding_log import FIELDS, MAX_TEXT
 from appliance.service.config import GateConfig, check_service_config, load_config
 from appliance.service.runner import EXIT_OK, main, run_service
@@ -492,6 +492,33 @@ def test_a_scanner_that_cannot_be_opened_is_a_clear_start_up_failure(
     assert len(errors) == 1 and "scanner on" in errors[0]
     assert read_status(tmp_path / "state" / "status.json")["service"] == "start-up failed"
     assert wait_for(lambda: not simulator.relay_open, timeout=10)
+    assert simulator.relay_pulses == []
+
+
+def test_a_boarded_register_that_cannot_be_read_is_a_clear_start_up_failure(
+    tmp_path, pass_matcher, frames, mcu, caplog
+) -> None:
+    """Who boarded cannot be read back (an I/O error; here the register is a folder): the
+    unit does not start, says why in one line, and the gate stays shut (a traceback
+    before)."""
+    simulator, key = mcu
+    path = _write_config(
+        tmp_path,
+        target=pass_matcher.target,
+        pki_root=pass_matcher.pki_root,
+        mcu_port=simulator.port,
+        relay_key=key,
+        frames=frames,
+        mode="biometric_first",
+    )
+    config = load_config(path)
+    register = config.boarding_log_path.with_name(f"{config.boarding_log_path.stem}-boarded.jsonl")
+    register.mkdir(parents=True)
+    with caplog.at_level("ERROR", logger="gate.service"):
+        assert run_service(config) == StartupError.exit_code
+    errors = [r.getMessage() for r in caplog.records if r.name == "gate.service"]
+    assert len(errors) == 1 and "who boarded cannot be read back" in errors[0]
+    assert read_status(tmp_path / "state" / "status.json")["service"] == "start-up failed"
     assert simulator.relay_pulses == []
 
 
