@@ -3,8 +3,8 @@
 ``wire`` (the generated ``gate.v1`` stubs and service names), ``verdicts`` (what a verdict
 signature covers and how the appliance checks it), ``sealing`` (payload encryption),
 ``bcbp`` (the IATA boarding-pass parser), ``keys`` (key and certificate layout and
-loaders), ``files`` (atomic owner-only writes), ``json_text`` (JSON read from files others
-write: too deep is a ``ValueError``), ``paths`` (the data directory), ``clock``,
+loaders), ``files`` (atomic owner-only writes), ``documents`` (JSON and TOML read from files
+others write: too deep is a ``ValueError``), ``paths`` (the data directory), ``clock``,
 ``onnx`` (onnxruntime loaded with its telemetry off), ``command_line`` (the argument
 parser both programs' CLIs build on: every option's default in ``--help``) and
 ``progress`` (progress bars of the long commands: on a terminal, never with ``--json``).

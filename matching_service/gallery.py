@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gate_contract.json_text import parse_json
+from gate_contract.documents import parse_json
 from gate_contract.progress import SILENT, Progress
 from matching_service.errors import GalleryError, NoFaceFound, TemplateMismatch
 from matching_service.passes import Passenger, normalise_name

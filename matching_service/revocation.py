@@ -14,7 +14,7 @@ import logging
 import threading
 from pathlib import Path
 
-from gate_contract.json_text import parse_json
+from gate_contract.documents import parse_json
 from matching_service.errors import RevocationError
 
 log = logging.getLogger("gate.matcher.revocation")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gate_contract.json_text import parse_json
+from gate_contract.documents import parse_json
 
 SCENE_FILE = "scene.json"
 TRUTH_FILE = "truth.json"

@@ -58,8 +58,8 @@ from appliance.custody.transaction import PurgeRecord
 from appliance.errors import LedgerError, TornRecordError
 from appliance.shutdown import deferred_shutdown
 from gate_contract.clock import now_ms
+from gate_contract.documents import parse_json
 from gate_contract.files import fsync_dir, write_private
-from gate_contract.json_text import parse_json
 from gate_contract.keys import load_private, write_private_key, write_public_key
 
 log = logging.getLogger("gate.ledger")

@@ -22,8 +22,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from appliance.custody.transaction import PurgeRecord
+from gate_contract.documents import parse_json
 from gate_contract.files import write_private
-from gate_contract.json_text import parse_json
 
 log = logging.getLogger("gate.receipts")
 

@@ -48,8 +48,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.errors import ConfigError
+from gate_contract.documents import parse_json
 from gate_contract.files import append_line, write_private
-from gate_contract.json_text import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ class AgentRegistry:
             raise ConfigError(f"agent registry {path} is readable by others: chmod 600 it")
         try:
             document = parse_json(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except ValueError as exc:  # not UTF-8, not JSON, or nested too deeply
             raise ConfigError(f"agent registry {path} is not JSON: {exc}") from exc
         rows = document.get("agents") if isinstance(document, dict) else None
         if not isinstance(rows, dict):

@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from appliance.gate.outcome import Outcome
+from gate_contract.documents import parse_json
 from gate_contract.files import append_line
-from gate_contract.json_text import parse_json
 
 log = logging.getLogger(__name__)
 

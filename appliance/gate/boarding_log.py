@@ -21,8 +21,8 @@ import os
 import threading
 from pathlib import Path
 
+from gate_contract.documents import parse_json
 from gate_contract.files import append_line
-from gate_contract.json_text import parse_json
 
 log = logging.getLogger("gate.boarding_log")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from appliance.ops.provision import backup_path, check_answer, config_diff
 from appliance.service.config import check_service_config, load_config, parse_config
 from appliance.service.instance import lock_holder
 from appliance.service.status import read_status
+from gate_contract.documents import parse_toml
 from gate_contract.files import write_private
 
 # [flight] key -> the provisioning answer that checks it
@@ -76,7 +76,7 @@ def set_flight(
         if table.get(key) != value:
             table[key] = value
     text = tomlkit.dumps(document)
-    config = parse_config(tomllib.loads(text), config_path.parent)
+    config = parse_config(parse_toml(text), config_path.parent)
     check_service_config(config)
     if text == current:
         out(f"unchanged: {config.flight.name} is the flight already")

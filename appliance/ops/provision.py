@@ -45,7 +45,6 @@ import secrets
 import shutil
 import sys
 import tempfile
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -64,6 +63,7 @@ from appliance.service.config import (
     parse_config,
     read_relay_key,
 )
+from gate_contract.documents import parse_toml
 from gate_contract.files import write_private
 from gate_contract.paths import data_dir
 
@@ -138,10 +138,10 @@ _GATE = re.compile(r"[A-Za-z0-9-]{1,8}")
 def load_answers(path: Path) -> dict[str, str]:
     """An answers file: a TOML table of the answer names (``device_id = "..."``)."""
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        document = parse_toml(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ProvisionError(f"answers file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+    except (OSError, ValueError) as exc:  # unreadable, not TOML or nested too deeply
         raise ProvisionError(f"answers file {path} is not readable TOML: {exc}") from exc
     known = {f.name for f in fields(Answers)}
     values: dict[str, str] = {}
@@ -162,10 +162,10 @@ def answers_from_config(path: Path) -> dict[str, str]:
     """The answers an existing configuration file gives (empty when there is none), so
     that re-provisioning changes only what the technician changes."""
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        document = parse_toml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+    except (OSError, ValueError) as exc:  # unreadable, not TOML or nested too deeply
         raise ProvisionError(
             f"the configuration {path} is not readable TOML ({exc}); fix it or move it aside"
         ) from exc
@@ -692,7 +692,7 @@ def _check_config(text: str, config_path: Path, state: Path, dry_run: bool):
     provisioned must start); before the relay key exists, a stand-in is lent."""
     from appliance.service.config import GateConfig
 
-    document = tomllib.loads(text)
+    document = parse_toml(text)
     base = config_path.parent
     serial = document.get("serial", {})
     named = serial.get("relay_key_file") if isinstance(serial, dict) else None

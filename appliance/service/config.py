@@ -39,6 +39,7 @@ from appliance.vision.camera import CameraSpec
 from appliance.vision.models import MODELS, Runtime
 from appliance.vision.quality import QualityThresholds
 from appliance.vision.selection import MAX_ATTEMPTS
+from gate_contract.documents import NestedTooDeeply, parse_toml
 from gate_contract.keys import PkiLayout
 from gate_contract.paths import data_dir
 
@@ -740,13 +741,11 @@ def load_config(path: Path | str) -> GateConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
     try:
-        document = tomllib.loads(raw.decode("utf-8"))
+        document = parse_toml(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # not TOML, or nested too deeply to follow
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    except RecursionError as exc:  # tomllib recurses: arrays or tables thousands deep
-        raise ConfigError(f"{path} is not valid TOML: nested too deeply to read") from exc
     apply_env_overrides(document, os.environ)
     config = parse_config(document, path.resolve().parent)
     return dataclasses.replace(config, source_path=path)
@@ -777,11 +776,11 @@ def apply_env_overrides(document: dict[str, Any], environ: Mapping[str, str]) ->
         if not sep or not section or not key:
             raise ConfigError(f"{name}: expected {ENV_PREFIX}<SECTION>__<KEY>")
         try:
-            value = tomllib.loads(f"value = {text}")["value"]
+            value = parse_toml(f"value = {text}")["value"]
+        except NestedTooDeeply as exc:
+            raise ConfigError(f"{name}: {exc}") from exc
         except tomllib.TOMLDecodeError:
-            value = text
-        except RecursionError as exc:
-            raise ConfigError(f"{name}: a TOML value nested too deeply to read") from exc
+            value = text  # not a TOML value: the text itself
         table = document.setdefault(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: [{section}] is not a table in the file")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import InstanceLocked
-from gate_contract.json_text import parse_json
+from gate_contract.documents import parse_json
 
 
 def _describe(holder: dict[str, Any], path: Path) -> str:

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gate_contract.documents import parse_json
 from gate_contract.files import write_private
-from gate_contract.json_text import parse_json
 
 MAX_ERRORS = 5
 MAX_ERROR_CHARS = 200

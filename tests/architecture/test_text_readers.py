@@ -1,7 +1,7 @@
 """JSON and TOML are read through guarded calls only: ``json.loads`` and ``tomllib``
 raise ``RecursionError`` (not the ``ValueError`` callers handle) on nesting a few
 thousand deep, which was a traceback in 15 readers of files others write. A new raw call
-fails here until it goes through ``gate_contract.json_text.parse_json``, or catches
+fails here until it goes through ``gate_contract.documents``, or catches
 ``RecursionError`` itself, or is listed below with why its text cannot be hostile."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ RAW_CALL = re.compile(r"\b(json\.loads?|tomllib\.loads?|tomlkit\.(?:parse|loads)
 # Text that set-up, the package or our own child process wrote: not an input anyone else
 # can shape.
 TRUSTED = {
-    "gate_contract/json_text.py": "the guard itself",
+    "gate_contract/documents.py": "the guard itself",
     "appliance/vision/models.py": "the model manifest set-up wrote",
     "matching_service/thresholds.py": "the calibrations shipped in the package",
     "matching_service/recognizers/model_store.py": "the model manifest and known answers",

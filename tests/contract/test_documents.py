@@ -17,7 +17,7 @@ from appliance.custody.transaction import PurgeRecord
 from appliance.errors import ConfigError, LedgerError
 from appliance.gate.agents import read_pin_file
 from appliance.gate.boarded import BoardedTravellers, Claim
-from gate_contract.json_text import parse_json
+from gate_contract.documents import NestedTooDeeply, parse_json, parse_toml
 from matching_service.errors import GalleryError, RevocationError
 from matching_service.gallery import read_manifest
 from matching_service.revocation import parse_revocations
@@ -42,6 +42,18 @@ def test_too_deep_is_a_value_error_and_the_rest_reads_as_json() -> None:
     assert parse_json(b'{"a": [1, {"b": null}]}') == {"a": [1, {"b": None}]}
     with pytest.raises(ValueError):
         parse_json("{nope")
+
+
+def test_toml_too_deep_is_a_value_error_too() -> None:
+    import tomllib
+
+    with pytest.raises(RecursionError):
+        tomllib.loads("a = " + DEEP)  # what the config readers used to get
+    with pytest.raises(NestedTooDeeply, match="TOML nested too deeply"):
+        parse_toml("a = " + DEEP)
+    assert parse_toml('[device]\nid = "gate-1"') == {"device": {"id": "gate-1"}}
+    with pytest.raises(tomllib.TOMLDecodeError):
+        parse_toml("[device")
 
 
 def test_a_scene_folder(tmp_path: Path) -> None:
