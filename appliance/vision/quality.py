@@ -27,6 +27,7 @@ import numpy as np
 from appliance.vision.detectors.base import Face
 from appliance.vision.feedback import FEEDBACK, Feedback
 from appliance.vision.tone import apply_gamma, face_gamma
+from gate_contract import image_noise
 
 # Pose from 2-D keypoints, with a rigid average adult head: the nose tip sits about 35 mm
 # in front of the pupils' plane (0.55 of the 63 mm inter-pupil distance) and about 30 mm
@@ -124,26 +125,12 @@ class QualityReport:
         return FEEDBACK[self.failures[0]] if self.failures else None
 
 
-# Immerkær's operator: the difference of two Laplacians, blind to a face's smooth shading
-# and edges at first order, so what it sees in the face's middle is mostly sensor noise.
-_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-
-
 def noise_sigma(gray: np.ndarray) -> float:
-    """The noise's standard deviation in grey levels (J. Immerkær, "Fast noise variance
-    estimation", 1996) of the middle of a face (cheeks, nose, eyes: no hairline)."""
+    """The noise in the middle of a face (cheeks, nose, eyes: no hairline), grey levels."""
     height, width = gray.shape
-    middle = gray[height // 4 : height - height // 4, width // 4 : width - width // 4]
-    if middle.shape[0] < 3 or middle.shape[1] < 3:
-        return 0.0
-    patch = middle.astype(np.float32)
-    response = cv2.filter2D(patch, -1, _NOISE_KERNEL)
-    np.abs(response, out=response)
-    inner = response[1:-1, 1:-1]
-    sigma = math.sqrt(math.pi / 2) * float(inner.sum()) / (6 * inner.size)
-    patch.fill(0)  # derived from face pixels: zeroized like the grey copy
-    response.fill(0)
-    return sigma
+    return image_noise.noise_sigma(
+        gray[height // 4 : height - height // 4, width // 4 : width - width // 4]
+    )
 
 
 def face_region(frame: np.ndarray, face: Face) -> np.ndarray:

@@ -25,6 +25,7 @@ import numpy as np
 
 from matching_service.errors import NoFaceFound, RecognizerUnavailable
 from matching_service.recognizers.base import RecognizerInfo
+from matching_service.recognizers.probe_noise import smoothed_if_noisy
 
 MAX_SIDE = 800  # document photos are downscaled to this before detection
 NET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -64,9 +65,11 @@ class DlibRecognizer:
         if scale < 1.0:
             resized = cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
             image_bgr = resized
-        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-        if resized is not None:
-            resized.fill(0)  # only the RGB copy is needed from here
+        smoothed = smoothed_if_noisy(image_bgr)
+        rgb = np.ascontiguousarray((image_bgr if smoothed is None else smoothed)[:, :, ::-1])
+        for copy in (resized, smoothed):
+            if copy is not None:
+                copy.fill(0)  # only the RGB copy is needed from here
         try:
             with self._lock:
                 boxes = self._detector(rgb, 1 if max(rgb.shape[:2]) < 400 else 0)

@@ -33,6 +33,7 @@ from matching_service.recognizers import model_store
 from matching_service.recognizers.base import RecognizerInfo
 from matching_service.recognizers.dlib_resnet import dlib_models_folder
 from matching_service.recognizers.face_finder import FaceFinder
+from matching_service.recognizers.probe_noise import smoothed_if_noisy
 
 _ort = load_onnxruntime()
 
@@ -142,16 +143,22 @@ class MobileFaceNetRecognizer:
         """Unit embedding of the largest face; raises ``NoFaceFound`` when there is none."""
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
             raise NoFaceFound("expected a colour (H x W x 3, 8-bit) image")
-        with self._lock:
-            chip = self._chip(image_bgr, self._points(image_bgr))
-            tensor = chip[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
-            chip.fill(0)
-            try:
-                tensor -= 127.5
-                tensor *= 1 / 128
-                raw = self.embed(tensor)[0]
-            finally:
-                tensor.fill(0)
+        smoothed = smoothed_if_noisy(image_bgr)
+        face = image_bgr if smoothed is None else smoothed
+        try:
+            with self._lock:
+                chip = self._chip(face, self._points(face))
+                tensor = chip[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
+                chip.fill(0)
+                try:
+                    tensor -= 127.5
+                    tensor *= 1 / 128
+                    raw = self.embed(tensor)[0]
+                finally:
+                    tensor.fill(0)
+        finally:
+            if smoothed is not None:
+                smoothed.fill(0)
         norm = float(np.linalg.norm(raw))
         if not np.isfinite(norm) or norm == 0:
             raise NoFaceFound("the face gave a degenerate embedding")
