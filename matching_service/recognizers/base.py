@@ -17,6 +17,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from matching_service.errors import NoFaceFound
+
 Metric = Literal["cosine"]
 
 
@@ -47,6 +49,12 @@ class RecognizerInfo:
         return mean.astype(np.float32)
 
 
+def require_colour_image(image: np.ndarray) -> None:
+    """Refuse anything but H x W x 3 8-bit pixels, before a model or filter sees them."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise NoFaceFound("expected a colour (H x W x 3, 8-bit) image")
+
+
 class Recognizer(Protocol):
     """A loaded backend. Not thread-safe unless it says so: one per thread or worker."""
 
@@ -57,4 +65,4 @@ class Recognizer(Protocol):
         ...
 
 
-__all__ = ["Metric", "Recognizer", "RecognizerInfo"]
+__all__ = ["Metric", "Recognizer", "RecognizerInfo", "require_colour_image"]

@@ -24,7 +24,7 @@ import dlib
 import numpy as np
 
 from matching_service.errors import NoFaceFound, RecognizerUnavailable
-from matching_service.recognizers.base import RecognizerInfo
+from matching_service.recognizers.base import RecognizerInfo, require_colour_image
 from matching_service.recognizers.probe_noise import smoothed_if_noisy
 
 MAX_SIDE = 800  # document photos are downscaled to this before detection
@@ -60,26 +60,34 @@ class DlibRecognizer:
 
     def encode(self, image_bgr: np.ndarray) -> np.ndarray:
         """Unit descriptor of the largest face; raises ``NoFaceFound`` when there is none."""
-        scale = min(1.0, MAX_SIDE / max(image_bgr.shape[:2]))
-        resized = None
-        if scale < 1.0:
-            resized = cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            image_bgr = resized
-        smoothed = smoothed_if_noisy(image_bgr)
-        rgb = np.ascontiguousarray((image_bgr if smoothed is None else smoothed)[:, :, ::-1])
-        for copy in (resized, smoothed):
-            if copy is not None:
-                copy.fill(0)  # only the RGB copy is needed from here
+        require_colour_image(image_bgr)
+        copies: list[np.ndarray] = []  # every copy of the pixels, zeroized however this ends
         try:
+            scale = min(1.0, MAX_SIDE / max(image_bgr.shape[:2]))
+            if scale < 1.0:
+                image_bgr = cv2.resize(
+                    image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA
+                )
+                copies.append(image_bgr)
+            rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+            copies.append(rgb)
             with self._lock:
                 boxes = self._detector(rgb, 1 if max(rgb.shape[:2]) < 400 else 0)
                 if not boxes:
                     raise NoFaceFound("no face found in the image")
                 box = max(boxes, key=lambda r: r.width() * r.height())
+                smoothed = smoothed_if_noisy(
+                    image_bgr, (box.left(), box.top(), box.right(), box.bottom())
+                )
+                if smoothed is not None:
+                    copies.append(smoothed)
+                    rgb = np.ascontiguousarray(smoothed[:, :, ::-1])
+                    copies.append(rgb)
                 shape = self._shapes(rgb, box)
                 descriptor = np.array(self._net.compute_face_descriptor(rgb, shape), np.float32)
         finally:
-            rgb.fill(0)  # the service keeps no pixels of a live capture
+            for copy in copies:
+                copy.fill(0)  # the service keeps no pixels of a live capture
         norm = float(np.linalg.norm(descriptor))
         if not np.isfinite(norm) or norm == 0:
             raise NoFaceFound("the face gave a degenerate descriptor")

@@ -30,10 +30,10 @@ import numpy as np
 from gate_contract.onnx import load_onnxruntime
 from matching_service.errors import NoFaceFound, RecognizerUnavailable
 from matching_service.recognizers import model_store
-from matching_service.recognizers.base import RecognizerInfo
+from matching_service.recognizers.base import RecognizerInfo, require_colour_image
 from matching_service.recognizers.dlib_resnet import dlib_models_folder
 from matching_service.recognizers.face_finder import FaceFinder
-from matching_service.recognizers.probe_noise import smoothed_if_noisy
+from matching_service.recognizers.probe_noise import Box, smoothed_if_noisy
 
 _ort = load_onnxruntime()
 
@@ -98,10 +98,8 @@ class MobileFaceNetRecognizer:
         """Raw embeddings of an NCHW float32 batch (the known-answer test's entry point)."""
         return self._session.run(None, {self._input: batch})[0]
 
-    def _points(self, image_bgr: np.ndarray) -> np.ndarray:
-        box = self._finder.largest(image_bgr)
-        if box is None:
-            raise NoFaceFound("no face found in the image")
+    def _points(self, image_bgr: np.ndarray, box: Box) -> np.ndarray:
+        """dlib's 5 landmarks of the face the finder boxed."""
         x0, y0, x1, y1 = box
         width = x1 - x0
         cx = (x0 + x1) / 2 + BOX_SHIFT[0] * width
@@ -141,24 +139,26 @@ class MobileFaceNetRecognizer:
 
     def encode(self, image_bgr: np.ndarray) -> np.ndarray:
         """Unit embedding of the largest face; raises ``NoFaceFound`` when there is none."""
-        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-            raise NoFaceFound("expected a colour (H x W x 3, 8-bit) image")
-        smoothed = smoothed_if_noisy(image_bgr)
-        face = image_bgr if smoothed is None else smoothed
-        try:
-            with self._lock:
-                chip = self._chip(face, self._points(face))
-                tensor = chip[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
-                chip.fill(0)
-                try:
-                    tensor -= 127.5
-                    tensor *= 1 / 128
-                    raw = self.embed(tensor)[0]
-                finally:
-                    tensor.fill(0)
-        finally:
-            if smoothed is not None:
-                smoothed.fill(0)
+        require_colour_image(image_bgr)
+        with self._lock:
+            box = self._finder.largest(image_bgr)
+            if box is None:
+                raise NoFaceFound("no face found in the image")
+            smoothed = smoothed_if_noisy(image_bgr, box)
+            face = image_bgr if smoothed is None else smoothed
+            try:
+                chip = self._chip(face, self._points(face, box))
+            finally:
+                if smoothed is not None:
+                    smoothed.fill(0)
+            tensor = chip[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
+            chip.fill(0)
+            try:
+                tensor -= 127.5
+                tensor *= 1 / 128
+                raw = self.embed(tensor)[0]
+            finally:
+                tensor.fill(0)
         norm = float(np.linalg.norm(raw))
         if not np.isfinite(norm) or norm == 0:
             raise NoFaceFound("the face gave a degenerate embedding")

@@ -1,4 +1,4 @@
-"""Noisy faces are smoothed before a recognizer reads them; clean ones are left alone."""
+"""Noisy faces wide enough are smoothed before a recognizer reads them; others are not."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from matching_service.errors import NoFaceFound
 from matching_service.recognizers import RECOGNIZERS
 from matching_service.recognizers.probe_noise import (
+    MIN_FACE_PX,
     NOISY_SIGMA,
-    SMOOTHING_SIGMA_PX,
-    noise_sigma,
+    face_noise,
     smoothed_if_noisy,
 )
 from tests.support import require_recognizer
@@ -30,62 +30,119 @@ def with_noise(image: np.ndarray, sigma: float, seed: int = 5) -> np.ndarray:
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
-def shading() -> np.ndarray:
-    """A smooth image with no noise: a diagonal ramp and a soft disc."""
-    yy, xx = np.mgrid[0:240, 0:320].astype(np.float32)
-    grey = 40 + 0.4 * xx + 0.2 * yy + 60 * np.exp(-((xx - 160) ** 2 + (yy - 120) ** 2) / 4000)
+def shading(height: int = 240, width: int = 320) -> np.ndarray:
+    """A smooth image with no noise: a ramp and a soft disc."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    disc = 60 * np.exp(-((xx - width / 2) ** 2 + (yy - height / 2) ** 2) / 4000)
+    grey = 40 + 0.4 * xx + 0.2 * yy + disc
     return np.repeat(grey[..., None], 3, axis=2).astype(np.uint8)
 
 
-@pytest.mark.parametrize("sigma", [2.0, 4.0, 8.0])
-def test_the_estimate_reads_the_noise_not_the_shading(sigma):
-    assert noise_sigma(shading()) < 0.5
-    assert noise_sigma(with_noise(shading(), sigma)) == pytest.approx(sigma, rel=0.2)
+def photo_at(demo_photos, name: str, width: int) -> np.ndarray:
+    photo = cv2.imread(str(demo_photos / name))
+    height = round(width * photo.shape[0] / photo.shape[1])
+    return cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def test_tiny_images_have_no_estimate():
-    assert noise_sigma(np.full((2, 2, 3), 200, np.uint8)) == 0.0
+WHOLE = (0.0, 0.0, 320.0, 240.0)
+
+
+def test_a_wide_noisy_face_is_smoothed_into_a_copy():
+    noisy = with_noise(shading(), 8.0)
+    before = noisy.copy()
+    smoothed = smoothed_if_noisy(noisy, WHOLE)
+    assert smoothed is not None and smoothed is not noisy
+    assert face_noise(smoothed, WHOLE) < NOISY_SIGMA <= face_noise(noisy, WHOLE)
+    assert np.array_equal(noisy, before), "the caller's image is left as it was"
+
+
+def test_a_clean_face_is_read_as_it_is():
+    assert smoothed_if_noisy(shading(), WHOLE) is None
+
+
+def test_a_face_narrower_than_the_chip_is_read_as_it_is():
+    noisy = with_noise(shading(), 8.0)
+    assert smoothed_if_noisy(noisy, (10.0, 10.0, 10.0 + MIN_FACE_PX - 1, 200.0)) is None
+    assert smoothed_if_noisy(noisy, (10.0, 10.0, 10.0 + MIN_FACE_PX, 200.0)) is not None
+
+
+def test_noise_outside_the_face_does_not_count():
+    """A patterned collar or background around a clean face does not trigger smoothing."""
+    image = with_noise(shading(), 12.0)
+    box = (100.0, 40.0, 220.0, 200.0)
+    image[40:200, 100:220] = shading()[40:200, 100:220]
+    assert smoothed_if_noisy(image, box) is None
+
+
+@pytest.mark.parametrize("box", [(-50.0, -50.0, 400.0, 300.0), (300.0, 200.0, 420.0, 330.0)])
+def test_a_box_past_the_image_edges_is_clipped(box):
+    noisy = with_noise(shading(), 8.0)
+    assert face_noise(noisy, box) >= 0.0
+    assert face_noise(noisy, (400.0, 300.0, 520.0, 420.0)) == 0.0  # wholly outside
 
 
 def test_clean_photos_are_not_touched(demo_photos):
     for name in ("obama.jpg", "obama2.jpg", "biden.jpg"):
         photo = cv2.imread(str(demo_photos / name))
-        assert noise_sigma(photo) < NOISY_SIGMA, name
-        assert smoothed_if_noisy(photo) is None
+        height, width = photo.shape[:2]
+        assert smoothed_if_noisy(photo, (0.0, 0.0, float(width), float(height))) is None, name
 
 
-def test_a_noisy_image_is_smoothed_into_a_copy():
-    noisy = with_noise(shading(), 8.0)
-    before = noisy.copy()
-    smoothed = smoothed_if_noisy(noisy)
-    assert smoothed is not None and smoothed is not noisy
-    assert noise_sigma(smoothed) < NOISY_SIGMA
-    assert np.array_equal(noisy, before), "the caller's image is left as it was"
+def _without_smoothing(recognizer, monkeypatch) -> None:
+    module = sys.modules[type(recognizer).__module__]
+    monkeypatch.setattr(module, "smoothed_if_noisy", lambda image, box: None)
 
 
-def test_a_noisy_face_is_read_smoothed(recognizer, demo_photos, monkeypatch):
-    photo = cv2.imread(str(demo_photos / "obama2.jpg"))
-    face = cv2.resize(photo, (300, round(300 * photo.shape[0] / photo.shape[1])))
-    noisy = with_noise(face, 8.0)
+def test_a_wide_noisy_face_is_read_smoothed(recognizer, demo_photos, monkeypatch):
+    noisy = with_noise(photo_at(demo_photos, "obama2.jpg", 400), 8.0)  # face ~190-220 px
     read = recognizer.encode(noisy.copy())
-    monkeypatch.setattr(
-        sys.modules[type(recognizer).__module__], "smoothed_if_noisy", lambda _: None
-    )
-    smoothed = cv2.GaussianBlur(noisy, (0, 0), SMOOTHING_SIGMA_PX)
-    assert np.allclose(read, recognizer.encode(smoothed), atol=1e-5)
+    _without_smoothing(recognizer, monkeypatch)
     assert not np.allclose(read, recognizer.encode(noisy), atol=1e-3)
 
 
-def test_the_smoothed_copy_is_zeroized(recognizer, monkeypatch):
+def test_a_narrow_noisy_face_is_read_as_it_is(recognizer, demo_photos, monkeypatch):
+    noisy = with_noise(photo_at(demo_photos, "obama2.jpg", 170), 8.0)  # face ~90 px
+    read = recognizer.encode(noisy.copy())
+    _without_smoothing(recognizer, monkeypatch)
+    assert np.array_equal(read, recognizer.encode(noisy))
+
+
+def test_every_copy_is_zeroized(recognizer, demo_photos, monkeypatch):
+    """The smoothed copy, its grey measure and its RGB copy are wiped, face or no face."""
     made: list[np.ndarray] = []
-    real = cv2.GaussianBlur
 
-    def tracked(*args, **kwargs):
-        out = real(*args, **kwargs)
-        made.append(out)
-        return out
+    def tracked(function):
+        def wrapper(*args, **kwargs):
+            out = function(*args, **kwargs)
+            made.append(out)
+            return out
 
-    monkeypatch.setattr(cv2, "GaussianBlur", tracked)
-    with pytest.raises(NoFaceFound):  # the shading has no face: the copy is wiped all the same
-        recognizer.encode(with_noise(shading(), 8.0))
-    assert made and all(not copy.any() for copy in made)
+        return wrapper
+
+    noisy = with_noise(photo_at(demo_photos, "obama2.jpg", 400), 8.0)
+    no_face = with_noise(shading(), 8.0)
+    for name in ("GaussianBlur", "cvtColor", "filter2D", "resize"):
+        monkeypatch.setattr(cv2, name, tracked(getattr(cv2, name)))
+    monkeypatch.setattr(np, "ascontiguousarray", tracked(np.ascontiguousarray))
+    recognizer.encode(noisy)
+    with pytest.raises(NoFaceFound):
+        recognizer.encode(no_face)
+    pixels = [a for a in made if isinstance(a, np.ndarray) and a.size >= 32 * 32]
+    assert any(a.shape == noisy.shape for a in pixels), "the smoothed copy was made"
+    assert all(not a.any() for a in pixels), [a.shape for a in pixels if a.any()]
+    assert noisy.any(), "the caller's image stays the caller's to zeroize"
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((120, 120), np.uint8),
+        np.zeros((120, 120, 4), np.uint8),
+        np.zeros((120, 120, 3), np.uint16),
+        np.zeros((120, 120, 3), np.float32),
+    ],
+    ids=["grey", "four channels", "16-bit", "float"],
+)
+def test_anything_but_8_bit_colour_is_a_clear_refusal(recognizer, image):
+    with pytest.raises(NoFaceFound, match="colour"):
+        recognizer.encode(image)
