@@ -1,10 +1,11 @@
-"""The one noise figure both programs read from a face: grey levels of sensor noise.
+"""A face's sensor noise in grey levels, as both programs measure it.
 
-The gate measures it on the face it sends (a quality measure that decides how much
-nearer a retake must be); the matcher measures it on the image it receives, to smooth a
-noisy face before its recognizer reads it. Immerkær's operator ("Fast noise variance
-estimation", CVIU 1996) is the difference of two Laplacians: blind to smooth shading and,
-at first order, to edges, so what it sees in a face is mostly the camera's noise.
+Both measure it in the middle of a face: the gate on the face it sends (a face noisier
+than 2 grey levels must come nearer before a retake), the matcher on the face it
+receives (one noisier than 3 is smoothed before its recognizer reads it). Immerkær's
+operator ("Fast noise variance estimation", CVIU 1996) is the difference of two
+Laplacians: blind to smooth shading and, at first order, to edges, so what it sees in a
+face is mostly the camera's noise.
 """
 
 from __future__ import annotations
