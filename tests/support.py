@@ -65,6 +65,22 @@ def require_recognizer(name: str) -> Recognizer:
         pytest.skip(message)
 
 
+def record_outputs(monkeypatch, owner, *names: str, into: list | None = None) -> list:
+    """Wrap ``owner``'s functions ``names`` so every value they return is kept (in
+    ``into``, or a new list): a test can then check that each buffer made was zeroized."""
+    made: list = [] if into is None else into
+    for name in names:
+        function = getattr(owner, name)
+
+        def wrapper(*args, _function=function, **kwargs):
+            out = _function(*args, **kwargs)
+            made.append(out)
+            return out
+
+        monkeypatch.setattr(owner, name, wrapper)
+    return made
+
+
 def copy_layout(source: PkiLayout, target: Path) -> PkiLayout:
     """A copy of a PKI folder, to swap single files in tests."""
     shutil.copytree(source.root, target)

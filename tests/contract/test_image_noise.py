@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gate_contract.image_noise import noise_sigma
+from tests.support import record_outputs
 
 
 def ramp_and_disc(height: int = 240, width: int = 320) -> np.ndarray:
@@ -35,14 +36,6 @@ def test_images_too_small_to_measure_have_no_noise(shape):
 
 
 def test_its_filter_response_is_zeroized(monkeypatch):
-    made = []
-    real = cv2.filter2D
-
-    def tracked(*args, **kwargs):
-        out = real(*args, **kwargs)
-        made.append(out)
-        return out
-
-    monkeypatch.setattr(cv2, "filter2D", tracked)
+    made = record_outputs(monkeypatch, cv2, "filter2D")
     noise_sigma(np.random.default_rng(5).integers(0, 255, (64, 64), dtype=np.uint8))
     assert made and not made[0].any()

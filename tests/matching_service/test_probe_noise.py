@@ -16,7 +16,7 @@ from matching_service.recognizers.probe_noise import (
     face_noise,
     smoothed_if_noisy,
 )
-from tests.support import require_recognizer
+from tests.support import record_outputs, require_recognizer
 
 
 @pytest.fixture(scope="module", params=RECOGNIZERS)
@@ -109,21 +109,10 @@ def test_a_narrow_noisy_face_is_read_as_it_is(recognizer, demo_photos, monkeypat
 
 def test_every_copy_is_zeroized(recognizer, demo_photos, monkeypatch):
     """The smoothed copy, its grey measure and its RGB copy are wiped, face or no face."""
-    made: list[np.ndarray] = []
-
-    def tracked(function):
-        def wrapper(*args, **kwargs):
-            out = function(*args, **kwargs)
-            made.append(out)
-            return out
-
-        return wrapper
-
     noisy = with_noise(photo_at(demo_photos, "obama2.jpg", 400), 8.0)
     no_face = with_noise(shading(), 8.0)
-    for name in ("GaussianBlur", "cvtColor", "filter2D", "resize"):
-        monkeypatch.setattr(cv2, name, tracked(getattr(cv2, name)))
-    monkeypatch.setattr(np, "ascontiguousarray", tracked(np.ascontiguousarray))
+    made = record_outputs(monkeypatch, cv2, "GaussianBlur", "cvtColor", "filter2D", "resize")
+    record_outputs(monkeypatch, np, "ascontiguousarray", into=made)
     recognizer.encode(noisy)
     with pytest.raises(NoFaceFound):
         recognizer.encode(no_face)

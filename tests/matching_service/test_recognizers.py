@@ -19,7 +19,7 @@ from matching_service.recognizers import (
     recognizer_info,
 )
 from matching_service.recognizers import mobilefacenet as mfn_module
-from tests.support import require_recognizer
+from tests.support import record_outputs, require_recognizer
 
 
 @pytest.fixture(scope="module", params=RECOGNIZERS)
@@ -123,19 +123,8 @@ def test_ensure_available_checks_files_without_loading(mobilefacenet):
 
 def test_mobilefacenet_leaves_no_pixels_in_its_buffers(mobilefacenet, demo_photos, monkeypatch):
     """Every buffer encode() makes (tensors, chip, copies) is all zeros once it returns."""
-    made: list[np.ndarray] = []
-
-    def tracked(function):
-        def wrapper(*args, **kwargs):
-            out = function(*args, **kwargs)
-            made.append(out)
-            return out
-
-        return wrapper
-
-    for name in ("warpAffine", "resize"):
-        monkeypatch.setattr(cv2, name, tracked(getattr(cv2, name)))
-    monkeypatch.setattr(np, "ascontiguousarray", tracked(np.ascontiguousarray))
+    made = record_outputs(monkeypatch, cv2, "warpAffine", "resize")
+    record_outputs(monkeypatch, np, "ascontiguousarray", into=made)
     fed: list[np.ndarray] = []
     for owner in (mobilefacenet, mobilefacenet._finder):
         session = owner._session
