@@ -125,14 +125,6 @@ class QualityReport:
         return FEEDBACK[self.failures[0]] if self.failures else None
 
 
-def noise_sigma(gray: np.ndarray) -> float:
-    """The noise in the middle of a face (cheeks, nose, eyes: no hairline), grey levels."""
-    height, width = gray.shape
-    return image_noise.noise_sigma(
-        gray[height // 4 : height - height // 4, width // 4 : width - width // 4]
-    )
-
-
 def face_region(frame: np.ndarray, face: Face) -> np.ndarray:
     """The face box clipped to the frame (a view, not a copy)."""
     height, width = frame.shape[:2]
@@ -219,7 +211,9 @@ def assess(
     m["exposure"] = float(gray.mean())
     m["contrast"] = float(gray.std())
     m["clipping"] = float(np.count_nonzero((gray <= 5) | (gray >= 250)) / gray.size)
-    m["noise"] = noise_sigma(gray)  # as sent (through the tone curve): not a gate of its own
+    m["noise"] = image_noise.noise_sigma(
+        image_noise.middle_half(gray)
+    )  # as sent (through the tone curve): not a gate of its own
     gray.fill(0)  # copies of face pixels do not outlive the measurement
     scaled.fill(0)
 
@@ -276,5 +270,4 @@ __all__ = [
     "assess",
     "face_region",
     "head_pose",
-    "noise_sigma",
 ]

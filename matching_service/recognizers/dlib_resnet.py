@@ -69,7 +69,7 @@ class DlibRecognizer:
                     image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA
                 )
                 copies.append(image_bgr)
-            rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+            rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)  # always a copy of its own
             copies.append(rgb)
             with self._lock:
                 boxes = self._detector(rgb, 1 if max(rgb.shape[:2]) < 400 else 0)
@@ -81,7 +81,7 @@ class DlibRecognizer:
                 )
                 if smoothed is not None:
                     copies.append(smoothed)
-                    rgb = np.ascontiguousarray(smoothed[:, :, ::-1])
+                    rgb = cv2.cvtColor(smoothed, cv2.COLOR_BGR2RGB)
                     copies.append(rgb)
                 shape = self._shapes(rgb, box)
                 descriptor = np.array(self._net.compute_face_descriptor(rgb, shape), np.float32)

@@ -108,7 +108,7 @@ class MobileFaceNetRecognizer:
         rect = dlib.rectangle(
             round(cx - half), round(cy - half), round(cx + half), round(cy + half)
         )
-        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)  # always a copy of its own
         try:
             shape = self._shapes(rgb, rect)
         finally:

@@ -4,10 +4,11 @@ A gate camera in a dim hall runs at high gain, and both recognizers read its noi
 several grey levels as skin texture. When the face found is noisy and wide enough to
 spare detail, the image is blurred slightly before landmarks and alignment. On the
 capture bench (faces-dev scenes) that brings noisy captures nearer their owner's
-template and leaves impostors where they were; on a face narrower than the 112 px chip
-the same blur takes away detail the recognizer needs (README, *Right person*), so such a
-face is read as it is. The noise is measured where the gate measures it, in the middle
-of the face, so a patterned collar or background does not trigger it.
+template and leaves impostors where they were. A face narrower than ``MIN_FACE_PX``
+(about the recognizers' 112 px chip) is read as it is: there the same blur takes away
+detail the recognizer needs (README, *Right person*). The noise is measured where the
+gate measures it, in the middle of the face, so a patterned collar or background does
+not trigger it.
 """
 
 from __future__ import annotations
@@ -27,16 +28,15 @@ Box = tuple[float, float, float, float]
 
 
 def face_noise(image_bgr: np.ndarray, box: Box) -> float:
-    """Noise in the middle half of the face box (cheeks, nose, eyes), in grey levels."""
+    """Noise in the middle half of the face box's part inside the image, in grey levels."""
     height, width = image_bgr.shape[:2]
     x0, y0 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
     x1, y1 = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
     if x1 <= x0 or y1 <= y0:
         return 0.0
-    grey = cv2.cvtColor(image_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(image_noise.middle_half(image_bgr[y0:y1, x0:x1]), cv2.COLOR_BGR2GRAY)
     try:
-        h, w = grey.shape
-        return image_noise.noise_sigma(grey[h // 4 : h - h // 4, w // 4 : w - w // 4])
+        return image_noise.noise_sigma(grey)
     finally:
         grey.fill(0)
 

@@ -9,19 +9,13 @@ import numpy as np
 import pytest
 
 from matching_service.errors import NoFaceFound
-from matching_service.recognizers import RECOGNIZERS
 from matching_service.recognizers.probe_noise import (
     MIN_FACE_PX,
     NOISY_SIGMA,
     face_noise,
     smoothed_if_noisy,
 )
-from tests.support import record_outputs, require_recognizer
-
-
-@pytest.fixture(scope="module", params=RECOGNIZERS)
-def recognizer(request):
-    return require_recognizer(request.param)
+from tests.support import record_outputs
 
 
 def with_noise(image: np.ndarray, sigma: float, seed: int = 5) -> np.ndarray:
@@ -60,7 +54,7 @@ def test_a_clean_face_is_read_as_it_is():
     assert smoothed_if_noisy(shading(), WHOLE) is None
 
 
-def test_a_face_narrower_than_the_chip_is_read_as_it_is():
+def test_a_face_narrower_than_the_limit_is_read_as_it_is():
     noisy = with_noise(shading(), 8.0)
     assert smoothed_if_noisy(noisy, (10.0, 10.0, 10.0 + MIN_FACE_PX - 1, 200.0)) is None
     assert smoothed_if_noisy(noisy, (10.0, 10.0, 10.0 + MIN_FACE_PX, 200.0)) is not None
@@ -74,11 +68,22 @@ def test_noise_outside_the_face_does_not_count():
     assert smoothed_if_noisy(image, box) is None
 
 
-@pytest.mark.parametrize("box", [(-50.0, -50.0, 400.0, 300.0), (300.0, 200.0, 420.0, 330.0)])
-def test_a_box_past_the_image_edges_is_clipped(box):
-    noisy = with_noise(shading(), 8.0)
-    assert face_noise(noisy, box) >= 0.0
-    assert face_noise(noisy, (400.0, 300.0, 520.0, 420.0)) == 0.0  # wholly outside
+def test_only_the_middle_of_the_face_counts():
+    """Hair and the face's edges (the box's outer ring) are not read as noise."""
+    image = with_noise(shading(), 12.0)
+    image[80:160, 130:190] = shading()[80:160, 130:190]  # the middle half of the box
+    assert smoothed_if_noisy(image, (100.0, 40.0, 220.0, 200.0)) is None
+
+
+def test_a_box_past_the_image_edges_is_measured_inside_it():
+    image = shading()
+    image[50:150, 50:150] = with_noise(shading(), 12.0)[50:150, 50:150]
+    # clipped to (0, 0, 200, 200): its middle half is the noisy square
+    assert smoothed_if_noisy(image, (-100.0, -100.0, 200.0, 200.0)) is not None
+
+
+def test_a_box_wholly_outside_the_image_has_no_noise():
+    assert face_noise(with_noise(shading(), 12.0), (400.0, 300.0, 520.0, 420.0)) == 0.0
 
 
 def test_clean_photos_are_not_touched(demo_photos):
@@ -107,19 +112,36 @@ def test_a_narrow_noisy_face_is_read_as_it_is(recognizer, demo_photos, monkeypat
     assert np.array_equal(read, recognizer.encode(noisy))
 
 
-def test_every_copy_is_zeroized(recognizer, demo_photos, monkeypatch):
+@pytest.mark.parametrize("width", [400, 1000])  # 1000: dlib's resized copy too
+def test_every_copy_is_zeroized(recognizer, demo_photos, monkeypatch, width):
     """The smoothed copy, its grey measure and its RGB copy are wiped, face or no face."""
-    noisy = with_noise(photo_at(demo_photos, "obama2.jpg", 400), 8.0)
+    noisy = with_noise(photo_at(demo_photos, "obama2.jpg", width), 8.0)
     no_face = with_noise(shading(), 8.0)
-    made = record_outputs(monkeypatch, cv2, "GaussianBlur", "cvtColor", "filter2D", "resize")
-    record_outputs(monkeypatch, np, "ascontiguousarray", into=made)
+    smoothed = record_outputs(monkeypatch, cv2, "GaussianBlur")
+    made = record_outputs(monkeypatch, cv2, "cvtColor", "filter2D", "resize")
     recognizer.encode(noisy)
     with pytest.raises(NoFaceFound):
         recognizer.encode(no_face)
-    pixels = [a for a in made if isinstance(a, np.ndarray) and a.size >= 32 * 32]
-    assert any(a.shape == noisy.shape for a in pixels), "the smoothed copy was made"
+    assert smoothed, "the face was smoothed"
+    pixels = [a for a in smoothed + made if isinstance(a, np.ndarray) and a.size >= 32 * 32]
     assert all(not a.any() for a in pixels), [a.shape for a in pixels if a.any()]
     assert noisy.any(), "the caller's image stays the caller's to zeroize"
+
+
+def test_copies_are_zeroized_when_landmarks_fail(recognizer, demo_photos, monkeypatch):
+    noisy = with_noise(photo_at(demo_photos, "obama2.jpg", 400), 8.0)
+    smoothed = record_outputs(monkeypatch, cv2, "GaussianBlur")
+    made = record_outputs(monkeypatch, cv2, "cvtColor", "filter2D", "resize")
+
+    def failing(*args):
+        raise RuntimeError("landmarks failed")
+
+    monkeypatch.setattr(recognizer, "_shapes", failing)
+    with pytest.raises(RuntimeError, match="landmarks failed"):
+        recognizer.encode(noisy)
+    assert smoothed, "the face was smoothed"
+    pixels = [a for a in smoothed + made if isinstance(a, np.ndarray) and a.size >= 32 * 32]
+    assert all(not a.any() for a in pixels), [a.shape for a in pixels if a.any()]
 
 
 @pytest.mark.parametrize(
