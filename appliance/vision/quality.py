@@ -211,9 +211,8 @@ def assess(
     m["exposure"] = float(gray.mean())
     m["contrast"] = float(gray.std())
     m["clipping"] = float(np.count_nonzero((gray <= 5) | (gray >= 250)) / gray.size)
-    m["noise"] = image_noise.noise_sigma(
-        image_noise.middle_half(gray)
-    )  # as sent (through the tone curve): not a gate of its own
+    # as sent (through the tone curve), in the face's middle: not a gate of its own
+    m["noise"] = image_noise.noise_sigma(image_noise.middle_half(gray))
     gray.fill(0)  # copies of face pixels do not outlive the measurement
     scaled.fill(0)
 
