@@ -119,6 +119,18 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _exposure_stops(text: str) -> float:
+    from appliance.vision.exposure import MAX_EV
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= MAX_EV:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_EV:g} stops")
+    return value
+
+
 def _bench_vision(args: argparse.Namespace) -> int:
     from testbed.bench.vision import bench_vision, dataset_frames, packaged_frames
 
@@ -150,6 +162,9 @@ def _bench_capture(args: argparse.Namespace) -> int:
         exposure_correction=not args.no_exposure_correction,
         steady_frames=args.steady_frames or defaults.steady_frames,
         capture_attempts=args.capture_attempts or defaults.capture_attempts,
+        face_exposure_ev=defaults.face_exposure_ev
+        if args.face_exposure_ev is None
+        else args.face_exposure_ev,
     )
     progress = Progress.for_command(as_json=args.json)
     details = None
@@ -319,6 +334,7 @@ def _scenes_make(args: argparse.Namespace) -> int:
             per_tag=args.per_tag,
             seed=args.seed,
             **({"tags": tags} if tags else {}),
+            exposure_stops=args.exposure_track or (),
             on_scene=report,
             on_skipped=skipped,
         )
@@ -422,6 +438,14 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     make.add_argument(
         "--tags", metavar="TAG[,TAG...]", help="comma-separated tags (default: every tag)"
     )
+    make.add_argument(
+        "--exposure-track",
+        type=float,
+        action="append",
+        metavar="STOPS",
+        help="also film each scene with the exposure biased this many stops (video_ev+1.avi"
+        " for 1), for a camera asked for more exposure; repeatable, each doubles the time",
+    )
     make.add_argument("--quiet", action="store_true", help="no line per scene")
     make.set_defaults(handler=_scenes_make)
 
@@ -472,6 +496,13 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
         type=_at_least_one,
         metavar="N",
         help="[vision] capture_attempts, 1 to 3: captures sent per traveller (default: its own)",
+    )
+    capture.add_argument(
+        "--face-exposure-ev",
+        type=_exposure_stops,
+        metavar="STOPS",
+        help="[vision] face_exposure_ev, 0 to 2: exposure a dark face may ask a scene's"
+        " exposure tracks for (0: off; default: its own)",
     )
     capture.add_argument(
         "--details", type=Path, metavar="FILE", help="write one JSON line per scene here"

@@ -11,10 +11,17 @@ the photo the traveller was made from, which the bench then keeps out of the gal
 capture is never verified against the very photo it was made from). The generator also
 writes ``truth.json`` (per-frame face boxes of each person; positions only), which the
 bench uses, when present, to say whose face was captured.
+
+Optional exposure tracks: ``video_ev+1.avi`` (any ``video_ev<signed stops>`` beside the
+video, same frames and length) is the same scene filmed with the camera's exposure
+compensation at that many stops. When a scene has them, the bench's camera can be asked
+for them (``appliance.vision.exposure``) and switches to the nearest track; without
+them the request does nothing, as with a camera that has no exposure control.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +93,26 @@ def video_of(folder: Path) -> Path:
     raise SceneFormatError(f"no video ({' or '.join(VIDEO_NAMES)})")
 
 
+_TRACK = re.compile(r"video_ev([+-]\d{1,2}(?:\.\d{1,3})?)\.(?:avi|mp4|mkv|mov)")
+MAX_TRACK_EV = 8.0
+
+
+def track_name(ev: float) -> str:
+    """The file name of the exposure track at ``ev`` stops (``video_ev+1.avi``)."""
+    return f"video_ev{ev:+g}.avi"
+
+
+def exposure_tracks(folder: Path) -> dict[float, Path]:
+    """The scene's videos by exposure compensation in stops: 0 is ``video_of(folder)``;
+    raises :class:`SceneFormatError` when there is no video."""
+    tracks = {0.0: video_of(folder)}
+    for path in sorted(folder.iterdir()):
+        match = _TRACK.fullmatch(path.name)
+        if match and path.is_file() and abs(float(match[1])) <= MAX_TRACK_EV:
+            tracks.setdefault(float(match[1]), path)
+    return dict(sorted(tracks.items()))
+
+
 def read_truth(folder: Path) -> dict | None:
     """``truth.json`` if there is a readable one (it is optional)."""
     try:
@@ -108,9 +135,11 @@ __all__ = [
     "VIDEO_NAMES",
     "SceneFormatError",
     "SceneInfo",
+    "exposure_tracks",
     "parse_scene_info",
     "read_scene_info",
     "read_truth",
     "scene_folders",
+    "track_name",
     "video_of",
 ]

@@ -301,6 +301,7 @@ def capture_progress(
         feedback=FEEDBACK.get(failure) if failure else None,
         failures=failures,
         score=50.0,
+        face_grey=120.0 if box is not None else None,
         steady_frames=0,
         steady_needed=2,
         min_inter_eye_px=min_inter_eye_px,

@@ -36,6 +36,7 @@ from appliance.gate.workflow import Mode
 from appliance.paths import models_dir
 from appliance.screens.settings import ScreenSettings, is_loopback
 from appliance.vision.camera import CameraSpec
+from appliance.vision.exposure import MAX_EV
 from appliance.vision.models import MODELS, Runtime
 from appliance.vision.quality import QualityThresholds
 from appliance.vision.selection import MAX_ATTEMPTS
@@ -95,6 +96,9 @@ class VisionConfig:
     # captures sent for one traveller before a referral: a capture the matcher does not
     # verify is taken once more as the traveller comes nearer (``FrameSelector.retake``)
     capture_attempts: int = 2
+    # stops of exposure compensation a camera with exposure control (the Pi camera) may
+    # be asked for while the traveller's face is dark (``appliance.vision.exposure``); 0: off
+    face_exposure_ev: float = 1.0
     models_dir: Path | None = None  # None: ``appliance.paths.models_dir()``
 
 
@@ -664,6 +668,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         vision.boolean("exposure_correction", True),
         vision.integer("steady_frames", 2, (1, 30)),
         vision.integer("capture_attempts", 2, (1, MAX_ATTEMPTS)),
+        vision.number("face_exposure_ev", 1.0, (0.0, MAX_EV)),
         vision.optional_path("models_dir", base),
     )
     if vision_config.steady_frames > vision_config.capture_window_frames:

@@ -41,6 +41,7 @@ from appliance.service.scanner_feed import ScannerFeed
 from appliance.service.session import SessionKeeper
 from appliance.vision.camera import CameraSpec, FrameSource
 from appliance.vision.detectors import Detector, create_detector
+from appliance.vision.exposure import face_metered_exposure
 from appliance.vision.selection import SelectionRules
 from firmware_bridge.host import CommandRejected, GateLink, LinkError
 from gate_contract.keys import PkiLayout
@@ -166,6 +167,9 @@ def build_parts(
         rules=rules,
         receipts=receipts,
     )
+    exposure = face_metered_exposure(source, vision.face_exposure_ev)
+    if exposure is not None:
+        pipeline.on_capture_progress(exposure)
     try:
         boarding_log = BoardingLog(config.boarding_log_path)
     except OSError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import importlib.util
 import logging
+import math
 import re
 import threading
 import time
@@ -227,6 +228,13 @@ class Picamera2Source:
             self._camera.close()
             raise CameraError(f"cannot start the Pi camera: {exc}") from exc
 
+    def set_exposure_compensation(self, ev: float) -> None:
+        """Bias libcamera's auto-exposure by ``ev`` stops (its ``ExposureValue`` control)."""
+        try:
+            self._camera.set_controls({"ExposureValue": float(ev)})
+        except Exception as exc:  # a camera that went away, or a control it lacks
+            raise CameraError(f"Pi camera refused exposure compensation: {exc}") from exc
+
     def read(self) -> np.ndarray | None:
         try:
             return self._camera.capture_array("main")
@@ -248,6 +256,9 @@ class CameraState(enum.Enum):
     CLOSED = "closed"
 
 
+# libcamera's ExposureValue range, in stops
+MAX_EXPOSURE_COMPENSATION = 8.0
+
 # Failures a live camera is expected to have; anything else is a bug and propagates.
 CAMERA_FAILURES = (CameraError, OSError, cv2.error)
 
@@ -268,6 +279,11 @@ class ReconnectingSource:
     attempt is not yet due, so the caller stays responsive.
 
     ``close()`` may be called from another thread than ``read()``.
+
+    ``set_exposure_compensation`` returns at once (it may be called from another thread,
+    and a stalled camera must not stall the caller): the reading thread gives it to the
+    camera before its next read, and again to every camera opened after a drop-out. A
+    camera without exposure control (an OpenCV device) ignores it.
     """
 
     live = True
@@ -300,6 +316,8 @@ class ReconnectingSource:
         self.reconnects = 0  # times streaming resumed after a drop-out
         self.attempts = 0  # open attempts, successful or not
         self.last_error: str | None = None
+        self._exposure_wanted = 0.0  # stops, as last asked for
+        self._exposure_applied = 0.0  # ... as the current camera has it
 
     @property
     def backoff(self) -> float:
@@ -313,6 +331,25 @@ class ReconnectingSource:
         self._callbacks.append(callback)
         return callback
 
+    def set_exposure_compensation(self, ev: float) -> None:
+        if not math.isfinite(ev) or abs(ev) > MAX_EXPOSURE_COMPENSATION:
+            limit = MAX_EXPOSURE_COMPENSATION
+            raise ValueError(f"exposure compensation must be within ±{limit:g} EV, not {ev}")
+        self._exposure_wanted = float(ev)
+
+    def _apply_exposure(self, source: FrameSource) -> None:
+        """Give the camera the compensation last asked for (lock held); a refusal is
+        logged and not retried until the next request."""
+        wanted = self._exposure_wanted
+        self._exposure_applied = wanted
+        control = getattr(source, "set_exposure_compensation", None)
+        if control is None:
+            return
+        try:
+            control(wanted)
+        except CAMERA_FAILURES as exc:
+            log.warning("camera refused exposure compensation %+.1f EV: %s", wanted, exc)
+
     def read(self) -> np.ndarray | None:
         if self._closing.is_set():
             return None
@@ -325,6 +362,8 @@ class ReconnectingSource:
         with self._lock:
             if self._source is not source:  # closed meanwhile
                 return None
+            if self._exposure_applied != self._exposure_wanted:
+                self._apply_exposure(source)
             try:
                 frame = source.read()
             except CAMERA_FAILURES as exc:
@@ -358,6 +397,7 @@ class ReconnectingSource:
                 source.close()
                 return None
             self._source = source
+            self._exposure_applied = 0.0  # a camera opens on its own metering
         return source
 
     def _drop(self, reason: str) -> None:
@@ -454,6 +494,7 @@ class CameraSpec:
 __all__ = [
     "CAMERA_FAILURES",
     "IMAGE_SUFFIXES",
+    "MAX_EXPOSURE_COMPENSATION",
     "STREAM_TIMEOUT_MS",
     "CameraSpec",
     "CameraState",

@@ -109,6 +109,13 @@ class FramePump:
     def read(self) -> np.ndarray | None:
         return self.get(self.read_timeout)
 
+    def set_exposure_compensation(self, ev: float) -> None:
+        """Passed on to the source (``ReconnectingSource``'s is thread-safe); a source
+        without exposure control ignores it."""
+        control = getattr(self.source, "set_exposure_compensation", None)
+        if control is not None:
+            control(ev)
+
     def close(self) -> None:
         """Stop the thread, zeroize the frame still in the slot and close the source."""
         with self._cond:

@@ -29,6 +29,9 @@ class CaptureProgress:
     feedback: Feedback | None  # what the traveller should do now (None: nothing, hold on)
     failures: tuple[str, ...]  # quality measures that failed (appliance.vision.quality)
     score: float  # unified quality 0-100 of the traveller's face
+    # the face's mean grey level as the camera recorded it (before any tone curve): what
+    # a face-metered exposure reads (``appliance.vision.exposure``); None: no face
+    face_grey: float | None
     steady_frames: int  # consecutive frames that passed every threshold
     steady_needed: int  # ... needed before a frame is sent
     # the smallest inter-eye distance this capture takes now: the quality floor, raised
@@ -56,6 +59,7 @@ class CaptureProgress:
             "feedback": str(self.feedback) if self.feedback else None,
             "failures": list(self.failures),
             "score": round(self.score, 1),
+            "face_grey": round(self.face_grey, 1) if self.face_grey is not None else None,
             "steady_frames": self.steady_frames,
             "steady_needed": self.steady_needed,
             "min_inter_eye_px": round(self.min_inter_eye_px, 1),

@@ -98,6 +98,7 @@ class QualityReport:
     hard_failures: list[str] = field(default_factory=list)
     components: dict[str, float] = field(default_factory=dict)
     gamma: float = 1.0  # the tone curve the face was measured through (1.0: none)
+    face_grey: float | None = None  # the face's mean grey as recorded, before the curve
 
     @property
     def passed(self) -> bool:
@@ -197,8 +198,9 @@ def assess(
         report.hard_failures.append("inside_frame")
         return report
     gray = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
+    report.face_grey = float(gray.mean())
     if exposure_correction:
-        report.gamma = face_gamma(float(gray.mean()))
+        report.gamma = face_gamma(report.face_grey)
         apply_gamma(gray, report.gamma)
     # Larger faces are brought down to 96 px wide so the figure does not grow with size;
     # smaller ones are measured as they are (enlarging them would blur them ourselves).

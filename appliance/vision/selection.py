@@ -576,6 +576,7 @@ class FrameSelector:
             feedback=feedback,
             failures=tuple(report.failures),
             score=report.score,
+            face_grey=report.face_grey,
             steady_frames=self._streak,
             steady_needed=self.rules.steady_frames,
             min_inter_eye_px=self.limits.min_inter_eye_px,

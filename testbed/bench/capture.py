@@ -46,8 +46,9 @@ import numpy as np
 from appliance.errors import CameraError
 from appliance.service.config import VisionConfig
 from appliance.service.parts import vision_parts
-from appliance.vision.camera import ReplaySource
+from appliance.vision.camera import FrameSource, ReplaySource
 from appliance.vision.detectors.base import Detector, iou
+from appliance.vision.exposure import face_metered_exposure
 from appliance.vision.progress import CaptureProgress
 from appliance.vision.quality import QualityThresholds, assess
 from appliance.vision.selection import (
@@ -58,8 +59,10 @@ from appliance.vision.selection import (
 )
 from gate_contract.progress import SILENT, Progress
 from matching_service.recognizers import DEFAULT_RECOGNIZER
+from testbed.bench.exposure_tracks import ExposureTracks
 from testbed.scene_format import (
     SceneFormatError,
+    exposure_tracks,
     read_scene_info,
     read_truth,
     scene_folders,
@@ -88,6 +91,7 @@ class SceneResult:
     photo_verified: bool | None = None  # ... for the scene's source photo
     nearest_verified: bool | None = None  # ... for the frame of the traveller's largest face
     feedback: str | None = None  # the last advice in a scene that was not captured
+    exposure_changes: list[list[float]] = field(default_factory=list)  # [frame, stops]
     windows: list[str] = field(default_factory=list)
     vision_ms: list[float] = field(default_factory=list, repr=False)
     vision_cpu_ms: list[float] = field(default_factory=list, repr=False)
@@ -134,16 +138,25 @@ def run_scene(
     folder: Path,
     selector: FrameSelector,
     verify: Callable[[str, Selection], bool | None] | None = None,
+    *,
+    face_exposure_ev: float = VisionConfig.face_exposure_ev,
 ) -> SceneResult:
-    """One scene through ``selector`` (fresh, one per scene); never raises for a bad scene."""
+    """One scene through ``selector`` (fresh, one per scene); never raises for a bad scene.
+
+    A scene with exposure tracks is read as a camera with exposure control, driven by
+    the service's face-metered exposure up to ``face_exposure_ev`` stops."""
     result = SceneResult(folder.name)
     try:
         info = read_scene_info(folder)
-        video = video_of(folder)
-        source = ReplaySource(video)
+        tracks = exposure_tracks(folder)
+        video = tracks[0.0]
+        source = ExposureTracks(tracks) if len(tracks) > 1 else ReplaySource(video)
     except (SceneFormatError, CameraError) as exc:
         result.error = str(exc)
         return result
+    exposure = face_metered_exposure(source, face_exposure_ev)
+    if exposure is not None:
+        selector.add_observer(exposure)
     result.expect, result.identity, result.tags = info.expect, info.identity, info.tags
     fps = _fps(video)
     boxes: dict[int, tuple[float, float, float, float] | None] = {}
@@ -179,6 +192,8 @@ def run_scene(
     finally:
         source.close()
     result.frames = len(boxes)
+    if isinstance(source, ExposureTracks):
+        result.exposure_changes = [list(change) for change in source.changes]
     return result
 
 
@@ -200,7 +215,7 @@ def _verify_with_retakes(
     result: SceneResult,
     first: Selection,
     selector: FrameSelector,
-    source: ReplaySource,
+    source: FrameSource,
     verify: Callable[[str, Selection], bool | None],
     whose: Callable[[Selection], str | None],
     fps: float,
@@ -267,6 +282,7 @@ def summarise(results: list[SceneResult], *, with_gallery: bool) -> dict:
         "false_captures": sum(r.outcome == "captured" for r in negative),
         "referred": sum(r.outcome == "referred" for r in scenes),
         "fallback_captures": sum(r.fallback for r in captured),
+        "exposure_raised_scenes": sum(any(ev > 0 for _, ev in r.exposure_changes) for r in scenes),
         "wrong_person_captures": sum(r.whose_face != "traveller" for r in truth_known)
         + sum(who not in ("traveller", None) for r in captured for who in r.retake_whose_faces),
         "time_to_capture_s_p50": _percentile(times, 50),
@@ -361,7 +377,9 @@ def bench_capture(
                     detector, limits, rules, window_frames=vision.capture_window_frames
                 )
                 verify = reference.verify_capture if reference is not None else None
-                result = run_scene(folder, selector, verify)
+                result = run_scene(
+                    folder, selector, verify, face_exposure_ev=vision.face_exposure_ev
+                )
                 if reference is not None and result.expect == "capture":
                     _verify_source_photo(reference, result, folder)
                     _verify_nearest_frame(reference, result, folder, detector, rules)
@@ -377,6 +395,7 @@ def bench_capture(
     summary["tracking"] = vision.tracking
     summary["exposure_correction"] = vision.exposure_correction
     summary["steady_frames"] = vision.steady_frames
+    summary["face_exposure_ev"] = vision.face_exposure_ev
     return summary
 
 

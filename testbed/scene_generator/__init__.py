@@ -18,6 +18,7 @@ as pixels of the videos, which go under ``out`` only, never into this repository
 
 from __future__ import annotations
 
+import math
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,8 @@ from testbed.scene_generator.tags import (
     UncastableIdentity,
     build_scene,
 )
+
+MAX_TRACK_STOPS = 4.0
 
 # Who stands behind or beside the traveller: people this far along the cast's order.
 OTHER_OFFSETS = (17, 29, 41)
@@ -90,12 +93,14 @@ def make_scenes(
     per_tag: int = 5,
     seed: int = 0,
     tags: Sequence[str] = TAGS,
+    exposure_stops: Sequence[float] = (),
     on_scene: Callable[[str, int, float], object] | None = None,
     on_skipped: Callable[[str, str], object] | None = None,
 ) -> list[Path]:
     """Write ``per_tag`` scenes of every tag in ``tags`` under ``out``; the scene folders.
 
-    ``on_scene(name, frames, seconds)`` is called after each scene. An identity with no
+    ``exposure_stops`` adds exposure tracks (``render``). ``on_scene(name, frames,
+    seconds)`` is called after each scene. An identity with no
     photo the detector finds a face in is left out of the cast, and
     ``on_skipped(identity, why)`` told; one such folder does not stop the run. Raises
     :class:`SceneMakingError` for an unusable dataset, tag or output folder.
@@ -105,6 +110,12 @@ def make_scenes(
         raise SceneMakingError(f"unknown tag(s) {', '.join(unknown)}; tags: {', '.join(TAGS)}")
     if per_tag < 1:
         raise SceneMakingError("--per-tag must be at least 1")
+    bad = [s for s in exposure_stops if not (math.isfinite(s) and 0 < abs(s) <= MAX_TRACK_STOPS)]
+    if bad or len(set(exposure_stops)) != len(exposure_stops):
+        raise SceneMakingError(
+            f"exposure tracks must be distinct, non-zero and within ±{MAX_TRACK_STOPS:g}"
+            f" stops, not {', '.join(f'{s:g}' for s in bad or exposure_stops)}"
+        )
     dataset, out = Path(dataset), Path(out)
     if not dataset.is_dir():
         raise SceneMakingError(f"dataset {dataset} is not a folder of <identity>/*.jpg")
@@ -143,7 +154,7 @@ def make_scenes(
                 k += 1
                 index += 1
                 folder = out / scene.name
-                render(scene, folder)
+                render(scene, folder, exposure_stops)
                 written.append(folder)
                 if on_scene is not None:
                     on_scene(scene.name, scene.frames, time.perf_counter() - started)

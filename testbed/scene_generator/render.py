@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from testbed.scene_format import SCENE_FILE, TRUTH_FILE, VIDEO_FILE, SceneInfo
+from testbed.scene_format import SCENE_FILE, TRUTH_FILE, VIDEO_FILE, SceneInfo, track_name
 from testbed.scene_generator.motion import Layer
 from testbed.scene_generator.optics import (
     AE_TARGET,
@@ -176,14 +177,55 @@ def _auto_exposure(scene: Scene, radiance: np.ndarray) -> float:
     return min(AE_TARGET / max(metered, 1e-6), scene.camera.max_exposure_gain)
 
 
-def render(scene: Scene, out_dir: Path) -> dict:
-    """Write ``video.avi``, ``scene.json`` and ``truth.json`` for ``scene``; returns truth."""
-    rng = np.random.default_rng(scene.info["seed"])
+def render(scene: Scene, out_dir: Path, exposure_stops: Sequence[float] = ()) -> dict:
+    """Write ``video.avi``, ``scene.json`` and ``truth.json`` for ``scene``; returns truth.
+
+    Each of ``exposure_stops`` (stops, not 0) adds an exposure track
+    (``testbed.scene_format``): the same scene with the auto-exposure biased by that
+    much, within the camera's cap. A track the cap leaves as bright as ``video.avi`` is
+    not written: that camera cannot go brighter.
+    """
     cam = scene.camera
     radiance = to_linear(scene.background) * (scene.background_gain * scene.light)[..., None]
     radiance = cv2.GaussianBlur(radiance, (0, 0), cam.psf)
-    exposure = _auto_exposure(scene, radiance)
-    gain = max(1.0, exposure * (1 / 100) / cam.exposure_s) * cam.gain_extra  # shutter first
+    metered = _auto_exposure(scene, radiance)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    faces = _film(scene, radiance, metered, out_dir / VIDEO_FILE)
+    tracks = {}
+    for stops in exposure_stops:
+        exposure = min(metered * 2.0**stops, cam.max_exposure_gain)
+        if stops != 0 and exposure != metered:
+            _film(scene, radiance, exposure, out_dir / track_name(stops))
+            tracks[track_name(stops)] = round(exposure, 4)
+    truth = {
+        "fps": FPS,
+        "frames": scene.frames,
+        "size": [WIDTH, HEIGHT],
+        "exposure": round(metered, 4),
+        "gain": round(_gain(cam, metered), 2),
+        "camera": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in vars(cam).items()},
+        "info": {k: v for k, v in scene.info.items() if k != "poster_face_box"},
+        "faces": faces,
+    }
+    if tracks:
+        truth["exposure_tracks"] = tracks
+    info = SceneInfo(scene.expect, scene.identity, tuple(scene.tags), scene.photo)
+    (out_dir / SCENE_FILE).write_text(json.dumps(info.to_json()) + "\n")
+    (out_dir / TRUTH_FILE).write_text(json.dumps(truth) + "\n")
+    return truth
+
+
+def _gain(cam: Camera, exposure: float) -> float:
+    """The sensor gain an exposure needs: the shutter first, up to ``cam.exposure_s``."""
+    return max(1.0, exposure * (1 / 100) / cam.exposure_s) * cam.gain_extra
+
+
+def _film(scene: Scene, radiance: np.ndarray, exposure: float, path: Path) -> dict:
+    """The video at one exposure, written to ``path``; truth.json's per-frame face boxes.
+    Every track of a scene draws the same noise in the same frames (one seed)."""
+    rng = np.random.default_rng(scene.info["seed"])
+    cam = scene.camera
+    gain = _gain(cam, exposure)
     background = radiance * exposure  # what the people are composited over
     glare = None
     if cam.glare:
@@ -204,8 +246,7 @@ def render(scene: Scene, out_dir: Path) -> dict:
     ]
     background_levels = np.round(encode_float(seen)).astype(np.int16)
     del slope, sigma
-    out_dir.mkdir(parents=True, exist_ok=True)
-    writer = MjpegWriter(out_dir / VIDEO_FILE, cam.jpeg_quality)
+    writer = MjpegWriter(path, cam.jpeg_quality)
     faces = {
         layer.role: {"identity": layer.identity, "boxes": []}
         for layer in scene.layers
@@ -242,20 +283,7 @@ def render(scene: Scene, out_dir: Path) -> dict:
             frame.fill(0)
     finally:
         writer.close()
-    truth = {
-        "fps": FPS,
-        "frames": scene.frames,
-        "size": [WIDTH, HEIGHT],
-        "exposure": round(exposure, 4),
-        "gain": round(gain, 2),
-        "camera": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in vars(cam).items()},
-        "info": {k: v for k, v in scene.info.items() if k != "poster_face_box"},
-        "faces": faces,
-    }
-    info = SceneInfo(scene.expect, scene.identity, tuple(scene.tags), scene.photo)
-    (out_dir / SCENE_FILE).write_text(json.dumps(info.to_json()) + "\n")
-    (out_dir / TRUTH_FILE).write_text(json.dumps(truth) + "\n")
-    return truth
+    return faces
 
 
 __all__ = ["Scene", "render"]
