@@ -33,18 +33,6 @@ def last_json(result: subprocess.CompletedProcess) -> dict:
 
 
 @pytest.fixture(scope="module")
-def photos(demo_photos: Path, tmp_path_factory) -> Path:
-    """<identity>/*.jpg from the packaged demo photos (links, in a temporary folder)."""
-    root = tmp_path_factory.mktemp("photos")
-    for identity, names in {"obama": ("obama.jpg", "obama2.jpg", "obama3.jpg"),
-                            "biden": ("biden.jpg",)}.items():  # fmt: skip
-        (root / identity).mkdir()
-        for name in names:
-            (root / identity / name).symlink_to(demo_photos / name)
-    return root
-
-
-@pytest.fixture(scope="module")
 def scenes(photos: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("scenes")
     made = gatectl(
