@@ -129,6 +129,7 @@ def scene_folders(directory: Path) -> list[Path]:
 
 __all__ = [
     "EXPECTATIONS",
+    "MAX_TRACK_EV",
     "SCENE_FILE",
     "TRUTH_FILE",
     "VIDEO_FILE",

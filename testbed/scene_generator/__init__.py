@@ -164,6 +164,7 @@ def make_scenes(
 
 
 __all__ = [
+    "MAX_TRACK_STOPS",
     "NO_CAPTURE",
     "OTHER_OFFSETS",
     "TAGS",
