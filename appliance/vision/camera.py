@@ -210,6 +210,8 @@ class OpenCVSource:
 class Picamera2Source:
     """The Raspberry Pi camera; ``picamera2`` is a device-only extra, imported here lazily."""
 
+    controls_exposure = True
+
     def __init__(self, size: tuple[int, int] = (1280, 720)) -> None:
         try:
             from picamera2 import Picamera2
@@ -297,6 +299,7 @@ class ReconnectingSource:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
         nonblocking: bool = False,
+        controls_exposure: bool = False,
     ) -> None:
         if not 0 < backoff_initial <= backoff_max:
             raise ValueError("need 0 < backoff_initial <= backoff_max")
@@ -304,6 +307,7 @@ class ReconnectingSource:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.nonblocking = nonblocking
+        self.controls_exposure = controls_exposure  # the cameras it opens have the control
         self._clock = clock
         self._closing = threading.Event()
         self._sleep = self._interruptible_sleep if sleep is time.sleep else sleep
@@ -472,7 +476,7 @@ def live_camera(kind: str, target: int | str | None, size: tuple[int, int]) -> F
     if kind == "picamera2":
         if importlib.util.find_spec("picamera2") is None:
             raise CameraError("picamera2 is not available (install the 'device' extra)")
-        return ReconnectingSource(lambda: Picamera2Source(size))
+        return ReconnectingSource(lambda: Picamera2Source(size), controls_exposure=True)
     raise CameraError(f"{kind!r} is not a live camera")
 
 

@@ -33,7 +33,12 @@ MAX_EV = 2.0
 
 @runtime_checkable
 class ExposureControl(Protocol):
-    """A camera whose exposure can be biased (in stops, 0: its own metering)."""
+    """A camera whose exposure can be biased (in stops, 0: its own metering).
+
+    ``controls_exposure`` is false for a source that passes requests on to a camera
+    without the control (an OpenCV device behind a pump): it would ignore them."""
+
+    controls_exposure: bool
 
     def set_exposure_compensation(self, ev: float) -> None: ...
 
@@ -109,7 +114,7 @@ class FaceMeteredExposure:
 def face_metered_exposure(source: object, max_ev: float) -> FaceMeteredExposure | None:
     """The controller for ``source`` (register it with ``FrameSelector.add_observer``), or
     None when the source has no exposure control or ``max_ev`` is 0 (off)."""
-    if max_ev <= 0 or not isinstance(source, ExposureControl):
+    if max_ev <= 0 or not isinstance(source, ExposureControl) or not source.controls_exposure:
         return None
     return FaceMeteredExposure(source, max_ev=max_ev)
 

@@ -109,6 +109,10 @@ class FramePump:
     def read(self) -> np.ndarray | None:
         return self.get(self.read_timeout)
 
+    @property
+    def controls_exposure(self) -> bool:
+        return bool(getattr(self.source, "controls_exposure", False))
+
     def set_exposure_compensation(self, ev: float) -> None:
         """Passed on to the source (``ReconnectingSource``'s is thread-safe); a source
         without exposure control ignores it."""

@@ -27,6 +27,7 @@ class ExposureTracks:
     ``ExposureControl``; ``changes`` lists (frame, stops) of every switch made."""
 
     live = False
+    controls_exposure = True
 
     def __init__(self, tracks: dict[float, Path], *, settle_frames: int = SETTLE_FRAMES) -> None:
         if 0.0 not in tracks:

@@ -16,6 +16,7 @@ bench sent (three seeds) at most 54, and the colour wheel is at least 84.8 in ev
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from appliance.vision.detectors.base import Face
@@ -29,20 +30,18 @@ def colourfulness(image: np.ndarray) -> float:
     """Hasler-Süsstrunk colourfulness of a BGR uint8 image (0: grey; vivid scenes 100+)."""
     if image.size == 0:
         return 0.0
-    pixels = image.reshape(-1, 3).astype(np.float32)
+    pixels = image.astype(np.float32)
+    channels = cv2.split(pixels)
+    blue, green, red = channels
+    red_green = cv2.subtract(red, green)
+    yellow_blue = cv2.subtract(cv2.addWeighted(red, 0.5, green, 0.5, 0.0), blue)
+    opponent = cv2.merge([red_green, yellow_blue])
     try:
-        blue, green, red = pixels[:, 0], pixels[:, 1], pixels[:, 2]
-        red_green = red - green
-        yellow_blue = 0.5 * (red + green) - blue
-        try:
-            spread = float(np.hypot(red_green.std(), yellow_blue.std()))
-            mean = float(np.hypot(red_green.mean(), yellow_blue.mean()))
-        finally:
-            red_green.fill(0)  # derived from face pixels: zeroized like them
-            yellow_blue.fill(0)
+        mean, spread = cv2.meanStdDev(opponent)
     finally:
-        pixels.fill(0)
-    return spread + 0.3 * mean
+        for derived in (pixels, *channels, red_green, yellow_blue, opponent):
+            derived.fill(0)  # derived from face pixels: zeroized like them
+    return float(np.hypot(*spread[:, 0]) + 0.3 * np.hypot(*mean[:, 0]))
 
 
 def skin_coloured(frame: np.ndarray, face: Face) -> bool:

@@ -94,6 +94,7 @@ class DarkCamera:
     def __init__(self, scene: np.ndarray, count: int, *, control: bool) -> None:
         self.scene, self.left = scene, count
         self.requests: list[float] = []
+        self.controls_exposure = control
         if control:
             self.set_exposure_compensation = self.requests.append
 

@@ -29,6 +29,8 @@ CANVAS = (1280, 720)
 class FakeCamera:
     """Records each exposure compensation asked for; refuses the next ``refuse`` ones."""
 
+    controls_exposure = True
+
     def __init__(self, refuse: int = 0, error: Exception | None = None) -> None:
         self.requests: list[float] = []
         self.refuse = refuse
@@ -263,8 +265,8 @@ def test_no_controller_for_a_replay_or_when_off() -> None:
 
 
 def test_a_controller_for_a_pump_and_a_reconnecting_camera() -> None:
-    pump = FramePump(ReplaySource([]))
-    reconnecting = ReconnectingSource(lambda: ReplaySource([]))
+    reconnecting = ReconnectingSource(lambda: ReplaySource([]), controls_exposure=True)
+    pump = FramePump(ReconnectingSource(lambda: ReplaySource([]), controls_exposure=True))
     try:
         for source, max_ev in ((pump, 1.0), (reconnecting, 0.5)):
             controller = face_metered_exposure(source, max_ev)
@@ -273,6 +275,17 @@ def test_a_controller_for_a_pump_and_a_reconnecting_camera() -> None:
     finally:
         pump.close()
         reconnecting.close()
+
+
+def test_no_controller_for_a_camera_that_would_ignore_it() -> None:
+    """An OpenCV device behind the reconnecting source and the pump: they pass requests
+    on, and the device ignores them; the gate must not log exposure changes it never made."""
+    usb = FramePump(ReconnectingSource(lambda: ReplaySource([])))
+    try:
+        assert not usb.controls_exposure
+        assert face_metered_exposure(usb, 1.0) is None
+    finally:
+        usb.close()
 
 
 # --- a real face through the real detector, the quality gate and a real selector ----------
