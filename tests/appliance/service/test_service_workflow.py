@@ -264,9 +264,13 @@ def running(config: GateConfig) -> Iterator[Service]:
         service.thread.join(timeout=TIMEOUT)
 
 
-def _walk_through(simulator: Simulator) -> None:
-    """The traveller walks through the open barrier: the door sensor opens, then closes."""
+def _walk_through(simulator: Simulator, service: Service) -> None:
+    """The traveller walks through the open barrier: the door sensor opens, then closes.
+    Not before the gate has taken the grant: the MCU opens the relay before the host has
+    its answer, and nobody gets through a barrier in those few milliseconds."""
     assert wait_for(lambda: simulator.relay_open, timeout=10)
+    passage = ("granted", "agent_released")
+    assert wait_for(lambda: service.state() in passage, TIMEOUT), service.status()
     simulator.set_door(True)
     simulator.set_door(False)
 
@@ -306,7 +310,7 @@ def test_biometric_first_boards_a_traveller(tmp_path, matcher, frames, mcu) -> N
     assert config.boarding_log_path == tmp_path / "state" / "boarding-log.jsonl"
     with running(config) as service:
         assert wait_for(lambda: len(simulator.relay_pulses) == 1, TIMEOUT)
-        _walk_through(simulator)
+        _walk_through(simulator, service)
         (record,) = service.wait_log(1)
         service.thread.join(timeout=TIMEOUT)  # the replay's end ends the loop by itself
         assert not service.thread.is_alive()
@@ -358,7 +362,7 @@ def test_pass_then_face_waits_for_the_pass_then_grants(
 
         pty_scanner.scan(VALID_PASS)
         assert wait_for(lambda: len(simulator.relay_pulses) == 1, TIMEOUT)
-        _walk_through(simulator)
+        _walk_through(simulator, service)
         (record,) = service.wait_log(1)
         service.wait_state("ready")
         assert service.thread.is_alive()  # the replay is not read again without a pass
@@ -412,7 +416,7 @@ def test_wrong_flight_pass_refers_with_nothing_captured(
 
         stdin_scanner.scan(VALID_PASS)  # the next traveller: the one frame is still there
         assert wait_for(lambda: len(simulator.relay_pulses) == 1, TIMEOUT)
-        _walk_through(simulator)
+        _walk_through(simulator, service)
         records = service.wait_log(2)
         # the grant's receipt only, sent in the background
         assert wait_for(lambda: len(pass_matcher.service.purge_receipts) == receipts + 1, TIMEOUT)
@@ -459,7 +463,7 @@ def test_agent_release_after_an_opt_out_opens_the_gate(
         release = AGENT.action("RELEASE")
         pty_scanner.scan(release)
         assert wait_for(lambda: len(simulator.relay_pulses) == 1, TIMEOUT)
-        _walk_through(simulator)
+        _walk_through(simulator, service)
         (record,) = service.wait_log(1)
         service.wait_state("ready")
         assert service.finish() == EXIT_OK
