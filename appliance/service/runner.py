@@ -292,6 +292,16 @@ def _serve(
     camera_failures = 0
     out_of_service = False
     lane_must_clear = False  # unattended: the traveller just served is still in view
+    # ... unless they walked through: the door opened and closed after their grant. The
+    # next traveller may then stand in view at once (a queue); waiting for an empty lane
+    # would leave them, and everyone behind, at a shut gate.
+    walked_through = threading.Event()
+
+    def passage_ended(step: Transition) -> None:
+        if step.accepted and step.event is Event.DOOR_CLOSED and step.source in PASSAGE_STATES:
+            walked_through.set()
+
+    gate.on_transition(passage_ended)
 
     def scanner_failed() -> bool:
         return scanner is not None and scanner.failed is not None
@@ -332,7 +342,7 @@ def _serve(
         if lane_must_clear and phase is State.READY:
             # Nobody is captured again until the lane has been clear: a traveller who
             # lingers after a grant (or comes back after an MCU reboot) is not re-served.
-            if lane_clears(source, parts.detector, stop):
+            if walked_through.is_set() or lane_clears(source, parts.detector, stop):
                 lane_must_clear = False
             continue
         if not workflow.wants_capture():
@@ -349,6 +359,7 @@ def _serve(
                 continue
             _wait(wake, stop, source, monitor.heartbeat, alive=True, interrupt=scanner_failed)
             continue
+        walked_through.clear()
         result = workflow.board(source)
         if result.camera_ended:
             if config.camera.kind == "replay":

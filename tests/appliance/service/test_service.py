@@ -430,6 +430,67 @@ def test_a_traveller_lingering_after_a_grant_is_granted_once(
         simulator.stop()
 
 
+class Queue:
+    """Who stands at the gate: each traveller until the door lets them through, then at
+    once the next one (the lane is never empty); after the last, or ``limit`` frames, the
+    camera ends and so does the service."""
+
+    live = False
+
+    def __init__(self, photos: list[Path], limit: int = 3000) -> None:
+        self.frames = [place_in_canvas(cv2.imread(str(p)), (1280, 720)) for p in photos]
+        self.through = 0  # travellers who walked through
+        self.left = limit
+
+    def read(self) -> np.ndarray | None:
+        if self.through >= len(self.frames) or not self.left:
+            return None
+        self.left -= 1
+        return self.frames[self.through].copy()
+
+    def close(self) -> None:
+        for frame in self.frames:
+            frame.fill(0)
+
+
+def test_the_next_traveller_in_view_is_served_once_the_last_walked_through(
+    tmp_path: Path, matcher, demo_photos: Path, notify_socket: socket.socket
+) -> None:
+    """A queue at an unattended gate: the next traveller steps up as the last one walks
+    through, so the lane is never empty. Waiting for an empty lane after every grant left
+    them at a shut gate for as long as they stood there; a passage through the door is
+    proof that the last traveller has gone."""
+    queue = Queue([demo_photos / "obama2.jpg", demo_photos / "biden.jpg"])
+    key = os.urandom(32)
+    simulator = Simulator(key).start()
+    try:
+        # a replay's end ends the service (the queue stands in for what it would replay)
+        path = _service_config(tmp_path, matcher, simulator.port, key, f"replay:{demo_photos}")
+        config = load_config(path)
+        results: list[int] = []
+        thread = threading.Thread(
+            target=lambda: results.append(
+                run_service(config, result_hold_s=0.1, open_camera=lambda spec: queue)
+            ),
+            daemon=True,
+        )
+        thread.start()
+        for passage in (1, 2):
+            assert wait_for(lambda n=passage: len(simulator.relay_pulses) == n, 120), passage
+            assert wait_for(lambda: simulator.relay_open, 10)
+            simulator.set_door(True)
+            queue.through += 1  # past the camera before the door closes behind them
+            simulator.set_door(False)
+        thread.join(timeout=180)  # the lane empties: the camera ends, the service stops
+        assert not thread.is_alive() and results == [EXIT_OK]
+        assert simulator.relay_pulses == [1000, 1000]
+        log = [json.loads(line) for line in config.boarding_log_path.read_text().splitlines()]
+        assert [(r["outcome"], r["resolution"]) for r in log] == [("granted", "door_closed")] * 2
+        assert len({r["traveller_token"] for r in log}) == 2  # two people, once each
+    finally:
+        simulator.stop()
+
+
 def test_run_service_serial_failure_is_one_clear_exit(
     tmp_path: Path, matcher, notify_socket: socket.socket, caplog: pytest.LogCaptureFixture
 ) -> None:
