@@ -49,9 +49,11 @@ class FaceMeteredExposure:
     Up one ``step_ev`` (to at most ``max_ev``) after ``raise_after`` consecutive frames
     with the face darker than ``dark_below``; down one step after ``lower_after`` frames
     brighter than ``bright_above``; back to 0 after ``release_after`` frames with no face.
-    A change resets the counts, so the camera has that many frames to settle before the
-    next one. The thresholds are the tone curve's: a face below ``DARK_FACE_MEAN``'s top
-    is one the curve would have to lift.
+    After a change the next ``settle_frames`` frames are not counted: they still show the
+    old exposure while the camera's own loop converges (a few frames on libcamera), and
+    counting them would step again before the first step was seen. The thresholds are
+    the tone curve's: a face below ``DARK_FACE_MEAN``'s top is one the curve would have
+    to lift.
     """
 
     def __init__(
@@ -65,14 +67,17 @@ class FaceMeteredExposure:
         raise_after: int = 3,
         lower_after: int = 2,
         release_after: int = 30,
+        settle_frames: int = 8,
     ) -> None:
         step_ev = min(1.0, max_ev) if step_ev is None else step_ev
         if not 0 < max_ev <= MAX_EV or not 0 < step_ev <= max_ev:
             raise ValueError(f"need 0 < step_ev <= max_ev <= {MAX_EV} stops")
         if not dark_below < bright_above:
             raise ValueError("dark_below must be below bright_above")
-        if min(raise_after, lower_after, release_after) < 1:
-            raise ValueError("raise_after, lower_after and release_after must be >= 1")
+        if min(raise_after, lower_after, release_after) < 1 or settle_frames < 0:
+            raise ValueError(
+                "raise_after, lower_after and release_after must be >= 1, settle_frames >= 0"
+            )
         self.camera = camera
         self.max_ev = max_ev
         self.step_ev = step_ev
@@ -81,10 +86,15 @@ class FaceMeteredExposure:
         self.raise_after = raise_after
         self.lower_after = lower_after
         self.release_after = release_after
+        self.settle_frames = settle_frames
         self.ev = 0.0
         self._dark = self._bright = self._empty = 0
+        self._settling = 0  # frames still to skip after a change
 
     def __call__(self, progress: CaptureProgress) -> None:
+        if self._settling:
+            self._settling -= 1
+            return
         grey = progress.face_grey
         if grey is None:
             self._dark = self._bright = 0
@@ -109,6 +119,7 @@ class FaceMeteredExposure:
             return
         log.info("exposure compensation %+.1f EV (%s)", ev, why)
         self.ev = ev
+        self._settling = self.settle_frames
 
 
 def face_metered_exposure(source: object, max_ev: float) -> FaceMeteredExposure | None:

@@ -99,12 +99,16 @@ def test_a_normally_lit_face_is_left_alone() -> None:
     assert camera.requests == [] and controller.ev == 0.0
 
 
-def test_after_a_change_the_camera_has_raise_after_frames_to_settle() -> None:
+def test_after_a_change_the_camera_has_settle_frames_then_raise_after_more() -> None:
+    """The frames right after a request still show the old exposure: counted, they would
+    step again before the first step was seen (+2 asked for before +1 arrived)."""
     camera = FakeCamera()
-    controller = FaceMeteredExposure(camera, max_ev=2.0, raise_after=3)
+    controller = FaceMeteredExposure(camera, max_ev=2.0, raise_after=3, settle_frames=8)
     feed(controller, DARK, DARK, DARK)
     assert camera.requests == [1.0]
-    feed(controller, DARK, DARK)  # the camera is still settling on +1
+    feed(controller, *[DARK] * 8)  # the camera is still settling on +1: not counted
+    assert camera.requests == [1.0]
+    feed(controller, DARK, DARK)
     assert camera.requests == [1.0]
     feed(controller, DARK)
     assert camera.requests == [1.0, 2.0]
@@ -140,7 +144,7 @@ def test_the_cap_cannot_be_set_above_two_stops() -> None:
 
 def test_steps_down_after_lower_after_bright_frames_and_never_below_zero() -> None:
     camera = FakeCamera()
-    controller = FaceMeteredExposure(camera, max_ev=1.5, lower_after=2)
+    controller = FaceMeteredExposure(camera, max_ev=1.5, lower_after=2, settle_frames=0)
     feed(controller, *[DARK] * 6)
     assert camera.requests == [1.0, 1.5]
     feed(controller, BRIGHT)
@@ -162,7 +166,7 @@ def test_a_bright_face_at_the_cameras_own_metering_is_not_darkened() -> None:
 
 def test_bright_frames_must_come_in_a_row() -> None:
     camera = FakeCamera()
-    controller = FaceMeteredExposure(camera, lower_after=2)
+    controller = FaceMeteredExposure(camera, lower_after=2, settle_frames=0)
     feed(controller, DARK, DARK, DARK)
     feed(controller, BRIGHT, NORMAL, BRIGHT, None, BRIGHT)
     assert camera.requests == [1.0]
@@ -172,7 +176,7 @@ def test_bright_frames_must_come_in_a_row() -> None:
 
 def test_back_to_zero_after_release_after_frames_without_a_face() -> None:
     camera = FakeCamera()
-    controller = FaceMeteredExposure(camera, max_ev=2.0, release_after=30)
+    controller = FaceMeteredExposure(camera, max_ev=2.0, release_after=30, settle_frames=0)
     feed(controller, *[DARK] * 6)
     assert controller.ev == 2.0
     feed(controller, *[None] * 29)
@@ -207,7 +211,7 @@ def test_a_refusing_camera_leaves_ev_unchanged_and_the_capture_running(
 
 def test_a_refused_step_down_keeps_the_ev_the_camera_has() -> None:
     camera = FakeCamera()
-    controller = FaceMeteredExposure(camera, lower_after=2)
+    controller = FaceMeteredExposure(camera, lower_after=2, settle_frames=0)
     feed(controller, DARK, DARK, DARK)
     camera.refuse = 1
     feed(controller, BRIGHT, BRIGHT)
@@ -233,6 +237,7 @@ def test_a_refused_step_down_keeps_the_ev_the_camera_has() -> None:
         {"lower_after": 0},
         {"release_after": 0},
         {"release_after": -3},
+        {"settle_frames": -1},
     ],
 )
 def test_bad_arguments_are_rejected(kwargs: dict) -> None:
