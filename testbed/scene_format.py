@@ -13,10 +13,11 @@ writes ``truth.json`` (per-frame face boxes of each person; positions only), whi
 bench uses, when present, to say whose face was captured.
 
 Optional exposure tracks: ``video_ev+1.avi`` (any ``video_ev<signed stops>`` beside the
-video, same frames and length) is the same scene filmed with the camera's exposure
-compensation at that many stops. When a scene has them, the bench's camera can be asked
-for them (``appliance.vision.exposure``) and switches to the nearest track; without
-them the request does nothing, as with a camera that has no exposure control.
+video, in quarter stops within ±4, same frame size and length) is the same scene filmed
+with the camera's exposure compensation at that many stops. When a scene has them, the
+bench's camera can be asked for them (``appliance.vision.exposure``) and switches to the
+nearest track; without them the request does nothing, as with a camera that has no
+exposure control.
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ def video_of(folder: Path) -> Path:
     raise SceneFormatError(f"no video ({' or '.join(VIDEO_NAMES)})")
 
 
-_TRACK = re.compile(r"video_ev([+-]\d{1,2}(?:\.\d{1,3})?)\.(?:avi|mp4|mkv|mov)")
-MAX_TRACK_EV = 8.0
+_TRACK = re.compile(r"video_ev([+-]\d(?:\.\d{1,2})?)\.(?:avi|mp4|mkv|mov)")
+MAX_TRACK_EV = 4.0
+TRACK_STEP_EV = 0.25  # tracks are in quarter stops, so every name reads back
 
 
 def track_name(ev: float) -> str:
@@ -131,6 +133,7 @@ __all__ = [
     "EXPECTATIONS",
     "MAX_TRACK_EV",
     "SCENE_FILE",
+    "TRACK_STEP_EV",
     "TRUTH_FILE",
     "VIDEO_FILE",
     "VIDEO_NAMES",

@@ -210,8 +210,6 @@ class OpenCVSource:
 class Picamera2Source:
     """The Raspberry Pi camera; ``picamera2`` is a device-only extra, imported here lazily."""
 
-    controls_exposure = True
-
     def __init__(self, size: tuple[int, int] = (1280, 720)) -> None:
         try:
             from picamera2 import Picamera2

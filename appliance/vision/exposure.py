@@ -7,8 +7,9 @@ levels the sensor never recorded. On the scene bench, raising the exposure one s
 brought backlit travellers' first captures from 2 to 6 of 10 verified (seed 23), where
 two stops clipped the face until the traveller was near. So the controller asks the
 camera for one stop more when the face it follows stays dark, and gives it back when the
-face is too bright or nobody has been in view for a while (the next traveller starts
-from the camera's own metering).
+face is too bright, when nobody has been in view for a while, and when the next
+traveller's capture begins (``CaptureProgress.frame`` 1): one traveller's hood or dark
+card does not leave the camera brighter for the people after them.
 
 :class:`FaceMeteredExposure` is a ``FrameSelector`` observer: it reads the face's grey
 level as the camera recorded it (``CaptureProgress.face_grey``, before any tone curve)
@@ -92,6 +93,11 @@ class FaceMeteredExposure:
         self._settling = 0  # frames still to skip after a change
 
     def __call__(self, progress: CaptureProgress) -> None:
+        if progress.frame == 1:  # a new traveller's capture: the camera's own metering
+            self._dark = self._bright = self._empty = self._settling = 0
+            if self.ev != 0.0:
+                self._set(0.0, "next traveller")
+            return
         if self._settling:
             self._settling -= 1
             return

@@ -69,6 +69,7 @@ import numpy as np
 
 from appliance.vision.camera import FrameSource
 from appliance.vision.detectors.base import Detector, Face, iou, same_face
+from appliance.vision.detectors.skin import only_skin
 from appliance.vision.detectors.tracking import TrackingDetector
 from appliance.vision.feedback import FEEDBACK, Feedback
 from appliance.vision.progress import CaptureProgress
@@ -374,7 +375,7 @@ class FrameSelector:
         faces = self.detector.detect(frame)
         zone_faces = self._zone_faces(faces)
         report = assess(
-            frame, faces, self.limits, self._previous,
+            frame, self._travellers(frame, faces), self.limits, self._previous,
             exposure_correction=rules.exposure_correction,
         )  # fmt: skip
         face = report.face
@@ -548,6 +549,15 @@ class FrameSelector:
         self._window.best = None
 
     # --- what the capture saw -----------------------------------------------------------
+
+    def _travellers(self, frame: np.ndarray, faces: list[Face]) -> list[Face]:
+        """The faces that may be the traveller: those that can be skin (``detectors.skin``).
+        The others still count as someone else there (``zone_faces``). A region search
+        returns the followed face only, which the tracker checked already."""
+        detector = self.detector
+        if isinstance(detector, TrackingDetector) and detector.last_search == "track":
+            return faces
+        return only_skin(frame, faces)
 
     def _zone_faces(self, faces: list[Face]) -> list[Face] | None:
         """Every face (possible ones too) of this frame's whole zone; None: a region only."""

@@ -14,9 +14,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from appliance.vision.camera import ReplaySource
+from testbed.scene_format import SceneFormatError
 
 # libcamera's exposure loop settles in a few frames; 6 (0.2 s at 30 fps) is on the slow side
 SETTLE_FRAMES = 6
@@ -39,6 +41,7 @@ class ExposureTracks:
         self.frames = 0  # frames handed over
         self.changes: list[tuple[int, float]] = []
         self._pending: tuple[float, int] | None = None  # (stops, from which frame)
+        _check_alike(tracks)
         self._sources: dict[float, ReplaySource] = {}
         try:
             for ev, path in sorted(tracks.items()):
@@ -70,6 +73,28 @@ class ExposureTracks:
     def close(self) -> None:
         for source in self._sources.values():
             source.close()
+
+
+def _check_alike(tracks: dict[float, Path]) -> None:
+    """Every track has the scene video's frame size and length, or a ``SceneFormatError``."""
+    shapes = {}
+    for ev, path in tracks.items():
+        capture = cv2.VideoCapture(str(path))
+        try:
+            shapes[ev] = tuple(
+                int(capture.get(p))
+                for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT,
+                          cv2.CAP_PROP_FRAME_COUNT)
+            )  # fmt: skip
+        finally:
+            capture.release()
+    scene = shapes[0.0]
+    for ev, shape in shapes.items():
+        if shape != scene:
+            raise SceneFormatError(
+                f"exposure track {tracks[ev].name} is {shape[0]}x{shape[1]}, {shape[2]} frames;"
+                f" the scene's video is {scene[0]}x{scene[1]}, {scene[2]} frames"
+            )
 
 
 __all__ = ["SETTLE_FRAMES", "ExposureTracks"]

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from testbed.scene_format import MAX_TRACK_EV, TRACK_STEP_EV
 from testbed.scene_generator.render import render
 from testbed.scene_generator.tags import (
     NO_CAPTURE,
@@ -35,8 +36,6 @@ from testbed.scene_generator.tags import (
     UncastableIdentity,
     build_scene,
 )
-
-MAX_TRACK_STOPS = 4.0
 
 # Who stands behind or beside the traveller: people this far along the cast's order.
 OTHER_OFFSETS = (17, 29, 41)
@@ -86,6 +85,12 @@ def _others(people: list[str], k: int) -> list[str]:
     return others
 
 
+def _track_stops(stops: float) -> bool:
+    """Can an exposure track of ``stops`` be named and read back (``scene_format``)?"""
+    steps = stops / TRACK_STEP_EV
+    return math.isfinite(stops) and 0 < abs(stops) <= MAX_TRACK_EV and steps == round(steps)
+
+
 def make_scenes(
     dataset: Path,
     out: Path,
@@ -110,11 +115,11 @@ def make_scenes(
         raise SceneMakingError(f"unknown tag(s) {', '.join(unknown)}; tags: {', '.join(TAGS)}")
     if per_tag < 1:
         raise SceneMakingError("--per-tag must be at least 1")
-    bad = [s for s in exposure_stops if not (math.isfinite(s) and 0 < abs(s) <= MAX_TRACK_STOPS)]
+    bad = [s for s in exposure_stops if not _track_stops(s)]
     if bad or len(set(exposure_stops)) != len(exposure_stops):
         raise SceneMakingError(
-            f"exposure tracks must be distinct, non-zero and within ±{MAX_TRACK_STOPS:g}"
-            f" stops, not {', '.join(f'{s:g}' for s in bad or exposure_stops)}"
+            f"exposure tracks must be distinct, non-zero quarter stops within"
+            f" ±{MAX_TRACK_EV:g}, not {', '.join(f'{s:g}' for s in bad or exposure_stops)}"
         )
     dataset, out = Path(dataset), Path(out)
     if not dataset.is_dir():
@@ -164,10 +169,11 @@ def make_scenes(
 
 
 __all__ = [
-    "MAX_TRACK_STOPS",
+    "MAX_TRACK_EV",
     "NO_CAPTURE",
     "OTHER_OFFSETS",
     "TAGS",
+    "TRACK_STEP_EV",
     "Callable",
     "Casting",
     "Path",

@@ -33,8 +33,9 @@ def _figures(result) -> dict:
 def test_tracks_are_found_by_name_and_odd_names_are_ignored(tmp_path: Path) -> None:
     with pytest.raises(SceneFormatError, match="no video"):
         exposure_tracks(tmp_path)
-    for name in ("video.avi", "video_ev+1.avi", "video_ev-0.5.mp4", "video_ev+99.avi",
-                 "video_ev1.avi", "video_ev+1.avi.part", "video_ev+0.avi"):  # fmt: skip
+    for name in ("video.avi", "video_ev+1.avi", "video_ev-0.5.mp4", "video_ev+9.avi",
+                 "video_ev1.avi", "video_ev+1.avi.part", "video_ev+0.avi", "video_ev+0.125.avi",
+                 "video_ev+12.avi"):  # fmt: skip
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "video_ev+2.avi").mkdir()
     tracks = exposure_tracks(tmp_path)
@@ -71,15 +72,17 @@ def test_a_request_switches_to_the_nearest_track_after_the_camera_settles(
         source.set_exposure_compensation(float("nan"))
 
 
-def test_the_tracks_end_with_the_shown_one_and_need_the_scene_video(tmp_path: Path) -> None:
-    source = ExposureTracks(
-        {0.0: _video(tmp_path / "a.avi", [40] * 3), 1.0: _video(tmp_path / "b.avi", [160] * 5)}
-    )
+def test_tracks_unlike_the_scene_video_are_a_scene_error(tmp_path: Path) -> None:
+    scene = _video(tmp_path / "video.avi", [40] * 3)
+    short = _video(tmp_path / "short.avi", [160] * 5)
+    with pytest.raises(SceneFormatError, match=r"short.avi is 64x48, 5 frames; .* 3 frames"):
+        ExposureTracks({0.0: scene, 1.0: short})
+    with pytest.raises(ValueError, match="0 stops"):
+        ExposureTracks({1.0: short})
+    source = ExposureTracks({0.0: scene, 1.0: _video(tmp_path / "b.avi", [160] * 3)})
     frames = [source.read() for _ in range(4)]
     source.close()
     assert [f is None for f in frames] == [False, False, False, True]
-    with pytest.raises(ValueError, match="0 stops"):
-        ExposureTracks({1.0: tmp_path / "b.avi"})
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +131,7 @@ def test_a_track_the_camera_cannot_reach_is_not_written_and_bad_stops_are_refuse
     assert truth["exposure"] == pytest.approx(truth["camera"]["max_exposure_gain"], abs=1e-3)
     assert not (out / "low_light_00" / "video_ev+1.avi").exists()
     assert "exposure_tracks" not in truth
-    for stops in ("0", "9", "nan"):
+    for stops in ("0", "9", "nan", "0.0001", "0.1234"):
         refused = gatectl("scenes", "make", "--dataset", str(photos), "--out",
                           str(tmp_path / stops), "--exposure-track", stops)  # fmt: skip
         assert refused.returncode == 2 and "exposure tracks must be" in refused.stderr

@@ -18,7 +18,6 @@ import numpy as np
 
 from appliance.errors import ModelError
 from appliance.vision.detectors.base import Face, shift_faces, zone_view
-from appliance.vision.detectors.skin import only_skin
 from appliance.vision.models import verified_model
 from appliance.vision.tone import apply_gamma
 from gate_contract.onnx import load_onnxruntime
@@ -111,7 +110,7 @@ class FaceDetector:
         """Faces in the capture zone of ``frame`` (H, W, 3 BGR uint8), most confident first;
         ``gamma``: the model sees the zone through that tone curve."""
         zone, dx = zone_view(frame, self.zone_width)
-        return only_skin(frame, shift_faces(self._infer(zone, gamma), dx))
+        return shift_faces(self._infer(zone, gamma), dx)
 
     def detect_region(
         self, frame: np.ndarray, region: tuple[int, int, int, int], *, gamma: float | None = None
@@ -119,7 +118,7 @@ class FaceDetector:
         """Faces in the rectangle ``region`` (x0, y0, x1, y1) of ``frame``, in frame pixels;
         ``gamma``: the model sees the region through that tone curve."""
         x0, y0, x1, y1 = region
-        return only_skin(frame, shift_faces(self._infer(frame[y0:y1, x0:x1], gamma), x0, y0))
+        return shift_faces(self._infer(frame[y0:y1, x0:x1], gamma), x0, y0)
 
     def _infer(self, view: np.ndarray, gamma: float | None = None) -> list[Face]:
         """Faces in ``view`` (any part of a frame), in the view's pixels."""

@@ -60,6 +60,7 @@ from appliance.vision.detectors.base import (
     same_face,
     zone_view,
 )
+from appliance.vision.detectors.skin import only_skin
 from appliance.vision.tone import face_gamma
 
 REFRESH_FRAMES = 10  # a whole-zone search at least every 10 frames (1/3 s at 30 fps)
@@ -241,7 +242,11 @@ class TrackingDetector:
         else:
             self._unseen = 0
         self.possible_faces = possible
-        nearest = max(faces, key=lambda f: f.area) if faces else None
+        # Only a face that can be skin is followed; every face found is returned, so the
+        # caller's "is anyone else there?" still sees a painted one (``skin``).
+        travellers = [f for f in faces if f is followed]  # checked by the region search
+        travellers += only_skin(frame, [f for f in faces if f is not followed])
+        nearest = max(travellers, key=lambda f: f.area) if travellers else None
         if nearest is None or self._target is None:
             self._velocity = np.zeros(2)
         elif followed is None or nearest is not followed:  # else the region moved it already
@@ -293,7 +298,7 @@ class TrackingDetector:
             found = self.follow.detect_region(frame, region, gamma=gamma)
         else:
             found = self.follow.detect_region(frame, region)
-        for face in found:
+        for face in only_skin(frame, found):
             ratio = face.width / max(target.width, 1e-6)
             overlap = iou(face.box, expected)
             if SIZE_RATIO[0] < ratio < SIZE_RATIO[1] and overlap >= best_overlap:

@@ -43,16 +43,30 @@ class FakeCamera:
         self.requests.append(ev)
 
 
-def seen(grey: float | None) -> CaptureProgress:
-    """One frame's progress with the followed face at ``grey`` (None: nobody in view)."""
+def seen(grey: float | None, frame: int = 2) -> CaptureProgress:
+    """One frame's progress with the followed face at ``grey`` (None: nobody in view),
+    by default not the first of a capture (frame 1 starts the next traveller afresh)."""
     if grey is None:
-        return capture_progress("no_face", box=None)
-    return dataclasses.replace(capture_progress(None), face_grey=grey)
+        return dataclasses.replace(capture_progress("no_face", box=None), frame=frame)
+    return dataclasses.replace(capture_progress(None), face_grey=grey, frame=frame)
 
 
 def feed(controller: FaceMeteredExposure, *greys: float | None) -> None:
     for grey in greys:
         controller(seen(grey))
+
+
+def test_the_next_traveller_starts_on_the_camera_s_own_metering() -> None:
+    """A hooded traveller or a dark card raised the exposure: the traveller after them,
+    whose capture begins at frame 1, is not filmed one stop too bright."""
+    camera = FakeCamera()
+    controller = FaceMeteredExposure(camera)
+    feed(controller, DARK, DARK, DARK)
+    assert camera.requests == [1.0]
+    controller(seen(150.0, frame=1))  # the next traveller, seen at once (a queue)
+    assert camera.requests == [1.0, 0.0] and controller.ev == 0.0
+    controller(seen(150.0, frame=1))
+    assert camera.requests == [1.0, 0.0]  # already there: nothing asked
 
 
 def test_the_helper_gives_no_face_grey_without_a_face() -> None:

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 from skimage import data
 
+from appliance.service.config import VisionConfig
+from appliance.service.parts import vision_parts
 from appliance.vision.camera import place_in_canvas
 from appliance.vision.detectors import create_detector, skin
 from appliance.vision.detectors.base import Face
+from appliance.vision.selection import FrameSelector, Selection
 
 RUNTIMES = ("onnxruntime", "mediapipe")
 
@@ -22,18 +25,93 @@ def _wheel_frame() -> tuple[np.ndarray, tuple[int, int, int, int]]:
     return frame, (280, 0, 1000, 720)
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
-def test_the_colour_wheel_is_no_face_to_either_runtime(
-    runtime: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(scope="module")
+def parts():
+    return vision_parts(VisionConfig())  # the service's detector and rules
+
+
+class Still:
+    """The same frame ``count`` times (a fresh copy each: the selector wipes frames)."""
+
+    def __init__(self, frame: np.ndarray, count: int = 20) -> None:
+        self.frame, self.left = frame, count
+
+    def read(self) -> np.ndarray | None:
+        if not self.left:
+            return None
+        self.left -= 1
+        return self.frame.copy()
+
+    def close(self) -> None:
+        self.frame.fill(0)
+
+
+def _watch(parts, frame: np.ndarray) -> tuple[object, list]:
+    detector, rules = parts
+    selector = FrameSelector(detector, rules=rules)
+    seen: list = []
+    selector.add_observer(seen.append)
+    answer = selector.select(Still(frame))
+    if isinstance(answer, Selection):
+        answer.frame.fill(0)
+    return answer, seen
+
+
+def test_the_colour_wheel_is_never_the_traveller(parts, monkeypatch) -> None:
     frame, region = _wheel_frame()
-    short = create_detector(runtime, "short", zone_width=None, min_score=0.5)
+    short = create_detector("onnxruntime", "short", zone_width=None, min_score=0.5)
+    assert short.detect_region(frame, region), "the short-range model takes it for a face"
+    answer, seen = _watch(parts, frame)
+    assert not isinstance(answer, Selection)
+    assert all(p.box is None for p in seen)  # never followed, never measured
     monkeypatch.setattr(skin, "MAX_SKIN_COLOURFULNESS", float("inf"))
-    fooled = short.detect_region(frame, region) + short.detect(frame)
-    if not fooled:
-        pytest.skip(f"{runtime}'s short-range model does not take this wheel for a face")
-    monkeypatch.undo()
-    assert short.detect_region(frame, region) == [] and short.detect(frame) == []
+    _, fooled = _watch(parts, frame)
+    assert any(p.box is not None for p in fooled)  # without the rule it is the traveller
+
+
+def _head(photo: np.ndarray, face_px: int) -> np.ndarray:
+    """The head of the photo's face (1.8 face widths a side), the face ``face_px`` wide."""
+    detector = create_detector("onnxruntime", "full", zone_width=None)
+    face = max(detector.detect(photo), key=lambda f: f.area)
+    x0, y0, x1, y1 = face.box
+    side = 1.8 * (x1 - x0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    a, b = int(max(cx - side / 2, 0)), int(max(cy - side / 2, 0))
+    crop = photo[b : int(cy + side / 2), a : int(cx + side / 2)]
+    scale = face_px * 1.8 / crop.shape[1]
+    return cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def _paint(frame: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    """Face paint, half red, half blue, over the middle of ``box`` (brightness kept)."""
+    x0, y0, x1, y1 = box
+    patch = frame[y0:y1, x0:x1]
+    ycc = cv2.cvtColor(patch, cv2.COLOR_BGR2YCrCb).astype(np.float32)
+    half = ycc.shape[1] // 2
+    ycc[:, :half, 1:] = 0.5 * ycc[:, :half, 1:] + 0.5 * np.float32([200, 90])
+    ycc[:, half:, 1:] = 0.5 * ycc[:, half:, 1:] + 0.5 * np.float32([90, 200])
+    patch[:] = cv2.cvtColor(np.clip(ycc, 0, 255).astype(np.uint8), cv2.COLOR_YCrCb2BGR)
+
+
+def test_face_paint_does_not_hide_a_companion(parts, demo_photos) -> None:
+    """The attack: a second person paints their face so that the rule above takes them
+    for no face, and the traveller beside them is captured as if alone."""
+    frame = np.full((720, 1280, 3), 118, np.uint8)
+    traveller = _head(cv2.imread(str(demo_photos / "obama.jpg")), 150)
+    companion = _head(cv2.imread(str(demo_photos / "biden.jpg")), 140)
+    th, tw = traveller.shape[:2]
+    frame[220 : 220 + th, 560 - tw // 2 : 560 - tw // 2 + tw] = traveller
+    ch, cw = companion.shape[:2]
+    frame[230 : 230 + ch, 740 : 740 + cw] = companion
+    side = cw / 1.8  # the companion's face box: the middle 1/1.8 of its head crop
+    x0, y0 = round(740 + 0.4 * side + 0.15 * side), round(230 + 0.4 * side + 0.15 * side)
+    _paint(frame, (x0, y0, round(x0 + 0.7 * side), round(y0 + 0.7 * side)))
+    detector, _ = parts
+    painted = [f for f in detector.detect_zone(frame) if f.box[0] > 700]
+    assert painted and not skin.skin_coloured(frame, painted[0])  # the rule is in play
+    answer, seen = _watch(parts, frame)
+    assert not isinstance(answer, Selection)
+    assert any("single_face" in p.failures for p in seen)  # "one at a time"
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
