@@ -142,3 +142,18 @@ def test_only_the_painted_detection_is_dropped() -> None:
     assert skin.only_skin(frame, [painted, plain, outside]) == [plain, outside]
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     assert skin.only_skin(grey, [painted]) == [painted]  # no colour to judge by
+
+
+def test_a_face_under_red_light_is_still_skin(demo_photos) -> None:
+    """A gate under red LED light (no white balance): the whole frame is red, so the face
+    is measured from the scene's cast, not from grey, and stays a face."""
+    frame = place_in_canvas(cv2.imread(str(demo_photos / "obama2.jpg")), (1280, 720))
+    linear = (frame / 255.0) ** 2.2 * np.array([0.1, 0.3, 1.0])  # BGR gains
+    red = (np.clip(linear, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8)
+    (face,) = create_detector("onnxruntime", "full", zone_width=None).detect(red)[:1]
+    x0, y0, x1, y1 = (int(v) for v in face.box)
+    middle = red[
+        y0 + (y1 - y0) // 4 : y1 - (y1 - y0) // 4, x0 + (x1 - x0) // 4 : x1 - (x1 - x0) // 4
+    ]
+    assert skin.colourfulness(middle) > skin.MAX_SKIN_COLOURFULNESS  # from grey: "painted"
+    assert skin.skin_coloured(red, face)  # from the scene's own colour: skin
