@@ -171,6 +171,23 @@ def gate_matcher(*args: str, **options) -> subprocess.CompletedProcess:
     return run_module("matching_service.cli", *args, **options)
 
 
+class StillCamera:
+    """A camera that shows ``frame`` ``count`` times, a fresh copy each time (the selector
+    zeroizes every frame it does not send), then ends."""
+
+    def __init__(self, frame: np.ndarray, count: int = 20) -> None:
+        self.frame, self.left = frame, count
+
+    def read(self) -> np.ndarray | None:
+        if not self.left:
+            return None
+        self.left -= 1
+        return self.frame.copy()
+
+    def close(self) -> None:
+        pass
+
+
 class WalkingUp:
     """A traveller walking up to the camera: the photo grows from ``start`` to ``end``
     times its size over ``frames`` frames, then stands there, filmed through a lens (a

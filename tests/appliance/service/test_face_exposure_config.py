@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,19 +22,10 @@ from appliance.vision.camera import place_in_canvas
 from appliance.vision.exposure import FaceMeteredExposure
 from appliance.vision.tone import DARK_FACE_MEAN
 from firmware_bridge.simulator import Simulator
-from gate_contract.files import write_private
 from tests.support import REPO, unit_config
 
 EXAMPLE = REPO / "systemd" / "gate-appliance.toml.example"
 KEY = "face_exposure_ev = 1.0"
-
-
-@pytest.fixture
-def example(tmp_path: Path) -> Path:
-    path = tmp_path / "gate.toml"
-    shutil.copy(EXAMPLE, path)
-    write_private(tmp_path / "relay.key", ("00" * 24 + "\n").encode())
-    return path
 
 
 def _set(path: Path, line: str) -> Path:

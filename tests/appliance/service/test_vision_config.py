@@ -4,7 +4,6 @@ service's detector and selection rules."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,9 @@ from appliance.errors import ConfigError
 from appliance.service.config import VisionConfig, load_config
 from appliance.service.parts import vision_parts
 from appliance.vision.detectors.tracking import TrackingDetector
-from gate_contract.files import write_private
 from tests.support import REPO
 
 EXAMPLE = REPO / "systemd" / "gate-appliance.toml.example"
-
-
-@pytest.fixture
-def example(tmp_path: Path) -> Path:
-    path = tmp_path / "gate.toml"
-    shutil.copy(EXAMPLE, path)
-    write_private(tmp_path / "relay.key", ("00" * 24 + "\n").encode())
-    return path
 
 
 def _edit(path: Path, old: str, new: str) -> Path:

@@ -21,6 +21,7 @@ from appliance.vision.quality import assess, face_region
 from appliance.vision.selection import FrameSelector, SelectionRules
 from appliance.vision.tone import DARK_FACE_MEAN
 from testbed.testing import capture_progress
+from tests.support import StillCamera
 
 DARK, NORMAL, BRIGHT = 30.0, 120.0, 230.0  # face grey levels as the camera recorded them
 CANVAS = (1280, 720)
@@ -323,23 +324,6 @@ def lit(portrait: np.ndarray, gain: float) -> np.ndarray:
     return place_in_canvas(scaled, CANVAS)
 
 
-class Frames:
-    """A camera that shows the same scene ``count`` times (a fresh copy each frame, as
-    the selector zeroizes every frame it does not send)."""
-
-    def __init__(self, scene: np.ndarray, count: int) -> None:
-        self.scene, self.left = scene, count
-
-    def read(self) -> np.ndarray | None:
-        if not self.left:
-            return None
-        self.left -= 1
-        return self.scene.copy()
-
-    def close(self) -> None:
-        pass
-
-
 def watched(detector, camera: FakeCamera) -> tuple[FrameSelector, list[CaptureProgress]]:
     """A selector as the service builds it (exposure correction on), with the controller
     and a recorder registered; steady frames high enough that it looks at every frame."""
@@ -357,7 +341,7 @@ def watched(detector, camera: FakeCamera) -> tuple[FrameSelector, list[CapturePr
 def test_a_dark_face_makes_the_camera_expose_one_stop_more(detector, portrait) -> None:
     camera = FakeCamera()
     selector, seen = watched(detector, camera)
-    selector.select(Frames(lit(portrait, 0.35), 6), max_frames=6)
+    selector.select(StillCamera(lit(portrait, 0.35), 6), max_frames=6)
     assert len(seen) == 6
     greys = [p.face_grey for p in seen]
     assert all(g is not None and g < DARK_FACE_MEAN[1] for g in greys), greys
@@ -367,7 +351,7 @@ def test_a_dark_face_makes_the_camera_expose_one_stop_more(detector, portrait) -
 def test_a_normally_lit_face_does_not_change_the_exposure(detector, portrait) -> None:
     camera = FakeCamera()
     selector, seen = watched(detector, camera)
-    selector.select(Frames(lit(portrait, 1.0), 6), max_frames=6)
+    selector.select(StillCamera(lit(portrait, 1.0), 6), max_frames=6)
     assert len(seen) == 6
     assert all(p.face_grey is not None and p.face_grey > DARK_FACE_MEAN[1] for p in seen)
     assert camera.requests == []
@@ -376,7 +360,7 @@ def test_a_normally_lit_face_does_not_change_the_exposure(detector, portrait) ->
 def test_an_empty_scene_reports_no_face_grey(detector) -> None:
     camera = FakeCamera()
     selector, seen = watched(detector, camera)
-    selector.select(Frames(np.full((CANVAS[1], CANVAS[0], 3), 20, np.uint8), 3), max_frames=3)
+    selector.select(StillCamera(np.full((CANVAS[1], CANVAS[0], 3), 20, np.uint8), 3), max_frames=3)
     assert [p.face_grey for p in seen] == [None, None, None]
     assert camera.requests == []  # a dark empty hall is not a dark face
 
@@ -398,6 +382,6 @@ def test_the_selector_reports_the_face_grey_of_its_quality_report(detector, port
     frame = lit(portrait, 0.35)
     report = assess(frame, detector.detect(frame), exposure_correction=True)
     selector, seen = watched(detector, FakeCamera())
-    selector.select(Frames(frame, 1), max_frames=1)
+    selector.select(StillCamera(frame, 1), max_frames=1)
     assert seen[0].face_grey == pytest.approx(report.face_grey)
     assert seen[0].to_dict()["face_grey"] == round(report.face_grey, 1)

@@ -14,6 +14,7 @@ from appliance.vision.camera import place_in_canvas
 from appliance.vision.detectors import create_detector, skin
 from appliance.vision.detectors.base import Face
 from appliance.vision.selection import FrameSelector, Selection
+from tests.support import StillCamera
 
 RUNTIMES = ("onnxruntime", "mediapipe")
 
@@ -30,28 +31,12 @@ def parts():
     return vision_parts(VisionConfig())  # the service's detector and rules
 
 
-class Still:
-    """The same frame ``count`` times (a fresh copy each: the selector wipes frames)."""
-
-    def __init__(self, frame: np.ndarray, count: int = 20) -> None:
-        self.frame, self.left = frame, count
-
-    def read(self) -> np.ndarray | None:
-        if not self.left:
-            return None
-        self.left -= 1
-        return self.frame.copy()
-
-    def close(self) -> None:
-        self.frame.fill(0)
-
-
 def _watch(parts, frame: np.ndarray) -> tuple[object, list]:
     detector, rules = parts
     selector = FrameSelector(detector, rules=rules)
     seen: list = []
     selector.add_observer(seen.append)
-    answer = selector.select(Still(frame))
+    answer = selector.select(StillCamera(frame))
     if isinstance(answer, Selection):
         answer.frame.fill(0)
     return answer, seen
