@@ -553,7 +553,8 @@ class FrameSelector:
     def _travellers(self, frame: np.ndarray, faces: list[Face]) -> list[Face]:
         """The faces that may be the traveller: those that can be skin (``detectors.skin``).
         The others still count as someone else there (``zone_faces``). A region search
-        returns the followed face only, which the tracker checked already."""
+        returns the followed face only, which the tracker checked when it chose it (and
+        checks again on every whole-zone search)."""
         detector = self.detector
         if isinstance(detector, TrackingDetector) and detector.last_search == "track":
             return faces
