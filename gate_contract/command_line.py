@@ -48,6 +48,11 @@ def _finite(text: str) -> float:
     return value
 
 
+def finite_number(text: str) -> float:
+    """An option type for a signed quantity (stops of exposure, say): any finite number."""
+    return _finite(text)
+
+
 def positive_number(text: str) -> float:
     """An option type for durations, rates and sizes: finite and above zero. ``nan`` and
     ``inf`` parse as floats, and became a bench that never ends or a deadline of NaN."""
@@ -73,4 +78,11 @@ def share(text: str) -> float:
     return value
 
 
-__all__ = ["ArgumentParser", "HelpFormatter", "non_negative_number", "positive_number", "share"]
+__all__ = [
+    "ArgumentParser",
+    "HelpFormatter",
+    "finite_number",
+    "non_negative_number",
+    "positive_number",
+    "share",
+]

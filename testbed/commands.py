@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from gate_contract.command_line import non_negative_number, positive_number, share
+from gate_contract.command_line import finite_number, non_negative_number, positive_number, share
 from gate_contract.progress import Progress
 
 
@@ -122,10 +122,7 @@ def _at_least_one(text: str) -> int:
 def _exposure_stops(text: str) -> float:
     from appliance.vision.exposure import MAX_EV
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = finite_number(text)
     if not 0 <= value <= MAX_EV:
         raise argparse.ArgumentTypeError(f"must be 0 to {MAX_EV:g} stops")
     return value
@@ -440,7 +437,7 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     )
     make.add_argument(
         "--exposure-track",
-        type=float,
+        type=finite_number,
         action="append",
         metavar="STOPS",
         help="also film each scene with the exposure biased this many stops (video_ev+1.avi"
