@@ -29,8 +29,10 @@ template, the others are live faces; every fifth identity is left out of the gal
 ``seconds_per_traveller_p50`` is the gate's own time per traveller (pass scan or capture
 start to the decision shown on the indicator), without the simulated walk or the agent's
 time. ``travellers_per_minute`` is over the whole run minus the simulated walking time.
-``capture_rate`` is the share of travellers who did not opt out for whom a usable frame
-was sent. ``genuine_referral_rate`` is the share of enrolled travellers alone in front of
+``capture_rate`` is the share of travellers alone in front of the camera (neither opted
+out nor two faces) for whom a usable frame was sent; ``two_faces_sent`` counts the frames
+sent for two people at once, which "one at a time" must keep at 0 (they used to count as
+capture failures, which hid how often the gate refused them rightly). ``genuine_referral_rate`` is the share of enrolled travellers alone in front of
 the camera (kinds ``enrolled`` and ``bad_scan``) who were referred to the agent instead of
 boarding: what the matcher's false non-matches (and failed captures) cost the queue.
 """
@@ -499,8 +501,8 @@ class _Run:
 def _summary(records, kinds, sim: _Run, elapsed, relay_pulses, work, mode, seed) -> dict:
     outcomes = Counter(r["outcome"] for r in records)
     gate_s = [r["gate_ms"] / 1000 for r in records if r.get("gate_ms") is not None]
-    not_opted = [r for k, r in sim.rows if k != "opt_out"]
-    sent = sum(1 for r in not_opted if r["frame_sent"])
+    alone = [r for k, r in sim.rows if k not in ("opt_out", "two_faces")]
+    sent = sum(1 for r in alone if r["frame_sent"])
     genuine = [r for k, r in sim.rows if k in GENUINE_KINDS]
     genuine_referred = sum(1 for r in genuine if r["outcome"] == "referred")
     busy = max(elapsed - sim.walking_s, 1e-6)
@@ -517,7 +519,8 @@ def _summary(records, kinds, sim: _Run, elapsed, relay_pulses, work, mode, seed)
         "bad_scans": sum(r["bad_scans"] for r in records),
         "frames_sent": sum(r.get("captures_sent", 0) for r in records),
         "relay_pulses": relay_pulses,
-        "capture_rate": round(sent / len(not_opted), 3) if not_opted else None,
+        "capture_rate": round(sent / len(alone), 3) if alone else None,
+        "two_faces_sent": sum(1 for k, r in sim.rows if k == "two_faces" and r["frame_sent"]),
         "genuine_referral_rate": round(genuine_referred / len(genuine), 4) if genuine else None,
         "genuine_referred": genuine_referred,
         "genuine_travellers": len(genuine),
