@@ -32,8 +32,9 @@ time. ``travellers_per_minute`` is over the whole run minus the simulated walkin
 ``capture_rate`` is the share of travellers alone in front of the camera (neither opted
 out nor two faces) for whom a usable frame was sent; ``two_faces_sent`` counts the frames
 sent for two people at once, which "one at a time" must keep at 0 (they used to count as
-capture failures, which hid how often the gate refused them rightly). ``genuine_referral_rate`` is the share of enrolled travellers alone in front of
-the camera (kinds ``enrolled`` and ``bad_scan``) who were referred to the agent instead of
+capture failures, which hid how often the gate refused them rightly).
+``genuine_referral_rate`` is the share of enrolled travellers alone in front of the
+camera (kinds ``enrolled`` and ``bad_scan``) who were referred to the agent instead of
 boarding: what the matcher's false non-matches (and failed captures) cost the queue.
 """
 
