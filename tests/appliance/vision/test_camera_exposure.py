@@ -5,13 +5,10 @@ cannot run without a Pi); threads are awaited by polling, never by timing them."
 
 from __future__ import annotations
 
-import importlib.machinery
 import logging
 import math
-import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,70 +34,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.002)
-
-
-class World(types.SimpleNamespace):
-    """What the fake ``picamera2`` module did: every camera opened, in order."""
-
-    instances: list
-    fail_next_capture: int
-    refuse_controls: int
-    frames: int
-
-
-@pytest.fixture
-def picamera2(monkeypatch: pytest.MonkeyPatch) -> World:
-    """A ``picamera2`` module whose ``Picamera2`` records, per camera, what was done to it
-    in order (``events``: ("controls", dict, thread id, thread name) and ("capture", n))."""
-    world = World(instances=[], fail_next_capture=0, refuse_controls=0, frames=0)
-
-    class Picamera2:
-        def __init__(self) -> None:
-            self.started = self.closed = False
-            self.events: list[tuple] = []
-            world.instances.append(self)
-
-        def create_video_configuration(self, main: dict) -> dict:
-            return {"main": main}
-
-        def configure(self, config: dict) -> None:
-            self.size = config["main"]["size"]
-
-        def start(self) -> None:
-            self.started = True
-
-        def set_controls(self, controls: dict) -> None:
-            if world.refuse_controls:
-                world.refuse_controls -= 1
-                raise RuntimeError("Control ExposureValue is not advertised by libcamera")
-            thread = threading.current_thread()
-            self.events.append(("controls", dict(controls), thread.ident, thread.name))
-
-        def capture_array(self, stream: str) -> np.ndarray:
-            assert stream == "main"
-            if world.fail_next_capture:
-                world.fail_next_capture -= 1
-                raise RuntimeError("Camera frontend has timed out!")
-            world.frames += 1
-            self.events.append(("capture", world.frames))
-            width, height = self.size
-            return np.full((height, width, 3), world.frames % 250 + 1, np.uint8)
-
-        @property
-        def controls(self) -> list[dict]:
-            return [event[1] for event in self.events if event[0] == "controls"]
-
-        def stop(self) -> None:
-            self.started = False
-
-        def close(self) -> None:
-            self.closed = True
-
-    module = types.ModuleType("picamera2")
-    module.__spec__ = importlib.machinery.ModuleSpec("picamera2", None)
-    module.Picamera2 = Picamera2
-    monkeypatch.setitem(sys.modules, "picamera2", module)
-    return world
 
 
 # -- Picamera2Source ---------------------------------------------------------------------

@@ -4,11 +4,9 @@ on it; threads are awaited by polling with a timeout, never by measuring wall ti
 
 from __future__ import annotations
 
-import importlib.machinery
 import sys
 import threading
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -406,61 +404,22 @@ def test_camera_spec_picamera2_without_the_package(monkeypatch: pytest.MonkeyPat
         Picamera2Source()
 
 
-@pytest.fixture
-def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
-    log = types.SimpleNamespace(instances=[], fail_next_capture=0, frames=0)
-
-    class Picamera2:
-        def __init__(self) -> None:
-            self.started = self.closed = False
-            log.instances.append(self)
-
-        def create_video_configuration(self, main: dict) -> dict:
-            return {"main": main}
-
-        def configure(self, config: dict) -> None:
-            self.size = config["main"]["size"]
-
-        def start(self) -> None:
-            self.started = True
-
-        def capture_array(self, stream: str) -> np.ndarray:
-            if log.fail_next_capture:
-                log.fail_next_capture -= 1
-                raise RuntimeError("Camera frontend has timed out!")
-            log.frames += 1
-            width, height = self.size
-            return np.full((height, width, 3), log.frames, np.uint8)
-
-        def stop(self) -> None:
-            self.started = False
-
-        def close(self) -> None:
-            self.closed = True
-
-    module = types.ModuleType("picamera2")
-    module.__spec__ = importlib.machinery.ModuleSpec("picamera2", None)
-    module.Picamera2 = Picamera2
-    monkeypatch.setitem(sys.modules, "picamera2", module)
-    return log
-
-
-def test_picamera2_through_live_camera_survives_a_timeout(fake_picamera2) -> None:
+def test_picamera2_through_live_camera_survives_a_timeout(picamera2) -> None:
     source = live_camera("picamera2", None, (32, 24))
     assert isinstance(source, ReconnectingSource)
     source._sleep = lambda seconds: None  # no real backoff wait in the test
     first = source.read()
     assert first is not None and first.shape == (24, 32, 3)
-    fake_picamera2.fail_next_capture = 1
+    picamera2.fail_next_capture = 1
     assert source.read() is None
     assert source.state is RECONNECTING
     assert "timed out" in (source.last_error or "")
-    assert fake_picamera2.instances[0].closed
+    assert picamera2.instances[0].closed
     assert source.read() is not None
     assert source.reconnects == 1
-    assert len(fake_picamera2.instances) == 2
+    assert len(picamera2.instances) == 2
     source.close()
-    assert fake_picamera2.instances[1].closed
+    assert picamera2.instances[1].closed
 
 
 # -- ReplaySource pacing ---------------------------------------------------------------------
