@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from appliance.vision.detectors.base import Face
+from appliance.vision.detectors.base import Face, face_region
 from appliance.vision.feedback import FEEDBACK, Feedback
 from appliance.vision.tone import apply_gamma, face_gamma
 from gate_contract import image_noise
@@ -124,15 +124,6 @@ class QualityReport:
     def feedback(self) -> Feedback | None:
         """What the traveller should do about the first failing measure (None: nothing)."""
         return FEEDBACK[self.failures[0]] if self.failures else None
-
-
-def face_region(frame: np.ndarray, face: Face) -> np.ndarray:
-    """The face box clipped to the frame (a view, not a copy)."""
-    height, width = frame.shape[:2]
-    x0, y0, x1, y1 = face.box
-    x0, y0 = max(int(x0), 0), max(int(y0), 0)
-    x1, y1 = min(math.ceil(x1), width), min(math.ceil(y1), height)
-    return frame[y0:y1, x0:x1]
 
 
 def head_pose(face: Face) -> tuple[float, float, float]:
@@ -269,6 +260,5 @@ __all__ = [
     "QualityReport",
     "QualityThresholds",
     "assess",
-    "face_region",
     "head_pose",
 ]

@@ -14,6 +14,7 @@ full-range model find a 100-px face in a 720p frame reliably.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -63,6 +64,15 @@ class RegionDetector(Detector, Protocol):
     def detect_region(
         self, frame: np.ndarray, region: tuple[int, int, int, int], *, gamma: float | None = None
     ) -> list[Face]: ...
+
+
+def face_region(frame: np.ndarray, face: Face) -> np.ndarray:
+    """The face box clipped to the frame (a view, not a copy)."""
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = face.box
+    x0, y0 = max(int(x0), 0), max(int(y0), 0)
+    x1, y1 = min(math.ceil(x1), width), min(math.ceil(y1), height)
+    return frame[y0:y1, x0:x1]
 
 
 def zone_view(frame: np.ndarray, zone_width: float | None) -> tuple[np.ndarray, int]:
@@ -115,6 +125,7 @@ __all__ = [
     "Detector",
     "Face",
     "RegionDetector",
+    "face_region",
     "iou",
     "same_face",
     "shift_faces",

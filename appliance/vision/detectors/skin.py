@@ -24,7 +24,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from appliance.vision.detectors.base import Face
+from appliance.vision.detectors.base import Face, face_region
 from gate_contract.image_noise import middle_half
 
 MAX_SKIN_COLOURFULNESS = 85.0
@@ -69,10 +69,7 @@ def colourfulness(image: np.ndarray, cast: np.ndarray | None = None) -> float:
 def skin_coloured(frame: np.ndarray, face: Face, cast: np.ndarray | None = None) -> bool:
     """Could the middle of ``face``'s box in ``frame`` be skin (not too colourful)?
     ``cast``: ``scene_cast(frame)``, measured here if not given."""
-    height, width = frame.shape[:2]
-    x0, y0 = max(int(face.box[0]), 0), max(int(face.box[1]), 0)
-    x1, y1 = min(int(face.box[2]), width), min(int(face.box[3]), height)
-    middle = middle_half(frame[y0:y1, x0:x1])
+    middle = middle_half(face_region(frame, face))
     if middle.size == 0:
         return True  # nothing to judge by
     step = max(1, min(middle.shape[:2]) // _SAMPLE_PX)

@@ -63,7 +63,7 @@ def test_purge_zeroizes_every_tracked_buffer_and_counts_bytes() -> None:
 def test_purge_zeroizes_through_views_and_drops_references() -> None:
     tx = CaptureTransaction("dev")
     frame = filled_frame()
-    region = frame[10:30, 20:40]  # a view, as quality.face_region hands out
+    region = frame[10:30, 20:40]  # a view, as detectors.base.face_region hands out
     tx.track(region)
     tx.purge("referred", "verdict")
     assert not region.any()

@@ -14,10 +14,11 @@ import pytest
 
 from appliance.errors import CameraError
 from appliance.vision.camera import ReconnectingSource, ReplaySource, place_in_canvas
+from appliance.vision.detectors.base import face_region
 from appliance.vision.exposure import MAX_EV, FaceMeteredExposure, face_metered_exposure
 from appliance.vision.frame_pump import FramePump
 from appliance.vision.progress import CaptureProgress
-from appliance.vision.quality import assess, face_region
+from appliance.vision.quality import assess
 from appliance.vision.selection import FrameSelector, SelectionRules
 from appliance.vision.tone import DARK_FACE_MEAN
 from testbed.testing import capture_progress

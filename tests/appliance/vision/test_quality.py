@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from appliance.vision.detectors.base import face_region
 from appliance.vision.feedback import FEEDBACK, Feedback
-from appliance.vision.quality import QualityThresholds, assess, face_region
+from appliance.vision.quality import QualityThresholds, assess
 from tests.appliance.vision.faces import BOX, W, make_face, make_frame
 
 # --- quality.assess --------------------------------------------------------------------
