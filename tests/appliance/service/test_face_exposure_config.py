@@ -19,7 +19,6 @@ from appliance.errors import ConfigError
 from appliance.service.config import load_config
 from appliance.service.parts import Closeable, ServiceParts, build_parts, shut_down
 from appliance.vision.camera import place_in_canvas
-from appliance.vision.exposure import FaceMeteredExposure
 from appliance.vision.tone import DARK_FACE_MEAN
 from firmware_bridge.simulator import Simulator
 from tests.support import REPO, unit_config
@@ -143,34 +142,25 @@ def look(parts: ServiceParts, frames: int) -> None:
     parts.pipeline.selector.select(parts.source, max_frames=frames)
 
 
+@pytest.mark.parametrize(("face_exposure_ev", "asked"), [(0.5, [0.5]), (0.0, [])])
 def test_the_service_asks_a_camera_with_exposure_control_for_more_light(
-    build, backlit: np.ndarray
+    build, backlit: np.ndarray, face_exposure_ev: float, asked: list[float]
 ) -> None:
+    """face_exposure_ev is the cap, and reached; 0 turns the control off."""
     camera = DarkCamera(backlit, 20, control=True)
-    parts = build(0.5, camera)
+    parts = build(face_exposure_ev, camera)
     seen = []
     parts.pipeline.on_capture_progress(seen.append)
     look(parts, 6)
     assert len(seen) == 6 and all(p.face_grey < DARK_FACE_MEAN[1] for p in seen)
-    assert camera.requests == [0.5]  # face_exposure_ev is the cap, and reached
-
-
-def test_no_exposure_control_when_face_exposure_ev_is_zero(build, backlit: np.ndarray) -> None:
-    camera = DarkCamera(backlit, 20, control=True)
-    parts = build(0.0, camera)
-    seen = []
-    parts.pipeline.on_capture_progress(seen.append)
-    look(parts, 6)
-    assert len(seen) == 6 and all(p.face_grey < DARK_FACE_MEAN[1] for p in seen)
-    assert camera.requests == []
+    assert camera.requests == asked
 
 
 def test_a_camera_without_exposure_control_gets_no_controller(build, backlit) -> None:
-    camera = DarkCamera(backlit, 20, control=False)
+    """A source that passes requests on to a device without the control (an OpenCV
+    camera behind the pump) is never asked: the gate would log changes never made."""
+    camera = DarkCamera(backlit, 20, control=True)
+    camera.controls_exposure = False
     parts = build(1.0, camera)
-    seen = []
-    parts.pipeline.on_capture_progress(seen.append)
-    look(parts, 6)  # nothing to call: the capture runs as before
-    assert len(seen) == 6
-    observers = parts.pipeline.selector._observers
-    assert not any(isinstance(o, FaceMeteredExposure) for o in observers)
+    look(parts, 6)  # the capture runs as before
+    assert camera.requests == []
