@@ -21,9 +21,8 @@ from appliance.service.parts import Closeable, ServiceParts, build_parts, shut_d
 from appliance.vision.camera import place_in_canvas
 from appliance.vision.tone import DARK_FACE_MEAN
 from firmware_bridge.simulator import Simulator
-from tests.support import REPO, unit_config
+from tests.support import StillCamera, unit_config
 
-EXAMPLE = REPO / "systemd" / "gate-appliance.toml.example"
 KEY = "face_exposure_ev = 1.0"
 
 
@@ -76,25 +75,16 @@ def test_the_environment_can_turn_it_off(example: Path, monkeypatch) -> None:
 # --- build_parts ------------------------------------------------------------------------
 
 
-class DarkCamera:
+class DarkCamera(StillCamera):
     """A camera showing a backlit traveller (the face recorded dark) for ``count`` frames;
     with ``control`` it has exposure compensation and records what it is asked for."""
 
     def __init__(self, scene: np.ndarray, count: int, *, control: bool) -> None:
-        self.scene, self.left = scene, count
+        super().__init__(scene, count)
         self.requests: list[float] = []
         self.controls_exposure = control
         if control:
             self.set_exposure_compensation = self.requests.append
-
-    def read(self) -> np.ndarray | None:
-        if not self.left:
-            return None
-        self.left -= 1
-        return self.scene.copy()  # the selector zeroizes the frames it does not send
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
