@@ -56,7 +56,6 @@ from appliance.vision.detectors.base import (
     Detector,
     Face,
     RegionDetector,
-    face_region,
     iou,
     same_face,
     zone_view,
@@ -271,10 +270,12 @@ class TrackingDetector:
     @staticmethod
     def _face_gamma(frame: np.ndarray, face: Face) -> float:
         """The lift for where ``face`` was (its mean grey, sampled), 1.0 if not dark."""
-        region = face_region(frame, face)
-        if min(region.shape[:2]) < 4:
+        height, width = frame.shape[:2]
+        x0, y0 = max(int(face.box[0]), 0), max(int(face.box[1]), 0)
+        x1, y1 = min(int(face.box[2]), width), min(int(face.box[3]), height)
+        if x1 - x0 < 4 or y1 - y0 < 4:
             return 1.0
-        return face_gamma(float(region[::3, ::3].mean()))
+        return face_gamma(float(frame[y0:y1:3, x0:x1:3].mean()))
 
     def _in_zone(self, frame: np.ndarray, face: Face) -> bool:
         zone, left = zone_view(frame, self.zone_width)
