@@ -3,20 +3,24 @@
 BlazeFace answers for face-like shapes, whatever their colours. On the scene bench it
 found a face in skimage's colour wheel among the clutter images (the short-range model,
 scores 0.52-0.69 over 30 frames), and that "face" was sharp and frontal enough to pass
-every quality measure and be sent. Skin is a narrow band of hues, so the middle half of
-a real face's box (cheeks, nose, eyes) is never very colourful once the light's own
-colour cast is taken out (the mean colour is measured from the scene's, so amber or red
-lighting does not make every face "colourful"). Colourfulness is Hasler and Süsstrunk's
-measure ("Measuring colourfulness in natural images", 2003): the spread and the mean of
-the two opponent channels. Measured: faces-dev's 1223 detected faces (its photos, as
-they are and pasted on a grey 720p canvas: press photos, more saturated than a gate
-camera's) reach at most 80.1 (median 30), and the colour wheel is at least 95.5 in every
-frame of the scene it was sent in.
+every quality measure and be sent. Two measures of the middle half of the box (cheeks,
+nose, eyes), both taken from the light's own colour cast (the scene's mean colour), so
+amber or red lighting does not make every face "colourful":
 
-Such a detection is never the traveller: the tracker does not follow it and the selector
-does not measure or send it (``appliance.vision.selection``). It is still a face found,
-so it still counts as someone else in view (a companion, someone nearer, a lane that is
-not clear): paint on a second person's face must not hide them from those rules.
+- Colourfulness, Hasler and Süsstrunk's measure ("Measuring colourfulness in natural
+  images", 2003): the spread and the mean of the two opponent channels. faces-dev's 1223
+  detected faces (press photos, as they are and pasted on a grey 720p canvas) reach at
+  most 80.1 (median 30); the wheel is at least 95.5 in every frame of that scene.
+- Warmth: the share of the coloured pixels that lie between red and yellow. A camera
+  with its saturation turned up, or red and blue light from either side, makes a face as
+  colourful as the wheel, but its colours stay skin's: at least 0.53 of them are warm in
+  every such face measured; the part of the wheel that was sent has none.
+
+A detection that is too colourful and not warm enough is never the traveller: the
+tracker does not follow it and the selector does not measure or send it
+(``appliance.vision.selection``). It is still a face found, so it still counts as someone
+else in view (a companion, someone nearer, a lane that is not clear): paint on a second
+person's face must not hide them from those rules.
 """
 
 from __future__ import annotations
@@ -27,26 +31,40 @@ import numpy as np
 from appliance.vision.detectors.base import Face, face_region
 from gate_contract.image_noise import middle_half
 
-MAX_SKIN_COLOURFULNESS = 85.0
+MAX_SKIN_COLOURFULNESS = 85.0  # a middle more colourful than this is not skin ...
+MIN_SKIN_WARM_SHARE = 0.4  # ... unless this share of its coloured pixels is warm
+_MIN_CHROMA = 12.0  # a pixel nearer the cast than this has no colour worth counting
+_MIN_COLOURED_SHARE = 0.25  # fewer coloured pixels than this: too grey to have hues
 _SAMPLE_PX = 48  # the middle is read on about this many pixels a side
 _SCENE_STEP = 16  # the scene's colour cast is read on every 16th pixel each way
 
 
-def _opponent(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Means and standard deviations of the red-green and yellow-blue opponent channels
-    of a BGR uint8 image (each a 2-vector); every derived buffer is zeroized."""
+def _opponent_planes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """The red-green and yellow-blue opponent planes of a BGR uint8 image (float32), and
+    every buffer made on the way: derived from face pixels, all to be zeroized."""
     pixels = image.astype(np.float32)
     channels = cv2.split(pixels)
     blue, green, red = channels
     red_green = cv2.subtract(red, green)
     yellow = cv2.addWeighted(red, 0.5, green, 0.5, 0.0)
     yellow_blue = cv2.subtract(yellow, blue)
+    return red_green, yellow_blue, [pixels, *channels, red_green, yellow, yellow_blue]
+
+
+def _wipe(buffers: list[np.ndarray]) -> None:
+    for buffer in buffers:
+        buffer.fill(0)
+
+
+def _opponent(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Means and standard deviations of the two opponent channels of a BGR uint8 image
+    (each a 2-vector)."""
+    red_green, yellow_blue, made = _opponent_planes(image)
     opponent = cv2.merge([red_green, yellow_blue])
     try:
         mean, spread = cv2.meanStdDev(opponent)
     finally:
-        for derived in (pixels, *channels, red_green, yellow, yellow_blue, opponent):
-            derived.fill(0)  # derived from face pixels: zeroized like them
+        _wipe([*made, opponent])
     return mean[:, 0], spread[:, 0]
 
 
@@ -66,15 +84,41 @@ def colourfulness(image: np.ndarray, cast: np.ndarray | None = None) -> float:
     return float(np.hypot(*spread) + 0.3 * np.hypot(*mean))
 
 
+def warm_share(image: np.ndarray, cast: np.ndarray) -> float:
+    """The share of a BGR uint8 image's coloured pixels whose colour, seen from the
+    scene's ``cast``, lies between red and yellow, where every skin's does (1.0 when the
+    image is too grey to tell)."""
+    red_green, yellow_blue, made = _opponent_planes(image)
+    red_green -= np.float32(cast[0])
+    yellow_blue -= np.float32(cast[1])
+    chroma = cv2.magnitude(red_green, yellow_blue)
+    _, coloured = cv2.threshold(chroma, _MIN_CHROMA, 1.0, cv2.THRESH_BINARY)
+    _, reddish = cv2.threshold(red_green, 0.0, 1.0, cv2.THRESH_BINARY)
+    _, yellowish = cv2.threshold(yellow_blue, 0.0, 1.0, cv2.THRESH_BINARY)
+    try:
+        total = float(coloured.sum())
+        if total < _MIN_COLOURED_SHARE * coloured.size:
+            return 1.0
+        cv2.multiply(reddish, yellowish, dst=reddish)
+        cv2.multiply(reddish, coloured, dst=reddish)
+        return float(reddish.sum()) / total
+    finally:
+        _wipe([*made, chroma, coloured, reddish, yellowish])
+
+
 def skin_coloured(frame: np.ndarray, face: Face, cast: np.ndarray | None = None) -> bool:
-    """Could the middle of ``face``'s box in ``frame`` be skin (not too colourful)?
+    """Could the middle of ``face``'s box in ``frame`` be skin (not too colourful, or
+    vivid in skin's own colours)?
     ``cast``: ``scene_cast(frame)``, measured here if not given."""
     middle = middle_half(face_region(frame, face))
     if middle.size == 0:
         return True  # nothing to judge by
     step = max(1, min(middle.shape[:2]) // _SAMPLE_PX)
     cast = scene_cast(frame) if cast is None else cast
-    return colourfulness(middle[::step, ::step], cast) <= MAX_SKIN_COLOURFULNESS
+    sample = middle[::step, ::step]
+    if colourfulness(sample, cast) <= MAX_SKIN_COLOURFULNESS:
+        return True
+    return warm_share(sample, cast) >= MIN_SKIN_WARM_SHARE  # vivid, but in skin's hues
 
 
 def only_skin(frame: np.ndarray, faces: list[Face]) -> list[Face]:
@@ -85,4 +129,12 @@ def only_skin(frame: np.ndarray, faces: list[Face]) -> list[Face]:
     return [face for face in faces if skin_coloured(frame, face, cast)]
 
 
-__all__ = ["MAX_SKIN_COLOURFULNESS", "colourfulness", "only_skin", "scene_cast", "skin_coloured"]
+__all__ = [
+    "MAX_SKIN_COLOURFULNESS",
+    "MIN_SKIN_WARM_SHARE",
+    "colourfulness",
+    "only_skin",
+    "scene_cast",
+    "skin_coloured",
+    "warm_share",
+]

@@ -12,8 +12,9 @@ from appliance.service.config import VisionConfig
 from appliance.service.parts import vision_parts
 from appliance.vision.camera import place_in_canvas
 from appliance.vision.detectors import create_detector, skin
-from appliance.vision.detectors.base import Face
+from appliance.vision.detectors.base import Face, face_region
 from appliance.vision.selection import FrameSelector, Selection
+from gate_contract.image_noise import middle_half
 from tests.support import StillCamera
 
 RUNTIMES = ("onnxruntime", "mediapipe")
@@ -68,12 +69,13 @@ def _head(photo: np.ndarray, face_px: int) -> np.ndarray:
 
 
 def _paint(frame: np.ndarray, box: tuple[int, int, int, int]) -> None:
-    """Face paint, half red, half blue, over the middle of ``box`` (brightness kept)."""
+    """Face paint, half green, half blue (no skin's colours), over the middle of ``box``
+    (brightness kept)."""
     x0, y0, x1, y1 = box
     patch = frame[y0:y1, x0:x1]
     ycc = cv2.cvtColor(patch, cv2.COLOR_BGR2YCrCb).astype(np.float32)
     half = ycc.shape[1] // 2
-    ycc[:, :half, 1:] = 0.5 * ycc[:, :half, 1:] + 0.5 * np.float32([200, 90])
+    ycc[:, :half, 1:] = 0.5 * ycc[:, :half, 1:] + 0.5 * np.float32([40, 60])
     ycc[:, half:, 1:] = 0.5 * ycc[:, half:, 1:] + 0.5 * np.float32([90, 200])
     patch[:] = cv2.cvtColor(np.clip(ycc, 0, 255).astype(np.uint8), cv2.COLOR_YCrCb2BGR)
 
@@ -144,3 +146,47 @@ def test_a_face_under_red_light_is_still_skin(demo_photos) -> None:
     ]
     assert skin.colourfulness(middle) > skin.MAX_SKIN_COLOURFULNESS  # from grey: "painted"
     assert skin.skin_coloured(red, face)  # from the scene's own colour: skin
+
+
+def _saturated(frame: np.ndarray, factor: float) -> np.ndarray:
+    """``frame`` through a camera whose colour saturation is turned up ``factor`` times."""
+    hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV).astype(np.float32)
+    hsv[..., 1] = np.clip(hsv[..., 1] * factor, 0, 255)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
+
+
+def _split_lit(frame: np.ndarray) -> np.ndarray:
+    """``frame`` lit red from the left and blue from the right (no white balance)."""
+    linear = (frame / 255.0) ** 2.2
+    half = frame.shape[1] // 2
+    linear[:, :half] *= np.array([0.3, 0.35, 1.0]) / 0.5
+    linear[:, half:] *= np.array([1.0, 0.5, 0.25]) / 0.5
+    return (np.clip(linear, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("light", ["saturated", "split"])
+def test_a_vivid_face_is_still_skin(light: str, demo_photos) -> None:
+    """Turned-up saturation, or red and blue light from either side, make a face as
+    colourful as paint; its colours are still skin's (red to yellow), so it stays a face."""
+    frame = place_in_canvas(cv2.imread(str(demo_photos / "obama2.jpg")), (1280, 720))
+    frame = _saturated(frame, 2.0) if light == "saturated" else _split_lit(frame)
+    (face,) = create_detector("onnxruntime", "full", zone_width=None).detect(frame)[:1]
+    middle = middle_half(face_region(frame, face))[::2, ::2]
+    cast = skin.scene_cast(frame)
+    assert skin.colourfulness(middle, cast) > skin.MAX_SKIN_COLOURFULNESS  # "painted" by that
+    assert skin.warm_share(middle, cast) >= skin.MIN_SKIN_WARM_SHARE
+    assert skin.skin_coloured(frame, face)
+
+
+def test_warm_share_reads_skin_hues_only() -> None:
+    no_cast = np.zeros(2)
+    skin_patch = np.full((40, 40, 3), (120, 140, 185), np.uint8)  # BGR
+    assert skin.warm_share(skin_patch, no_cast) == 1.0
+    blue_green = data.colorwheel()[:, :, ::-1][185:, :185].copy()  # the wheel's cold quarter
+    before = blue_green.copy()
+    assert skin.warm_share(blue_green, no_cast) < 0.1
+    assert np.array_equal(blue_green, before)  # read only
+    grey = np.full((40, 40, 3), 90, np.uint8)
+    assert skin.warm_share(grey, no_cast) == 1.0  # too grey to tell: not held against it
+    # Seen from a warm cast, a skin patch of that very colour has no colour of its own.
+    assert skin.warm_share(skin_patch, skin.scene_cast(skin_patch)) == 1.0
