@@ -95,12 +95,13 @@ def acquire_models(target: Path) -> None:
                 source.write_bytes(data)
                 with quiet_converter():
                     tflite2onnx.convert(str(source), str(model_store.onnx_path(variant, target)))
+                model_store.model_path(variant, "litert", target).write_bytes(data)
                 tasks = model_store.model_path(variant, "mediapipe", target)
                 tasks.write_bytes(with_tasks_metadata(data))
     model_store.write_manifest(target)
     print(
-        f"models: BlazeFace short and full range verified, prepared for onnxruntime and "
-        f"MediaPipe Tasks in {target}"
+        f"models: BlazeFace short and full range verified, prepared for onnxruntime, LiteRT "
+        f"and MediaPipe Tasks in {target}"
     )
 
 

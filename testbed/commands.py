@@ -342,7 +342,7 @@ def _scenes_make(args: argparse.Namespace) -> int:
     return 0
 
 
-_RUNTIME_CHOICES = ("onnxruntime", "mediapipe")
+_RUNTIME_CHOICES = ("onnxruntime", "litert", "mediapipe")
 _RUNTIME_HELP = "the detector's runtime"
 _MODEL_CHOICES = ("full", "short")
 _MODEL_HELP = "the BlazeFace model that searches the frame: full range or short range"

@@ -61,6 +61,7 @@ class Runtime(enum.StrEnum):
     """What runs the detection model (``[vision] runtime``)."""
 
     ONNXRUNTIME = "onnxruntime"
+    LITERT = "litert"
     MEDIAPIPE = "mediapipe"
 
 
@@ -70,8 +71,9 @@ RUNTIMES = tuple(Runtime)
 def model_path(
     variant: str, runtime: str = Runtime.ONNXRUNTIME, directory: Path | None = None
 ) -> Path:
-    """Where set-up puts the prepared model of ``variant`` for ``runtime``."""
-    suffix = ".onnx" if runtime == Runtime.ONNXRUNTIME else "_tasks.tflite"
+    """Where set-up puts the prepared model of ``variant`` for ``runtime`` (LiteRT runs
+    the pinned file itself)."""
+    suffix = {Runtime.ONNXRUNTIME: ".onnx", Runtime.LITERT: ".tflite"}.get(runtime, "_tasks.tflite")
     return (directory or models_dir()) / f"blazeface_{variant}{suffix}"
 
 
@@ -127,6 +129,8 @@ def verified_model(
         raise ModelError(
             f"model {path} is corrupt or was replaced: SHA-256 {actual}, expected {expected}"
         )
+    if runtime == Runtime.LITERT and actual != pin.tflite_sha256:
+        raise ModelError(f"model {path.name} is not the pinned {pin.tflite_file}")
     return path, pin
 
 

@@ -1,9 +1,11 @@
 """Face detection: one interface (``base``), one module per runtime, picked by name.
 
 ``base`` holds what every runtime returns (:class:`Face`) and the capture zone helpers;
-``onnx_runtime`` runs BlazeFace through onnxruntime (the default), ``mediapipe_tasks``
-through MediaPipe Tasks (an optional dependency); ``tracking`` follows a face with the
-short-range model on a region once the full-range model has found it.
+``blazeface`` the model's input and output whatever runs it: ``onnx_runtime`` through
+onnxruntime (the default), ``litert_runtime`` through LiteRT; ``mediapipe_tasks`` runs
+it through MediaPipe Tasks (an optional dependency); ``tracking`` follows a face with the
+short-range model on a region once the full-range model has found it; ``skin`` tells a
+face from a colourful thing of a face's shape.
 :func:`create_detector` loads only the runtime asked for.
 """
 
@@ -31,6 +33,10 @@ def _runtime_detector(runtime: str, variant: str, **options) -> Detector:
         from appliance.vision.detectors.onnx_runtime import FaceDetector
 
         return FaceDetector(variant, **options)
+    if runtime == Runtime.LITERT:
+        from appliance.vision.detectors.litert_runtime import LiteRTFaceDetector
+
+        return LiteRTFaceDetector(variant, **options)
     if runtime == Runtime.MEDIAPIPE:
         from appliance.vision.detectors.mediapipe_tasks import MediapipeFaceDetector
 

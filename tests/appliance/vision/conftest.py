@@ -1,14 +1,27 @@
-"""Fixtures of the vision tests: a stand-in for the Pi camera's ``picamera2`` module."""
+"""Fixtures of the vision tests: a copy of the prepared models, and a stand-in for the
+Pi camera's ``picamera2`` module."""
 
 from __future__ import annotations
 
 import importlib.machinery
+import shutil
 import sys
 import threading
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+from appliance.paths import models_dir
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    """The prepared models and their manifest, copied to a folder the test may spoil."""
+    target = tmp_path / "models"
+    shutil.copytree(models_dir(), target)
+    return target
 
 
 class World(types.SimpleNamespace):

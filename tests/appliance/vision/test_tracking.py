@@ -180,7 +180,7 @@ def astronaut_frame(demo_photos) -> np.ndarray:
     return place_in_canvas(cv2.resize(image, None, fx=0.6, fy=0.6), (1280, 720))
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "mediapipe"])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "litert", "mediapipe"])
 def test_a_region_search_finds_the_face_where_the_zone_search_does(runtime, astronaut_frame):
     zone = create_detector(runtime, "full").detect(astronaut_frame)
     assert len(zone) == 1

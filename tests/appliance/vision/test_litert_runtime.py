@@ -1,0 +1,92 @@
+"""LiteRT runs the same BlazeFace as onnxruntime: the same faces, and no pixels left behind."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.errors import ModelError
+from appliance.vision.camera import place_in_canvas
+from appliance.vision.detectors import create_detector
+from appliance.vision.detectors.litert_runtime import LiteRTFaceDetector
+from appliance.vision.detectors.onnx_runtime import FaceDetector
+from appliance.vision.models import MANIFEST, model_path, sha256_file
+
+PHOTOS = ("astronaut.png", "obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")
+
+
+@pytest.mark.parametrize("variant", ["short", "full"])
+def test_litert_finds_what_onnxruntime_finds(variant: str, demo_photos) -> None:
+    """One model, two runtimes: every face, box and landmark within a hundredth of a pixel."""
+    onnx = FaceDetector(variant, zone_width=None, min_score=0.3)
+    litert = LiteRTFaceDetector(variant, zone_width=None, min_score=0.3)
+    compared = 0
+    for name in PHOTOS:
+        photo = cv2.imread(str(demo_photos / name))
+        for frame in (photo, place_in_canvas(photo, (1280, 720))):
+            expected, found = onnx.detect(frame), litert.detect(frame)
+            assert len(found) == len(expected), name
+            for a, b in zip(expected, found, strict=True):
+                assert np.allclose(a.box, b.box, atol=0.01), name
+                assert np.allclose(a.keypoints, b.keypoints, atol=0.01), name
+                assert a.score == pytest.approx(b.score, abs=1e-4), name
+                compared += 1
+    assert compared >= len(PHOTOS)
+
+
+def test_no_pixels_stay_in_litert_buffers(demo_photos) -> None:
+    detector = LiteRTFaceDetector("short", zone_width=None)
+    frame = place_in_canvas(cv2.imread(str(demo_photos / "obama.jpg")), (1280, 720))
+    assert detector.detect(frame)
+    assert not detector._canvas.any()
+    assert not detector._rgb.any()
+    assert not detector._input_tensor().any()  # the interpreter's own input buffer
+
+
+def test_no_pixels_stay_in_onnxruntime_buffers(monkeypatch, demo_photos) -> None:
+    detector = FaceDetector("short", zone_width=None)
+    made: list[np.ndarray] = []
+    real_blob = cv2.dnn.blobFromImage
+
+    def recording_blob(*args, **kwargs):
+        made.append(real_blob(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(cv2.dnn, "blobFromImage", recording_blob)
+    frame = place_in_canvas(cv2.imread(str(demo_photos / "obama.jpg")), (1280, 720))
+    assert detector.detect(frame)
+    assert made and not any(tensor.any() for tensor in made)
+    assert not detector._canvas.any()
+
+
+def test_only_the_pinned_file_runs_on_litert(model_copy) -> None:
+    """LiteRT runs the upstream file itself: another file is refused even when whoever
+    swapped it rewrote the manifest to match."""
+    path = model_path("short", "litert", model_copy)
+    path.write_bytes(model_path("short", "mediapipe", model_copy).read_bytes())  # a model
+    manifest = json.loads((model_copy / MANIFEST).read_text())
+    manifest["short/litert"]["sha256"] = sha256_file(path)
+    (model_copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="not the pinned face_detection_short_range"):
+        LiteRTFaceDetector("short", models_dir=model_copy)
+
+
+def test_a_model_litert_cannot_load_is_a_clear_error(monkeypatch) -> None:
+    from ai_edge_litert import interpreter
+
+    def refuse(**_):
+        raise ValueError("Model provided has model identifier 'xxxx'")
+
+    monkeypatch.setattr(interpreter, "Interpreter", refuse)
+    with pytest.raises(ModelError, match=r"LiteRT could not load .*model identifier"):
+        LiteRTFaceDetector("short")
+
+
+def test_the_tracker_runs_on_litert(demo_photos) -> None:
+    detector = create_detector("litert", tracking=True, exposure_correction=True)
+    frame = place_in_canvas(cv2.imread(str(demo_photos / "biden.jpg")), (1280, 720))
+    seen = [detector.detect(frame) for _ in range(4)]
+    assert all(len(faces) == 1 for faces in seen)
