@@ -47,7 +47,7 @@ def _halve_to(image: np.ndarray, side: int) -> np.ndarray:
     at a fifth of its cost (0.15 ms instead of 0.8 ms for a 720p frame).
     """
     original = image
-    while max(image.shape[:2]) >= 2 * side:
+    while max(image.shape[:2]) >= 2 * side and min(image.shape[:2]) >= 2:
         smaller = cv2.resize(
             image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_LINEAR
         )

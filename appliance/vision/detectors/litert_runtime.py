@@ -6,28 +6,29 @@ comes; XNNPACK is the CPU path MediaPipe runs BlazeFace with on phones and on th
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import cv2
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
 from appliance.errors import ModelError
 from appliance.vision.detectors.blazeface import BlazeFace
-from appliance.vision.models import Runtime, verified_model
+from appliance.vision.models import ModelPin, Runtime, verified_model
 
 
-def _interpreter(path: Path, threads: int):
+def _interpreter(path: Path, pin: ModelPin, threads: int) -> Interpreter:
+    """An interpreter of the very bytes checked against the pin: the file is read once,
+    so a swap after the check cannot slip another model in."""
+    model = path.read_bytes()
+    if hashlib.sha256(model).hexdigest() != pin.tflite_sha256:
+        raise ModelError(f"model {path.name} is not the pinned {pin.tflite_file}")
     try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:
-        raise ModelError(
-            "the litert runtime is not installed (pip install ai-edge-litert)"
-        ) from exc
-    try:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter = Interpreter(model_content=model, num_threads=threads)
         interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
-        raise ModelError(f"LiteRT could not load {path}: {exc}") from exc
+        raise ModelError(f"LiteRT could not load {path.name}: {exc}") from exc
     return interpreter
 
 
@@ -46,7 +47,7 @@ class LiteRTFaceDetector(BlazeFace):
     ) -> None:
         path, pin = verified_model(variant, models_dir, Runtime.LITERT)
         super().__init__(variant, pin, min_score=min_score, nms_iou=nms_iou, zone_width=zone_width)
-        self._interpreter = _interpreter(path, threads)
+        self._interpreter = _interpreter(path, pin, threads)
         (given,) = self._interpreter.get_input_details()
         if tuple(given["shape"]) != (1, self.size, self.size, 3):
             raise ModelError(f"{path.name} takes {tuple(given['shape'])}, not one RGB image")
@@ -60,12 +61,12 @@ class LiteRTFaceDetector(BlazeFace):
         return self._interpreter.tensor(self._input)()
 
     def _run(self, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB, dst=self._rgb)
-        tensor = self._input_tensor()
-        np.multiply(self._rgb, np.float32(1 / 127.5), out=tensor[0])
-        tensor -= np.float32(1.0)  # RGB in [-1, 1], written in place
-        del tensor
         try:
+            cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB, dst=self._rgb)
+            tensor = self._input_tensor()
+            np.multiply(self._rgb, np.float32(1 / 127.5), out=tensor[0])
+            tensor -= np.float32(1.0)  # RGB in [-1, 1], written in place
+            del tensor
             self._interpreter.invoke()
             regressors = self._interpreter.get_tensor(self._regressors)
             logits = self._interpreter.get_tensor(self._scores)

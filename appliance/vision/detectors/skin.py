@@ -11,12 +11,12 @@ amber or red lighting does not make every face "colourful":
   images", 2003): the spread and the mean of the two opponent channels. faces-dev's 1223
   detected faces (press photos, as they are and pasted on a grey 720p canvas) reach at
   most 80.1 (median 30); the wheel is at least 95.5 in every frame of that scene.
-- Warmth: the share of the coloured pixels that lie between red and yellow. A camera
-  with its saturation turned up, or red and blue light from either side, makes a face as
-  colourful as the wheel, but its colours stay skin's: at least 0.53 of them are warm in
-  every such face measured; the part of the wheel that was sent has none.
+- Skin's hues: the share of the coloured pixels whose hue lies between red and orange. A
+  camera with its saturation turned up, or red and blue light from either side, makes a
+  face as colourful as the wheel, but its hues stay skin's; a wheel's spread round the
+  circle, so the warm part of a wheel turned towards the camera still has few of them.
 
-A detection that is too colourful and not warm enough is never the traveller: the
+A detection that is too colourful and has too few of skin's hues is never the traveller: the
 tracker does not follow it and the selector does not measure or send it
 (``appliance.vision.selection``). It is still a face found, so it still counts as someone
 else in view (a companion, someone nearer, a lane that is not clear): paint on a second
@@ -32,9 +32,11 @@ from appliance.vision.detectors.base import Face, face_region
 from gate_contract.image_noise import middle_half
 
 MAX_SKIN_COLOURFULNESS = 85.0  # a middle more colourful than this is not skin ...
-MIN_SKIN_WARM_SHARE = 0.4  # ... unless this share of its coloured pixels is warm
+MIN_SKIN_HUE_SHARE = 0.25  # ... unless this share of its coloured pixels has skin's hues
+# Skin's hues: degrees on the opponent plane (0 red-magenta, 90 yellow), around orange.
+SKIN_HUES = (25.0, 65.0)
 _MIN_CHROMA = 12.0  # a pixel nearer the cast than this has no colour worth counting
-_MIN_COLOURED_SHARE = 0.25  # fewer coloured pixels than this: too grey to have hues
+_NO_LIMIT = 1e9
 _SAMPLE_PX = 48  # the middle is read on about this many pixels a side
 _SCENE_STEP = 16  # the scene's colour cast is read on every 16th pixel each way
 
@@ -84,26 +86,21 @@ def colourfulness(image: np.ndarray, cast: np.ndarray | None = None) -> float:
     return float(np.hypot(*spread) + 0.3 * np.hypot(*mean))
 
 
-def warm_share(image: np.ndarray, cast: np.ndarray) -> float:
-    """The share of a BGR uint8 image's coloured pixels whose colour, seen from the
-    scene's ``cast``, lies between red and yellow, where every skin's does (1.0 when the
-    image is too grey to tell)."""
+def skin_hue_share(image: np.ndarray, cast: np.ndarray) -> float:
+    """The share of a BGR uint8 image's coloured pixels whose hue, seen from the scene's
+    ``cast``, is one skin has (``SKIN_HUES``; 1.0 when no pixel has a colour at all)."""
     red_green, yellow_blue, made = _opponent_planes(image)
     red_green -= np.float32(cast[0])
     yellow_blue -= np.float32(cast[1])
-    chroma = cv2.magnitude(red_green, yellow_blue)
-    _, coloured = cv2.threshold(chroma, _MIN_CHROMA, 1.0, cv2.THRESH_BINARY)
-    _, reddish = cv2.threshold(red_green, 0.0, 1.0, cv2.THRESH_BINARY)
-    _, yellowish = cv2.threshold(yellow_blue, 0.0, 1.0, cv2.THRESH_BINARY)
+    chroma, hue = cv2.cartToPolar(red_green, yellow_blue, angleInDegrees=True)
+    coloured = cv2.inRange(chroma, _MIN_CHROMA, _NO_LIMIT)
+    skin_hued = cv2.inRange(hue, *SKIN_HUES)
     try:
-        total = float(coloured.sum())
-        if total < _MIN_COLOURED_SHARE * coloured.size:
-            return 1.0
-        cv2.multiply(reddish, yellowish, dst=reddish)
-        cv2.multiply(reddish, coloured, dst=reddish)
-        return float(reddish.sum()) / total
+        cv2.bitwise_and(skin_hued, coloured, dst=skin_hued)
+        total = cv2.countNonZero(coloured)
+        return cv2.countNonZero(skin_hued) / total if total else 1.0
     finally:
-        _wipe([*made, chroma, coloured, reddish, yellowish])
+        _wipe([*made, chroma, hue, coloured, skin_hued])
 
 
 def skin_coloured(frame: np.ndarray, face: Face, cast: np.ndarray | None = None) -> bool:
@@ -118,7 +115,7 @@ def skin_coloured(frame: np.ndarray, face: Face, cast: np.ndarray | None = None)
     sample = middle[::step, ::step]
     if colourfulness(sample, cast) <= MAX_SKIN_COLOURFULNESS:
         return True
-    return warm_share(sample, cast) >= MIN_SKIN_WARM_SHARE  # vivid, but in skin's hues
+    return skin_hue_share(sample, cast) >= MIN_SKIN_HUE_SHARE  # vivid, but in skin's hues
 
 
 def only_skin(frame: np.ndarray, faces: list[Face]) -> list[Face]:
@@ -131,10 +128,11 @@ def only_skin(frame: np.ndarray, faces: list[Face]) -> list[Face]:
 
 __all__ = [
     "MAX_SKIN_COLOURFULNESS",
-    "MIN_SKIN_WARM_SHARE",
+    "MIN_SKIN_HUE_SHARE",
+    "SKIN_HUES",
     "colourfulness",
     "only_skin",
     "scene_cast",
     "skin_coloured",
-    "warm_share",
+    "skin_hue_share",
 ]

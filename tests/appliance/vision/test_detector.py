@@ -57,6 +57,12 @@ def test_no_face_in_an_empty_frame(runtime):
     assert create_detector(runtime).detect(blank) == []
 
 
+@pytest.mark.parametrize("runtime", ["onnxruntime", "litert"])
+@pytest.mark.parametrize("shape", [(720, 1, 3), (2000, 3, 3), (1, 1280, 3), (1, 1, 3)])
+def test_a_sliver_of_a_frame_is_searched_without_error(runtime, shape):
+    assert create_detector(runtime, zone_width=None).detect(np.zeros(shape, np.uint8)) == []
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_capture_zone_reports_frame_coordinates_and_ignores_the_margins(runtime, astronaut):
     frame = place_in_canvas(astronaut, (1280, 720))

@@ -167,26 +167,48 @@ def _split_lit(frame: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("light", ["saturated", "split"])
 def test_a_vivid_face_is_still_skin(light: str, demo_photos) -> None:
     """Turned-up saturation, or red and blue light from either side, make a face as
-    colourful as paint; its colours are still skin's (red to yellow), so it stays a face."""
+    colourful as paint; its hues are still skin's (red to orange), so it stays a face."""
     frame = place_in_canvas(cv2.imread(str(demo_photos / "obama2.jpg")), (1280, 720))
     frame = _saturated(frame, 2.0) if light == "saturated" else _split_lit(frame)
     (face,) = create_detector("onnxruntime", "full", zone_width=None).detect(frame)[:1]
     middle = middle_half(face_region(frame, face))[::2, ::2]
     cast = skin.scene_cast(frame)
     assert skin.colourfulness(middle, cast) > skin.MAX_SKIN_COLOURFULNESS  # "painted" by that
-    assert skin.warm_share(middle, cast) >= skin.MIN_SKIN_WARM_SHARE
+    assert skin.skin_hue_share(middle, cast) >= skin.MIN_SKIN_HUE_SHARE
     assert skin.skin_coloured(frame, face)
 
 
-def test_warm_share_reads_skin_hues_only() -> None:
+def test_skin_hue_share_counts_skin_hues_only() -> None:
     no_cast = np.zeros(2)
     skin_patch = np.full((40, 40, 3), (120, 140, 185), np.uint8)  # BGR
-    assert skin.warm_share(skin_patch, no_cast) == 1.0
+    assert skin.skin_hue_share(skin_patch, no_cast) == 1.0
     blue_green = data.colorwheel()[:, :, ::-1][185:, :185].copy()  # the wheel's cold quarter
     before = blue_green.copy()
-    assert skin.warm_share(blue_green, no_cast) < 0.1
+    assert skin.skin_hue_share(blue_green, no_cast) < 0.1
     assert np.array_equal(blue_green, before)  # read only
     grey = np.full((40, 40, 3), 90, np.uint8)
-    assert skin.warm_share(grey, no_cast) == 1.0  # too grey to tell: not held against it
-    # Seen from a warm cast, a skin patch of that very colour has no colour of its own.
-    assert skin.warm_share(skin_patch, skin.scene_cast(skin_patch)) == 1.0
+    assert skin.skin_hue_share(grey, no_cast) == 1.0  # no colour at all: nothing against it
+    speckled = grey.copy()
+    speckled[:, ::5] = (230, 230, 0)  # a few vivid cyan columns in grey: cyan is no skin hue
+    assert skin.skin_hue_share(speckled, no_cast) == 0.0
+
+
+def test_hues_are_seen_from_the_scene_cast() -> None:
+    """Skin's colour seen from a stronger cast of the same colour is no longer skin's hue:
+    the share is measured against the cast, not against grey."""
+    patch = np.full((40, 40, 3), (120, 140, 185), np.uint8)
+    orange_scene = np.full((64, 64, 3), (40, 120, 250), np.uint8)
+    assert skin.skin_hue_share(patch, skin.scene_cast(orange_scene)) == 0.0
+
+
+@pytest.mark.parametrize("degrees", range(0, 360, 5))
+def test_a_turned_colour_wheel_is_never_sent(parts, degrees: int) -> None:
+    """Turned so that its warm part faces the camera, the wheel still has few of skin's
+    hues (at 140-145 degrees, 300 px, the first version of the hue rule sent it)."""
+    wheel = data.colorwheel()[:, :, ::-1]
+    turn = cv2.getRotationMatrix2D((wheel.shape[1] / 2, wheel.shape[0] / 2), degrees, 1.0)
+    turned = cv2.warpAffine(wheel, turn, wheel.shape[1::-1], borderValue=(0, 0, 0))
+    frame = np.full((720, 1280, 3), 128, np.uint8)
+    frame[200:500, 500:800] = cv2.resize(turned, (300, 300))
+    answer, _ = _watch(parts, frame)
+    assert not isinstance(answer, Selection)
