@@ -456,9 +456,7 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
         help="<identity>/*.jpg and _nonface/ (default: images that packages ship)",
     )
     vision.add_argument("--model", choices=_MODEL_CHOICES, default="full", help=_MODEL_HELP)
-    vision.add_argument(
-        "--runtime", choices=_RUNTIME_CHOICES, default="onnxruntime", help=_RUNTIME_HELP
-    )
+    vision.add_argument("--runtime", choices=_RUNTIME_CHOICES, default="litert", help=_RUNTIME_HELP)
     vision.add_argument("--no-peer", action="store_true", help="skip the dlib HOG peer")
     vision.add_argument("--json", action="store_true", help="one JSON object on the last line")
     vision.set_defaults(handler=_bench_vision)
@@ -476,7 +474,7 @@ def add_gatectl_commands(commands: argparse._SubParsersAction) -> None:
     )
     _matcher_options(capture, "gatectl bench capture")
     capture.add_argument(
-        "--runtime", choices=_RUNTIME_CHOICES, default="onnxruntime", help=_RUNTIME_HELP
+        "--runtime", choices=_RUNTIME_CHOICES, default="litert", help=_RUNTIME_HELP
     )
     capture.add_argument("--model", choices=_MODEL_CHOICES, default="full", help=_MODEL_HELP)
     capture.add_argument("--no-tracking", action="store_true", help="[vision] tracking = false")

@@ -17,7 +17,7 @@ import numpy as np
 
 from appliance.vision.camera import place_in_canvas
 from appliance.vision.detectors.base import Face
-from appliance.vision.detectors.onnx_runtime import FaceDetector
+from appliance.vision.detectors.onnx_runtime import OnnxFaceDetector
 
 FRAME_SIZE = (1280, 720)
 FPS = 30
@@ -52,8 +52,8 @@ def write_video(path: Path, frames: Iterator[np.ndarray]) -> None:
 
 
 @functools.cache
-def _portrait_detector() -> FaceDetector:
-    return FaceDetector("short")  # portraits fill the image: the short-range model fits
+def _portrait_detector() -> OnnxFaceDetector:
+    return OnnxFaceDetector("short")  # portraits fill the image: the short-range model fits
 
 
 def portrait_faces(portrait: np.ndarray) -> list[Face]:

@@ -37,7 +37,7 @@ from appliance.paths import models_dir
 from appliance.screens.settings import ScreenSettings, is_loopback
 from appliance.vision.camera import CameraSpec
 from appliance.vision.exposure import MAX_EV
-from appliance.vision.models import MODELS, Runtime
+from appliance.vision.models import DEFAULT_RUNTIME, MODELS, Runtime
 from appliance.vision.quality import QualityThresholds
 from appliance.vision.selection import MAX_ATTEMPTS
 from gate_contract.documents import NestedTooDeeply, parse_toml
@@ -85,7 +85,7 @@ class VisionConfig:
     """Which detector runs on what part of the frame, and when a frame is sent
     (``appliance.vision.detectors``, ``appliance.vision.selection``)."""
 
-    runtime: str = Runtime.ONNXRUNTIME
+    runtime: str = DEFAULT_RUNTIME
     model: str = "full"
     zone_width: float | None = 1.0  # in frame heights; None = the whole frame
     min_score: float = 0.65
@@ -649,7 +649,7 @@ def parse_config(document: dict[str, Any], base: Path) -> GateConfig:
         _check_range(f"quality.{name}", getattr(limits, name), (0.0, 1.0))
 
     vision = _section(document, "vision", required=False)
-    runtime = vision.string("runtime", Runtime.ONNXRUNTIME)
+    runtime = vision.string("runtime", DEFAULT_RUNTIME)
     model = vision.string("model", "full")
     for name, value, allowed in (
         ("runtime", runtime, tuple(r.value for r in Runtime)),

@@ -66,6 +66,9 @@ class Runtime(enum.StrEnum):
 
 
 RUNTIMES = tuple(Runtime)
+# The gate's detector runtime unless ``[vision] runtime`` says otherwise: LiteRT ran the
+# same model to the same faces, 15-25 % faster than onnxruntime on the scene bench.
+DEFAULT_RUNTIME = Runtime.LITERT
 
 
 def model_path(
@@ -135,6 +138,7 @@ def verified_model(
 
 
 __all__ = [
+    "DEFAULT_RUNTIME",
     "MANIFEST",
     "MODELS",
     "NPM_PACKAGE",

@@ -85,7 +85,7 @@ def _time_detector(frames, detect, bar) -> tuple[list[float], int, int, int]:
 def bench_vision(
     frames: Callable[[], Iterator[tuple[bool, np.ndarray]]],
     *,
-    runtime: str = "onnxruntime",
+    runtime: str = "litert",
     variant: str = "full",
     peer: bool = True,
     progress: Progress = SILENT,

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from appliance.vision.detectors.base import Face
-from appliance.vision.detectors.onnx_runtime import FaceDetector
+from appliance.vision.detectors.onnx_runtime import OnnxFaceDetector
 from appliance.vision.quality import head_pose
 from testbed.scene_generator.optics import TO_LINEAR, to_linear
 
@@ -29,9 +29,9 @@ SKIN = (120, 150, 190)
 
 
 @functools.cache
-def portrait_detector() -> FaceDetector:
+def portrait_detector() -> OnnxFaceDetector:
     """BlazeFace short range: in a portrait the face fills the image."""
-    return FaceDetector("short", min_score=0.5)
+    return OnnxFaceDetector("short", min_score=0.5)
 
 
 def main_face(photo: np.ndarray) -> Face | None:

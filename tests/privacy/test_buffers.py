@@ -241,7 +241,7 @@ from appliance.gate.machine import GateController, State
 from appliance.pipeline.traveller import TravellerPipeline
 from appliance.shutdown import ShutdownRequested, install_shutdown_handler
 from appliance.vision.camera import ReplaySource
-from appliance.vision.detectors.onnx_runtime import FaceDetector
+from appliance.vision.detectors.onnx_runtime import OnnxFaceDetector
 from testbed.testing import FakeLink, FakeMatcher
 
 mode, photo, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -274,7 +274,7 @@ class Camera(ReplaySource):
 
 class Detector:
     def __init__(self):
-        self.inner = FaceDetector("full")
+        self.inner = OnnxFaceDetector("full")
 
     def detect(self, frame):
         if mode == "capture":

@@ -108,7 +108,7 @@ def test_the_real_help_of_a_few_commands(tmp_path):
     assert "--retention-interval SECONDS" in serve and "(default: 300.0)" in serve
     capture = helped("gatectl", "bench", "capture")
     assert "--scenes DIR" in capture and "--steady-frames N" in capture
-    assert "{onnxruntime,mediapipe}" in capture and "(default: onnxruntime)" in capture
+    assert "{onnxruntime,litert,mediapipe}" in capture and "(default: litert)" in capture
     enroll = helped("gate-matcher", "enroll")
     assert "--flight CARRIER NUMBER DATE AIRPORT" in enroll
 

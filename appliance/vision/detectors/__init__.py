@@ -1,8 +1,8 @@
 """Face detection: one interface (``base``), one module per runtime, picked by name.
 
 ``base`` holds what every runtime returns (:class:`Face`) and the capture zone helpers;
-``blazeface`` the model's input and output whatever runs it: ``onnx_runtime`` through
-onnxruntime (the default), ``litert_runtime`` through LiteRT; ``mediapipe_tasks`` runs
+``blazeface`` the model's input and output whatever runs it: ``litert_runtime`` through
+LiteRT (the default), ``onnx_runtime`` through onnxruntime; ``mediapipe_tasks`` runs
 it through MediaPipe Tasks (an optional dependency); ``tracking`` follows a face with the
 short-range model on a region once the full-range model has found it; ``skin`` tells a
 face from a colourful thing of a face's shape.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from appliance.errors import ModelError
 from appliance.vision.detectors.base import DEFAULT_MIN_SCORE, DEFAULT_ZONE_WIDTH, Detector, Face
-from appliance.vision.models import Runtime
+from appliance.vision.models import DEFAULT_RUNTIME, Runtime
 
 # The short-range model on a region around a face the full-range model found: it
 # only has to confirm that face where it is expected (a lower bar than finding one).
@@ -30,9 +30,9 @@ SHADOW_GAMMA = 0.6
 
 def _runtime_detector(runtime: str, variant: str, **options) -> Detector:
     if runtime == Runtime.ONNXRUNTIME:
-        from appliance.vision.detectors.onnx_runtime import FaceDetector
+        from appliance.vision.detectors.onnx_runtime import OnnxFaceDetector
 
-        return FaceDetector(variant, **options)
+        return OnnxFaceDetector(variant, **options)
     if runtime == Runtime.LITERT:
         from appliance.vision.detectors.litert_runtime import LiteRTFaceDetector
 
@@ -46,7 +46,7 @@ def _runtime_detector(runtime: str, variant: str, **options) -> Detector:
 
 
 def create_detector(
-    runtime: str = Runtime.ONNXRUNTIME,
+    runtime: str = DEFAULT_RUNTIME,
     variant: str = "full",
     *,
     zone_width: float | None = DEFAULT_ZONE_WIDTH,
@@ -90,6 +90,7 @@ def create_detector(
 
 __all__ = [
     "DEFAULT_MIN_SCORE",
+    "DEFAULT_RUNTIME",
     "DEFAULT_ZONE_WIDTH",
     "POSSIBLE_FACE_SCORE",
     "SHADOW_GAMMA",

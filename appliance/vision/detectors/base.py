@@ -1,10 +1,8 @@
-"""BlazeFace face detection: one interface, two runtimes (onnxruntime and MediaPipe Tasks).
+"""What every face detector returns (``Face``), and the capture zone.
 
-The onnxruntime backend (``FaceDetector``) letterboxes the capture zone into the model's
-square input (128 px short range, 192 px full range), decodes the raw outputs against
-MediaPipe's SSD anchor layout and merges overlaps with weighted non-maximum suppression,
-as MediaPipe does. Each runtime's backend has its own module beside this one; ``tracking``
-follows a face found once with a region search around it.
+Each runtime's backend has its own module beside this one (``blazeface`` holds the
+model's input and output for the LiteRT and onnxruntime backends); ``tracking`` follows a
+face found once with a region search around it.
 
 The capture zone is the central part of the frame where a traveller stands to be
 photographed (by default a square as wide as the frame is high): faces outside it are

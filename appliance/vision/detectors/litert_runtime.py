@@ -6,7 +6,10 @@ comes; XNNPACK is the CPU path MediaPipe runs BlazeFace with on phones and on th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -17,6 +20,43 @@ from appliance.errors import ModelError
 from appliance.vision.detectors.blazeface import BlazeFace
 from appliance.vision.models import ModelPin, Runtime, verified_model
 
+# Printed by LiteRT's C++ on stderr at a process's first model load, with no switch to
+# turn it off.
+_DELEGATE_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+
+
+def _drain(read_end: int) -> bytes:
+    """What the pipe holds now, without waiting for an end of file (a process started
+    meanwhile would keep the pipe open for as long as it runs)."""
+    os.set_blocking(read_end, False)
+    held = []
+    try:
+        while chunk := os.read(read_end, 1 << 16):
+            held.append(chunk)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(read_end)
+    return b"".join(held)
+
+
+@contextlib.contextmanager
+def _without_delegate_notice() -> Iterator[None]:
+    """Hold back what is written to stderr (fd 2) meanwhile, and pass it all on but the
+    delegate notice, which would otherwise land in every CLI run and in the journal."""
+    read_end, write_end = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        passed_on = _drain(read_end).replace(_DELEGATE_NOTICE, b"", 1)
+        if passed_on:
+            os.write(2, passed_on)
+
 
 def _interpreter(path: Path, pin: ModelPin, threads: int) -> Interpreter:
     """An interpreter of the very bytes checked against the pin: the file is read once,
@@ -25,8 +65,9 @@ def _interpreter(path: Path, pin: ModelPin, threads: int) -> Interpreter:
     if hashlib.sha256(model).hexdigest() != pin.tflite_sha256:
         raise ModelError(f"model {path.name} is not the pinned {pin.tflite_file}")
     try:
-        interpreter = Interpreter(model_content=model, num_threads=threads)
-        interpreter.allocate_tensors()
+        with _without_delegate_notice():
+            interpreter = Interpreter(model_content=model, num_threads=threads)
+            interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
         raise ModelError(f"LiteRT could not load {path.name}: {exc}") from exc
     return interpreter

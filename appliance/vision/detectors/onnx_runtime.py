@@ -15,7 +15,7 @@ from gate_contract.onnx import load_onnxruntime
 _ort = load_onnxruntime()
 
 
-class FaceDetector(BlazeFace):
+class OnnxFaceDetector(BlazeFace):
     """BlazeFace on onnxruntime's CPU provider, the SHA-256-verified ONNX file."""
 
     def __init__(
@@ -56,4 +56,4 @@ class FaceDetector(BlazeFace):
         return regressors[0], logits[0, :, 0]
 
 
-__all__ = ["FaceDetector"]
+__all__ = ["OnnxFaceDetector"]

@@ -25,7 +25,7 @@ from appliance.ops.provision import Answers, provision
 from appliance.ops.selftest import FAIL, PASS, SKIP, WARN, format_report, run_selftest
 from appliance.paths import models_dir
 from appliance.service.config import load_config
-from appliance.vision.models import model_path
+from appliance.vision.models import DEFAULT_RUNTIME, model_path
 from firmware_bridge.simulator import Simulator
 from gate_contract.clock import now_ms
 from gate_contract.files import write_private
@@ -226,7 +226,7 @@ def test_no_camera_frames(unit: Unit, tmp_path: Path):
 def test_corrupt_model(unit: Unit, tmp_path: Path):
     copy = tmp_path / "models"
     shutil.copytree(models_dir(), copy)
-    target = model_path("full", "onnxruntime", copy)
+    target = model_path("full", DEFAULT_RUNTIME, copy)  # the runtime the unit runs
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))

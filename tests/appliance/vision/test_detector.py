@@ -11,7 +11,7 @@ import pytest
 from appliance.errors import ModelError
 from appliance.vision.camera import place_in_canvas
 from appliance.vision.detectors import create_detector
-from appliance.vision.detectors.onnx_runtime import FaceDetector
+from appliance.vision.detectors.onnx_runtime import OnnxFaceDetector
 from appliance.vision.models import MANIFEST, model_path, verified_model
 
 RUNTIMES = ("onnxruntime", "litert", "mediapipe")
@@ -87,7 +87,7 @@ def test_corrupt_model_is_a_clear_start_up_error(runtime, model_copy):
 def test_missing_model_says_how_to_get_it(model_copy):
     model_path("full", "onnxruntime", model_copy).unlink()
     with pytest.raises(ModelError, match="make setup"):
-        FaceDetector("full", models_dir=model_copy)
+        OnnxFaceDetector("full", models_dir=model_copy)
 
 
 def test_model_from_an_unpinned_source_is_refused(model_copy):

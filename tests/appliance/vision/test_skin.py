@@ -17,7 +17,7 @@ from appliance.vision.selection import FrameSelector, Selection
 from gate_contract.image_noise import middle_half
 from tests.support import StillCamera
 
-RUNTIMES = ("onnxruntime", "mediapipe")
+RUNTIMES = ("litert", "onnxruntime", "mediapipe")
 
 
 def _wheel_frame() -> tuple[np.ndarray, tuple[int, int, int, int]]:

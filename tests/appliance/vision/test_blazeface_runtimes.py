@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -12,7 +15,7 @@ from appliance.errors import ModelError
 from appliance.vision.camera import place_in_canvas
 from appliance.vision.detectors import create_detector, litert_runtime
 from appliance.vision.detectors.litert_runtime import LiteRTFaceDetector
-from appliance.vision.detectors.onnx_runtime import FaceDetector
+from appliance.vision.detectors.onnx_runtime import OnnxFaceDetector
 from appliance.vision.models import MANIFEST, model_path, sha256_file
 
 PHOTOS = ("astronaut.png", "obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")
@@ -21,7 +24,7 @@ PHOTOS = ("astronaut.png", "obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")
 @pytest.mark.parametrize("variant", ["short", "full"])
 def test_litert_finds_what_onnxruntime_finds(variant: str, demo_photos) -> None:
     """One model, two runtimes: every face, box and landmark within a hundredth of a pixel."""
-    onnx = FaceDetector(variant, zone_width=None, min_score=0.3)
+    onnx = OnnxFaceDetector(variant, zone_width=None, min_score=0.3)
     litert = LiteRTFaceDetector(variant, zone_width=None, min_score=0.3)
     compared = 0
     for name in PHOTOS:
@@ -47,7 +50,7 @@ def test_no_pixels_stay_in_litert_buffers(demo_photos) -> None:
 
 
 def test_no_pixels_stay_in_onnxruntime_buffers(monkeypatch, demo_photos) -> None:
-    detector = FaceDetector("short", zone_width=None)
+    detector = OnnxFaceDetector("short", zone_width=None)
     made: list[np.ndarray] = []
     real_blob = cv2.dnn.blobFromImage
 
@@ -103,3 +106,24 @@ def test_the_tracker_runs_on_litert(demo_photos) -> None:
     frame = place_in_canvas(cv2.imread(str(demo_photos / "biden.jpg")), (1280, 720))
     seen = [detector.detect(frame) for _ in range(4)]
     assert all(len(faces) == 1 for faces in seen)
+
+
+def test_loading_prints_nothing() -> None:
+    """LiteRT's C++ announces its CPU delegate on stderr, once a process, at the first
+    load (hence a fresh process): held back."""
+    load = "from appliance.vision.detectors import create_detector; create_detector('litert')"
+    done = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+def test_what_others_write_while_a_model_loads_gets_through(capfd, monkeypatch) -> None:
+    real_interpreter = litert_runtime.Interpreter
+
+    def interpreter_beside_a_logger(**kwargs):
+        os.write(2, b"another thread's log line\n")
+        return real_interpreter(**kwargs)
+
+    monkeypatch.setattr(litert_runtime, "Interpreter", interpreter_beside_a_logger)
+    LiteRTFaceDetector("short")
+    assert capfd.readouterr().err == "another thread's log line\n"
