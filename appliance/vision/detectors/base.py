@@ -12,6 +12,7 @@ full-range model find a 100-px face in a 720p frame reliably.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -98,6 +99,32 @@ def shift_faces(faces: list[Face], dx: float, dy: float = 0.0) -> list[Face]:
     ]
 
 
+class ViewSearch(abc.ABC):
+    """A detector that searches one view of a frame at a time (``_infer``): the capture
+    zone, or for tracking any rectangle of the frame; faces come back in frame pixels."""
+
+    zone_width: float | None
+
+    @abc.abstractmethod
+    def _infer(self, view: np.ndarray, gamma: float | None = None) -> list[Face]:
+        """Faces in ``view`` (any part of a frame), in the view's pixels; ``gamma``: the
+        model sees the view through that tone curve (``appliance.vision.tone``)."""
+
+    def detect(self, frame: np.ndarray, *, gamma: float | None = None) -> list[Face]:
+        """Faces in the capture zone of ``frame`` (H, W, 3 BGR uint8), most confident first;
+        ``gamma``: the model sees the zone through that tone curve."""
+        zone, dx = zone_view(frame, self.zone_width)
+        return shift_faces(self._infer(zone, gamma), dx)
+
+    def detect_region(
+        self, frame: np.ndarray, region: tuple[int, int, int, int], *, gamma: float | None = None
+    ) -> list[Face]:
+        """Faces in the rectangle ``region`` (x0, y0, x1, y1) of ``frame``, in frame pixels;
+        ``gamma``: the model sees the region through that tone curve."""
+        x0, y0, x1, y1 = region
+        return shift_faces(self._infer(frame[y0:y1, x0:x1], gamma), x0, y0)
+
+
 def same_face(a: Face, b: Face) -> bool:
     """Do two detections (from one model or from two) show the same face? Their boxes
     overlap well, or their centres are within half a face width of each other."""
@@ -123,6 +150,7 @@ __all__ = [
     "Detector",
     "Face",
     "RegionDetector",
+    "ViewSearch",
     "face_region",
     "iou",
     "same_face",

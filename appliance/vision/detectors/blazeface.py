@@ -13,12 +13,14 @@ its scores), not with a dark face before a bright window. A runtime module suppl
 from __future__ import annotations
 
 import abc
+from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
 
-from appliance.vision.detectors.base import Face, shift_faces, zone_view
-from appliance.vision.models import ModelPin
+from appliance.vision.detectors.base import Face, ViewSearch
+from appliance.vision.models import ModelPin, Runtime, verified_model
 from appliance.vision.tone import apply_gamma
 
 # MediaPipe's anchor layouts: (stride, anchors per cell) for each output grid.
@@ -68,18 +70,23 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
-class BlazeFace(abc.ABC):
-    """Finds faces in BGR frames with a verified BlazeFace model (``_run`` runs it)."""
+class BlazeFace(ViewSearch):
+    """Finds faces in BGR frames with a verified BlazeFace model, which the runtime's
+    subclass loads (``_load``) and runs (``_run``)."""
+
+    runtime: ClassVar[Runtime]
 
     def __init__(
         self,
-        variant: str,
-        pin: ModelPin,
+        variant: str = "full",
         *,
+        models_dir: Path | None = None,
         min_score: float = 0.5,
         nms_iou: float = 0.3,
+        threads: int = 1,
         zone_width: float | None = None,
     ) -> None:
+        path, pin = verified_model(variant, models_dir, self.runtime)
         self.variant = variant
         self.zone_width = zone_width
         self.size = pin.input_size
@@ -87,28 +94,18 @@ class BlazeFace(abc.ABC):
         self._min_logit = float(np.log(min_score / (1.0 - min_score)))
         self._nms_iou = nms_iou
         self._canvas = np.zeros((self.size, self.size, 3), np.uint8)
+        self._load(path, pin, threads)
+
+    @abc.abstractmethod
+    def _load(self, path: Path, pin: ModelPin, threads: int) -> None:
+        """Load the verified model file at ``path`` to run on ``threads`` threads."""
 
     @abc.abstractmethod
     def _run(self, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model on ``canvas`` (size x size BGR uint8): box regressors (N, 16) and
         score logits (N,), one per anchor. Wipes whatever input it made from ``canvas``."""
 
-    def detect(self, frame: np.ndarray, *, gamma: float | None = None) -> list[Face]:
-        """Faces in the capture zone of ``frame`` (H, W, 3 BGR uint8), most confident first;
-        ``gamma``: the model sees the zone through that tone curve."""
-        zone, dx = zone_view(frame, self.zone_width)
-        return shift_faces(self._infer(zone, gamma), dx)
-
-    def detect_region(
-        self, frame: np.ndarray, region: tuple[int, int, int, int], *, gamma: float | None = None
-    ) -> list[Face]:
-        """Faces in the rectangle ``region`` (x0, y0, x1, y1) of ``frame``, in frame pixels;
-        ``gamma``: the model sees the region through that tone curve."""
-        x0, y0, x1, y1 = region
-        return shift_faces(self._infer(frame[y0:y1, x0:x1], gamma), x0, y0)
-
     def _infer(self, view: np.ndarray, gamma: float | None = None) -> list[Face]:
-        """Faces in ``view`` (any part of a frame), in the view's pixels."""
         height, width = view.shape[:2]
         if not height or not width:
             return []

@@ -18,7 +18,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from appliance.errors import ModelError
 from appliance.vision.detectors.blazeface import BlazeFace
-from appliance.vision.models import ModelPin, Runtime, verified_model
+from appliance.vision.models import ModelPin, Runtime
 
 # Printed by LiteRT's C++ on stderr at a process's first model load, with no switch to
 # turn it off.
@@ -76,18 +76,9 @@ def _interpreter(path: Path, pin: ModelPin, threads: int) -> Interpreter:
 class LiteRTFaceDetector(BlazeFace):
     """BlazeFace on LiteRT, the TFLite file checked against its pinned SHA-256."""
 
-    def __init__(
-        self,
-        variant: str = "full",
-        *,
-        models_dir: Path | None = None,
-        min_score: float = 0.5,
-        nms_iou: float = 0.3,
-        threads: int = 1,
-        zone_width: float | None = None,
-    ) -> None:
-        path, pin = verified_model(variant, models_dir, Runtime.LITERT)
-        super().__init__(variant, pin, min_score=min_score, nms_iou=nms_iou, zone_width=zone_width)
+    runtime = Runtime.LITERT
+
+    def _load(self, path: Path, pin: ModelPin, threads: int) -> None:
         self._interpreter = _interpreter(path, pin, threads)
         (given,) = self._interpreter.get_input_details()
         if tuple(given["shape"]) != (1, self.size, self.size, 3):

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import ModelError
-from appliance.vision.detectors.base import Face, shift_faces, zone_view
+from appliance.vision.detectors.base import Face, ViewSearch
 from appliance.vision.models import verified_model
 from appliance.vision.tone import apply_gamma
 
 
-class MediapipeFaceDetector:
+class MediapipeFaceDetector(ViewSearch):
     def __init__(
         self,
         variant: str = "full",
@@ -57,20 +57,6 @@ class MediapipeFaceDetector:
         self._mp = mp
         self.variant = variant
         self.zone_width = zone_width
-
-    def detect(self, frame: np.ndarray, *, gamma: float | None = None) -> list[Face]:
-        """Faces in the capture zone of ``frame`` (BGR), most confident first; ``gamma``:
-        the model sees the zone through that tone curve."""
-        zone, dx = zone_view(frame, self.zone_width)
-        return shift_faces(self._infer(zone, gamma), dx)
-
-    def detect_region(
-        self, frame: np.ndarray, region: tuple[int, int, int, int], *, gamma: float | None = None
-    ) -> list[Face]:
-        """Faces in the rectangle ``region`` (x0, y0, x1, y1) of ``frame``, in frame pixels;
-        ``gamma``: the model sees the region through that tone curve."""
-        x0, y0, x1, y1 = region
-        return shift_faces(self._infer(frame[y0:y1, x0:x1], gamma), x0, y0)
 
     def _infer(self, zone: np.ndarray, gamma: float | None = None) -> list[Face]:
         if not zone.size:

@@ -9,7 +9,7 @@ import numpy as np
 
 from appliance.errors import ModelError
 from appliance.vision.detectors.blazeface import BlazeFace
-from appliance.vision.models import Runtime, verified_model
+from appliance.vision.models import ModelPin, Runtime
 from gate_contract.onnx import load_onnxruntime
 
 _ort = load_onnxruntime()
@@ -18,18 +18,9 @@ _ort = load_onnxruntime()
 class OnnxFaceDetector(BlazeFace):
     """BlazeFace on onnxruntime's CPU provider, the SHA-256-verified ONNX file."""
 
-    def __init__(
-        self,
-        variant: str = "full",
-        *,
-        models_dir: Path | None = None,
-        min_score: float = 0.5,
-        nms_iou: float = 0.3,
-        threads: int = 1,
-        zone_width: float | None = None,
-    ) -> None:
-        path, pin = verified_model(variant, models_dir, Runtime.ONNXRUNTIME)
-        super().__init__(variant, pin, min_score=min_score, nms_iou=nms_iou, zone_width=zone_width)
+    runtime = Runtime.ONNXRUNTIME
+
+    def _load(self, path: Path, pin: ModelPin, threads: int) -> None:
         options = _ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -13,7 +13,7 @@ import pytest
 
 from appliance.errors import ModelError
 from appliance.vision.camera import place_in_canvas
-from appliance.vision.detectors import create_detector, litert_runtime
+from appliance.vision.detectors import blazeface, create_detector, litert_runtime
 from appliance.vision.detectors.litert_runtime import LiteRTFaceDetector
 from appliance.vision.detectors.onnx_runtime import OnnxFaceDetector
 from appliance.vision.models import MANIFEST, model_path, sha256_file
@@ -89,14 +89,14 @@ def test_a_model_litert_cannot_load_is_a_clear_error(monkeypatch) -> None:
 def test_a_file_swapped_after_the_check_is_refused(monkeypatch, model_copy) -> None:
     """The bytes LiteRT loads are the bytes hashed: a file replaced between the manifest
     check and the load is caught."""
-    real_check = litert_runtime.verified_model
+    real_check = blazeface.verified_model
 
     def check_then_swap(*args):
         path, pin = real_check(*args)
         path.write_bytes(model_path("short", "mediapipe", model_copy).read_bytes())
         return path, pin
 
-    monkeypatch.setattr(litert_runtime, "verified_model", check_then_swap)
+    monkeypatch.setattr(blazeface, "verified_model", check_then_swap)
     with pytest.raises(ModelError, match="not the pinned"):
         LiteRTFaceDetector("short", models_dir=model_copy)
 
