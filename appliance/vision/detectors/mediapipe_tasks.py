@@ -1,4 +1,4 @@
-"""BlazeFace through MediaPipe Tasks' ``FaceDetector`` (a third runtime, an optional dependency).
+"""BlazeFace through MediaPipe Tasks' ``FaceDetector`` (a third, optional runtime).
 
 Set-up adds the TFLite metadata Tasks requires to the pinned npm models; this backend
 loads that prepared file after checking its hash, runs it on the capture zone and
