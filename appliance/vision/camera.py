@@ -5,9 +5,11 @@ and zeroizes it when done, so no frame outlives its use inside a library buffer 
 cannot reach. ``None`` means the source has ended (replay) or has no frame now.
 
 Live cameras drop out (a loose USB cable, an RTSP camera rebooting), so they are used
-behind ``ReconnectingSource``, which reopens them with exponential backoff; a replay's
-end is a real end and is never reopened. ``parse_camera_spec`` reads the spec
-language of the configuration, ``live_camera`` builds a reconnecting live camera.
+behind ``ReconnectingSource``, which reopens them with exponential backoff and hands on
+only 8-bit BGR frames (``bgr_frame``: a grey or 4-channel camera is converted, anything
+else is a camera fault that says what arrived); a replay's end is a real end and is
+never reopened. ``parse_camera_spec`` reads the spec language of the configuration,
+``live_camera`` builds a reconnecting live camera.
 """
 
 from __future__ import annotations
@@ -66,6 +68,33 @@ _URL_CREDENTIALS = re.compile(r"://[^/@\s]*@")
 def redact(device: int | str) -> str:
     """A camera address fit for logs: credentials in a stream URL are removed."""
     return _URL_CREDENTIALS.sub("://***@", str(device))
+
+
+def bgr_frame(frame: np.ndarray) -> np.ndarray:
+    """``frame`` as the vision stage takes it: 8-bit BGR, (H, W, 3).
+
+    A grey camera (many gate cameras see in near infrared) and a 4-channel one (BGRX,
+    picamera2's ``XRGB8888``) are converted; anything else is a ``CameraError`` naming
+    what arrived, as the detector would otherwise find no face in it without a word. A
+    frame converted or refused is wiped (the camera's array holds the traveller too).
+    """
+    if not isinstance(frame, np.ndarray):
+        raise CameraError(f"camera gave a {type(frame).__name__}, not an image")
+    shape = frame.shape
+    channels = shape[2] if frame.ndim == 3 else 1 if frame.ndim == 2 else 0
+    if frame.dtype == np.uint8 and channels == 3 and min(shape[:2]) > 0:
+        return frame
+    try:
+        if frame.dtype != np.uint8:
+            raise CameraError(f"camera gave {frame.dtype} frames; the vision stage takes 8-bit BGR")
+        if channels not in (1, 4) or min(shape[:2]) == 0:
+            raise CameraError(
+                f"camera gave frames of shape {shape}; the vision stage takes BGR (H, W, 3)"
+            )
+        code = cv2.COLOR_GRAY2BGR if channels == 1 else cv2.COLOR_BGRA2BGR
+        return cv2.cvtColor(frame, code)
+    finally:
+        frame.fill(0)
 
 
 class ReplaySource:
@@ -210,6 +239,11 @@ class OpenCVSource:
 class Picamera2Source:
     """The Raspberry Pi camera; ``picamera2`` is a device-only extra, imported here lazily."""
 
+    # libcamera names formats by the order of a little-endian word: its "RGB888" comes
+    # out of ``capture_array`` as [B, G, R] per pixel, OpenCV's order, and "BGR888" as
+    # [R, G, B] (Picamera2 manual, appendix A). "BGR888" would swap red and blue.
+    FORMAT = "RGB888"
+
     def __init__(self, size: tuple[int, int] = (1280, 720)) -> None:
         try:
             from picamera2 import Picamera2
@@ -221,7 +255,7 @@ class Picamera2Source:
             raise CameraError(f"cannot open the Pi camera: {exc}") from exc
         try:
             self._camera.configure(
-                self._camera.create_video_configuration(main={"size": size, "format": "BGR888"})
+                self._camera.create_video_configuration(main={"size": size, "format": self.FORMAT})
             )
             self._camera.start()
         except Exception as exc:
@@ -374,6 +408,11 @@ class ReconnectingSource:
             if frame is None:
                 self._drop("camera delivered no frame")
                 return None
+            try:
+                frame = bgr_frame(frame)
+            except CameraError as exc:
+                self._drop(str(exc))
+                return None
             self._delay = self.backoff_initial
             if self.state is CameraState.RECONNECTING:
                 self.reconnects += 1
@@ -505,6 +544,7 @@ __all__ = [
     "Picamera2Source",
     "ReconnectingSource",
     "ReplaySource",
+    "bgr_frame",
     "live_camera",
     "parse_camera_spec",
     "place_in_canvas",

@@ -31,13 +31,19 @@ class World(types.SimpleNamespace):
     fail_next_capture: int
     refuse_controls: int
     frames: int
+    seen_rgb: tuple[int, int, int] | None  # what the sensor sees (None: a grey count)
+
+
+# How ``capture_array`` lays out a pixel for each format, as (R, G, B) indices
+# (Picamera2 manual, appendix A: libcamera's names follow little-endian words).
+PICAMERA2_LAYOUTS = {"RGB888": (2, 1, 0), "BGR888": (0, 1, 2), "XRGB8888": (2, 1, 0, None)}
 
 
 @pytest.fixture
 def picamera2(monkeypatch: pytest.MonkeyPatch) -> World:
     """A ``picamera2`` module whose ``Picamera2`` records, per camera, what was done to it
     in order (``events``: ("controls", dict, thread id, thread name) and ("capture", n))."""
-    world = World(instances=[], fail_next_capture=0, refuse_controls=0, frames=0)
+    world = World(instances=[], fail_next_capture=0, refuse_controls=0, frames=0, seen_rgb=None)
 
     class Picamera2:
         def __init__(self) -> None:
@@ -50,6 +56,7 @@ def picamera2(monkeypatch: pytest.MonkeyPatch) -> World:
 
         def configure(self, config: dict) -> None:
             self.size = config["main"]["size"]
+            self.layout = PICAMERA2_LAYOUTS[config["main"]["format"]]
 
         def start(self) -> None:
             self.started = True
@@ -69,7 +76,9 @@ def picamera2(monkeypatch: pytest.MonkeyPatch) -> World:
             world.frames += 1
             self.events.append(("capture", world.frames))
             width, height = self.size
-            return np.full((height, width, 3), world.frames % 250 + 1, np.uint8)
+            rgb = world.seen_rgb or (world.frames % 250 + 1,) * 3
+            pixel = [255 if i is None else rgb[i] for i in self.layout]
+            return np.full((height, width, len(pixel)), pixel, np.uint8)
 
         @property
         def controls(self) -> list[dict]:

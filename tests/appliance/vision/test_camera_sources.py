@@ -23,6 +23,7 @@ from appliance.vision.camera import (
     Picamera2Source,
     ReconnectingSource,
     ReplaySource,
+    bgr_frame,
     live_camera,
     parse_camera_spec,
 )
@@ -420,6 +421,83 @@ def test_picamera2_through_live_camera_survives_a_timeout(picamera2) -> None:
     assert len(picamera2.instances) == 2
     source.close()
     assert picamera2.instances[1].closed
+
+
+def test_the_pi_camera_gives_frames_in_opencvs_channel_order(picamera2) -> None:
+    """The traveller's red is OpenCV's channel 2: with "BGR888" red and blue swap, and the
+    skin rule and the matcher see a blue face."""
+    picamera2.seen_rgb = (200, 120, 30)
+    source = Picamera2Source((8, 6))
+    try:
+        frame = source.read()
+    finally:
+        source.close()
+    assert frame is not None and frame[0, 0].tolist() == [30, 120, 200]
+
+
+# -- frames that are not 8-bit BGR ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (np.full((6, 8), 90, np.uint8), [90, 90, 90]),  # a near-infrared (grey) camera
+        (np.full((6, 8, 1), 90, np.uint8), [90, 90, 90]),
+        (np.full((6, 8, 4), (30, 120, 200, 255), np.uint8), [30, 120, 200]),  # BGRX
+    ],
+    ids=["grey", "grey-1-channel", "bgrx"],
+)
+def test_grey_and_four_channel_frames_become_bgr_and_the_original_is_wiped(
+    given: np.ndarray, expected: list[int]
+) -> None:
+    frame = bgr_frame(given)
+    assert frame.shape == (6, 8, 3) and frame.dtype == np.uint8
+    assert frame[3, 4].tolist() == expected
+    assert not given.any()
+
+
+def test_a_bgr_frame_is_passed_as_it_is() -> None:
+    given = np.full((6, 8, 3), 77, np.uint8)
+    assert bgr_frame(given) is given and given.all()
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (np.full((6, 8, 3), 0.5, np.float32), "float32 frames"),
+        (np.full((6, 8, 3), 4000, np.uint16), "uint16 frames"),
+        (np.full((6, 8, 2), 9, np.uint8), r"shape \(6, 8, 2\)"),
+        (np.full((0, 8, 3), 9, np.uint8), r"shape \(0, 8, 3\)"),
+        (np.full((2, 6, 8, 3), 9, np.uint8), r"shape \(2, 6, 8, 3\)"),
+    ],
+    ids=["float", "16-bit", "two-channel", "empty", "4-d"],
+)
+def test_a_frame_the_vision_stage_cannot_take_is_refused_by_name_and_wiped(
+    given: np.ndarray, message: str
+) -> None:
+    with pytest.raises(CameraError, match=message):
+        bgr_frame(given)
+    assert not given.any()
+
+
+def test_a_camera_giving_unusable_frames_is_a_camera_fault_not_a_blind_gate() -> None:
+    """Without the check the detector finds no face in such frames and says nothing: the
+    gate shows "step closer" to everyone. Here the source drops it and says why."""
+    clock = FakeClock()
+    opened: list[object] = []
+
+    class FloatCamera:
+        def read(self) -> np.ndarray:
+            return np.full((4, 4, 3), 0.5, np.float32)
+
+        def close(self) -> None:
+            opened.append("closed")
+
+    source = ReconnectingSource(FloatCamera, clock=clock, sleep=clock.sleep)
+    assert source.read() is None
+    assert source.state is not STREAMING
+    assert "float32 frames" in (source.last_error or "")
+    assert opened == ["closed"]
 
 
 # -- ReplaySource pacing ---------------------------------------------------------------------

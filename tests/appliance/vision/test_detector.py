@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from appliance.errors import ModelError
-from appliance.vision.camera import place_in_canvas
+from appliance.vision.camera import bgr_frame, place_in_canvas
 from appliance.vision.detectors import create_detector
 from appliance.vision.detectors.onnx_runtime import OnnxFaceDetector
 from appliance.vision.models import MANIFEST, model_path, verified_model
@@ -49,6 +49,14 @@ def test_runtimes_agree_on_the_box(astronaut):
         create_detector(r, "full", zone_width=None).detect(astronaut)[0].box for r in RUNTIMES
     )
     assert all(iou(first, box) > 0.6 for box in others)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_grey_cameras_frame_is_searched_as_bgr(runtime, astronaut):
+    """A near-infrared camera's single channel, as the camera source hands it on."""
+    grey = cv2.cvtColor(place_in_canvas(astronaut, (1280, 720)), cv2.COLOR_BGR2GRAY)
+    (face,) = create_detector(runtime).detect(bgr_frame(grey))
+    assert 60 < face.width < 200
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
