@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -125,8 +124,8 @@ def acquire(directory: Path, appliance_models: Path) -> None:
         print(f"recognizers: MobileFaceNet and BlazeFace already verified in {directory}")
         return
     directory.mkdir(parents=True, exist_ok=True)
-    detector, _ = detector_models.verified_model("full", appliance_models, "onnxruntime")
-    shutil.copyfile(detector, directory / store.BLAZEFACE_FULL.file)
+    detector = detector_models.verified_model("full", appliance_models, "onnxruntime")
+    (directory / store.BLAZEFACE_FULL.file).write_bytes(detector.content)
     store.record(store.BLAZEFACE_FULL, directory, source_package=detector_models.NPM_PACKAGE)
     with tempfile.TemporaryDirectory(prefix="mobilefacenet-") as tmp:
         onnx_bytes = convert(fetch_tflite(Path(tmp)), Path(tmp))

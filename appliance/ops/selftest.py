@@ -87,8 +87,11 @@ def check_models(report: Report, config: GateConfig, models_dir: Path | None) ->
     from appliance.errors import ModelError
     from appliance.vision.models import verified_model
 
+    vision = config.vision
+    # the zone model, and the short-range model that follows the face when tracking
+    variants = dict.fromkeys([vision.model, *(["short"] if vision.tracking else [])])
     try:
-        path, _pin = verified_model(config.vision.model, models_dir, config.vision.runtime)
+        names = [verified_model(v, models_dir, vision.runtime).path.name for v in variants]
     except (ModelError, OSError) as exc:
         report.add(
             "models",
@@ -97,7 +100,7 @@ def check_models(report: Report, config: GateConfig, models_dir: Path | None) ->
             "re-run set-up (scripts/acquire_assets.py) to fetch and re-pin the model files",
         )
         return False
-    report.add("models", PASS, f"{path.name} matches its pinned SHA-256")
+    report.add("models", PASS, f"{' and '.join(names)} match their pinned SHA-256")
     return True
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.errors import ModelError
@@ -102,10 +102,21 @@ def write_manifest(directory: Path) -> None:
     (directory / MANIFEST).write_text(json.dumps(entries, indent=2) + "\n")
 
 
+@dataclass(frozen=True)
+class VerifiedModel:
+    """A model file's bytes, read once and checked: what a runtime loads is what was
+    hashed, so a file swapped after the check cannot be loaded instead."""
+
+    path: Path
+    pin: ModelPin
+    content: bytes = field(repr=False)
+
+
 def verified_model(
     variant: str, directory: Path | None = None, runtime: str = Runtime.ONNXRUNTIME
-) -> tuple[Path, ModelPin]:
-    """Return the prepared model file after checking it against the manifest."""
+) -> VerifiedModel:
+    """The prepared model file, read and checked against the manifest (and, for LiteRT,
+    which runs the upstream file itself, against the pin)."""
     if variant not in MODELS:
         raise ModelError(f"unknown detector model {variant!r}; choose one of {sorted(MODELS)}")
     if runtime not in RUNTIMES:
@@ -127,14 +138,15 @@ def verified_model(
     pin = MODELS[variant]
     if source != pin.tflite_sha256:
         raise ModelError(f"model {path.name} was prepared from an unpinned source ({source})")
-    actual = sha256_file(path)
+    content = path.read_bytes()
+    actual = hashlib.sha256(content).hexdigest()
     if actual != expected:
         raise ModelError(
             f"model {path} is corrupt or was replaced: SHA-256 {actual}, expected {expected}"
         )
     if runtime == Runtime.LITERT and actual != pin.tflite_sha256:
         raise ModelError(f"model {path.name} is not the pinned {pin.tflite_file}")
-    return path, pin
+    return VerifiedModel(path, pin, content)
 
 
 __all__ = [
@@ -146,6 +158,7 @@ __all__ = [
     "RUNTIMES",
     "ModelPin",
     "Runtime",
+    "VerifiedModel",
     "model_path",
     "onnx_path",
     "sha256_file",

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from appliance.vision.detectors.base import Face, ViewSearch
-from appliance.vision.models import ModelPin, Runtime, verified_model
+from appliance.vision.models import Runtime, VerifiedModel, verified_model
 from appliance.vision.tone import apply_gamma
 
 # MediaPipe's anchor layouts: (stride, anchors per cell) for each output grid.
@@ -86,19 +86,19 @@ class BlazeFace(ViewSearch):
         threads: int = 1,
         zone_width: float | None = None,
     ) -> None:
-        path, pin = verified_model(variant, models_dir, self.runtime)
+        model = verified_model(variant, models_dir, self.runtime)
         self.variant = variant
         self.zone_width = zone_width
-        self.size = pin.input_size
+        self.size = model.pin.input_size
         self._anchors = _anchors(variant, self.size)
         self._min_logit = float(np.log(min_score / (1.0 - min_score)))
         self._nms_iou = nms_iou
         self._canvas = np.zeros((self.size, self.size, 3), np.uint8)
-        self._load(path, pin, threads)
+        self._load(model, threads)
 
     @abc.abstractmethod
-    def _load(self, path: Path, pin: ModelPin, threads: int) -> None:
-        """Load the verified model file at ``path`` to run on ``threads`` threads."""
+    def _load(self, model: VerifiedModel, threads: int) -> None:
+        """Load ``model``'s checked bytes (never its path) to run on ``threads`` threads."""
 
     @abc.abstractmethod
     def _run(self, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,10 +7,8 @@ comes; XNNPACK is the CPU path MediaPipe runs BlazeFace with on phones and on th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,7 +16,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from appliance.errors import ModelError
 from appliance.vision.detectors.blazeface import BlazeFace
-from appliance.vision.models import ModelPin, Runtime
+from appliance.vision.models import Runtime, VerifiedModel
 
 # Printed by LiteRT's C++ on stderr at a process's first model load, with no switch to
 # turn it off.
@@ -58,18 +56,13 @@ def _without_delegate_notice() -> Iterator[None]:
             os.write(2, passed_on)
 
 
-def _interpreter(path: Path, pin: ModelPin, threads: int) -> Interpreter:
-    """An interpreter of the very bytes checked against the pin: the file is read once,
-    so a swap after the check cannot slip another model in."""
-    model = path.read_bytes()
-    if hashlib.sha256(model).hexdigest() != pin.tflite_sha256:
-        raise ModelError(f"model {path.name} is not the pinned {pin.tflite_file}")
+def _interpreter(model: VerifiedModel, threads: int) -> Interpreter:
     try:
         with _without_delegate_notice():
-            interpreter = Interpreter(model_content=model, num_threads=threads)
+            interpreter = Interpreter(model_content=model.content, num_threads=threads)
             interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
-        raise ModelError(f"LiteRT could not load {path.name}: {exc}") from exc
+        raise ModelError(f"LiteRT could not load {model.path.name}: {exc}") from exc
     return interpreter
 
 
@@ -78,11 +71,12 @@ class LiteRTFaceDetector(BlazeFace):
 
     runtime = Runtime.LITERT
 
-    def _load(self, path: Path, pin: ModelPin, threads: int) -> None:
-        self._interpreter = _interpreter(path, pin, threads)
+    def _load(self, model: VerifiedModel, threads: int) -> None:
+        self._interpreter = _interpreter(model, threads)
         (given,) = self._interpreter.get_input_details()
         if tuple(given["shape"]) != (1, self.size, self.size, 3):
-            raise ModelError(f"{path.name} takes {tuple(given['shape'])}, not one RGB image")
+            name = model.path.name
+            raise ModelError(f"{name} takes {tuple(given['shape'])}, not one RGB image")
         self._input = given["index"]
         outputs = {int(o["shape"][-1]): o["index"] for o in self._interpreter.get_output_details()}
         self._regressors, self._scores = outputs[16], outputs[1]

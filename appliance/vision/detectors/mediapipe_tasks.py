@@ -31,7 +31,7 @@ class MediapipeFaceDetector(ViewSearch):
         min_score: float = 0.5,
         zone_width: float | None = None,
     ) -> None:
-        path, _ = verified_model(variant, models_dir, "mediapipe")
+        model = verified_model(variant, models_dir, "mediapipe")
         os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ INFO lines
         try:
             import mediapipe as mp
@@ -42,13 +42,13 @@ class MediapipeFaceDetector(ViewSearch):
                 "the mediapipe runtime is not installed (make setup installs it)"
             ) from exc
         options = vision.FaceDetectorOptions(
-            base_options=BaseOptions(model_asset_buffer=path.read_bytes()),
+            base_options=BaseOptions(model_asset_buffer=model.content),
             min_detection_confidence=min_score,
         )
         try:
             self._detector = vision.FaceDetector.create_from_options(options)
         except (RuntimeError, ValueError) as exc:
-            raise ModelError(f"MediaPipe could not load {path}: {exc}") from exc
+            raise ModelError(f"MediaPipe could not load {model.path}: {exc}") from exc
         # Close before the interpreter stops MediaPipe's worker pool, or its __del__ fails
         # noisily at exit: threading's exit hooks run before that pool shuts down, plain
         # atexit hooks run after it.

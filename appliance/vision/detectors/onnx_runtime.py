@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 
 from appliance.errors import ModelError
 from appliance.vision.detectors.blazeface import BlazeFace
-from appliance.vision.models import ModelPin, Runtime
+from appliance.vision.models import Runtime, VerifiedModel
 from gate_contract.onnx import load_onnxruntime
 
 _ort = load_onnxruntime()
@@ -20,17 +18,17 @@ class OnnxFaceDetector(BlazeFace):
 
     runtime = Runtime.ONNXRUNTIME
 
-    def _load(self, path: Path, pin: ModelPin, threads: int) -> None:
+    def _load(self, model: VerifiedModel, threads: int) -> None:
         options = _ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
             self._session = _ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
+                model.content, options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"onnxruntime could not load {path}: {exc}") from exc
+            raise ModelError(f"onnxruntime could not load {model.path}: {exc}") from exc
         self._input = self._session.get_inputs()[0].name
         outputs = {o.shape[-1]: o.name for o in self._session.get_outputs()}
         self._regressors, self._scores = outputs[16], outputs[1]

@@ -237,6 +237,18 @@ def test_corrupt_model(unit: Unit, tmp_path: Path):
     assert "acquire_assets" in report.get("models").hint
 
 
+def test_the_trackers_model_is_checked_too(unit: Unit, tmp_path: Path):
+    """The tracker follows faces with the short-range model: a corrupt one fails the
+    check as the zone model would."""
+    copy = tmp_path / "models"
+    shutil.copytree(models_dir(), copy)
+    target = model_path("short", DEFAULT_RUNTIME, copy)
+    target.write_bytes(target.read_bytes()[:-1] + b"\0")
+    report = run_selftest(unit.config, models_dir=copy)
+    assert _only_failures(report) == {"models"}
+    assert "blazeface_short" in report.get("models").detail
+
+
 def test_serial_port_missing(unit: Unit):
     unit.simulator.stop()
     report = run_selftest(unit.config)

@@ -13,7 +13,12 @@ import pytest
 
 from appliance.errors import ModelError
 from appliance.vision.camera import place_in_canvas
-from appliance.vision.detectors import blazeface, create_detector, litert_runtime
+from appliance.vision.detectors import (
+    blazeface,
+    create_detector,
+    litert_runtime,
+    mediapipe_tasks,
+)
 from appliance.vision.detectors.litert_runtime import LiteRTFaceDetector
 from appliance.vision.detectors.onnx_runtime import OnnxFaceDetector
 from appliance.vision.models import MANIFEST, model_path, sha256_file
@@ -86,19 +91,21 @@ def test_a_model_litert_cannot_load_is_a_clear_error(monkeypatch) -> None:
         LiteRTFaceDetector("short")
 
 
-def test_a_file_swapped_after_the_check_is_refused(monkeypatch, model_copy) -> None:
-    """The bytes LiteRT loads are the bytes hashed: a file replaced between the manifest
-    check and the load is caught."""
-    real_check = blazeface.verified_model
+@pytest.mark.parametrize("runtime", ["onnxruntime", "litert", "mediapipe"])
+def test_the_bytes_checked_are_the_bytes_run(runtime, monkeypatch, model_copy, demo_photos):
+    """A file replaced between the manifest check and the load is never loaded: every
+    runtime gets the bytes that were hashed (onnxruntime used to open the path again)."""
+    module = mediapipe_tasks if runtime == "mediapipe" else blazeface
+    real_check = module.verified_model
 
     def check_then_swap(*args):
-        path, pin = real_check(*args)
-        path.write_bytes(model_path("short", "mediapipe", model_copy).read_bytes())
-        return path, pin
+        model = real_check(*args)
+        model.path.write_bytes(b"not a model" * 1000)
+        return model
 
-    monkeypatch.setattr(blazeface, "verified_model", check_then_swap)
-    with pytest.raises(ModelError, match="not the pinned"):
-        LiteRTFaceDetector("short", models_dir=model_copy)
+    monkeypatch.setattr(module, "verified_model", check_then_swap)
+    detector = create_detector(runtime, "short", zone_width=None, models_dir=model_copy)
+    assert detector.detect(cv2.imread(str(demo_photos / "obama.jpg")))
 
 
 def test_the_tracker_runs_on_litert(demo_photos) -> None:
