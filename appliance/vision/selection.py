@@ -41,6 +41,9 @@ there is none; the caller starts the next window after ``NO_FACE`` or ``APPROACH
   sensor gain: the quality gate's ``noise`` measure) or a dark one that the tone curve
   lifted hard (backlight: few grey levels were recorded). On the bench such faces
   verify far less often at the first capture's size, most often only near the camera.
+  A traveller who stops coming nearer (at the gate, short of that size) is taken as near
+  as they came once settled, if their face is ``stopped_retake_growth`` times the one
+  sent: the attempt is spent on their nearest face rather than left unused by a referral.
   Once a face is big enough, the second look goes on while the traveller still comes
   nearer: a face ``nearer_growth`` times bigger within ``nearer_frames`` frames replaces
   it (the last look is the traveller's nearest; on the bench the face at the traveller's
@@ -103,6 +106,8 @@ class SelectionRules:
     # grey levels) or dark (lifted by a tone curve of ``weak_face_gamma`` or less). Such a
     # face needs far more pixels before it verifies (see ``retake``).
     weak_retake_growth: float = 1.8
+    # ... or, once the traveller has stopped coming nearer (settled), this much
+    stopped_retake_growth: float = 1.2
     weak_face_noise: float = 2.0
     weak_face_gamma: float = 0.6
     retake_frames: int = 45  # 1.5 s at 30 fps for the traveller to come that near
@@ -118,7 +123,8 @@ class SelectionRules:
             raise ValueError("steady_frames, settle_frames and still_frames must be >= 1")
         if not 1 <= self.attempts <= MAX_ATTEMPTS:
             raise ValueError(f"attempts must be 1 to {MAX_ATTEMPTS}")
-        if min(self.retake_growth, self.weak_retake_growth) < 1.0 or self.retake_frames < 1:
+        growths = (self.retake_growth, self.weak_retake_growth, self.stopped_retake_growth)
+        if min(growths) < 1.0 or self.retake_frames < 1:
             raise ValueError("retake growths must be >= 1 and retake_frames >= 1")
         if self.nearer_growth <= 1.0 or self.nearer_frames < 1:
             raise ValueError("nearer_growth must be > 1 and nearer_frames >= 1")
@@ -232,6 +238,9 @@ class FrameSelector:
         self._companion_clear = 0  # whole-zone searches in a row without a companion
         self._companion_face: Face | None = None  # where the companion was last seen
         self._widths: deque[tuple[int, float]] = deque()
+        # a second look: the smallest inter-eye distance taken from a traveller who has
+        # stopped coming nearer (None: no such allowance)
+        self._stopped_need: float | None = None
         reset_detector = getattr(self.detector, "reset", None)
         if callable(reset_detector):
             reset_detector()
@@ -299,18 +308,22 @@ class FrameSelector:
         )
         growth = rules.weak_retake_growth if weak else rules.retake_growth
         left = rules.retake_frames
+        sent_ied = sent.measures["inter_eye_distance"]
         try:
-            self._need(base, sent.measures["inter_eye_distance"] * growth)
+            self._need(base, sent_ied * growth)
+            self._stopped_need = sent_ied * rules.stopped_retake_growth
             while True:
                 answer = self.select(
                     source, opted_out=opted_out, max_frames=min(left, self.window_frames)
                 )
                 left -= answer.frames_seen
                 if isinstance(answer, Selection):
+                    self._stopped_need = None
                     return self._nearest(source, answer, left, opted_out, base)
                 if not answer.undecided or left <= 0:
                     return answer
         finally:
+            self._stopped_need = None
             self.limits = base
 
     def _need(self, base: QualityThresholds, inter_eye_px: float) -> None:
@@ -386,6 +399,7 @@ class FrameSelector:
         self._follow(report)
         if face is not None:
             window.closest_ied = max(window.closest_ied, report.measures["inter_eye_distance"])
+            self._take_as_near_as_they_came(report.measures["inter_eye_distance"])
         window.feedback = report.feedback or window.feedback
         candidate = _Candidate(frame, report, zone_faces)
         if report.passed:
@@ -429,6 +443,18 @@ class FrameSelector:
             while self._widths and self._widths[0][0] < self._frames - rules.settle_frames:
                 self._widths.popleft()
         self._previous = face
+
+    def _take_as_near_as_they_came(self, inter_eye_px: float) -> None:
+        """In a second look, a traveller settled short of the size asked for: from the next
+        frame on, their face is taken at the size it has now (if ``_stopped_need`` allows)."""
+        need = self._stopped_need
+        settled = self._track >= self.rules.settle_frames and not self._approaching()
+        if need is None or not settled or not need <= inter_eye_px < self.limits.min_inter_eye_px:
+            return
+        self._stopped_need = None
+        self.limits = replace(
+            self.limits, min_inter_eye_px=inter_eye_px, hard_min_inter_eye_px=inter_eye_px
+        )
 
     def _steady_choice(self) -> _Candidate | None:
         """The best frame of a steady run, if the whole zone allows sending it."""

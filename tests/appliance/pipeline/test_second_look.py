@@ -18,7 +18,7 @@ from appliance.matching.answers import Decision
 from appliance.pipeline.traveller import TravellerPipeline
 from appliance.vision.progress import CaptureProgress
 from appliance.vision.quality import QualityThresholds
-from appliance.vision.selection import FrameSelector, Selection, SelectionRules
+from appliance.vision.selection import FrameSelector, NoSelection, Selection, SelectionRules
 from firmware_bridge.host import OptOutPressed
 from firmware_bridge.protocol import Indicator
 from testbed.testing import FakeMatcher
@@ -286,3 +286,63 @@ def test_a_second_look_stopped_before_it_sent_anything_counts_one_capture_sent(
 def test_attempts_are_bounded(attempts):
     with pytest.raises(ValueError, match="attempts must be 1 to 3"):
         SelectionRules(attempts=attempts)
+
+
+class Chained:
+    """One camera over two walks: ``then`` takes over when ``first`` has given a frame
+    more than the frames read so far (the traveller's later steps)."""
+
+    def __init__(self, first: WalkingUp) -> None:
+        self.first, self.then = first, None
+        self.given = first.given
+
+    def read(self):
+        frame = (self.then or self.first).read()
+        if self.then is not None and frame is not None:
+            self.given.append(frame)
+        return frame
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_traveller_who_stops_short_of_the_size_asked_is_taken_as_near_as_they_came(
+    detector, demo_photos
+):
+    """The second look asks for a face 1.4 times the one sent; a traveller who stops at
+    the gate 1.3 times as near is sent at that size once settled, rather than referred
+    with the attempt unused."""
+    photo = demo_photos / "obama2.jpg"
+    rules = SelectionRules()
+    selector = FrameSelector(detector, QualityThresholds(), rules)
+    walk = WalkingUp(photo, frames=25, start=0.2, end=0.6)
+    source = Chained(walk)
+    first = selector.select(source)
+    assert isinstance(first, Selection)
+    scale = float(walk.scales[len(walk.given) - 1])
+    source.then = WalkingUp(photo, frames=8, start=scale, end=1.3 * scale)
+
+    again = selector.retake(source, first.report)
+
+    assert isinstance(again, Selection)
+    grew = again.report.measures["inter_eye_distance"] / first.report.measures["inter_eye_distance"]
+    assert rules.stopped_retake_growth <= grew < rules.retake_growth
+    kept = [frame for frame in source.given if frame.any()]
+    assert len(kept) == 2 and kept[0] is first.frame and kept[1] is again.frame
+
+
+def test_a_traveller_who_stops_nearly_where_they_were_is_still_referred(detector, demo_photos):
+    """Not bigger by ``stopped_retake_growth``: the attempt is not spent on much the same
+    face."""
+    photo = demo_photos / "obama2.jpg"
+    selector = FrameSelector(detector, QualityThresholds(), SelectionRules())
+    walk = WalkingUp(photo, frames=25, start=0.2, end=0.6)
+    source = Chained(walk)
+    first = selector.select(source)
+    assert isinstance(first, Selection)
+    scale = float(walk.scales[len(walk.given) - 1])
+    source.then = WalkingUp(photo, frames=8, start=scale, end=1.1 * scale)
+
+    assert isinstance(selector.retake(source, first.report), NoSelection)
+    kept = [frame for frame in source.given if frame.any()]
+    assert len(kept) == 1 and kept[0] is first.frame
