@@ -306,21 +306,28 @@ class Chained:
         pass
 
 
-def test_a_traveller_who_stops_short_of_the_size_asked_is_taken_as_near_as_they_came(
-    detector, demo_photos
-):
-    """The second look asks for a face 1.4 times the one sent; a traveller who stops at
-    the gate 1.3 times as near is sent at that size once settled, rather than referred
-    with the attempt unused."""
+def captured_then_stopped(detector, demo_photos, rules: SelectionRules, stop: float):
+    """A first capture of a traveller walking up, who then walks on to ``stop`` times the
+    size of the last frame read and stands there."""
     photo = demo_photos / "obama2.jpg"
-    rules = SelectionRules()
     selector = FrameSelector(detector, QualityThresholds(), rules)
     walk = WalkingUp(photo, frames=25, start=0.2, end=0.6)
     source = Chained(walk)
     first = selector.select(source)
     assert isinstance(first, Selection)
     scale = float(walk.scales[len(walk.given) - 1])
-    source.then = WalkingUp(photo, frames=8, start=scale, end=1.3 * scale)
+    source.then = WalkingUp(photo, frames=8, start=scale, end=stop * scale)
+    return selector, source, first
+
+
+def test_a_traveller_who_stops_short_of_the_size_asked_is_taken_as_near_as_they_came(
+    detector, demo_photos
+):
+    """The second look asks for a face 1.4 times the one sent; a traveller who stops at
+    the gate 1.3 times as near is sent at that size once settled, rather than referred
+    with the attempt unused."""
+    rules = SelectionRules()
+    selector, source, first = captured_then_stopped(detector, demo_photos, rules, 1.3)
 
     again = selector.retake(source, first.report)
 
@@ -334,14 +341,7 @@ def test_a_traveller_who_stops_short_of_the_size_asked_is_taken_as_near_as_they_
 def test_a_traveller_who_stops_nearly_where_they_were_is_still_referred(detector, demo_photos):
     """Not bigger by ``stopped_retake_growth``: the attempt is not spent on much the same
     face."""
-    photo = demo_photos / "obama2.jpg"
-    selector = FrameSelector(detector, QualityThresholds(), SelectionRules())
-    walk = WalkingUp(photo, frames=25, start=0.2, end=0.6)
-    source = Chained(walk)
-    first = selector.select(source)
-    assert isinstance(first, Selection)
-    scale = float(walk.scales[len(walk.given) - 1])
-    source.then = WalkingUp(photo, frames=8, start=scale, end=1.1 * scale)
+    selector, source, first = captured_then_stopped(detector, demo_photos, SelectionRules(), 1.1)
 
     assert isinstance(selector.retake(source, first.report), NoSelection)
     kept = [frame for frame in source.given if frame.any()]
