@@ -318,7 +318,7 @@ class FrameSelector:
                 )
                 left -= answer.frames_seen
                 if isinstance(answer, Selection):
-                    self._stopped_need = None
+                    self._stopped_need = None  # "nearer" asks for more than this face
                     return self._nearest(source, answer, left, opted_out, base)
                 if not answer.undecided or left <= 0:
                     return answer
@@ -448,8 +448,9 @@ class FrameSelector:
         """In a second look, a traveller settled short of the size asked for: from the next
         frame on, their face is taken at the size it has now (if ``_stopped_need`` allows)."""
         need = self._stopped_need
-        settled = self._track >= self.rules.settle_frames and not self._approaching()
-        if need is None or not settled or not need <= inter_eye_px < self.limits.min_inter_eye_px:
+        if need is None or not need <= inter_eye_px < self.limits.min_inter_eye_px:
+            return
+        if not self._settled():
             return
         self._stopped_need = None
         self.limits = replace(
@@ -511,10 +512,13 @@ class FrameSelector:
         return (
             report.passes_hard_minimums
             and "motion" not in report.failures
-            and self._track >= self.rules.settle_frames
+            and self._settled()
             and not self._companion_recent()
-            and not self._approaching()
         )
+
+    def _settled(self) -> bool:
+        """Followed for ``settle_frames`` and no longer coming nearer."""
+        return self._track >= self.rules.settle_frames and not self._approaching()
 
     def _approaching(self) -> bool:
         if len(self._widths) < 2:

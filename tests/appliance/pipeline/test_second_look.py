@@ -289,8 +289,8 @@ def test_attempts_are_bounded(attempts):
 
 
 class Chained:
-    """One camera over two walks: ``then`` takes over when ``first`` has given a frame
-    more than the frames read so far (the traveller's later steps)."""
+    """One camera over two walks: frames come from ``first`` until ``then`` is set (the
+    traveller's later steps); ``given`` holds every frame of both."""
 
     def __init__(self, first: WalkingUp) -> None:
         self.first, self.then = first, None
