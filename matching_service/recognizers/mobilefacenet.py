@@ -69,6 +69,14 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, shift[:, None]])
 
 
+def _network_input(chip: np.ndarray) -> np.ndarray:
+    """The BGR chip as the network's NCHW RGB input, scaled to about [-1, 1]."""
+    tensor = chip[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
+    tensor -= 127.5
+    tensor *= 1 / 128
+    return tensor
+
+
 class MobileFaceNetRecognizer:
     """Largest face in a BGR image -> unit 192-d embedding. One per thread or worker."""
 
@@ -151,11 +159,11 @@ class MobileFaceNetRecognizer:
             finally:
                 if smoothed is not None:
                     smoothed.fill(0)
-            tensor = chip[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
-            chip.fill(0)
             try:
-                tensor -= 127.5
-                tensor *= 1 / 128
+                tensor = _network_input(chip)
+            finally:
+                chip.fill(0)  # also when the copy fails (no memory for it)
+            try:
                 raw = self.embed(tensor)[0]
             finally:
                 tensor.fill(0)

@@ -138,3 +138,19 @@ def test_mobilefacenet_leaves_no_pixels_in_its_buffers(mobilefacenet, demo_photo
     assert len(fed) == 2 and buffers
     assert all(not a.any() for a in buffers), [a.shape for a in buffers if a.any()]
     assert image.any(), "the caller's image stays the caller's to zeroize"
+
+
+def test_mobilefacenet_wipes_the_chip_when_its_input_cannot_be_made(
+    mobilefacenet, demo_photos, monkeypatch
+):
+    """Out of memory for the network's input: the aligned chip is zeroized all the same."""
+    chips = record_outputs(monkeypatch, cv2, "warpAffine")
+
+    def no_memory(chip):
+        raise MemoryError("no room for the network's input")
+
+    monkeypatch.setattr(mfn_module, "_network_input", no_memory)
+    image = cv2.imread(str(demo_photos / "obama.jpg"))
+    with pytest.raises(MemoryError):
+        mobilefacenet.encode(image)
+    assert chips and all(not chip.any() for chip in chips)
