@@ -20,16 +20,23 @@ is shrunk to 1/8 (an average over 8x8 pixels, about 0.4 ms) and compared with th
 of the last frame searched and found empty; a frame that differs nowhere by more than
 ``IDLE_CHANGE`` grey levels is that empty zone again (a face of 40 px changes a 5x5
 patch of it far more), and at least every ``IDLE_MAX_FRAMES`` frames the zone is
-searched anyway. That small picture of the empty lane is the only image kept between
-frames; it is zeroized when replaced, when a face is found and on ``reset``.
+searched anyway. A lane that keeps changing with nobody in it (people walking past
+beyond the gate) is searched on every other frame once every kind of search below has
+found not even a possible face there: a traveller stepping in is found a frame later,
+and is still far too small to capture for a second or more (one whom the zone model
+scores low, far off in a noisy picture, is a possible face already, and is looked for
+on every frame). That small picture of the empty lane is the
+only image kept between frames; it is zeroized when replaced, when a face is found and
+on ``reset``.
 
 The search for a traveller is bracketed, one kind of search per frame in turn: the
 full-range model as it is; with ``shadow_gamma``, the same through that tone curve (a
 face in shadow before a bright window, which the camera's exposure leaves dark); and
 the short-range model on the whole zone (about 1.5 ms), which finds a large face at the
 gate that the full-range model, made for small ones, scores low when it is dark. So a
-traveller is found within two or three frames whatever the light, at a lower cost per
-frame than the full-range model alone. The zone is taken as empty only after every
+traveller is found within two or three frames whatever the light (twice that in a
+lane already found empty that keeps moving), at a lower cost per frame than the
+full-range model alone. The zone is taken as empty only after every
 kind of search found nobody. With ``shadow_gamma``, while following, a face that was
 dark in the last frame
 is looked for through the tone curve that lifts it (``appliance.vision.tone``), however
@@ -118,6 +125,8 @@ class TrackingDetector:
         self._unseen = 0  # refreshes in a row in which the zone model missed the face
         self._idle_frames = 0
         self._empty_searches = 0  # zone searches in a row that found nobody
+        self._blank_searches = 0  # ... that found not even a possible face
+        self._searched_last = False  # the last frame's zone was searched (not idle)
         self.zone_searched = True
         self.possible_faces: list[Face] = []  # the last zone search, at the lower threshold
         self.last_search = "none"  # acquire | refresh | reacquire | track | idle
@@ -184,13 +193,12 @@ class TrackingDetector:
             and self._idle_frames < IDLE_MAX_FRAMES
             and int(cv2.absdiff(empty, small).max()) <= IDLE_CHANGE
         ):
-            small.fill(0)
             self._idle_frames += 1
-            self.zone_searched = True
-            self.possible_faces = []
-            self.last_search = "idle"
-            return []
+            return self._idle(small)
         brackets = ("plain", "shadow", "near") if self.shadow_gamma else ("plain", "near")
+        if self._blank_searches >= len(brackets) and self._searched_last:
+            return self._idle(small)  # a moving lane that every kind of search found empty
+        self._searched_last = True
         kind = brackets[self._empty_searches % len(brackets)]
         if kind == "near":
             faces = self._zone(frame, "acquire", near=True)
@@ -199,11 +207,21 @@ class TrackingDetector:
             faces = self._zone(frame, "acquire", gamma=gamma)
         self._forget_empty_zone()
         self._empty_searches = 0 if faces else self._empty_searches + 1
+        self._blank_searches = 0 if self.possible_faces else self._blank_searches + 1
         if faces or self._empty_searches < len(brackets):
             small.fill(0)
         else:
             self._empty_zone = small
         return faces
+
+    def _idle(self, small: np.ndarray) -> list[Face]:
+        """Nobody in view, the zone not searched in this frame (its small copy wiped)."""
+        small.fill(0)
+        self._searched_last = False
+        self.zone_searched = True
+        self.possible_faces = []
+        self.last_search = "idle"
+        return []
 
     def _forget_empty_zone(self) -> None:
         if self._empty_zone is not None:

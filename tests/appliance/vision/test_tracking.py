@@ -159,6 +159,53 @@ def test_an_unchanged_empty_zone_is_not_searched_again() -> None:
     assert tracker.search == "zone" and len(zone.gammas) + len(region.regions) == searched + 1
 
 
+def test_a_moving_lane_found_empty_is_searched_on_every_other_frame() -> None:
+    """People walking past beyond the gate change the zone on every frame; once every kind
+    of search has found nobody, only every other frame is searched, and someone who then
+    steps in is found on the next frame searched."""
+    face = make_face()
+    zone = Zone([[], [], [], [face]])  # plain, shadow; (near: the region model); plain, shadow
+    region = Region([])
+    tracker = TrackingDetector(zone, region, zone_width=None, shadow_gamma=0.6)
+    rng = np.random.default_rng(7)
+    searches = []
+    for _ in range(9):
+        found = tracker.detect(rng.integers(0, 255, FRAME.shape, np.uint8))  # all changes
+        searches.append(tracker.search)
+        if found:
+            break
+    assert searches == ["zone"] * 3 + ["idle", "zone", "idle", "zone"]
+    assert found == [face], "the face is found by the search after a frame of rest"
+
+
+def test_a_moving_lane_with_a_possible_face_is_searched_on_every_frame() -> None:
+    """Someone far off in a noisy picture, whom the zone model scores below the threshold,
+    is looked for on every frame: resting would only find them later."""
+    face = make_face()
+    doubtful = Face(0.45, face.box, face.keypoints)
+    zone = Zone([[doubtful]] * 8)
+    region = Region([[doubtful]] * 4)
+    tracker = TrackingDetector(zone, region, zone_width=None, min_score=0.65, shadow_gamma=0.6)
+    rng = np.random.default_rng(11)
+    for _ in range(8):
+        assert tracker.detect(rng.integers(0, 255, FRAME.shape, np.uint8)) == []
+    assert len(zone.gammas) + len(region.regions) == 8
+
+
+def test_a_still_empty_lane_that_changes_is_searched_at_once() -> None:
+    zone = Zone([])
+    tracker = TrackingDetector(zone, Region([]), zone_width=None)
+    empty = np.full((240, 320, 3), 90, np.uint8)
+    for _ in range(3):  # plain, near, then the empty zone again
+        tracker.detect(empty.copy())
+    assert tracker.search == "idle"
+    person = empty.copy()
+    person[60:180, 100:200] = 200
+    searched = len(zone.gammas)
+    tracker.detect(person)
+    assert tracker.search == "zone" and len(zone.gammas) == searched + 1
+
+
 def test_an_idle_zone_is_still_searched_once_in_a_while_and_its_picture_is_wiped() -> None:
     zone = Zone([])
     tracker = TrackingDetector(zone, Region([]), zone_width=None)
