@@ -21,7 +21,9 @@ traveller over consecutive ``process`` calls while the answer is "nobody yet" (n
 or a traveller still approaching) and is reset once the traveller is decided; its
 ``add_observer`` gives a traveller display the face box, keypoints and feedback of each
 frame (``appliance.vision.progress``). A frame accepted with exposure correction is sent
-through the same tone curve it was measured with (``Selection.gamma``).
+through the same tone curve it was measured with (``Selection.gamma``). Each face sent
+is also read by a :class:`appliance.vision.colour_order.ColourOrderWatch`, which warns
+when the camera seems to have swapped red and blue (blue faces, one after another).
 
 The gate is told each step as an event of its state machine (``appliance.gate.machine``):
 capture started, frame sent, the verdict or why there is none. While the capture and the
@@ -69,6 +71,7 @@ from appliance.matching.client import MatchingClient
 from appliance.matching.receipt_sender import ReceiptSender
 from appliance.shutdown import ShutdownRequested, deferred_shutdown
 from appliance.vision.camera import FrameSource
+from appliance.vision.colour_order import ColourOrderWatch
 from appliance.vision.detectors import Detector
 from appliance.vision.progress import CaptureProgress
 from appliance.vision.quality import QualityReport, QualityThresholds
@@ -139,6 +142,7 @@ class TravellerPipeline:
         self.verdict_timeout_s = verdict_timeout_s
         self.boarded = boarded or BoardedTravellers("")
         self.receipts = receipts or ReceiptSender(client.report_purge, ReceiptQueue(None))
+        self.colour_order = ColourOrderWatch()
         self._cancelled = gate.cancelled
 
     def on_capture_progress(self, callback: Callable[[CaptureProgress], object]) -> None:
@@ -242,6 +246,7 @@ class TravellerPipeline:
         tx.watch_frame(selection.frame)
         tx.track(selection.frame)
         tx.captured_at_ms = now_ms()
+        self.colour_order.observe(selection.frame, selection.report.face)
         try:
             sealed = seal_capture(
                 tx,

@@ -70,9 +70,14 @@ def _opponent(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean[:, 0], spread[:, 0]
 
 
+def mean_opponent(image: np.ndarray) -> np.ndarray:
+    """The mean red-green and yellow-blue of a BGR uint8 image (a 2-vector)."""
+    return _opponent(image)[0]
+
+
 def scene_cast(frame: np.ndarray) -> np.ndarray:
     """The frame's mean opponent colour: the light's cast (near 0 under white light)."""
-    return _opponent(frame[::_SCENE_STEP, ::_SCENE_STEP])[0]
+    return mean_opponent(frame[::_SCENE_STEP, ::_SCENE_STEP])
 
 
 def colourfulness(image: np.ndarray, cast: np.ndarray | None = None) -> float:
@@ -131,6 +136,7 @@ __all__ = [
     "MIN_SKIN_HUE_SHARE",
     "SKIN_HUES",
     "colourfulness",
+    "mean_opponent",
     "only_skin",
     "scene_cast",
     "skin_coloured",

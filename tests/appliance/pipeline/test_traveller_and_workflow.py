@@ -29,6 +29,7 @@ from appliance.gate.workflow import GateWorkflow, Mode
 from appliance.matching.answers import Decision
 from appliance.pipeline.traveller import TravellerPipeline
 from appliance.vision.camera import ReplaySource
+from appliance.vision.colour_order import ColourOrderWatch
 from firmware_bridge.host import DoorChanged, LinkState, OptOutPressed
 from firmware_bridge.protocol import Indicator
 from testbed.simulate import TwoFacesSource
@@ -576,3 +577,34 @@ def test_capture_progress_reports_coordinates_and_feedback_only(
     assert len(seen) == result.frames_seen == 3  # one report per frame looked at
     fields = {type(v) for p in seen for v in vars(p).values()}
     assert fields <= {int, float, str, bool, tuple, Feedback, type(None)}  # no arrays, bytes
+
+
+class SwappedSource(ReplaySource):
+    """A camera whose red and blue are swapped (a driver delivering R, G, B)."""
+
+    def __init__(self, photo: Path) -> None:
+        super().__init__([photo], canvas=CANVAS, repeat=6)
+
+    def read(self):
+        frame = super().read()
+        if frame is None:
+            return None
+        swapped = np.ascontiguousarray(frame[:, :, ::-1])
+        frame.fill(0)
+        return swapped
+
+
+@pytest.mark.parametrize("swapped", [True, False])
+def test_faces_sent_from_a_camera_with_red_and_blue_swapped_are_reported(
+    detector, gate, link, ledger, demo_photos, caplog, swapped
+):
+    boarding = boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger)
+    boarding.colour_order = ColourOrderWatch(run=1)
+    photo = demo_photos / "obama2.jpg"
+    with caplog.at_level(logging.WARNING, logger="gate.camera"):
+        result = boarding.process(
+            SwappedSource(photo) if swapped else ReplaySource([photo], canvas=CANVAS, repeat=6)
+        )
+    assert result.outcome == "granted", "a warning, not a refusal: the matcher decides"
+    warned = [r for r in caplog.records if "red and blue look swapped" in r.getMessage()]
+    assert len(warned) == (1 if swapped else 0)
