@@ -14,8 +14,10 @@ CLEAR_LANE_FRAMES = 15  # half a second of a 30 fps camera with nobody in view
 
 def lane_clears(source: FrameSource, detector: Detector, stop: threading.Event) -> bool:
     """Read frames until ``CLEAR_LANE_FRAMES`` in a row show no face (True), or the source
-    ends or ``stop`` is set (False only on stop). Each frame is zeroized once looked at;
-    nothing is captured or sent, so an opted-out face is never captured on its way out."""
+    ends or ``stop`` is set (False only on stop). A frame the detector did not look at (a
+    tracker resting in a moving lane) counts neither way. Each frame is zeroized once
+    looked at; nothing is captured or sent, so an opted-out face is never captured on its
+    way out."""
     clear = 0
     while clear < CLEAR_LANE_FRAMES:
         if stop.is_set():
@@ -24,7 +26,10 @@ def lane_clears(source: FrameSource, detector: Detector, stop: threading.Event) 
         if frame is None:
             return not getattr(source, "live", False)  # a replay that ended: nobody left
         try:
-            clear = 0 if detector.detect(frame) else clear + 1
+            if detector.detect(frame):
+                clear = 0
+            elif getattr(detector, "zone_searched", True):
+                clear += 1
         finally:
             frame.fill(0)
     return True

@@ -38,8 +38,8 @@ class CaptureProgress:
     # for a second look (the traveller must come nearer than the face that was sent)
     min_inter_eye_px: float
     # "zone": the whole capture zone was searched; "track": a region around the face;
-    # "idle": not searched, nobody in view (the empty zone again, or a moving lane that
-    # every kind of search just found empty: searched on every other frame)
+    # "idle": not searched, the empty zone again (nobody in view); "rest": not looked at,
+    # a moving lane that every kind of search just found empty (every other frame)
     search: str
     # this frame completed a capture decision: it is sent, unless a second look finds the
     # traveller nearer within ``SelectionRules.nearer_frames`` (the nearer one is sent)

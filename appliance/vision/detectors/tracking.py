@@ -42,10 +42,11 @@ dark in the last frame
 is looked for through the tone curve that lifts it (``appliance.vision.tone``), however
 bright the rest of the region is.
 
-A region search returns only the followed face, so ``zone_searched`` tells the caller
-whether the last ``detect`` saw the whole zone (``search`` says how: ``zone``,
-``track`` or ``idle``); before anything is sent, ``appliance.vision.selection`` checks
-that frame with ``detect_zone``.
+A region search returns only the followed face, and a moving empty lane's resting frame
+nothing, so ``zone_searched`` tells the caller whether the last ``detect`` saw the whole
+zone (``search`` says how: ``zone``, ``track``, ``idle`` or ``rest``; "is the lane
+clear?" counts only frames that were looked at); before anything is sent,
+``appliance.vision.selection`` checks that frame with ``detect_zone``.
 
 Two thresholds: a face must score ``min_score`` to be found and followed, but the zone
 model runs at the lower ``acquire``'s own threshold and everything it finds above that
@@ -129,12 +130,13 @@ class TrackingDetector:
         self._searched_last = False  # the last frame's zone was searched (not idle)
         self.zone_searched = True
         self.possible_faces: list[Face] = []  # the last zone search, at the lower threshold
-        self.last_search = "none"  # acquire | refresh | reacquire | track | idle
+        self.last_search = "none"  # acquire | refresh | reacquire | track | idle | rest
 
     @property
     def search(self) -> str:
-        """How the last ``detect`` looked: ``zone``, ``track`` (a region) or ``idle``."""
-        if self.last_search in ("track", "idle"):
+        """How the last ``detect`` looked: ``zone``, ``track`` (a region), ``idle`` (the
+        empty zone again) or ``rest`` (a moving empty lane's frame not looked at)."""
+        if self.last_search in ("track", "idle", "rest"):
             return self.last_search
         return "zone"
 
@@ -197,7 +199,11 @@ class TrackingDetector:
             return self._idle(small)
         brackets = ("plain", "shadow", "near") if self.shadow_gamma else ("plain", "near")
         if self._blank_searches >= len(brackets) and self._searched_last:
-            return self._idle(small)  # a moving lane that every kind of search found empty
+            # a moving lane that every kind of search found empty: not looked at this time
+            self._idle(small)
+            self.zone_searched = False
+            self.last_search = "rest"
+            return []
         self._searched_last = True
         kind = brackets[self._empty_searches % len(brackets)]
         if kind == "near":
@@ -215,7 +221,7 @@ class TrackingDetector:
         return faces
 
     def _idle(self, small: np.ndarray) -> list[Face]:
-        """Nobody in view, the zone not searched in this frame (its small copy wiped)."""
+        """The zone is the empty zone again: not searched (its small copy wiped)."""
         small.fill(0)
         self._searched_last = False
         self.zone_searched = True

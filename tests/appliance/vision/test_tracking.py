@@ -3,10 +3,13 @@ models on a real face (region search, exposure lift, the pair the tracker is mad
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 import pytest
 
+from appliance.pipeline.lane import CLEAR_LANE_FRAMES, lane_clears
 from appliance.vision.camera import place_in_canvas
 from appliance.vision.detectors import create_detector
 from appliance.vision.detectors.base import Face, iou
@@ -174,8 +177,25 @@ def test_a_moving_lane_found_empty_is_searched_on_every_other_frame() -> None:
         searches.append(tracker.search)
         if found:
             break
-    assert searches == ["zone"] * 3 + ["idle", "zone", "idle", "zone"]
+    assert searches == ["zone"] * 3 + ["rest", "zone", "rest", "zone"]
     assert found == [face], "the face is found by the search after a frame of rest"
+
+
+def test_the_lane_is_clear_only_after_as_many_frames_looked_at() -> None:
+    """ "Is the lane clear?" after a referral: a resting frame is not a frame seen empty, so
+    someone lingering in a moving lane is looked for on the full count of frames."""
+    zone, region = Zone([]), Region([])
+    tracker = TrackingDetector(zone, region, zone_width=None, shadow_gamma=0.6)
+    rng = np.random.default_rng(5)
+
+    class MovingLane:
+        live = True
+
+        def read(self):
+            return rng.integers(0, 255, FRAME.shape, np.uint8)
+
+    assert lane_clears(MovingLane(), tracker, threading.Event())
+    assert len(zone.gammas) + len(region.regions) == CLEAR_LANE_FRAMES
 
 
 def test_a_moving_lane_with_a_possible_face_is_searched_on_every_frame() -> None:
