@@ -143,12 +143,23 @@ class TravellerPipeline:
         self.boarded = boarded or BoardedTravellers("")
         self.receipts = receipts or ReceiptSender(client.report_purge, ReceiptQueue(None))
         self.colour_order = ColourOrderWatch()
+        self._colour_check_failed = False
         self._cancelled = gate.cancelled
 
     def on_capture_progress(self, callback: Callable[[CaptureProgress], object]) -> None:
         """Call ``callback`` for every frame a capture looks at (on the capture's thread;
         its exceptions are logged, never passed on to the capture)."""
         self.selector.add_observer(callback)
+
+    def _check_colour_order(self, selection: Selection) -> None:
+        """The camera's colour order, read from the face sent: a diagnostic, so a fault in
+        it is logged once and never stops the capture."""
+        try:
+            self.colour_order.observe(selection.frame, selection.report.face)
+        except Exception:
+            if not self._colour_check_failed:
+                log.exception("the camera colour-order check failed")
+                self._colour_check_failed = True
 
     def _refer(self, event: Event, reason: str) -> None:
         self.gate.refer(reason, event)
@@ -246,7 +257,7 @@ class TravellerPipeline:
         tx.watch_frame(selection.frame)
         tx.track(selection.frame)
         tx.captured_at_ms = now_ms()
-        self.colour_order.observe(selection.frame, selection.report.face)
+        self._check_colour_order(selection)
         try:
             sealed = seal_capture(
                 tx,

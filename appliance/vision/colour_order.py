@@ -9,8 +9,10 @@ plane (``appliance.vision.detectors.skin``), lay at 28-65 degrees for 98 % of 29
 faces-dev faces (1st to 99th percentile) and at 229-269 degrees for the same faces with
 red and blue swapped. So ``ColourOrderWatch`` counts the faces sent in a row whose hue
 is on the blue side (``BLUE_SIDE``) and logs one warning when ``SWAPPED_RUN`` of them
-have been; a face of skin's hue ends the run. A face with too little colour to tell (a
-dim hall, a grey camera) counts neither way. Only the angle is kept, never pixels.
+have been; a face of skin's hue (``SKIN_FACE_HUES``) ends the run. A face with too
+little colour to tell (a dim hall, a grey camera) or of some other hue (green light)
+counts neither way. Only a count is kept, never pixels, and the warning names no hue:
+it is about the camera, not about whoever stood in front of it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gate_contract.image_noise import middle_half
 log = logging.getLogger("gate.camera")
 
 BLUE_SIDE = (150.0, 330.0)  # degrees on the opponent plane: skin with red and blue swapped
+SKIN_FACE_HUES = (15.0, 80.0)  # a face's mean hue as it is (28-65 on faces-dev, with margin)
 MIN_CHROMA = 4.0  # a face's mean colour nearer the scene's cast than this tells nothing
 SWAPPED_RUN = 5  # faces sent in a row on the blue side before the warning
 
@@ -58,20 +61,26 @@ class ColourOrderWatch:
         hue = face_hue(frame, face)
         if hue is None:
             return
-        if not BLUE_SIDE[0] <= hue <= BLUE_SIDE[1]:
+        if SKIN_FACE_HUES[0] <= hue <= SKIN_FACE_HUES[1]:
             self.blue_in_a_row = 0
             self.warned = False
-            return
-        self.blue_in_a_row += 1
-        if self.blue_in_a_row >= self.run and not self.warned:
-            self.warned = True
-            log.warning(
-                "the camera's red and blue look swapped: the last %d faces sent were blue "
-                "(hue %.0f degrees; skin is 28-65). Check the camera driver and the pixel "
-                "format it delivers (the gate reads B, G, R); matching suffers until then",
-                self.blue_in_a_row,
-                hue,
-            )
+        elif BLUE_SIDE[0] <= hue <= BLUE_SIDE[1]:
+            self.blue_in_a_row += 1
+            if self.blue_in_a_row >= self.run and not self.warned:
+                self.warned = True
+                log.warning(
+                    "the camera's red and blue look swapped: the last %d faces sent were "
+                    "blue. Check the camera driver and the pixel format it delivers (the "
+                    "gate reads B, G, R); matching suffers until then",
+                    self.blue_in_a_row,
+                )
 
 
-__all__ = ["BLUE_SIDE", "MIN_CHROMA", "SWAPPED_RUN", "ColourOrderWatch", "face_hue"]
+__all__ = [
+    "BLUE_SIDE",
+    "MIN_CHROMA",
+    "SKIN_FACE_HUES",
+    "SWAPPED_RUN",
+    "ColourOrderWatch",
+    "face_hue",
+]

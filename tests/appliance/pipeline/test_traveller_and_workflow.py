@@ -608,3 +608,18 @@ def test_faces_sent_from_a_camera_with_red_and_blue_swapped_are_reported(
     assert result.outcome == "granted", "a warning, not a refusal: the matcher decides"
     warned = [r for r in caplog.records if "red and blue look swapped" in r.getMessage()]
     assert len(warned) == (1 if swapped else 0)
+
+
+def test_a_failing_colour_order_check_never_stops_a_capture(
+    detector, gate, link, ledger, demo_photos, caplog, monkeypatch
+):
+    boarding = boarding_with(detector, FakeMatcher(Decision.MATCH), gate, ledger)
+
+    def broken(frame, face):
+        raise MemoryError("no room to read the face's colours")
+
+    monkeypatch.setattr(boarding.colour_order, "observe", broken)
+    with caplog.at_level(logging.ERROR):
+        result = boarding.process(KeptSource(demo_photos / "obama2.jpg"))
+    assert result.outcome == "granted"
+    assert any("colour-order check failed" in r.getMessage() for r in caplog.records)
