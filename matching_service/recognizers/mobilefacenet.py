@@ -72,8 +72,12 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 def _network_input(chip: np.ndarray) -> np.ndarray:
     """The BGR chip as the network's NCHW RGB input, scaled to about [-1, 1]."""
     tensor = chip[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
-    tensor -= 127.5
-    tensor *= 1 / 128
+    try:
+        tensor -= 127.5
+        tensor *= 1 / 128
+    except BaseException:
+        tensor.fill(0)
+        raise
     return tensor
 
 
