@@ -25,9 +25,8 @@ beyond the gate) is searched on every other frame once every kind of search belo
 found not even a possible face there: a traveller stepping in is found a frame later,
 and is still far too small to capture for a second or more (one whom the zone model
 scores low, far off in a noisy picture, is a possible face already, and is looked for
-on every frame). That small picture of the empty lane is the
-only image kept between frames; it is zeroized when replaced, when a face is found and
-on ``reset``.
+on every frame). That small picture of the empty lane is the only image kept between
+frames; it is zeroized when replaced, when a face is found and on ``reset``.
 
 The search for a traveller is bracketed, one kind of search per frame in turn: the
 full-range model as it is; with ``shadow_gamma``, the same through that tone curve (a
@@ -36,9 +35,8 @@ the short-range model on the whole zone (about 1.5 ms), which finds a large face
 gate that the full-range model, made for small ones, scores low when it is dark. So a
 traveller is found within two or three frames whatever the light (twice that in a
 lane already found empty that keeps moving), at a lower cost per frame than the
-full-range model alone. The zone is taken as empty only after every
-kind of search found nobody. With ``shadow_gamma``, while following, a face that was
-dark in the last frame
+full-range model alone. The zone is taken as empty only after every kind of search found
+nobody. With ``shadow_gamma``, while following, a face that was dark in the last frame
 is looked for through the tone curve that lifts it (``appliance.vision.tone``), however
 bright the rest of the region is.
 
@@ -196,14 +194,10 @@ class TrackingDetector:
             and int(cv2.absdiff(empty, small).max()) <= IDLE_CHANGE
         ):
             self._idle_frames += 1
-            return self._idle(small)
+            return self._not_searched(small, "idle")
         brackets = ("plain", "shadow", "near") if self.shadow_gamma else ("plain", "near")
         if self._blank_searches >= len(brackets) and self._searched_last:
-            # a moving lane that every kind of search found empty: not looked at this time
-            self._idle(small)
-            self.zone_searched = False
-            self.last_search = "rest"
-            return []
+            return self._not_searched(small, "rest")
         self._searched_last = True
         kind = brackets[self._empty_searches % len(brackets)]
         if kind == "near":
@@ -220,13 +214,15 @@ class TrackingDetector:
             self._empty_zone = small
         return faces
 
-    def _idle(self, small: np.ndarray) -> list[Face]:
-        """The zone is the empty zone again: not searched (its small copy wiped)."""
+    def _not_searched(self, small: np.ndarray, why: str) -> list[Face]:
+        """Nobody followed and the zone not searched in this frame (its small copy wiped):
+        ``idle``, the empty zone again (seen, so a zone seen empty), or ``rest``, a moving
+        lane that every kind of search found empty (not looked at this time)."""
         small.fill(0)
         self._searched_last = False
-        self.zone_searched = True
+        self.zone_searched = why == "idle"
         self.possible_faces = []
-        self.last_search = "idle"
+        self.last_search = why
         return []
 
     def _forget_empty_zone(self) -> None:
