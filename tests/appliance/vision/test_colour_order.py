@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from appliance.vision.camera import place_in_canvas
-from appliance.vision.colour_order import BLUE_SIDE, ColourOrderWatch, face_hue
+from appliance.vision.colour_order import (
+    BLUE_SIDE,
+    SKIN_FACE_HUES,
+    ColourOrderWatch,
+    face_hue,
+)
 
 PHOTOS = ("obama.jpg", "obama2.jpg", "biden.jpg")
 
@@ -31,7 +36,7 @@ def frames_and_faces(detector, demo_photos):
 def test_skin_has_skin_hues_and_blue_ones_when_red_and_blue_are_swapped(frames_and_faces):
     normal, swapped = frames_and_faces
     for frame, face in normal:
-        assert 15 <= face_hue(frame, face) <= 80
+        assert SKIN_FACE_HUES[0] <= face_hue(frame, face) <= SKIN_FACE_HUES[1]
     for frame, face in swapped:
         assert BLUE_SIDE[0] <= face_hue(frame, face) <= BLUE_SIDE[1]
 
