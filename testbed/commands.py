@@ -185,6 +185,8 @@ def _bench_capture(args: argparse.Namespace) -> int:
                 shown += " verified" if result.verified else " NOT verified"
                 if result.captures_sent > 1:
                     shown += f" ({result.captures_sent} captures sent)"
+            elif args.gallery is not None and result.identity and result.expect == "capture":
+                shown += f" (not verified: {result.identity!r} is not in the gallery)"
             progress.write(f"{result.scene:>24}: {shown}")
 
     recognizer = _recognizer(args)

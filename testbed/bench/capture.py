@@ -22,12 +22,13 @@ scene counts under each of its tags), ``reasons`` (the last feedback of the scen
 were not captured), and with a ``truth.json`` whose face was captured
 (``wrong_person_captures``). With a gallery, ``right_person_rate`` (captures verified
 1:1 as their scene's identity by the reference matcher, over ``expect=capture`` scenes
-of enrolled identities) beside ``matcher_own_rate`` (the scene's source photo, sent as
-it is) and ``nearest_frame_rate`` (the frame where truth.json's traveller face is widest,
-sent as a capture: what the best-timed capture could reach in the scene's light, so a
-gap to ``right_person_rate`` is the capture's timing, and one to ``matcher_own_rate``
-the scene's light and distance). A scene that cannot be read is reported with its error
-and the run goes on.
+of enrolled identities; ``scenes_not_in_gallery`` counts the others, whose identity
+names no gallery folder, so a misspelt name is not taken for a miss) beside
+``matcher_own_rate`` (the scene's source photo, sent as it is) and ``nearest_frame_rate``
+(the frame where truth.json's traveller face is widest, sent as a capture: what the
+best-timed capture could reach in the scene's light, so a gap to ``right_person_rate``
+is the capture's timing, and one to ``matcher_own_rate`` the scene's light and
+distance). A scene that cannot be read is reported with its error and the run goes on.
 """
 
 from __future__ import annotations
@@ -226,6 +227,8 @@ def _verify_with_retakes(
     answer = first
     while True:
         result.verified = verify(result.identity, answer)
+        if result.verified is None:  # not in the gallery: nothing was sent
+            return
         result.captures_sent += 1
         if result.verified:
             result.time_to_verified_s = round((answer.frame_index - 1) / fps, 3)
@@ -309,6 +312,9 @@ def summarise(results: list[SceneResult], *, with_gallery: bool) -> dict:
         nearest = [r.nearest_verified for r in positive if r.nearest_verified is not None]
         summary["nearest_frame_rate"] = round(sum(nearest) / len(nearest), 4) if nearest else None
         summary["verified_scenes"] = len(asked)
+        summary["scenes_not_in_gallery"] = sum(
+            r.identity is not None and r.verified is None for r in positive
+        )
         summary["right_person_first_capture_rate"] = (
             round(sum(bool(r.verified) and r.captures_sent == 1 for r in asked) / len(asked), 4)
             if asked

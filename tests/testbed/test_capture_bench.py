@@ -189,6 +189,32 @@ def test_the_gallery_verifies_the_capture_through_the_matcher(scenes: Path, phot
     assert figures["retaken_scenes"] in (0, 1)
 
 
+def test_a_scene_whose_identity_the_gallery_lacks_is_named_not_counted_a_miss(
+    scenes: Path, photos: Path, tmp_path: Path
+) -> None:
+    """Someone's own scenes and gallery, with a name spelt two ways: that scene is said to
+    be not in the gallery, nothing is sent for it, and the rates leave it out (it was
+    shown as one capture sent and silently dropped from the rates)."""
+    import shutil
+
+    own = tmp_path / "scenes"
+    shutil.copytree(scenes / "approach_00", own / "enrolled")
+    shutil.copytree(scenes / "approach_00", own / "misspelt")
+    info = json.loads((own / "misspelt" / "scene.json").read_text())
+    (own / "misspelt" / "scene.json").write_text(
+        json.dumps({**info, "identity": info["identity"].upper()})
+    )
+    details = tmp_path / "details.jsonl"
+    run = gatectl("bench", "capture", "--scenes", str(own), "--gallery", str(photos),
+                  "--details", str(details))  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"(not verified: {info['identity'].upper()!r} is not in the gallery)" in run.stdout
+    assert "scenes_not_in_gallery: 1" in run.stdout and "verified_scenes: 1" in run.stdout
+    rows = {row["scene"]: row for row in map(json.loads, details.read_text().splitlines())}
+    assert rows["misspelt"]["captures_sent"] == 0 and rows["misspelt"]["verified"] is None
+    assert rows["enrolled"]["captures_sent"] >= 1
+
+
 def test_a_capture_that_is_not_verified_is_taken_again_as_the_service_does(scenes: Path):
     """The bench's verify follows the service's second look: the matcher says no, the
     same scene goes on to a nearer face, sent once more, and no more than that."""
