@@ -125,7 +125,6 @@ class TrackingDetector:
         self._idle_frames = 0
         self._empty_searches = 0  # zone searches in a row that found nobody
         self._blank_searches = 0  # ... that found not even a possible face
-        self._searched_last = False  # the last frame's zone was searched (not idle)
         self.zone_searched = True
         self.possible_faces: list[Face] = []  # the last zone search, at the lower threshold
         self.last_search = "none"  # acquire | refresh | reacquire | track | idle | rest
@@ -196,9 +195,9 @@ class TrackingDetector:
             self._idle_frames += 1
             return self._not_searched(small, "idle")
         brackets = ("plain", "shadow", "near") if self.shadow_gamma else ("plain", "near")
-        if self._blank_searches >= len(brackets) and self._searched_last:
+        searched_last = self.last_search not in ("idle", "rest")
+        if self._blank_searches >= len(brackets) and searched_last:
             return self._not_searched(small, "rest")
-        self._searched_last = True
         kind = brackets[self._empty_searches % len(brackets)]
         if kind == "near":
             faces = self._zone(frame, "acquire", near=True)
@@ -219,7 +218,6 @@ class TrackingDetector:
         ``idle``, the empty zone again (seen, so a zone seen empty), or ``rest``, a moving
         lane that every kind of search found empty (not looked at this time)."""
         small.fill(0)
-        self._searched_last = False
         self.zone_searched = why == "idle"
         self.possible_faces = []
         self.last_search = why
